@@ -1,0 +1,25 @@
+"""shopfloor: deep learning for the factory floor.
+
+Public API: the estimators, `load`, and `__version__`. Heavy modules load on first use so
+that `import shopfloor` (and `shopfloor --help`) stays fast.
+"""
+
+from __future__ import annotations
+
+__version__ = "0.1.0"
+__all__ = ["TabularModel", "load", "__version__"]
+
+
+def load(folder):
+    """Load a saved model folder (any task). Only safetensors and JSON are read."""
+    from shopfloor.tasks.base import load as _load
+
+    return _load(folder)
+
+
+def __getattr__(name: str):
+    if name == "TabularModel":
+        from shopfloor.tasks.tabular import TabularModel
+
+        return TabularModel
+    raise AttributeError(f"module 'shopfloor' has no attribute '{name}'")

@@ -1,0 +1,128 @@
+"""Model folders: `model.safetensors` + `manifest.json`. The only place that touches model files.
+
+A model folder can never run code when loaded: weights are safetensors, everything else is
+JSON. The manifest records the format version, the task, the package version, the
+constructor parameters, the learned non-tensor state (schema, thresholds, metrics) and
+checksums of itself and of the weights, so that a damaged or hand-edited folder is refused
+with a clear message instead of giving silently different answers.
+
+Saving is atomic: the folder is written under a temporary name and renamed into place.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+from datetime import UTC, datetime
+from pathlib import Path
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+
+from shopfloor.errors import ModelTooNew, NotAModel
+
+FORMAT = "shopfloor-model"
+FORMAT_VERSION = 1
+MANIFEST = "manifest.json"
+WEIGHTS = "model.safetensors"
+
+
+def _sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _sha256_json(data: dict) -> str:
+    canonical = json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def save_artifact(folder: str | os.PathLike, *, task: str, params: dict, state: dict,
+                  tensors: dict[str, torch.Tensor]) -> Path:
+    """Write a model folder atomically and return its path."""
+    from shopfloor import __version__
+
+    folder = Path(folder)
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    tmp = folder.with_name(f".{folder.name}.tmp-{os.getpid()}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir()
+    try:
+        save_file({k: v.detach().contiguous().cpu() for k, v in tensors.items()}, str(tmp / WEIGHTS))
+        manifest = {
+            "format": FORMAT,
+            "format_version": FORMAT_VERSION,
+            "task": task,
+            "shopfloor_version": __version__,
+            "created": datetime.now(UTC).isoformat(timespec="seconds"),
+            "params": params,
+            "state": state,
+            "weights_sha256": _sha256_file(tmp / WEIGHTS),
+        }
+        manifest["manifest_sha256"] = _sha256_json(manifest)
+        (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2, ensure_ascii=False), encoding="utf-8")
+        if folder.exists():
+            if not (folder / MANIFEST).exists() and any(folder.iterdir()):
+                raise NotAModel(f"{folder} exists and is not a shopfloor model; refusing to overwrite it")
+            old = folder.with_name(f".{folder.name}.old-{os.getpid()}")
+            os.replace(folder, old)
+            os.replace(tmp, folder)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.replace(tmp, folder)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return folder
+
+
+def read_manifest(folder: str | os.PathLike) -> dict:
+    """The verified manifest of a model folder (weights checked by `read_artifact`)."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise NotAModel(f"{folder} is not a model folder (no such folder)")
+    path = folder / MANIFEST
+    if not path.is_file():
+        raise NotAModel(f"{folder} is not a shopfloor model: it has no {MANIFEST}")
+    try:
+        manifest = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise NotAModel(f"{path} is not valid JSON ({err}); the model folder is damaged") from None
+    if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
+        raise NotAModel(f"{folder} is not a shopfloor model: its {MANIFEST} is not a shopfloor manifest")
+    version = manifest.get("format_version")
+    if not isinstance(version, int):
+        raise NotAModel(f"{path} has no valid format_version")
+    if version > FORMAT_VERSION:
+        raise ModelTooNew(
+            f"{folder} was saved by shopfloor {manifest.get('shopfloor_version', '?')} in model format "
+            f"{version}; this shopfloor reads formats up to {FORMAT_VERSION}: upgrade shopfloor to load it"
+        )
+    claimed = manifest.pop("manifest_sha256", None)
+    if claimed != _sha256_json(manifest):
+        raise NotAModel(
+            f"{path} has been modified since the model was saved (checksum mismatch); "
+            "retrain or restore the original folder"
+        )
+    return manifest
+
+
+def read_artifact(folder: str | os.PathLike) -> tuple[dict, dict[str, torch.Tensor]]:
+    """The verified manifest and the weights of a model folder."""
+    folder = Path(folder)
+    manifest = read_manifest(folder)
+    weights = folder / WEIGHTS
+    if not weights.is_file():
+        raise NotAModel(f"{folder} has a manifest but no {WEIGHTS}")
+    if _sha256_file(weights) != manifest.get("weights_sha256"):
+        raise NotAModel(f"{weights} does not match its manifest (checksum mismatch); the model folder is damaged")
+    try:
+        tensors = load_file(str(weights))
+    except (SafetensorError, OSError) as err:
+        raise NotAModel(f"{weights} could not be read: {err}") from None
+    return manifest, tensors

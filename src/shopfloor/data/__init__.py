@@ -1,0 +1,1 @@
+"""Readers and validation for plant data: tables, and the demo data shipped with the package."""

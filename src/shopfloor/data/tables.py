@@ -1,0 +1,200 @@
+"""Reading and writing tables: CSV (any common delimiter, BOM, CRLF) and Parquet.
+
+Plant data arrives from Excel exports, historians and MES dumps, so the CSV reader
+sniffs the delimiter, accepts a UTF-8 byte-order mark and Windows line endings, and
+understands the European ``;`` + decimal comma convention. Large files are read in
+chunks (`iter_table`) and results are written through `TableWriter`, which writes to a
+temporary file and renames it only when everything went well: nothing half-written.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import os
+import re
+import warnings
+from collections.abc import Iterator
+from pathlib import Path
+
+import pandas as pd
+
+from shopfloor.errors import DataFileError
+
+SNIFF_BYTES = 64 * 1024
+DELIMITERS = ",;\t|"
+_DECIMAL_COMMA = re.compile(r"(?:^|;)\s*-?\d+,\d+\s*(?:;|$)", re.MULTILINE)
+
+
+class ShopfloorWarning(UserWarning):
+    """Something was fixed up or ignored; the user should know, nothing failed."""
+
+
+def warn(message: str) -> None:
+    warnings.warn(message, ShopfloorWarning, stacklevel=2)
+
+
+def _check_file(path: Path) -> None:
+    if not path.exists():
+        raise DataFileError(f"{path}: no such file")
+    if path.is_dir():
+        raise DataFileError(f"{path} is a folder, expected a CSV or Parquet file")
+    if path.stat().st_size == 0:
+        raise DataFileError(f"{path} is empty (0 bytes)")
+
+
+def _is_parquet(path: Path) -> bool:
+    if path.suffix.lower() in {".parquet", ".pq"}:
+        return True
+    with path.open("rb") as handle:
+        return handle.read(4) == b"PAR1"
+
+
+def _csv_options(path: Path) -> dict:
+    """Encoding, delimiter and decimal mark, guessed from the start of the file."""
+    raw = path.open("rb").read(SNIFF_BYTES)
+    encoding = "utf-8-sig"
+    try:
+        text = raw.decode(encoding)
+    except UnicodeDecodeError as err:
+        if err.start < len(raw) - 4:  # not just a multi-byte character cut by the sample
+            warn(f"{path.name} is not UTF-8; reading it as Windows-1252")
+            encoding = "cp1252"
+            text = raw.decode(encoding, errors="replace")
+        else:
+            text = raw[: err.start].decode(encoding)
+    lines = text.splitlines()
+    if not lines or not lines[0].strip():
+        raise DataFileError(f"{path} has no header line")
+    sample = "\n".join(lines[:50])
+    try:
+        delimiter = csv.Sniffer().sniff(sample, delimiters=DELIMITERS).delimiter
+    except csv.Error:
+        header = lines[0]
+        delimiter = max(DELIMITERS, key=header.count) if any(d in header for d in DELIMITERS) else ","
+    decimal = "," if delimiter == ";" and _DECIMAL_COMMA.search(sample) else "."
+    return {"sep": delimiter, "encoding": encoding, "decimal": decimal}
+
+
+def read_table(path: str | os.PathLike) -> pd.DataFrame:
+    """Read a whole CSV or Parquet file. Raises `DataFileError` with the reason."""
+    path = Path(path)
+    _check_file(path)
+    try:
+        if _is_parquet(path):
+            frame = pd.read_parquet(path)
+        else:
+            frame = pd.read_csv(path, low_memory=False, **_csv_options(path))
+    except DataFileError:
+        raise
+    except (ValueError, OSError, pd.errors.ParserError, ImportError) as err:
+        raise DataFileError(f"{path} could not be read as a table: {_first_line(err)}") from None
+    if frame.empty:
+        raise DataFileError(f"{path} has a header but no data rows")
+    return _tidy_header(frame, path)
+
+
+def iter_table(path: str | os.PathLike, chunk_rows: int = 200_000) -> Iterator[pd.DataFrame]:
+    """Yield a large CSV or Parquet file in chunks of about `chunk_rows` rows.
+
+    Memory stays bounded by the chunk size, whatever the file size.
+    """
+    path = Path(path)
+    _check_file(path)
+    empty = True
+    try:
+        if _is_parquet(path):
+            import pyarrow.parquet as pq
+
+            for batch in pq.ParquetFile(path).iter_batches(batch_size=chunk_rows):
+                empty = False
+                yield _tidy_header(batch.to_pandas(), path)
+        else:
+            reader = pd.read_csv(path, chunksize=chunk_rows, low_memory=False, **_csv_options(path))
+            with reader:
+                for chunk in reader:
+                    empty = False
+                    yield _tidy_header(chunk, path)
+    except (ValueError, OSError, pd.errors.ParserError, ImportError) as err:
+        raise DataFileError(f"{path} could not be read as a table: {_first_line(err)}") from None
+    if empty:
+        raise DataFileError(f"{path} has a header but no data rows")
+
+
+def _tidy_header(frame: pd.DataFrame, path: Path) -> pd.DataFrame:
+    names = [str(c).strip() for c in frame.columns]
+    seen: set[str] = set()
+    for name in names:
+        if name in seen:
+            raise DataFileError(f"{path}: the column name '{name}' appears twice in the header")
+        seen.add(name)
+    frame.columns = names
+    return frame
+
+
+def _first_line(err: Exception) -> str:
+    return (str(err).strip().splitlines() or [type(err).__name__])[0]
+
+
+class TableWriter:
+    """Write a table chunk by chunk to CSV or Parquet (chosen by the file extension).
+
+    Writes to a hidden temporary file next to the target and renames it into place on
+    `close()`; if anything fails before, the temporary file is removed and an existing
+    file at the target is left untouched.
+    """
+
+    def __init__(self, path: str | os.PathLike):
+        self.path = Path(path)
+        suffix = self.path.suffix.lower()
+        if suffix not in {".csv", ".parquet", ".pq"}:
+            raise DataFileError(f"{self.path}: output must end in .csv or .parquet")
+        self.parquet = suffix != ".csv"
+        if not self.path.parent.exists():
+            raise DataFileError(f"{self.path}: the folder {self.path.parent} does not exist")
+        self._tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
+        self._parquet_writer = None
+        self._csv_handle: io.TextIOBase | None = None
+
+    def write(self, frame: pd.DataFrame) -> None:
+        if self.parquet:
+            import pyarrow as pa
+            import pyarrow.parquet as pq
+
+            table = pa.Table.from_pandas(frame, preserve_index=False)
+            if self._parquet_writer is None:
+                self._parquet_writer = pq.ParquetWriter(self._tmp, table.schema)
+            self._parquet_writer.write_table(table.cast(self._parquet_writer.schema))
+        else:
+            first = self._csv_handle is None
+            if first:
+                self._csv_handle = self._tmp.open("w", encoding="utf-8", newline="")
+            frame.to_csv(self._csv_handle, index=False, header=first)
+
+    def close(self) -> None:
+        if self._parquet_writer is not None:
+            self._parquet_writer.close()
+        if self._csv_handle is not None:
+            self._csv_handle.close()
+        os.replace(self._tmp, self.path)
+
+    def abort(self) -> None:
+        if self._parquet_writer is not None:
+            self._parquet_writer.close()
+        if self._csv_handle is not None:
+            self._csv_handle.close()
+        self._tmp.unlink(missing_ok=True)
+
+    def __enter__(self) -> TableWriter:
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if exc_type is None:
+            self.close()
+        else:
+            self.abort()
+
+
+def write_table(frame: pd.DataFrame, path: str | os.PathLike) -> None:
+    with TableWriter(path) as writer:
+        writer.write(frame)

@@ -1,0 +1,44 @@
+"""Errors meant for people on the shop floor.
+
+Every error the user can fix by changing their input derives from `ShopfloorError`.
+The CLI prints such errors as one line and exits with code 2; anything else is a bug
+and keeps its traceback.
+"""
+
+from __future__ import annotations
+
+
+class ShopfloorError(Exception):
+    """A problem with the user's input, files or models that the user can fix."""
+
+
+class DataFileError(ShopfloorError):
+    """A data file is missing, empty, or cannot be read."""
+
+
+class ColumnMissing(ShopfloorError):
+    """A column the model or the command needs is not in the data."""
+
+
+class BadColumn(ShopfloorError):
+    """A column holds values the model cannot use (text in a numeric column, all missing, ...)."""
+
+
+class BadTarget(ShopfloorError):
+    """The target column cannot be learned (one class, missing values only, mixed tasks...)."""
+
+
+class NotAModel(ShopfloorError):
+    """A folder is not a shopfloor model, or its files are damaged or tampered with."""
+
+
+class ModelTooNew(ShopfloorError):
+    """The model was written by a newer shopfloor whose format this version cannot read."""
+
+
+class NotFitted(ShopfloorError):
+    """An estimator was asked to predict before it was fitted."""
+
+
+class BadOption(ShopfloorError):
+    """A command-line option or constructor parameter has a value that cannot work."""

@@ -1,0 +1,151 @@
+"""Metrics, decision thresholds and probability calibration.
+
+Rare failures make accuracy meaningless (a model that never predicts a failure is 97 %
+'accurate' on AI4I), so classification reports F1, precision, recall, PR-AUC and MCC next to
+it, and the decision threshold is chosen on held-out rows rather than left at 0.5.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from sklearn import metrics as skm
+
+CLASSIFICATION_KEYS = ("accuracy", "f1", "f1_macro", "precision", "recall", "roc_auc", "pr_auc", "mcc")
+REGRESSION_KEYS = ("rmse", "mae", "r2")
+
+
+def binary_metrics(y: np.ndarray, proba: np.ndarray, decision: np.ndarray) -> dict[str, float]:
+    """Metrics of one yes/no target: f1, precision, recall are for the positive class."""
+    y, decision = np.asarray(y).astype(int), np.asarray(decision).astype(int)
+    both = len(np.unique(y)) == 2
+    return {
+        "accuracy": float(skm.accuracy_score(y, decision)),
+        "f1": float(skm.f1_score(y, decision, zero_division=0)),
+        "f1_macro": float(skm.f1_score(y, decision, average="macro", zero_division=0)),
+        "precision": float(skm.precision_score(y, decision, zero_division=0)),
+        "recall": float(skm.recall_score(y, decision, zero_division=0)),
+        "roc_auc": float(skm.roc_auc_score(y, proba)) if both else float("nan"),
+        "pr_auc": float(skm.average_precision_score(y, proba)) if both else float("nan"),
+        "mcc": float(skm.matthews_corrcoef(y, decision)),
+    }
+
+
+def multiclass_metrics(y: np.ndarray, proba: np.ndarray, decision: np.ndarray) -> dict[str, float]:
+    """y and decision are class indices; proba is [N, classes]. f1/precision/recall are macro."""
+    labels = np.arange(proba.shape[1])
+    present = np.unique(y)
+    try:
+        roc = skm.roc_auc_score(y, proba[:, present] / proba[:, present].sum(1, keepdims=True),
+                                multi_class="ovr", labels=present) if len(present) > 2 else float("nan")
+    except ValueError:
+        roc = float("nan")
+    onehot = (y[:, None] == labels[None, :]).astype(int)
+    keep = onehot.sum(0) > 0
+    f1_macro = float(skm.f1_score(y, decision, labels=present, average="macro", zero_division=0))
+    return {
+        "accuracy": float(skm.accuracy_score(y, decision)),
+        "f1": f1_macro,
+        "f1_macro": f1_macro,
+        "precision": float(skm.precision_score(y, decision, labels=present, average="macro", zero_division=0)),
+        "recall": float(skm.recall_score(y, decision, labels=present, average="macro", zero_division=0)),
+        "roc_auc": float(roc),
+        "pr_auc": float(skm.average_precision_score(onehot[:, keep], proba[:, keep], average="macro")),
+        "mcc": float(skm.matthews_corrcoef(y, decision)),
+    }
+
+
+def regression_metrics(y: np.ndarray, prediction: np.ndarray) -> dict[str, float]:
+    y, prediction = np.asarray(y, dtype=float), np.asarray(prediction, dtype=float)
+    return {
+        "rmse": float(np.sqrt(np.mean((y - prediction) ** 2))),
+        "mae": float(np.mean(np.abs(y - prediction))),
+        "r2": float(skm.r2_score(y, prediction)) if len(y) > 1 else float("nan"),
+    }
+
+
+def best_threshold(y: np.ndarray, proba: np.ndarray, miss_cost: float | None = None,
+                   false_alarm_cost: float | None = None) -> float:
+    """The probability threshold that maximises F1, or minimises the expected cost.
+
+    With costs, a missed failure costs `miss_cost` and a false alarm `false_alarm_cost`.
+    The threshold is placed halfway between neighbouring scores so that it does not
+    sit exactly on a training row's probability.
+    """
+    y = np.asarray(y).astype(int)
+    order = np.argsort(-proba, kind="stable")
+    p, t = proba[order], y[order]
+    tp = np.cumsum(t)
+    fp = np.cumsum(1 - t)
+    positives = t.sum()
+    # candidate k: flag the k+1 highest scores; only where the next score differs
+    distinct = np.r_[p[1:] < p[:-1], True]
+    if miss_cost is not None or false_alarm_cost is not None:
+        cost = (positives - tp) * (miss_cost or 1.0) + fp * (false_alarm_cost or 1.0)
+        score = -cost
+        no_alarm = -positives * (miss_cost or 1.0)
+    else:
+        score = 2 * tp / (tp + fp + positives + 1e-12)
+        no_alarm = 0.0
+    score = np.where(distinct, score, -np.inf)
+    k = int(np.argmax(score))
+    if score[k] <= no_alarm:
+        return float(min(1.0, p[0] + 1e-6))  # never raising an alarm is cheapest
+    below = p[k + 1] if k + 1 < len(p) else 0.0
+    return float((p[k] + below) / 2)
+
+
+def fit_platt(logits: np.ndarray, y: np.ndarray, steps: int = 200) -> tuple[float, float]:
+    """Platt scaling: p = sigmoid(a * logit + b), fitted by log-loss on held-out rows."""
+    z = torch.as_tensor(logits, dtype=torch.float64)
+    target = torch.as_tensor(y, dtype=torch.float64)
+    a = torch.ones((), dtype=torch.float64, requires_grad=True)
+    b = torch.zeros((), dtype=torch.float64, requires_grad=True)
+    optimizer = torch.optim.LBFGS([a, b], lr=0.5, max_iter=steps, line_search_fn="strong_wolfe")
+
+    def closure():
+        optimizer.zero_grad()
+        loss = torch.nn.functional.binary_cross_entropy_with_logits(a * z + b, target)
+        loss.backward()
+        return loss
+
+    optimizer.step(closure)
+    a_value, b_value = float(a), float(b)
+    if not np.isfinite(a_value) or a_value <= 0:  # degenerate held-out set: keep the raw model
+        return 1.0, 0.0
+    return a_value, b_value
+
+
+def fit_temperature(logits: np.ndarray, y: np.ndarray, steps: int = 200) -> float:
+    """Temperature scaling for multiclass: softmax(logits / T), T fitted on held-out rows."""
+    z = torch.as_tensor(logits, dtype=torch.float64)
+    target = torch.as_tensor(y, dtype=torch.long)
+    log_t = torch.zeros((), dtype=torch.float64, requires_grad=True)
+    optimizer = torch.optim.LBFGS([log_t], lr=0.5, max_iter=steps, line_search_fn="strong_wolfe")
+
+    def closure():
+        optimizer.zero_grad()
+        loss = torch.nn.functional.cross_entropy(z / log_t.exp(), target)
+        loss.backward()
+        return loss
+
+    optimizer.step(closure)
+    t = float(log_t.exp())
+    return t if np.isfinite(t) and t > 0 else 1.0
+
+
+def calibration_curve(y: np.ndarray, proba: np.ndarray, bins: int = 10) -> dict[str, list[float]]:
+    """Mean predicted probability vs observed frequency in equal-count bins."""
+    order = np.argsort(proba)
+    groups = [g for g in np.array_split(order, bins) if len(g)]
+    return {
+        "predicted": [float(proba[g].mean()) for g in groups],
+        "observed": [float(np.asarray(y)[g].mean()) for g in groups],
+        "count": [len(g) for g in groups],
+    }
+
+
+def expected_calibration_error(y: np.ndarray, proba: np.ndarray, bins: int = 10) -> float:
+    curve = calibration_curve(y, proba, bins)
+    n = sum(curve["count"])
+    return float(sum(c * abs(p - o) for p, o, c in zip(curve["predicted"], curve["observed"], curve["count"])) / n)

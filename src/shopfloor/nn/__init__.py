@@ -1,0 +1,1 @@
+"""Pure torch.nn modules: no I/O, no training logic."""

@@ -1,0 +1,109 @@
+"""The estimator contract every shopfloor task follows (scikit-learn style).
+
+- `__init__` only stores typed keyword arguments: the signature is the config schema.
+- `fit(data) -> self`; learned state ends in `_`.
+- `predict`, `evaluate(data) -> dict of floats`, `explain(data)`.
+- `save(folder)` and `shopfloor.load(folder)`: safetensors + JSON through `artifacts`.
+Subclasses implement `_state()` / `_tensors()` for saving and `_restore()` for loading.
+"""
+
+from __future__ import annotations
+
+import inspect
+import os
+from pathlib import Path
+from typing import Any, ClassVar
+
+import pandas as pd
+import torch
+
+from shopfloor.artifacts import read_artifact, save_artifact
+from shopfloor.errors import BadOption, NotAModel, NotFitted
+
+
+class Estimator:
+    task: ClassVar[str] = ""
+    fitted_attribute: ClassVar[str] = "net_"
+
+    @classmethod
+    def param_names(cls) -> list[str]:
+        signature = inspect.signature(cls.__init__)
+        return [p for p in signature.parameters if p != "self"]
+
+    def get_params(self) -> dict[str, Any]:
+        return {name: _jsonable(getattr(self, name)) for name in self.param_names()}
+
+    def set_params(self, **params: Any) -> Estimator:
+        for name, value in params.items():
+            if name not in self.param_names():
+                raise BadOption(f"{type(self).__name__} has no parameter '{name}' (it has: {', '.join(self.param_names())})")
+            setattr(self, name, value)
+        return self
+
+    def __repr__(self) -> str:
+        defaults = {n: p.default for n, p in inspect.signature(type(self).__init__).parameters.items()}
+        changed = [f"{k}={v!r}" for k, v in self.get_params().items() if _jsonable(defaults.get(k)) != v]
+        return f"{type(self).__name__}({', '.join(changed)})"
+
+    @property
+    def is_fitted(self) -> bool:
+        return getattr(self, self.fitted_attribute, None) is not None
+
+    def _check_fitted(self) -> None:
+        if not self.is_fitted:
+            raise NotFitted(f"this {type(self).__name__} is not fitted yet: call fit() first or load a saved model")
+
+    # -- persistence -------------------------------------------------------------------
+    def save(self, folder: str | os.PathLike) -> Path:
+        self._check_fitted()
+        return save_artifact(folder, task=self.task, params=self.get_params(), state=self._state(),
+                             tensors=self._tensors())
+
+    @classmethod
+    def from_artifact(cls, manifest: dict, tensors: dict[str, torch.Tensor], source: str) -> Estimator:
+        unknown = set(manifest["params"]) - set(cls.param_names())
+        if unknown:
+            raise NotAModel(f"{source} has parameters this shopfloor does not know: {sorted(unknown)}")
+        estimator = cls(**manifest["params"])
+        try:
+            estimator._restore(manifest["state"], tensors)
+        except (KeyError, RuntimeError, TypeError, ValueError) as err:
+            raise NotAModel(f"{source} could not be restored ({type(err).__name__}: {err}); the folder is damaged") from None
+        return estimator
+
+    def _state(self) -> dict:
+        raise NotImplementedError
+
+    def _tensors(self) -> dict[str, torch.Tensor]:
+        raise NotImplementedError
+
+    def _restore(self, state: dict, tensors: dict[str, torch.Tensor]) -> None:
+        raise NotImplementedError
+
+
+def load(folder: str | os.PathLike) -> Estimator:
+    """Load any saved shopfloor model; only safetensors and JSON are read."""
+    from shopfloor.tasks import estimator_class
+
+    manifest, tensors = read_artifact(folder)
+    cls = estimator_class(manifest.get("task", "?"), source=str(folder))
+    return cls.from_artifact(manifest, tensors, source=str(folder))
+
+
+def as_frame(data: pd.DataFrame | str | os.PathLike) -> tuple[pd.DataFrame, str]:
+    """A table and a name for it in messages, from a DataFrame or a file path."""
+    if isinstance(data, pd.DataFrame):
+        return data, "the data"
+    from shopfloor.data.tables import read_table
+
+    return read_table(data), str(data)
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, tuple):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, list):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, Path):
+        return str(value)
+    return value

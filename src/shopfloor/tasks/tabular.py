@@ -1,0 +1,515 @@
+"""Tabular estimator: failure prediction (binary, multiclass, multi-label) and KPI regression.
+
+How a fit goes:
+1. the schema is inferred (numeric sensors, categorical settings, dates, ids) and checked;
+2. the training rows are split into `bags` folds; one ensemble network per fold is trained
+   on the other folds, with early stopping on its own fold (cross-fitting);
+3. the out-of-fold predictions, which no network saw in training, calibrate the
+   probabilities (Platt / temperature scaling), choose the decision threshold (best F1, or
+   least cost when the user prices a missed failure and a false alarm) and give honest
+   validation metrics and regression intervals;
+4. the fold networks are merged into one ensemble module for prediction and export.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import time
+from collections.abc import Iterator
+from typing import Literal
+
+import numpy as np
+import pandas as pd
+import torch
+import torch.nn.functional as F
+from sklearn.model_selection import KFold, StratifiedKFold
+
+from shopfloor.data.schema import TableSchema, infer_schema, report_extra_columns
+from shopfloor.data.tables import iter_table, warn
+from shopfloor.errors import BadOption, BadTarget, ColumnMissing
+from shopfloor.explain import integrated_gradients
+from shopfloor.metrics import (
+    best_threshold,
+    binary_metrics,
+    fit_platt,
+    fit_temperature,
+    multiclass_metrics,
+    regression_metrics,
+)
+from shopfloor.nn.tabular import TabularNet, merge_members
+from shopfloor.tasks.base import Estimator, as_frame
+from shopfloor.training import TrainConfig, fit_module, seed_everything
+
+MAX_CLASS_LEVELS = 20  # an integer target with at most this many levels is a class label
+STORED_VALIDATION_ROWS = 20_000
+IMPORTANCE_ROWS = 1_000
+PREDICT_BATCH = 65_536
+
+
+class TabularModel(Estimator):
+    """Predict failures (yes/no, failure mode, several failure modes at once) or a KPI from a table."""
+
+    task = "tabular"
+
+    def __init__(self, target: str | list[str] = "target", *, drop: list[str] = (), ids: list[str] = (),
+                 task: Literal["auto", "classification", "regression"] = "auto",
+                 members: int = 4, bags: int = 5, hidden: int = 128, depth: int = 2, dropout: float = 0.1,
+                 n_frequencies: int = 16, d_embedding: int = 8, sigma: float = 0.1,
+                 lr: float = 2e-3, weight_decay: float = 1e-4, batch_size: int = 256,
+                 max_epochs: int = 200, patience: int = 16,
+                 miss_cost: float | None = None, false_alarm_cost: float | None = None,
+                 interval_coverage: float = 0.9, seed: int = 0, progress: bool = True):
+        self.target = target
+        self.drop = drop
+        self.ids = ids
+        self.task = task
+        self.members = members
+        self.bags = bags
+        self.hidden = hidden
+        self.depth = depth
+        self.dropout = dropout
+        self.n_frequencies = n_frequencies
+        self.d_embedding = d_embedding
+        self.sigma = sigma
+        self.lr = lr
+        self.weight_decay = weight_decay
+        self.batch_size = batch_size
+        self.max_epochs = max_epochs
+        self.patience = patience
+        self.miss_cost = miss_cost
+        self.false_alarm_cost = false_alarm_cost
+        self.interval_coverage = interval_coverage
+        self.seed = seed
+        self.progress = progress
+
+    # -- fitting ----------------------------------------------------------------------
+    @property
+    def targets(self) -> list[str]:
+        return [self.target] if isinstance(self.target, str) else list(self.target)
+
+    def fit(self, data: pd.DataFrame | str | os.PathLike) -> TabularModel:
+        started = time.perf_counter()
+        self._check_options()
+        frame, source = as_frame(data)
+        frame = self._rows_with_targets(frame, source)
+        self.kind_, self.classes_ = self._target_kind(frame)
+        self.schema_ = infer_schema(frame, self.targets, list(self.drop), list(self.ids))
+        numbers, codes = self.schema_.to_arrays(frame)
+        y = self._encode_targets(frame)
+        seed_everything(self.seed)
+
+        numbers_t, codes_t, y_t = torch.from_numpy(numbers), torch.from_numpy(codes), torch.from_numpy(y)
+        template = self._new_net(numbers)
+        template.preprocess.fit(numbers_t)
+        nets, out_of_fold = [], torch.empty((len(frame), template.head.weight.shape[-1]))
+        self.training_log_ = []
+        for bag, (train_rows, valid_rows) in enumerate(self._folds(y)):
+            net = self._new_net(numbers)
+            net.preprocess.load_state_dict(template.preprocess.state_dict())
+            train_rows, valid_rows = torch.from_numpy(train_rows), torch.from_numpy(valid_rows)
+            config = TrainConfig(max_epochs=self.max_epochs, batch_size=self.batch_size, lr=self.lr,
+                                 weight_decay=self.weight_decay, patience=self.patience,
+                                 seed=self.seed * 1000 + bag, progress=self.progress,
+                                 description=f"fold {bag + 1}/{self.bags}")
+            result = fit_module(net, self._loss,
+                                (numbers_t[train_rows], codes_t[train_rows], y_t[train_rows]),
+                                (numbers_t[valid_rows], codes_t[valid_rows], y_t[valid_rows]), config)
+            self.training_log_.append({"bag": bag, "best_epoch": result.best_epoch,
+                                       "epochs": result.epochs_run, "valid_loss": result.best_loss})
+            with torch.inference_mode():
+                out_of_fold[valid_rows] = net.member_logits(numbers_t[valid_rows], codes_t[valid_rows]).mean(0)
+            nets.append(net)
+        self.net_ = merge_members(nets)
+        self._calibrate(out_of_fold.numpy(), y)
+        self._remember_validation(out_of_fold, y)
+        self.baseline_codes_ = torch.from_numpy(np.array(
+            [int(np.bincount(codes[:, j]).argmax()) for j in range(codes.shape[1])], dtype=np.int64))
+        self.importance_ = self._global_importance(numbers, codes)
+        self.fingerprint_ = {"rows": int(len(frame)), "columns": list(map(str, frame.columns)),
+                             "sha256": _frame_digest(frame)}
+        self.train_seconds_ = time.perf_counter() - started
+        return self
+
+    def _check_options(self) -> None:
+        if not self.targets:
+            raise BadOption("name at least one target column")
+        if self.task not in ("auto", "classification", "regression"):
+            raise BadOption(f"task must be auto, classification or regression, not '{self.task}'")
+        if self.bags < 1 or self.members < 1:
+            raise BadOption("bags and members must be at least 1")
+        for name in ("miss_cost", "false_alarm_cost"):
+            value = getattr(self, name)
+            if value is not None and not value > 0:
+                raise BadOption(f"{name} must be a positive number, not {value}")
+        if not 0 < self.interval_coverage < 1:
+            raise BadOption("interval_coverage must be between 0 and 1")
+
+    def _rows_with_targets(self, frame: pd.DataFrame, source: str) -> pd.DataFrame:
+        missing = [t for t in self.targets if t not in frame.columns]
+        if missing:
+            raise ColumnMissing(f"target {', '.join(repr(t) for t in missing)} is not a column of {source} "
+                                f"(columns found: {', '.join(repr(c) for c in frame.columns[:15])})")
+        unknown_drop = [c for c in self.drop if c not in frame.columns]
+        if unknown_drop:
+            raise ColumnMissing(f"--drop {', '.join(repr(c) for c in unknown_drop)}: no such column in {source}")
+        no_target = frame[self.targets].isna().any(axis=1)
+        if no_target.all():
+            raise BadTarget(f"the target {', '.join(self.targets)} has no values in {source}")
+        if no_target.any():
+            warn(f"{int(no_target.sum())} rows of {source} have no target value and are left out of training")
+            frame = frame.loc[~no_target].reset_index(drop=True)
+        if len(frame) < 10:
+            raise BadTarget(f"{source} has only {len(frame)} rows with a target; a model needs at least 10")
+        return frame
+
+    def _target_kind(self, frame: pd.DataFrame) -> tuple[str, list]:
+        tasks = {t: self._infer_task(frame[t]) for t in self.targets}
+        if len(set(tasks.values())) > 1:
+            raise BadTarget(f"targets mix classification and regression ({tasks}); train one model per kind")
+        task = next(iter(tasks.values()))
+        if task == "regression":
+            for t in self.targets:
+                if not pd.api.types.is_numeric_dtype(frame[t]):
+                    raise BadTarget(f"target '{t}' is not numeric, so it cannot be a regression target")
+            return "regression", []
+        classes = []
+        for t in self.targets:
+            levels = sorted(frame[t].unique().tolist(), key=lambda v: (str(type(v)), v))
+            if len(levels) < 2:
+                raise BadTarget(f"target '{t}' has only one class ({levels[0]!r}); "
+                                "the model needs examples of at least two outcomes")
+            classes.append([_plain(v) for v in levels])
+        if len(self.targets) > 1:
+            wide = [t for t, c in zip(self.targets, classes) if len(c) != 2]
+            if wide:
+                raise BadTarget(f"with several targets each must be yes/no, but {wide} have more than two levels")
+            return "binary", [self._order_binary(c, frame[t]) for t, c in zip(self.targets, classes)]
+        if len(classes[0]) == 2:
+            return "binary", [self._order_binary(classes[0], frame[self.targets[0]])]
+        return "multiclass", classes
+
+    def _infer_task(self, column: pd.Series) -> str:
+        if self.task != "auto":
+            return self.task
+        if not pd.api.types.is_numeric_dtype(column) or pd.api.types.is_bool_dtype(column):
+            return "classification"
+        values = column.dropna().to_numpy(dtype=float)
+        integral = np.all(np.mod(values, 1) == 0)
+        return "classification" if integral and len(np.unique(values)) <= MAX_CLASS_LEVELS else "regression"
+
+    @staticmethod
+    def _order_binary(levels: list, column: pd.Series) -> list:
+        """[negative, positive]: 0/1 and False/True as usual, otherwise the rarer level is 'positive'."""
+        if set(map(str, levels)) in ({"0", "1"}, {"False", "True"}, {"0.0", "1.0"}):
+            return levels
+        counts = column.map(_plain).value_counts()
+        return sorted(levels, key=lambda v: -counts.get(v, 0))
+
+    def _encode_targets(self, frame: pd.DataFrame) -> np.ndarray:
+        if self.kind_ == "regression":
+            y = frame[self.targets].to_numpy(dtype=np.float64)
+            self.target_center_ = y.mean(0)
+            self.target_scale_ = np.where(y.std(0) > 0, y.std(0), 1.0)
+            return ((y - self.target_center_) / self.target_scale_).astype(np.float32)
+        if self.kind_ == "multiclass":
+            lookup = {v: i for i, v in enumerate(self.classes_[0])}
+            return frame[self.targets[0]].map(lambda v: lookup[_plain(v)]).to_numpy(dtype=np.int64)
+        columns = [frame[t].map(_plain).eq(c[1]).to_numpy() for t, c in zip(self.targets, self.classes_)]
+        return np.stack(columns, axis=1).astype(np.float32)
+
+    def _folds(self, y: np.ndarray) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        rows = np.arange(len(y))
+        strata = self._strata(y)
+        if self.bags == 1:  # one network, 20 % of the rows held out for stopping and calibration
+            splitter = StratifiedKFold(5, shuffle=True, random_state=self.seed) if strata is not None \
+                else KFold(5, shuffle=True, random_state=self.seed)
+            yield next(splitter.split(rows, strata))
+            return
+        if strata is not None:
+            yield from StratifiedKFold(self.bags, shuffle=True, random_state=self.seed).split(rows, strata)
+        else:
+            yield from KFold(self.bags, shuffle=True, random_state=self.seed).split(rows)
+
+    def _strata(self, y: np.ndarray) -> np.ndarray | None:
+        if self.kind_ == "regression":
+            return None
+        labels = y if self.kind_ == "multiclass" else (y * (2 ** np.arange(y.shape[1]))).sum(1).astype(int)
+        counts = np.bincount(labels)
+        folds = max(self.bags, 5)
+        if (counts[labels] < folds).any():  # rare label combinations: stratify on 'any failure'
+            labels = np.where(counts[labels] < folds, -1, labels)
+            labels = np.unique(labels, return_inverse=True)[1]
+            if (np.bincount(labels) < folds).any():
+                return None
+        return labels
+
+    def _new_net(self, numbers: np.ndarray) -> TabularNet:
+        with np.errstate(invalid="ignore"):
+            minimum = np.nanmin(numbers, axis=0) if len(numbers) else np.zeros(numbers.shape[1])
+            levels = [len(np.unique(c[~np.isnan(c)])) for c in numbers.T]
+        log_index = [j for j in range(numbers.shape[1]) if minimum[j] >= 0 and levels[j] > 2]
+        missing_index = [j for j in range(numbers.shape[1]) if np.isnan(numbers[:, j]).any()]
+        n_outputs = len(self.classes_[0]) if self.kind_ == "multiclass" else len(self.targets)
+        return TabularNet(kind=self.kind_, n_outputs=n_outputs, n_numeric=numbers.shape[1],
+                          log_index=log_index, missing_index=missing_index,
+                          category_sizes=[len(v) for v in self.schema_.categorical.values()],
+                          members=self.members, hidden=self.hidden, depth=self.depth, dropout=self.dropout,
+                          n_frequencies=self.n_frequencies, d_embedding=self.d_embedding, sigma=self.sigma)
+
+    def _loss(self, net: TabularNet, numbers: torch.Tensor, codes: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        z = net.member_logits(numbers, codes)  # [k, batch, outputs]: every member learns on its own
+        if self.kind_ == "binary":
+            return F.binary_cross_entropy_with_logits(z, y.expand_as(z))
+        if self.kind_ == "multiclass":
+            return F.cross_entropy(z.flatten(0, 1), y.repeat(z.shape[0]))
+        return F.mse_loss(z, y.expand_as(z))
+
+    def _calibrate(self, logits: np.ndarray, y: np.ndarray) -> None:
+        scale, shift = np.ones(logits.shape[1]), np.zeros(logits.shape[1])
+        self.thresholds_ = []
+        self.interval_halfwidth_ = []
+        if self.kind_ == "binary":
+            for j in range(logits.shape[1]):
+                scale[j], shift[j] = fit_platt(logits[:, j], y[:, j])
+                proba = 1 / (1 + np.exp(-(scale[j] * logits[:, j] + shift[j])))
+                self.thresholds_.append(best_threshold(y[:, j], proba, self.miss_cost, self.false_alarm_cost))
+        elif self.kind_ == "multiclass":
+            scale[:] = 1 / fit_temperature(logits, y)
+        else:
+            scale, shift = self.target_scale_, self.target_center_
+            residual = np.abs(logits - y) * self.target_scale_  # out-of-fold, in target units
+            level = min(1.0, np.ceil((len(y) + 1) * self.interval_coverage) / len(y))  # split conformal
+            self.interval_halfwidth_ = np.quantile(residual, level, axis=0).tolist()
+        self.net_.output_scale.copy_(torch.as_tensor(scale, dtype=torch.float32))
+        self.net_.output_shift.copy_(torch.as_tensor(shift, dtype=torch.float32))
+
+    def _remember_validation(self, logits: torch.Tensor, y: np.ndarray) -> None:
+        """Out-of-fold predictions and metrics: what the model scores on rows it never trained on."""
+        with torch.no_grad():
+            outputs = self.net_.squash(logits * self.net_.output_scale + self.net_.output_shift).numpy()
+        if self.kind_ == "regression":
+            y = y * self.target_scale_ + self.target_center_
+        self.validation_metrics_ = self._metrics(y, outputs)
+        keep = np.random.default_rng(self.seed).permutation(len(y))[:STORED_VALIDATION_ROWS]
+        self.validation_outputs_ = torch.from_numpy(outputs[np.sort(keep)].astype(np.float32))
+        self.validation_targets_ = torch.from_numpy(np.asarray(y)[np.sort(keep)])
+
+    # -- predicting -------------------------------------------------------------------
+    def _outputs(self, numbers: np.ndarray, codes: np.ndarray) -> np.ndarray:
+        with torch.inference_mode():
+            parts = [self.net_(torch.from_numpy(numbers[s:s + PREDICT_BATCH]), torch.from_numpy(codes[s:s + PREDICT_BATCH]))
+                     for s in range(0, len(numbers), PREDICT_BATCH)]
+        return torch.cat(parts).numpy()
+
+    def _prepare(self, data, source: str | None = None, row_offset: int = 0) -> tuple[pd.DataFrame, np.ndarray, np.ndarray]:
+        self._check_fitted()
+        frame, name = as_frame(data)
+        source = source or name
+        self.schema_.check_columns(frame, source)
+        numbers, codes = self.schema_.to_arrays(frame, row_offset)
+        return frame, numbers, codes
+
+    def predict_proba(self, data) -> np.ndarray:
+        """Calibrated probabilities: [N, labels] (yes/no targets) or [N, classes]."""
+        if self.kind_ == "regression":
+            raise BadOption("predict_proba is for classification models; this one predicts a number")
+        _, numbers, codes = self._prepare(data)
+        return self._outputs(numbers, codes)
+
+    def predict(self, data, row_offset: int = 0, source: str | None = None) -> pd.DataFrame:
+        """A prediction table: the id columns, then probabilities and decisions (or values and intervals)."""
+        frame, numbers, codes = self._prepare(data, source, row_offset)
+        return self._prediction_table(frame, self._outputs(numbers, codes))
+
+    def _decisions(self, outputs: np.ndarray) -> np.ndarray:
+        if self.kind_ == "binary":
+            return outputs >= np.asarray(self.thresholds_)[None, :]
+        if self.kind_ == "multiclass":
+            return outputs.argmax(1)
+        return outputs
+
+    def _prediction_table(self, frame: pd.DataFrame, outputs: np.ndarray) -> pd.DataFrame:
+        table = {c: frame[c].to_numpy() for c in self.schema_.ids if c in frame.columns}
+        decisions = self._decisions(outputs)
+        if self.kind_ == "binary":
+            for j, (name, classes) in enumerate(zip(self.targets, self.classes_)):
+                table[f"{name} probability"] = outputs[:, j]
+                table[f"{name} predicted"] = np.where(decisions[:, j], classes[1], classes[0])
+        elif self.kind_ == "multiclass":
+            name, classes = self.targets[0], self.classes_[0]
+            for i, level in enumerate(classes):
+                table[f"{name} probability {level}"] = outputs[:, i]
+            table[f"{name} predicted"] = np.asarray(classes, dtype=object)[decisions]
+            table[f"{name} predicted"] = pd.Series(table[f"{name} predicted"]).infer_objects().to_numpy()
+        else:
+            for j, name in enumerate(self.targets):
+                table[f"{name} predicted"] = outputs[:, j]
+                table[f"{name} low"] = outputs[:, j] - self.interval_halfwidth_[j]
+                table[f"{name} high"] = outputs[:, j] + self.interval_halfwidth_[j]
+        return pd.DataFrame(table, index=frame.index)
+
+    def predict_file(self, source: str | os.PathLike, destination: str | os.PathLike,
+                     chunk_rows: int = 200_000) -> int:
+        """Stream a CSV/Parquet file through the model in chunks; returns the row count.
+
+        Memory is bounded by the chunk size; the output appears only when complete.
+        """
+        from shopfloor.data.tables import TableWriter
+
+        self._check_fitted()
+        rows = 0
+        with TableWriter(destination) as writer:
+            for chunk in iter_table(source, chunk_rows):
+                if rows == 0:
+                    report_extra_columns(chunk, self.schema_.features + self.schema_.ids + self.targets, str(source))
+                writer.write(self.predict(chunk, row_offset=rows, source=str(source)))
+                rows += len(chunk)
+        return rows
+
+    # -- evaluating and explaining ----------------------------------------------------
+    def evaluate(self, data) -> dict[str, float]:
+        """Metrics on labelled data: see metrics.CLASSIFICATION_KEYS / REGRESSION_KEYS."""
+        frame, numbers, codes = self._prepare(data)
+        missing = [t for t in self.targets if t not in frame.columns]
+        if missing:
+            raise ColumnMissing(f"evaluation needs the target column(s) {missing}, which the data does not have")
+        labelled = ~frame[self.targets].isna().any(axis=1).to_numpy()
+        frame, numbers, codes = frame[labelled], numbers[labelled], codes[labelled]
+        if self.kind_ == "regression":
+            y = frame[self.targets].to_numpy(dtype=np.float64)
+        elif self.kind_ == "multiclass":
+            lookup = {v: i for i, v in enumerate(self.classes_[0])}
+            y = frame[self.targets[0]].map(lambda v: lookup.get(_plain(v), -1)).to_numpy()
+            if (y < 0).any():
+                unknown = sorted(set(frame[self.targets[0]][y < 0].map(str)))
+                raise BadTarget(f"the data has target values the model never saw: {unknown[:5]}")
+        else:
+            y = np.stack([frame[t].map(_plain).eq(c[1]).to_numpy() for t, c in zip(self.targets, self.classes_)],
+                         axis=1).astype(int)
+        return self._metrics(y, self._outputs(numbers, codes))
+
+    def _metrics(self, y: np.ndarray, outputs: np.ndarray) -> dict[str, float]:
+        if self.kind_ == "binary":
+            decisions = self._decisions(outputs)
+            per_label = [binary_metrics(y[:, j], outputs[:, j], decisions[:, j]) for j in range(y.shape[1])]
+            if len(per_label) == 1:
+                return per_label[0]
+            result = {k: float(np.mean([m[k] for m in per_label])) for k in per_label[0]}
+            for name, m in zip(self.targets, per_label):
+                result.update({f"{name} {k}": v for k, v in m.items() if k in ("f1", "pr_auc", "recall", "precision")})
+            return result
+        if self.kind_ == "multiclass":
+            return multiclass_metrics(np.asarray(y), outputs, outputs.argmax(1))
+        per_target = [regression_metrics(y[:, j], outputs[:, j]) for j in range(y.shape[1])]
+        if len(per_target) == 1:
+            result = per_target[0]
+            result["interval_coverage"] = float(np.mean(np.abs(y[:, 0] - outputs[:, 0]) <= self.interval_halfwidth_[0])) \
+                if self.interval_halfwidth_ else float("nan")
+            return result
+        result = {k: float(np.mean([m[k] for m in per_target])) for k in per_target[0]}
+        for name, m in zip(self.targets, per_target):
+            result.update({f"{name} {k}": v for k, v in m.items()})
+        return result
+
+    def explain(self, data, steps: int = 32) -> pd.DataFrame:
+        """Per-row attributions (integrated gradients) of every feature column.
+
+        Explained output: the probability of the positive class (yes/no), of the predicted
+        class (multiclass), or the predicted value (regression; first target, then each label
+        for several yes/no targets). Each row's attributions add up to its prediction minus
+        the baseline prediction for a typical row (column 'baseline').
+        """
+        frame, numbers, codes = self._prepare(data)
+        outputs = self._outputs(numbers, codes)
+        table = {c: frame[c].to_numpy() for c in self.schema_.ids if c in frame.columns}
+        labels = range(outputs.shape[1]) if self.kind_ != "multiclass" else [None]
+        for j in labels:
+            chosen = outputs.argmax(1) if j is None else np.full(len(frame), j)
+            num_attr, cat_attr = integrated_gradients(self.net_, torch.from_numpy(numbers), torch.from_numpy(codes),
+                                                      self.baseline_codes_, torch.from_numpy(chosen), steps)
+            prefix = "" if len(labels) == 1 else f"{self.targets[j]}: "
+            table[f"{prefix}prediction"] = outputs[np.arange(len(frame)), chosen]
+            attributions = np.concatenate([num_attr.numpy(), cat_attr.numpy()], axis=1)
+            table[f"{prefix}baseline"] = table[f"{prefix}prediction"] - attributions.sum(1)
+            for k, feature in enumerate(self.schema_.features):
+                table[f"{prefix}{feature}"] = attributions[:, k]
+        return pd.DataFrame(table, index=frame.index)
+
+    def _global_importance(self, numbers: np.ndarray, codes: np.ndarray) -> dict[str, float]:
+        """Mean |attribution| per feature over a sample of training rows, largest first."""
+        rows = np.random.default_rng(self.seed).permutation(len(numbers))[:IMPORTANCE_ROWS]
+        outputs = self._outputs(numbers[rows], codes[rows])
+        chosen = outputs.argmax(1) if self.kind_ == "multiclass" else np.zeros(len(rows), dtype=np.int64)
+        num_attr, cat_attr = integrated_gradients(self.net_, torch.from_numpy(numbers[rows]),
+                                                  torch.from_numpy(codes[rows]), self.baseline_codes_,
+                                                  torch.from_numpy(chosen), steps=16)
+        scores = np.abs(np.concatenate([num_attr.numpy(), cat_attr.numpy()], axis=1)).mean(0)
+        ranked = sorted(zip(self.schema_.features, scores.tolist()), key=lambda kv: -kv[1])
+        return dict(ranked)
+
+    # -- persistence ------------------------------------------------------------------
+    def _state(self) -> dict:
+        net = self.net_
+        state = {
+            "kind": self.kind_,
+            "classes": self.classes_,
+            "schema": self.schema_.to_json(),
+            "architecture": {"n_outputs": int(net.head.weight.shape[-1]), "n_numeric": int(net.preprocess.fill.numel()),
+                             "log_index": net.preprocess.log_index.tolist(),
+                             "missing_index": net.preprocess.missing_index.tolist(),
+                             "members": net.members},
+            "thresholds": self.thresholds_,
+            "interval_halfwidth": list(map(float, self.interval_halfwidth_)),
+            "validation_metrics": self.validation_metrics_,
+            "importance": self.importance_,
+            "training_log": self.training_log_,
+            "train_seconds": self.train_seconds_,
+            "data_fingerprint": self.fingerprint_,
+        }
+        if self.kind_ == "regression":
+            state["target_center"] = np.asarray(self.target_center_).tolist()
+            state["target_scale"] = np.asarray(self.target_scale_).tolist()
+        return state
+
+    def _tensors(self) -> dict[str, torch.Tensor]:
+        tensors = {f"net.{k}": v for k, v in self.net_.state_dict().items()}
+        tensors["baseline_codes"] = self.baseline_codes_
+        tensors["validation.outputs"] = self.validation_outputs_
+        tensors["validation.targets"] = self.validation_targets_
+        return tensors
+
+    def _restore(self, state: dict, tensors: dict[str, torch.Tensor]) -> None:
+        self.kind_, self.classes_ = state["kind"], state["classes"]
+        self.schema_ = TableSchema.from_json(state["schema"])
+        arch = state["architecture"]
+        self.net_ = TabularNet(kind=self.kind_, n_outputs=arch["n_outputs"], n_numeric=arch["n_numeric"],
+                               log_index=arch["log_index"], missing_index=arch["missing_index"],
+                               category_sizes=[len(v) for v in self.schema_.categorical.values()],
+                               members=arch["members"], hidden=self.hidden, depth=self.depth, dropout=self.dropout,
+                               n_frequencies=self.n_frequencies, d_embedding=self.d_embedding, sigma=self.sigma)
+        self.net_.load_state_dict({k[4:]: v for k, v in tensors.items() if k.startswith("net.")})
+        self.net_.eval()
+        self.thresholds_ = state["thresholds"]
+        self.interval_halfwidth_ = state["interval_halfwidth"]
+        self.validation_metrics_ = state["validation_metrics"]
+        self.importance_ = state["importance"]
+        self.training_log_ = state["training_log"]
+        self.train_seconds_ = state["train_seconds"]
+        self.fingerprint_ = state["data_fingerprint"]
+        self.baseline_codes_ = tensors["baseline_codes"]
+        self.validation_outputs_ = tensors["validation.outputs"]
+        self.validation_targets_ = tensors["validation.targets"]
+        if self.kind_ == "regression":
+            self.target_center_ = np.asarray(state["target_center"])
+            self.target_scale_ = np.asarray(state["target_scale"])
+
+
+def _plain(value):
+    """numpy scalars -> Python scalars, so classes survive JSON."""
+    return value.item() if hasattr(value, "item") else value
+
+
+def _frame_digest(frame: pd.DataFrame) -> str:
+    hashed = pd.util.hash_pandas_object(frame, index=False).to_numpy()
+    return hashlib.sha256(hashed.tobytes()).hexdigest()[:16]

@@ -1,0 +1,154 @@
+"""The one training loop: mini-batches, AdamW, early stopping, seeds, progress, checkpoints.
+
+Every estimator trains its network through `fit_module`. The loop knows nothing about the
+task: the estimator hands it a module, a loss function and tensors for training and
+validation. The best weights (lowest validation loss) are restored at the end.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+import random
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+LossFn = Callable[..., torch.Tensor]  # loss_fn(module, *batch_tensors) -> scalar
+
+
+@dataclass
+class TrainConfig:
+    max_epochs: int = 200
+    batch_size: int = 256
+    lr: float = 2e-3
+    weight_decay: float = 1e-4
+    patience: int = 16
+    seed: int = 0
+    progress: bool = True
+    description: str = "training"
+    checkpoint_dir: Path | None = None  # best weights so far, resumable
+
+
+@dataclass
+class TrainResult:
+    best_epoch: int
+    best_loss: float
+    epochs_run: int
+    history: list[dict] = field(default_factory=list)
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def evaluate_loss(module: nn.Module, loss_fn: LossFn, tensors: tuple[torch.Tensor, ...],
+                  batch_size: int = 8192) -> float:
+    module.eval()
+    total, count = 0.0, 0
+    with torch.no_grad():
+        for start in range(0, len(tensors[0]), batch_size):
+            batch = [t[start:start + batch_size] for t in tensors]
+            total += float(loss_fn(module, *batch)) * len(batch[0])
+            count += len(batch[0])
+    return total / max(count, 1)
+
+
+def fit_module(module: nn.Module, loss_fn: LossFn, train: tuple[torch.Tensor, ...],
+               valid: tuple[torch.Tensor, ...], config: TrainConfig) -> TrainResult:
+    seed_everything(config.seed)
+    optimizer = torch.optim.AdamW(module.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    generator = torch.Generator().manual_seed(config.seed)
+    n = len(train[0])
+    batch_size = min(config.batch_size, n)
+    best_loss, best_epoch, best_state = float("inf"), -1, None
+    history: list[dict] = []
+    start_epoch = 0
+    checkpoint = _Checkpoint(config.checkpoint_dir) if config.checkpoint_dir else None
+    if checkpoint and checkpoint.exists():
+        best_state, info = checkpoint.load()
+        module.load_state_dict(best_state)
+        best_loss, best_epoch, start_epoch = info["best_loss"], info["best_epoch"], info["epoch"] + 1
+
+    with _progress(config) as (bar, task):
+        for epoch in range(start_epoch, config.max_epochs):
+            module.train()
+            order = torch.randperm(n, generator=generator)
+            running = 0.0
+            # drop the last incomplete batch: a batch of a handful of rows gives noisy steps
+            for start in range(0, n - batch_size + 1, batch_size):
+                index = order[start:start + batch_size]
+                loss = loss_fn(module, *(t[index] for t in train))
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                optimizer.step()
+                running += loss.item()
+            valid_loss = evaluate_loss(module, loss_fn, valid)
+            history.append({"epoch": epoch, "train_loss": running / max(n // batch_size, 1), "valid_loss": valid_loss})
+            if best_state is None or valid_loss < best_loss - 1e-6 * abs(best_loss):
+                best_loss, best_epoch = valid_loss, epoch
+                best_state = copy.deepcopy(module.state_dict())
+                if checkpoint:
+                    checkpoint.save(best_state, {"epoch": epoch, "best_epoch": epoch, "best_loss": best_loss})
+            if bar is not None:
+                bar.update(task, advance=1, description=f"{config.description} valid loss {valid_loss:.4f}")
+            if epoch - best_epoch >= config.patience:
+                break
+    if best_state is not None:
+        module.load_state_dict(best_state)
+    module.eval()
+    return TrainResult(best_epoch=best_epoch, best_loss=best_loss, epochs_run=len(history), history=history)
+
+
+class _progress:
+    """A rich progress bar when a person is watching, nothing otherwise."""
+
+    def __init__(self, config: TrainConfig):
+        self.config = config
+        self.bar = None
+
+    def __enter__(self):
+        if not self.config.progress or not sys.stderr.isatty():
+            return None, None
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+        self.bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                            TimeElapsedColumn(), transient=True)
+        self.bar.__enter__()
+        return self.bar, self.bar.add_task(self.config.description, total=self.config.max_epochs)
+
+    def __exit__(self, *exc):
+        if self.bar is not None:
+            self.bar.__exit__(*exc)
+
+
+class _Checkpoint:
+    def __init__(self, folder: Path):
+        self.folder = Path(folder)
+        self.weights = self.folder / "checkpoint.safetensors"
+        self.info = self.folder / "checkpoint.json"
+
+    def exists(self) -> bool:
+        return self.weights.is_file() and self.info.is_file()
+
+    def save(self, state: dict, info: dict) -> None:
+        from safetensors.torch import save_file
+
+        self.folder.mkdir(parents=True, exist_ok=True)
+        tmp = self.weights.with_suffix(".tmp")
+        save_file({k: v.contiguous() for k, v in state.items()}, str(tmp))
+        os.replace(tmp, self.weights)
+        self.info.write_text(json.dumps(info))
+
+    def load(self) -> tuple[dict, dict]:
+        from safetensors.torch import load_file
+
+        return load_file(str(self.weights)), json.loads(self.info.read_text())
