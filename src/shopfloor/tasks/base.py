@@ -22,7 +22,7 @@ from shopfloor.errors import BadOption, NotAModel, NotFitted
 
 
 class Estimator:
-    task: ClassVar[str] = ""
+    task_name: ClassVar[str] = ""  # key in shopfloor.tasks.TASKS, written to the manifest
     fitted_attribute: ClassVar[str] = "net_"
 
     @classmethod
@@ -56,8 +56,8 @@ class Estimator:
     # -- persistence -------------------------------------------------------------------
     def save(self, folder: str | os.PathLike) -> Path:
         self._check_fitted()
-        return save_artifact(folder, task=self.task, params=self.get_params(), state=self._state(),
-                             tensors=self._tensors())
+        state = {**self._state(), "cross_validation": getattr(self, "cv_metrics_", None)}
+        return save_artifact(folder, task=self.task_name, params=self.get_params(), state=state, tensors=self._tensors())
 
     @classmethod
     def from_artifact(cls, manifest: dict, tensors: dict[str, torch.Tensor], source: str) -> Estimator:
@@ -67,6 +67,7 @@ class Estimator:
         estimator = cls(**manifest["params"])
         try:
             estimator._restore(manifest["state"], tensors)
+            estimator.cv_metrics_ = manifest["state"].get("cross_validation")
         except (KeyError, RuntimeError, TypeError, ValueError) as err:
             raise NotAModel(f"{source} could not be restored ({type(err).__name__}: {err}); the folder is damaged") from None
         return estimator

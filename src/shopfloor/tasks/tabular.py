@@ -50,7 +50,7 @@ PREDICT_BATCH = 65_536
 class TabularModel(Estimator):
     """Predict failures (yes/no, failure mode, several failure modes at once) or a KPI from a table."""
 
-    task = "tabular"
+    task_name = "tabular"
 
     def __init__(self, target: str | list[str] = "target", *, drop: list[str] = (), ids: list[str] = (),
                  task: Literal["auto", "classification", "regression"] = "auto",

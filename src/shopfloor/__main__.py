@@ -1,0 +1,3 @@
+from shopfloor.cli import main
+
+main()

@@ -1,0 +1,268 @@
+"""The `shopfloor` command line: parse, call an estimator, print with rich.
+
+Known problems with the user's input (`ShopfloorError`) become a one-line message and exit
+code 2; nothing is written when a command fails. Heavy imports happen inside the commands
+so that `shopfloor --help` answers at once.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import math
+import sys
+import warnings
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+                  help="Deep learning for the factory floor: train, evaluate, explain and export models.")
+train_app = typer.Typer(no_args_is_help=True, help="Train a model on your data.")
+app.add_typer(train_app, name="train")
+
+DataOpt = Annotated[Path, typer.Option("--data", help="CSV or Parquet file.")]
+ModelOpt = Annotated[Path, typer.Option("--model", help="A model folder written by 'shopfloor train'.")]
+
+
+def _stderr():
+    from rich.console import Console
+
+    return Console(stderr=True, highlight=False)
+
+
+def _plain(text) -> str:
+    """User text (column names like 'Torque [Nm]') must not be read as rich markup."""
+    from rich.markup import escape
+
+    return escape(str(text))
+
+
+def friendly(command):
+    """Turn known input problems into one line on stderr and exit code 2."""
+    @functools.wraps(command)
+    def wrapper(*args, **kwargs):
+        from shopfloor.errors import ShopfloorError
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("default")
+            warnings.showwarning = _show_warning
+            try:
+                return command(*args, **kwargs)
+            except ShopfloorError as err:
+                _stderr().print(f"[bold red]error:[/] {_plain(_one_line(err))}", soft_wrap=True)
+                raise typer.Exit(2) from None
+            except KeyboardInterrupt:
+                _stderr().print("[bold red]interrupted[/]: nothing was written")
+                raise typer.Exit(130) from None
+    return wrapper
+
+
+def _one_line(err: Exception) -> str:
+    return " ".join(str(err).split())
+
+
+def _show_warning(message, category, filename, lineno, file=None, line=None):
+    from shopfloor.data.tables import ShopfloorWarning
+
+    if issubclass(category, ShopfloorWarning):
+        _stderr().print(f"[yellow]warning:[/] {_plain(message)}", soft_wrap=True)
+
+
+def _metrics_table(title: str, metrics: dict, spread: dict | None = None):
+    from rich.table import Table
+
+    table = Table(title=_plain(title), show_header=True, header_style="bold")
+    table.add_column("metric")
+    table.add_column("value", justify="right")
+    for key, value in metrics.items():
+        text = "n/a" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{value:.4f}"
+        if spread is not None and key in spread and text != "n/a":
+            text += f" ± {spread[key]:.4f}"
+        table.add_row(_plain(key), text)
+    return table
+
+
+def _json_safe(metrics: dict) -> dict:
+    return {k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in metrics.items()}
+
+
+def _write_json(path: Path, data: dict) -> None:
+    import os
+
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(data, indent=2, allow_nan=False) + "\n", encoding="utf-8")
+    os.replace(tmp, path)
+
+
+@train_app.command("tabular")
+@friendly
+def train_tabular(
+    data: DataOpt,
+    target: Annotated[list[str], typer.Option("--target", help="Column to predict; repeat for several yes/no targets.")],
+    out: Annotated[Path, typer.Option("--out", help="Model folder to write.")],
+    drop: Annotated[list[str] | None, typer.Option("--drop", help="Column to ignore (leaks the target, not known in time).")] = None,
+    id_column: Annotated[list[str] | None, typer.Option("--id", help="Identifier column: not learned from, kept in outputs.")] = None,
+    task: Annotated[str, typer.Option("--task", help="classification, regression, or auto (from the target).")] = "auto",
+    seed: Annotated[int, typer.Option("--seed")] = 0,
+    cv: Annotated[int, typer.Option("--cv", help="Also report K-fold cross-validation, mean ± std.")] = 0,
+    group: Annotated[str | None, typer.Option("--group", help="With --cv: keep each group (machine, lot) in one fold.")] = None,
+    time: Annotated[str | None, typer.Option("--time", help="With --cv: time-ordered folds, train on the past.")] = None,
+    miss_cost: Annotated[float | None, typer.Option("--miss-cost", help="Cost of a missed failure.")] = None,
+    false_alarm_cost: Annotated[float | None, typer.Option("--false-alarm-cost", help="Cost of a false alarm.")] = None,
+    bags: Annotated[int, typer.Option("--bags", help="Cross-fitted networks in the ensemble.")] = 5,
+    max_epochs: Annotated[int, typer.Option("--max-epochs")] = 200,
+    quiet: Annotated[bool, typer.Option("--quiet", help="No progress bars.")] = False,
+):
+    """Train a failure-prediction or KPI model on a table (CSV or Parquet)."""
+    from shopfloor.crossval import cross_validate, fold_indices, stratification_labels
+    from shopfloor.data.tables import read_table
+    from shopfloor.errors import BadOption
+    from shopfloor.tasks.tabular import TabularModel
+
+    if (group or time) and not cv:
+        raise BadOption("--group and --time choose how --cv splits the data; give --cv K as well")
+    frame = read_table(data)
+    params = dict(target=target if len(target) > 1 else target[0], drop=drop or [], ids=id_column or [], task=task,
+                  seed=seed, miss_cost=miss_cost, false_alarm_cost=false_alarm_cost, bags=bags,
+                  max_epochs=max_epochs, progress=not quiet)
+    console = _stderr()
+    cv_result = None
+    if cv:
+        probe = TabularModel(**params)
+        probe._check_options()
+        probe._rows_with_targets(frame, str(data))
+        kind, _ = probe._target_kind(frame)
+        folds = fold_indices(frame, cv, stratification_labels(frame, probe.targets, kind != "regression"),
+                             group=group, time=time, seed=seed)
+
+        def fit_and_score(train, test):
+            return TabularModel(**params).fit(train).evaluate(test)
+
+        cv_result = cross_validate(fit_and_score, frame, folds)
+        console.print(_metrics_table(f"{cv}-fold cross-validation ({data.name})", cv_result["mean"], cv_result["std"]))
+    model = TabularModel(**params).fit(frame)
+    model.cv_metrics_ = cv_result
+    model.save(out)
+    console.print(_metrics_table("out-of-fold validation (rows no network trained on)", model.validation_metrics_))
+    console.print(f"[green]saved[/] {_plain(out)}  ({model.kind_}, {len(model.schema_.features)} features, "
+                  f"{model.train_seconds_:.1f} s)")
+
+
+@app.command()
+@friendly
+def evaluate(model: ModelOpt, data: DataOpt,
+             json_out: Annotated[Path | None, typer.Option("--json", help="Write the metrics as a flat JSON object.")] = None):
+    """Score a model on labelled data."""
+    import shopfloor
+
+    estimator = shopfloor.load(model)
+    metrics = _json_safe(estimator.evaluate(data))
+    if json_out is not None:
+        _write_json(json_out, metrics)
+    from rich.console import Console
+
+    Console().print(_metrics_table(f"{data.name} ({model.name})", metrics))
+
+
+@app.command()
+@friendly
+def predict(model: ModelOpt, data: DataOpt,
+            out: Annotated[Path, typer.Option("--out", help="Output file, .csv or .parquet.")],
+            chunk_rows: Annotated[int, typer.Option("--chunk-rows", help="Rows per chunk (bounds memory).")] = 200_000):
+    """Predict every row of a file; keeps id columns; probabilities and decisions."""
+    import shopfloor
+
+    rows = shopfloor.load(model).predict_file(data, out, chunk_rows=chunk_rows)
+    _stderr().print(f"[green]wrote[/] {_plain(out)} ({rows} rows)")
+
+
+@app.command()
+@friendly
+def explain(model: ModelOpt, data: DataOpt, out: Annotated[Path, typer.Option("--out", help=".csv or .parquet")]):
+    """Per-row feature attributions (integrated gradients) for every prediction."""
+    import shopfloor
+    from shopfloor.data.tables import write_table
+
+    table = shopfloor.load(model).explain(data)
+    write_table(table, out)
+    _stderr().print(f"[green]wrote[/] {_plain(out)} ({len(table)} rows)")
+
+
+@app.command()
+@friendly
+def export(model: ModelOpt, out: Annotated[Path, typer.Option("--out", help="ONNX file to write.")],
+           format: Annotated[str, typer.Option("--format", help="Only 'onnx' for now.")] = "onnx",
+           data: Annotated[Path | None, typer.Option("--data", help="Rows to check ONNX against torch on.")] = None):
+    """Export a model for edge devices (ONNX, preprocessing inside the graph)."""
+    import shopfloor
+    from shopfloor.errors import BadOption
+    from shopfloor.export import check_parity, export_onnx
+
+    if format.lower() != "onnx":
+        raise BadOption(f"unknown export format '{format}'; supported: onnx")
+    estimator = shopfloor.load(model)
+    export_onnx(estimator, out)
+    message = f"[green]wrote[/] {_plain(out)}"
+    if data is not None:
+        from shopfloor.data.tables import read_table
+
+        difference = check_parity(estimator, out, read_table(data).head(5000))
+        message += f"; ONNX Runtime vs torch max abs difference {difference:.2e}"
+    _stderr().print(message)
+
+
+@app.command()
+@friendly
+def report(model: ModelOpt, out: Annotated[Path, typer.Option("--out", help="HTML file to write.")],
+           data: Annotated[Path | None, typer.Option("--data", help="Labelled data to evaluate on.")] = None):
+    """One self-contained HTML page: metrics, curves, feature importance."""
+    import shopfloor
+    from shopfloor.report import write_report
+
+    estimator = shopfloor.load(model)
+    frame = None
+    if data is not None:
+        from shopfloor.data.tables import read_table
+
+        frame = read_table(data)
+    write_report(estimator, out, frame, source=str(data) if data else None)
+    _stderr().print(f"[green]wrote[/] {_plain(out)}")
+
+
+@app.command()
+@friendly
+def info(model: ModelOpt):
+    """What a model folder holds: task, targets, features, metrics."""
+    from shopfloor.artifacts import read_manifest
+
+    manifest = read_manifest(model)
+    state = manifest["state"]
+    from rich.console import Console
+
+    console = Console()
+    console.print(f"[bold]{_plain(model)}[/]: {manifest['task']} ({state.get('kind')}), shopfloor "
+                  f"{manifest['shopfloor_version']}, saved {manifest['created']}")
+    console.print(f"targets: {_plain(manifest['params'].get('target'))}")
+    schema = state.get("schema", {})
+    features = schema.get("numeric", []) + schema.get("dates", []) + list(schema.get("categorical", {}))
+    console.print(f"features: {_plain(', '.join(features))}")
+    console.print(_metrics_table("out-of-fold validation", state.get("validation_metrics", {})))
+
+
+@app.callback(invoke_without_command=True)
+def _root(version: Annotated[bool, typer.Option("--version", help="Print the version and exit.")] = False):
+    if version:
+        from shopfloor import __version__
+
+        typer.echo(__version__)
+        raise typer.Exit()
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
