@@ -68,7 +68,7 @@ def save_artifact(folder: str | os.PathLike, *, task: str, params: dict, state: 
         manifest["manifest_sha256"] = _sha256_json(manifest)
         (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2, ensure_ascii=False), encoding="utf-8")
         if folder.exists():
-            if not (folder / MANIFEST).exists() and any(folder.iterdir()):
+            if not _replaceable(folder):
                 raise NotAModel(f"{folder} exists and is not a shopfloor model; refusing to overwrite it")
             old = folder.with_name(f".{folder.name}.old-{os.getpid()}")
             os.replace(folder, old)
@@ -79,6 +79,19 @@ def save_artifact(folder: str | os.PathLike, *, task: str, params: dict, state: 
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return folder
+
+
+def _replaceable(folder: Path) -> bool:
+    """Only an empty folder or a shopfloor model may be replaced by a new model."""
+    if not folder.is_dir():
+        return False
+    if not any(folder.iterdir()):
+        return True
+    try:
+        manifest = json.loads((folder / MANIFEST).read_text(encoding="utf-8"))
+    except (OSError, ValueError):  # no manifest, or one that is not JSON: someone else's folder
+        return False
+    return isinstance(manifest, dict) and manifest.get("format") == FORMAT
 
 
 def read_manifest(folder: str | os.PathLike) -> dict:

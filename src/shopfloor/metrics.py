@@ -90,7 +90,8 @@ def best_threshold(y: np.ndarray, proba: np.ndarray, miss_cost: float | None = N
     score = np.where(distinct, score, -np.inf)
     k = int(np.argmax(score))
     if score[k] <= no_alarm:
-        return float(min(1.0, p[0] + 1e-6))  # never raising an alarm is cheapest
+        # never raising an alarm is best: above every score, even a saturated 1.0 (so may exceed 1)
+        return float(p[0] + 1e-6)
     below = p[k + 1] if k + 1 < len(p) else 0.0
     return float((p[k] + below) / 2)
 
@@ -110,7 +111,7 @@ def fit_platt(logits: np.ndarray, y: np.ndarray, steps: int = 200) -> tuple[floa
         return loss
 
     optimizer.step(closure)
-    a_value, b_value = float(a), float(b)
+    a_value, b_value = float(a.detach()), float(b.detach())
     if not np.isfinite(a_value) or a_value <= 0:  # degenerate held-out set: keep the raw model
         return 1.0, 0.0
     return a_value, b_value
@@ -130,7 +131,7 @@ def fit_temperature(logits: np.ndarray, y: np.ndarray, steps: int = 200) -> floa
         return loss
 
     optimizer.step(closure)
-    t = float(log_t.exp())
+    t = float(log_t.detach().exp())
     return t if np.isfinite(t) and t > 0 else 1.0
 
 

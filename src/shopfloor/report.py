@@ -26,6 +26,7 @@ from shopfloor.metrics import calibration_curve
 
 OUT_OF_FOLD = "out-of-fold validation (rows no network trained on)"
 TOP_FEATURES = 30
+SCATTER_ROWS = 20_000
 KIND_WORDS = {"binary": "yes/no classification", "multiclass": "multiclass classification",
               "regression": "regression (predicting a number)"}
 METRIC_WORDS = {
@@ -53,17 +54,14 @@ header dt { font-size: 12px; text-transform: uppercase; letter-spacing: .05em; c
 header dd { margin: 0; font-weight: 500; overflow-wrap: anywhere; }
 section { background: #fff; border-radius: 8px; padding: 18px 24px; margin-top: 20px;
           box-shadow: 0 1px 3px rgba(0, 0, 0, .08); }
-h2 { margin: 0 0 10px; font-size: 19px; color: #243b53; }
-h3 { margin: 18px 0 6px; font-size: 16px; color: #334e68; }
-p { margin: 6px 0; }
-.note { color: #627d98; font-size: 13px; }
+h2 { margin: 0 0 10px; font-size: 19px; color: #243b53; } h3 { margin: 18px 0 6px; font-size: 16px; color: #334e68; }
+p { margin: 6px 0; } .note { color: #627d98; font-size: 13px; }
 .warning { background: #fff3c4; border-left: 4px solid #f0b429; padding: 8px 12px; }
 .decision { background: #e8f4fd; border-left: 4px solid #2680c2; padding: 8px 12px; }
 table { border-collapse: collapse; margin: 8px 0; font-size: 14px; }
 th, td { padding: 5px 12px; text-align: left; border-bottom: 1px solid #e4e7eb; vertical-align: top; }
 th { background: #f0f4f8; font-weight: 600; }
-td.number { text-align: right; font-variant-numeric: tabular-nums; white-space: nowrap; }
-td.words { color: #627d98; }
+td.number { text-align: right; font-variant-numeric: tabular-nums; white-space: nowrap; } td.words { color: #627d98; }
 .plots { display: grid; grid-template-columns: repeat(auto-fit, minmax(320px, 1fr)); gap: 16px; margin-top: 8px; }
 figure { margin: 0; border: 1px solid #e4e7eb; border-radius: 6px; padding: 8px; background: #fff; }
 figure img { width: 100%; height: auto; display: block; }
@@ -81,14 +79,16 @@ def write_report(model, path: str | os.PathLike, data: pd.DataFrame | None = Non
     if getattr(model, "kind_", None) is None:
         raise NotFitted("the report needs a fitted model: call fit() first or load a saved model")
     metrics, outputs, truth, origin, notes = _evidence(model, data, source)
+    where = f"Computed on {origin}." + (" Metrics without a target name are averages over the targets."
+                                        if len(model.targets) > 1 else "")
     if model.kind_ == "regression":
         results = _regression_sections(model, outputs, truth)
     else:
         results = _classification_sections(model, outputs, truth)
     body = "".join([
         _header(model, origin),
-        _section("Metrics", "".join(f'<p class="warning">{_e(n)}</p>' for n in notes)
-                 + f'<p class="note">Computed on {_e(origin)}.</p>' + _metrics_table(metrics)),
+        _section("Metrics", f'<p class="note">{_e(where)}</p>'
+                 + "".join(f'<p class="warning">{_e(n)}</p>' for n in notes) + _metrics_table(metrics)),
         results,
         _importance_section(model.importance_),
         _training_log_section(model.training_log_),
@@ -125,7 +125,7 @@ def _evidence(model, data: pd.DataFrame | None, source: str | None):
     else:
         outputs = model.predict_proba(frame)
         truth = np.stack([frame[t].map(_plain).eq(classes[1]).to_numpy()
-                          for t, classes in zip(model.targets, model.classes_)], axis=1).astype(float)
+                          for t, classes in zip(model.targets, model.classes_, strict=True)], axis=1).astype(float)
     if _looks_like_training_table(model, data):
         notes.append("This looks like the table the model was trained on, so these numbers are optimistic; "
                      "write the report without data to see the out-of-fold validation.")
@@ -142,11 +142,12 @@ def _looks_like_training_table(model, data: pd.DataFrame) -> bool:
 
 
 def _header(model, origin: str) -> str:
+    seconds = model.train_seconds_
     facts = {
         "Task": KIND_WORDS.get(model.kind_, model.kind_),
         "Target" + ("s" if len(model.targets) > 1 else ""): ", ".join(map(str, model.targets)),
         "Training rows": f"{model.fingerprint_['rows']:,}",
-        "Training time": _duration(model.train_seconds_),
+        "Training time": f"{seconds:.1f} s" if seconds < 120 else f"{seconds // 60:.0f} min {seconds % 60:.0f} s",
         "Metrics from": origin,
         "shopfloor version": shopfloor.__version__,
         "Written": datetime.now().strftime("%Y-%m-%d %H:%M"),
@@ -173,7 +174,8 @@ def _classification_sections(model, outputs: np.ndarray, truth: np.ndarray) -> s
         words = f'<p class="decision">Each row gets the <b>{_e(target)}</b> class with the highest probability.</p>'
         return _section("Decisions", words + _plots(plots))
     parts = []
-    for j, (target, classes, threshold) in enumerate(zip(model.targets, model.classes_, model.thresholds_)):
+    labels = zip(model.targets, model.classes_, model.thresholds_, strict=True)
+    for j, (target, classes, threshold) in enumerate(labels):
         y, proba = truth[:, j].astype(int), outputs[:, j]
         decision = (proba >= threshold).astype(int)
         negative, positive = str(classes[0]), str(classes[1])
@@ -181,7 +183,7 @@ def _classification_sections(model, outputs: np.ndarray, truth: np.ndarray) -> s
                  f"probability of {_e(positive)} is at least <b>{threshold:.3g}</b>; otherwise it is "
                  f"{_e(negative)}.</p>")
         plots = [_confusion_figure(y, decision, [negative, positive]),
-                 _pr_figure([(positive, y == 1, proba, decision == 1)]),
+                 _pr_figure([(f"{target} = {positive}", y == 1, proba, decision == 1)]),
                  _calibration_figure(y, proba, f"predicted probability of {positive}")]
         heading = f"<h3>{_e(target)}</h3>" if len(model.targets) > 1 else ""
         parts.append(heading + words + _plots(plots))
@@ -192,19 +194,22 @@ def _confusion_figure(truth: np.ndarray, decision: np.ndarray, names: list[str])
     k = len(names)
     counts = np.zeros((k, k), dtype=int)
     np.add.at(counts, (truth, decision), 1)
-    fig, ax = _new_figure(4.6, 4.0 if k <= 4 else 5.2)
-    ax.imshow(counts, cmap="Blues")
-    size = 11 if k <= 4 else max(6, 11 - k // 2)
+    shares = counts / np.maximum(counts.sum(1, keepdims=True), 1)
+    fig, ax = _new_figure(4.0, 3.3 if k <= 4 else 4.4)
+    ax.imshow(shares, cmap="Blues", vmin=0, vmax=1)  # coloured by share of the row, so rare rows show too
+    size = 10 if k <= 4 else max(5, 10 - k // 2)
     for (i, j), n in np.ndenumerate(counts):
-        ax.text(j, i, f"{n:,}", ha="center", va="center", fontsize=size,
-                color="white" if n > counts.max() / 2 else "#1f2933")
+        text = f"{n:,}\n{shares[i, j]:.0%}" if k <= 6 else f"{n:,}"
+        ax.text(j, i, text, ha="center", va="center", fontsize=size,
+                color="white" if shares[i, j] > 0.5 else "#1f2933")
     labels = [_label(n) for n in names]
     ax.set_xticks(range(k), labels, rotation=45 if k > 4 else 0, ha="right" if k > 4 else "center", fontsize=size)
     ax.set_yticks(range(k), labels, fontsize=size)
     ax.set_xlabel("predicted")
     ax.set_ylabel("actual")
     ax.set_title("Confusion matrix")
-    return _figure_to_img(fig, "Rows by actual (down) and predicted (across) outcome; the diagonal is right.")
+    return _figure_to_img(fig, "Rows by actual (down) and predicted (across) outcome, with the share of each "
+                               "actual row; the diagonal is right.")
 
 
 def _pr_figure(curves: list[tuple[str, np.ndarray, np.ndarray, np.ndarray]]) -> str:
@@ -230,7 +235,10 @@ def _pr_figure(curves: list[tuple[str, np.ndarray, np.ndarray, np.ndarray]]) -> 
 
 
 def _calibration_figure(y: np.ndarray, proba: np.ndarray, xlabel: str) -> str:
-    curve = calibration_curve(np.asarray(y, dtype=float), proba, bins=10)
+    # many small groups on large data: with rare failures most rows sit near 0, and ten groups
+    # would put nine of them there and leave the rest of the range to a single point
+    bins = min(50, max(10, len(proba) // 200))
+    curve = calibration_curve(np.asarray(y, dtype=float), proba, bins=bins)
     fig, ax = _new_figure()
     ax.plot([0, 1], [0, 1], "--", color="grey", lw=1, label="perfectly calibrated")
     ax.plot(curve["predicted"], curve["observed"], "o-", color="#2680c2", label="model")
@@ -238,7 +246,8 @@ def _calibration_figure(y: np.ndarray, proba: np.ndarray, xlabel: str) -> str:
     ax.legend(fontsize=8, loc="upper left")
     ax.grid(alpha=.3)
     each = curve["count"][0] if curve["count"] else 0
-    return _figure_to_img(fig, f"Rows in 10 equal groups (about {each:,} each) by predicted probability; "
+    return _figure_to_img(fig, f"Rows in {len(curve['count'])} equal groups (about {each:,} each) by predicted "
+                               "probability; "
                                "points on the diagonal mean the probabilities can be taken at face value.")
 
 
@@ -249,12 +258,9 @@ def _regression_sections(model, outputs: np.ndarray, truth: np.ndarray) -> str:
     for j, target in enumerate(model.targets):
         actual, predicted = truth[:, j], outputs[:, j]
         residual = actual - predicted
-        halfwidth = model.interval_halfwidth_[j] if j < len(model.interval_halfwidth_) else None
-        if halfwidth is None:
-            words = f"<b>{_e(target)}</b>: the model stores no prediction interval."
-        else:
-            words = f"<b>{_e(target)}</b>: the prediction interval is the predicted value ± <b>{halfwidth:.4g}</b>"
-            words += f", set to hold {coverage:.0%} of out-of-fold rows." if coverage else "."
+        halfwidth = float(model.interval_halfwidth_[j])
+        words = f"<b>{_e(target)}</b>: the prediction interval is the predicted value ± <b>{halfwidth:.4g}</b>"
+        words += f", set to hold {coverage:.0%} of out-of-fold rows." if coverage else "."
         plots = [_scatter_figure(actual, predicted, "actual", "predicted", "Predicted vs actual", diagonal=True),
                  _scatter_figure(predicted, residual, "predicted", "residual (actual - predicted)",
                                  "Residuals vs predicted", band=halfwidth),
@@ -266,6 +272,9 @@ def _regression_sections(model, outputs: np.ndarray, truth: np.ndarray) -> str:
 
 def _scatter_figure(x: np.ndarray, y: np.ndarray, xlabel: str, ylabel: str, title: str,
                     diagonal: bool = False, band: float | None = None) -> str:
+    if len(x) > SCATTER_ROWS:  # a million dots draw slowly and show no more than this many
+        keep = np.random.default_rng(0).choice(len(x), SCATTER_ROWS, replace=False)
+        x, y = x[keep], y[keep]
     fig, ax = _new_figure()
     ax.scatter(x, y, s=6, alpha=.35, color="#2680c2", linewidths=0)
     if diagonal:
@@ -283,12 +292,11 @@ def _scatter_figure(x: np.ndarray, y: np.ndarray, xlabel: str, ylabel: str, titl
     return _figure_to_img(fig, caption)
 
 
-def _histogram_figure(residual: np.ndarray, halfwidth: float | None) -> str:
+def _histogram_figure(residual: np.ndarray, halfwidth: float) -> str:
     fig, ax = _new_figure()
     ax.hist(residual, bins=min(50, max(10, len(residual) // 20)), color="#2680c2", alpha=.8)
-    if halfwidth is not None:
-        for edge in (-halfwidth, halfwidth):
-            ax.axvline(edge, color="grey", ls="--", lw=1)
+    for edge in (-halfwidth, halfwidth):
+        ax.axvline(edge, color="grey", ls="--", lw=1)
     ax.set(xlabel="residual (actual - predicted)", ylabel="rows", title="Residuals")
     ax.grid(alpha=.3)
     return _figure_to_img(fig, "How far predictions miss; dashed lines mark the prediction interval.")
@@ -298,10 +306,10 @@ def _histogram_figure(residual: np.ndarray, halfwidth: float | None) -> str:
 def _importance_section(importance: dict[str, float]) -> str:
     ranked = sorted(importance.items(), key=lambda kv: -kv[1])
     shown = ranked[:TOP_FEATURES]
-    fig, ax = _new_figure(8.5, 1.0 + 0.3 * max(len(shown), 1))
+    fig, ax = _new_figure(10, 1.0 + 0.26 * max(len(shown), 1))
     ax.barh(range(len(shown)), [v for _, v in shown][::-1], color="#2680c2")
     ax.set_yticks(range(len(shown)), [_label(k) for k, _ in shown][::-1], fontsize=9)
-    ax.set(xlabel="mean |attribution|: how much the feature moves a prediction", title="Feature importance")
+    ax.set_xlabel("mean |attribution|: how much the feature moves a prediction")
     ax.grid(alpha=.3, axis="x")
     more = f" The top {len(shown)} of {len(ranked)} features are shown." if len(ranked) > len(shown) else ""
     text = ('<p class="note">Integrated-gradients attributions on a sample of training rows, averaged in absolute '
@@ -318,10 +326,10 @@ def _training_log_section(log: list[dict]) -> str:
 
 
 # -- small HTML and plotting helpers --------------------------------------------------------
-def _new_figure(width: float = 4.8, height: float = 3.8):
+def _new_figure(width: float = 4.0, height: float = 3.3):
     from matplotlib.figure import Figure
 
-    fig = Figure(figsize=(width, height), dpi=110, layout="constrained")
+    fig = Figure(figsize=(width, height), dpi=140, layout="constrained")
     return fig, fig.add_subplot()
 
 
@@ -349,8 +357,8 @@ def _section(title: str, content: str) -> str:
 def _table(headers: list[str], rows: list[list[str]], classes: list[str]) -> str:
     """Cells are already escaped HTML."""
     head = "".join(f"<th>{_e(h)}</th>" for h in headers)
-    body = "".join("<tr>" + "".join(f'<td class="{c}">{cell}</td>' for c, cell in zip(classes, row)) + "</tr>"
-                   for row in rows)
+    cells = ("".join(f'<td class="{c}">{cell}</td>' for c, cell in zip(classes, row, strict=True)) for row in rows)
+    body = "".join(f"<tr>{row}</tr>" for row in cells)
     return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
 
 
@@ -366,11 +374,9 @@ def _label(text: str) -> str:
 def _number(value) -> str:
     if value is None or not np.isfinite(value):
         return "n/a"
+    if value == 0 or 0.001 <= abs(value) <= 1:  # scores such as f1 and r2: same decimals, easy to compare
+        return f"{value:.4f}"
     return f"{value:,.4g}" if abs(value) < 1e6 else f"{value:,.0f}"
-
-
-def _duration(seconds: float) -> str:
-    return f"{seconds:.1f} s" if seconds < 120 else f"{int(seconds // 60)} min {seconds % 60:.0f} s"
 
 
 def _plain(value):

@@ -21,6 +21,7 @@ import torch
 from torch import nn
 
 LossFn = Callable[..., torch.Tensor]  # loss_fn(module, *batch_tensors) -> scalar
+ScoreFn = Callable[..., float]  # score_fn(module, *valid_tensors) -> float, lower is better
 
 
 @dataclass
@@ -63,7 +64,13 @@ def evaluate_loss(module: nn.Module, loss_fn: LossFn, tensors: tuple[torch.Tenso
 
 
 def fit_module(module: nn.Module, loss_fn: LossFn, train: tuple[torch.Tensor, ...],
-               valid: tuple[torch.Tensor, ...], config: TrainConfig) -> TrainResult:
+               valid: tuple[torch.Tensor, ...], config: TrainConfig, score_fn: ScoreFn | None = None) -> TrainResult:
+    """Train `module` on `train`; keep the weights with the best validation score.
+
+    The score is the validation loss unless `score_fn` is given: with label noise (random
+    failures nobody can predict) the log-loss rises as soon as the boundaries sharpen, so
+    classifiers stop on a ranking score instead.
+    """
     seed_everything(config.seed)
     optimizer = torch.optim.AdamW(module.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     generator = torch.Generator().manual_seed(config.seed)
@@ -91,7 +98,12 @@ def fit_module(module: nn.Module, loss_fn: LossFn, train: tuple[torch.Tensor, ..
                 loss.backward()
                 optimizer.step()
                 running += loss.item()
-            valid_loss = evaluate_loss(module, loss_fn, valid)
+            if score_fn is None:
+                valid_loss = evaluate_loss(module, loss_fn, valid)
+            else:
+                module.eval()
+                with torch.no_grad():
+                    valid_loss = float(score_fn(module, *valid))
             history.append({"epoch": epoch, "train_loss": running / max(n // batch_size, 1), "valid_loss": valid_loss})
             if best_state is None or valid_loss < best_loss - 1e-6 * abs(best_loss):
                 best_loss, best_epoch = valid_loss, epoch
@@ -99,7 +111,7 @@ def fit_module(module: nn.Module, loss_fn: LossFn, train: tuple[torch.Tensor, ..
                 if checkpoint:
                     checkpoint.save(best_state, {"epoch": epoch, "best_epoch": epoch, "best_loss": best_loss})
             if bar is not None:
-                bar.update(task, advance=1, description=f"{config.description} valid loss {valid_loss:.4f}")
+                bar.update(task, advance=1, description=f"{config.description} valid {valid_loss:.4f}")
             if epoch - best_epoch >= config.patience:
                 break
     if best_state is not None:

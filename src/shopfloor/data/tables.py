@@ -52,7 +52,8 @@ def _is_parquet(path: Path) -> bool:
 
 def _csv_options(path: Path) -> dict:
     """Encoding, delimiter and decimal mark, guessed from the start of the file."""
-    raw = path.open("rb").read(SNIFF_BYTES)
+    with path.open("rb") as handle:
+        raw = handle.read(SNIFF_BYTES)
     encoding = "utf-8-sig"
     try:
         text = raw.decode(encoding)
@@ -73,6 +74,8 @@ def _csv_options(path: Path) -> dict:
         header = lines[0]
         delimiter = max(DELIMITERS, key=header.count) if any(d in header for d in DELIMITERS) else ","
     decimal = "," if delimiter == ";" and _DECIMAL_COMMA.search(sample) else "."
+    # pandas renames a repeated name to 'name.1'; catch it here, where the header is still as written
+    _check_unique([str(c).strip() for c in next(csv.reader([lines[0]], delimiter=delimiter))], path)
     return {"sep": delimiter, "encoding": encoding, "decimal": decimal}
 
 
@@ -113,6 +116,8 @@ def iter_table(path: str | os.PathLike, chunk_rows: int = 200_000) -> Iterator[p
             reader = pd.read_csv(path, chunksize=chunk_rows, low_memory=False, **_csv_options(path))
             with reader:
                 for chunk in reader:
+                    if chunk.empty:  # a header-only file gives one empty chunk
+                        continue
                     empty = False
                     yield _tidy_header(chunk, path)
     except (ValueError, OSError, pd.errors.ParserError, ImportError) as err:
@@ -123,13 +128,17 @@ def iter_table(path: str | os.PathLike, chunk_rows: int = 200_000) -> Iterator[p
 
 def _tidy_header(frame: pd.DataFrame, path: Path) -> pd.DataFrame:
     names = [str(c).strip() for c in frame.columns]
+    _check_unique(names, path)
+    frame.columns = names
+    return frame
+
+
+def _check_unique(names: list[str], path: Path) -> None:
     seen: set[str] = set()
     for name in names:
         if name in seen:
             raise DataFileError(f"{path}: the column name '{name}' appears twice in the header")
         seen.add(name)
-    frame.columns = names
-    return frame
 
 
 def _first_line(err: Exception) -> str:

@@ -23,68 +23,78 @@ from torch import nn
 
 
 class Preprocess(nn.Module):
-    """Raw numbers (NaN = missing) -> imputed, robustly scaled, softly clipped features."""
+    """Raw numbers (NaN = missing) -> imputed, derived, robustly scaled features + missing flags.
 
-    def __init__(self, n_numeric: int, log_index: list[int], missing_index: list[int]):
+    Derived features: the log of every non-negative column and, for tables with few numeric
+    columns, pairwise differences (temperature rise) and pairwise log-sums and log-differences
+    (products and ratios such as power = torque x speed). They give the network axis-aligned
+    handles on the boundaries physics draws in such tables.
+    """
+
+    CLIP = 8.0  # robust units; protects the network from wild readings without bending the scale
+
+    def __init__(self, n_numeric: int, log_index: list[int], missing_index: list[int], pairs: bool = False):
         super().__init__()
-        n_log = len(log_index)
+        diff_a, diff_b = _pairs(n_numeric) if pairs else ([], [])
+        log_a, log_b = _pairs(len(log_index)) if pairs else ([], [])
+        n_derived = n_numeric + len(log_index) + len(diff_a) + 2 * len(log_a)
         self.register_buffer("fill", torch.zeros(n_numeric))
-        self.register_buffer("center", torch.zeros(n_numeric))
-        self.register_buffer("scale", torch.ones(n_numeric))
         self.register_buffer("log_index", torch.tensor(log_index, dtype=torch.long))
-        self.register_buffer("log_offset", torch.ones(n_log))
-        self.register_buffer("log_center", torch.zeros(n_log))
-        self.register_buffer("log_scale", torch.ones(n_log))
+        self.register_buffer("log_offset", torch.ones(len(log_index)))
+        self.register_buffer("diff_a", torch.tensor(diff_a, dtype=torch.long))
+        self.register_buffer("diff_b", torch.tensor(diff_b, dtype=torch.long))
+        self.register_buffer("log_a", torch.tensor(log_a, dtype=torch.long))
+        self.register_buffer("log_b", torch.tensor(log_b, dtype=torch.long))
+        self.register_buffer("center", torch.zeros(n_derived))
+        self.register_buffer("scale", torch.ones(n_derived))
         self.register_buffer("missing_index", torch.tensor(missing_index, dtype=torch.long))
 
     @property
     def n_outputs(self) -> int:
-        return self.fill.numel() + self.log_index.numel() + self.missing_index.numel()
+        return self.center.numel() + self.missing_index.numel()
+
+    def derive(self, filled: torch.Tensor) -> torch.Tensor:
+        parts = [filled]
+        if self.log_index.numel():
+            logs = torch.log(filled[:, self.log_index].clamp(min=0) + self.log_offset)
+            parts.append(logs)
+            if self.log_a.numel():
+                parts += [logs[:, self.log_a] + logs[:, self.log_b], logs[:, self.log_a] - logs[:, self.log_b]]
+        if self.diff_a.numel():
+            parts.append(filled[:, self.diff_a] - filled[:, self.diff_b])
+        return torch.cat(parts, dim=1)
 
     def fit(self, numbers: torch.Tensor) -> Preprocess:
-        """Statistics from training numbers; quantiles ignore missing values."""
-        def robust(values: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-            q = torch.nanquantile(values.double(), torch.tensor([0.25, 0.5, 0.75], dtype=torch.float64), dim=0)
-            spread = (q[2] - q[0]) / 1.349
-            std = torch.from_numpy(_nanstd(values.double().numpy()))
-            spread = torch.where(spread > 1e-9 * (q[1].abs() + 1), spread, std)
-            return q[1].float(), torch.where(spread > 0, spread, torch.ones_like(spread)).float()
-
-        median, spread = robust(numbers)
-        self.fill.copy_(torch.nan_to_num(median))
-        self.center.copy_(torch.nan_to_num(median))
-        self.scale.copy_(spread)
+        """Statistics from training numbers: medians fill gaps; median and IQR scale."""
+        if numbers.shape[1] == 0:  # a table of categories only
+            return self
+        median = torch.nan_to_num(torch.nanquantile(numbers.double(), 0.5, dim=0)).float()
+        self.fill.copy_(median)
+        filled = torch.where(torch.isnan(numbers), median, numbers)
         if self.log_index.numel():
-            positive = numbers[:, self.log_index]
-            offset = torch.nan_to_num(median[self.log_index]).clamp(min=0) * 0.01
+            offset = median[self.log_index].clamp(min=0) * 0.01
             self.log_offset.copy_(torch.where(offset > 0, offset, torch.full_like(offset, 1e-3)))
-            center, spread = robust(torch.log(positive.clamp(min=0) + self.log_offset))
-            self.log_center.copy_(center)
-            self.log_scale.copy_(spread)
+        derived = self.derive(filled).double()
+        q = torch.quantile(derived, torch.tensor([0.25, 0.5, 0.75], dtype=torch.float64), dim=0)
+        spread = (q[2] - q[0]) / 1.349
+        spread = torch.where(spread > 1e-9 * (q[1].abs() + 1), spread, derived.std(dim=0))
+        self.center.copy_(q[1].float())
+        self.scale.copy_(torch.where(spread > 0, spread, torch.ones_like(spread)).float())
         return self
 
     def forward(self, numbers: torch.Tensor, missing: torch.Tensor | None = None) -> torch.Tensor:
         if missing is None:
             missing = torch.isnan(numbers)
         filled = torch.where(missing, self.fill, numbers)
-        parts = [_soft_clip((filled - self.center) / self.scale)]
-        if self.log_index.numel():
-            logs = torch.log(filled[:, self.log_index].clamp(min=0) + self.log_offset)
-            parts.append(_soft_clip((logs - self.log_center) / self.log_scale))
+        scaled = ((self.derive(filled) - self.center) / self.scale).clamp(-self.CLIP, self.CLIP)
         if self.missing_index.numel():
-            parts.append(missing[:, self.missing_index].to(numbers.dtype))
-        return torch.cat(parts, dim=1)
+            return torch.cat([scaled, missing[:, self.missing_index].to(numbers.dtype)], dim=1)
+        return scaled
 
 
-def _soft_clip(x: torch.Tensor, limit: float = 3.0) -> torch.Tensor:
-    return x / torch.sqrt(1 + (x / limit) ** 2)
-
-
-def _nanstd(values):
-    import numpy as np
-
-    with np.errstate(invalid="ignore"):
-        return np.nan_to_num(np.nanstd(values, axis=0), nan=1.0)
+def _pairs(n: int) -> tuple[list[int], list[int]]:
+    a, b = zip(*[(i, j) for i in range(n) for j in range(i + 1, n)]) if n > 1 else ((), ())
+    return list(a), list(b)
 
 
 class MemberLinear(nn.Module):
@@ -130,12 +140,12 @@ class TabularNet(nn.Module):
     """
 
     def __init__(self, *, kind: str, n_outputs: int, n_numeric: int, log_index: list[int],
-                 missing_index: list[int], category_sizes: list[int], members: int = 4,
+                 missing_index: list[int], category_sizes: list[int], pairs: bool = False, members: int = 4,
                  hidden: int = 128, depth: int = 2, dropout: float = 0.1, n_frequencies: int = 16,
                  d_embedding: int = 8, sigma: float = 0.1, d_category: int = 8):
         super().__init__()
         self.kind = kind
-        self.preprocess = Preprocess(n_numeric, log_index, missing_index)
+        self.preprocess = Preprocess(n_numeric, log_index, missing_index, pairs)
         self.numeric_embedding = PeriodicEmbedding(members, self.preprocess.n_outputs, n_frequencies,
                                                    d_embedding, sigma)
         self.category_embeddings = nn.ModuleList(
@@ -199,5 +209,6 @@ def merge_members(nets: list[TabularNet]) -> TabularNet:
     for name, param in merged.named_parameters():
         stacked = torch.cat([s[name] for s in states], dim=0 if not name.startswith("category_embeddings") else 1)
         param.data = stacked
+        param.grad = None  # shaped for one bag; stale after stacking
     merged.d_category = nets[0].d_category
     return merged

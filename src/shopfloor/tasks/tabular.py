@@ -55,7 +55,7 @@ class TabularModel(Estimator):
     def __init__(self, target: str | list[str] = "target", *, drop: list[str] = (), ids: list[str] = (),
                  task: Literal["auto", "classification", "regression"] = "auto",
                  members: int = 4, bags: int = 5, hidden: int = 128, depth: int = 2, dropout: float = 0.1,
-                 n_frequencies: int = 16, d_embedding: int = 8, sigma: float = 0.1,
+                 n_frequencies: int = 16, d_embedding: int = 8, sigma: float = 0.1, interactions: int = 8,
                  lr: float = 2e-3, weight_decay: float = 1e-4, batch_size: int = 256,
                  max_epochs: int = 200, patience: int = 16,
                  miss_cost: float | None = None, false_alarm_cost: float | None = None,
@@ -72,6 +72,7 @@ class TabularModel(Estimator):
         self.n_frequencies = n_frequencies
         self.d_embedding = d_embedding
         self.sigma = sigma
+        self.interactions = interactions
         self.lr = lr
         self.weight_decay = weight_decay
         self.batch_size = batch_size
@@ -114,7 +115,8 @@ class TabularModel(Estimator):
                                  description=f"fold {bag + 1}/{self.bags}")
             result = fit_module(net, self._loss,
                                 (numbers_t[train_rows], codes_t[train_rows], y_t[train_rows]),
-                                (numbers_t[valid_rows], codes_t[valid_rows], y_t[valid_rows]), config)
+                                (numbers_t[valid_rows], codes_t[valid_rows], y_t[valid_rows]), config,
+                                score_fn=self._ranking_score if self.kind_ == "binary" else None)
             self.training_log_.append({"bag": bag, "best_epoch": result.best_epoch,
                                        "epochs": result.epochs_run, "valid_loss": result.best_loss})
             with torch.inference_mode():
@@ -253,6 +255,7 @@ class TabularModel(Estimator):
         n_outputs = len(self.classes_[0]) if self.kind_ == "multiclass" else len(self.targets)
         return TabularNet(kind=self.kind_, n_outputs=n_outputs, n_numeric=numbers.shape[1],
                           log_index=log_index, missing_index=missing_index,
+                          pairs=1 < numbers.shape[1] <= self.interactions,
                           category_sizes=[len(v) for v in self.schema_.categorical.values()],
                           members=self.members, hidden=self.hidden, depth=self.depth, dropout=self.dropout,
                           n_frequencies=self.n_frequencies, d_embedding=self.d_embedding, sigma=self.sigma)
@@ -264,6 +267,16 @@ class TabularModel(Estimator):
         if self.kind_ == "multiclass":
             return F.cross_entropy(z.flatten(0, 1), y.repeat(z.shape[0]))
         return F.mse_loss(z, y.expand_as(z))
+
+    @staticmethod
+    def _ranking_score(net: TabularNet, numbers: torch.Tensor, codes: torch.Tensor, y: torch.Tensor) -> float:
+        """Minus the mean average precision of the labels: insensitive to overconfidence on random failures."""
+        from sklearn.metrics import average_precision_score
+
+        z = net.member_logits(numbers, codes).mean(0).numpy()
+        y = y.numpy()
+        scores = [average_precision_score(y[:, j], z[:, j]) for j in range(y.shape[1]) if 0 < y[:, j].sum() < len(y)]
+        return -float(np.mean(scores)) if scores else 0.0
 
     def _calibrate(self, logits: np.ndarray, y: np.ndarray) -> None:
         scale, shift = np.ones(logits.shape[1]), np.zeros(logits.shape[1])
@@ -458,6 +471,7 @@ class TabularModel(Estimator):
             "architecture": {"n_outputs": int(net.head.weight.shape[-1]), "n_numeric": int(net.preprocess.fill.numel()),
                              "log_index": net.preprocess.log_index.tolist(),
                              "missing_index": net.preprocess.missing_index.tolist(),
+                             "pairs": bool(net.preprocess.diff_a.numel() or net.preprocess.log_a.numel()),
                              "members": net.members},
             "thresholds": self.thresholds_,
             "interval_halfwidth": list(map(float, self.interval_halfwidth_)),
@@ -484,7 +498,7 @@ class TabularModel(Estimator):
         self.schema_ = TableSchema.from_json(state["schema"])
         arch = state["architecture"]
         self.net_ = TabularNet(kind=self.kind_, n_outputs=arch["n_outputs"], n_numeric=arch["n_numeric"],
-                               log_index=arch["log_index"], missing_index=arch["missing_index"],
+                               log_index=arch["log_index"], missing_index=arch["missing_index"], pairs=arch["pairs"],
                                category_sizes=[len(v) for v in self.schema_.categorical.values()],
                                members=arch["members"], hidden=self.hidden, depth=self.depth, dropout=self.dropout,
                                n_frequencies=self.n_frequencies, d_embedding=self.d_embedding, sigma=self.sigma)

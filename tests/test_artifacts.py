@@ -1,0 +1,215 @@
+"""Model folders: safetensors + JSON only, identical predictions after loading, damage and tampering refused."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import struct
+
+import numpy as np
+import pandas as pd
+import pytest
+from conftest import FIXTURES, failure_table, kpi_table, mode_table
+
+import shopfloor
+from shopfloor import TabularModel
+from shopfloor.artifacts import FORMAT_VERSION, MANIFEST, WEIGHTS, _sha256_json, read_manifest
+from shopfloor.errors import ModelTooNew, NotAModel
+
+TINY = dict(bags=2, members=2, hidden=16, max_epochs=3, progress=False)
+PICKLE_HEADERS = [b"\x80\x02", b"\x80\x03", b"\x80\x04", b"\x80\x05"]
+SAFETENSORS_BYTES = {"F64": 8, "F32": 4, "F16": 2, "BF16": 2, "I64": 8, "I32": 4, "I16": 2, "I8": 1, "U8": 1, "BOOL": 1}
+
+
+def _kinds():
+    modes = mode_table(240, seed=0)
+    return {
+        "binary": (failure_table(240, seed=0), "failure"),
+        "multiclass": (modes.drop(columns=["second failure"]), "mode"),
+        "multilabel": (modes.assign(hot=(modes["vibration"] > 0.3).astype(int)).drop(columns=["mode"]),
+                       ["second failure", "hot"]),
+        "regression": (kpi_table(240, seed=0), "kpi"),
+    }
+
+
+@pytest.fixture(scope="module", params=["binary", "multiclass", "multilabel", "regression"])
+def saved(request, tmp_path_factory):
+    frame, target = _kinds()[request.param]
+    model = TabularModel(target, **TINY).fit(frame)
+    folder = model.save(tmp_path_factory.mktemp(request.param) / "model")
+    return request.param, model, folder, frame
+
+
+def _copy(folder, tmp_path):
+    return shutil.copytree(folder, tmp_path / "copy")
+
+
+def _rewrite_manifest(folder, change, recompute_checksum: bool):
+    path = folder / MANIFEST
+    manifest = json.loads(path.read_text(encoding="utf-8"))
+    manifest.pop("manifest_sha256")
+    change(manifest)
+    manifest["manifest_sha256"] = _sha256_json(manifest) if recompute_checksum else "0" * 64
+    path.write_text(json.dumps(manifest, indent=2, ensure_ascii=False), encoding="utf-8")
+
+
+def test_save_load_gives_identical_predictions(saved):
+    kind, model, folder, frame = saved
+    loaded = shopfloor.load(folder)
+    new = frame.sample(frac=1.0, random_state=1)
+    before, after = model.predict(new), loaded.predict(new)
+    pd.testing.assert_frame_equal(before, after, check_exact=True)
+    for column in before.columns:
+        assert np.array_equal(before[column].to_numpy(), after[column].to_numpy()), column
+    if kind != "regression":
+        assert np.array_equal(model.predict_proba(new), loaded.predict_proba(new))
+    assert loaded.get_params() == model.get_params()
+    assert loaded.validation_metrics_ == model.validation_metrics_
+    assert loaded.evaluate(new) == model.evaluate(new)
+
+
+def test_folder_holds_only_safetensors_and_json(saved):
+    _, _, folder, _ = saved
+    assert sorted(p.name for p in folder.iterdir()) == [MANIFEST, WEIGHTS]
+    manifest_bytes = (folder / MANIFEST).read_bytes()
+    json.loads(manifest_bytes.decode("utf-8"))
+    raw = (folder / WEIGHTS).read_bytes()
+    for data in (manifest_bytes, raw):
+        assert not any(data.startswith(h) for h in PICKLE_HEADERS), "a pickle stream"
+        assert not data.startswith(b"PK\x03\x04"), "a zip archive (torch.save)"
+    # safetensors: u64 header length, a JSON header, then nothing but the tensors it lists
+    (length,) = struct.unpack("<Q", raw[:8])
+    header_bytes = raw[8:8 + length]
+    assert not any(h in header_bytes for h in PICKLE_HEADERS)
+    header = json.loads(header_bytes.decode("utf-8"))
+    header.pop("__metadata__", None)
+    spans = sorted(tuple(t["data_offsets"]) for t in header.values())
+    assert spans[0][0] == 0 and spans[-1][1] == len(raw) - 8 - length
+    assert all(a[1] == b[0] for a, b in zip(spans, spans[1:])), "gaps between tensors"
+    for info in header.values():
+        start, stop = info["data_offsets"]
+        assert stop - start == int(np.prod(info["shape"])) * SAFETENSORS_BYTES[info["dtype"]]
+
+
+def test_a_tampered_threshold_is_refused(binary_model, tmp_path):
+    folder = _copy(binary_model.folder, tmp_path)
+    path = folder / MANIFEST
+    manifest = json.loads(path.read_text(encoding="utf-8"))
+    manifest["state"]["thresholds"] = [0.01]  # edited by hand, checksum left as it was
+    path.write_text(json.dumps(manifest, indent=2), encoding="utf-8")
+    with pytest.raises(NotAModel, match="modified since the model was saved"):
+        shopfloor.load(folder)
+
+
+def test_reformatting_the_manifest_is_not_tampering(binary_model, tmp_path):
+    folder = _copy(binary_model.folder, tmp_path)
+    path = folder / MANIFEST
+    path.write_text(json.dumps(json.loads(path.read_text(encoding="utf-8")), indent=4), encoding="utf-8")
+    new = binary_model.new
+    assert np.array_equal(shopfloor.load(folder).predict_proba(new), binary_model.model.predict_proba(new))
+
+
+@pytest.mark.parametrize("damage", ["flip a byte", "truncate", "delete", "swap with another model"])
+def test_changed_weights_are_refused(binary_model, saved, tmp_path, damage):
+    folder = _copy(binary_model.folder, tmp_path)
+    weights = folder / WEIGHTS
+    raw = bytearray(weights.read_bytes())
+    if damage == "flip a byte":
+        raw[-3] ^= 0x01
+        weights.write_bytes(bytes(raw))
+    elif damage == "truncate":
+        weights.write_bytes(bytes(raw[: len(raw) // 2]))
+    elif damage == "delete":
+        weights.unlink()
+    else:
+        shutil.copyfile(saved[2] / WEIGHTS, weights)
+    with pytest.raises(NotAModel, match=WEIGHTS):
+        shopfloor.load(folder)
+
+
+def test_a_newer_format_version_asks_for_an_upgrade(binary_model, tmp_path):
+    folder = _copy(binary_model.folder, tmp_path)
+    _rewrite_manifest(folder, lambda m: m.update(format_version=FORMAT_VERSION + 1), recompute_checksum=True)
+    with pytest.raises(ModelTooNew, match=f"model format {FORMAT_VERSION + 1}.*upgrade shopfloor"):
+        shopfloor.load(folder)
+
+
+def test_an_unknown_task_is_refused(binary_model, tmp_path):
+    folder = _copy(binary_model.folder, tmp_path)
+    _rewrite_manifest(folder, lambda m: m.update(task="weather"), recompute_checksum=True)
+    with pytest.raises(NotAModel, match="'weather' model"):
+        shopfloor.load(folder)
+
+
+def test_unknown_parameters_are_refused(binary_model, tmp_path):
+    folder = _copy(binary_model.folder, tmp_path)
+    _rewrite_manifest(folder, lambda m: m["params"].update(run_this="rm -rf /"), recompute_checksum=True)
+    with pytest.raises(NotAModel, match="run_this"):
+        shopfloor.load(folder)
+
+
+@pytest.mark.parametrize("case", ["absent", "empty", "other files", "a file", "bad json", "foreign manifest",
+                                  "no version"])
+def test_folders_that_are_not_models(tmp_path, case):
+    folder = tmp_path / "thing"
+    if case == "a file":
+        folder.write_text("hello")
+    elif case != "absent":
+        folder.mkdir()
+    if case == "other files":
+        (folder / "notes.txt").write_text("shift report")
+    elif case == "bad json":
+        (folder / MANIFEST).write_text("{not json")
+    elif case == "foreign manifest":
+        (folder / MANIFEST).write_text(json.dumps({"name": "my web app", "icons": []}))
+    elif case == "no version":
+        (folder / MANIFEST).write_text(json.dumps({"format": "shopfloor-model"}))
+    with pytest.raises(NotAModel, match=str(folder)):
+        shopfloor.load(folder)
+
+
+@pytest.mark.parametrize("content", ["notes", "foreign manifest", "a file"])
+def test_saving_over_something_that_is_not_a_model_is_refused(binary_model, tmp_path, content):
+    target = tmp_path / "reports"
+    if content == "a file":
+        target.write_text("shift report")
+    else:
+        target.mkdir()
+        (target / "notes.txt").write_text("shift report")
+        if content == "foreign manifest":
+            (target / MANIFEST).write_text(json.dumps({"name": "my web app"}))
+    before = {p.name: p.read_bytes() for p in tmp_path.rglob("*") if p.is_file()}
+    with pytest.raises(NotAModel, match="refusing to overwrite"):
+        binary_model.model.save(target)
+    assert {p.name: p.read_bytes() for p in tmp_path.rglob("*") if p.is_file()} == before
+    assert [p.name for p in tmp_path.iterdir()] == ["reports"]  # no temporary folder left behind
+
+
+def test_saving_over_a_model_or_an_empty_folder_works(binary_model, saved, tmp_path):
+    target = tmp_path / "model"
+    target.mkdir()
+    binary_model.model.save(target)
+    saved[1].save(target)  # replaces the old model
+    assert sorted(p.name for p in target.iterdir()) == [MANIFEST, WEIGHTS]
+    assert read_manifest(target)["state"]["kind"] == saved[1].kind_
+    assert [p.name for p in tmp_path.iterdir()] == ["model"]
+
+
+@pytest.mark.parametrize("version", range(1, FORMAT_VERSION + 1))
+def test_every_format_version_still_loads_and_predicts_the_same(version):
+    """One saved artifact per format version (tests/fixtures/make_model_v*.py) must keep loading."""
+    models = FIXTURES / "models"
+    folder = models / f"tabular-v{version}"
+    assert folder.is_dir(), f"no fixture for model format {version}: write tests/fixtures/make_model_v{version}.py"
+    assert read_manifest(folder)["format_version"] == version
+    inputs = pd.read_csv(models / f"tabular-v{version}.inputs.csv")
+    expected = pd.read_csv(models / f"tabular-v{version}.expected.csv")
+    got = shopfloor.load(folder).predict(inputs)
+    assert list(got.columns) == list(expected.columns)
+    for column in expected.columns:
+        if column.endswith("probability"):
+            np.testing.assert_allclose(got[column], expected[column], atol=1e-5, rtol=0)
+        else:
+            assert got[column].tolist() == expected[column].tolist(), column
+    size = sum(p.stat().st_size for p in folder.iterdir())
+    assert size < 200_000, f"keep the fixture small ({size} bytes)"
