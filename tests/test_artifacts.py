@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import shutil
 import struct
+from itertools import pairwise
 
 import numpy as np
 import pandas as pd
@@ -85,7 +86,7 @@ def test_folder_holds_only_safetensors_and_json(saved):
     header.pop("__metadata__", None)
     spans = sorted(tuple(t["data_offsets"]) for t in header.values())
     assert spans[0][0] == 0 and spans[-1][1] == len(raw) - 8 - length
-    assert all(a[1] == b[0] for a, b in zip(spans, spans[1:])), "gaps between tensors"
+    assert all(a[1] == b[0] for a, b in pairwise(spans)), "gaps between tensors"
     for info in header.values():
         start, stop = info["data_offsets"]
         assert stop - start == int(np.prod(info["shape"])) * SAFETENSORS_BYTES[info["dtype"]]

@@ -68,8 +68,7 @@ def save_artifact(folder: str | os.PathLike, *, task: str, params: dict, state: 
         manifest["manifest_sha256"] = _sha256_json(manifest)
         (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2, ensure_ascii=False), encoding="utf-8")
         if folder.exists():
-            if not _replaceable(folder):
-                raise NotAModel(f"{folder} exists and is not a shopfloor model; refusing to overwrite it")
+            check_destination(folder)
             old = folder.with_name(f".{folder.name}.old-{os.getpid()}")
             os.replace(folder, old)
             os.replace(tmp, folder)
@@ -79,6 +78,13 @@ def save_artifact(folder: str | os.PathLike, *, task: str, params: dict, state: 
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return folder
+
+
+def check_destination(folder: str | os.PathLike) -> None:
+    """Refuse early to save a model over a file or a folder that is not a shopfloor model."""
+    folder = Path(folder)
+    if folder.exists() and not _replaceable(folder):
+        raise NotAModel(f"{folder} exists and is not a shopfloor model; refusing to overwrite it")
 
 
 def _replaceable(folder: Path) -> bool:

@@ -91,6 +91,10 @@ def _json_safe(metrics: dict) -> dict:
 def _write_json(path: Path, data: dict) -> None:
     import os
 
+    from shopfloor.errors import DataFileError
+
+    if not path.parent.is_dir():
+        raise DataFileError(f"{path}: the folder {path.parent} does not exist")
     tmp = path.with_name(f".{path.name}.tmp")
     tmp.write_text(json.dumps(data, indent=2, allow_nan=False) + "\n", encoding="utf-8")
     os.replace(tmp, path)
@@ -116,6 +120,7 @@ def train_tabular(
     quiet: Annotated[bool, typer.Option("--quiet", help="No progress bars.")] = False,
 ):
     """Train a failure-prediction or KPI model on a table (CSV or Parquet)."""
+    from shopfloor.artifacts import check_destination
     from shopfloor.crossval import cross_validate, fold_indices, stratification_labels
     from shopfloor.data.tables import read_table
     from shopfloor.errors import BadOption
@@ -123,6 +128,7 @@ def train_tabular(
 
     if (group or time) and not cv:
         raise BadOption("--group and --time choose how --cv splits the data; give --cv K as well")
+    check_destination(out)  # before training, not after it
     frame = read_table(data)
     params = dict(target=target if len(target) > 1 else target[0], drop=drop or [], ids=id_column or [], task=task,
                   seed=seed, miss_cost=miss_cost, false_alarm_cost=false_alarm_cost, bags=bags,
@@ -249,6 +255,18 @@ def info(model: ModelOpt):
     features = schema.get("numeric", []) + schema.get("dates", []) + list(schema.get("categorical", {}))
     console.print(f"features: {_plain(', '.join(features))}")
     console.print(_metrics_table("out-of-fold validation", state.get("validation_metrics", {})))
+
+
+@app.command()
+@friendly
+def demo(out: Annotated[Path, typer.Option("--out", help="Folder for the demo's models and reports.")] = Path("demo-output"),
+         quick: Annotated[bool, typer.Option("--quick", help="Fewer epochs, for a smoke test.")] = False):
+    """Train, evaluate, explain, report and export on the AI4I data shipped with shopfloor."""
+    from rich.console import Console
+
+    from shopfloor.demo import run_demo
+
+    run_demo(out, Console(), quick=quick)
 
 
 @app.callback(invoke_without_command=True)

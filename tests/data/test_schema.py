@@ -114,7 +114,7 @@ def test_category_codes_unseen_missing_and_whitespace():
 def test_category_codes_property(levels, values):
     levels = sorted(levels)
     codes = category_codes(pd.Series(values, dtype=object), levels)
-    for value, code in zip(values, codes):
+    for value, code in zip(values, codes, strict=True):
         if value is None or value.strip() == "":
             assert code == MISSING
         elif value.strip() in levels:
@@ -133,7 +133,7 @@ def test_column_order_and_extra_columns_do_not_matter():
     schema = infer_schema(plant_log(), targets=["Machine failure"])
     frame = plant_log()
     shuffled = frame[frame.columns[::-1]].assign(operator="anna")
-    for a, b in zip(schema.to_arrays(frame), schema.to_arrays(shuffled)):
+    for a, b in zip(schema.to_arrays(frame), schema.to_arrays(shuffled), strict=True):
         np.testing.assert_array_equal(a, b)
 
 

@@ -146,6 +146,15 @@ def test_predict_to_an_unknown_format(binary_model, workdir):
     assert not (workdir / "out.xlsx").exists()
 
 
+def test_outputs_into_a_missing_folder(binary_model, workdir):
+    before = files_under(workdir)
+    assert_refused(shopfloor("evaluate", "--model", binary_model.folder, "--data", workdir / "new.csv",
+                             "--json", workdir / "no-such-folder" / "metrics.json"), "does not exist")
+    assert_refused(shopfloor("explain", "--model", binary_model.folder, "--data", workdir / "new.csv",
+                             "--out", workdir / "no-such-folder" / "why.csv"), "does not exist")
+    assert files_under(workdir) == before
+
+
 def test_predict_extra_reordered_and_unseen(binary_model, workdir):
     assert shopfloor("predict", "--model", binary_model.folder, "--data", workdir / "new.csv",
                      "--out", workdir / "plain.csv").exit_code == 0

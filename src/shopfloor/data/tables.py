@@ -10,6 +10,7 @@ temporary file and renames it only when everything went well: nothing half-writt
 from __future__ import annotations
 
 import csv
+import gzip
 import io
 import os
 import re
@@ -52,7 +53,8 @@ def _is_parquet(path: Path) -> bool:
 
 def _csv_options(path: Path) -> dict:
     """Encoding, delimiter and decimal mark, guessed from the start of the file."""
-    with path.open("rb") as handle:
+    opener = gzip.open if path.suffix.lower() == ".gz" else open
+    with opener(path, "rb") as handle:
         raw = handle.read(SNIFF_BYTES)
     encoding = "utf-8-sig"
     try:

@@ -8,7 +8,7 @@ Design, from the tabular deep-learning literature:
 - a log companion for every non-negative sensor: physics such as power = torque x speed or
   overstrain = tool wear x torque becomes a straight line in log space, which an MLP learns
   from a few hundred failures, where a product of raw values needs far more;
-- periodic embeddings of every numeric input (PLR, Gorishniy et al. 2022);
+- piecewise-linear encodings with target-aware bins of every numeric input (PLE-T, Gorishniy et al. 2022);
 - an ensemble of independent members trained in one batched pass (TabM, Gorishniy et al. 2024):
   every parameter has a leading member axis, so a 'bag' of separately trained networks is
   merged by stacking parameters (`merge_members`).
@@ -72,8 +72,9 @@ class Preprocess(nn.Module):
         self.fill.copy_(median)
         filled = torch.where(torch.isnan(numbers), median, numbers)
         if self.log_index.numel():
-            offset = median[self.log_index].clamp(min=0) * 0.01
-            self.log_offset.copy_(torch.where(offset > 0, offset, torch.full_like(offset, 1e-3)))
+            # small enough that log(a + o) + log(b + o) is log(a * b) to within 0.1 % where it matters
+            offset = median[self.log_index].clamp(min=0) * 1e-3
+            self.log_offset.copy_(torch.where(offset > 0, offset, torch.full_like(offset, 1e-6)))
         derived = self.derive(filled).double()
         q = torch.quantile(derived, torch.tensor([0.25, 0.5, 0.75], dtype=torch.float64), dim=0)
         spread = (q[2] - q[0]) / 1.349
@@ -110,26 +111,53 @@ class MemberLinear(nn.Module):
         return torch.baddbmm(self.bias, x, self.weight)
 
 
-class PeriodicEmbedding(nn.Module):
-    """Per member and feature: x -> ReLU(W [cos 2pi f x, sin 2pi f x] + b), plus x itself."""
+class PiecewiseLinearEmbedding(nn.Module):
+    """Per member and feature: piecewise-linear encoding over bins -> ReLU(W enc + b).
 
-    def __init__(self, members: int, n_features: int, n_frequencies: int, d_embedding: int, sigma: float):
+    The encoding of x in bin t is 0 left of the bin, 1 right of it and a ramp inside
+    (Gorishniy et al. 2022); the first and last bins extend the ramp beyond the training
+    range. Bin edges come from a shallow decision tree per feature on the target (see
+    `bin_edges` in the estimator), so a physical threshold such as 'power above 9 kW'
+    becomes a bin edge and the network can draw a sharp boundary there. Features with
+    fewer bins are padded with bins whose encoding is always 0.
+    """
+
+    def __init__(self, members: int, n_features: int, n_bins: int, d_embedding: int):
         super().__init__()
-        self.frequencies = nn.Parameter(torch.randn(members, 1, n_features, n_frequencies) * sigma)
-        bound = 1 / math.sqrt(2 * n_frequencies)
-        self.weight = nn.Parameter(torch.empty(members, n_features, 2 * n_frequencies, d_embedding).uniform_(-bound, bound))
+        # ramp = clamp(x * slope + intercept, low, high): two fused operations per row
+        self.register_buffer("slope", torch.zeros(n_features, n_bins))
+        self.register_buffer("intercept", torch.zeros(n_features, n_bins))
+        self.register_buffer("low", torch.zeros(n_features, n_bins))
+        self.register_buffer("high", torch.ones(n_features, n_bins))
+        bound = 1 / math.sqrt(n_bins)
+        self.weight = nn.Parameter(torch.empty(members, n_features, n_bins, d_embedding).uniform_(-bound, bound))
         self.bias = nn.Parameter(torch.zeros(members, 1, n_features, d_embedding))
 
     @property
     def d_out(self) -> int:
-        return self.weight.shape[1] * (self.weight.shape[3] + 1)
+        return self.weight.shape[1] * self.weight.shape[3]
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:  # x: [N, F] -> [k, N, F * (d + 1)]
-        angle = 2 * math.pi * x[None, :, :, None] * self.frequencies  # [k, N, F, f]
-        waves = torch.cat([torch.cos(angle), torch.sin(angle)], dim=-1)
-        embedded = torch.relu(torch.einsum("knfp,kfpd->knfd", waves, self.weight) + self.bias)
-        raw = x[None, :, :, None].expand(embedded.shape[0], -1, -1, 1)
-        return torch.cat([embedded, raw], dim=-1).flatten(2)
+    def set_edges(self, edges: list[list[float]]) -> None:
+        """edges[f]: sorted bin edges of feature f (at least two: its training min and max)."""
+        for f, e in enumerate(edges):
+            bins = min(len(e) - 1, self.slope.shape[1])
+            lower = torch.tensor(e[:bins], dtype=torch.float64)
+            width = (torch.tensor(e[1:bins + 1], dtype=torch.float64) - lower).clamp(min=1e-6)
+            self.slope[f, :bins] = (1 / width).float()
+            self.intercept[f, :bins] = (-lower / width).float()
+            self.low[f, 0] = -torch.inf
+            self.high[f, bins - 1] = torch.inf
+
+    def encode(self, x: torch.Tensor) -> torch.Tensor:  # [N, F] -> [F, N, B], feature-major for bmm
+        return torch.clamp(torch.addcmul(self.intercept[:, None], x.t()[:, :, None], self.slope[:, None]),
+                           self.low[:, None], self.high[:, None])
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # [N, F] -> [k, N, F * d]
+        k, f, b, d = self.weight.shape
+        weight = self.weight.permute(1, 2, 0, 3).reshape(f, b, k * d)  # one bmm for all members
+        bias = self.bias.permute(2, 1, 0, 3).reshape(f, 1, k * d)
+        embedded = torch.relu(torch.baddbmm(bias, self.encode(x), weight))  # [F, N, k * d]
+        return embedded.view(f, -1, k, d).permute(2, 1, 0, 3).reshape(k, -1, f * d)
 
 
 class TabularNet(nn.Module):
@@ -141,13 +169,12 @@ class TabularNet(nn.Module):
 
     def __init__(self, *, kind: str, n_outputs: int, n_numeric: int, log_index: list[int],
                  missing_index: list[int], category_sizes: list[int], pairs: bool = False, members: int = 4,
-                 hidden: int = 128, depth: int = 2, dropout: float = 0.1, n_frequencies: int = 16,
-                 d_embedding: int = 8, sigma: float = 0.1, d_category: int = 8):
+                 hidden: int = 128, depth: int = 2, dropout: float = 0.1, n_bins: int = 16,
+                 d_embedding: int = 8, d_category: int = 8):
         super().__init__()
         self.kind = kind
         self.preprocess = Preprocess(n_numeric, log_index, missing_index, pairs)
-        self.numeric_embedding = PeriodicEmbedding(members, self.preprocess.n_outputs, n_frequencies,
-                                                   d_embedding, sigma)
+        self.numeric_embedding = PiecewiseLinearEmbedding(members, self.preprocess.n_outputs, n_bins, d_embedding)
         self.category_embeddings = nn.ModuleList(
             nn.Embedding(size + 2, d_category * members) for size in category_sizes
         )

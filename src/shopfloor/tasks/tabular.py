@@ -43,8 +43,8 @@ from shopfloor.training import TrainConfig, fit_module, seed_everything
 
 MAX_CLASS_LEVELS = 20  # an integer target with at most this many levels is a class label
 STORED_VALIDATION_ROWS = 20_000
-IMPORTANCE_ROWS = 1_000
-PREDICT_BATCH = 65_536
+IMPORTANCE_ROWS = 500
+PREDICT_BATCH = 8_192  # rows per forward pass: large enough for fast matmuls, small enough for the cache
 
 
 class TabularModel(Estimator):
@@ -54,9 +54,9 @@ class TabularModel(Estimator):
 
     def __init__(self, target: str | list[str] = "target", *, drop: list[str] = (), ids: list[str] = (),
                  task: Literal["auto", "classification", "regression"] = "auto",
-                 members: int = 4, bags: int = 5, hidden: int = 128, depth: int = 2, dropout: float = 0.1,
-                 n_frequencies: int = 16, d_embedding: int = 8, sigma: float = 0.1, interactions: int = 8,
-                 lr: float = 2e-3, weight_decay: float = 1e-4, batch_size: int = 256,
+                 members: int = 1, bags: int = 5, hidden: int = 64, depth: int = 2, dropout: float = 0.3,
+                 n_bins: int = 16, d_embedding: int = 4, interactions: int = 8,
+                 lr: float = 2e-3, weight_decay: float = 1e-2, batch_size: int = 256,
                  max_epochs: int = 200, patience: int = 16,
                  miss_cost: float | None = None, false_alarm_cost: float | None = None,
                  interval_coverage: float = 0.9, seed: int = 0, progress: bool = True):
@@ -69,9 +69,8 @@ class TabularModel(Estimator):
         self.hidden = hidden
         self.depth = depth
         self.dropout = dropout
-        self.n_frequencies = n_frequencies
+        self.n_bins = n_bins
         self.d_embedding = d_embedding
-        self.sigma = sigma
         self.interactions = interactions
         self.lr = lr
         self.weight_decay = weight_decay
@@ -100,16 +99,23 @@ class TabularModel(Estimator):
         y = self._encode_targets(frame)
         seed_everything(self.seed)
 
-        numbers_t, codes_t, y_t = torch.from_numpy(numbers), torch.from_numpy(codes), torch.from_numpy(y)
+        numbers_t, codes_t, y_t = torch.from_numpy(numbers), torch.from_numpy(codes), torch.tensor(y)
         template = self._new_net(numbers)
         template.preprocess.fit(numbers_t)
+        with torch.no_grad():
+            features = template.preprocess(numbers_t).numpy()
+        template.numeric_embedding.set_edges(bin_edges(features, y, self.n_bins, self.kind_))
         nets, out_of_fold = [], torch.empty((len(frame), template.head.weight.shape[-1]))
         self.training_log_ = []
         for bag, (train_rows, valid_rows) in enumerate(self._folds(y)):
             net = self._new_net(numbers)
             net.preprocess.load_state_dict(template.preprocess.state_dict())
+            for name in ("slope", "intercept", "low", "high"):
+                getattr(net.numeric_embedding, name).copy_(getattr(template.numeric_embedding, name))
             train_rows, valid_rows = torch.from_numpy(train_rows), torch.from_numpy(valid_rows)
-            config = TrainConfig(max_epochs=self.max_epochs, batch_size=self.batch_size, lr=self.lr,
+            # small tables get smaller batches: at least 16 optimiser steps per epoch
+            batch_size = min(self.batch_size, max(32, len(train_rows) // 16))
+            config = TrainConfig(max_epochs=self.max_epochs, batch_size=batch_size, lr=self.lr,
                                  weight_decay=self.weight_decay, patience=self.patience,
                                  seed=self.seed * 1000 + bag, progress=self.progress,
                                  description=f"fold {bag + 1}/{self.bags}")
@@ -258,7 +264,7 @@ class TabularModel(Estimator):
                           pairs=1 < numbers.shape[1] <= self.interactions,
                           category_sizes=[len(v) for v in self.schema_.categorical.values()],
                           members=self.members, hidden=self.hidden, depth=self.depth, dropout=self.dropout,
-                          n_frequencies=self.n_frequencies, d_embedding=self.d_embedding, sigma=self.sigma)
+                          n_bins=self.n_bins, d_embedding=self.d_embedding)
 
     def _loss(self, net: TabularNet, numbers: torch.Tensor, codes: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         z = net.member_logits(numbers, codes)  # [k, batch, outputs]: every member learns on its own
@@ -501,7 +507,7 @@ class TabularModel(Estimator):
                                log_index=arch["log_index"], missing_index=arch["missing_index"], pairs=arch["pairs"],
                                category_sizes=[len(v) for v in self.schema_.categorical.values()],
                                members=arch["members"], hidden=self.hidden, depth=self.depth, dropout=self.dropout,
-                               n_frequencies=self.n_frequencies, d_embedding=self.d_embedding, sigma=self.sigma)
+                               n_bins=self.n_bins, d_embedding=self.d_embedding)
         self.net_.load_state_dict({k[4:]: v for k, v in tensors.items() if k.startswith("net.")})
         self.net_.eval()
         self.thresholds_ = state["thresholds"]
@@ -517,6 +523,27 @@ class TabularModel(Estimator):
         if self.kind_ == "regression":
             self.target_center_ = np.asarray(state["target_center"])
             self.target_scale_ = np.asarray(state["target_scale"])
+
+
+def bin_edges(features: np.ndarray, y: np.ndarray, n_bins: int, kind: str) -> list[list[float]]:
+    """Target-aware bin edges per feature: the split points of a shallow decision tree.
+
+    Edges are fitted on all training rows, the cross-fitting folds included; a tree of at
+    most `n_bins` leaves per feature is too small to carry more than a trace of the labels.
+    """
+    from sklearn.tree import DecisionTreeClassifier, DecisionTreeRegressor
+
+    tree_class = DecisionTreeRegressor if kind == "regression" else DecisionTreeClassifier
+    min_leaf = max(3, len(features) // (40 * n_bins))
+    edges = []
+    for column in features.T:
+        tree = tree_class(max_leaf_nodes=n_bins, min_samples_leaf=min_leaf, random_state=0)
+        tree.fit(column[:, None], y)
+        splits = tree.tree_.threshold[tree.tree_.feature >= 0]
+        low, high = float(column.min()), float(column.max())
+        inner = sorted(float(t) for t in np.unique(splits) if low < t < high)
+        edges.append([low, *inner, high] if high > low else [low, low + 1.0])
+    return edges
 
 
 def _plain(value):
