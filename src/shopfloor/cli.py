@@ -106,8 +106,8 @@ def train_tabular(
     data: DataOpt,
     target: Annotated[list[str], typer.Option("--target", help="Column to predict; repeat for several yes/no targets.")],
     out: Annotated[Path, typer.Option("--out", help="Model folder to write.")],
-    drop: Annotated[list[str] | None, typer.Option("--drop", help="Column to ignore (leaks the target, not known in time).")] = None,
-    id_column: Annotated[list[str] | None, typer.Option("--id", help="Identifier column: not learned from, kept in outputs.")] = None,
+    drop: Annotated[list[str] | None, typer.Option("--drop", help="Column to ignore (leaks the target).")] = None,
+    id_column: Annotated[list[str] | None, typer.Option("--id", help="Id column: kept in outputs, not learned.")] = None,
     task: Annotated[str, typer.Option("--task", help="classification, regression, or auto (from the target).")] = "auto",
     seed: Annotated[int, typer.Option("--seed")] = 0,
     cv: Annotated[int, typer.Option("--cv", help="Also report K-fold cross-validation, mean ± std.")] = 0,
@@ -125,6 +125,7 @@ def train_tabular(
     from shopfloor.data.tables import read_table
     from shopfloor.errors import BadOption
     from shopfloor.tasks.tabular import TabularModel
+    from shopfloor.tasks.targets import rows_with_targets, target_kind
 
     if (group or time) and not cv:
         raise BadOption("--group and --time choose how --cv splits the data; give --cv K as well")
@@ -136,11 +137,10 @@ def train_tabular(
     console = _stderr()
     cv_result = None
     if cv:
-        probe = TabularModel(**params)
-        probe._check_options()
-        probe._rows_with_targets(frame, str(data))
-        kind, _ = probe._target_kind(frame)
-        folds = fold_indices(frame, cv, stratification_labels(frame, probe.targets, kind != "regression"),
+        TabularModel(**params)._check_options()
+        labelled = rows_with_targets(frame, target, drop or [], str(data))
+        kind, _ = target_kind(labelled, target, task)
+        folds = fold_indices(frame, cv, stratification_labels(frame, target, kind != "regression"),
                              group=group, time=time, seed=seed)
 
         def fit_and_score(train, test):

@@ -29,7 +29,8 @@ def fold_indices(frame: pd.DataFrame, k: int, stratify: pd.Series | None = None,
         raise BadOption(f"{len(frame)} rows are too few for {k}-fold cross-validation")
     for name in (group, time):
         if name is not None and name not in frame.columns:
-            raise ColumnMissing(f"'{name}' is not a column of the data (columns found: {', '.join(map(repr, frame.columns[:15]))})")
+            found = ", ".join(map(repr, frame.columns[:15]))
+            raise ColumnMissing(f"'{name}' is not a column of the data (columns found: {found})")
     rows = np.arange(len(frame))
     if time is not None:
         order = np.argsort(pd.to_datetime(frame[time], errors="coerce", format="mixed").to_numpy()

@@ -23,6 +23,7 @@ import pandas as pd
 import shopfloor
 from shopfloor.errors import NotFitted
 from shopfloor.metrics import calibration_curve
+from shopfloor.tasks.targets import encode_labels
 
 OUT_OF_FOLD = "out-of-fold validation (rows no network trained on)"
 TOP_FEATURES = 30
@@ -114,18 +115,12 @@ def _evidence(model, data: pd.DataFrame | None, source: str | None):
         return dict(model.validation_metrics_), outputs, truth, OUT_OF_FOLD, notes
     metrics = model.evaluate(data)  # raises a clear error when target columns are missing
     frame = data.loc[data[model.targets].notna().all(axis=1)]
+    truth = encode_labels(frame, model.targets, model.kind_, model.classes_)
     if model.kind_ == "regression":
         predicted = model.predict(frame)
         outputs = np.stack([predicted[f"{t} predicted"].to_numpy(dtype=float) for t in model.targets], axis=1)
-        truth = frame[model.targets].to_numpy(dtype=float)
-    elif model.kind_ == "multiclass":
-        outputs = model.predict_proba(frame)
-        lookup = {level: i for i, level in enumerate(model.classes_[0])}
-        truth = frame[model.targets[0]].map(lambda v: lookup[_plain(v)]).to_numpy(dtype=np.int64)
     else:
         outputs = model.predict_proba(frame)
-        truth = np.stack([frame[t].map(_plain).eq(classes[1]).to_numpy()
-                          for t, classes in zip(model.targets, model.classes_, strict=True)], axis=1).astype(float)
     if _looks_like_training_table(model, data):
         notes.append("This looks like the table the model was trained on, so these numbers are optimistic; "
                      "write the report without data to see the out-of-fold validation.")
@@ -377,11 +372,6 @@ def _number(value) -> str:
     if value == 0 or 0.001 <= abs(value) <= 1:  # scores such as f1 and r2: same decimals, easy to compare
         return f"{value:.4f}"
     return f"{value:,.4g}" if abs(value) < 1e6 else f"{value:,.0f}"
-
-
-def _plain(value):
-    """numpy scalars -> Python scalars, as the model stores its classes."""
-    return value.item() if hasattr(value, "item") else value
 
 
 def _write_atomically(path: Path, text: str) -> Path:

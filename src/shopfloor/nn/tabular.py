@@ -94,7 +94,7 @@ class Preprocess(nn.Module):
 
 
 def _pairs(n: int) -> tuple[list[int], list[int]]:
-    a, b = zip(*[(i, j) for i in range(n) for j in range(i + 1, n)]) if n > 1 else ((), ())
+    a, b = zip(*[(i, j) for i in range(n) for j in range(i + 1, n)], strict=False) if n > 1 else ((), ())
     return list(a), list(b)
 
 

@@ -26,7 +26,7 @@ import torch.nn.functional as F
 from sklearn.model_selection import KFold, StratifiedKFold
 
 from shopfloor.data.schema import TableSchema, infer_schema, report_extra_columns
-from shopfloor.data.tables import iter_table, warn
+from shopfloor.data.tables import iter_table
 from shopfloor.errors import BadOption, BadTarget, ColumnMissing
 from shopfloor.explain import integrated_gradients
 from shopfloor.metrics import (
@@ -39,9 +39,9 @@ from shopfloor.metrics import (
 )
 from shopfloor.nn.tabular import TabularNet, merge_members
 from shopfloor.tasks.base import Estimator, as_frame
+from shopfloor.tasks.targets import encode_labels, rows_with_targets, target_kind
 from shopfloor.training import TrainConfig, fit_module, seed_everything
 
-MAX_CLASS_LEVELS = 20  # an integer target with at most this many levels is a class label
 STORED_VALIDATION_ROWS = 20_000
 IMPORTANCE_ROWS = 500
 PREDICT_BATCH = 8_192  # rows per forward pass: large enough for fast matmuls, small enough for the cache
@@ -92,11 +92,11 @@ class TabularModel(Estimator):
         started = time.perf_counter()
         self._check_options()
         frame, source = as_frame(data)
-        frame = self._rows_with_targets(frame, source)
-        self.kind_, self.classes_ = self._target_kind(frame)
+        frame = rows_with_targets(frame, self.targets, list(self.drop), source)
+        self.kind_, self.classes_ = target_kind(frame, self.targets, self.task)
         self.schema_ = infer_schema(frame, self.targets, list(self.drop), list(self.ids))
         numbers, codes = self.schema_.to_arrays(frame)
-        y = self._encode_targets(frame)
+        y = self._standardise(encode_labels(frame, self.targets, self.kind_, self.classes_))
         seed_everything(self.seed)
 
         numbers_t, codes_t, y_t = torch.from_numpy(numbers), torch.from_numpy(codes), torch.tensor(y)
@@ -153,78 +153,13 @@ class TabularModel(Estimator):
         if not 0 < self.interval_coverage < 1:
             raise BadOption("interval_coverage must be between 0 and 1")
 
-    def _rows_with_targets(self, frame: pd.DataFrame, source: str) -> pd.DataFrame:
-        missing = [t for t in self.targets if t not in frame.columns]
-        if missing:
-            raise ColumnMissing(f"target {', '.join(repr(t) for t in missing)} is not a column of {source} "
-                                f"(columns found: {', '.join(repr(c) for c in frame.columns[:15])})")
-        unknown_drop = [c for c in self.drop if c not in frame.columns]
-        if unknown_drop:
-            raise ColumnMissing(f"--drop {', '.join(repr(c) for c in unknown_drop)}: no such column in {source}")
-        no_target = frame[self.targets].isna().any(axis=1)
-        if no_target.all():
-            raise BadTarget(f"the target {', '.join(self.targets)} has no values in {source}")
-        if no_target.any():
-            warn(f"{int(no_target.sum())} rows of {source} have no target value and are left out of training")
-            frame = frame.loc[~no_target].reset_index(drop=True)
-        if len(frame) < 10:
-            raise BadTarget(f"{source} has only {len(frame)} rows with a target; a model needs at least 10")
-        return frame
-
-    def _target_kind(self, frame: pd.DataFrame) -> tuple[str, list]:
-        tasks = {t: self._infer_task(frame[t]) for t in self.targets}
-        if len(set(tasks.values())) > 1:
-            raise BadTarget(f"targets mix classification and regression ({tasks}); train one model per kind")
-        task = next(iter(tasks.values()))
-        if task == "regression":
-            for t in self.targets:
-                if not pd.api.types.is_numeric_dtype(frame[t]):
-                    raise BadTarget(f"target '{t}' is not numeric, so it cannot be a regression target")
-            return "regression", []
-        classes = []
-        for t in self.targets:
-            levels = sorted(frame[t].unique().tolist(), key=lambda v: (str(type(v)), v))
-            if len(levels) < 2:
-                raise BadTarget(f"target '{t}' has only one class ({levels[0]!r}); "
-                                "the model needs examples of at least two outcomes")
-            classes.append([_plain(v) for v in levels])
-        if len(self.targets) > 1:
-            wide = [t for t, c in zip(self.targets, classes) if len(c) != 2]
-            if wide:
-                raise BadTarget(f"with several targets each must be yes/no, but {wide} have more than two levels")
-            return "binary", [self._order_binary(c, frame[t]) for t, c in zip(self.targets, classes)]
-        if len(classes[0]) == 2:
-            return "binary", [self._order_binary(classes[0], frame[self.targets[0]])]
-        return "multiclass", classes
-
-    def _infer_task(self, column: pd.Series) -> str:
-        if self.task != "auto":
-            return self.task
-        if not pd.api.types.is_numeric_dtype(column) or pd.api.types.is_bool_dtype(column):
-            return "classification"
-        values = column.dropna().to_numpy(dtype=float)
-        integral = np.all(np.mod(values, 1) == 0)
-        return "classification" if integral and len(np.unique(values)) <= MAX_CLASS_LEVELS else "regression"
-
-    @staticmethod
-    def _order_binary(levels: list, column: pd.Series) -> list:
-        """[negative, positive]: 0/1 and False/True as usual, otherwise the rarer level is 'positive'."""
-        if set(map(str, levels)) in ({"0", "1"}, {"False", "True"}, {"0.0", "1.0"}):
-            return levels
-        counts = column.map(_plain).value_counts()
-        return sorted(levels, key=lambda v: -counts.get(v, 0))
-
-    def _encode_targets(self, frame: pd.DataFrame) -> np.ndarray:
-        if self.kind_ == "regression":
-            y = frame[self.targets].to_numpy(dtype=np.float64)
-            self.target_center_ = y.mean(0)
-            self.target_scale_ = np.where(y.std(0) > 0, y.std(0), 1.0)
-            return ((y - self.target_center_) / self.target_scale_).astype(np.float32)
-        if self.kind_ == "multiclass":
-            lookup = {v: i for i, v in enumerate(self.classes_[0])}
-            return frame[self.targets[0]].map(lambda v: lookup[_plain(v)]).to_numpy(dtype=np.int64)
-        columns = [frame[t].map(_plain).eq(c[1]).to_numpy() for t, c in zip(self.targets, self.classes_)]
-        return np.stack(columns, axis=1).astype(np.float32)
+    def _standardise(self, y: np.ndarray) -> np.ndarray:
+        """Regression targets are learned in standard units and reported in their own."""
+        if self.kind_ != "regression":
+            return y
+        self.target_center_ = y.mean(0)
+        self.target_scale_ = np.where(y.std(0) > 0, y.std(0), 1.0)
+        return ((y - self.target_center_) / self.target_scale_).astype(np.float32)
 
     def _folds(self, y: np.ndarray) -> Iterator[tuple[np.ndarray, np.ndarray]]:
         rows = np.arange(len(y))
@@ -352,7 +287,7 @@ class TabularModel(Estimator):
         table = {c: frame[c].to_numpy() for c in self.schema_.ids if c in frame.columns}
         decisions = self._decisions(outputs)
         if self.kind_ == "binary":
-            for j, (name, classes) in enumerate(zip(self.targets, self.classes_)):
+            for j, (name, classes) in enumerate(zip(self.targets, self.classes_, strict=False)):
                 table[f"{name} probability"] = outputs[:, j]
                 table[f"{name} predicted"] = np.where(decisions[:, j], classes[1], classes[0])
         elif self.kind_ == "multiclass":
@@ -395,17 +330,10 @@ class TabularModel(Estimator):
             raise ColumnMissing(f"evaluation needs the target column(s) {missing}, which the data does not have")
         labelled = ~frame[self.targets].isna().any(axis=1).to_numpy()
         frame, numbers, codes = frame[labelled], numbers[labelled], codes[labelled]
-        if self.kind_ == "regression":
-            y = frame[self.targets].to_numpy(dtype=np.float64)
-        elif self.kind_ == "multiclass":
-            lookup = {v: i for i, v in enumerate(self.classes_[0])}
-            y = frame[self.targets[0]].map(lambda v: lookup.get(_plain(v), -1)).to_numpy()
-            if (y < 0).any():
-                unknown = sorted(set(frame[self.targets[0]][y < 0].map(str)))
-                raise BadTarget(f"the data has target values the model never saw: {unknown[:5]}")
-        else:
-            y = np.stack([frame[t].map(_plain).eq(c[1]).to_numpy() for t, c in zip(self.targets, self.classes_)],
-                         axis=1).astype(int)
+        y = encode_labels(frame, self.targets, self.kind_, self.classes_)
+        if self.kind_ == "multiclass" and (y < 0).any():
+            unknown = sorted(set(frame[self.targets[0]][y < 0].map(str)))
+            raise BadTarget(f"the data has target values the model never saw: {unknown[:5]}")
         return self._metrics(y, self._outputs(numbers, codes))
 
     def _metrics(self, y: np.ndarray, outputs: np.ndarray) -> dict[str, float]:
@@ -415,7 +343,7 @@ class TabularModel(Estimator):
             if len(per_label) == 1:
                 return per_label[0]
             result = {k: float(np.mean([m[k] for m in per_label])) for k in per_label[0]}
-            for name, m in zip(self.targets, per_label):
+            for name, m in zip(self.targets, per_label, strict=False):
                 result.update({f"{name} {k}": v for k, v in m.items() if k in ("f1", "pr_auc", "recall", "precision")})
             return result
         if self.kind_ == "multiclass":
@@ -427,7 +355,7 @@ class TabularModel(Estimator):
                 if self.interval_halfwidth_ else float("nan")
             return result
         result = {k: float(np.mean([m[k] for m in per_target])) for k in per_target[0]}
-        for name, m in zip(self.targets, per_target):
+        for name, m in zip(self.targets, per_target, strict=False):
             result.update({f"{name} {k}": v for k, v in m.items()})
         return result
 
@@ -464,7 +392,7 @@ class TabularModel(Estimator):
                                                   torch.from_numpy(codes[rows]), self.baseline_codes_,
                                                   torch.from_numpy(chosen), steps=16)
         scores = np.abs(np.concatenate([num_attr.numpy(), cat_attr.numpy()], axis=1)).mean(0)
-        ranked = sorted(zip(self.schema_.features, scores.tolist()), key=lambda kv: -kv[1])
+        ranked = sorted(zip(self.schema_.features, scores.tolist(), strict=False), key=lambda kv: -kv[1])
         return dict(ranked)
 
     # -- persistence ------------------------------------------------------------------
@@ -544,11 +472,6 @@ def bin_edges(features: np.ndarray, y: np.ndarray, n_bins: int, kind: str) -> li
         inner = sorted(float(t) for t in np.unique(splits) if low < t < high)
         edges.append([low, *inner, high] if high > low else [low, low + 1.0])
     return edges
-
-
-def _plain(value):
-    """numpy scalars -> Python scalars, so classes survive JSON."""
-    return value.item() if hasattr(value, "item") else value
 
 
 def _frame_digest(frame: pd.DataFrame) -> str:
