@@ -135,13 +135,23 @@ def fit_temperature(logits: np.ndarray, y: np.ndarray, steps: int = 200) -> floa
     return t if np.isfinite(t) and t > 0 else 1.0
 
 
-def calibration_curve(y: np.ndarray, proba: np.ndarray, bins: int = 10) -> dict[str, list[float]]:
-    """Mean predicted probability vs observed frequency in equal-count bins."""
-    order = np.argsort(proba)
-    groups = [g for g in np.array_split(order, bins) if len(g)]
+def calibration_curve(y: np.ndarray, proba: np.ndarray, bins: int = 10, strategy: str = "quantile") -> dict[str, list[float]]:
+    """Mean predicted probability vs observed frequency per bin.
+
+    strategy 'quantile': equal-count bins (every point equally reliable); 'uniform': equal-width
+    bins over [0, 1], empty bins left out (the reliability diagram, readable when failures are rare
+    and most probabilities sit near 0).
+    """
+    y, proba = np.asarray(y, dtype=float), np.asarray(proba, dtype=float)
+    if strategy == "uniform":
+        index = np.minimum((proba * bins).astype(int), bins - 1)
+        groups = [np.flatnonzero(index == b) for b in range(bins)]
+    else:
+        groups = np.array_split(np.argsort(proba), bins)
+    groups = [g for g in groups if len(g)]
     return {
         "predicted": [float(proba[g].mean()) for g in groups],
-        "observed": [float(np.asarray(y)[g].mean()) for g in groups],
+        "observed": [float(y[g].mean()) for g in groups],
         "count": [len(g) for g in groups],
     }
 

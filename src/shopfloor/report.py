@@ -230,20 +230,20 @@ def _pr_figure(curves: list[tuple[str, np.ndarray, np.ndarray, np.ndarray]]) -> 
 
 
 def _calibration_figure(y: np.ndarray, proba: np.ndarray, xlabel: str) -> str:
-    # many small groups on large data: with rare failures most rows sit near 0, and ten groups
-    # would put nine of them there and leave the rest of the range to a single point
-    bins = min(50, max(10, len(proba) // 200))
-    curve = calibration_curve(np.asarray(y, dtype=float), proba, bins=bins)
+    # equal-width bins: with rare failures equal-count groups would all sit near 0
+    curve = calibration_curve(np.asarray(y, dtype=float), proba, bins=10, strategy="uniform")
     fig, ax = _new_figure()
     ax.plot([0, 1], [0, 1], "--", color="grey", lw=1, label="perfectly calibrated")
-    ax.plot(curve["predicted"], curve["observed"], "o-", color="#2680c2", label="model")
+    ax.plot(curve["predicted"], curve["observed"], "-", color="#2680c2", lw=1)
+    sizes = 12 + 60 * np.sqrt(np.asarray(curve["count"]) / max(max(curve["count"], default=1), 1))
+    ax.scatter(curve["predicted"], curve["observed"], s=sizes, color="#2680c2", label="model (size: rows)", zorder=3)
     ax.set(xlim=(0, 1), ylim=(0, 1), xlabel=xlabel, ylabel="observed share", title="Calibration")
     ax.legend(fontsize=8, loc="upper left")
     ax.grid(alpha=.3)
-    each = curve["count"][0] if curve["count"] else 0
-    return _figure_to_img(fig, f"Rows in {len(curve['count'])} equal groups (about {each:,} each) by predicted "
-                               "probability; "
+    counts = ", ".join(f"{c:,}" for c in curve["count"])
+    return _figure_to_img(fig, f"Rows grouped by predicted probability in steps of 0.1 (rows per group: {counts}); "
                                "points on the diagonal mean the probabilities can be taken at face value.")
+
 
 
 # -- regression -----------------------------------------------------------------------------
@@ -316,7 +316,8 @@ def _training_log_section(log: list[dict]) -> str:
     columns = list(dict.fromkeys(k for entry in log for k in entry))
     rows = [[_number(e.get(c)) if isinstance(e.get(c), float) else _e(e.get(c, "")) for c in columns] for e in log]
     text = ('<p class="note">One network per bag, each trained on the other bags and stopped early on its own; '
-            "valid_loss is its best loss on the rows it did not train on.</p>")
+            "valid_score is its best stopping score on the rows it did not train on (lower is better): minus the "
+            "average precision for yes/no models, the loss otherwise.</p>")
     return _section("Training log", text + _table(columns, rows, ["number"] * len(columns)))
 
 

@@ -124,7 +124,7 @@ class TabularModel(Estimator):
                                 (numbers_t[valid_rows], codes_t[valid_rows], y_t[valid_rows]), config,
                                 score_fn=self._ranking_score if self.kind_ == "binary" else None)
             self.training_log_.append({"bag": bag, "best_epoch": result.best_epoch,
-                                       "epochs": result.epochs_run, "valid_loss": result.best_loss})
+                                       "epochs": result.epochs_run, "valid_score": result.best_loss})
             with torch.inference_mode():
                 out_of_fold[valid_rows] = net.member_logits(numbers_t[valid_rows], codes_t[valid_rows]).mean(0)
             nets.append(net)
