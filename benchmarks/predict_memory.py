@@ -71,7 +71,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--no-baseline", dest="baseline", action="store_false",
                         help="skip the run on the shipped 10,000-row file")
     parser.add_argument("--note", default=None, help="free text kept in the JSON (why sizes were changed, ...)")
-    parser.add_argument("--out", type=Path, default=None, help="JSON path (default benchmarks/results/predict_memory.json)")
+    parser.add_argument("--out", type=Path, default=None,
+                        help="JSON path (default benchmarks/results/predict_memory.json)")
     args = parser.parse_args(argv)
     try:
         args.sizes = sorted(float(s) for s in args.gigabytes.split(",") if s.strip())
@@ -230,17 +231,19 @@ def main(argv: list[str] | None = None) -> int:
         shutil.rmtree(workdir, ignore_errors=True)
 
     peaks = [r["peak_rss_mib"] for r in runs]
-    growth = peaks[-1] / peaks[0]
+    growth, rows_match = peaks[-1] / peaks[0], all(r["rows_match"] for r in runs)
     targets = [
-        check("peak RSS, largest over all sizes (MiB)", max(peaks), f"<= {args.limit_mib:g}", max(peaks) <= args.limit_mib),
+        check("peak RSS, largest over all sizes (MiB)", max(peaks), f"<= {args.limit_mib:g}",
+              max(peaks) <= args.limit_mib),
         check(f"peak RSS growth, {runs[-1]['size']} / {runs[0]['size']}", growth, f"<= {args.max_growth:g}",
               growth <= args.max_growth),
-        check("output rows == input rows", all(r["rows_match"] for r in runs), "True", all(r["rows_match"] for r in runs)),
+        check("output rows == input rows", rows_match, "True", rows_match),
     ]
     flat = targets[0]["met"] and targets[1]["met"]
     statement = (f"peak RSS {'stays' if targets[0]['met'] else 'does NOT stay'} <= {args.limit_mib:g} MiB "
-                 f"(max {max(peaks):.0f} MiB) and {'does not grow' if targets[1]['met'] else 'GROWS'} with file size "
-                 f"({runs[-1]['size']}: {peaks[-1]:.0f} MiB, {runs[0]['size']}: {peaks[0]:.0f} MiB, ratio {growth:.3f})")
+                 f"(max {max(peaks):.0f} MiB) and {'does not grow' if targets[1]['met'] else 'GROWS'} with file "
+                 f"size ({runs[-1]['size']}: {peaks[-1]:.0f} MiB, {runs[0]['size']}: {peaks[0]:.0f} MiB, "
+                 f"ratio {growth:.3f})")
 
     table = [[r["size"], f"{r['rows']:,}", f"{r['input_bytes'] / 1e9:.3f}", f"{r['peak_rss_mib']:.0f}",
               "-" if r["peak_rss_mib_time_v"] is None else f"{r['peak_rss_mib_time_v']:.0f}",
