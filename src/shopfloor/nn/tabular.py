@@ -115,12 +115,14 @@ class PiecewiseLinearEmbedding(nn.Module):
     """Per member and feature: piecewise-linear encoding over bins -> ReLU(W enc + b).
 
     The encoding of x in bin t is 0 left of the bin, 1 right of it and a ramp inside
-    (Gorishniy et al. 2022); the first and last bins extend the ramp beyond the training
-    range. Bin edges come from a shallow decision tree per feature on the target (see
+    (Gorishniy et al. 2022); the first and last bins extend the ramp by one bin width beyond
+    the training range. Bin edges come from a shallow decision tree per feature on the target (see
     `bin_edges` in the estimator), so a physical threshold such as 'power above 9 kW'
     becomes a bin edge and the network can draw a sharp boundary there. Features with
     fewer bins are padded with bins whose encoding is always 0.
     """
+
+    EXTRAPOLATE = 1.0  # bin widths beyond the training range that the outer bins keep their slope
 
     def __init__(self, members: int, n_features: int, n_bins: int, d_embedding: int):
         super().__init__()
@@ -145,8 +147,11 @@ class PiecewiseLinearEmbedding(nn.Module):
             width = (torch.tensor(e[1:bins + 1], dtype=torch.float64) - lower).clamp(min=1e-6)
             self.slope[f, :bins] = (1 / width).float()
             self.intercept[f, :bins] = (-lower / width).float()
-            self.low[f, 0] = -torch.inf
-            self.high[f, bins - 1] = torch.inf
+            # the outer bins extrapolate, by at most one bin width: a narrow last bin followed
+            # linearly far past the training range turned one record with more workers than any
+            # seen in training into a negative productivity
+            self.low[f, 0] = -self.EXTRAPOLATE
+            self.high[f, bins - 1] = 1 + self.EXTRAPOLATE
 
     def encode(self, x: torch.Tensor) -> torch.Tensor:  # [N, F] -> [F, N, B], feature-major for bmm
         return torch.clamp(torch.addcmul(self.intercept[:, None], x.t()[:, :, None], self.slope[:, None]),
