@@ -44,7 +44,7 @@ from shopfloor.training import TrainConfig, fit_module, seed_everything
 
 STORED_VALIDATION_ROWS = 20_000
 IMPORTANCE_ROWS = 500
-PREDICT_BATCH = 8_192  # rows per forward pass: large enough for fast matmuls, small enough for the cache
+PREDICT_BATCH = 2_048  # rows per forward pass: the activations stay in cache (8,192 was half as fast)
 
 
 class TabularModel(Estimator):
