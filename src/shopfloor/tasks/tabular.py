@@ -100,31 +100,13 @@ class TabularModel(Estimator):
         seed_everything(self.seed)
 
         numbers_t, codes_t, y_t = torch.from_numpy(numbers), torch.from_numpy(codes), torch.tensor(y)
-        template = self._new_net(numbers)
-        template.preprocess.fit(numbers_t)
-        with torch.no_grad():
-            features = template.preprocess(numbers_t).numpy()
-        template.numeric_embedding.set_edges(bin_edges(features, y, self.n_bins, self.kind_))
+        template = self._fitted_template(numbers_t, y)
         nets, out_of_fold = [], torch.empty((len(frame), template.head.weight.shape[-1]))
         self.training_log_ = []
         for bag, (train_rows, valid_rows) in enumerate(self._folds(y)):
-            net = self._new_net(numbers)
-            net.preprocess.load_state_dict(template.preprocess.state_dict())
-            for name in ("slope", "intercept", "low", "high"):
-                getattr(net.numeric_embedding, name).copy_(getattr(template.numeric_embedding, name))
             train_rows, valid_rows = torch.from_numpy(train_rows), torch.from_numpy(valid_rows)
-            # small tables get smaller batches: at least 16 optimiser steps per epoch
-            batch_size = min(self.batch_size, max(32, len(train_rows) // 16))
-            config = TrainConfig(max_epochs=self.max_epochs, batch_size=batch_size, lr=self.lr,
-                                 weight_decay=self.weight_decay, patience=self.patience,
-                                 seed=self.seed * 1000 + bag, progress=self.progress,
-                                 description=f"fold {bag + 1}/{self.bags}")
-            result = fit_module(net, self._loss,
-                                (numbers_t[train_rows], codes_t[train_rows], y_t[train_rows]),
-                                (numbers_t[valid_rows], codes_t[valid_rows], y_t[valid_rows]), config,
-                                score_fn=self._ranking_score if self.kind_ == "binary" else None)
-            self.training_log_.append({"bag": bag, "best_epoch": result.best_epoch,
-                                       "epochs": result.epochs_run, "valid_score": result.best_loss})
+            net = self._train_bag(bag, template, (numbers_t[train_rows], codes_t[train_rows], y_t[train_rows]),
+                                  (numbers_t[valid_rows], codes_t[valid_rows], y_t[valid_rows]))
             with torch.inference_mode():
                 out_of_fold[valid_rows] = net.member_logits(numbers_t[valid_rows], codes_t[valid_rows]).mean(0)
             nets.append(net)
@@ -138,6 +120,31 @@ class TabularModel(Estimator):
                              "sha256": _frame_digest(frame)}
         self.train_seconds_ = time.perf_counter() - started
         return self
+
+    def _fitted_template(self, numbers: torch.Tensor, y: np.ndarray) -> TabularNet:
+        """A net whose preprocessing statistics and bin edges are fitted; every bag copies them."""
+        self.architecture_ = self._architecture(numbers.numpy())
+        template = self._build_net(self.architecture_, self.members)
+        template.preprocess.fit(numbers)
+        with torch.no_grad():
+            features = template.preprocess(numbers).numpy()
+        template.numeric_embedding.set_edges(bin_edges(features, y, self.n_bins, self.kind_))
+        return template
+
+    def _train_bag(self, bag: int, template: TabularNet, train: tuple, valid: tuple) -> TabularNet:
+        """One ensemble network, trained on `train`, stopped early on `valid`."""
+        net = self._build_net(self.architecture_, self.members)
+        net.load_state_dict({name: value for name, value in template.named_buffers()}, strict=False)
+        # small tables get smaller batches: at least 16 optimiser steps per epoch
+        batch_size = min(self.batch_size, max(32, len(train[0]) // 16))
+        config = TrainConfig(max_epochs=self.max_epochs, batch_size=batch_size, lr=self.lr,
+                             weight_decay=self.weight_decay, patience=self.patience, seed=self.seed * 1000 + bag,
+                             progress=self.progress, description=f"fold {bag + 1}/{self.bags}")
+        result = fit_module(net, self._loss, train, valid, config,
+                            score_fn=self._ranking_score if self.kind_ == "binary" else None)
+        self.training_log_.append({"bag": bag, "best_epoch": result.best_epoch,
+                                   "epochs": result.epochs_run, "valid_score": result.best_loss})
+        return net
 
     def _check_options(self) -> None:
         if not self.targets:
@@ -187,18 +194,24 @@ class TabularModel(Estimator):
                 return None
         return labels
 
-    def _new_net(self, numbers: np.ndarray) -> TabularNet:
+    def _architecture(self, numbers: np.ndarray) -> dict:
+        """The shape of the network for these training numbers (saved in the manifest)."""
         with np.errstate(invalid="ignore"):
             minimum = np.nanmin(numbers, axis=0) if len(numbers) else np.zeros(numbers.shape[1])
             levels = [len(np.unique(c[~np.isnan(c)])) for c in numbers.T]
-        log_index = [j for j in range(numbers.shape[1]) if minimum[j] >= 0 and levels[j] > 2]
-        missing_index = [j for j in range(numbers.shape[1]) if np.isnan(numbers[:, j]).any()]
-        n_outputs = len(self.classes_[0]) if self.kind_ == "multiclass" else len(self.targets)
-        return TabularNet(kind=self.kind_, n_outputs=n_outputs, n_numeric=numbers.shape[1],
-                          log_index=log_index, missing_index=missing_index,
-                          pairs=1 < numbers.shape[1] <= self.interactions,
-                          category_sizes=[len(v) for v in self.schema_.categorical.values()],
-                          members=self.members, hidden=self.hidden, depth=self.depth, dropout=self.dropout,
+        return {
+            "n_outputs": len(self.classes_[0]) if self.kind_ == "multiclass" else len(self.targets),
+            "n_numeric": int(numbers.shape[1]),
+            "log_index": [j for j in range(numbers.shape[1]) if minimum[j] >= 0 and levels[j] > 2],
+            "missing_index": [j for j in range(numbers.shape[1]) if np.isnan(numbers[:, j]).any()],
+            "pairs": 1 < numbers.shape[1] <= self.interactions,
+        }
+
+    def _build_net(self, architecture: dict, members: int) -> TabularNet:
+        return TabularNet(kind=self.kind_, n_outputs=architecture["n_outputs"], n_numeric=architecture["n_numeric"],
+                          log_index=architecture["log_index"], missing_index=architecture["missing_index"],
+                          pairs=architecture["pairs"], category_sizes=[len(v) for v in self.schema_.categorical.values()],
+                          members=members, hidden=self.hidden, depth=self.depth, dropout=self.dropout,
                           n_bins=self.n_bins, d_embedding=self.d_embedding)
 
     def _loss(self, net: TabularNet, numbers: torch.Tensor, codes: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
@@ -397,16 +410,11 @@ class TabularModel(Estimator):
 
     # -- persistence ------------------------------------------------------------------
     def _state(self) -> dict:
-        net = self.net_
         state = {
             "kind": self.kind_,
             "classes": self.classes_,
             "schema": self.schema_.to_json(),
-            "architecture": {"n_outputs": int(net.head.weight.shape[-1]), "n_numeric": int(net.preprocess.fill.numel()),
-                             "log_index": net.preprocess.log_index.tolist(),
-                             "missing_index": net.preprocess.missing_index.tolist(),
-                             "pairs": bool(net.preprocess.diff_a.numel() or net.preprocess.log_a.numel()),
-                             "members": net.members},
+            "architecture": {**self.architecture_, "members": self.net_.members},
             "thresholds": self.thresholds_,
             "interval_halfwidth": list(map(float, self.interval_halfwidth_)),
             "validation_metrics": self.validation_metrics_,
@@ -430,12 +438,8 @@ class TabularModel(Estimator):
     def _restore(self, state: dict, tensors: dict[str, torch.Tensor]) -> None:
         self.kind_, self.classes_ = state["kind"], state["classes"]
         self.schema_ = TableSchema.from_json(state["schema"])
-        arch = state["architecture"]
-        self.net_ = TabularNet(kind=self.kind_, n_outputs=arch["n_outputs"], n_numeric=arch["n_numeric"],
-                               log_index=arch["log_index"], missing_index=arch["missing_index"], pairs=arch["pairs"],
-                               category_sizes=[len(v) for v in self.schema_.categorical.values()],
-                               members=arch["members"], hidden=self.hidden, depth=self.depth, dropout=self.dropout,
-                               n_bins=self.n_bins, d_embedding=self.d_embedding)
+        self.architecture_ = {k: v for k, v in state["architecture"].items() if k != "members"}
+        self.net_ = self._build_net(self.architecture_, state["architecture"]["members"])
         self.net_.load_state_dict({k[4:]: v for k, v in tensors.items() if k.startswith("net.")})
         self.net_.eval()
         self.thresholds_ = state["thresholds"]
