@@ -17,6 +17,8 @@ from typing import Annotated
 
 import typer
 
+from shopfloor.display import metrics_table, plain
+
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Deep learning for the factory floor: train, evaluate, explain and export models.")
 train_app = typer.Typer(no_args_is_help=True, help="Train a model on your data.")
@@ -32,13 +34,6 @@ def _stderr():
     return Console(stderr=True, highlight=False)
 
 
-def _plain(text) -> str:
-    """User text (column names like 'Torque [Nm]') must not be read as rich markup."""
-    from rich.markup import escape
-
-    return escape(str(text))
-
-
 def friendly(command):
     """Turn known input problems into one line on stderr and exit code 2."""
     @functools.wraps(command)
@@ -51,7 +46,7 @@ def friendly(command):
             try:
                 return command(*args, **kwargs)
             except ShopfloorError as err:
-                _stderr().print(f"[bold red]error:[/] {_plain(_one_line(err))}", soft_wrap=True)
+                _stderr().print(f"[bold red]error:[/] {plain(_one_line(err))}", soft_wrap=True)
                 raise typer.Exit(2) from None
             except KeyboardInterrupt:
                 _stderr().print("[bold red]interrupted[/]: nothing was written")
@@ -67,21 +62,7 @@ def _show_warning(message, category, filename, lineno, file=None, line=None):
     from shopfloor.data.tables import ShopfloorWarning
 
     if issubclass(category, ShopfloorWarning):
-        _stderr().print(f"[yellow]warning:[/] {_plain(message)}", soft_wrap=True)
-
-
-def _metrics_table(title: str, metrics: dict, spread: dict | None = None):
-    from rich.table import Table
-
-    table = Table(title=_plain(title), show_header=True, header_style="bold")
-    table.add_column("metric")
-    table.add_column("value", justify="right")
-    for key, value in metrics.items():
-        text = "n/a" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{value:.4f}"
-        if spread is not None and key in spread and text != "n/a":
-            text += f" ± {spread[key]:.4f}"
-        table.add_row(_plain(key), text)
-    return table
+        _stderr().print(f"[yellow]warning:[/] {plain(message)}", soft_wrap=True)
 
 
 def _json_safe(metrics: dict) -> dict:
@@ -147,12 +128,12 @@ def train_tabular(
             return TabularModel(**params).fit(train).evaluate(test)
 
         cv_result = cross_validate(fit_and_score, frame, folds)
-        console.print(_metrics_table(f"{cv}-fold cross-validation ({data.name})", cv_result["mean"], cv_result["std"]))
+        console.print(metrics_table(f"{cv}-fold cross-validation ({data.name})", cv_result["mean"], cv_result["std"]))
     model = TabularModel(**params).fit(frame)
     model.cv_metrics_ = cv_result
     model.save(out)
-    console.print(_metrics_table("out-of-fold validation (rows no network trained on)", model.validation_metrics_))
-    console.print(f"[green]saved[/] {_plain(out)}  ({model.kind_}, {len(model.schema_.features)} features, "
+    console.print(metrics_table("out-of-fold validation (rows no network trained on)", model.validation_metrics_))
+    console.print(f"[green]saved[/] {plain(out)}  ({model.kind_}, {len(model.schema_.features)} features, "
                   f"{model.train_seconds_:.1f} s)")
 
 
@@ -169,7 +150,7 @@ def evaluate(model: ModelOpt, data: DataOpt,
         _write_json(json_out, metrics)
     from rich.console import Console
 
-    Console().print(_metrics_table(f"{data.name} ({model.name})", metrics))
+    Console().print(metrics_table(f"{data.name} ({model.name})", metrics))
 
 
 @app.command()
@@ -181,7 +162,7 @@ def predict(model: ModelOpt, data: DataOpt,
     import shopfloor
 
     rows = shopfloor.load(model).predict_file(data, out, chunk_rows=chunk_rows)
-    _stderr().print(f"[green]wrote[/] {_plain(out)} ({rows} rows)")
+    _stderr().print(f"[green]wrote[/] {plain(out)} ({rows} rows)")
 
 
 @app.command()
@@ -193,7 +174,7 @@ def explain(model: ModelOpt, data: DataOpt, out: Annotated[Path, typer.Option("-
 
     table = shopfloor.load(model).explain(data)
     write_table(table, out)
-    _stderr().print(f"[green]wrote[/] {_plain(out)} ({len(table)} rows)")
+    _stderr().print(f"[green]wrote[/] {plain(out)} ({len(table)} rows)")
 
 
 @app.command()
@@ -210,7 +191,7 @@ def export(model: ModelOpt, out: Annotated[Path, typer.Option("--out", help="ONN
         raise BadOption(f"unknown export format '{format}'; supported: onnx")
     estimator = shopfloor.load(model)
     export_onnx(estimator, out)
-    message = f"[green]wrote[/] {_plain(out)}"
+    message = f"[green]wrote[/] {plain(out)}"
     if data is not None:
         from shopfloor.data.tables import read_table
 
@@ -234,7 +215,7 @@ def report(model: ModelOpt, out: Annotated[Path, typer.Option("--out", help="HTM
 
         frame = read_table(data)
     write_report(estimator, out, frame, source=str(data) if data else None)
-    _stderr().print(f"[green]wrote[/] {_plain(out)}")
+    _stderr().print(f"[green]wrote[/] {plain(out)}")
 
 
 @app.command()
@@ -248,13 +229,13 @@ def info(model: ModelOpt):
     from rich.console import Console
 
     console = Console()
-    console.print(f"[bold]{_plain(model)}[/]: {manifest['task']} ({state.get('kind')}), shopfloor "
+    console.print(f"[bold]{plain(model)}[/]: {manifest['task']} ({state.get('kind')}), shopfloor "
                   f"{manifest['shopfloor_version']}, saved {manifest['created']}")
-    console.print(f"targets: {_plain(manifest['params'].get('target'))}")
+    console.print(f"targets: {plain(manifest['params'].get('target'))}")
     schema = state.get("schema", {})
     features = schema.get("numeric", []) + schema.get("dates", []) + list(schema.get("categorical", {}))
-    console.print(f"features: {_plain(', '.join(features))}")
-    console.print(_metrics_table("out-of-fold validation", state.get("validation_metrics", {})))
+    console.print(f"features: {plain(', '.join(features))}")
+    console.print(metrics_table("out-of-fold validation", state.get("validation_metrics", {})))
 
 
 @app.command()

@@ -12,6 +12,7 @@ from pathlib import Path
 from rich.console import Console
 
 from shopfloor.data.demo import AI4I_FAILURE_MODES, AI4I_TARGET, demo_file
+from shopfloor.display import metrics_table, plain
 
 
 def run_demo(out: Path, console: Console, quick: bool = False) -> dict:
@@ -34,15 +35,13 @@ def run_demo(out: Path, console: Console, quick: bool = False) -> dict:
     model_dir = model.save(out / "ai4i-model")
     metrics = model.evaluate(test)
     (out / "ai4i-metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
-    from shopfloor.cli import _metrics_table, _plain
-
-    console.print(_metrics_table(f"held-out evaluation ({len(test)} rows never seen in training)", metrics))
+    console.print(metrics_table(f"held-out evaluation ({len(test)} rows never seen in training)", metrics))
     console.print(f"a failure is flagged when its probability is at least {model.thresholds_[0]:.3f} "
                   "(chosen on out-of-fold training rows for the best F1)")
     explanation = model.explain(test.head(200))
     write_table(explanation, out / "ai4i-explanations.csv")
     top = ", ".join(f"{k} ({v:.3f})" for k, v in list(model.importance_.items())[:3])
-    console.print(f"most influential sensors (mean |attribution|): {_plain(top)}")
+    console.print(f"most influential sensors (mean |attribution|): {plain(top)}")
     write_report(model, out / "ai4i-report.html", test, source="the demo's held-out rows")
     onnx_path = export_onnx(model, out / "ai4i-model.onnx")
     difference = check_parity(model, onnx_path, test)
@@ -51,5 +50,5 @@ def run_demo(out: Path, console: Console, quick: bool = False) -> dict:
     for name, what in [(model_dir, "model folder (safetensors + JSON)"), (out / "ai4i-report.html", "report"),
                        (out / "ai4i-model.onnx", "ONNX model for edge devices"),
                        (out / "ai4i-explanations.csv", "per-row explanations")]:
-        console.print(f"  {_plain(name)}  [dim]{what}[/]")
+        console.print(f"  {plain(name)}  [dim]{what}[/]")
     return metrics
