@@ -4,10 +4,11 @@ Everything between the raw table values and the calibrated output lives here, as
 and parameters, so that Python, the REST service and the ONNX graph compute the same thing.
 
 Design, from the tabular deep-learning literature:
-- robust scaling with a smooth clip (RealMLP), missing-value indicators;
-- a log companion for every non-negative sensor: physics such as power = torque x speed or
-  overstrain = tool wear x torque becomes a straight line in log space, which an MLP learns
-  from a few hundred failures, where a product of raw values needs far more;
+- robust scaling (median and IQR) clipped at 8 robust units, missing-value indicators;
+- a log companion for every non-negative sensor, and for tables with few numeric columns
+  pairwise differences and log-products: physics such as power = torque x speed or
+  overstrain = tool wear x torque becomes one input with a threshold, which the network
+  learns from a few hundred failures, where a product of raw values needs far more;
 - piecewise-linear encodings with target-aware bins of every numeric input (PLE-T, Gorishniy et al. 2022);
 - an ensemble of independent members trained in one batched pass (TabM, Gorishniy et al. 2024):
   every parameter has a leading member axis, so a 'bag' of separately trained networks is
