@@ -96,7 +96,7 @@ def train_tabular(
     time: Annotated[str | None, typer.Option("--time", help="With --cv: time-ordered folds, train on the past.")] = None,
     miss_cost: Annotated[float | None, typer.Option("--miss-cost", help="Cost of a missed failure.")] = None,
     false_alarm_cost: Annotated[float | None, typer.Option("--false-alarm-cost", help="Cost of a false alarm.")] = None,
-    bags: Annotated[int, typer.Option("--bags", help="Cross-fitted networks in the ensemble.")] = 5,
+    bags: Annotated[int | None, typer.Option("--bags", help="Cross-fitted networks (8 below 5,000 rows, else 5).")] = None,
     max_epochs: Annotated[int, typer.Option("--max-epochs")] = 200,
     quiet: Annotated[bool, typer.Option("--quiet", help="No progress bars.")] = False,
 ):

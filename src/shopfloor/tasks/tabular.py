@@ -44,6 +44,7 @@ from shopfloor.training import TrainConfig, fit_module, seed_everything
 
 STORED_VALIDATION_ROWS = 20_000
 IMPORTANCE_ROWS = 500
+SMALL_TABLE_ROWS, SMALL_TABLE_BAGS = 5_000, 8
 PREDICT_BATCH = 2_048  # rows per forward pass: the activations stay in cache (8,192 was half as fast)
 
 
@@ -54,8 +55,8 @@ class TabularModel(Estimator):
 
     def __init__(self, target: str | list[str] = "target", *, drop: list[str] = (), ids: list[str] = (),
                  task: Literal["auto", "classification", "regression"] = "auto",
-                 members: int = 1, bags: int = 5, hidden: int = 64, depth: int = 2, dropout: float = 0.3,
-                 n_bins: int = 16, d_embedding: int = 4, interactions: int = 8,
+                 members: int = 1, bags: int | None = None, hidden: int = 64, depth: int = 2, dropout: float = 0.3,
+                 n_bins: int = 16, d_embedding: int = 4, interactions: int = 12,
                  lr: float = 2e-3, weight_decay: float = 1e-2, batch_size: int = 256,
                  max_epochs: int = 200, patience: int = 16,
                  miss_cost: float | None = None, false_alarm_cost: float | None = None,
@@ -93,6 +94,10 @@ class TabularModel(Estimator):
         self._check_options()
         frame, source = as_frame(data)
         frame = rows_with_targets(frame, self.targets, list(self.drop), source)
+        # Small tables leave each cross-fitted network few rows to learn from and few to stop
+        # on; more bags average that noise out, and on small tables they cost little. (Garment
+        # data, 958 training rows: RMSE 0.1256 with 5 bags, 0.1242 with 8.)
+        self.bags_ = self.bags or (SMALL_TABLE_BAGS if len(frame) < SMALL_TABLE_ROWS else 5)
         self.kind_, self.classes_ = target_kind(frame, self.targets, self.task)
         self.schema_ = infer_schema(frame, self.targets, list(self.drop), list(self.ids))
         numbers, codes = self.schema_.to_arrays(frame)
@@ -139,7 +144,7 @@ class TabularModel(Estimator):
         batch_size = min(self.batch_size, max(32, len(train[0]) // 16))
         config = TrainConfig(max_epochs=self.max_epochs, batch_size=batch_size, lr=self.lr,
                              weight_decay=self.weight_decay, patience=self.patience, seed=self.seed * 1000 + bag,
-                             progress=self.progress, description=f"fold {bag + 1}/{self.bags}")
+                             progress=self.progress, description=f"fold {bag + 1}/{self.bags_}")
         result = fit_module(net, self._loss, train, valid, config,
                             score_fn=self._ranking_score if self.kind_ == "binary" else None)
         self.training_log_.append({"bag": bag, "best_epoch": result.best_epoch,
@@ -151,7 +156,7 @@ class TabularModel(Estimator):
             raise BadOption("name at least one target column")
         if self.task not in ("auto", "classification", "regression"):
             raise BadOption(f"task must be auto, classification or regression, not '{self.task}'")
-        if self.bags < 1 or self.members < 1:
+        if (self.bags is not None and self.bags < 1) or self.members < 1:
             raise BadOption("bags and members must be at least 1")
         for name in ("miss_cost", "false_alarm_cost"):
             value = getattr(self, name)
@@ -171,22 +176,22 @@ class TabularModel(Estimator):
     def _folds(self, y: np.ndarray) -> Iterator[tuple[np.ndarray, np.ndarray]]:
         rows = np.arange(len(y))
         strata = self._strata(y)
-        if self.bags == 1:  # one network, 20 % of the rows held out for stopping and calibration
+        if self.bags_ == 1:  # one network, 20 % of the rows held out for stopping and calibration
             splitter = StratifiedKFold(5, shuffle=True, random_state=self.seed) if strata is not None \
                 else KFold(5, shuffle=True, random_state=self.seed)
             yield next(splitter.split(rows, strata))
             return
         if strata is not None:
-            yield from StratifiedKFold(self.bags, shuffle=True, random_state=self.seed).split(rows, strata)
+            yield from StratifiedKFold(self.bags_, shuffle=True, random_state=self.seed).split(rows, strata)
         else:
-            yield from KFold(self.bags, shuffle=True, random_state=self.seed).split(rows)
+            yield from KFold(self.bags_, shuffle=True, random_state=self.seed).split(rows)
 
     def _strata(self, y: np.ndarray) -> np.ndarray | None:
         if self.kind_ == "regression":
             return None
         labels = y if self.kind_ == "multiclass" else (y * (2 ** np.arange(y.shape[1]))).sum(1).astype(int)
         counts = np.bincount(labels)
-        folds = max(self.bags, 5)
+        folds = max(self.bags_, 5)
         if (counts[labels] < folds).any():  # rare label combinations: stratify on 'any failure'
             labels = np.where(counts[labels] < folds, -1, labels)
             labels = np.unique(labels, return_inverse=True)[1]
