@@ -159,4 +159,4 @@ def calibration_curve(y: np.ndarray, proba: np.ndarray, bins: int = 10, strategy
 def expected_calibration_error(y: np.ndarray, proba: np.ndarray, bins: int = 10) -> float:
     curve = calibration_curve(y, proba, bins)
     n = sum(curve["count"])
-    return float(sum(c * abs(p - o) for p, o, c in zip(curve["predicted"], curve["observed"], curve["count"], strict=False)) / n)
+    return float(sum(c * abs(p - o) for p, o, c in zip(curve["predicted"], curve["observed"], curve["count"], strict=True)) / n)

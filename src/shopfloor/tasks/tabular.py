@@ -117,7 +117,7 @@ class TabularModel(Estimator):
             nets.append(net)
         self.net_ = merge_members(nets)
         self._calibrate(out_of_fold.numpy(), y)
-        self._remember_validation(out_of_fold, y)
+        self._remember_validation(out_of_fold.numpy(), y)
         self.baseline_codes_ = torch.from_numpy(np.array(
             [int(np.bincount(codes[:, j]).argmax()) for j in range(codes.shape[1])], dtype=np.int64))
         self.importance_ = self._global_importance(numbers, codes)
@@ -238,34 +238,42 @@ class TabularModel(Estimator):
         return -float(np.mean(scores)) if scores else 0.0
 
     def _calibrate(self, logits: np.ndarray, y: np.ndarray) -> None:
+        """Fit the output calibration into the net, then thresholds or intervals on its outputs."""
         scale, shift = np.ones(logits.shape[1]), np.zeros(logits.shape[1])
-        self.thresholds_ = []
-        self.interval_halfwidth_ = []
         if self.kind_ == "binary":
             for j in range(logits.shape[1]):
                 scale[j], shift[j] = fit_platt(logits[:, j], y[:, j])
-                proba = 1 / (1 + np.exp(-(scale[j] * logits[:, j] + shift[j])))
-                self.thresholds_.append(best_threshold(y[:, j], proba, self.miss_cost, self.false_alarm_cost))
         elif self.kind_ == "multiclass":
             scale[:] = 1 / fit_temperature(logits, y)
         else:
             scale, shift = self.target_scale_, self.target_center_
-            residual = np.abs(logits - y) * self.target_scale_  # out-of-fold, in target units
-            level = min(1.0, np.ceil((len(y) + 1) * self.interval_coverage) / len(y))  # split conformal
-            self.interval_halfwidth_ = np.quantile(residual, level, axis=0).tolist()
         self.net_.output_scale.copy_(torch.as_tensor(scale, dtype=torch.float32))
         self.net_.output_shift.copy_(torch.as_tensor(shift, dtype=torch.float32))
-
-    def _remember_validation(self, logits: torch.Tensor, y: np.ndarray) -> None:
-        """Out-of-fold predictions and metrics: what the model scores on rows it never trained on."""
-        with torch.no_grad():
-            outputs = self.net_.squash(logits * self.net_.output_scale + self.net_.output_shift).numpy()
+        outputs = self._calibrated(logits)
+        self.thresholds_ = [best_threshold(y[:, j], outputs[:, j], self.miss_cost, self.false_alarm_cost)
+                            for j in range(outputs.shape[1])] if self.kind_ == "binary" else []
+        self.interval_halfwidth_ = []
         if self.kind_ == "regression":
-            y = y * self.target_scale_ + self.target_center_
+            residual = np.abs(outputs - self._in_target_units(y))  # out-of-fold
+            level = min(1.0, np.ceil((len(y) + 1) * self.interval_coverage) / len(y))  # split conformal
+            self.interval_halfwidth_ = np.quantile(residual, level, axis=0).tolist()
+
+    def _calibrated(self, mean_logits: np.ndarray) -> np.ndarray:
+        """Ensemble-mean raw outputs -> what the net returns (probabilities or target units)."""
+        with torch.no_grad():
+            z = self.net_.calibrate(torch.as_tensor(mean_logits, dtype=torch.float32)[None])
+            return self.net_.squash(z).numpy()
+
+    def _in_target_units(self, y: np.ndarray) -> np.ndarray:
+        return y * self.target_scale_ + self.target_center_ if self.kind_ == "regression" else y
+
+    def _remember_validation(self, logits: np.ndarray, y: np.ndarray) -> None:
+        """Out-of-fold predictions and metrics: what the model scores on rows it never trained on."""
+        outputs, y = self._calibrated(logits), self._in_target_units(y)
         self.validation_metrics_ = self._metrics(y, outputs)
-        keep = np.random.default_rng(self.seed).permutation(len(y))[:STORED_VALIDATION_ROWS]
-        self.validation_outputs_ = torch.from_numpy(outputs[np.sort(keep)].astype(np.float32))
-        self.validation_targets_ = torch.from_numpy(np.asarray(y)[np.sort(keep)])
+        keep = np.sort(np.random.default_rng(self.seed).permutation(len(y))[:STORED_VALIDATION_ROWS])
+        self.validation_outputs_ = torch.from_numpy(outputs[keep].astype(np.float32))
+        self.validation_targets_ = torch.from_numpy(np.asarray(y)[keep])
 
     # -- predicting -------------------------------------------------------------------
     def _outputs(self, numbers: np.ndarray, codes: np.ndarray) -> np.ndarray:
@@ -305,7 +313,7 @@ class TabularModel(Estimator):
         table = {c: frame[c].to_numpy() for c in self.schema_.ids if c in frame.columns}
         decisions = self._decisions(outputs)
         if self.kind_ == "binary":
-            for j, (name, classes) in enumerate(zip(self.targets, self.classes_, strict=False)):
+            for j, (name, classes) in enumerate(zip(self.targets, self.classes_, strict=True)):
                 table[f"{name} probability"] = outputs[:, j]
                 table[f"{name} predicted"] = np.where(decisions[:, j], classes[1], classes[0])
         elif self.kind_ == "multiclass":
@@ -361,7 +369,7 @@ class TabularModel(Estimator):
             if len(per_label) == 1:
                 return per_label[0]
             result = {k: float(np.mean([m[k] for m in per_label])) for k in per_label[0]}
-            for name, m in zip(self.targets, per_label, strict=False):
+            for name, m in zip(self.targets, per_label, strict=True):
                 result.update({f"{name} {k}": v for k, v in m.items() if k in ("f1", "pr_auc", "recall", "precision")})
             return result
         if self.kind_ == "multiclass":
@@ -373,7 +381,7 @@ class TabularModel(Estimator):
                 if self.interval_halfwidth_ else float("nan")
             return result
         result = {k: float(np.mean([m[k] for m in per_target])) for k in per_target[0]}
-        for name, m in zip(self.targets, per_target, strict=False):
+        for name, m in zip(self.targets, per_target, strict=True):
             result.update({f"{name} {k}": v for k, v in m.items()})
         return result
 
@@ -410,7 +418,7 @@ class TabularModel(Estimator):
                                                   torch.from_numpy(codes[rows]), self.baseline_codes_,
                                                   torch.from_numpy(chosen), steps=16)
         scores = np.abs(np.concatenate([num_attr.numpy(), cat_attr.numpy()], axis=1)).mean(0)
-        ranked = sorted(zip(self.schema_.features, scores.tolist(), strict=False), key=lambda kv: -kv[1])
+        ranked = sorted(zip(self.schema_.features, scores.tolist(), strict=True), key=lambda kv: -kv[1])
         return dict(ranked)
 
     # -- persistence ------------------------------------------------------------------
