@@ -160,3 +160,17 @@ def expected_calibration_error(y: np.ndarray, proba: np.ndarray, bins: int = 10)
     curve = calibration_curve(y, proba, bins)
     n = sum(curve["count"])
     return float(sum(c * abs(p - o) for p, o, c in zip(curve["predicted"], curve["observed"], curve["count"], strict=True)) / n)
+
+
+def nasa_score(rul_true: np.ndarray, rul_pred: np.ndarray) -> float:
+    """PHM08 scoring function: late predictions (d > 0) cost more than early ones (Saxena et al. 2008)."""
+    d = np.asarray(rul_pred, dtype=np.float64) - np.asarray(rul_true, dtype=np.float64)
+    return float(np.sum(np.where(d < 0, np.exp(-d / 13.0) - 1, np.exp(d / 10.0) - 1)))
+
+
+def rul_metrics(rul_true: np.ndarray, rul_pred: np.ndarray) -> dict[str, float]:
+    """RMSE, MAE and NASA score (summed over units) of remaining-useful-life estimates in cycles."""
+    rul_true, rul_pred = np.asarray(rul_true, dtype=np.float64), np.asarray(rul_pred, dtype=np.float64)
+    error = rul_pred - rul_true
+    return {"rmse": float(np.sqrt(np.mean(error**2))), "mae": float(np.mean(np.abs(error))),
+            "nasa_score": nasa_score(rul_true, rul_pred), "units": float(len(rul_true))}

@@ -1,0 +1,342 @@
+"""Remaining useful life (RUL) from run-to-failure sensor histories, with calibrated intervals.
+
+How a fit goes:
+1. the run histories are read (`data.runs`): one row per unit and cycle, settings and sensors;
+2. operating conditions are found by clustering the settings (k chosen by silhouette), and
+   every sensor is standardised per condition; sensors that never move are dropped;
+3. every cycle of every unit becomes a window of the last `window` cycles (the start of a
+   run is padded with its first cycle, as short test histories are); the training target is
+   the RUL capped at `rul_cap` (an engine in good health shows no sign of how long it has
+   left), the quantile heads learn the uncapped RUL;
+4. the units are split into `members` folds; member k learns on the other folds and stops
+   early on its own (cross-fitting, one grouped network for all members);
+5. the out-of-fold predictions, on units no member trained on, widen the P10-P90 band by the
+   conformal margin that makes it cover `interval_coverage` of the cycles (conformalised
+   quantile regression), and give honest validation metrics.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+
+import numpy as np
+import pandas as pd
+import torch
+import torch.nn.functional as F
+from sklearn.model_selection import KFold
+
+from shopfloor.errors import BadOption, BadTarget, ColumnMissing
+from shopfloor.metrics import rul_metrics
+from shopfloor.nn.rul import QUANTILES, RULNet
+from shopfloor.tasks.base import Estimator
+from shopfloor.training import TrainConfig, fit_module, seed_everything
+
+PREDICT_BATCH = 4_096
+VALID_WINDOWS = 20_000  # early stopping scores a fixed sample of the held-out windows
+MAX_CONDITIONS = 10
+
+
+class RULModel(Estimator):
+    """How many cycles each unit has left, with a P10-P90 interval and a health-index curve."""
+
+    task_name = "rul"
+
+    def __init__(self, *, unit: str | None = None, time: str | None = None, settings: list[str] = (),
+                 drop: list[str] = (), window: int = 40, rul_cap: float = 125.0, conditions: int | None = None,
+                 members: int = 5, channels: int = 16, layers: int = 3, kernel: int = 5, hidden: int = 64,
+                 dropout: float = 0.1, baseline_cycles: int = 10, use_age: bool = True, train_stride: int = 2, lr: float = 2e-3, weight_decay: float = 1e-4, batch_size: int = 256,
+                 max_epochs: int = 60, patience: int = 8, interval_coverage: float = 0.9, seed: int = 0,
+                 progress: bool = True):
+        self.unit = unit
+        self.time = time
+        self.settings = settings
+        self.drop = drop
+        self.window = window
+        self.rul_cap = rul_cap
+        self.conditions = conditions
+        self.members = members
+        self.channels = channels
+        self.layers = layers
+        self.kernel = kernel
+        self.hidden = hidden
+        self.dropout = dropout
+        self.baseline_cycles = baseline_cycles
+        self.use_age = use_age
+        self.train_stride = train_stride
+        self.lr = lr
+        self.weight_decay = weight_decay
+        self.batch_size = batch_size
+        self.max_epochs = max_epochs
+        self.patience = patience
+        self.interval_coverage = interval_coverage
+        self.seed = seed
+        self.progress = progress
+
+    # -- reading ----------------------------------------------------------------------
+    def _runs(self, data):
+        from shopfloor.data.runs import RunHistory, read_runs
+
+        if isinstance(data, RunHistory):
+            return data
+        return read_runs(data, unit=self.unit, time=self.time, settings=list(self.settings) or None,
+                         drop=list(self.drop) or None)
+
+    # -- fitting ----------------------------------------------------------------------
+    def fit(self, data) -> RULModel:
+        started = time.perf_counter()
+        self._check_options()
+        runs = self._runs(data)
+        if len(runs) < 2:
+            raise BadTarget(f"{runs.source} has {len(runs)} unit; a RUL model needs the histories of at least 2 units")
+        seed_everything(self.seed)
+        self.unit_column_, self.time_column_ = runs.unit, runs.time
+        self.setting_columns_ = list(runs.settings)
+        settings = runs.frame[self.setting_columns_].to_numpy(np.float64)
+        condition_model = fit_conditions(settings, self.conditions, self.seed)
+        sensors = runs.frame[runs.sensors].to_numpy(np.float64)
+        moving = [j for j in range(sensors.shape[1]) if _moves(sensors[:, j], condition_model["labels"])]
+        if not moving:
+            raise BadTarget(f"no sensor in {runs.source} changes within an operating condition; nothing to learn from")
+        self.sensor_columns_ = [runs.sensors[j] for j in moving]
+        self.dropped_sensors_ = [s for s in runs.sensors if s not in self.sensor_columns_]
+
+        self.net_ = self._build_net(len(self.setting_columns_), len(self.sensor_columns_), condition_model["k"])
+        self._set_normalisation(condition_model, sensors[:, moving])
+        inputs, rul, unit_index, lengths = self._windows(runs)
+        targets = torch.from_numpy(rul.astype(np.float32))
+        fold = self._unit_folds(len(runs))[unit_index]
+        trains_on = torch.from_numpy(fold[:, None] != np.arange(self.members)[None, :])  # [windows, members]
+        valid = np.random.default_rng(self.seed).permutation(len(rul))[:VALID_WINDOWS]
+        # neighbouring windows differ by one cycle: learning from every `train_stride`-th one
+        # (always including the failure) costs a fraction of the time for the same information
+        train = torch.from_numpy(np.flatnonzero(rul % self.train_stride == 0))
+        config = TrainConfig(max_epochs=self.max_epochs, batch_size=self.batch_size, lr=self.lr,
+                             weight_decay=self.weight_decay, patience=self.patience, seed=self.seed,
+                             progress=self.progress, description="RUL ensemble")
+        result = fit_module(self.net_, self._loss, (*(x[train] for x in inputs), targets[train], trains_on[train]),
+                            (*(x[valid] for x in inputs), targets[valid], ~trains_on[valid]), config,
+                            score_fn=self._rul_error)
+        self.training_log_ = {"best_epoch": result.best_epoch, "epochs": result.epochs_run,
+                              "valid_loss": result.best_loss}
+
+        out_of_fold = self._member_outputs(inputs, member=torch.from_numpy(fold))
+        self._calibrate(out_of_fold, rul)
+        self._remember_validation(out_of_fold, rul, unit_index, lengths)
+        self.fingerprint_ = {"units": len(runs), "rows": int(len(runs.frame)), "source": runs.source}
+        self.train_seconds_ = time.perf_counter() - started
+        return self
+
+    def _check_options(self) -> None:
+        if self.window < 1 or self.members < 1 or self.rul_cap <= 0:
+            raise BadOption("window and members must be at least 1 and rul_cap positive")
+        if not 0 < self.interval_coverage < 1:
+            raise BadOption("interval_coverage must be between 0 and 1")
+        if self.conditions is not None and not 1 <= self.conditions <= MAX_CONDITIONS:
+            raise BadOption(f"conditions must be between 1 and {MAX_CONDITIONS} (or left out to find them)")
+
+    def _build_net(self, n_settings: int, n_sensors: int, n_conditions: int) -> RULNet:
+        return RULNet(n_settings, n_sensors, n_conditions, window=self.window, members=self.members,
+                      channels=self.channels, kernel=self.kernel, layers=self.layers, hidden=self.hidden,
+                      dropout=self.dropout, scale=float(self.rul_cap), baseline=self.baseline_cycles > 0,
+                      age=self.use_age)
+
+    def _set_normalisation(self, condition_model: dict, sensors: np.ndarray) -> None:
+        conditions = self.net_.conditions
+        labels = condition_model["labels"]
+        mean = np.stack([np.nanmean(sensors[labels == c], axis=0) for c in range(condition_model["k"])])
+        std = np.stack([np.nanstd(sensors[labels == c], axis=0) for c in range(condition_model["k"])])
+        std = np.where(np.isfinite(std) & (std > 1e-12), std, 1.0)  # a sensor constant in one condition
+        with torch.no_grad():
+            conditions.setting_scale.copy_(torch.as_tensor(condition_model["scale"], dtype=torch.float32))
+            conditions.centroids.copy_(torch.as_tensor(condition_model["centroids"], dtype=torch.float32))
+            conditions.sensor_mean.copy_(torch.as_tensor(np.nan_to_num(mean), dtype=torch.float32))
+            conditions.sensor_std.copy_(torch.as_tensor(std, dtype=torch.float32))
+
+    def _unit_folds(self, n_units: int) -> np.ndarray:
+        fold = np.zeros(n_units, dtype=np.int64)
+        if self.members == 1:  # one network: a fifth of the units held out for stopping and calibration
+            held_out = next(KFold(5, shuffle=True, random_state=self.seed).split(np.arange(n_units)))[1]
+            fold[:] = 1
+            fold[held_out] = 0
+            return fold
+        splits = min(self.members, n_units)
+        for k, (_, rows) in enumerate(KFold(splits, shuffle=True, random_state=self.seed).split(np.arange(n_units))):
+            fold[rows] = k
+        return fold
+
+    def _loss(self, net: RULNet, history: torch.Tensor, start: torch.Tensor, age: torch.Tensor, rul: torch.Tensor,
+              trains_on: torch.Tensor) -> torch.Tensor:
+        """Squared error on the capped RUL plus pinball loss on the uncapped one, per member on its own units."""
+        out = net.member_outputs(history, start, age) / net.scale  # [members, batch, 4]
+        y = (rul / net.scale)[None, :]
+        capped = torch.clamp(y, max=self.rul_cap / net.scale)
+        loss = (out[..., 0] - capped) ** 2
+        for j, q in enumerate(QUANTILES):
+            error = y - out[..., 1 + j]
+            loss = loss + torch.maximum(q * error, (q - 1) * error)
+        weight = trains_on.T.to(loss.dtype)
+        return (loss * weight).sum() / weight.sum().clamp(min=1)
+
+    def _rul_error(self, net: RULNet, history, start, age, rul, trains_on) -> float:
+        """Early stopping watches the capped-RUL error alone: the quantile heads follow the features."""
+        out = net.member_outputs(history, start, age)[..., 0] / net.scale
+        error = (out - torch.clamp(rul, max=self.rul_cap)[None, :] / net.scale) ** 2
+        weight = trains_on.T.to(error.dtype)
+        return float((error * weight).sum() / weight.sum().clamp(min=1))
+
+    # -- windows ----------------------------------------------------------------------
+    def _windows(self, runs, last_only: bool = False):
+        """Windows of raw settings + sensors ending at every cycle (or the last) of every unit.
+
+        Returns the network's inputs (history [windows, window, features], the unit's first
+        `baseline_cycles` cycles, its age in cycles), the uncapped RUL at each window's end
+        (training runs end in failure), the unit index of each window and each unit's length.
+        """
+        values = runs.frame[self.setting_columns_ + self.sensor_columns_].to_numpy(np.float32)
+        starts = np.flatnonzero(np.r_[True, runs.frame[runs.unit].to_numpy()[1:] != runs.frame[runs.unit].to_numpy()[:-1]])
+        lengths = np.diff(np.r_[starts, len(values)])
+        pieces, firsts, ages, rul, unit_index = [], [], [], [], []
+        for u, (start, length) in enumerate(zip(starts, lengths, strict=True)):
+            block = values[start:start + length]
+            padded = np.concatenate([np.repeat(block[:1], self.window - 1, axis=0), block])
+            windows = np.lib.stride_tricks.sliding_window_view(padded, self.window, axis=0).transpose(0, 2, 1)
+            first = block[:max(self.baseline_cycles, 1)]
+            first = np.concatenate([first, np.repeat(first[-1:], max(self.baseline_cycles, 1) - len(first), axis=0)])
+            age = np.arange(1, length + 1, dtype=np.float32)
+            if last_only:
+                windows, age = windows[-1:], age[-1:]
+            pieces.append(windows)
+            firsts.append(np.broadcast_to(first, (len(windows), *first.shape)))
+            ages.append(age)
+            rul.append(np.arange(len(windows) - 1, -1, -1, dtype=np.float64))
+            unit_index.append(np.full(len(windows), u))
+        inputs = tuple(torch.from_numpy(np.ascontiguousarray(np.concatenate(x))) for x in (pieces, firsts, ages))
+        return inputs, np.concatenate(rul), np.concatenate(unit_index), lengths
+
+    def _member_outputs(self, inputs: tuple[torch.Tensor, ...], member: torch.Tensor | None = None) -> np.ndarray:
+        """Raw outputs [windows, 4]: the ensemble mean, or the given member's for each window."""
+        parts = []
+        with torch.inference_mode():
+            for s in range(0, len(inputs[0]), PREDICT_BATCH):
+                batch = [x[s:s + PREDICT_BATCH] for x in inputs]
+                if member is None:
+                    parts.append(self.net_(*batch))
+                else:
+                    out = self.net_.member_outputs(*batch)
+                    parts.append(out[member[s:s + PREDICT_BATCH], torch.arange(out.shape[1])])
+        return torch.cat(parts).numpy().astype(np.float64)
+
+    # -- calibration ------------------------------------------------------------------
+    def _calibrate(self, outputs: np.ndarray, rul: np.ndarray) -> None:
+        """Conformalised quantile regression: widen P10-P90 until it covers `interval_coverage`."""
+        low, high = outputs[:, 1], outputs[:, 3]
+        score = np.maximum(low - rul, rul - high)
+        level = min(1.0, np.ceil((len(rul) + 1) * self.interval_coverage) / len(rul))
+        self.interval_margin_ = float(np.quantile(score, level))
+
+    def _finish(self, outputs: np.ndarray) -> np.ndarray:
+        """Raw outputs -> [rul, low, high, p50] in cycles: no negative lives, the estimate inside its band."""
+        rul = np.clip(outputs[:, 0], 0, None)
+        low = np.clip(np.minimum(outputs[:, 1] - self.interval_margin_, rul), 0, None)
+        high = np.maximum(outputs[:, 3] + self.interval_margin_, rul)
+        return np.stack([rul, low, high, np.clip(outputs[:, 2], 0, None)], axis=1)
+
+    def _remember_validation(self, outputs: np.ndarray, rul: np.ndarray, unit_index: np.ndarray,
+                             lengths: np.ndarray) -> None:
+        """Out-of-fold metrics at every cycle of the held-out units, against the capped and true RUL."""
+        finished = self._finish(outputs)
+        metrics = rul_metrics(np.minimum(rul, self.rul_cap), finished[:, 0])
+        metrics["coverage"] = float(np.mean((finished[:, 1] <= rul) & (rul <= finished[:, 2])))
+        metrics["interval_width"] = float(np.mean(finished[:, 2] - finished[:, 1]))
+        self.validation_metrics_ = metrics
+
+    # -- predicting -------------------------------------------------------------------
+    def _check_columns(self, runs) -> None:
+        missing = [c for c in self.setting_columns_ + self.sensor_columns_ if c not in runs.frame.columns]
+        if missing:
+            raise ColumnMissing(f"{runs.source} lacks {', '.join(map(repr, missing))}, which the model was trained on "
+                                f"(columns found: {', '.join(map(str, runs.frame.columns))})")
+
+    def predict(self, data) -> pd.DataFrame:
+        """One row per unit, at its last cycle: unit, rul, rul_low, rul_high (cycles)."""
+        self._check_fitted()
+        runs = self._runs(data)
+        self._check_columns(runs)
+        inputs, _, _, _ = self._windows(runs, last_only=True)
+        finished = self._finish(self._member_outputs(inputs))
+        return pd.DataFrame({"unit": runs.units, "rul": finished[:, 0], "rul_low": finished[:, 1],
+                             "rul_high": finished[:, 2]})
+
+    def health(self, data) -> pd.DataFrame:
+        """Per unit and cycle: predicted RUL and a health index from 1 (as new) to 0 (at failure)."""
+        self._check_fitted()
+        runs = self._runs(data)
+        self._check_columns(runs)
+        inputs, _, unit_index, _ = self._windows(runs)
+        finished = self._finish(self._member_outputs(inputs))
+        return pd.DataFrame({"unit": np.asarray(runs.units, dtype=object)[unit_index],
+                             "time": runs.frame[runs.time].to_numpy(), "rul": finished[:, 0],
+                             "health": np.clip(finished[:, 0] / self.rul_cap, 0, 1)})
+
+    def evaluate(self, data, rul) -> dict[str, float]:
+        """RMSE, MAE and NASA score of the last-cycle estimates against the true RUL, and interval coverage."""
+        from shopfloor.data.runs import read_rul
+
+        table = self.predict(data)
+        truth = read_rul(rul, list(table["unit"]), source_units=self._runs_source(data))
+        metrics = rul_metrics(truth, table["rul"].to_numpy())
+        metrics["coverage"] = float(np.mean((table["rul_low"] <= truth) & (truth <= table["rul_high"])))
+        metrics["interval_width"] = float(np.mean(table["rul_high"] - table["rul_low"]))
+        return metrics
+
+    @staticmethod
+    def _runs_source(data) -> str:
+        return getattr(data, "source", None) or (str(data) if isinstance(data, str | os.PathLike) else "the data")
+
+
+def fit_conditions(settings: np.ndarray, k: int | None, seed: int) -> dict:
+    """Operating conditions as k-means clusters of the settings; k from the silhouette when not given.
+
+    Settings that only jitter around one operating point (C-MAPSS FD001) form no clusters: k-means
+    splits the noise with a silhouette around 0.3-0.5, while real conditions separate at 0.9+.
+    """
+    from sklearn.cluster import KMeans
+    from sklearn.metrics import silhouette_score
+
+    n, d = settings.shape
+    one = {"k": 1, "labels": np.zeros(n, dtype=np.int64), "scale": np.ones(max(d, 1)), "centroids": np.zeros((1, max(d, 1)))}
+    if d == 0 or k == 1 or n < 10:
+        return one
+    filled = np.where(np.isnan(settings), np.nanmedian(settings, axis=0), settings)
+    scale = filled.std(0)
+    scale = np.where(scale > 0, scale, 1.0)
+    scaled = filled / scale
+    sample = scaled[np.random.default_rng(seed).permutation(n)[:4000]]
+
+    def cluster(kk: int):
+        return KMeans(kk, n_init=4, random_state=seed).fit(sample)
+
+    if k is None:
+        best, best_score = None, 0.8  # below this the 'clusters' are noise
+        for kk in range(2, min(MAX_CONDITIONS, len(np.unique(sample, axis=0)) - 1) + 1):
+            fitted = cluster(kk)
+            score = silhouette_score(sample, fitted.labels_, sample_size=min(2000, len(sample)), random_state=seed)
+            if score > best_score:
+                best, best_score = fitted, score
+        if best is None:
+            return one
+    else:
+        best = cluster(k)
+    centroids = best.cluster_centers_
+    labels = ((scaled[:, None, :] - centroids[None]) ** 2).sum(-1).argmin(1)
+    return {"k": len(centroids), "labels": labels, "scale": scale, "centroids": centroids}
+
+
+def _moves(values: np.ndarray, labels: np.ndarray) -> bool:
+    """A sensor worth learning from: more than two distinct readings within some operating condition."""
+    for c in np.unique(labels):
+        column = values[labels == c]
+        if len(np.unique(column[~np.isnan(column)])) > 2:
+            return True
+    return False
