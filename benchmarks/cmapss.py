@@ -47,7 +47,7 @@ from _common import (
     write_json,
 )
 
-from shopfloor.data.runs import RunHistory, read_runs, read_rul
+from shopfloor.data.runs import RunHistory, read_rul, read_runs
 from shopfloor.metrics import rul_metrics
 from shopfloor.tasks.rul import RULModel, fit_conditions
 
@@ -78,17 +78,18 @@ def window_features(runs: RunHistory, conditions: dict | None, sensors: list[str
     scaled = settings / conditions["scale"] if settings.shape[1] else settings
     label = ((scaled[:, None, :] - conditions["centroids"][None]) ** 2).sum(-1).argmin(1) if settings.shape[1] else 0
     z = (runs.frame[sensors].to_numpy(np.float64) - conditions["mean"][label]) / conditions["std"][label]
-    table = pd.DataFrame(z, columns=sensors)
-    groups = table.groupby(runs.frame[runs.unit].to_numpy())
+    units = runs.frame[runs.unit].to_numpy()
     t = pd.Series(runs.frame.groupby(runs.unit).cumcount().to_numpy(np.float64))
-    mean = groups.rolling(window, min_periods=1).mean().reset_index(level=0, drop=True).sort_index()
-    t_mean = t.groupby(runs.frame[runs.unit].to_numpy()).rolling(window, min_periods=1).mean().reset_index(level=0, drop=True).sort_index()
-    tz = table.mul(t, axis=0)
-    tz_mean = tz.groupby(runs.frame[runs.unit].to_numpy()).rolling(window, min_periods=1).mean().reset_index(level=0, drop=True).sort_index()
-    t2 = (t * t).groupby(runs.frame[runs.unit].to_numpy()).rolling(window, min_periods=1).mean().reset_index(level=0, drop=True).sort_index()
-    variance = (t2 - t_mean**2).to_numpy()[:, None]
-    slope = (tz_mean.to_numpy() - mean.to_numpy() * t_mean.to_numpy()[:, None]) / np.where(variance > 0, variance, np.inf)
-    features = np.hstack([z, mean.to_numpy(), slope, t.to_numpy()[:, None] + 1])
+
+    def rolling_mean(values):
+        rolled = values.groupby(units).rolling(window, min_periods=1).mean()
+        return rolled.reset_index(level=0, drop=True).sort_index().to_numpy()
+
+    table = pd.DataFrame(z, columns=sensors)
+    mean, t_mean = rolling_mean(table), rolling_mean(t)
+    variance = (rolling_mean(t * t) - t_mean**2)[:, None]
+    slope = (rolling_mean(table.mul(t, axis=0)) - mean * t_mean[:, None]) / np.where(variance > 0, variance, np.inf)
+    features = np.hstack([z, mean, slope, t.to_numpy()[:, None] + 1])
     return features, conditions
 
 
@@ -163,7 +164,8 @@ def summarise_seeds(runs: list[dict]) -> dict:
         values = np.array([r[key] for r in runs if key in r], dtype=float)
         if len(values) == 0:
             continue
-        half = float(stats.t.ppf(0.975, len(values) - 1) * values.std(ddof=1) / np.sqrt(len(values))) if len(values) > 1 else float("nan")
+        spread = values.std(ddof=1) if len(values) > 1 else float("nan")
+        half = float(stats.t.ppf(0.975, len(values) - 1) * spread / np.sqrt(len(values))) if len(values) > 1 else float("nan")
         out[key] = {"mean": float(values.mean()), "std": float(values.std(ddof=1)) if len(values) > 1 else 0.0,
                     "ci95": [float(values.mean() - half), float(values.mean() + half)]}
     return out

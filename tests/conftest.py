@@ -57,6 +57,58 @@ def mode_table(rows: int = 600, seed: int = 0) -> pd.DataFrame:
     })
 
 
+def run_histories(units: int = 16, conditions: int = 1, seed: int = 0, min_life: int = 60,
+                  max_life: int = 120) -> pd.DataFrame:
+    """Run-to-failure histories: per unit and cycle, settings (one operating condition of `conditions`
+    per cycle), three sensors that drift as the unit wears out (offset by the condition) and one
+    that is pure noise. Wear grows as (cycle / life)^2, so the last third of a life is visible."""
+    rng = np.random.default_rng(seed)
+    levels = np.array([[0.0, 100.0], [20.0, 80.0], [35.0, 60.0], [10.0, 90.0]])[:conditions]
+    frames = []
+    for unit in range(1, units + 1):
+        life = int(rng.integers(min_life, max_life + 1))
+        cycle = np.arange(1, life + 1)
+        wear = (cycle / life) ** 2
+        condition = rng.integers(0, conditions, life)
+        altitude, throttle = levels[condition].T
+        frames.append(pd.DataFrame({
+            "engine": unit, "cycle": cycle,
+            "altitude": altitude + rng.normal(0, 0.01, life), "throttle": throttle + rng.normal(0, 0.01, life),
+            "temperature": 500 + 3 * altitude + 40 * wear + rng.normal(0, 1.0, life),
+            "pressure": 20 - 0.05 * throttle - 3 * wear + rng.normal(0, 0.1, life),
+            "vibration": 1 + 0.02 * altitude + 2 * wear + rng.normal(0, 0.1, life),
+            "noise": rng.normal(0, 1, life),
+        }))
+    return pd.concat(frames, ignore_index=True)
+
+
+def cut_short(frame: pd.DataFrame, seed: int = 0) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Test histories: each unit cut at a random cycle; returns the cut runs and a unit,rul table."""
+    rng = np.random.default_rng(seed)
+    parts, truth = [], []
+    for unit, run in frame.groupby("engine", sort=True):
+        keep = int(rng.integers(max(2, len(run) // 3), len(run)))
+        parts.append(run.iloc[:keep])
+        truth.append({"unit": unit, "rul": len(run) - keep})
+    return pd.concat(parts, ignore_index=True), pd.DataFrame(truth)
+
+
+RUL_COLUMNS = {"unit": "engine", "time": "cycle", "settings": ["altitude", "throttle"]}
+
+
+@pytest.fixture(scope="session")
+def rul_model(tmp_path_factory) -> SimpleNamespace:
+    """A small RUL model on generated histories in 3 operating conditions, trained once per session."""
+    from shopfloor.tasks.rul import RULModel
+
+    train = run_histories(24, conditions=3, seed=0)
+    test, truth = cut_short(run_histories(12, conditions=3, seed=1), seed=1)
+    model = RULModel(**RUL_COLUMNS, window=20, rul_cap=60, members=2, max_epochs=12, patience=4,
+                     progress=False).fit(train)
+    folder = model.save(tmp_path_factory.mktemp("models") / "rul-model")
+    return SimpleNamespace(model=model, folder=folder, train=train, test=test, truth=truth)
+
+
 @pytest.fixture(scope="session")
 def shared_data() -> Path:
     """../shared/data next to the repository; tests on real data skip when it is absent."""

@@ -137,15 +137,58 @@ def train_tabular(
                   f"{model.train_seconds_:.1f} s)")
 
 
+@train_app.command("rul")
+@friendly
+def train_rul(
+    data: Annotated[Path, typer.Option("--data", help="Run-to-failure histories: C-MAPSS text, CSV or Parquet.")],
+    out: Annotated[Path, typer.Option("--out", help="Model folder to write.")],
+    unit: Annotated[str | None, typer.Option("--unit", help="Unit (machine, engine) id column; C-MAPSS: none.")] = None,
+    time: Annotated[str | None, typer.Option("--time", help="Time or cycle column; not for C-MAPSS files.")] = None,
+    settings: Annotated[list[str] | None, typer.Option("--settings", help="Operating-setting column(s): a,b or repeat.")] = None,
+    drop: Annotated[list[str] | None, typer.Option("--drop", help="Column that is not a sensor; repeat for several.")] = None,
+    window: Annotated[int, typer.Option("--window", help="Cycles the network looks back.")] = 40,
+    rul_cap: Annotated[float, typer.Option("--rul-cap", help="Training cap: a healthy unit's RUL is at most this.")] = 125.0,
+    members: Annotated[int, typer.Option("--members", help="Cross-fitted networks in the ensemble.")] = 5,
+    seed: Annotated[int, typer.Option("--seed")] = 0,
+    max_epochs: Annotated[int, typer.Option("--max-epochs")] = 60,
+    quiet: Annotated[bool, typer.Option("--quiet", help="No progress bars.")] = False,
+):
+    """Train a remaining-useful-life model on run-to-failure histories (every run ends in failure)."""
+    from shopfloor.artifacts import check_destination
+    from shopfloor.tasks.rul import RULModel
+
+    check_destination(out)
+    settings = [name.strip() for option in settings or [] for name in option.split(",") if name.strip()]
+    drop = [name.strip() for option in drop or [] for name in option.split(",") if name.strip()]
+    model = RULModel(unit=unit, time=time, settings=settings, drop=drop, window=window, rul_cap=rul_cap,
+                     members=members, seed=seed, max_epochs=max_epochs, progress=not quiet).fit(data)
+    model.save(out)
+    console = _stderr()
+    console.print(metrics_table("out-of-fold validation (every cycle of units no network trained on)",
+                                model.validation_metrics_))
+    console.print(f"[green]saved[/] {plain(out)}  ({model.fingerprint_['units']} units, {len(model.sensor_columns_)} "
+                  f"sensors, {model.net_.conditions.n_conditions} operating condition(s), {model.train_seconds_:.1f} s)")
+
+
 @app.command()
 @friendly
 def evaluate(model: ModelOpt, data: DataOpt,
-             json_out: Annotated[Path | None, typer.Option("--json", help="Write the metrics as a flat JSON object.")] = None):
+             json_out: Annotated[Path | None, typer.Option("--json", help="Write the metrics as a flat JSON object.")] = None,
+             rul: Annotated[Path | None, typer.Option(
+                 "--rul", help="RUL models: true RUL per test unit (C-MAPSS RUL_FD00x.txt, or CSV unit,rul).")] = None):
     """Score a model on labelled data."""
     import shopfloor
+    from shopfloor.errors import BadOption
 
     estimator = shopfloor.load(model)
-    metrics = _json_safe(estimator.evaluate(data))
+    if estimator.task_name == "rul":
+        if rul is None:
+            raise BadOption("a RUL model is scored against the true remaining life of each test unit: add --rul FILE")
+        metrics = _json_safe(estimator.evaluate(data, rul))
+    elif rul is not None:
+        raise BadOption(f"--rul is for remaining-useful-life models; {model} is a {estimator.task_name} model")
+    else:
+        metrics = _json_safe(estimator.evaluate(data))
     if json_out is not None:
         _write_json(json_out, metrics)
     from rich.console import Console
@@ -158,17 +201,25 @@ def evaluate(model: ModelOpt, data: DataOpt,
 def predict(model: ModelOpt, data: DataOpt,
             out: Annotated[Path, typer.Option("--out", help="Output file, .csv or .parquet.")],
             chunk_rows: Annotated[int, typer.Option("--chunk-rows", help="Rows per chunk (bounds memory).")] = 200_000):
-    """Predict every row of a file; keeps id columns; probabilities and decisions."""
+    """Predict every row of a file (keeps id columns), or every unit's remaining useful life."""
     import shopfloor
 
-    rows = shopfloor.load(model).predict_file(data, out, chunk_rows=chunk_rows)
+    estimator = shopfloor.load(model)
+    if estimator.task_name == "rul":
+        from shopfloor.data.tables import write_table
+
+        table = estimator.predict(data)
+        write_table(table, out)
+        _stderr().print(f"[green]wrote[/] {plain(out)} ({len(table)} units: unit, rul, rul_low, rul_high)")
+        return
+    rows = estimator.predict_file(data, out, chunk_rows=chunk_rows)
     _stderr().print(f"[green]wrote[/] {plain(out)} ({rows} rows)")
 
 
 @app.command()
 @friendly
 def explain(model: ModelOpt, data: DataOpt, out: Annotated[Path, typer.Option("--out", help=".csv or .parquet")]):
-    """Per-row feature attributions (integrated gradients) for every prediction."""
+    """Attributions (integrated gradients) for every prediction: per feature, or per sensor for RUL."""
     import shopfloor
     from shopfloor.data.tables import write_table
 
@@ -195,7 +246,8 @@ def export(model: ModelOpt, out: Annotated[Path, typer.Option("--out", help="ONN
     if data is not None:
         from shopfloor.data.tables import read_table
 
-        difference = check_parity(estimator, out, read_table(data).head(5000))
+        rows = data if estimator.task_name == "rul" else read_table(data).head(5000)
+        difference = check_parity(estimator, out, rows)
         message += f"; ONNX Runtime vs torch max abs difference {difference:.2e}"
     _stderr().print(message)
 
@@ -203,12 +255,17 @@ def export(model: ModelOpt, out: Annotated[Path, typer.Option("--out", help="ONN
 @app.command()
 @friendly
 def report(model: ModelOpt, out: Annotated[Path, typer.Option("--out", help="HTML file to write.")],
-           data: Annotated[Path | None, typer.Option("--data", help="Labelled data to evaluate on.")] = None):
-    """One self-contained HTML page: metrics, curves, feature importance."""
+           data: Annotated[Path | None, typer.Option("--data", help="Labelled data (or test histories) to evaluate on.")] = None,
+           rul: Annotated[Path | None, typer.Option("--rul", help="RUL models: true RUL per test unit.")] = None):
+    """One self-contained HTML page: metrics, curves, feature importance (RUL: intervals, degradation curves)."""
     import shopfloor
     from shopfloor.report import write_report
 
     estimator = shopfloor.load(model)
+    if estimator.task_name == "rul":
+        write_report(estimator, out, data, source=str(data) if data else None, rul=rul)
+        _stderr().print(f"[green]wrote[/] {plain(out)}")
+        return
     frame = None
     if data is not None:
         from shopfloor.data.tables import read_table
@@ -229,12 +286,20 @@ def info(model: ModelOpt):
     from rich.console import Console
 
     console = Console()
-    console.print(f"[bold]{plain(model)}[/]: {manifest['task']} ({state.get('kind')}), shopfloor "
-                  f"{manifest['shopfloor_version']}, saved {manifest['created']}")
-    console.print(f"targets: {plain(manifest['params'].get('target'))}")
-    schema = state.get("schema", {})
-    features = schema.get("numeric", []) + schema.get("dates", []) + list(schema.get("categorical", {}))
-    console.print(f"features: {plain(', '.join(features))}")
+    if manifest["task"] == "rul":
+        console.print(f"[bold]{plain(model)}[/]: remaining useful life, shopfloor {manifest['shopfloor_version']}, "
+                      f"saved {manifest['created']}")
+        console.print(f"units: {plain(state['unit'])}, time: {plain(state['time'])}, "
+                      f"settings: {plain(', '.join(state['settings']) or 'none')} "
+                      f"({state['conditions']} operating condition(s))")
+        console.print(f"sensors: {plain(', '.join(state['sensors']))}")
+    else:
+        console.print(f"[bold]{plain(model)}[/]: {manifest['task']} ({state.get('kind')}), shopfloor "
+                      f"{manifest['shopfloor_version']}, saved {manifest['created']}")
+        console.print(f"targets: {plain(manifest['params'].get('target'))}")
+        schema = state.get("schema", {})
+        features = schema.get("numeric", []) + schema.get("dates", []) + list(schema.get("categorical", {}))
+        console.print(f"features: {plain(', '.join(features))}")
     console.print(metrics_table("out-of-fold validation", state.get("validation_metrics", {})))
 
 
@@ -242,7 +307,7 @@ def info(model: ModelOpt):
 @friendly
 def demo(out: Annotated[Path, typer.Option("--out", help="Folder for the demo's models and reports.")] = Path("demo-output"),
          quick: Annotated[bool, typer.Option("--quick", help="Fewer epochs, for a smoke test.")] = False):
-    """Train, evaluate, explain, report and export on the AI4I data shipped with shopfloor."""
+    """Train, evaluate, explain, report and export on data shipped with shopfloor (AI4I failures, C-MAPSS RUL)."""
     from rich.console import Console
 
     from shopfloor.demo import run_demo

@@ -60,10 +60,30 @@ def _ig_batch(net, numbers, codes, baseline_codes, output, steps):
             return net.squash(net.calibrate(net.from_embedded(net.embed_numbers(xs, missing), es)))[rows, output]
 
         change = output_at(x, e) - output_at(x0, e0)
-    attributions = torch.cat([numeric, categorical], dim=1).detach()
-    remainder = change - attributions.sum(1)
+    attributions = share_remainder(torch.cat([numeric, categorical], dim=1).detach(), change)
+    return attributions[:, :numeric.shape[1]], attributions[:, numeric.shape[1]:]
+
+
+def share_remainder(attributions: torch.Tensor, change: torch.Tensor) -> torch.Tensor:
+    """Add what the Riemann sum missed, per row, in proportion to |attribution|: rows add up to `change`."""
     weight = attributions.abs()
     total = weight.sum(1, keepdim=True)
-    share = torch.where(total > 0, weight / total.clamp(min=1e-12), torch.full_like(weight, 1 / weight.shape[1]))
-    attributions = attributions + remainder[:, None] * share
-    return attributions[:, :numeric.shape[1]], attributions[:, numeric.shape[1]:]
+    share = torch.where(total > 0, weight / total.clamp(min=1e-12), torch.full_like(weight, 1 / max(weight.shape[1], 1)))
+    return attributions + (change - attributions.sum(1))[:, None] * share
+
+
+def path_attributions(fn, x: torch.Tensor, reference: torch.Tensor, steps: int = 32) -> tuple[torch.Tensor, torch.Tensor]:
+    """Integrated gradients of `fn` (one number per row) for any input shape [N, ...].
+
+    Returns attributions shaped like `x` that add up per row to fn(x) - fn(reference) (the
+    Riemann remainder is shared in proportion to |attribution|, as above), and fn(reference).
+    """
+    grad = torch.zeros_like(x)
+    for alpha in (torch.arange(steps, dtype=x.dtype) + 0.5) / steps:
+        point = (reference + alpha * (x - reference)).requires_grad_(True)
+        grad += torch.autograd.grad(fn(point).sum(), point)[0]
+    attributions = (grad / steps * (x - reference)).detach()
+    with torch.no_grad():
+        at_reference = fn(reference)
+        change = fn(x) - at_reference
+    return share_remainder(attributions.reshape(len(x), -1), change).reshape(x.shape), at_reference

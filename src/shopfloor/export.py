@@ -53,8 +53,10 @@ EXAMPLE_ROWS = 4  # a batch size that no exporter mistakes for a constant 0 or 1
 
 
 def export_onnx(model, path: str | os.PathLike, opset: int = 18) -> Path:
-    """Write `model` (a fitted TabularModel) as one self-contained ONNX file; returns its path."""
+    """Write `model` (a fitted TabularModel or RULModel) as one self-contained ONNX file; returns its path."""
     path = Path(path)
+    if model.task_name == "rul":
+        return _export_rul(model, path, opset)
     _check_request(model, path, opset)
     net, exporter = _export_net(model, opset)
     prepare = _prepare_graph(model.schema_, opset, net.ir_version)
@@ -74,6 +76,15 @@ def output_name(model) -> str:
 
 
 def _check_request(model, path: Path, opset: int) -> None:
+    _check_file_and_opset(model, path, opset)
+    outputs = _output_names(model)
+    clashes = [c for c in model.schema_.features if c in outputs or c.startswith(("net/", "prepare/", "decide/"))]
+    if clashes:
+        raise BadOption(f"feature column(s) {clashes} clash with names the ONNX graph uses itself (outputs "
+                        f"{outputs}, names starting net/, prepare/, decide/); rename them and train again to export")
+
+
+def _check_file_and_opset(model, path: Path, opset: int) -> None:
     model._check_fitted()
     if path.suffix.lower() != ".onnx":
         raise BadOption(f"{path}: ONNX export writes a '.onnx' file; other formats ('{path.suffix or 'none'}') "
@@ -82,11 +93,6 @@ def _check_request(model, path: Path, opset: int) -> None:
     if not MIN_OPSET <= opset <= newest:
         raise BadOption(f"ONNX opset {opset} is not supported: choose {MIN_OPSET} to {newest} "
                         "(18 runs on most runtimes)")
-    outputs = _output_names(model)
-    clashes = [c for c in model.schema_.features if c in outputs or c.startswith(("net/", "prepare/", "decide/"))]
-    if clashes:
-        raise BadOption(f"feature column(s) {clashes} clash with names the ONNX graph uses itself (outputs "
-                        f"{outputs}, names starting net/, prepare/, decide/); rename them and train again to export")
 
 
 def _output_names(model) -> list[str]:
@@ -100,22 +106,28 @@ def _export_net(model, opset: int) -> tuple[onnx.ModelProto, str]:
     schema = model.schema_
     example = (torch.zeros(EXAMPLE_ROWS, len(schema.numeric) + len(schema.dates)),
                torch.full((EXAMPLE_ROWS, len(schema.categorical)), MISSING, dtype=torch.int64))
+    return _export_module(net, example, opset, ["numbers", "codes"], "scores")
+
+
+def _export_module(net: torch.nn.Module, example: tuple, opset: int, inputs: list[str],
+                   output: str) -> tuple[onnx.ModelProto, str]:
+    """Any module with a dynamic batch axis on every input: torch.export first, TorchScript if that fails."""
     if opset >= DYNAMO_MIN_OPSET:
         try:
-            return _export_dynamo(net, example, opset), "torch.export"
+            return _export_dynamo(net, example, opset, inputs, output), "torch.export"
         except Exception as err:  # whatever stops the new exporter, the TorchScript one has handled this network
             log.info("torch.export could not export the network (%s: %s); using the TorchScript exporter",
                      type(err).__name__, str(err).splitlines()[0] if str(err) else "")
-    return _export_torchscript(net, example, opset), "torchscript"
+    return _export_torchscript(net, example, opset, inputs, output), "torchscript"
 
 
-def _export_dynamo(net: torch.nn.Module, example: tuple, opset: int) -> onnx.ModelProto:
+def _export_dynamo(net: torch.nn.Module, example: tuple, opset: int, inputs: list[str], output: str) -> onnx.ModelProto:
     batch = torch.export.Dim("batch")
     with warnings.catch_warnings(), _quiet(TORCH_ONNX_LOGGER):
         warnings.simplefilter("ignore")
         program = torch.onnx.export(net, example, dynamo=True, verbose=False, opset_version=opset,
-                                    input_names=["numbers", "codes"], output_names=["scores"],
-                                    dynamic_shapes=({0: batch}, {0: batch}))
+                                    input_names=inputs, output_names=[output],
+                                    dynamic_shapes=tuple({0: batch} for _ in inputs))
     proto = program.model_proto
     got = {entry.domain: entry.version for entry in proto.opset_import}.get("")
     if got != opset:
@@ -135,13 +147,13 @@ def _quiet(name: str):
         logger.setLevel(level)
 
 
-def _export_torchscript(net: torch.nn.Module, example: tuple, opset: int) -> onnx.ModelProto:
+def _export_torchscript(net: torch.nn.Module, example: tuple, opset: int, inputs: list[str], output: str) -> onnx.ModelProto:
     buffer = io.BytesIO()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         torch.onnx.export(net, example, buffer, dynamo=False, opset_version=opset,
-                          input_names=["numbers", "codes"], output_names=["scores"],
-                          dynamic_axes={"numbers": {0: "batch"}, "codes": {0: "batch"}, "scores": {0: "batch"}})
+                          input_names=inputs, output_names=[output],
+                          dynamic_axes={name: {0: "batch"} for name in [*inputs, output]})
     return onnx.load_from_string(buffer.getvalue())
 
 
@@ -281,11 +293,56 @@ def run_onnx(onnx_path: str | os.PathLike, feed: dict[str, np.ndarray]) -> dict[
     return dict(zip(names, session.run(names, feed), strict=True))
 
 
-def check_parity(model, onnx_path: str | os.PathLike, frame: pd.DataFrame) -> float:
-    """Largest absolute difference between onnxruntime's and torch's probabilities (or values) on `frame`."""
+def check_parity(model, onnx_path: str | os.PathLike, frame) -> float:
+    """Largest absolute difference between onnxruntime's and torch's outputs on `frame` (a table, or
+    run histories for a RUL model)."""
+    if model.task_name == "rul":
+        inputs, _ = model.last_windows(frame)
+        exported = run_onnx(onnx_path, dict(zip(RUL_INPUTS, (x.numpy() for x in inputs), strict=True)))["rul"]
+        with torch.no_grad():
+            expected = model.estimator_module()(*inputs).numpy()
+        return _largest_difference(onnx_path, exported, expected)
     exported = run_onnx(onnx_path, onnx_inputs(model, frame))[output_name(model)]
     expected = model._outputs(*model.schema_.to_arrays(frame))
+    return _largest_difference(onnx_path, exported, expected)
+
+
+def _largest_difference(onnx_path, exported: np.ndarray, expected: np.ndarray) -> float:
     if exported.shape != expected.shape:
         raise NotAModel(f"{onnx_path} gives outputs of shape {exported.shape}, the model {expected.shape}: "
                         "the file was exported from a different model")
     return float(np.max(np.abs(exported - expected), initial=0.0))
+
+
+# -- remaining useful life ----------------------------------------------------------------
+RUL_INPUTS = ("history", "start", "age")
+
+
+def _export_rul(model, path: Path, opset: int) -> Path:
+    """RULModel -> one graph: raw windows in (condition normalisation inside), estimate and interval out.
+
+    Inputs: history float32 [N, window, settings + sensors] (the unit's last cycles, oldest first,
+    a short history padded at the front with its first cycle), start float32 [N, baseline cycles,
+    same columns] (the unit's first cycles), age float32 [N] (cycles seen). Output: rul [N, 3] =
+    estimate, interval low, interval high, in cycles.
+    """
+    _check_file_and_opset(model, path, opset)
+    module = _frozen_copy(model.estimator_module())
+    columns = model.setting_columns_ + model.sensor_columns_
+    example = (torch.zeros(EXAMPLE_ROWS, model.window, len(columns)),
+               torch.zeros(EXAMPLE_ROWS, max(model.baseline_cycles, 1), len(columns)),
+               torch.full((EXAMPLE_ROWS,), 50.0))
+    proto, exporter = _export_module(module, example, opset, list(RUL_INPUTS), "rul")
+    proto.graph.name = "shopfloor remaining useful life"
+    from shopfloor import __version__
+
+    helper.set_model_props(proto, {
+        "shopfloor_version": __version__, "task": "rul", "exporter": exporter, "columns": json.dumps(columns),
+        "window": str(model.window), "baseline_cycles": str(max(model.baseline_cycles, 1)),
+        "interval_coverage": str(model.interval_coverage), "outputs": json.dumps(["rul", "rul_low", "rul_high"]),
+        "input_contract": "history [N, window, columns]: last cycles oldest first, padded at the front with the "
+                          "first cycle; start [N, baseline_cycles, columns]: the first cycles (repeat the last "
+                          "one if fewer); age [N]: cycles seen; NaN sensors read as their condition's mean"})
+    onnx.checker.check_model(proto, full_check=True)
+    _write_atomically(proto, path)
+    return path

@@ -71,12 +71,17 @@ figcaption { font-size: 13px; color: #627d98; margin-top: 4px; }
 
 
 def write_report(model, path: str | os.PathLike, data: pd.DataFrame | None = None,
-                 source: str | None = None) -> Path:
+                 source: str | None = None, rul=None) -> Path:
     """Write an HTML report of a fitted TabularModel to `path` and return the path.
 
     With `data` (labelled rows) the metrics and plots are computed on it, and `source` names
     it on the page; without, they come from the model's stored out-of-fold validation.
+    A RULModel gets its own page (`report_rul`): `data` are test run histories, `rul` their true RUL.
     """
+    if getattr(model, "task_name", "") == "rul":
+        from shopfloor.report_rul import write_rul_report
+
+        return write_rul_report(model, path, data, rul, source)
     if getattr(model, "kind_", None) is None:
         raise NotFitted("the report needs a fitted model: call fit() first or load a saved model")
     metrics, outputs, truth, origin, notes = _evidence(model, data, source)

@@ -111,3 +111,27 @@ class RULNet(nn.Module):
     def forward(self, history: torch.Tensor, start: torch.Tensor, age: torch.Tensor) -> torch.Tensor:
         """Ensemble mean: [batch, 4] = capped RUL, P10, P50, P90 (before calibration)."""
         return self.member_outputs(history, start, age).mean(0)
+
+
+class RULEstimate(nn.Module):
+    """What a planner gets: [batch, 3] = RUL estimate, interval low, interval high, in cycles.
+
+    The conformal margin widens the P10-P90 band; no estimate or bound is below zero and the
+    estimate always lies inside its band. The estimator and the ONNX export both run this.
+    """
+
+    def __init__(self, net: RULNet, margin: float):
+        super().__init__()
+        self.net = net
+        self.register_buffer("margin", torch.tensor(float(margin)))
+
+    def forward(self, history: torch.Tensor, start: torch.Tensor, age: torch.Tensor) -> torch.Tensor:
+        return finish(self.net(history, start, age), self.margin)
+
+
+def finish(outputs: torch.Tensor, margin: torch.Tensor | float) -> torch.Tensor:
+    """Raw ensemble outputs [batch, 4] -> [batch, 3]: estimate, low, high."""
+    rul = torch.clamp(outputs[:, 0], min=0)
+    low = torch.clamp(torch.minimum(outputs[:, 1] - margin, rul), min=0)
+    high = torch.maximum(outputs[:, 3] + margin, rul)
+    return torch.stack([rul, low, high], dim=1)

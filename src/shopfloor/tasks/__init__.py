@@ -11,6 +11,7 @@ from shopfloor.errors import NotAModel
 
 TASKS: dict[str, str] = {
     "tabular": "shopfloor.tasks.tabular:TabularModel",
+    "rul": "shopfloor.tasks.rul:RULModel",
 }
 
 

@@ -23,17 +23,19 @@ import time
 import numpy as np
 import pandas as pd
 import torch
-import torch.nn.functional as F
 from sklearn.model_selection import KFold
 
 from shopfloor.errors import BadOption, BadTarget, ColumnMissing
+from shopfloor.explain import path_attributions
 from shopfloor.metrics import rul_metrics
-from shopfloor.nn.rul import QUANTILES, RULNet
+from shopfloor.nn.rul import QUANTILES, RULEstimate, RULNet, finish
 from shopfloor.tasks.base import Estimator
 from shopfloor.training import TrainConfig, fit_module, seed_everything
 
 PREDICT_BATCH = 4_096
 VALID_WINDOWS = 20_000  # early stopping scores a fixed sample of the held-out windows
+STORED_VALIDATION_WINDOWS = 5_000  # out-of-fold estimates kept in the model folder for the report
+IMPORTANCE_WINDOWS = 256
 MAX_CONDITIONS = 10
 
 
@@ -45,7 +47,8 @@ class RULModel(Estimator):
     def __init__(self, *, unit: str | None = None, time: str | None = None, settings: list[str] = (),
                  drop: list[str] = (), window: int = 40, rul_cap: float = 125.0, conditions: int | None = None,
                  members: int = 5, channels: int = 16, layers: int = 3, kernel: int = 5, hidden: int = 64,
-                 dropout: float = 0.1, baseline_cycles: int = 10, use_age: bool = True, train_stride: int = 2, lr: float = 2e-3, weight_decay: float = 1e-4, batch_size: int = 256,
+                 dropout: float = 0.1, baseline_cycles: int = 10, use_age: bool = True, train_stride: int = 2,
+                 lr: float = 2e-3, weight_decay: float = 1e-4, batch_size: int = 256,
                  max_epochs: int = 60, patience: int = 8, interval_coverage: float = 0.9, seed: int = 0,
                  progress: bool = True):
         self.unit = unit
@@ -103,7 +106,7 @@ class RULModel(Estimator):
 
         self.net_ = self._build_net(len(self.setting_columns_), len(self.sensor_columns_), condition_model["k"])
         self._set_normalisation(condition_model, sensors[:, moving])
-        inputs, rul, unit_index, lengths = self._windows(runs)
+        inputs, rul, unit_index, _ = self._windows(runs)
         targets = torch.from_numpy(rul.astype(np.float32))
         fold = self._unit_folds(len(runs))[unit_index]
         trains_on = torch.from_numpy(fold[:, None] != np.arange(self.members)[None, :])  # [windows, members]
@@ -120,9 +123,14 @@ class RULModel(Estimator):
         self.training_log_ = {"best_epoch": result.best_epoch, "epochs": result.epochs_run,
                               "valid_loss": result.best_loss}
 
-        out_of_fold = self._member_outputs(inputs, member=torch.from_numpy(fold))
-        self._calibrate(out_of_fold, rul)
-        self._remember_validation(out_of_fold, rul, unit_index, lengths)
+        held = np.flatnonzero(fold < self.members)  # every window, or the held-out fifth for one network
+        out_of_fold = self._member_outputs(tuple(x[held] for x in inputs), member=torch.from_numpy(fold[held]))
+        self._calibrate(out_of_fold, rul[held])
+        self._remember_validation(out_of_fold, rul[held])
+        sample = np.random.default_rng(self.seed).permutation(len(rul))[:IMPORTANCE_WINDOWS]
+        attributions, _ = self._attributions(tuple(x[sample] for x in inputs))
+        self.importance_ = dict(sorted(zip(self.sensor_columns_, np.abs(attributions).mean(0).tolist(), strict=True),
+                                       key=lambda kv: -kv[1]))
         self.fingerprint_ = {"units": len(runs), "rows": int(len(runs.frame)), "source": runs.source}
         self.train_seconds_ = time.perf_counter() - started
         return self
@@ -236,20 +244,26 @@ class RULModel(Estimator):
         self.interval_margin_ = float(np.quantile(score, level))
 
     def _finish(self, outputs: np.ndarray) -> np.ndarray:
-        """Raw outputs -> [rul, low, high, p50] in cycles: no negative lives, the estimate inside its band."""
-        rul = np.clip(outputs[:, 0], 0, None)
-        low = np.clip(np.minimum(outputs[:, 1] - self.interval_margin_, rul), 0, None)
-        high = np.maximum(outputs[:, 3] + self.interval_margin_, rul)
-        return np.stack([rul, low, high, np.clip(outputs[:, 2], 0, None)], axis=1)
+        """Raw outputs -> [rul, low, high] in cycles (`nn.rul.finish`, as in the ONNX graph)."""
+        with torch.no_grad():
+            return finish(torch.as_tensor(outputs, dtype=torch.float32), self.interval_margin_).numpy().astype(np.float64)
 
-    def _remember_validation(self, outputs: np.ndarray, rul: np.ndarray, unit_index: np.ndarray,
-                             lengths: np.ndarray) -> None:
+    def estimator_module(self) -> RULEstimate:
+        """The whole prediction as one module: raw windows in, estimate and interval out (for export)."""
+        self._check_fitted()
+        return RULEstimate(self.net_, self.interval_margin_).eval()
+
+    def _remember_validation(self, outputs: np.ndarray, rul: np.ndarray) -> None:
         """Out-of-fold metrics at every cycle of the held-out units, against the capped and true RUL."""
         finished = self._finish(outputs)
         metrics = rul_metrics(np.minimum(rul, self.rul_cap), finished[:, 0])
         metrics["coverage"] = float(np.mean((finished[:, 1] <= rul) & (rul <= finished[:, 2])))
         metrics["interval_width"] = float(np.mean(finished[:, 2] - finished[:, 1]))
+        metrics["cycles"] = float(metrics.pop("units"))
         self.validation_metrics_ = metrics
+        keep = np.sort(np.random.default_rng(self.seed).permutation(len(rul))[:STORED_VALIDATION_WINDOWS])
+        self.validation_outputs_ = torch.from_numpy(finished[keep].astype(np.float32))  # rul, low, high
+        self.validation_targets_ = torch.from_numpy(rul[keep].astype(np.float32))
 
     # -- predicting -------------------------------------------------------------------
     def _check_columns(self, runs) -> None:
@@ -258,14 +272,19 @@ class RULModel(Estimator):
             raise ColumnMissing(f"{runs.source} lacks {', '.join(map(repr, missing))}, which the model was trained on "
                                 f"(columns found: {', '.join(map(str, runs.frame.columns))})")
 
-    def predict(self, data) -> pd.DataFrame:
-        """One row per unit, at its last cycle: unit, rul, rul_low, rul_high (cycles)."""
+    def last_windows(self, data) -> tuple[tuple[torch.Tensor, ...], list]:
+        """The network's inputs at every unit's last cycle (history, start, age), and the unit ids."""
         self._check_fitted()
         runs = self._runs(data)
         self._check_columns(runs)
         inputs, _, _, _ = self._windows(runs, last_only=True)
+        return inputs, runs.units
+
+    def predict(self, data) -> pd.DataFrame:
+        """One row per unit, at its last cycle: unit, rul, rul_low, rul_high (cycles)."""
+        inputs, units = self.last_windows(data)
         finished = self._finish(self._member_outputs(inputs))
-        return pd.DataFrame({"unit": runs.units, "rul": finished[:, 0], "rul_low": finished[:, 1],
+        return pd.DataFrame({"unit": units, "rul": finished[:, 0], "rul_low": finished[:, 1],
                              "rul_high": finished[:, 2]})
 
     def health(self, data) -> pd.DataFrame:
@@ -289,6 +308,75 @@ class RULModel(Estimator):
         metrics["coverage"] = float(np.mean((table["rul_low"] <= truth) & (truth <= table["rul_high"])))
         metrics["interval_width"] = float(np.mean(table["rul_high"] - table["rul_low"]))
         return metrics
+
+    # -- explaining -------------------------------------------------------------------
+    def explain(self, data, steps: int = 32) -> pd.DataFrame:
+        """Per unit, at its last cycle: how many cycles of the RUL estimate each sensor accounts for.
+
+        Integrated gradients from a reference window in which every sensor reads as it did when the
+        unit's history began (its first `baseline_cycles`, in each cycle's operating condition;
+        settings and age unchanged). `reference_rul` is the estimate for that as-new window; each
+        row's sensor columns add up to rul - reference_rul. Negative: this sensor shortens the life.
+        """
+        inputs, units = self.last_windows(data)
+        attributions, reference = self._attributions(inputs, steps)
+        table = pd.DataFrame({"unit": units, "rul": self._member_outputs(inputs)[:, 0], "reference_rul": reference})
+        for j, sensor in enumerate(self.sensor_columns_):
+            table[sensor] = attributions[:, j]
+        return table
+
+    def _attributions(self, inputs: tuple[torch.Tensor, ...], steps: int = 32) -> tuple[np.ndarray, np.ndarray]:
+        """Per-sensor attributions [windows, sensors] (summed over the window's cycles) and the reference RUL."""
+        history, start, age = inputs
+        net, n_settings = self.net_, len(self.setting_columns_)
+        with torch.no_grad():
+            conditions = net.conditions
+            condition = conditions.condition(history[..., :n_settings])
+            as_new = conditions.standardise(start)[0].mean(1, keepdim=True)  # [windows, 1, sensors]
+            reference = history.clone()
+            reference[..., n_settings:] = conditions.sensor_mean[condition] + conditions.sensor_std[condition] * as_new
+        parts, references = [], []
+        for s in range(0, len(history), 256):
+            def rul_of(h, s=s):
+                return net(h, start[s:s + 256], age[s:s + 256])[:, 0]
+
+            a, r = path_attributions(rul_of, history[s:s + 256], reference[s:s + 256], steps)
+            parts.append(a[..., n_settings:].sum(1))
+            references.append(r)
+        return torch.cat(parts).numpy().astype(np.float64), torch.cat(references).numpy().astype(np.float64)
+
+    # -- persistence ------------------------------------------------------------------
+    def _state(self) -> dict:
+        return {
+            "unit": self.unit_column_, "time": self.time_column_, "settings": self.setting_columns_,
+            "sensors": self.sensor_columns_, "dropped_sensors": self.dropped_sensors_,
+            "conditions": self.net_.conditions.n_conditions, "interval_margin": self.interval_margin_,
+            "validation_metrics": self.validation_metrics_, "importance": self.importance_,
+            "training_log": self.training_log_, "train_seconds": self.train_seconds_,
+            "data_fingerprint": self.fingerprint_,
+        }
+
+    def _tensors(self) -> dict[str, torch.Tensor]:
+        tensors = {f"net.{k}": v for k, v in self.net_.state_dict().items()}
+        tensors["validation.outputs"] = self.validation_outputs_
+        tensors["validation.targets"] = self.validation_targets_
+        return tensors
+
+    def _restore(self, state: dict, tensors: dict[str, torch.Tensor]) -> None:
+        self.unit_column_, self.time_column_ = state["unit"], state["time"]
+        self.setting_columns_, self.sensor_columns_ = state["settings"], state["sensors"]
+        self.dropped_sensors_ = state["dropped_sensors"]
+        self.net_ = self._build_net(len(self.setting_columns_), len(self.sensor_columns_), state["conditions"])
+        self.net_.load_state_dict({k[4:]: v for k, v in tensors.items() if k.startswith("net.")})
+        self.net_.eval()
+        self.interval_margin_ = state["interval_margin"]
+        self.validation_metrics_ = state["validation_metrics"]
+        self.importance_ = state["importance"]
+        self.training_log_ = state["training_log"]
+        self.train_seconds_ = state["train_seconds"]
+        self.fingerprint_ = state["data_fingerprint"]
+        self.validation_outputs_ = tensors["validation.outputs"]
+        self.validation_targets_ = tensors["validation.targets"]
 
     @staticmethod
     def _runs_source(data) -> str:

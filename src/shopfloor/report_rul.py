@@ -1,0 +1,252 @@
+"""The report for remaining-useful-life models: the same self-contained page as `report`, in cycles.
+
+With test run histories and their true RUL the page scores the last cycle of every test unit;
+with histories alone it draws their degradation curves; with neither it shows the out-of-fold
+validation the model keeps from training. The page helpers (CSS, inline PNG figures, tables,
+escaping, the atomic write) are `report`'s own.
+"""
+
+from __future__ import annotations
+
+import os
+from datetime import datetime
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+import shopfloor
+from shopfloor.errors import NotFitted
+from shopfloor.report import (
+    CSS,
+    _e,
+    _figure_to_img,
+    _importance_section,
+    _label,
+    _new_figure,
+    _number,
+    _plots,
+    _section,
+    _table,
+    _write_atomically,
+)
+
+CURVE_UNITS = 8  # more lines than this on one plot cannot be told apart
+COUNTS = ("units", "cycles")
+INSIDE, OUTSIDE, CAP = "#2680c2", "#d64545", "#f0b429"
+VALIDATION = ("out-of-fold validation: every cycle of units no network trained on, RUL capped at the training cap "
+              "for rmse/mae/nasa_score; coverage against the true RUL")
+METRIC_WORDS = {
+    "rmse": "root mean squared error of the estimate, in cycles; large misses weigh more",
+    "mae": "mean absolute error of the estimate, in cycles",
+    "nasa_score": "PHM08 score: late estimates (more life than is left) cost more than early ones; "
+                  "summed over units, so it grows with their number; lower is better",
+    "coverage": "share of true RUL inside the interval; should be near the nominal {nominal}",
+    "interval_width": "mean width of the interval (high - low), in cycles",
+    "units": "test units scored",
+    "cycles": "cycles scored",
+}
+
+
+def write_rul_report(model, path: str | os.PathLike, data=None, rul=None, source: str | None = None) -> Path:
+    """Write an HTML report of a fitted RULModel to `path` and return the path.
+
+    `data`: test run histories (a path, a DataFrame or a RunHistory); `rul`: their true RUL per
+    unit (a C-MAPSS RUL text file, a CSV or a DataFrame with unit,rul). Both are optional;
+    `source` names the histories on the page.
+    """
+    if getattr(model, "fingerprint_", None) is None:
+        raise NotFitted("the report needs a fitted model: call fit() first or load a saved model")
+    runs = model._runs(data) if data is not None else None  # read once, used by every section
+    name = source or (runs.source if runs is not None else "")
+    table = model.predict(runs) if runs is not None else None
+    truth = None
+    if runs is not None and rul is not None:
+        from shopfloor.data.runs import read_rul
+
+        truth = read_rul(rul, list(table["unit"]), source_units=name)
+    notes = []
+    if truth is not None:
+        metrics = model.evaluate(runs, rul)
+        origin = f"{name}: last cycle of each test unit, true RUL as given"
+    else:
+        metrics, origin = dict(model.validation_metrics_), VALIDATION
+        if runs is None and rul is not None:
+            notes.append("True RUL was given without the test histories it belongs to, so it is not used.")
+        elif runs is not None:
+            notes.append(f"No true RUL was given for {name}, so the metrics come from the model's own validation; "
+                         "pass the true RUL per unit to score the test units.")
+    body = "".join([
+        _header(model, origin),
+        _section("Metrics", f'<p class="note">Computed on {_e(origin)}.</p>'
+                 + "".join(f'<p class="warning">{_e(n)}</p>' for n in notes)
+                 + _metrics_table(metrics, model.interval_coverage)),
+        _predictions_section(model, table, truth),
+        _degradation_section(model, runs, table, truth),
+        _importance_section(model.importance_).replace(
+            "<h2>Feature importance</h2>",
+            '<h2>Sensor importance</h2><p class="note">Attribution in cycles of RUL: how many cycles of the '
+            "estimate each sensor accounts for, against the unit as it read when new.</p>", 1),
+        _training_log_section(model),
+    ])
+    title = "shopfloor report: remaining useful life"
+    page = (f'<!DOCTYPE html>\n<html lang="en">\n<head>\n<meta charset="utf-8">\n'
+            f'<meta name="viewport" content="width=device-width, initial-scale=1">\n'
+            f"<title>{_e(title)}</title>\n<style>{CSS}</style>\n</head>\n<body>\n<main>\n{body}\n</main>\n"
+            f"</body>\n</html>\n")
+    return _write_atomically(Path(path), page)
+
+
+def _header(model, origin: str) -> str:
+    fingerprint, seconds = model.fingerprint_, model.train_seconds_
+    sensors = model.sensor_columns_
+    facts = {
+        "Task": "remaining useful life (cycles left before failure)",
+        "Trained on": f"{fingerprint['units']:,} units, {fingerprint['rows']:,} rows from {fingerprint['source']}",
+        "Sensors used": f"{len(sensors)}: {', '.join(map(str, sensors))}",
+        "Dropped as constant": ", ".join(map(str, model.dropped_sensors_)) or "none",
+        "Operating conditions": model.net_.conditions.n_conditions,
+        "Window": f"{model.window} cycles",
+        "Training cap": f"{model.rul_cap:g} cycles",
+        "Ensemble members": model.members,
+        "Nominal interval coverage": f"{model.interval_coverage:.0%}",
+        "Training time": f"{seconds:.1f} s" if seconds < 120 else f"{seconds // 60:.0f} min {seconds % 60:.0f} s",
+        "Metrics from": origin,
+        "shopfloor version": shopfloor.__version__,
+        "Written": datetime.now().strftime("%Y-%m-%d %H:%M"),
+    }
+    items = "".join(f"<div><dt>{_e(k)}</dt><dd>{_e(v)}</dd></div>" for k, v in facts.items())
+    return f"<header><h1>Remaining useful life</h1><dl>{items}</dl></header>\n"
+
+
+def _metrics_table(metrics: dict[str, float], nominal: float) -> str:
+    rows = [[_e(name), f"{int(value):,}" if name in COUNTS else _number(value),
+             _e(METRIC_WORDS.get(name, "").format(nominal=f"{nominal:.0%}"))] for name, value in metrics.items()]
+    return _table(["metric", "value", "meaning"], rows, ["", "number", "words"])
+
+
+# -- estimates against the truth ------------------------------------------------------------
+def _predictions_section(model, table: pd.DataFrame | None, truth: np.ndarray | None) -> str:
+    cap = float(model.rul_cap)
+    if truth is not None:
+        plots = [_units_scatter_figure(table, truth, cap), _units_sorted_figure(table, truth, cap)]
+        return _section("Predicted vs true with intervals", _plots(plots))
+    plots = [_validation_figure(model)]
+    if table is not None:
+        plots.append(_units_sorted_figure(table, None, cap))
+    return _section("Predicted vs true with intervals", _plots(plots))
+
+
+def _columns(table: pd.DataFrame) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    return tuple(table[c].to_numpy(dtype=float) for c in ("rul", "rul_low", "rul_high"))
+
+
+def _units_scatter_figure(table: pd.DataFrame, truth: np.ndarray, cap: float) -> str:
+    estimate, low, high = _columns(table)
+    inside = (low <= truth) & (truth <= high)
+    fig, ax = _new_figure(4.6, 3.8)
+    for mask, colour, label in [(inside, INSIDE, f"truth inside the interval ({inside.sum()})"),
+                                (~inside, OUTSIDE, f"truth outside ({(~inside).sum()})")]:
+        if mask.any():
+            ax.vlines(truth[mask], low[mask], high[mask], color=colour, alpha=.4, lw=1.2)
+            ax.scatter(truth[mask], estimate[mask], s=16, color=colour, label=label, zorder=3)
+    top = 1.05 * float(max(truth.max(), high.max(), cap))
+    ax.plot([0, top], [0, top], "--", color="grey", lw=1, label="estimate = truth")
+    ax.axhline(cap, color=CAP, ls=":", lw=1.4, label=f"training cap ({cap:g} cycles)")
+    ax.set(xlim=(0, top), ylim=(min(0.0, float(low.min())), top), title="Test units: estimate vs truth",
+           xlabel="true remaining useful life (cycles)", ylabel="estimated remaining useful life (cycles)")
+    ax.legend(fontsize=7, loc="upper left")
+    ax.grid(alpha=.3)
+    return _figure_to_img(fig, "One point per test unit at its last cycle, its interval as a bar. A unit with more "
+                               "life left than the cap is estimated near the cap by design.")
+
+
+def _units_sorted_figure(table: pd.DataFrame, truth: np.ndarray | None, cap: float) -> str:
+    estimate, low, high = _columns(table)
+    order = np.argsort(truth if truth is not None else estimate, kind="stable")
+    x = np.arange(1, len(order) + 1)
+    fig, ax = _new_figure(4.6, 3.8)
+    ax.fill_between(x, low[order], high[order], color=INSIDE, alpha=.18, step="mid", label="interval")
+    ax.plot(x, estimate[order], "o-", ms=3, lw=1, color=INSIDE, label="estimate")
+    if truth is not None:
+        ax.plot(x, truth[order], "o", ms=3.5, color="#1f2933", label="true RUL")
+    ax.axhline(cap, color=CAP, ls=":", lw=1.4, label="training cap")
+    by = "true RUL" if truth is not None else "estimate"
+    ax.set(xlabel=f"test unit, sorted by {by}", ylabel="remaining useful life (cycles)", title="Test units")
+    ax.legend(fontsize=7, loc="upper left")
+    ax.grid(alpha=.3)
+    return _figure_to_img(fig, f"Every test unit at its last cycle, sorted by {by}, with its interval as a band.")
+
+
+def _validation_figure(model) -> str:
+    estimate, low, high = model.validation_outputs_.numpy().astype(float).T
+    truth = model.validation_targets_.numpy().astype(float)
+    cap = float(model.rul_cap)
+    band = pd.DataFrame({"truth": truth, "low": low, "high": high}).groupby("truth").median()
+    fig, ax = _new_figure(4.6, 3.8)
+    ax.fill_between(band.index, band["low"], band["high"], color=INSIDE, alpha=.18, label="interval (median)")
+    ax.scatter(truth, estimate, s=5, alpha=.3, color=INSIDE, linewidths=0, label="estimate")
+    right = max(float(truth.max()), cap)
+    ax.plot([0, cap, right], [0, cap, cap], "--", color=OUTSIDE, lw=1.2, label="truth, capped at the training cap")
+    ax.set(xlabel="true remaining useful life (cycles)", ylabel="estimated remaining useful life (cycles)",
+           title="Out-of-fold validation")
+    ax.legend(fontsize=7, loc="upper left")
+    ax.grid(alpha=.3)
+    total = int(model.validation_metrics_.get("cycles", len(truth)))
+    return _figure_to_img(fig, f"A sample of {len(truth):,} of {total:,} cycles of units no network trained on; "
+                               "the band is the median interval at each true RUL.")
+
+
+# -- degradation over the life of a unit ----------------------------------------------------
+def _degradation_section(model, runs, table: pd.DataFrame | None, truth: np.ndarray | None) -> str:
+    if runs is None:
+        return _section("Degradation curves", '<p class="note">Pass test run histories (and their true RUL) to '
+                                              "draw the estimate and health index of each unit over its cycles.</p>")
+    health = model.health(runs)
+    # units spread over the range of the truth (or of the estimate), not the first few
+    key = truth if truth is not None else table["rul"].to_numpy(dtype=float)
+    order = np.argsort(key, kind="stable")
+    picks = order[np.unique(np.linspace(0, len(order) - 1, min(len(order), CURVE_UNITS)).round().astype(int))]
+    units = [(table["unit"].iloc[i], None if truth is None else float(truth[i])) for i in picks]
+    cap = float(model.rul_cap)
+    rul_fig, rul_ax = _new_figure(4.6, 3.8)
+    health_fig, health_ax = _new_figure(4.6, 3.8)
+    for unit, last_truth in units:
+        rows = health.loc[health["unit"] == unit]
+        cycle = rows["time"].to_numpy(dtype=float)
+        line, = rul_ax.plot(cycle, rows["rul"], lw=1.3, label=_label(f"unit {unit}"))
+        if last_truth is not None:
+            rul_ax.plot(cycle, np.minimum(last_truth + cycle[-1] - cycle, cap), "--", lw=1, color=line.get_color())
+        health_ax.plot(cycle, rows["health"], lw=1.3, color=line.get_color(), label=_label(f"unit {unit}"))
+    if truth is not None:
+        rul_ax.plot([], [], "--", color="grey", lw=1, label="true RUL (capped)")
+    rul_ax.set(xlabel="cycle", ylabel="remaining useful life (cycles)", title="Estimated RUL over cycles")
+    health_ax.set(xlabel="cycle", ylabel="health index (1 as new, 0 at failure)", ylim=(-0.03, 1.03),
+                  title="Health index over cycles")
+    for ax in (rul_ax, health_ax):
+        ax.legend(fontsize=7, loc="lower left")
+        ax.grid(alpha=.3)
+    chosen = "spread over the range of true RUL" if truth is not None else "spread over the range of the estimate"
+    text = (f'<p class="note">{len(units)} of {len(table)} units of {_e(runs.source)}, {chosen}. The estimate at each '
+            "cycle uses only that cycle and the ones before it; the health index is the estimate over the training "
+            f"cap ({cap:g} cycles), clipped to 0..1.</p>")
+    plots = [_figure_to_img(rul_fig, "Solid: the estimate at each cycle" + ("; dashed: the true RUL, capped."
+                                                                           if truth is not None else ".")),
+             _figure_to_img(health_fig, "Health index of the same units.")]
+    return _section("Degradation curves", text + _plots(plots))
+
+
+# -- how it was trained ---------------------------------------------------------------------
+def _training_log_section(model) -> str:
+    log = model.training_log_
+    loss = log.get("valid_loss")
+    words = {"best_epoch": "epoch with the lowest validation error, counted from 0; its weights are kept",
+             "epochs": f"epochs run, at most {model.max_epochs}; fewer when early stopping ended training",
+             "valid_loss": "mean squared error of the capped estimate on held-out units, over the cap squared"}
+    rows = [[_e(k), _number(v) if isinstance(v, float) else _e(v), _e(words.get(k, ""))] for k, v in log.items()]
+    if isinstance(loss, float) and np.isfinite(loss):
+        rows.append([_e("valid rmse"), _number(float(np.sqrt(loss)) * model.rul_cap),
+                     _e("the same error as cycles: sqrt(valid_loss) x training cap")])
+    text = ('<p class="note">All ensemble members train at once, each on its own units, and stop together when '
+            "their error on the units they did not train on stops improving.</p>")
+    return _section("Training log", text + _table(["entry", "value", "meaning"], rows, ["", "number", "words"]))

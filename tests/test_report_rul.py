@@ -1,0 +1,86 @@
+"""The RUL report: the same self-contained page, with or without test histories and their true RUL."""
+
+from __future__ import annotations
+
+import re
+from html.parser import HTMLParser
+
+from shopfloor.report import _number, write_report
+
+IMG = '<img src="data:image/png;base64,'
+BY_UNIT = "One point per test unit"  # caption of the per-unit predicted-vs-true figure only
+VOID = {"meta", "img", "br", "hr", "link", "input"}
+
+
+class _Nesting(HTMLParser):
+    """Fails on a closing tag that does not match the open one: the page is well formed."""
+
+    def __init__(self):
+        super().__init__()
+        self.open: list[str] = []
+
+    def handle_starttag(self, tag, attrs):
+        if tag not in VOID:
+            self.open.append(tag)
+
+    def handle_endtag(self, tag):
+        assert self.open and self.open[-1] == tag, f"</{tag}> closes <{self.open[-1] if self.open else None}>"
+        self.open.pop()
+
+
+def _check_page(page: str) -> None:
+    assert page.startswith("<!DOCTYPE html>")
+    parser = _Nesting()
+    parser.feed(page)
+    parser.close()
+    assert parser.open == []
+    assert not re.search(r"(src|href)=\"(https?:)?//", page), "the page must not load anything from the network"
+
+
+def test_report_without_data_shows_the_validation(rul_model, tmp_path):
+    path = write_report(rul_model.model, tmp_path / "rul.html")
+    page = path.read_text(encoding="utf-8")
+    _check_page(page)
+    assert "Remaining useful life" in page
+    for title in ["Metrics", "Predicted vs true with intervals", "Degradation curves", "Sensor importance",
+                  "Training log"]:
+        assert f"<h2>{title}</h2>" in page
+    assert "out-of-fold validation" in page
+    assert _number(rul_model.model.validation_metrics_["rmse"]) in page
+    assert "Pass test run histories" in page
+    assert page.count(IMG) >= 2
+    assert BY_UNIT not in page
+    for sensor in rul_model.model.sensor_columns_:
+        assert sensor in page
+
+
+def test_report_with_data_and_truth_scores_the_test_units(rul_model, tmp_path):
+    metrics = rul_model.model.evaluate(rul_model.test, rul_model.truth)
+    path = write_report(rul_model.model, tmp_path / "rul.html", data=rul_model.test, rul=rul_model.truth,
+                        source='test <script>alert("x")</script>.csv')
+    page = path.read_text(encoding="utf-8")
+    _check_page(page)
+    assert "last cycle of each test unit, true RUL as given" in page
+    assert _number(metrics["rmse"]) in page
+    assert "<h2>Degradation curves</h2>" in page and "dashed: the true RUL, capped" in page
+    assert BY_UNIT in page
+    assert page.count(IMG) >= 4
+    assert "<script>" not in page and "&lt;script&gt;" in page
+
+
+def test_report_with_data_but_no_truth_draws_the_curves(rul_model, tmp_path):
+    path = write_report(rul_model.model, tmp_path / "rul.html", data=rul_model.test)
+    page = path.read_text(encoding="utf-8")
+    _check_page(page)
+    assert "Solid: the estimate at each cycle." in page and "Health index of the same units" in page
+    assert "Pass test run histories" not in page
+    assert BY_UNIT not in page
+    assert "No true RUL was given" in page
+    assert page.count(IMG) >= 4  # validation, test units by estimate, two curves, importance
+
+
+def test_report_is_written_atomically(rul_model, tmp_path):
+    target = tmp_path / "reports" / "rul.html"
+    write_report(rul_model.model, target)
+    write_report(rul_model.model, target)  # replacing a page leaves no temporary file either
+    assert [p.name for p in target.parent.iterdir()] == ["rul.html"]
