@@ -47,9 +47,10 @@ from _common import (
     write_json,
 )
 
+from shopfloor.data.conditions import fit_conditions
 from shopfloor.data.runs import RunHistory, read_rul, read_runs
 from shopfloor.metrics import rul_metrics
-from shopfloor.tasks.rul import RULModel, fit_conditions
+from shopfloor.tasks.rul import RULModel
 
 SUBSETS = ("FD001", "FD002", "FD003", "FD004")
 TARGET_RMSE = {"FD001": 11.5, "FD002": 12.5, "FD003": 11.5, "FD004": 13.0}

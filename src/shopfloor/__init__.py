@@ -7,7 +7,7 @@ that `import shopfloor` (and `shopfloor --help`) stays fast.
 from __future__ import annotations
 
 __version__ = "0.1.0"
-__all__ = ["TabularModel", "load", "__version__"]
+__all__ = ["RULModel", "TabularModel", "load", "__version__"]
 
 
 def load(folder):
@@ -22,4 +22,8 @@ def __getattr__(name: str):
         from shopfloor.tasks.tabular import TabularModel
 
         return TabularModel
+    if name == "RULModel":
+        from shopfloor.tasks.rul import RULModel
+
+        return RULModel
     raise AttributeError(f"module 'shopfloor' has no attribute '{name}'")

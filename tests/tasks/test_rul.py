@@ -9,12 +9,13 @@ import torch
 from conftest import RUL_COLUMNS, cut_short, run_histories
 
 import shopfloor
+from shopfloor.data.conditions import fit_conditions
 from shopfloor.data.runs import read_runs
 from shopfloor.errors import BadOption, BadTarget, ColumnMissing
 from shopfloor.export import check_parity, export_onnx, run_onnx
 from shopfloor.metrics import nasa_score, rul_metrics
 from shopfloor.nn.rul import OperatingConditions
-from shopfloor.tasks.rul import RULModel, fit_conditions
+from shopfloor.tasks.rul import RULModel
 
 OUTPUT_COLUMNS = ["unit", "rul", "rul_low", "rul_high"]
 
