@@ -99,7 +99,10 @@ def write_report(model, path: str | os.PathLike, data: pd.DataFrame | None = Non
         _importance_section(model.importance_),
         _training_log_section(model.training_log_),
     ])
-    title = f"shopfloor report: {', '.join(map(str, model.targets))}"
+    return _write_page(path, f"shopfloor report: {', '.join(map(str, model.targets))}", body)
+
+
+def _write_page(path: str | os.PathLike, title: str, body: str) -> Path:
     page = (f'<!DOCTYPE html>\n<html lang="en">\n<head>\n<meta charset="utf-8">\n'
             f'<meta name="viewport" content="width=device-width, initial-scale=1">\n'
             f"<title>{_e(title)}</title>\n<style>{CSS}</style>\n</head>\n<body>\n<main>\n{body}\n</main>\n"
@@ -142,18 +145,24 @@ def _looks_like_training_table(model, data: pd.DataFrame) -> bool:
 
 
 def _header(model, origin: str) -> str:
-    seconds = model.train_seconds_
-    facts = {
+    return _page_header("Model report", {
         "Task": KIND_WORDS.get(model.kind_, model.kind_),
         "Target" + ("s" if len(model.targets) > 1 else ""): ", ".join(map(str, model.targets)),
         "Training rows": f"{model.fingerprint_['rows']:,}",
+    }, model.train_seconds_, origin)
+
+
+def _page_header(title: str, facts: dict, seconds: float, origin: str) -> str:
+    """The page's title and a list of facts about the model, ending with when and how it was made."""
+    facts = {
+        **facts,
         "Training time": f"{seconds:.1f} s" if seconds < 120 else f"{seconds // 60:.0f} min {seconds % 60:.0f} s",
         "Metrics from": origin,
         "shopfloor version": shopfloor.__version__,
         "Written": datetime.now().strftime("%Y-%m-%d %H:%M"),
     }
     items = "".join(f"<div><dt>{_e(k)}</dt><dd>{_e(v)}</dd></div>" for k, v in facts.items())
-    return f"<header><h1>Model report</h1><dl>{items}</dl></header>\n"
+    return f"<header><h1>{_e(title)}</h1><dl>{items}</dl></header>\n"
 
 
 def _metrics_table(metrics: dict[str, float]) -> str:
@@ -303,18 +312,22 @@ def _histogram_figure(residual: np.ndarray, halfwidth: float) -> str:
 
 
 # -- why and how it was trained -------------------------------------------------------------
-def _importance_section(importance: dict[str, float]) -> str:
+IMPORTANCE_NOTE = ("Integrated-gradients attributions on a sample of training rows, averaged in absolute value: "
+                   "larger bars move the prediction more.")
+
+
+def _importance_section(importance: dict[str, float], title: str = "Feature importance", what: str = "features",
+                        note: str = IMPORTANCE_NOTE) -> str:
     ranked = sorted(importance.items(), key=lambda kv: -kv[1])
     shown = ranked[:TOP_FEATURES]
     fig, ax = _new_figure(10, 1.0 + 0.26 * max(len(shown), 1))
     ax.barh(range(len(shown)), [v for _, v in shown][::-1], color="#2680c2")
     ax.set_yticks(range(len(shown)), [_label(k) for k, _ in shown][::-1], fontsize=9)
-    ax.set_xlabel("mean |attribution|: how much the feature moves a prediction")
+    ax.set_xlabel("mean |attribution|: how much it moves a prediction")
     ax.grid(alpha=.3, axis="x")
-    more = f" The top {len(shown)} of {len(ranked)} features are shown." if len(ranked) > len(shown) else ""
-    text = ('<p class="note">Integrated-gradients attributions on a sample of training rows, averaged in absolute '
-            f"value: larger bars move the prediction more.{more}</p>")
-    return _section("Feature importance", text + _plots([_figure_to_img(fig, "")], wide=True))
+    more = f" The top {len(shown)} of {len(ranked)} {what} are shown." if len(ranked) > len(shown) else ""
+    text = f'<p class="note">{_e(note)}{more}</p>'
+    return _section(title, text + _plots([_figure_to_img(fig, "")], wide=True))
 
 
 def _training_log_section(log: list[dict]) -> str:

@@ -9,26 +9,24 @@ escaping, the atomic write) are `report`'s own.
 from __future__ import annotations
 
 import os
-from datetime import datetime
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-import shopfloor
 from shopfloor.errors import NotFitted
 from shopfloor.report import (
-    CSS,
     _e,
     _figure_to_img,
     _importance_section,
     _label,
     _new_figure,
     _number,
+    _page_header,
     _plots,
     _section,
     _table,
-    _write_atomically,
+    _write_page,
 )
 
 CURVE_UNITS = 8  # more lines than this on one plot cannot be told apart
@@ -83,24 +81,18 @@ def write_rul_report(model, path: str | os.PathLike, data=None, rul=None, source
                  + _metrics_table(metrics, model.interval_coverage)),
         _predictions_section(model, table, truth),
         _degradation_section(model, runs, table, truth),
-        _importance_section(model.importance_).replace(
-            "<h2>Feature importance</h2>",
-            '<h2>Sensor importance</h2><p class="note">Attribution in cycles of RUL: how many cycles of the '
-            "estimate each sensor accounts for, against the unit as it read when new.</p>", 1),
+        _importance_section(model.importance_, "Sensor importance", "sensors",
+                            "Attribution in cycles of RUL, averaged in absolute value over a sample of training "
+                            "windows: how many cycles of the estimate each sensor accounts for, against the unit as "
+                            "it read when new."),
         _training_log_section(model),
     ])
-    title = "shopfloor report: remaining useful life"
-    page = (f'<!DOCTYPE html>\n<html lang="en">\n<head>\n<meta charset="utf-8">\n'
-            f'<meta name="viewport" content="width=device-width, initial-scale=1">\n'
-            f"<title>{_e(title)}</title>\n<style>{CSS}</style>\n</head>\n<body>\n<main>\n{body}\n</main>\n"
-            f"</body>\n</html>\n")
-    return _write_atomically(Path(path), page)
+    return _write_page(path, "shopfloor report: remaining useful life", body)
 
 
 def _header(model, origin: str) -> str:
-    fingerprint, seconds = model.fingerprint_, model.train_seconds_
-    sensors = model.sensor_columns_
-    facts = {
+    fingerprint, sensors = model.fingerprint_, model.sensor_columns_
+    return _page_header("Remaining useful life", {
         "Task": "remaining useful life (cycles left before failure)",
         "Trained on": f"{fingerprint['units']:,} units, {fingerprint['rows']:,} rows from {fingerprint['source']}",
         "Sensors used": f"{len(sensors)}: {', '.join(map(str, sensors))}",
@@ -110,13 +102,7 @@ def _header(model, origin: str) -> str:
         "Training cap": f"{model.rul_cap:g} cycles",
         "Ensemble members": model.members,
         "Nominal interval coverage": f"{model.interval_coverage:.0%}",
-        "Training time": f"{seconds:.1f} s" if seconds < 120 else f"{seconds // 60:.0f} min {seconds % 60:.0f} s",
-        "Metrics from": origin,
-        "shopfloor version": shopfloor.__version__,
-        "Written": datetime.now().strftime("%Y-%m-%d %H:%M"),
-    }
-    items = "".join(f"<div><dt>{_e(k)}</dt><dd>{_e(v)}</dd></div>" for k, v in facts.items())
-    return f"<header><h1>Remaining useful life</h1><dl>{items}</dl></header>\n"
+    }, model.train_seconds_, origin)
 
 
 def _metrics_table(metrics: dict[str, float], nominal: float) -> str:
