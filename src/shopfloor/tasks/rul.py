@@ -36,7 +36,7 @@ from shopfloor.nn.rul import QUANTILES, RULEstimate, RULNet, finish
 from shopfloor.tasks.base import Estimator
 from shopfloor.training import TrainConfig, fit_module, seed_everything
 
-PREDICT_BATCH = 4_096
+PREDICT_BATCH = 1_024  # windows per forward pass: 4,096 was half as fast (activations leave the cache)
 VALID_WINDOWS = 20_000  # early stopping scores a fixed sample of the held-out windows
 STORED_VALIDATION_WINDOWS = 5_000  # out-of-fold estimates kept in the model folder for the report
 IMPORTANCE_WINDOWS = 256
@@ -51,7 +51,7 @@ class RULModel(Estimator):
                  drop: list[str] = (), window: int = 40, rul_cap: float = 125.0, conditions: int | None = None,
                  members: int = 5, channels: int = 16, layers: int = 3, kernel: int = 5, hidden: int = 64,
                  dropout: float = 0.1, baseline_cycles: int = 10, use_age: bool = True, train_stride: int = 2,
-                 lr: float = 2e-3, weight_decay: float = 1e-4, batch_size: int = 256,
+                 lr: float = 2e-3, lr_decay: float | None = None, weight_decay: float = 1e-4, batch_size: int = 256,
                  max_epochs: int = 60, patience: int = 8, interval_coverage: float = 0.9, seed: int = 0,
                  progress: bool = True):
         self.unit = unit
@@ -71,6 +71,7 @@ class RULModel(Estimator):
         self.use_age = use_age
         self.train_stride = train_stride
         self.lr = lr
+        self.lr_decay = lr_decay
         self.weight_decay = weight_decay
         self.batch_size = batch_size
         self.max_epochs = max_epochs
@@ -117,7 +118,7 @@ class RULModel(Estimator):
         # neighbouring windows differ by one cycle: learning from every `train_stride`-th one
         # (always including the failure) costs a fraction of the time for the same information
         train = torch.from_numpy(np.flatnonzero(rul % self.train_stride == 0))
-        config = TrainConfig(max_epochs=self.max_epochs, batch_size=self.batch_size, lr=self.lr,
+        config = TrainConfig(max_epochs=self.max_epochs, batch_size=self.batch_size, lr=self.lr, lr_decay=self.lr_decay,
                              weight_decay=self.weight_decay, patience=self.patience, seed=self.seed,
                              progress=self.progress, description="RUL ensemble")
         result = fit_module(self.net_, self._loss, (*(x[train] for x in inputs), targets[train], trains_on[train]),
@@ -205,25 +206,21 @@ class RULModel(Estimator):
         (training runs end in failure), the unit index of each window and each unit's length.
         """
         values = runs.frame[self.setting_columns_ + self.sensor_columns_].to_numpy(np.float32)
-        starts = np.flatnonzero(np.r_[True, runs.frame[runs.unit].to_numpy()[1:] != runs.frame[runs.unit].to_numpy()[:-1]])
+        unit_ids = runs.frame[runs.unit].to_numpy()
+        starts = np.flatnonzero(np.r_[True, unit_ids[1:] != unit_ids[:-1]])
         lengths = np.diff(np.r_[starts, len(values)])
-        pieces, firsts, ages, rul, unit_index = [], [], [], [], []
-        for u, (start, length) in enumerate(zip(starts, lengths, strict=True)):
-            block = values[start:start + length]
-            padded = np.concatenate([np.repeat(block[:1], self.window - 1, axis=0), block])
-            windows = np.lib.stride_tricks.sliding_window_view(padded, self.window, axis=0).transpose(0, 2, 1)
-            first = block[:max(self.baseline_cycles, 1)]
-            first = np.concatenate([first, np.repeat(first[-1:], max(self.baseline_cycles, 1) - len(first), axis=0)])
-            age = np.arange(1, length + 1, dtype=np.float32)
-            if last_only:
-                windows, age = windows[-1:], age[-1:]
-            pieces.append(windows)
-            firsts.append(np.broadcast_to(first, (len(windows), *first.shape)))
-            ages.append(age)
-            rul.append(np.arange(len(windows) - 1, -1, -1, dtype=np.float64))
-            unit_index.append(np.full(len(windows), u))
-        inputs = tuple(torch.from_numpy(np.ascontiguousarray(np.concatenate(x))) for x in (pieces, firsts, ages))
-        return inputs, np.concatenate(rul), np.concatenate(unit_index), lengths
+        # one gather per input, no loop over units: row indices of every window, clamped to the
+        # unit's first row (the padding) and, for the as-new baseline, to its last row
+        unit_index = np.repeat(np.arange(len(starts)), lengths)
+        ends = starts + lengths - 1 if last_only else np.arange(len(values))
+        if last_only:
+            unit_index = np.arange(len(starts))
+        first, last = starts[unit_index], (starts + lengths - 1)[unit_index]
+        history = values[np.maximum(ends[:, None] + np.arange(1 - self.window, 1), first[:, None])]
+        start = values[np.minimum(first[:, None] + np.arange(max(self.baseline_cycles, 1)), last[:, None])]
+        age = (ends - first + 1).astype(np.float32)
+        inputs = tuple(torch.from_numpy(x) for x in (history, start, age))
+        return inputs, (last - ends).astype(np.float64), unit_index, lengths
 
     def _member_outputs(self, inputs: tuple[torch.Tensor, ...], member: torch.Tensor | None = None) -> np.ndarray:
         """Raw outputs [windows, 4]: the ensemble mean, or the given member's for each window."""
