@@ -80,9 +80,8 @@ def run_rul_demo(out: Path, console: Console, quick: bool = False) -> dict:
     console.print(metrics_table(f"{len(test)} test engines, last cycle, true RUL as given", metrics))
     predictions = model.predict(test)
     write_table(predictions, out / "cmapss-predictions.csv")
-    first = predictions.iloc[0]
-    console.print(f"engine {first['unit']}: {first['rul']:.0f} cycles left "
-                  f"(90 % interval {first['rul_low']:.0f} to {first['rul_high']:.0f})")
+    unit, rul, low, high = (predictions[c].iloc[0] for c in ("unit", "rul", "rul_low", "rul_high"))
+    console.print(f"engine {unit}: {rul:.0f} cycles left (90 % interval {low:.0f} to {high:.0f})")
     write_table(model.explain(test), out / "cmapss-explanations.csv")
     top = ", ".join(f"{k} ({v:.1f} cycles)" for k, v in list(model.importance_.items())[:3])
     console.print(f"most influential sensors (mean |attribution|): {plain(top)}")
