@@ -49,7 +49,7 @@ from _common import (
 
 from shopfloor.data.conditions import fit_conditions
 from shopfloor.data.runs import RunHistory, read_rul, read_runs
-from shopfloor.metrics import rul_metrics
+from shopfloor.metrics import interval_metrics, rul_metrics
 from shopfloor.tasks.rul import RULModel
 
 SUBSETS = ("FD001", "FD002", "FD003", "FD004")
@@ -63,8 +63,7 @@ def score(truth: np.ndarray, rul: np.ndarray, low: np.ndarray | None = None, hig
     metrics = rul_metrics(truth, rul)
     metrics["rmse_capped"] = rul_metrics(np.minimum(truth, CAP), rul)["rmse"]
     if low is not None:
-        metrics["coverage"] = float(np.mean((low <= truth) & (truth <= high)))
-        metrics["interval_width"] = float(np.mean(high - low))
+        metrics.update(interval_metrics(truth, low, high))
     return metrics
 
 

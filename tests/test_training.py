@@ -35,15 +35,6 @@ def test_early_stopping_stops_after_patience_epochs_without_progress():
     assert result.best_epoch == 0 and result.epochs_run == 6
 
 
-def test_learning_rate_is_cut_after_stale_epochs():
-    train, valid = _regression_problem()
-    config = TrainConfig(max_epochs=12, patience=20, lr=0.01, lr_decay=0.5, decay_after=3, progress=False)
-    result = fit_module(nn.Linear(3, 1), _mse, train, valid, config, score_fn=lambda module, x, y: 1.0)
-    rates = [h["lr"] for h in result.history]
-    # no progress after epoch 0: cut after epochs 3, 6 and 9, each cut seen from the next epoch on
-    assert rates[:4] == [0.01] * 4 and rates[4] == 0.005 and rates[7] == 0.0025 and rates[10] == 0.00125
-
-
 def test_same_seed_same_weights_other_seed_other_weights():
     train, valid = _regression_problem()
 

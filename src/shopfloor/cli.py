@@ -205,15 +205,9 @@ def predict(model: ModelOpt, data: DataOpt,
     import shopfloor
 
     estimator = shopfloor.load(model)
-    if estimator.task_name == "rul":
-        from shopfloor.data.tables import write_table
-
-        table = estimator.predict(data)
-        write_table(table, out)
-        _stderr().print(f"[green]wrote[/] {plain(out)} ({len(table)} units: unit, rul, rul_low, rul_high)")
-        return
     rows = estimator.predict_file(data, out, chunk_rows=chunk_rows)
-    _stderr().print(f"[green]wrote[/] {plain(out)} ({rows} rows)")
+    what = "units: unit, rul, rul_low, rul_high" if estimator.task_name == "rul" else "rows"
+    _stderr().print(f"[green]wrote[/] {plain(out)} ({rows} {what})")
 
 
 @app.command()

@@ -174,3 +174,9 @@ def rul_metrics(rul_true: np.ndarray, rul_pred: np.ndarray) -> dict[str, float]:
     error = rul_pred - rul_true
     return {"rmse": float(np.sqrt(np.mean(error**2))), "mae": float(np.mean(np.abs(error))),
             "nasa_score": nasa_score(rul_true, rul_pred), "units": float(len(rul_true))}
+
+
+def interval_metrics(truth: np.ndarray, low: np.ndarray, high: np.ndarray) -> dict[str, float]:
+    """Share of true values inside [low, high] (coverage) and the mean interval width."""
+    truth, low, high = (np.asarray(a, dtype=np.float64) for a in (truth, low, high))
+    return {"coverage": float(np.mean((low <= truth) & (truth <= high))), "interval_width": float(np.mean(high - low))}

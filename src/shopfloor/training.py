@@ -39,10 +39,6 @@ class TrainConfig:
     # (7.8 ms with one thread vs 414 ms with two, measured on the 2-core CI machine).
     threads: int = 1
     checkpoint_dir: Path | None = None  # best weights so far, resumable
-    # Reduce the learning rate by this factor after `decay_after` epochs without improvement
-    # (None: constant rate). Each cut restarts from the best weights so far.
-    lr_decay: float | None = None
-    decay_after: int = 3
 
 
 @dataclass
@@ -95,7 +91,7 @@ def _fit(module, loss_fn, train, valid, config, score_fn) -> TrainResult:
     batch_size = min(config.batch_size, n)
     best_loss, best_epoch, best_state = float("inf"), -1, None
     history: list[dict] = []
-    start_epoch, last_cut = 0, -1
+    start_epoch = 0
     checkpoint = _Checkpoint(config.checkpoint_dir) if config.checkpoint_dir else None
     if checkpoint and checkpoint.exists():
         best_state, info = checkpoint.load()
@@ -121,8 +117,7 @@ def _fit(module, loss_fn, train, valid, config, score_fn) -> TrainResult:
                 module.eval()
                 with torch.no_grad():
                     valid_loss = float(score_fn(module, *valid))
-            history.append({"epoch": epoch, "train_loss": running / max(n // batch_size, 1), "valid_loss": valid_loss,
-                            "lr": optimizer.param_groups[0]["lr"]})
+            history.append({"epoch": epoch, "train_loss": running / max(n // batch_size, 1), "valid_loss": valid_loss})
             if best_state is None or valid_loss < best_loss - 1e-6 * abs(best_loss):
                 best_loss, best_epoch = valid_loss, epoch
                 best_state = copy.deepcopy(module.state_dict())
@@ -132,11 +127,6 @@ def _fit(module, loss_fn, train, valid, config, score_fn) -> TrainResult:
                 bar.update(task, advance=1, description=f"{config.description} valid {valid_loss:.4f}")
             if epoch - best_epoch >= config.patience:
                 break
-            if config.lr_decay and epoch - max(best_epoch, last_cut) >= config.decay_after:
-                last_cut = epoch
-                module.load_state_dict(best_state)
-                for group in optimizer.param_groups:
-                    group["lr"] *= config.lr_decay
     if best_state is not None:
         module.load_state_dict(best_state)
     module.eval()

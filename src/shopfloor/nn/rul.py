@@ -43,14 +43,8 @@ class OperatingConditions(nn.Module):
         distance = ((scaled.unsqueeze(-2) - self.centroids) ** 2).sum(-1)
         return distance.argmin(-1)
 
-    def forward(self, history: torch.Tensor) -> torch.Tensor:
-        standard, condition = self.standardise(history)
-        if self.n_conditions == 1:
-            return standard
-        one_hot = (condition.unsqueeze(-1) == torch.arange(self.n_conditions, device=history.device)).to(standard.dtype)
-        return torch.cat([standard, one_hot], dim=-1)
-
     def standardise(self, history: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Raw cycles [..., settings + sensors] -> standardised sensors [..., sensors] and condition [...]."""
         settings, sensors = history[..., :self.n_settings], history[..., self.n_settings:]
         condition = self.condition(settings)
         standard = (sensors - self.sensor_mean[condition]) / self.sensor_std[condition]
@@ -58,8 +52,12 @@ class OperatingConditions(nn.Module):
         standard = torch.where(torch.isnan(standard), torch.zeros_like(standard), standard)
         return standard, condition
 
+    def one_hot(self, condition: torch.Tensor) -> torch.Tensor:
+        return (condition.unsqueeze(-1) == torch.arange(self.n_conditions, device=condition.device)).float()
+
     @property
     def d_out(self) -> int:
+        """Features per cycle: standardised sensors, and the condition one-hot when there are several."""
         return self.n_sensors + (self.n_conditions if self.n_conditions > 1 else 0)
 
 
@@ -90,10 +88,13 @@ class RULNet(nn.Module):
         the unit's first cycles, its own healthy baseline (units differ from new by manufacture and
         initial wear); age [batch]: cycles since the unit's history began.
         """
-        x = self.conditions(history)
+        standard, condition = self.conditions.standardise(history)
+        parts = [standard]
+        if self.conditions.n_conditions > 1:
+            parts.append(self.conditions.one_hot(condition))
         if self.baseline:
-            healthy = self.conditions.standardise(start)[0].mean(1, keepdim=True)
-            x = torch.cat([x, self.conditions.standardise(history)[0] - healthy], dim=-1)
+            parts.append(standard - self.conditions.standardise(start)[0].mean(1, keepdim=True))
+        x = torch.cat(parts, dim=-1)
         x = self.convs(x.transpose(1, 2).repeat(1, self.members, 1))  # [batch, members * channels, window]
         x = x.reshape(x.shape[0], self.members, self.channels * self.window)
         if self.age:

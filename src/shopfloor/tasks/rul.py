@@ -31,7 +31,7 @@ from sklearn.model_selection import KFold
 from shopfloor.data.conditions import MAX_CONDITIONS, fit_conditions, sensor_moves
 from shopfloor.errors import BadOption, BadTarget, ColumnMissing
 from shopfloor.explain import path_attributions
-from shopfloor.metrics import rul_metrics
+from shopfloor.metrics import interval_metrics, rul_metrics
 from shopfloor.nn.rul import QUANTILES, RULEstimate, RULNet, finish
 from shopfloor.tasks.base import Estimator
 from shopfloor.training import TrainConfig, fit_module, seed_everything
@@ -51,7 +51,7 @@ class RULModel(Estimator):
                  drop: list[str] = (), window: int = 40, rul_cap: float = 125.0, conditions: int | None = None,
                  members: int = 5, channels: int = 16, layers: int = 3, kernel: int = 5, hidden: int = 64,
                  dropout: float = 0.1, baseline_cycles: int = 10, use_age: bool = True, train_stride: int = 2,
-                 lr: float = 2e-3, lr_decay: float | None = None, weight_decay: float = 1e-4, batch_size: int = 256,
+                 lr: float = 2e-3, weight_decay: float = 1e-4, batch_size: int = 256,
                  max_epochs: int = 60, patience: int = 8, interval_coverage: float = 0.9, seed: int = 0,
                  progress: bool = True):
         self.unit = unit
@@ -71,7 +71,6 @@ class RULModel(Estimator):
         self.use_age = use_age
         self.train_stride = train_stride
         self.lr = lr
-        self.lr_decay = lr_decay
         self.weight_decay = weight_decay
         self.batch_size = batch_size
         self.max_epochs = max_epochs
@@ -118,7 +117,7 @@ class RULModel(Estimator):
         # neighbouring windows differ by one cycle: learning from every `train_stride`-th one (always
         # including the failure) halves an epoch; FD001 scored within seed noise of every window
         train = torch.from_numpy(np.flatnonzero(rul % self.train_stride == 0))
-        config = TrainConfig(max_epochs=self.max_epochs, batch_size=self.batch_size, lr=self.lr, lr_decay=self.lr_decay,
+        config = TrainConfig(max_epochs=self.max_epochs, batch_size=self.batch_size, lr=self.lr,
                              weight_decay=self.weight_decay, patience=self.patience, seed=self.seed,
                              progress=self.progress, description="RUL ensemble")
         result = fit_module(self.net_, self._loss, (*(x[train] for x in inputs), targets[train], trains_on[train]),
@@ -257,8 +256,7 @@ class RULModel(Estimator):
         """Out-of-fold metrics at every cycle of the held-out units, against the capped and true RUL."""
         finished = self._finish(outputs)
         metrics = rul_metrics(np.minimum(rul, self.rul_cap), finished[:, 0])
-        metrics["coverage"] = float(np.mean((finished[:, 1] <= rul) & (rul <= finished[:, 2])))
-        metrics["interval_width"] = float(np.mean(finished[:, 2] - finished[:, 1]))
+        metrics.update(interval_metrics(rul, finished[:, 1], finished[:, 2]))
         metrics["cycles"] = float(metrics.pop("units"))
         self.validation_metrics_ = metrics
         keep = np.sort(np.random.default_rng(self.seed).permutation(len(rul))[:STORED_VALIDATION_WINDOWS])
@@ -272,11 +270,16 @@ class RULModel(Estimator):
             raise ColumnMissing(f"{runs.source} lacks {', '.join(map(repr, missing))}, which the model was trained on "
                                 f"(columns found: {', '.join(map(str, runs.frame.columns))})")
 
-    def last_windows(self, data) -> tuple[tuple[torch.Tensor, ...], list]:
-        """The network's inputs at every unit's last cycle (history, start, age), and the unit ids."""
+    def _checked_runs(self, data):
+        """Run histories to predict on, with every setting and sensor the model was trained on."""
         self._check_fitted()
         runs = self._runs(data)
         self._check_columns(runs)
+        return runs
+
+    def last_windows(self, data) -> tuple[tuple[torch.Tensor, ...], list]:
+        """The network's inputs at every unit's last cycle (history, start, age), and the unit ids."""
+        runs = self._checked_runs(data)
         inputs, _, _, _ = self._windows(runs, last_only=True)
         return inputs, runs.units
 
@@ -287,11 +290,18 @@ class RULModel(Estimator):
         return pd.DataFrame({"unit": units, "rul": finished[:, 0], "rul_low": finished[:, 1],
                              "rul_high": finished[:, 2]})
 
+    def predict_file(self, source: str | os.PathLike, destination: str | os.PathLike, chunk_rows: int = 0) -> int:
+        """Write `predict(source)` to a CSV/Parquet file; returns the number of units. A unit's estimate
+        needs its whole history, so the file is read at once (`chunk_rows` is for the CLI's sake)."""
+        from shopfloor.data.tables import write_table
+
+        table = self.predict(source)
+        write_table(table, destination)
+        return len(table)
+
     def health(self, data) -> pd.DataFrame:
         """Per unit and cycle: predicted RUL and a health index from 1 (as new) to 0 (at failure)."""
-        self._check_fitted()
-        runs = self._runs(data)
-        self._check_columns(runs)
+        runs = self._checked_runs(data)
         inputs, _, unit_index, _ = self._windows(runs)
         finished = self._finish(self._member_outputs(inputs))
         return pd.DataFrame({"unit": np.asarray(runs.units, dtype=object)[unit_index],
@@ -304,10 +314,7 @@ class RULModel(Estimator):
 
         table = self.predict(data)
         truth = read_rul(rul, list(table["unit"]), source_units=self._runs_source(data))
-        metrics = rul_metrics(truth, table["rul"].to_numpy())
-        metrics["coverage"] = float(np.mean((table["rul_low"] <= truth) & (truth <= table["rul_high"])))
-        metrics["interval_width"] = float(np.mean(table["rul_high"] - table["rul_low"]))
-        return metrics
+        return {**rul_metrics(truth, table["rul"].to_numpy()), **interval_metrics(truth, table["rul_low"], table["rul_high"])}
 
     # -- explaining -------------------------------------------------------------------
     def explain(self, data, steps: int = 32) -> pd.DataFrame:
