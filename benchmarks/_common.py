@@ -24,7 +24,9 @@ import numpy as np
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DATA_ROOT = REPO_ROOT.parent / "shared" / "data"
 RESULTS = Path(__file__).resolve().parent / "results"
-THREADS = 2  # both systems get the same cores: torch intra-op threads and LightGBM n_jobs
+# both systems get the same cores: torch intra-op threads and LightGBM n_jobs; BENCH_THREADS=1 when two
+# benchmarks share the two cores (two threads each would wait on each other)
+THREADS = int(os.environ.get("BENCH_THREADS", 2))
 
 
 def data_file(relative: str) -> Path:

@@ -6,12 +6,19 @@ a handful of epochs) learns them in seconds; a broken model still fails the floo
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from types import SimpleNamespace
 
 import numpy as np
 import pandas as pd
 import pytest
+import torch
+
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    # `make test` runs two workers on two cores: a second thread per worker only waits on the other
+    # worker (image networks ran 4x slower with 2 threads each)
+    torch.set_num_threads(1)
 
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
@@ -127,3 +134,35 @@ def binary_model(tmp_path_factory) -> SimpleNamespace:
     model = TabularModel("failure", bags=2, members=2, max_epochs=8, progress=False).fit(train)
     folder = model.save(tmp_path_factory.mktemp("models") / "failure-model")
     return SimpleNamespace(model=model, folder=folder, train=train, new=failure_table(300, seed=1))
+
+
+@pytest.fixture(scope="session")
+def surfaces(tmp_path_factory) -> SimpleNamespace:
+    """Generated surface images: defect classes (train and test) and an MVTec-layout inspection set."""
+    from shopfloor.data.surfaces import write_defect_classes, write_inspection_set
+
+    root = tmp_path_factory.mktemp("surfaces")
+    return SimpleNamespace(classes=write_defect_classes(root / "classes", per_class=30, size=64, seed=0),
+                           classes_test=write_defect_classes(root / "classes-test", per_class=10, size=64, seed=1),
+                           inspection=write_inspection_set(root / "inspection", train_good=40, test_good=10,
+                                                           test_per_defect=6, size=96, seed=0))
+
+
+@pytest.fixture(scope="session")
+def defect_model(surfaces, tmp_path_factory) -> SimpleNamespace:
+    """A small from-scratch defect classifier on the generated classes, trained once per session."""
+    from shopfloor.tasks.defects import DefectModel
+
+    model = DefectModel(image_size=64, max_epochs=30, patience=30, progress=False).fit(surfaces.classes)
+    folder = model.save(tmp_path_factory.mktemp("models") / "defect-model")
+    return SimpleNamespace(model=model, folder=folder)
+
+
+@pytest.fixture(scope="session")
+def anomaly_model(surfaces, tmp_path_factory) -> SimpleNamespace:
+    """A good-only anomaly model on the generated inspection set, trained once per session."""
+    from shopfloor.tasks.anomaly import AnomalyModel
+
+    model = AnomalyModel(image_size=96, bank_size=2000).fit(surfaces.inspection)
+    folder = model.save(tmp_path_factory.mktemp("models") / "anomaly-model")
+    return SimpleNamespace(model=model, folder=folder)

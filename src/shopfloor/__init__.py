@@ -7,7 +7,8 @@ that `import shopfloor` (and `shopfloor --help`) stays fast.
 from __future__ import annotations
 
 __version__ = "0.1.0"
-__all__ = ["RULModel", "TabularModel", "load", "__version__"]
+__all__ = ["AnomalyModel", "DefectModel", "RULModel", "TabularModel", "load", "__version__"]
+_ESTIMATORS = {"TabularModel": "tabular", "RULModel": "rul", "DefectModel": "defects", "AnomalyModel": "anomaly"}
 
 
 def load(folder):
@@ -18,12 +19,8 @@ def load(folder):
 
 
 def __getattr__(name: str):
-    if name == "TabularModel":
-        from shopfloor.tasks.tabular import TabularModel
+    if name in _ESTIMATORS:
+        from shopfloor.tasks import estimator_class
 
-        return TabularModel
-    if name == "RULModel":
-        from shopfloor.tasks.rul import RULModel
-
-        return RULModel
+        return estimator_class(_ESTIMATORS[name])
     raise AttributeError(f"module 'shopfloor' has no attribute '{name}'")

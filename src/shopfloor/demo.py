@@ -4,7 +4,9 @@ The demo is what `make demo` runs on a fresh machine:
 1. AI4I 2020 machine-failure prediction, trained on 80 % of the rows and evaluated on the 20 % it
    never saw;
 2. remaining useful life of NASA C-MAPSS FD001 turbofan engines: trained on 100 run-to-failure
-   histories, evaluated on the 100 test engines whose histories stop before failure.
+   histories, evaluated on the 100 test engines whose histories stop before failure;
+3. visual inspection of generated metal surfaces (the NEU and magnetic-tile images may not ship with
+   shopfloor): a defect classifier (crack, scratch, spot) and a good-only anomaly detector with heatmaps.
 """
 
 from __future__ import annotations
@@ -50,15 +52,21 @@ def run_demo(out: Path, console: Console, quick: bool = False) -> dict:
     difference = check_parity(model, onnx_path, test)
     console.print(f"ONNX export {onnx_path.name}: ONNX Runtime vs torch max abs difference {difference:.1e}")
     rul_metrics = run_rul_demo(out, console, quick)
+    inspection_metrics = run_inspection_demo(out, console, quick)
     console.rule("[bold]done")
     for name, what in [(model_dir, "model folder (safetensors + JSON)"), (out / "ai4i-report.html", "report"),
                        (out / "ai4i-model.onnx", "ONNX model for edge devices"),
                        (out / "ai4i-explanations.csv", "per-row explanations"),
                        (out / "cmapss-model", "RUL model folder"), (out / "cmapss-report.html", "RUL report"),
                        (out / "cmapss-predictions.csv", "RUL per test engine with its 90 % interval"),
-                       (out / "cmapss-model.onnx", "RUL model for edge devices")]:
+                       (out / "cmapss-model.onnx", "RUL model for edge devices"),
+                       (out / "defects-report.html", "defect classifier report (confusion matrix, heatmaps)"),
+                       (out / "defects-predictions.csv", "class per test image, overlays beside it"),
+                       (out / "anomaly-report.html", "anomaly detector report (ROC, score histogram, heatmaps)"),
+                       (out / "anomaly-predictions.csv", "verdict per test part, overlays beside it"),
+                       (out / "anomaly-model.onnx", "anomaly detector for edge devices")]:
         console.print(f"  {plain(name)}  [dim]{what}[/]")
-    return {"ai4i": metrics, "cmapss": rul_metrics}
+    return {"ai4i": metrics, "cmapss": rul_metrics, **inspection_metrics}
 
 
 def run_rul_demo(out: Path, console: Console, quick: bool = False) -> dict:
@@ -90,3 +98,53 @@ def run_rul_demo(out: Path, console: Console, quick: bool = False) -> dict:
     difference = check_parity(model, onnx_path, test)
     console.print(f"ONNX export {onnx_path.name}: ONNX Runtime vs torch max abs difference {difference:.1e}")
     return metrics
+
+
+def run_inspection_demo(out: Path, console: Console, quick: bool = False) -> dict:
+    from shopfloor.data.surfaces import write_defect_classes, write_inspection_set
+    from shopfloor.export import check_parity, export_onnx
+    from shopfloor.report import write_report
+    from shopfloor.tasks.anomaly import AnomalyModel
+    from shopfloor.tasks.defects import DefectModel
+
+    console.rule("[bold]3. Visual inspection: generated metal surfaces with cracks, scratches and spots")
+    images = out / "surfaces"
+    classes = write_defect_classes(images / "classes", per_class=60, seed=0)
+    classes_test = write_defect_classes(images / "classes-test", per_class=20, seed=1)
+    inspection = write_inspection_set(images / "inspection", seed=0)
+    console.print(f"generated 128 x 128 grey images in {plain(images)}: 3 defect classes x 60 for training and x 20 "
+                  "for testing; 120 good parts for the anomaly detector, 75 test parts with masks")
+    backbone = "lite0" if _pretrained_installed() else "scratch"
+    model = DefectModel(backbone=backbone, max_epochs=3 if quick else None).fit(classes)
+    model.save(out / "defects-model")
+    metrics = model.evaluate(classes_test)
+    console.print(metrics_table(f"defect classifier ({backbone} backbone, {model.train_seconds_:.0f} s): "
+                                f"{int(metrics['images'])} test images", {k: metrics[k] for k in ("accuracy", "f1_macro")}))
+    model.predict_file(classes_test, out / "defects-predictions.csv")
+    write_report(model, out / "defects-report.html", classes_test, source="the generated test images")
+    if backbone == "scratch":
+        console.print("[yellow]the anomaly detector needs ImageNet features: pip install 'shopfloor[pretrained]'[/]")
+        return {"defects": metrics}
+
+    detector = AnomalyModel(image_size=128).fit(inspection)
+    detector.save(out / "anomaly-model")
+    found = detector.evaluate(inspection)
+    console.print(f"anomaly detector learned from {detector.fingerprint_['good_images']} good parts only in "
+                  f"{detector.train_seconds_:.0f} s; threshold: {plain(detector.threshold_rule_)}")
+    console.print(metrics_table(f"{int(found['images'])} test parts (good and defective)",
+                                {k: found[k] for k in ("image_auroc", "pixel_auroc", "aupro", "f1")}))
+    detector.predict_file(inspection / "test", out / "anomaly-predictions.csv")
+    write_report(detector, out / "anomaly-report.html", inspection, source="the generated test parts")
+    onnx_path = export_onnx(detector, out / "anomaly-model.onnx")
+    difference = check_parity(detector, onnx_path, inspection / "test")
+    console.print(f"ONNX export {onnx_path.name}: ONNX Runtime vs torch max abs difference {difference:.1e}")
+    (out / "inspection-metrics.json").write_text(json.dumps({"defects": metrics, "anomaly": found}, indent=2) + "\n")
+    return {"defects": metrics, "anomaly": found}
+
+
+def _pretrained_installed() -> bool:
+    import importlib.util
+
+    from shopfloor.artifacts import LITE0_PACKAGE
+
+    return importlib.util.find_spec(LITE0_PACKAGE) is not None

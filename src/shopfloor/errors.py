@@ -16,6 +16,14 @@ class DataFileError(ShopfloorError):
     """A data file is missing, empty, or cannot be read."""
 
 
+class ImageUnreadable(DataFileError):
+    """An image file is corrupt, truncated, not an image at all, or too large to read."""
+
+
+class BadMask(ShopfloorError):
+    """A defect mask does not fit its image (a different size) or cannot be used as a mask."""
+
+
 class ColumnMissing(ShopfloorError):
     """A column the model or the command needs is not in the data."""
 

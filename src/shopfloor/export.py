@@ -55,8 +55,8 @@ EXAMPLE_ROWS = 4  # a batch size that no exporter mistakes for a constant 0 or 1
 def export_onnx(model, path: str | os.PathLike, opset: int = 18) -> Path:
     """Write `model` (a fitted TabularModel or RULModel) as one self-contained ONNX file; returns its path."""
     path = Path(path)
-    if model.task_name == "rul":
-        return _export_rul(model, path, opset)
+    if model.task_name in TASK_EXPORTERS:
+        return TASK_EXPORTERS[model.task_name](model, path, opset)
     _check_request(model, path, opset)
     net, exporter = _export_net(model, opset)
     prepare = _prepare_graph(model.schema_, opset, net.ir_version)
@@ -110,7 +110,7 @@ def _export_net(model, opset: int) -> tuple[onnx.ModelProto, str]:
 
 
 def _export_module(net: torch.nn.Module, example: tuple, opset: int, inputs: list[str],
-                   output: str) -> tuple[onnx.ModelProto, str]:
+                   output: str | list[str]) -> tuple[onnx.ModelProto, str]:
     """Any module with a dynamic batch axis on every input: torch.export first, TorchScript if that fails."""
     if opset >= DYNAMO_MIN_OPSET:
         try:
@@ -121,12 +121,14 @@ def _export_module(net: torch.nn.Module, example: tuple, opset: int, inputs: lis
     return _export_torchscript(net, example, opset, inputs, output), "torchscript"
 
 
-def _export_dynamo(net: torch.nn.Module, example: tuple, opset: int, inputs: list[str], output: str) -> onnx.ModelProto:
+def _export_dynamo(net: torch.nn.Module, example: tuple, opset: int, inputs: list[str],
+                   output: str | list[str]) -> onnx.ModelProto:
     batch = torch.export.Dim("batch")
+    outputs = [output] if isinstance(output, str) else list(output)
     with warnings.catch_warnings(), _quiet(TORCH_ONNX_LOGGER):
         warnings.simplefilter("ignore")
         program = torch.onnx.export(net, example, dynamo=True, verbose=False, opset_version=opset,
-                                    input_names=inputs, output_names=[output],
+                                    input_names=inputs, output_names=outputs,
                                     dynamic_shapes=tuple({0: batch} for _ in inputs))
     proto = program.model_proto
     got = {entry.domain: entry.version for entry in proto.opset_import}.get("")
@@ -147,13 +149,15 @@ def _quiet(name: str):
         logger.setLevel(level)
 
 
-def _export_torchscript(net: torch.nn.Module, example: tuple, opset: int, inputs: list[str], output: str) -> onnx.ModelProto:
+def _export_torchscript(net: torch.nn.Module, example: tuple, opset: int, inputs: list[str],
+                        output: str | list[str]) -> onnx.ModelProto:
     buffer = io.BytesIO()
+    outputs = [output] if isinstance(output, str) else list(output)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         torch.onnx.export(net, example, buffer, dynamo=False, opset_version=opset,
-                          input_names=inputs, output_names=[output],
-                          dynamic_axes={name: {0: "batch"} for name in [*inputs, output]})
+                          input_names=inputs, output_names=outputs,
+                          dynamic_axes={name: {0: "batch"} for name in [*inputs, *outputs]})
     return onnx.load_from_string(buffer.getvalue())
 
 
@@ -296,6 +300,8 @@ def run_onnx(onnx_path: str | os.PathLike, feed: dict[str, np.ndarray]) -> dict[
 def check_parity(model, onnx_path: str | os.PathLike, frame) -> float:
     """Largest absolute difference between onnxruntime's and torch's outputs on `frame` (a table, or
     run histories for a RUL model)."""
+    if model.task_name in INSPECTION_OUTPUTS:
+        return _inspection_parity(model, onnx_path, frame)
     if model.task_name == "rul":
         inputs, _ = model.last_windows(frame)
         exported = run_onnx(onnx_path, dict(zip(RUL_INPUTS, (x.numpy() for x in inputs), strict=True)))["rul"]
@@ -346,3 +352,61 @@ def _export_rul(model, path: Path, opset: int) -> Path:
     onnx.checker.check_model(proto, full_check=True)
     _write_atomically(proto, path)
     return path
+
+
+# -- visual inspection --------------------------------------------------------------------
+INSPECTION_OUTPUTS = {"defects": ["probabilities", "heatmap"], "anomaly": ["score", "heatmap"]}
+PARITY_IMAGES = 16
+
+
+def _export_inspection(model, path: Path, opset: int) -> Path:
+    """DefectModel or AnomalyModel -> one graph: images [N, channels, size, size], grey levels 0..255 as
+    float32, in; scaling, network, memory-bank search (anomaly) and heatmap out. Decoding and resizing
+    to size x size stay with the caller, as every image library does them."""
+    _check_file_and_opset(model, path, opset)
+    module = _frozen_copy(model.estimator_module())
+    size = model.image_size_
+    example = (torch.rand(2, model.channels_, size, size, generator=torch.Generator().manual_seed(0)) * 255,)
+    outputs = INSPECTION_OUTPUTS[model.task_name]
+    proto, exporter = _export_module(module, example, opset, ["images"], outputs)
+    proto.graph.name = f"shopfloor {model.task_name}"
+    from shopfloor import __version__
+
+    facts = {"shopfloor_version": __version__, "task": model.task_name, "exporter": exporter,
+             "image_size": str(size), "channels": str(model.channels_), "outputs": json.dumps(outputs),
+             "input_contract": f"images float32 [N, {model.channels_}, {size}, {size}]: the picture resized to "
+                               f"{size} x {size} (bilinear), grey levels 0..255"
+                               + (", grey" if model.channels_ == 1 else ", RGB order")}
+    if model.task_name == "defects":
+        facts["classes"] = json.dumps(model.classes_)
+    else:
+        facts["threshold"] = "scores and heatmaps are 0..1 with the decision at 0.5"
+        facts["memory"] = "memory grows with the batch (every patch against the bank): feed a few images per call"
+    helper.set_model_props(proto, facts)
+    onnx.checker.check_model(proto, full_check=True)
+    _write_atomically(proto, path)
+    return path
+
+
+def _inspection_parity(model, onnx_path, data) -> float:
+    """Largest difference over every output, on up to PARITY_IMAGES images of a file or folder."""
+    from shopfloor.data.inspection import list_images
+    from shopfloor.tasks.imaging import decode
+
+    found = data if hasattr(data, "paths") else list_images(data)
+    size = model.image_size_
+    images, _ = decode(found.subset(list(range(min(len(found), PARITY_IMAGES)))), model.channels_, size)
+    images = images.float()
+    module = model.estimator_module()
+    worst = 0.0
+    for start in range(0, len(images), 4):
+        batch = images[start:start + 4]
+        exported = run_onnx(onnx_path, {"images": batch.numpy()})
+        with torch.no_grad():
+            expected = module(batch)
+        for name, value in zip(INSPECTION_OUTPUTS[model.task_name], expected, strict=True):
+            worst = max(worst, _largest_difference(onnx_path, exported[name], value.numpy()))
+    return worst
+
+
+TASK_EXPORTERS = {"rul": _export_rul, "defects": _export_inspection, "anomaly": _export_inspection}

@@ -82,6 +82,10 @@ def write_report(model, path: str | os.PathLike, data: pd.DataFrame | None = Non
         from shopfloor.report_rul import write_rul_report
 
         return write_rul_report(model, path, data, rul, source)
+    if getattr(model, "task_name", "") in ("defects", "anomaly"):
+        from shopfloor.report_inspection import write_inspection_report
+
+        return write_inspection_report(model, path, data, source)
     if getattr(model, "kind_", None) is None:
         raise NotFitted("the report needs a fitted model: call fit() first or load a saved model")
     metrics, outputs, truth, origin, notes = _evidence(model, data, source)

@@ -12,6 +12,8 @@ from shopfloor.errors import NotAModel
 TASKS: dict[str, str] = {
     "tabular": "shopfloor.tasks.tabular:TabularModel",
     "rul": "shopfloor.tasks.rul:RULModel",
+    "defects": "shopfloor.tasks.defects:DefectModel",
+    "anomaly": "shopfloor.tasks.anomaly:AnomalyModel",
 }
 
 

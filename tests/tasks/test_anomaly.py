@@ -1,0 +1,108 @@
+"""AnomalyModel: good-only learning, thresholds, scores in 0..1, tiling, size, round trip, ONNX parity."""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import pytest
+from PIL import Image
+
+import shopfloor
+from shopfloor.data.inspection import read_inspection_folder
+from shopfloor.errors import BadOption, BadTarget
+from shopfloor.export import check_parity, export_onnx
+from shopfloor.tasks.anomaly import AnomalyModel
+
+
+def test_generated_defects_are_told_from_good_parts(anomaly_model, surfaces):
+    metrics = anomaly_model.model.evaluate(surfaces.inspection)
+    assert metrics["image_auroc"] >= 0.9, metrics
+    assert metrics["pixel_auroc"] >= 0.9, metrics
+    assert 0 <= metrics["aupro"] <= 1 and metrics["images"] == 28
+
+
+def test_scores_are_squashed_with_the_threshold_at_one_half(anomaly_model, surfaces):
+    model = anomaly_model.model
+    table, maps = model.explain(surfaces.inspection / "test")
+    assert table["score"].between(0, 1).all()
+    assert ((table["score"] >= 0.5) == (table["raw_score"] >= float(model.net_.threshold))).all()
+    assert (table["verdict"] == np.where(table["score"] >= 0.5, "defect", "good")).all()
+    # the image score is the heatmap's maximum, so a heatmap crosses 0.5 exactly when its image does
+    assert all(abs(m.max() - s) < 1e-5 for m, s in zip(maps, table["score"], strict=True))
+
+
+def test_good_only_threshold_does_not_flag_every_good_part(anomaly_model, surfaces):
+    """anomaly's issue #2433: with no defects to choose from, the threshold must come from good parts."""
+    good = read_inspection_folder(surfaces.inspection, "test")
+    only_good = good.subset([i for i, label in enumerate(good.labels) if label == "good"])
+    verdicts = anomaly_model.model.predict(only_good)["verdict"]
+    assert (verdicts == "good").mean() >= 0.7
+    assert anomaly_model.model.threshold_rule_.startswith("good-only")
+
+
+def test_validation_with_defects_chooses_the_f1_threshold(surfaces):
+    model = AnomalyModel(image_size=96, bank_size=1000).fit(surfaces.inspection, validation=surfaces.inspection)
+    assert model.threshold_rule_.startswith("F1-optimal")
+    assert model.validation_metrics_["f1"] >= 0.8
+
+
+def test_validation_of_good_parts_only_keeps_the_good_only_rule(surfaces, tmp_path):
+    only_good = tmp_path / "val"
+    (only_good / "test" / "good").mkdir(parents=True)
+    for file in sorted((surfaces.inspection / "test" / "good").iterdir())[:5]:
+        (only_good / "test" / "good" / file.name).write_bytes(file.read_bytes())
+    model = AnomalyModel(image_size=96, bank_size=500).fit(surfaces.inspection, validation=only_good)
+    assert model.threshold_rule_.startswith("good-only") and "one kind" in model.threshold_rule_
+
+
+def test_saved_size_does_not_grow_with_the_number_of_good_images(surfaces, tmp_path):
+    good = read_inspection_folder(surfaces.inspection, "train")
+    sizes = []
+    for n in (20, 40):
+        folder = AnomalyModel(image_size=96, bank_size=500).fit(good.subset(list(range(n)))).save(tmp_path / f"m{n}")
+        sizes.append(sum(os.path.getsize(folder / f) for f in os.listdir(folder)))
+    assert abs(sizes[0] - sizes[1]) < 10_000, sizes
+
+
+def test_save_load_and_onnx_give_the_same_scores(anomaly_model, surfaces, tmp_path):
+    loaded = shopfloor.load(anomaly_model.folder)
+    test = surfaces.inspection / "test"
+    np.testing.assert_array_equal(anomaly_model.model.predict(test)["score"], loaded.predict(test)["score"])
+    path = export_onnx(loaded, tmp_path / "anomaly.onnx")
+    assert check_parity(loaded, path, test) <= 1e-4
+
+
+def test_tiles_find_a_small_defect_in_a_large_image(surfaces, tmp_path):
+    """A 20-pixel spot on a 768 x 512 frame: tiled, the heatmap peaks on it."""
+    from shopfloor.data.surfaces import surface
+
+    rng = np.random.default_rng(5)
+    root = tmp_path / "large"
+    (root / "train" / "good").mkdir(parents=True)
+    for i in range(12):
+        Image.fromarray(np.vstack([np.hstack([surface(rng, 128)[0] for _ in range(6)]) for _ in range(4)])).save(
+            root / "train" / "good" / f"{i}.png")
+    frame = np.vstack([np.hstack([surface(rng, 128)[0] for _ in range(6)]) for _ in range(4)])
+    spot, mask = surface(rng, 128, "spot")
+    frame[256:384, 512:640] = spot
+    Image.fromarray(frame).save(tmp_path / "frame.png")
+    model = AnomalyModel(image_size=128, bank_size=3000, tile=128).fit(root)
+    table, maps = model.explain(tmp_path / "frame.png")
+    heatmap = maps[0]
+    assert heatmap.shape == (512, 768)
+    peak = np.unravel_index(heatmap.argmax(), heatmap.shape)
+    rows, cols = np.nonzero(mask)
+    assert abs(peak[0] - (256 + rows.mean())) < 40 and abs(peak[1] - (512 + cols.mean())) < 40, peak
+
+
+@pytest.mark.parametrize("option", [{"image_size": 100}, {"blocks": (16,)}, {"false_alarm_rate": 0.7}, {"tile": 8}])
+def test_bad_options_are_refused(option, surfaces):
+    with pytest.raises(BadOption):
+        AnomalyModel(**option).fit(surfaces.inspection)
+
+
+def test_too_few_good_images_are_refused(surfaces):
+    good = read_inspection_folder(surfaces.inspection, "train")
+    with pytest.raises(BadTarget, match="at least 5"):
+        AnomalyModel().fit(good.subset([0, 1, 2]))

@@ -1,0 +1,90 @@
+"""DefectModel: learning, heatmaps, calibration, round trip, ONNX parity, and what it refuses."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+import shopfloor
+from shopfloor.errors import BadOption, BadTarget
+from shopfloor.export import check_parity, export_onnx
+from shopfloor.nn.inspection import DefectNet, SurfaceCNN
+from shopfloor.tasks.defects import DefectModel
+
+
+def test_short_training_clearly_beats_chance_on_generated_defects(defect_model, surfaces):
+    metrics = defect_model.model.evaluate(surfaces.classes_test)
+    assert metrics["images"] == 30
+    assert metrics["accuracy"] >= 0.6, metrics  # three classes: chance is 0.33
+
+
+def test_predictions_name_a_class_with_probabilities_that_add_up(defect_model, surfaces):
+    table = defect_model.model.predict(surfaces.classes_test)
+    assert list(table.columns[:3]) == ["file", "defect", "confidence"]
+    probabilities = table[[f"p_{c}" for c in defect_model.model.classes_]].to_numpy()
+    np.testing.assert_allclose(probabilities.sum(1), 1, atol=1e-5)
+    assert set(table["defect"]) <= set(defect_model.model.classes_)
+    np.testing.assert_allclose(table["confidence"], probabilities.max(1))
+
+
+def test_heatmaps_cover_the_image_scaled_to_one(defect_model, surfaces):
+    table, maps = defect_model.model.explain(surfaces.classes_test)
+    assert maps.shape == (len(table), 64, 64)
+    assert maps.min() >= 0 and np.allclose(maps.max(axis=(1, 2)), 1, atol=1e-5)
+
+
+def test_class_activation_map_averages_to_the_logit():
+    """The heatmap is exact: its spatial mean (before ReLU) plus the bias is the class logit."""
+    torch.manual_seed(0)
+    net = DefectNet(SurfaceCNN(1), n_classes=3).eval()
+    images = torch.rand(2, 1, 64, 64) * 255
+    maps = net.feature_map(images)
+    cam = torch.einsum("k,bkhw->bhw", net.classify.weight[1], maps)
+    torch.testing.assert_close(cam.mean((1, 2)) + net.classify.bias[1], net(images)[:, 1], atol=1e-4, rtol=1e-4)
+
+
+def test_save_load_gives_identical_predictions(defect_model, surfaces):
+    loaded = shopfloor.load(defect_model.folder)
+    a, b = defect_model.model.predict(surfaces.classes_test), loaded.predict(surfaces.classes_test)
+    np.testing.assert_array_equal(a.filter(like="p_").to_numpy(), b.filter(like="p_").to_numpy())
+    assert loaded.classes_ == defect_model.model.classes_ and loaded.get_params() == defect_model.model.get_params()
+
+
+def test_onnx_matches_torch(defect_model, surfaces, tmp_path):
+    path = export_onnx(defect_model.model, tmp_path / "defects.onnx")
+    assert check_parity(defect_model.model, path, surfaces.classes_test) <= 1e-4
+
+
+def test_temperature_is_fitted_and_positive(defect_model):
+    assert float(defect_model.model.net_.temperature) > 0
+    assert 0 <= defect_model.model.validation_metrics_["accuracy"] <= 1
+
+
+def test_one_class_only_is_refused(tmp_path):
+    from shopfloor.data.surfaces import write_defect_classes
+
+    root = write_defect_classes(tmp_path / "one", per_class=4, size=32)
+    for name in ("scratch", "spot"):
+        for file in (root / name).iterdir():
+            file.unlink()
+        (root / name).rmdir()
+    with pytest.raises(BadTarget, match="class"):
+        DefectModel(max_epochs=1).fit(root)
+
+
+def test_unknown_backbone_is_refused(surfaces):
+    with pytest.raises(BadOption, match="scratch or lite0"):
+        DefectModel(backbone="resnet").fit(surfaces.classes)
+
+
+def test_lite0_backbone_learns_neu_from_a_few_images(shared_data):
+    """ImageNet features separate NEU's six classes from 10 images each (chance: 0.17)."""
+    from shopfloor.data.inspection import read_class_folders
+
+    folders = read_class_folders(shared_data / "neu-det" / "images")
+    labels = np.array(folders.labels)
+    train = sorted(i for c in folders.classes for i in np.flatnonzero(labels == c)[:10])
+    test = sorted(i for c in folders.classes for i in np.flatnonzero(labels == c)[100:105])
+    model = DefectModel(backbone="lite0", image_size=128, augment=False, progress=False).fit(folders.subset(train))
+    assert model.evaluate(folders.subset(test))["accuracy"] >= 0.7
