@@ -391,9 +391,9 @@ def _export_inspection(model, path: Path, opset: int) -> Path:
 def _inspection_parity(model, onnx_path, data) -> float:
     """Largest difference over every output, on up to PARITY_IMAGES images of a file or folder."""
     from shopfloor.data.inspection import list_images
-    from shopfloor.tasks.imaging import decode
+    from shopfloor.tasks.imaging import decode, image_set
 
-    found = data if hasattr(data, "paths") else list_images(data)
+    found = image_set(data, list_images)
     size = model.image_size_
     images, _ = decode(found.subset(list(range(min(len(found), PARITY_IMAGES)))), model.channels_, size)
     images = images.float()

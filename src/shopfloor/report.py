@@ -43,6 +43,11 @@ METRIC_WORDS = {
     "mae": "mean absolute error, in target units",
     "r2": "share of the variance explained: 1 is perfect, 0 is as good as the mean",
     "interval_coverage": "share of rows whose true value lies inside the prediction interval",
+    "image_auroc": "how well image scores rank defective parts above good ones; 0.5 is chance",
+    "pixel_auroc": "how well heatmaps rank defect pixels above good pixels, over every pixel",
+    "aupro": "per-region overlap up to 30 % false-positive pixels: every defect region counts the same",
+    "false_alarm_rate": "share of good parts flagged as defective",
+    "images": "images scored",
 }
 CSS = """
 body { margin: 0; background: #f4f5f7; color: #1f2933; line-height: 1.5;

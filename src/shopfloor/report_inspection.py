@@ -80,7 +80,8 @@ def _defect_sections(model, data, source) -> str:
         "Image size": f"{model.image_size_} x {model.image_size_}, {'grey' if model.channels_ == 1 else 'colour'}",
         "Training images": f"{model.fingerprint_['images']:,}"}, model.train_seconds_, origin)
     parts = [header, _section("Metrics", _metrics_table(metrics)),
-             _section("Confusion matrix", _plots([_confusion_figure(np.asarray(confusion), model.classes_)]))]
+             _section("Confusion matrix", '<div style="max-width: 560px">'
+                      + _plots([_confusion_figure(np.asarray(confusion), model.classes_)]) + "</div>")]
     if data is not None:
         parts.append(_examples_section(model, data))
     return "".join(parts)

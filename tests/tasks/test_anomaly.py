@@ -106,3 +106,31 @@ def test_too_few_good_images_are_refused(surfaces):
     good = read_inspection_folder(surfaces.inspection, "train")
     with pytest.raises(BadTarget, match="at least 5"):
         AnomalyModel().fit(good.subset([0, 1, 2]))
+
+
+def test_greedy_coreset_covers_every_cluster_that_random_sampling_misses():
+    """Farthest-point sampling picks one point from each of 5 far-apart clusters, even a tiny one."""
+    import torch
+
+    from shopfloor.tasks.anomaly import greedy_coreset
+
+    g = torch.Generator().manual_seed(0)
+    centres = torch.eye(5, 16) * 100
+    sizes = [2000, 2000, 2000, 2000, 3]
+    points = torch.cat([c + torch.randn(n, 16, generator=g) for c, n in zip(centres, sizes, strict=True)])
+    chosen = greedy_coreset(points, 5, g, dims=16)
+    cluster = torch.cdist(points[chosen], centres).argmin(1)
+    assert sorted(cluster.tolist()) == [0, 1, 2, 3, 4]
+    assert len(set(chosen.tolist())) == 5
+
+
+def test_lighting_is_evened_out_per_image():
+    import torch
+
+    from shopfloor.nn.inspection import even_out_lighting
+
+    dark = torch.rand(1, 1, 32, 32) * 20 + 10
+    bright = dark * 3 + 100
+    a, b = even_out_lighting(torch.cat([dark, bright]))
+    torch.testing.assert_close(a, b, atol=1e-3, rtol=1e-4)
+    assert abs(float(a.mean()) - 127.5) < 1

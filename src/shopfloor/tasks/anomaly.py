@@ -31,7 +31,7 @@ from shopfloor.errors import BadOption, BadTarget
 from shopfloor.metrics import anomaly_metrics, aupro, best_threshold, pixel_auroc
 from shopfloor.nn.inspection import AnomalyNet, Lite0Features
 from shopfloor.tasks.base import Estimator
-from shopfloor.tasks.imaging import decode, image_channels, in_batches, write_verdicts
+from shopfloor.tasks.imaging import decode, image_channels, image_set, in_batches, write_verdicts
 from shopfloor.training import seed_everything
 
 MAX_TILE_IMAGES = 20_000  # tiles held in memory while fitting (20,000 x 3 x 256 x 256 bytes = 3.9 GB)
@@ -66,7 +66,7 @@ class AnomalyModel(Estimator):
 
         started = time.perf_counter()
         self._check_options()
-        good = data if hasattr(data, "paths") else read_inspection_folder(data, "train")
+        good = image_set(data, lambda root: read_inspection_folder(root, "train"))
         if len(good) < 5:
             raise BadTarget(f"{good.root} has {len(good)} good images; an anomaly model needs at least 5 "
                             "(20 or more for a trustworthy threshold)")
@@ -154,7 +154,7 @@ class AnomalyModel(Estimator):
     def _threshold_from_validation(self, validation, fallback: float) -> float:
         from shopfloor.data.inspection import read_inspection_folder
 
-        found = validation if hasattr(validation, "paths") else read_inspection_folder(validation, "test")
+        found = image_set(validation, lambda root: read_inspection_folder(root, "test"))
         is_defect = np.array([label != "good" for label in found.labels])
         if not is_defect.any() or is_defect.all():
             self.threshold_rule_ += " (the validation images are all of one kind, so F1 could not choose)"
@@ -204,7 +204,7 @@ class AnomalyModel(Estimator):
         from shopfloor.data.inspection import list_images
 
         self._check_fitted()
-        found = images if hasattr(images, "paths") else list_images(images)
+        found = image_set(images, list_images)
         raw, maps, kept = self._score(found)
         found = found.subset(kept)
         score = self._squash(raw)
@@ -236,7 +236,7 @@ class AnomalyModel(Estimator):
         from shopfloor.data.inspection import read_inspection_folder
 
         self._check_fitted()
-        found = data if hasattr(data, "paths") else read_inspection_folder(data, "test")
+        found = image_set(data, lambda root: read_inspection_folder(root, "test"))
         raw, maps, kept = self._score(found)
         is_defect = np.array([label != "good" for label in found.labels])[kept]
         metrics = anomaly_metrics(is_defect, raw, self._squash(raw) >= 0.5)

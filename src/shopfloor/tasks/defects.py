@@ -28,7 +28,7 @@ from shopfloor.errors import BadOption, BadTarget
 from shopfloor.metrics import fit_temperature, multiclass_metrics
 from shopfloor.nn.inspection import DefectEstimate, DefectNet, Lite0Features, SurfaceCNN
 from shopfloor.tasks.base import Estimator
-from shopfloor.tasks.imaging import decode, image_channels, in_batches, stratified_split, write_verdicts
+from shopfloor.tasks.imaging import decode, image_channels, image_set, in_batches, stratified_split, write_verdicts
 from shopfloor.training import TrainConfig, fit_module, seed_everything
 
 BACKBONES = ("scratch", "lite0")
@@ -64,7 +64,7 @@ class DefectModel(Estimator):
 
         started = time.perf_counter()
         self._check_options()
-        folders = data if hasattr(data, "paths") else read_class_folders(data)
+        folders = image_set(data, read_class_folders)
         seed_everything(self.seed)
         self.classes_ = list(folders.classes)
         self.channels_ = image_channels(folders)
@@ -156,7 +156,7 @@ class DefectModel(Estimator):
         from shopfloor.data.inspection import list_images
 
         self._check_fitted()
-        found = data if hasattr(data, "paths") else list_images(data)
+        found = image_set(data, list_images)
         return decode(found, self.channels_, self.image_size_)
 
     def estimator_module(self) -> DefectEstimate:
@@ -202,7 +202,7 @@ class DefectModel(Estimator):
         from shopfloor.data.inspection import read_class_folders
 
         self._check_fitted()
-        folders = read_class_folders(data) if not hasattr(data, "paths") else data
+        folders = image_set(data, read_class_folders)
         unknown = sorted(set(folders.labels) - set(self.classes_))
         if unknown:
             raise BadTarget(f"{folders.root} has classes the model was not trained on: {', '.join(unknown)} "
