@@ -7,7 +7,7 @@ Protocol (also written into the JSON):
 - image AUROC of the image scores; pixel AUROC and AUPRO (to 30 % false-positive rate) of the
   heatmaps at the model's 256 x 256 resolution against the masks resized with nearest neighbour;
   F1, precision, recall at the model's own threshold (no test image is used to choose it);
-  image AUROC per defect type against the good test images;
+  image and pixel AUROC per defect type against the good test images;
 - shopfloor: AnomalyModel defaults, seeds 0..S-1 (the seed draws the set-aside images and the bank);
 - baseline in the same run: a convolutional autoencoder (4 stride-2 convolutions down to 16 x 16 x 32
   and back, 128 x 128 grey input) trained on the same good images with mean squared error and early
@@ -104,13 +104,13 @@ def run_shopfloor(seeds: int, test, masks, out_dir) -> dict:
         with stopwatch() as elapsed:
             model = AnomalyModel(seed=seed, progress=False).fit(ROOT)
         metrics = model.evaluate(test)
-        scores = np.array(model.last_scores_["score"])
         folder = model.save(out_dir / f"magnetic-tile-seed{seed}")
         speed = images_per_second(model.predict, test, model.net_, model.channels_)
         runs.append({"fold": seed, **{k: metrics[k] for k in ("image_auroc", "pixel_auroc", "aupro", "f1", "precision",
                                                               "recall", "false_alarm_rate")},
                      "train_minutes": elapsed() / 60, "model_mb": folder_mb(folder), **speed,
-                     "per_defect": per_defect(model.last_scores_["labels"], scores)})
+                     "per_defect": {k.split("/")[1]: v for k, v in metrics.items() if k.startswith("image_auroc/")},
+                     "per_defect_pixel": {k.split("/")[1]: v for k, v in metrics.items() if k.startswith("pixel_auroc/")}})
         print(f"shopfloor seed {seed}: image AUROC {metrics['image_auroc']:.4f}, pixel AUROC {metrics['pixel_auroc']:.4f}, "
               f"AUPRO {metrics['aupro']:.4f}, {elapsed() / 60:.1f} min, {speed['files_per_s']:.1f} files/s", flush=True)
     return {"params": AnomalyModel().get_params(), "runs": runs, **summarise(runs)}

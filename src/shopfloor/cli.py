@@ -212,7 +212,7 @@ def train_anomaly(
     validation: Annotated[Path | None, typer.Option("--validation", help="MVTec-layout folder whose test/ images "
                                                     "(good and defective) choose an F1-optimal threshold.")] = None,
     false_alarm_rate: Annotated[float, typer.Option("--false-alarm-rate", help="Without --validation: share of good "
-                                                    "parts the threshold may flag.")] = 0.01,
+                                                    "parts the threshold may flag.")] = 0.05,
     image_size: Annotated[int, typer.Option("--image-size", help="Pixels a side the network sees.")] = 256,
     tile: Annotated[int | None, typer.Option("--tile", help="Cut large images into tiles of this many pixels "
                                              "(native resolution) instead of shrinking them.")] = None,
