@@ -5,7 +5,7 @@ work; this script trains one small model of each kind (on a subsample: speed doe
 many images were learned, the anomaly model's memory bank is full at its default size either way)
 and times, with 2 threads, a median of 3 after a warm-up:
 - files: predict() on 256 x 256 grey PNG files (decoding, resizing, network, verdict table);
-- torch: the network alone on [batch, 1, 256, 256] tensors resized to the model's input;
+- torch: the network alone on [batch, channels, 256, 256] tensors resized to the model's input;
 - onnxruntime: the exported graph on the same tensors (2 intra-op threads).
 
     .venv/bin/python benchmarks/inspection_speed.py
@@ -50,7 +50,7 @@ def measure(model, folder: Path, onnx_path: Path, outputs) -> dict:
     session = ort.InferenceSession(str(onnx_path), options, providers=["CPUExecutionProvider"])
     module = model.estimator_module()
     for batch in (1, 8):
-        images = torch.rand(batch, 1, 256, 256, generator=torch.Generator().manual_seed(0)) * 255
+        images = torch.rand(batch, model.channels_, 256, 256, generator=torch.Generator().manual_seed(0)) * 255
         ready = F.interpolate(images, size=model.image_size_, mode="bilinear", align_corners=False)
         rounds = IMAGES // batch
 
@@ -83,7 +83,7 @@ def main() -> None:
     results = {}
     for name, model, outputs in (("defects (lite0)", defects, ["probabilities", "heatmap"]),
                                  ("anomaly", anomaly, ["score", "heatmap"])):
-        onnx_path = export_onnx(model, work / f"{name.split()[0]}.onnx")
+        onnx_path = export_onnx(model, work.with_name(work.name + "-onnx") / f"{name.split()[0]}.onnx")
         results[name] = measure(model, work, onnx_path, outputs)
         print(name, {k: round(v, 1) for k, v in results[name].items()}, flush=True)
     columns = list(next(iter(results.values())))

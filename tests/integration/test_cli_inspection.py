@@ -133,8 +133,9 @@ def test_a_huge_image_is_shrunk_without_running_out_of_memory(anomaly_model, tmp
 
 def test_grey_and_colour_images_mixed_in_one_folder(classes: Path, tmp_path: Path):
     data = copy_of(classes, tmp_path)
-    for file in list((data / "spot").iterdir())[:4]:
-        Image.open(file).convert("RGB").save(file)
+    for file in list((data / "spot").iterdir())[:4]:  # tinted: a colour camera's picture, not grey saved as RGB
+        grey = np.asarray(Image.open(file).convert("L"), dtype=np.uint8)
+        Image.fromarray(np.stack([grey, grey // 2, grey // 3], -1)).save(file)
     model = tmp_path / "m"
     assert shopfloor("train", "defects", "--data", data, "--out", model, *FAST_DEFECTS).exit_code == 0
     assert json.loads((model / "manifest.json").read_text())["state"]["channels"] == 3
