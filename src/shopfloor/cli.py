@@ -24,7 +24,7 @@ app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_
 train_app = typer.Typer(no_args_is_help=True, help="Train a model on your data.")
 app.add_typer(train_app, name="train")
 
-DataOpt = Annotated[Path, typer.Option("--data", help="CSV or Parquet file.")]
+DataOpt = Annotated[Path, typer.Option("--data", help="CSV or Parquet file; for image models a folder or an image.")]
 ModelOpt = Annotated[Path, typer.Option("--model", help="A model folder written by 'shopfloor train'.")]
 
 
