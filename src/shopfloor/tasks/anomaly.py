@@ -271,15 +271,13 @@ class AnomalyModel(Estimator):
                 "data_fingerprint": self.fingerprint_}
 
     def _tensors(self) -> dict[str, torch.Tensor]:
-        return {f"net.{k}": v for k, v in self.net_.state_dict().items()}
+        return self._net_tensors()
 
     def _restore(self, state: dict, tensors: dict[str, torch.Tensor]) -> None:
         self.channels_ = state["channels"]
         self.image_size_ = self.image_size
         # a few small images give fewer patches than bank_size: the bank is as large as was saved
-        self.net_ = self._build_net(bank_size=len(tensors["net.bank"]))
-        self.net_.load_state_dict({k[4:]: v for k, v in tensors.items() if k.startswith("net.")})
-        self.net_.eval()
+        self.net_ = self._load_net(self._build_net(bank_size=len(tensors[self.NET_PREFIX + "bank"])), tensors)
         self.threshold_rule_ = state["threshold_rule"]
         self.good_scores_ = state["good_scores"]
         self.validation_metrics_ = state["validation_metrics"]

@@ -75,6 +75,18 @@ class Estimator:
     def _state(self) -> dict:
         raise NotImplementedError
 
+    NET_PREFIX: ClassVar[str] = "net."  # the network's weights among a model file's tensors
+
+    def _net_tensors(self) -> dict[str, torch.Tensor]:
+        """The network's weights, named for the model file; subclasses add their other tensors."""
+        return {f"{self.NET_PREFIX}{k}": v for k, v in self.net_.state_dict().items()}
+
+    def _load_net(self, net: torch.nn.Module, tensors: dict[str, torch.Tensor]) -> torch.nn.Module:
+        """`net` (freshly built to the saved shape) with the model file's weights, ready to predict."""
+        n = len(self.NET_PREFIX)
+        net.load_state_dict({k[n:]: v for k, v in tensors.items() if k.startswith(self.NET_PREFIX)})
+        return net.eval()
+
     def _tensors(self) -> dict[str, torch.Tensor]:
         raise NotImplementedError
 

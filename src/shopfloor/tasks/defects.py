@@ -222,13 +222,11 @@ class DefectModel(Estimator):
                 "data_fingerprint": self.fingerprint_}
 
     def _tensors(self) -> dict[str, torch.Tensor]:
-        return {f"net.{k}": v for k, v in self.net_.state_dict().items()}
+        return self._net_tensors()
 
     def _restore(self, state: dict, tensors: dict[str, torch.Tensor]) -> None:
         self.classes_, self.channels_, self.image_size_ = state["classes"], state["channels"], state["image_size"]
-        self.net_ = self._build_net(pretrained=False)  # the model file holds every weight it runs
-        self.net_.load_state_dict({k[4:]: v for k, v in tensors.items() if k.startswith("net.")})
-        self.net_.eval()
+        self.net_ = self._load_net(self._build_net(pretrained=False), tensors)  # the file holds every weight it runs
         self.validation_metrics_ = state["validation_metrics"]
         self.validation_confusion_ = state["validation_confusion"]
         self.training_log_ = state["training_log"]

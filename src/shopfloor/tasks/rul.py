@@ -364,7 +364,7 @@ class RULModel(Estimator):
         }
 
     def _tensors(self) -> dict[str, torch.Tensor]:
-        tensors = {f"net.{k}": v for k, v in self.net_.state_dict().items()}
+        tensors = self._net_tensors()
         tensors["validation.outputs"] = self.validation_outputs_
         tensors["validation.targets"] = self.validation_targets_
         return tensors
@@ -373,9 +373,8 @@ class RULModel(Estimator):
         self.unit_column_, self.time_column_ = state["unit"], state["time"]
         self.setting_columns_, self.sensor_columns_ = state["settings"], state["sensors"]
         self.dropped_sensors_ = state["dropped_sensors"]
-        self.net_ = self._build_net(len(self.setting_columns_), len(self.sensor_columns_), state["conditions"])
-        self.net_.load_state_dict({k[4:]: v for k, v in tensors.items() if k.startswith("net.")})
-        self.net_.eval()
+        net = self._build_net(len(self.setting_columns_), len(self.sensor_columns_), state["conditions"])
+        self.net_ = self._load_net(net, tensors)
         self.interval_margin_ = state["interval_margin"]
         self.validation_metrics_ = state["validation_metrics"]
         self.importance_ = state["importance"]

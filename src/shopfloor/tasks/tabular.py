@@ -442,7 +442,7 @@ class TabularModel(Estimator):
         return state
 
     def _tensors(self) -> dict[str, torch.Tensor]:
-        tensors = {f"net.{k}": v for k, v in self.net_.state_dict().items()}
+        tensors = self._net_tensors()
         tensors["baseline_codes"] = self.baseline_codes_
         tensors["validation.outputs"] = self.validation_outputs_
         tensors["validation.targets"] = self.validation_targets_
@@ -452,9 +452,7 @@ class TabularModel(Estimator):
         self.kind_, self.classes_ = state["kind"], state["classes"]
         self.schema_ = TableSchema.from_json(state["schema"])
         self.architecture_ = {k: v for k, v in state["architecture"].items() if k != "members"}
-        self.net_ = self._build_net(self.architecture_, state["architecture"]["members"])
-        self.net_.load_state_dict({k[4:]: v for k, v in tensors.items() if k.startswith("net.")})
-        self.net_.eval()
+        self.net_ = self._load_net(self._build_net(self.architecture_, state["architecture"]["members"]), tensors)
         self.thresholds_ = state["thresholds"]
         self.interval_halfwidth_ = state["interval_halfwidth"]
         self.validation_metrics_ = state["validation_metrics"]
