@@ -56,6 +56,18 @@ def stopwatch():
         stopped.append(time.perf_counter())
 
 
+def median_rate(run: Callable[[], object], count: int, repeats: int = 3, warm_up: Callable[[], object] | None = None) -> float:
+    """`count` / seconds of `run()`: the median of `repeats` timed calls after one warm-up call
+    (`warm_up`, or `run` itself) that pays for lazy initialisation."""
+    (warm_up or run)()
+    rates = []
+    for _ in range(repeats):
+        with stopwatch() as elapsed:
+            run()
+        rates.append(count / elapsed())
+    return float(np.median(rates))
+
+
 def rows_per_second(predict: Callable[[object], object], frame, min_rows: int = 200_000, repeats: int = 3) -> dict:
     """Throughput of `predict` on `frame` replicated to at least `min_rows` rows (an in-memory DataFrame).
 

@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
-from _common import DATA_ROOT, THREADS, limit_threads, machine, peak_rss_bytes, print_table, stopwatch, versions, write_json
+from _common import DATA_ROOT, THREADS, limit_threads, machine, median_rate, peak_rss_bytes, print_table, versions, write_json
 from PIL import Image
 
 from shopfloor.data.inspection import list_images, read_class_folders, read_inspection_folder
@@ -28,16 +28,6 @@ from shopfloor.tasks.anomaly import AnomalyModel
 from shopfloor.tasks.defects import DefectModel
 
 IMAGES = 64
-
-
-def median_rate(run, count: int, repeats: int = 3) -> float:
-    run()
-    rates = []
-    for _ in range(repeats):
-        with stopwatch() as elapsed:
-            run()
-        rates.append(count / elapsed())
-    return float(np.median(rates))
 
 
 def measure(model, folder: Path, onnx_path: Path, outputs) -> dict:

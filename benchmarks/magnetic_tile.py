@@ -40,6 +40,7 @@ from _common import (
     limit_threads,
     machine,
     mean_std,
+    median_rate,
     peak_rss_bytes,
     print_table,
     print_targets,
@@ -79,19 +80,15 @@ def masks_for(test, shape=(SIZE, SIZE)) -> list[np.ndarray]:
 
 
 def images_per_second(predict, test, network, channels: int, repeats: int = 3) -> dict:
-    predict(test.subset(list(range(8))))  # warm-up
-    with stopwatch() as elapsed:  # 392 files take a while: one pass is enough for a rate
-        predict(test)
-    files = [len(test) / elapsed()]
+    """predict() on the test files (one pass: 392 files take a while) and `network` on 256 x 256 inputs."""
     batch = torch.rand(8, channels, SIZE, SIZE, generator=torch.Generator().manual_seed(0)) * 255
-    rates = []
-    with torch.inference_mode():
-        for _ in range(repeats + 1):
-            with stopwatch() as elapsed:
-                for _ in range(4):
-                    network(batch)
-            rates.append(32 / elapsed())
-    return {"files_per_s": float(np.median(files)), "network_256_per_s": float(np.median(rates[1:]))}
+
+    def run_network():
+        with torch.inference_mode():
+            network(batch)
+
+    return {"files_per_s": median_rate(lambda: predict(test), len(test), 1, warm_up=lambda: predict(test.subset(list(range(8))))),
+            "network_256_per_s": median_rate(run_network, len(batch), repeats)}
 
 
 def folder_mb(folder) -> float:

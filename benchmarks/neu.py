@@ -33,6 +33,7 @@ from _common import (
     limit_threads,
     machine,
     mean_std,
+    median_rate,
     peak_rss_bytes,
     print_table,
     print_targets,
@@ -54,22 +55,16 @@ def images_per_second(model: DefectModel, test, repeats: int = 2) -> dict:
     """predict() on image files, and the network alone on 256 x 256 grey images resized to its input."""
     import torch.nn.functional as F
 
-    model.predict(test.subset(list(range(min(8, len(test))))))  # warm-up
-    files = []
-    for _ in range(repeats):
-        with stopwatch() as elapsed:
-            model.predict(test)
-        files.append(len(test) / elapsed())
     module = model.estimator_module()
     batch = torch.rand(8, model.channels_, 256, 256, generator=torch.Generator().manual_seed(0)) * 255
-    network = []
-    with torch.inference_mode():
-        for _ in range(repeats + 1):
-            with stopwatch() as elapsed:
-                for _ in range(8):
-                    module.probabilities(F.interpolate(batch, size=model.image_size_, mode="bilinear"))
-            network.append(64 / elapsed())
-    return {"files_per_s": float(np.median(files)), "network_256_per_s": float(np.median(network[1:]))}
+
+    def network():
+        with torch.inference_mode():
+            module.probabilities(F.interpolate(batch, size=model.image_size_, mode="bilinear"))
+
+    files = median_rate(lambda: model.predict(test), len(test), repeats,
+                        warm_up=lambda: model.predict(test.subset(list(range(min(8, len(test)))))))
+    return {"files_per_s": files, "network_256_per_s": median_rate(network, len(batch), repeats)}
 
 
 def run_model(name: str, folders, folds: list, quick: bool) -> dict:

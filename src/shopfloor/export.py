@@ -298,16 +298,10 @@ def run_onnx(onnx_path: str | os.PathLike, feed: dict[str, np.ndarray]) -> dict[
 
 
 def check_parity(model, onnx_path: str | os.PathLike, frame) -> float:
-    """Largest absolute difference between onnxruntime's and torch's outputs on `frame` (a table, or
-    run histories for a RUL model)."""
-    if model.task_name in INSPECTION_OUTPUTS:
-        return _inspection_parity(model, onnx_path, frame)
-    if model.task_name == "rul":
-        inputs, _ = model.last_windows(frame)
-        exported = run_onnx(onnx_path, dict(zip(RUL_INPUTS, (x.numpy() for x in inputs), strict=True)))["rul"]
-        with torch.no_grad():
-            expected = model.estimator_module()(*inputs).numpy()
-        return _largest_difference(onnx_path, exported, expected)
+    """Largest absolute difference between onnxruntime's and torch's outputs on `frame` (a table, run
+    histories for a RUL model, an image folder or file for an inspection model)."""
+    if model.task_name in TASK_PARITY:
+        return TASK_PARITY[model.task_name](model, onnx_path, frame)
     exported = run_onnx(onnx_path, onnx_inputs(model, frame))[output_name(model)]
     expected = model._outputs(*model.schema_.to_arrays(frame))
     return _largest_difference(onnx_path, exported, expected)
@@ -322,6 +316,14 @@ def _largest_difference(onnx_path, exported: np.ndarray, expected: np.ndarray) -
 
 # -- remaining useful life ----------------------------------------------------------------
 RUL_INPUTS = ("history", "start", "age")
+
+
+def _rul_parity(model, onnx_path, runs) -> float:
+    inputs, _ = model.last_windows(runs)
+    exported = run_onnx(onnx_path, dict(zip(RUL_INPUTS, (x.numpy() for x in inputs), strict=True)))["rul"]
+    with torch.no_grad():
+        expected = model.estimator_module()(*inputs).numpy()
+    return _largest_difference(onnx_path, exported, expected)
 
 
 def _export_rul(model, path: Path, opset: int) -> Path:
@@ -409,4 +411,6 @@ def _inspection_parity(model, onnx_path, data) -> float:
     return worst
 
 
+# every task but the tabular one (the module's first part) has its own graph and parity check
 TASK_EXPORTERS = {"rul": _export_rul, "defects": _export_inspection, "anomaly": _export_inspection}
+TASK_PARITY = {"rul": _rul_parity, "defects": _inspection_parity, "anomaly": _inspection_parity}

@@ -24,17 +24,6 @@ HEAD_CHANNELS = 1280
 BLOCK_CHANNELS = tuple(d_out for *_, d_out, repeats in STAGES for _ in range(repeats))
 
 
-def _strides() -> tuple[int, ...]:
-    stride, strides = 2, []  # the stem halves the image
-    for _, first_stride, _, _, _, repeats in STAGES:
-        stride *= first_stride
-        strides += [stride] * repeats
-    return tuple(strides)
-
-
-BLOCK_STRIDES = _strides()  # pixels per feature-map cell after each of the 16 blocks
-
-
 class SameConv(nn.Conv2d):
     """Conv2d with TensorFlow 'SAME' padding, as the weights were trained with."""
 

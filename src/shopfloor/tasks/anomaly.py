@@ -37,8 +37,6 @@ from shopfloor.tasks.base import Estimator
 from shopfloor.tasks.imaging import decode, image_channels, image_set, in_batches, write_verdicts
 from shopfloor.training import seed_everything
 
-MAX_TILE_IMAGES = 20_000  # tiles held in memory while fitting (20,000 x 3 x 256 x 256 bytes = 3.9 GB)
-
 
 class AnomalyModel(Estimator):
     """Good-only inspection: image score and pixel heatmap, 0..1 with the decision at 0.5."""
@@ -82,7 +80,7 @@ class AnomalyModel(Estimator):
 
         self.net_ = self._build_net(pretrained_lite0())
         self.net_.set_bank(self._bank(bank_images))
-        good_scores = self._raw_scores(calibration_images)
+        good_scores = self._score(calibration_images)[0]
         self.good_scores_ = np.sort(good_scores).tolist()
         # with n good scores, the k-th largest is exceeded by a new good part with chance k / (n + 1)
         level = min(1.0, math.ceil((len(good_scores) + 1) * (1 - self.false_alarm_rate)) / len(good_scores))
@@ -150,9 +148,6 @@ class AnomalyModel(Estimator):
             tiles, _, _ = read_tiles(path, self.channels_, self.tile, self.image_size_)
             for start in range(0, len(tiles), batch):
                 yield torch.from_numpy(np.rint(tiles[start:start + batch]).astype(np.uint8))
-
-    def _raw_scores(self, images) -> np.ndarray:
-        return self._score(images)[0]
 
     def _threshold_from_validation(self, validation, fallback: float) -> float:
         from shopfloor.data.inspection import read_inspection_folder
@@ -236,7 +231,7 @@ class AnomalyModel(Estimator):
     def evaluate(self, data) -> dict[str, float]:
         """On an MVTec-layout folder's `test` part: image_auroc, pixel_auroc, aupro, f1 (+ precision, recall),
         and per defect type `image_auroc/<defect>` and `pixel_auroc/<defect>` (that defect against the good parts)."""
-        from shopfloor.data.images import read_mask
+        from shopfloor.data.images import image_size, read_mask
         from shopfloor.data.inspection import read_inspection_folder
 
         self._check_fitted()
@@ -253,7 +248,7 @@ class AnomalyModel(Estimator):
                 masks.append(None)  # a defect without a mask cannot be scored per pixel
             else:
                 masks.append(np.zeros((height, width), bool) if mask_path is None
-                             else _mask_at(read_mask(mask_path, *_size_of(found.paths[i])), width, height))
+                             else _mask_at(read_mask(mask_path, *image_size(found.paths[i])), width, height))
         metrics.update(_pixel_metrics(masks, maps, np.ones(len(kept), bool)))
         metrics["images"] = float(len(kept))
         for defect in sorted(set(labels) - {"good"}):
@@ -314,12 +309,6 @@ def _pixel_metrics(masks: list, maps: list, chosen: np.ndarray, regions: bool = 
         return {"pixel_auroc": float("nan"), **({"aupro": float("nan")} if regions else {})}
     found, heat = [m for m, _ in pairs], [a for _, a in pairs]
     return {"pixel_auroc": pixel_auroc(found, heat), **({"aupro": aupro(found, heat)} if regions else {})}
-
-
-def _size_of(path) -> tuple[int, int]:
-    from shopfloor.data.images import image_size
-
-    return image_size(path)
 
 
 def _mask_at(mask: np.ndarray, width: int, height: int) -> np.ndarray:
