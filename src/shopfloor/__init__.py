@@ -7,8 +7,9 @@ that `import shopfloor` (and `shopfloor --help`) stays fast.
 from __future__ import annotations
 
 __version__ = "0.1.0"
-__all__ = ["AnomalyModel", "DefectModel", "RULModel", "TabularModel", "load", "__version__"]
-_ESTIMATORS = {"TabularModel": "tabular", "RULModel": "rul", "DefectModel": "defects", "AnomalyModel": "anomaly"}
+__all__ = ["AnomalyModel", "DefectModel", "ProcessOptimizer", "RULModel", "TabularModel", "load", "__version__"]
+_ESTIMATORS = {"TabularModel": "tabular", "RULModel": "rul", "DefectModel": "defects", "AnomalyModel": "anomaly",
+               "ProcessOptimizer": "optimize"}
 
 
 def load(folder):

@@ -50,3 +50,11 @@ class NotFitted(ShopfloorError):
 
 class BadOption(ShopfloorError):
     """A command-line option or constructor parameter has a value that cannot work."""
+
+
+class Infeasible(ShopfloorError):
+    """No settings inside the bounds and the trust region meet the constraints; `closest` is the nearest miss."""
+
+    def __init__(self, message: str, closest: dict | None = None):
+        super().__init__(message)
+        self.closest = closest

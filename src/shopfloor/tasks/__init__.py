@@ -14,6 +14,7 @@ TASKS: dict[str, str] = {
     "rul": "shopfloor.tasks.rul:RULModel",
     "defects": "shopfloor.tasks.defects:DefectModel",
     "anomaly": "shopfloor.tasks.anomaly:AnomalyModel",
+    "optimize": "shopfloor.tasks.optimize:ProcessOptimizer",
 }
 
 

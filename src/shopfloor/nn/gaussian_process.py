@@ -1,0 +1,141 @@
+"""Exact Gaussian-process regression: the surrogate of one measured output of a process.
+
+Matérn-5/2 kernel with one length scale per input (inputs are scaled to 0..1), a constant mean
+and Gaussian measurement noise, on standardised targets; predictions come back in the plant's
+units. Length scales have the dimension-scaled log-normal prior of Hvarfner, Hellsten & Nardi
+(ICML 2024), which keeps the fit sensible when there are many settings and few records.
+
+The module holds its records as buffers, so `state_dict()` is the whole model; `condition_on`
+returns a copy that also knows some new (e.g. imagined) observations, with the same
+hyperparameters: that is how a batch of experiments is spread out.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+# Noise variance floor in standardised units. 1e-6 (sd 0.1 % of the output spread) capped the precision on
+# noise-free simulators: Branin regret 2.4e-4 there against 3e-6 with 1e-8 and 1.3e-6 with 1e-10.
+NOISE_FLOOR = 1e-9
+SQRT5 = math.sqrt(5.0)
+NOISE_PRIOR = (-4.0, 2.0)  # log-normal on the noise variance: mean and sd of its log
+
+
+class GaussianProcess(nn.Module):
+    def __init__(self, n_inputs: int, n_records: int):
+        super().__init__()
+        self.register_buffer("inputs", torch.zeros(n_records, n_inputs, dtype=torch.float64))
+        self.register_buffer("targets", torch.zeros(n_records, dtype=torch.float64))  # standardised
+        self.register_buffer("center", torch.zeros((), dtype=torch.float64))
+        self.register_buffer("scale", torch.ones((), dtype=torch.float64))
+        self.raw_lengthscale = nn.Parameter(torch.full((n_inputs,), math.log(0.5), dtype=torch.float64))
+        self.raw_outputscale = nn.Parameter(torch.zeros((), dtype=torch.float64))
+        self.raw_noise = nn.Parameter(torch.tensor(math.log(1e-2), dtype=torch.float64))
+        self.mean_constant = nn.Parameter(torch.zeros((), dtype=torch.float64))
+        self._cache: tuple[torch.Tensor, torch.Tensor] | None = None
+
+    @classmethod
+    def on(cls, inputs: torch.Tensor, values: torch.Tensor) -> GaussianProcess:
+        """A process model of `values` (plant units) at encoded `inputs`, hyperparameters not fitted yet."""
+        gp = cls(inputs.shape[1], inputs.shape[0])
+        center, scale = values.mean(), values.std().clamp_min(1e-12) if len(values) > 1 else torch.tensor(1.0)
+        gp.inputs.copy_(inputs)
+        gp.targets.copy_((values - center) / scale)
+        gp.center.copy_(center)
+        gp.scale.copy_(scale)
+        return gp
+
+    # -- hyperparameters -------------------------------------------------------------
+    @property
+    def lengthscale(self) -> torch.Tensor:
+        return self.raw_lengthscale.exp()
+
+    @property
+    def noise(self) -> torch.Tensor:
+        """Measurement-noise variance in standardised units."""
+        return self.raw_noise.exp() + NOISE_FLOOR
+
+    def kernel(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        ls = self.lengthscale
+        squared = torch.cdist(a / ls, b / ls, compute_mode="donot_use_mm_for_euclid_dist").square()
+        r = torch.sqrt(squared + 1e-12) * SQRT5  # + tiny: a finite gradient where two points coincide
+        return self.raw_outputscale.exp() * (1 + r + r.square() / 3) * torch.exp(-r)
+
+    def log_prior(self) -> torch.Tensor:
+        d = self.raw_lengthscale.numel()
+        ls_mu, ls_sigma = math.sqrt(2) + 0.5 * math.log(d), math.sqrt(3)
+        prior = -0.5 * ((self.raw_lengthscale - ls_mu) / ls_sigma).square().sum()
+        prior = prior - 0.5 * self.raw_outputscale.square()  # log-normal(0, 1) on the signal variance
+        return prior - 0.5 * ((self.raw_noise - NOISE_PRIOR[0]) / NOISE_PRIOR[1]).square()
+
+    def negative_log_posterior(self) -> torch.Tensor:
+        """-(log marginal likelihood + log prior) per record: what fitting minimises."""
+        n = len(self.targets)
+        k = self.kernel(self.inputs, self.inputs) + self.noise * torch.eye(n, dtype=torch.float64)
+        chol = _cholesky(k)
+        residual = (self.targets - self.mean_constant)[:, None]
+        alpha = torch.cholesky_solve(residual, chol)
+        fit = 0.5 * (residual * alpha).sum() + torch.log(torch.diagonal(chol)).sum() + 0.5 * n * math.log(2 * math.pi)
+        return (fit - self.log_prior()) / n
+
+    # -- predicting ------------------------------------------------------------------
+    def refresh(self) -> GaussianProcess:
+        """Factorise the kernel matrix once; call after the hyperparameters or records change."""
+        with torch.no_grad():
+            n = len(self.targets)
+            k = self.kernel(self.inputs, self.inputs) + self.noise * torch.eye(n, dtype=torch.float64)
+            chol = _cholesky(k)
+            alpha = torch.cholesky_solve((self.targets - self.mean_constant)[:, None], chol)
+        self._cache = (chol, alpha)
+        return self
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Mean and variance of the noise-free output at encoded inputs `x` [N, d], in plant units."""
+        if self._cache is None:
+            self.refresh()
+        chol, alpha = self._cache
+        cross = self.kernel(x, self.inputs)
+        mean = self.mean_constant + (cross @ alpha)[:, 0]
+        v = torch.linalg.solve_triangular(chol, cross.T, upper=False)
+        variance = (self.raw_outputscale.exp() - v.square().sum(0)).clamp_min(1e-12)
+        return self.center + self.scale * mean, self.scale.square() * variance
+
+    @property
+    def noise_variance(self) -> torch.Tensor:
+        """Measurement-noise variance in plant units: add it for the spread of a single new run."""
+        return self.scale.square() * self.noise
+
+    def joint_sample(self, x: torch.Tensor, n: int, generator: torch.Generator) -> torch.Tensor:
+        """`n` draws of the output over all of `x` jointly ([n, N], plant units): Thompson sampling."""
+        chol, alpha = self._cache if self._cache is not None else self.refresh()._cache
+        cross = self.kernel(x, self.inputs)
+        v = torch.linalg.solve_triangular(chol, cross.T, upper=False)
+        covariance = self.kernel(x, x) - v.T @ v
+        mean = self.mean_constant + (cross @ alpha)[:, 0]
+        jitter = 1e-8 * torch.eye(len(x), dtype=torch.float64)
+        factor = torch.linalg.cholesky_ex(covariance + jitter)[0]
+        z = torch.randn((len(x), n), generator=generator, dtype=torch.float64)
+        return (self.center + self.scale * (mean[:, None] + factor @ z)).T
+
+    def condition_on(self, x: torch.Tensor, values: torch.Tensor) -> GaussianProcess:
+        """A copy that has also seen `values` (plant units) at `x`, with the same hyperparameters."""
+        gp = GaussianProcess(self.inputs.shape[1], len(self.targets) + len(x))
+        state = {k: v for k, v in self.state_dict().items() if k not in ("inputs", "targets")}
+        gp.load_state_dict({**state, "inputs": torch.cat([self.inputs, x]),
+                            "targets": torch.cat([self.targets, (values - self.center) / self.scale])})
+        return gp.refresh()
+
+
+def _cholesky(matrix: torch.Tensor) -> torch.Tensor:
+    """Cholesky factor, with a little jitter added on the diagonal when rounding makes the matrix indefinite."""
+    factor, info = torch.linalg.cholesky_ex(matrix)
+    jitter = 1e-10 * matrix.diagonal().mean().detach()
+    while int(info) != 0 and jitter < 1e-2:
+        factor, info = torch.linalg.cholesky_ex(matrix + jitter * torch.eye(len(matrix), dtype=matrix.dtype))
+        jitter *= 10
+    if int(info) != 0:
+        raise torch.linalg.LinAlgError("kernel matrix is not positive definite")
+    return factor
