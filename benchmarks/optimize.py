@@ -45,6 +45,7 @@ from shopfloor.process.simulators import SIMULATORS, Simulator  # noqa: E402
 
 HISTORY = {"hartmann6": 30, "branin_disk": 20, "snar": 20}
 ROUNDS, BATCH = 10, 5
+TRUST = None if os.environ.get("TRUST") == "none" else float(os.environ.get("TRUST", "0.15"))
 METHODS = ("shopfloor", "gp", "tpe", "random")
 
 
@@ -83,7 +84,7 @@ def run_shopfloor(sim: Simulator, records: pd.DataFrame, rng: np.random.Generato
     from shopfloor import ProcessOptimizer
 
     goal = {"maximize": [sim.objective]} if sim.maximize else {"minimize": [sim.objective]}
-    optimizer = ProcessOptimizer(list(sim.settings), constraints=list(sim.constraints), batch=BATCH, seed=seed, **goal)
+    optimizer = ProcessOptimizer(list(sim.settings), constraints=list(sim.constraints), batch=BATCH, seed=seed, trust_radius=TRUST, **goal)
     rounds = []
     for k in range(ROUNDS):
         started = time.perf_counter()

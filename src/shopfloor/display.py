@@ -29,3 +29,43 @@ def metrics_table(title: str, metrics: dict, spread: dict | None = None):
             text += f" ± {spread[key]:.4f}"
         table.add_row(plain(key), text)
     return table
+
+
+def optimize_tables(result: dict, validation: dict) -> list:
+    """The recommendation (settings and predicted outputs), the next experiments, and how well the models predict."""
+    from rich.table import Table
+
+    recommended = Table(title="recommended settings", header_style="bold")
+    recommended.add_column("setting")
+    recommended.add_column("value", justify="right")
+    for name, value in result["recommended"].items():
+        recommended.add_row(plain(name), _value(value))
+    predicted = Table(title=f"predicted (90 % range of a run); chance all constraints met "
+                            f"{result['probability_feasible']:.0%}; distance to past runs {result['distance_to_data']:.3f}",
+                      header_style="bold")
+    for column in ("output", "mean", "low", "high"):
+        predicted.add_column(column, justify="left" if column == "output" else "right")
+    for name, p in result["predicted"].items():
+        predicted.add_row(plain(name), _value(p["mean"]), _value(p["low"]), _value(p["high"]))
+    experiments = Table(title="next experiments", header_style="bold")
+    names = list(result["recommended"])
+    experiments.add_column("#", justify="right")
+    for name in names:
+        experiments.add_column(plain(name), justify="right")
+    for i, row in enumerate(result["experiments"], 1):
+        experiments.add_row(str(i), *(_value(row[n]) for n in names))
+    tables = [recommended, predicted, experiments]
+    if result.get("pareto_front"):
+        front = Table(title="Pareto front (predicted)", header_style="bold")
+        columns = list(result["pareto_front"][0])
+        for name in columns:
+            front.add_column(plain(name), justify="right")
+        for row in result["pareto_front"]:
+            front.add_row(*(_value(row[c]) for c in columns))
+        tables.append(front)
+    tables.append(metrics_table("how well the models predict each past run from the others (leave-one-out)", validation))
+    return tables
+
+
+def _value(value) -> str:
+    return f"{value:.5g}" if isinstance(value, float) else plain(value)

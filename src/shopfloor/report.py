@@ -91,6 +91,10 @@ def write_report(model, path: str | os.PathLike, data: pd.DataFrame | None = Non
         from shopfloor.report_inspection import write_inspection_report
 
         return write_inspection_report(model, path, data, source)
+    if getattr(model, "task_name", "") == "optimize":
+        from shopfloor.report_optimize import write_optimize_report
+
+        return write_optimize_report(model, path)
     if getattr(model, "kind_", None) is None:
         raise NotFitted("the report needs a fitted model: call fit() first or load a saved model")
     metrics, outputs, truth, origin, notes = _evidence(model, data, source)

@@ -83,7 +83,9 @@ class GaussianProcess(nn.Module):
 
     # -- predicting ------------------------------------------------------------------
     def refresh(self) -> GaussianProcess:
-        """Factorise the kernel matrix once; call after the hyperparameters or records change."""
+        """Factorise the kernel matrix once and freeze the hyperparameters: the model is ready to predict
+        (gradients still flow to the inputs). Call after the hyperparameters or records change."""
+        self.requires_grad_(False)
         with torch.no_grad():
             n = len(self.targets)
             k = self.kernel(self.inputs, self.inputs) + self.noise * torch.eye(n, dtype=torch.float64)
@@ -102,6 +104,15 @@ class GaussianProcess(nn.Module):
         v = torch.linalg.solve_triangular(chol, cross.T, upper=False)
         variance = (self.raw_outputscale.exp() - v.square().sum(0)).clamp_min(1e-12)
         return self.center + self.scale * mean, self.scale.square() * variance
+
+    def leave_one_out(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """Each record's prediction (mean, variance of a new run) by a model fitted on all the others,
+        in closed form (Rasmussen & Williams 2006, eq. 5.12), in plant units: honest accuracy for free."""
+        chol, alpha = self._cache if self._cache is not None else self.refresh()._cache
+        with torch.no_grad():
+            precision_diagonal = torch.cholesky_inverse(chol).diagonal()
+            mean = self.targets - alpha[:, 0] / precision_diagonal
+        return self.center + self.scale * mean, self.scale.square() / precision_diagonal
 
     @property
     def noise_variance(self) -> torch.Tensor:

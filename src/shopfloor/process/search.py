@@ -56,8 +56,9 @@ def column_weights(space: SettingSpace) -> torch.Tensor:
 
 def candidate_pool(space: SettingSpace, anchors: torch.Tensor, n_global: int, n_local: int,
                    generator: torch.Generator) -> torch.Tensor:
-    """Quasi-random settings over the whole space plus small moves around each anchor, snapped to steps and choices."""
-    parts = [space.sample(n_global, generator)]
+    """Quasi-random settings over the whole space, the anchors themselves and small moves around them,
+    snapped to steps and choices."""
+    parts = [space.sample(n_global, generator), anchors]
     numeric = _numeric_mask(space)
     for step in LOCAL_STEPS:
         if len(anchors) == 0:
@@ -121,7 +122,7 @@ def _polish(score: Score, space: SettingSpace, starts: torch.Tensor) -> torch.Te
         if not torch.isfinite(total):
             return 1e10, np.zeros_like(flat)
         total.backward()
-        return float(total), moving.grad.numpy().ravel().copy()
+        return total.item(), moving.grad.numpy().ravel().copy()
 
     x0 = starts[:, free].numpy().ravel()
     result = minimize(objective, x0, jac=True, method="L-BFGS-B", bounds=[(0.0, 1.0)] * len(x0),

@@ -150,11 +150,10 @@ class SettingSpace:
 
     def encode(self, frame: pd.DataFrame) -> torch.Tensor:
         """Records (or candidate settings) -> [N, width] float64; the context comes from the frame's own columns."""
+        return torch.cat([self.encode_settings(frame), self.encode_context(frame)], dim=1)
+
+    def encode_settings(self, frame: pd.DataFrame) -> torch.Tensor:
         parts = [self._encode_setting(s, frame[s.name]) for s in self.settings]
-        for name, (low, high) in self.context_ranges.items():
-            parts.append(((frame[name].to_numpy(float) - low) / (high - low if high > low else 1.0))[:, None])
-        for name, levels in self.context_levels.items():
-            parts.append(_one_hot(frame[name], levels))
         return torch.from_numpy(np.concatenate(parts, axis=1).astype(np.float64))
 
     @staticmethod
@@ -188,7 +187,7 @@ class SettingSpace:
 
     def snap(self, encoded: torch.Tensor) -> torch.Tensor:
         """Encoded settings moved onto their grid (steps, whole numbers, one choice)."""
-        return self.encode(self.decode(encoded))[:, : self.setting_width]
+        return self.encode_settings(self.decode(encoded))
 
     def sample(self, n: int, generator: torch.Generator) -> torch.Tensor:
         """`n` encoded settings spread over the whole space (scrambled Sobol for numbers, uniform choices)."""

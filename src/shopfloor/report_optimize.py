@@ -1,0 +1,135 @@
+"""The report page of a process optimiser: recommendation, next experiments, partial dependence, Pareto front.
+
+Reuses `report`'s helpers (CSS, inline figures, tables, the atomic write), so the page is one
+self-contained HTML file like every other shopfloor report.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+
+from shopfloor.errors import NotFitted
+from shopfloor.report import (
+    _e,
+    _figure_to_img,
+    _label,
+    _metrics_table,
+    _new_figure,
+    _number,
+    _page_header,
+    _plots,
+    _section,
+    _table,
+    _write_page,
+)
+
+
+def write_optimize_report(model, path: str | os.PathLike, result: dict | None = None) -> Path:
+    """Write the page for a fitted ProcessOptimizer; `result` is what `optimize()` returned (computed when absent)."""
+    if not model.is_fitted:
+        raise NotFitted("the report needs a fitted optimiser: call fit() first or load a saved one")
+    result = result or model.optimize()
+    goals = ", ".join(f"{o['goal']} {o['column']}" for o in result["objectives"])
+    header = _page_header("Process optimisation", {
+        "Objectives": goals,
+        "Constraints": "; ".join(result["constraints"]) or "none",
+        "Fixed context": ", ".join(f"{k}={v}" for k, v in result["fixed"].items()) or "none",
+        "Records": f"{result['records']:,}" + (f" ({result['records_modelled']:,} modelled)"
+                                               if result["records_modelled"] < result["records"] else ""),
+        "Trust radius": "none (whole range)" if result["trust_radius"] is None else f"{result['trust_radius']:g}",
+    }, model.fit_info_["fit_seconds"], "leave-one-out predictions of the records")
+    body = [header, _recommendation_section(result), _experiments_section(result),
+            _partial_dependence_section(model, result)]
+    if result.get("pareto_front"):
+        body.append(_pareto_section(model, result))
+    body.append(_section("How well the models predict", '<p class="note">Each past run predicted by a model of all the '
+                         "others (exact leave-one-out of the Gaussian process); coverage is the share inside the 90 % "
+                         "range.</p>" + _metrics_table(model.validation_metrics_)))
+    return _write_page(path, f"shopfloor report: optimise {goals}", "".join(body))
+
+
+def _recommendation_section(result: dict) -> str:
+    settings = _table(["setting", "value"], [[_e(k), _cell(v)] for k, v in result["recommended"].items()], ["", "number"])
+    predicted = _table(["output", "predicted", "low (5 %)", "high (95 %)"],
+                       [[_e(k), _number(p["mean"]), _number(p["low"]), _number(p["high"])] for k, p in result["predicted"].items()],
+                       ["", "number", "number", "number"])
+    inside = "inside" if result["inside_trust_region"] else "OUTSIDE"
+    note = (f"Chance that every output constraint is met: {result['probability_feasible']:.0%} (required "
+            f"{result['confidence']:.0%}). Distance to the nearest past run: {result['distance_to_data']:.3f} "
+            f"(root-mean-square share of each setting's range; {inside} the trust region). The range is where a single "
+            f"run at these settings should land 9 times in 10.")
+    return _section("Recommended settings", f'<p class="note">{_e(note)}</p>{_plots([settings, predicted])}')
+
+
+def _experiments_section(result: dict) -> str:
+    names = list(result["recommended"])
+    rows = [[str(i), *(_cell(e[n]) for n in names)] for i, e in enumerate(result["experiments"], 1)]
+    text = ('<p class="note">The next runs that would teach the most about where the optimum lies (expected improvement '
+            "under the constraints, each pick spread away from the others). Run them and add the results to the records.</p>")
+    return _section("Next experiments", text + _table(["#", *names], rows, ["number"] * (len(names) + 1)))
+
+
+def _partial_dependence_section(model, result: dict) -> str:
+    images = []
+    recorded = model.space_.decode(model.records_)
+    for setting in model.space_.settings:
+        curve = model.partial_dependence(setting.name)
+        for column in model.outputs_:
+            fig, ax = _new_figure(3.6, 2.8)
+            if setting.is_choice:
+                ax.bar([str(v) for v in curve["value"]], curve[column], color="#486581")
+            else:
+                ax.plot(curve["value"], curve[column], color="#243b53")
+                ax.axvspan(float(recorded[setting.name].min()), float(recorded[setting.name].max()), color="#d9e2ec", alpha=0.6,
+                           label="range of past runs")
+                ax.axvline(float(result["recommended"][setting.name]), color="#d64545", linestyle="--", label="recommended")
+                ax.legend(fontsize=7, loc="best")
+            for text in result["constraints"]:
+                bound = _bound_on(text, column)
+                if bound is not None:
+                    ax.axhline(bound, color="#9f580a", linestyle=":", linewidth=1)
+            ax.set_xlabel(_label(setting.name))
+            ax.set_ylabel(_label(column))
+            images.append(_figure_to_img(fig, f"{column} against {setting.name}"))
+    text = ('<p class="note">How each output moves with one setting on average, the other settings as in past runs '
+            "(partial dependence of the models' mean). Dotted: a constraint's limit.</p>")
+    return _section("Partial dependence", text + _plots(images))
+
+
+def _bound_on(text: str, column: str) -> float | None:
+    from shopfloor.process.constraints import parse_constraint
+
+    for constraint in parse_constraint(text):
+        if constraint.bound is not None and constraint.bound[0] == column:
+            return constraint.bound[2]
+    return None
+
+
+def _pareto_section(model, result: dict) -> str:
+    (first, first_up), (second, second_up) = [(o["column"], o["goal"] == "maximize") for o in result["objectives"][:2]]
+    front = result["pareto_front"]
+    fig, ax = _new_figure(5.0, 3.8)
+    gp_first, gp_second = model.models_[first], model.models_[second]
+    ax.scatter((gp_first.center + gp_first.scale * gp_first.targets).numpy(),
+               (gp_second.center + gp_second.scale * gp_second.targets).numpy(), s=8, color="#9fb3c8", label="past runs")
+    xs, ys = np.array([p[first] for p in front]), np.array([p[second] for p in front])
+    order = np.argsort(xs)
+    ax.plot(xs[order], ys[order], "o-", color="#243b53", markersize=3, label="Pareto front (predicted)")
+    ax.scatter([result["predicted"][first]["mean"]], [result["predicted"][second]["mean"]], marker="*", s=160,
+               color="#d64545", zorder=5, label="recommended (balanced)")
+    ax.set_xlabel(_label(f"{first} ({'max' if first_up else 'min'})"))
+    ax.set_ylabel(_label(f"{second} ({'max' if second_up else 'min'})"))
+    ax.legend(fontsize=7)
+    names = list(front[0])
+    rows = [[_cell(p[n]) for n in names] for p in front]
+    text = ('<p class="note">Settings no other allowed setting beats on every objective at once (predicted means, '
+            "constraints met with the required confidence, inside the trust region).</p>")
+    return _section("Pareto front", text + _plots([_figure_to_img(fig, f"{first} against {second}")], wide=True)
+                    + _table(names, rows, ["number"] * len(names)))
+
+
+def _cell(value) -> str:
+    return _number(value) if isinstance(value, float) else _e(value)
