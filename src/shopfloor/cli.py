@@ -453,6 +453,14 @@ def info(model: ModelOpt):
                       f"settings: {plain(', '.join(state['settings']) or 'none')} "
                       f"({state['conditions']} operating condition(s))")
         console.print(f"sensors: {plain(', '.join(state['sensors']))}")
+    elif manifest["task"] == "optimize":
+        params = manifest["params"]
+        goals = [f"maximize {c}" for c in params["maximize"]] + [f"minimize {c}" for c in params["minimize"]]
+        console.print(f"[bold]{plain(model)}[/]: process optimiser, shopfloor {manifest['shopfloor_version']}, "
+                      f"saved {manifest['created']}")
+        console.print(plain(f"{', '.join(goals)}; constraints: {'; '.join(params['constraints']) or 'none'}"))
+        console.print(plain(f"settings: {', '.join(state['space']['settings'])}; fixed: {state['space']['fixed'] or 'none'}; "
+                            f"{state['fit']['records']} records"))
     elif manifest["task"] in INSPECTION:
         params = manifest["params"]
         what = ("defect classes: " + ", ".join(state["classes"]) if manifest["task"] == "defects"

@@ -55,6 +55,9 @@ EXAMPLE_ROWS = 4  # a batch size that no exporter mistakes for a constant 0 or 1
 def export_onnx(model, path: str | os.PathLike, opset: int = 18) -> Path:
     """Write `model` (a fitted TabularModel or RULModel) as one self-contained ONNX file; returns its path."""
     path = Path(path)
+    if model.task_name == "optimize":
+        raise BadOption("a process optimiser is not exported to ONNX: it answers by searching its records' models, which "
+                        "runs where the records are; use 'shopfloor predict' for its predictions at given settings")
     if model.task_name in TASK_EXPORTERS:
         return TASK_EXPORTERS[model.task_name](model, path, opset)
     _check_request(model, path, opset)
