@@ -59,8 +59,10 @@ class GaussianProcess(nn.Module):
         return self.raw_noise.exp() + NOISE_FLOOR
 
     def kernel(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-        ls = self.lengthscale
-        squared = torch.cdist(a / ls, b / ls, compute_mode="donot_use_mm_for_euclid_dist").square()
+        a, b = a / self.lengthscale, b / self.lengthscale
+        # |a|^2 + |b|^2 - 2ab: matrix products, fast both ways (cdist's exact mode made each fitting step's backward
+        # pass 6x slower than its forward pass); the kernel is flat at r = 0, so rounding there does not matter
+        squared = (a.square().sum(-1)[:, None] + b.square().sum(-1)[None, :] - 2 * a @ b.T).clamp_min(0)
         r = torch.sqrt(squared + 1e-12) * SQRT5  # + tiny: a finite gradient where two points coincide
         return self.raw_outputscale.exp() * (1 + r + r.square() / 3) * torch.exp(-r)
 
@@ -72,13 +74,22 @@ class GaussianProcess(nn.Module):
         return prior - 0.5 * ((self.raw_noise - NOISE_PRIOR[0]) / NOISE_PRIOR[1]).square()
 
     def negative_log_posterior(self) -> torch.Tensor:
-        """-(log marginal likelihood + log prior) per record: what fitting minimises."""
+        """-(log marginal likelihood + log prior) per record: what fitting minimises.
+
+        Its gradient comes from the closed form dL/dK = (K^-1 - a a^T) / 2 with a = K^-1 (y - m) (Rasmussen &
+        Williams 2006, eq. 5.9), so that autograd only differentiates the kernel's entries: backpropagating
+        through the Cholesky factorisation cost 6x the forward pass on 1,000 records.
+        """
         n = len(self.targets)
         k = self.kernel(self.inputs, self.inputs) + self.noise * torch.eye(n, dtype=torch.float64)
-        chol = _cholesky(k)
-        residual = (self.targets - self.mean_constant)[:, None]
-        alpha = torch.cholesky_solve(residual, chol)
-        fit = 0.5 * (residual * alpha).sum() + torch.log(torch.diagonal(chol)).sum() + 0.5 * n * math.log(2 * math.pi)
+        with torch.no_grad():
+            chol = _cholesky(k)
+            residual = (self.targets - self.mean_constant)[:, None]
+            alpha = torch.cholesky_solve(residual, chol)
+            value = 0.5 * (residual * alpha).sum() + torch.log(torch.diagonal(chol)).sum() + 0.5 * n * math.log(2 * math.pi)
+            slope = 0.5 * (torch.cholesky_inverse(chol) - alpha @ alpha.T)
+        fit = (slope * k).sum() - alpha.sum() * self.mean_constant  # right gradient, wrong value: corrected below
+        fit = fit + (value - fit).detach()
         return (fit - self.log_prior()) / n
 
     # -- predicting ------------------------------------------------------------------

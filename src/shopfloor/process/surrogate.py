@@ -16,13 +16,30 @@ import math
 import numpy as np
 import torch
 
-from shopfloor.nn.gaussian_process import GaussianProcess
+from shopfloor.nn.gaussian_process import NOISE_FLOOR, GaussianProcess
 
 FIT_ITERATIONS = 60
+# Hyperparameters are fitted on at most this many records (a random subset), then the model conditions on all
+# of them with one factorisation: each fitting step costs O(n^3), the final model only once.
+HYPERPARAMETER_RECORDS = 500
+HYPERPARAMETERS = ("raw_lengthscale", "raw_outputscale", "raw_noise", "mean_constant")
 
 
-def fit_gaussian_process(inputs: torch.Tensor, values: torch.Tensor, previous: GaussianProcess | None = None) -> GaussianProcess:
+def fit_gaussian_process(inputs: torch.Tensor, values: torch.Tensor, previous: GaussianProcess | None = None,
+                         seed: int = 0) -> GaussianProcess:
     """The best of a few L-BFGS fits of the hyperparameters; the returned model is ready to predict."""
+    if len(inputs) > HYPERPARAMETER_RECORDS:
+        subset = torch.randperm(len(inputs), generator=torch.Generator().manual_seed(seed))[:HYPERPARAMETER_RECORDS]
+        tuned = fit_gaussian_process(inputs[subset], values[subset], previous)
+        gp = GaussianProcess.on(inputs, values)
+        with torch.no_grad():
+            for name in HYPERPARAMETERS:
+                getattr(gp, name).copy_(getattr(tuned, name))
+            # the mean was learned on the subset's standard scale: carry it over in plant units
+            gp.mean_constant.copy_((tuned.center + tuned.scale * tuned.mean_constant - gp.center) / gp.scale)
+            gp.raw_outputscale.add_(2 * torch.log(tuned.scale / gp.scale))
+            gp.raw_noise.copy_(torch.log((tuned.noise * (tuned.scale / gp.scale) ** 2 - NOISE_FLOOR).clamp_min(1e-12)))
+        return gp.refresh()
     d = inputs.shape[1]
     starts = [math.log(0.2 * math.sqrt(d)), math.log(0.6 * math.sqrt(d))]
     best, best_loss = None, math.inf
@@ -30,7 +47,7 @@ def fit_gaussian_process(inputs: torch.Tensor, values: torch.Tensor, previous: G
         gp = GaussianProcess.on(inputs, values)
         with torch.no_grad():
             if start is None:
-                for name in ("raw_lengthscale", "raw_outputscale", "raw_noise", "mean_constant"):
+                for name in HYPERPARAMETERS:
                     getattr(gp, name).copy_(getattr(previous, name))
             else:
                 gp.raw_lengthscale.fill_(start)

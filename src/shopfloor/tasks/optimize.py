@@ -107,7 +107,7 @@ class ProcessOptimizer(Estimator):
         for j, column in enumerate(outputs):
             warm = previous.get(column)
             warm = warm if warm is not None and warm.inputs.shape[1] == inputs.shape[1] else None
-            self.models_[column] = fit_gaussian_process(inputs[rows], values[rows, j], previous=warm)
+            self.models_[column] = fit_gaussian_process(inputs[rows], values[rows, j], previous=warm, seed=self.seed)
         self.space_, self._context = space, None
         self.constraints_ = constraints
         self.outputs_ = outputs
