@@ -35,7 +35,7 @@ class GaussianProcess(nn.Module):
         self.raw_outputscale = nn.Parameter(torch.zeros((), dtype=torch.float64))
         self.raw_noise = nn.Parameter(torch.tensor(math.log(1e-2), dtype=torch.float64))
         self.mean_constant = nn.Parameter(torch.zeros((), dtype=torch.float64))
-        self._cache: tuple[torch.Tensor, torch.Tensor] | None = None
+        self._cache: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None
 
     @classmethod
     def on(cls, inputs: torch.Tensor, values: torch.Tensor) -> GaussianProcess:
@@ -102,24 +102,27 @@ class GaussianProcess(nn.Module):
             k = self.kernel(self.inputs, self.inputs) + self.noise * torch.eye(n, dtype=torch.float64)
             chol = _cholesky(k)
             alpha = torch.cholesky_solve((self.targets - self.mean_constant)[:, None], chol)
-        self._cache = (chol, alpha)
+            # the factor's inverse, once: each prediction is then a matrix product (a triangular solve per call
+            # was most of the search's time on small histories)
+            chol_inverse = torch.linalg.solve_triangular(chol, torch.eye(n, dtype=torch.float64), upper=False)
+        self._cache = (chol, alpha, chol_inverse)
         return self
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Mean and variance of the noise-free output at encoded inputs `x` [N, d], in plant units."""
         if self._cache is None:
             self.refresh()
-        chol, alpha = self._cache
+        _, alpha, chol_inverse = self._cache
         cross = self.kernel(x, self.inputs)
         mean = self.mean_constant + (cross @ alpha)[:, 0]
-        v = torch.linalg.solve_triangular(chol, cross.T, upper=False)
+        v = chol_inverse @ cross.T
         variance = (self.raw_outputscale.exp() - v.square().sum(0)).clamp_min(1e-12)
         return self.center + self.scale * mean, self.scale.square() * variance
 
     def leave_one_out(self) -> tuple[torch.Tensor, torch.Tensor]:
         """Each record's prediction (mean, variance of a new run) by a model fitted on all the others,
         in closed form (Rasmussen & Williams 2006, eq. 5.12), in plant units: honest accuracy for free."""
-        chol, alpha = self._cache if self._cache is not None else self.refresh()._cache
+        chol, alpha, _ = self._cache if self._cache is not None else self.refresh()._cache
         with torch.no_grad():
             precision_diagonal = torch.cholesky_inverse(chol).diagonal()
             mean = self.targets - alpha[:, 0] / precision_diagonal
@@ -132,9 +135,9 @@ class GaussianProcess(nn.Module):
 
     def joint_sample(self, x: torch.Tensor, n: int, generator: torch.Generator) -> torch.Tensor:
         """`n` draws of the output over all of `x` jointly ([n, N], plant units): Thompson sampling."""
-        chol, alpha = self._cache if self._cache is not None else self.refresh()._cache
+        _, alpha, chol_inverse = self._cache if self._cache is not None else self.refresh()._cache
         cross = self.kernel(x, self.inputs)
-        v = torch.linalg.solve_triangular(chol, cross.T, upper=False)
+        v = chol_inverse @ cross.T
         covariance = self.kernel(x, x) - v.T @ v
         mean = self.mean_constant + (cross @ alpha)[:, 0]
         jitter = 1e-8 * torch.eye(len(x), dtype=torch.float64)

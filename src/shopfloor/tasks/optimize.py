@@ -50,7 +50,7 @@ POOL_GLOBAL, POOL_LOCAL = 2048, 512
 MONTE_CARLO = 256  # draws for constraints that combine outputs with arithmetic
 UCB_BETA = 2.0
 INFEASIBLE_PENALTY = 50.0
-PARETO_WEIGHTS = 12
+PARETO_WEIGHTS = 8
 # Experiments may go this many trust radii from past runs: the history then grows toward better regions
 # round by round. With 1 (experiments held to the trust radius) the SnAr benchmark stalled on one seed of 10
 # at regret 84 (the optimum lies 0.33 of a setting's range outside the records); with 2 it reached 0.005.
@@ -337,7 +337,7 @@ class ProcessOptimizer(Estimator):
         best, _ = best_of(score, self._allowed, self.space_, pool)
         answer = self.describe(best[None])[0]
         if answer["probability_feasible"] < self.confidence - 1e-6:
-            raise Infeasible(self._infeasible_message(answer), closest=answer)
+            self._raise_infeasible()
         return answer
 
     def _check_feasible_settings(self, pool: torch.Tensor) -> None:
@@ -358,14 +358,16 @@ class ProcessOptimizer(Estimator):
                          f"the closest is {_settings_text(nearest['settings'])} (off by {float(violation.min()):.4g})",
                          closest=nearest)
 
-    def _infeasible_message(self, answer: dict) -> str:
+    def _raise_infeasible(self) -> None:
+        """No setting meets the output constraints confidently: say so, with the setting predicted to come closest."""
         generator = torch.Generator().manual_seed(self.seed + 1)
         closest_x, _ = best_of(self._nearness, self._allowed, self.space_, self._pool(self._anchors(self._nearness), generator))
         closest = self.describe(closest_x[None])[0]
         outputs = ", ".join(f"{c} {p['mean']:.4g} ({p['low']:.4g} to {p['high']:.4g})" for c, p in closest["predicted"].items())
-        return (f"no settings inside the bounds and trust region are predicted to meet "
-                f"{'; '.join(c.text for c in self.output_constraints)} with {self.confidence:.0%} confidence; the closest is "
-                f"{_settings_text(closest['settings'])} (predicted {outputs}; chance {closest['probability_feasible']:.0%})")
+        raise Infeasible(f"no settings inside the bounds and trust region are predicted to meet "
+                         f"{'; '.join(c.text for c in self.output_constraints)} with {self.confidence:.0%} confidence; the "
+                         f"closest is {_settings_text(closest['settings'])} (predicted {outputs}; chance "
+                         f"{closest['probability_feasible']:.0%})", closest=closest)
 
     def _nearness(self, encoded: torch.Tensor) -> torch.Tensor:
         """Minus how far the predicted outputs miss the output constraints (each miss in units of the output's spread)."""
@@ -421,7 +423,7 @@ class ProcessOptimizer(Estimator):
         found = [pool[:1000]]
         for w in _spread_weights(len(self.objectives), points):
             try:
-                found.append(best_of(self._objective_score(w), self._allowed, self.space_, pool, polish=2)[0][None])
+                found.append(best_of(self._objective_score(w), self._allowed, self.space_, pool, polish=1)[0][None])
             except ValueError:
                 break
         candidates = torch.cat(found)
