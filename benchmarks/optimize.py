@@ -31,7 +31,6 @@ for _variable in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
     os.environ.setdefault(_variable, "1")  # before torch and scipy load
 
 import argparse  # noqa: E402
-import json  # noqa: E402
 import math  # noqa: E402
 import time  # noqa: E402
 import warnings  # noqa: E402
@@ -84,7 +83,8 @@ def run_shopfloor(sim: Simulator, records: pd.DataFrame, rng: np.random.Generato
     from shopfloor import ProcessOptimizer
 
     goal = {"maximize": [sim.objective]} if sim.maximize else {"minimize": [sim.objective]}
-    optimizer = ProcessOptimizer(list(sim.settings), constraints=list(sim.constraints), batch=BATCH, seed=seed, trust_radius=TRUST, **goal)
+    optimizer = ProcessOptimizer(list(sim.settings), constraints=list(sim.constraints), batch=BATCH, seed=seed,
+                                 trust_radius=TRUST, **goal)
     rounds = []
     for k in range(ROUNDS):
         started = time.perf_counter()
@@ -146,7 +146,10 @@ def one_run(task: tuple[str, str, int, float]) -> dict:
     started = time.perf_counter()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        result = run_shopfloor(sim, records, rng, noise, seed) if method == "shopfloor" else run_optuna(method, sim, records, rng, noise, seed)
+        if method == "shopfloor":
+            result = run_shopfloor(sim, records, rng, noise, seed)
+        else:
+            result = run_optuna(method, sim, records, rng, noise, seed)
     ran = result.pop("records").iloc[len(records):]
     result.update(method=method, simulator=name, seed=seed, start_regret=start, seconds=time.perf_counter() - started,
                   runs_violating=int((sim.violation(ran) > 0).sum()))
@@ -204,7 +207,8 @@ def main() -> None:
     write_json("optimize" if args.noise == 0 else f"optimize-noise{args.noise:g}", {
         "protocol": {"history": HISTORY, "rounds": ROUNDS, "batch": BATCH, "seeds": args.seeds, "noise": args.noise,
                      "regret": "true (noise-free) objective at the final recommendation vs the known optimum"},
-        "machine": machine(), "versions": versions(("shopfloor", "torch", "optuna", "scipy", "numpy")), "workers": args.workers, "wall_seconds": time.perf_counter() - started,
+        "machine": machine(), "versions": versions(("shopfloor", "torch", "optuna", "scipy", "numpy")),
+        "workers": args.workers, "wall_seconds": time.perf_counter() - started,
         "summary": table, "runs": runs})
 
 

@@ -27,7 +27,6 @@ import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 from _common import REPO_ROOT, THREADS, machine, peak_rss_bytes, versions, write_json
 
@@ -130,13 +129,15 @@ def main() -> None:
         print(f"{'surrogate':18s} {'records':>8s} {'fit s':>7s} {'optimize s':>10s} {'RMSE':>9s} {'coverage':>8s} "
               f"{'regret':>9s} {'RSS MiB':>8s}")
         for r in rows:
-            print(f"{r['surrogate']:18s} {r['max_records']:8d} {r['fit_seconds']:7.1f} {r.get('optimize_seconds', float('nan')):10.1f} "
+            print(f"{r['surrogate']:18s} {r['max_records']:8d} {r['fit_seconds']:7.1f} "
+                  f"{r.get('optimize_seconds', float('nan')):10.1f} "
                   f"{r['heldout_rmse']:9.4g} {r.get('heldout_coverage') or float('nan'):8.3f} "
                   f"{r.get('recommendation_regret', float('nan')):9.4g} {r['peak_rss_bytes'] / 2**20:8.0f}")
     if RECORDS != 10_000:
         return  # a smoke run: no results file
     write_json("optimize_speed", {"records": RECORDS, "fresh": FRESH, "noise": NOISE, "threads": THREADS,
-                                  "machine": machine(), "versions": versions(("shopfloor", "torch", "numpy")), "results": results})
+                                  "machine": machine(), "versions": versions(("shopfloor", "torch", "numpy")),
+                                  "results": results})
 
 
 if __name__ == "__main__":

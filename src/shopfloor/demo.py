@@ -163,8 +163,10 @@ def run_optimize_demo(out: Path, console: Console, quick: bool = False) -> dict:
     records.to_csv(out / "reactor-records.csv", index=False)
     best_past = float(records.loc[records["e_factor"] <= 10.5, "sty"].max())
     console.print(f"40 past runs in the usual operating window (residence time >= 0.8 min, <= 3 equivalents); best "
-                  f"space-time yield with E-factor <= 10.5: {best_past:,.0f} kg/m3/h (the best possible is {reactor.optimum:,.0f})")
-    optimizer = ProcessOptimizer([*reactor.settings[:3], "temperature=30:120:1"], maximize=["sty"], constraints=["e_factor <= 10.5"])
+                  f"space-time yield with E-factor <= 10.5: {best_past:,.0f} kg/m3/h "
+                  f"(the best possible is {reactor.optimum:,.0f})")
+    optimizer = ProcessOptimizer([*reactor.settings[:3], "temperature=30:120:1"], maximize=["sty"],
+                                 constraints=["e_factor <= 10.5"])
     result = optimizer.fit(records).optimize()
     for table in optimize_tables(result, optimizer.validation_metrics_)[:2]:
         console.print(table)

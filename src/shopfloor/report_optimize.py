@@ -54,7 +54,8 @@ def write_optimize_report(model, path: str | os.PathLike, result: dict | None = 
 def _recommendation_section(result: dict) -> str:
     settings = _table(["setting", "value"], [[_e(k), _cell(v)] for k, v in result["recommended"].items()], ["", "number"])
     predicted = _table(["output", "predicted", "low (5 %)", "high (95 %)"],
-                       [[_e(k), _number(p["mean"]), _number(p["low"]), _number(p["high"])] for k, p in result["predicted"].items()],
+                       [[_e(k), _number(p["mean"]), _number(p["low"]), _number(p["high"])]
+                        for k, p in result["predicted"].items()],
                        ["", "number", "number", "number"])
     inside = "inside" if result["inside_trust_region"] else "OUTSIDE"
     note = (f"Chance that every output constraint is met: {result['probability_feasible']:.0%} (required "

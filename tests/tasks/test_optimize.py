@@ -67,7 +67,8 @@ def test_predictions_have_intervals_and_leave_one_out_is_honest(snar_optimizer):
     fresh = sim.run(pd.DataFrame(np.column_stack([np.full(40, 1.2), np.linspace(1.2, 2.8, 40), np.full(40, 0.4),
                                                   np.linspace(40, 90, 40)]), columns=sim.names))
     predicted = optimizer.predict(fresh)
-    assert (predicted["sty low"] < predicted["sty predicted"]).all() and (predicted["sty predicted"] < predicted["sty high"]).all()
+    assert (predicted["sty low"] < predicted["sty predicted"]).all()
+    assert (predicted["sty predicted"] < predicted["sty high"]).all()
     metrics = optimizer.evaluate(fresh)
     assert metrics["sty rmse"] < 0.1 * sim.history(30, seed=3)["sty"].std()  # smooth kinetics inside the window: close
     assert optimizer.validation_metrics_["e_factor r2"] > 0.9

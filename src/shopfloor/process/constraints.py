@@ -141,4 +141,5 @@ def _show(node: ast.AST, hidden: dict[str, str]) -> str:
 
 
 def _op_text(op: ast.cmpop) -> str:
-    return {ast.Eq: "==", ast.NotEq: "!=", ast.Is: "is", ast.IsNot: "is not", ast.In: "in", ast.NotIn: "not in"}.get(type(op), "?")
+    words = {ast.Eq: "==", ast.NotEq: "!=", ast.Is: "is", ast.IsNot: "is not", ast.In: "in", ast.NotIn: "not in"}
+    return words.get(type(op), "?")

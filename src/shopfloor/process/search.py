@@ -73,7 +73,8 @@ def _numeric_mask(space: SettingSpace) -> torch.Tensor:
     return torch.tensor([0.0 if s.is_choice else 1.0 for s in space.settings for _ in range(s.width)], dtype=torch.float64)
 
 
-def best_of(score: Score, allowed: Allowed, space: SettingSpace, pool: torch.Tensor, polish: int = 6) -> tuple[torch.Tensor, float]:
+def best_of(score: Score, allowed: Allowed, space: SettingSpace, pool: torch.Tensor,
+            polish: int = 6) -> tuple[torch.Tensor, float]:
     """The highest-scoring allowed setting: best of the pool, then the best `polish` of them polished by L-BFGS-B."""
     pool = pool[allowed(pool)]
     if len(pool) == 0:

@@ -76,7 +76,8 @@ class Setting:
                             f"write it as '{self.name}={self.high:g}:{self.low:g}'" if self.low > self.high else
                             f"setting '{spec}': low and high are both {self.low:g}; a fixed value belongs in --fixed")
         if self.step is not None and not (0 < self.step <= self.high - self.low):
-            raise BadOption(f"setting '{spec}': the step {self.step:g} must be positive and fit inside {self.low:g}..{self.high:g}")
+            raise BadOption(f"setting '{spec}': the step {self.step:g} must be positive and fit inside "
+                            f"{self.low:g}..{self.high:g}")
         return self
 
     @property
@@ -105,7 +106,8 @@ def from_data(setting: Setting, frame: pd.DataFrame, source: str) -> Setting:
         seen = sorted(map(str, column.dropna().unique()))
         choices = setting.choices or tuple(seen)
         if len(set(seen)) < 2:
-            raise BadColumn(f"setting '{setting.name}' is always '{seen[0] if seen else 'missing'}' in {source}: the records cannot "
+            only = seen[0] if seen else "missing"
+            raise BadColumn(f"setting '{setting.name}' is always '{only}' in {source}: the records cannot "
                             f"show what changing it does; put it in --fixed or drop it")
         return Setting(setting.name, choices=choices)
     if not numeric:
@@ -167,7 +169,8 @@ class SettingSpace:
         return self.encode_context(pd.DataFrame({k: [v] for k, v in self.fixed.items()}, index=[0]))[0]
 
     def encode_context(self, frame: pd.DataFrame) -> torch.Tensor:
-        parts = [((frame[n].to_numpy(float) - lo) / (hi - lo if hi > lo else 1.0))[:, None] for n, (lo, hi) in self.context_ranges.items()]
+        parts = [((frame[n].to_numpy(float) - lo) / (hi - lo if hi > lo else 1.0))[:, None]
+                 for n, (lo, hi) in self.context_ranges.items()]
         parts += [_one_hot(frame[n], levels) for n, levels in self.context_levels.items()]
         if not parts:
             return torch.zeros((len(frame), 0), dtype=torch.float64)
@@ -191,7 +194,8 @@ class SettingSpace:
 
     def sample(self, n: int, generator: torch.Generator) -> torch.Tensor:
         """`n` encoded settings spread over the whole space (scrambled Sobol for numbers, uniform choices)."""
-        engine = torch.quasirandom.SobolEngine(len(self.settings), scramble=True, seed=int(torch.randint(0, 2**31 - 1, (1,), generator=generator)))
+        seed = int(torch.randint(0, 2**31 - 1, (1,), generator=generator))
+        engine = torch.quasirandom.SobolEngine(len(self.settings), scramble=True, seed=seed)
         u = engine.draw(n, dtype=torch.float64)
         parts = []
         for j, s in enumerate(self.settings):

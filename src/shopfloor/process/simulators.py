@@ -96,7 +96,8 @@ class Simulator:
     def bounds(self) -> np.ndarray:
         return np.array([[float(v) for v in s.split("=")[1].split(":")] for s in self.settings])
 
-    def run(self, settings: pd.DataFrame | np.ndarray, noise: float = 0.0, rng: np.random.Generator | None = None) -> pd.DataFrame:
+    def run(self, settings: pd.DataFrame | np.ndarray, noise: float = 0.0,
+            rng: np.random.Generator | None = None) -> pd.DataFrame:
         """Records: the settings and the measured outputs (with Gaussian noise of `noise` x each output's scale)."""
         x = settings[self.names].to_numpy(float) if isinstance(settings, pd.DataFrame) else np.atleast_2d(settings)
         frame = pd.DataFrame(x, columns=self.names)

@@ -154,13 +154,14 @@ class ProcessOptimizer(Estimator):
             unusable = [n for n in constraint.names if n in space.context_levels
                         or any(s.name == n and s.is_choice for s in space.settings)]
             if unusable:
-                raise BadOption(f"constraint '{constraint.text}' does arithmetic on {unusable[0]!r}, which holds choices, not numbers")
+                raise BadOption(f"constraint '{constraint.text}' does arithmetic on {unusable[0]!r}, which holds choices, "
+                                "not numbers")
         for column in outputs:
             if column not in frame.columns:
-                what = "objective" if column in [c for c, _ in self.objectives] else f"a constraint names '{column}', but it"
-                raise ColumnMissing(f"{what} '{column}' is not a column of {source} (columns found: {', '.join(map(str, frame.columns))})"
-                                    if what == "objective" else f"{what} is not a column of {source} "
-                                    f"(columns found: {', '.join(map(str, frame.columns))})")
+                found = ", ".join(map(str, frame.columns))
+                is_objective = column in [c for c, _ in self.objectives]
+                what = f"objective '{column}'" if is_objective else f"a constraint names '{column}', but it"
+                raise ColumnMissing(f"{what} is not a column of {source} (columns found: {found})")
             if not pd.api.types.is_numeric_dtype(frame[column]):
                 raise BadColumn(f"'{column}' in {source} holds text (e.g. {frame[column].dropna().astype(str).iloc[0]!r}); "
                                 f"objectives and constrained outputs must be numbers")
@@ -435,10 +436,12 @@ class ProcessOptimizer(Estimator):
         front = candidates[nondominated(values)]
         table = pd.DataFrame([{**a["settings"], **{c: a["predicted"][c]["mean"] for c, _ in self.objectives}}
                               for a in self.describe(front)])
-        return table.sort_values(self.objectives[0][0], ascending=not self.objectives[0][1]).drop_duplicates().reset_index(drop=True)
+        table = table.sort_values(self.objectives[0][0], ascending=not self.objectives[0][1])
+        return table.drop_duplicates().reset_index(drop=True)
 
     def optimize(self, batch: int | None = None) -> dict:
-        """Everything an engineer asks at once: the recommendation, the next experiments and, for several objectives, the front."""
+        """Everything an engineer asks at once: the recommendation, the next experiments and, for several
+        objectives, the Pareto front."""
         recommended = self.recommend()
         result = {"recommended": recommended["settings"], "predicted": recommended["predicted"],
                   "distance_to_data": recommended["distance_to_data"],
@@ -454,7 +457,8 @@ class ProcessOptimizer(Estimator):
         return result
 
     def describe(self, encoded: torch.Tensor) -> list[dict]:
-        """Settings in plant units with predicted outputs (mean and 90 % range of a single run), feasibility and distance to data."""
+        """Settings in plant units with predicted outputs (mean and 90 % range of a single run), the chance of meeting
+        the output constraints and the distance to the nearest past run."""
         with torch.no_grad():
             predictions = self._predict_encoded(encoded)
             log_feasible = self._log_feasible(encoded, predictions)
@@ -478,7 +482,8 @@ class ProcessOptimizer(Estimator):
         frame, source = as_frame(data)
         missing = [n for n in self.space_.names if n not in frame.columns]
         if missing:
-            raise ColumnMissing(f"setting '{missing[0]}' is not a column of {source} (columns found: {', '.join(map(str, frame.columns))})")
+            found = ", ".join(map(str, frame.columns))
+            raise ColumnMissing(f"setting '{missing[0]}' is not a column of {source} (columns found: {found})")
         frame = frame.copy()
         for name, value in self.space_.fixed.items():
             if name not in frame.columns:
@@ -524,7 +529,8 @@ class ProcessOptimizer(Estimator):
         return metrics
 
     def explain(self, data=None, points: int = 25) -> pd.DataFrame:
-        """Partial dependence: each output's average prediction as one setting moves over its range, the others as in the records."""
+        """Partial dependence: each output's average prediction as one setting moves over its range, the other
+        settings as in the records."""
         return pd.concat([self.partial_dependence(s.name, points) for s in self.space_.settings], ignore_index=True)
 
     def partial_dependence(self, setting: str, points: int = 25, rows: int = 200) -> pd.DataFrame:
@@ -535,7 +541,10 @@ class ProcessOptimizer(Estimator):
         s, part = self.space_.settings[index[setting]], self.space_.slices()[index[setting]]
         generator = torch.Generator().manual_seed(self.seed)
         base = self.records_[torch.randperm(len(self.records_), generator=generator)[:rows]]
-        grid = torch.eye(s.width, dtype=torch.float64) if s.is_choice else torch.linspace(0, 1, points, dtype=torch.float64)[:, None]
+        if s.is_choice:
+            grid = torch.eye(s.width, dtype=torch.float64)
+        else:
+            grid = torch.linspace(0, 1, points, dtype=torch.float64)[:, None]
         labels = list(s.choices) if s.is_choice else (s.low + grid[:, 0] * (s.high - s.low)).tolist()
         out = []
         for label, value in zip(labels, grid, strict=True):
