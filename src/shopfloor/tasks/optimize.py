@@ -68,7 +68,7 @@ class ProcessOptimizer(Estimator):
                  fixed: dict[str, object] | None = None, constraints: list[str] = (),
                  trust_radius: float | None = 0.15, confidence: float = 0.9,
                  acquisition: Literal["ei", "ucb", "thompson"] = "ei", batch: int = 5,
-                 max_records: int = 2000, seed: int = 0):
+                 max_records: int = 1000, seed: int = 0):
         self.settings = settings
         self.maximize = maximize
         self.minimize = minimize
