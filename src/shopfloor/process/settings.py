@@ -23,6 +23,7 @@ import pandas as pd
 import torch
 
 from shopfloor.errors import BadColumn, BadOption, ColumnMissing
+from shopfloor.tasks.targets import plain
 
 
 @dataclass(frozen=True)
@@ -207,7 +208,7 @@ class SettingSpace:
         return torch.cat(parts, dim=1)
 
     def to_json(self) -> dict:
-        return {"settings": [s.spec for s in self.settings], "fixed": {k: _plain(v) for k, v in self.fixed.items()},
+        return {"settings": [s.spec for s in self.settings], "fixed": {k: plain(v) for k, v in self.fixed.items()},
                 "context_ranges": {k: list(v) for k, v in self.context_ranges.items()}, "context_levels": self.context_levels}
 
     @classmethod
@@ -222,10 +223,6 @@ def _one_hot(column: pd.Series, levels: list[str]) -> np.ndarray:
     known = codes >= 0
     out[np.flatnonzero(known), codes[known]] = 1.0
     return out
-
-
-def _plain(value: object) -> object:
-    return value.item() if isinstance(value, np.generic) else value
 
 
 def parse_fixed(specs: list[str]) -> dict[str, object]:

@@ -43,6 +43,7 @@ from shopfloor.process.search import (
 from shopfloor.process.settings import Setting, SettingSpace, build_space, parse_fixed
 from shopfloor.process.surrogate import choose_records, fit_gaussian_process
 from shopfloor.tasks.base import Estimator, as_frame
+from shopfloor.tasks.targets import plain
 
 INTERVAL_Z = 1.6448536269514722  # 90 % two-sided
 MIN_RECORDS = 5
@@ -477,7 +478,7 @@ class ProcessOptimizer(Estimator):
             for column, (mean, variance) in predictions.items():
                 spread = INTERVAL_Z * math.sqrt(float(variance[i] + self.models_[column].noise_variance))
                 predicted[column] = {"mean": float(mean[i]), "low": float(mean[i]) - spread, "high": float(mean[i]) + spread}
-            out.append({"settings": {k: _plain(v) for k, v in row.items()}, "predicted": predicted,
+            out.append({"settings": {k: plain(v) for k, v in row.items()}, "predicted": predicted,
                         "probability_feasible": float(log_feasible[i].exp()), "distance_to_data": float(distance[i]),
                         "inside_trust_region": self.trust_radius is None or float(distance[i]) <= self.trust_radius + 1e-9})
         return out
@@ -603,10 +604,6 @@ def _complete_rows(frame: pd.DataFrame, columns: list[str], source: str) -> pd.D
     if len(frame) < MIN_RECORDS:
         raise BadTarget(f"{source} has only {len(frame)} complete records; the optimiser needs at least {MIN_RECORDS}")
     return frame
-
-
-def _plain(value):
-    return value.item() if isinstance(value, np.generic) else value
 
 
 def _settings_text(settings: dict) -> str:
