@@ -24,8 +24,8 @@ FAR = 60.0  # sqrt(5) r beyond which the Matern kernel is below 1e-23 of its pea
 NOISE_PRIOR = (-4.0, 2.0)  # log-normal on the noise variance: mean and sd of its log
 # log-normal on each length scale (inputs scaled to 0..1), centred at half the range like BoTorch's classic
 # Gamma(3, 6). The dimension-scaled prior of Hvarfner et al. (ICML 2024), centred near 10 for 6 settings,
-# over-smoothed noisy records: Hartmann-6 with noise, median regret 0.90 against 0.099 with this one
-# (noise-free 0.0147 against 1.8e-5; benchmarks/optimize.py).
+# over-smoothed noisy records: Hartmann-6 with noise, median regret 0.90 against 0.17 with this one
+# (noise-free 0.0147 against 1.2e-5; benchmarks/optimize.py).
 LENGTHSCALE_PRIOR = (math.log(0.5), 1.0)
 
 
