@@ -31,7 +31,7 @@ ModelOpt = Annotated[Path, typer.Option("--model", help="A model folder written 
 def _stderr():
     from rich.console import Console
 
-    return Console(stderr=True, highlight=False)
+    return Console(stderr=True, highlight=False, soft_wrap=True)  # a path in a message is never broken across lines
 
 
 def friendly(command):
