@@ -21,6 +21,8 @@ constraint on the settings: shopfloor reads it from its formula, Optuna models i
     python benchmarks/optimize.py [--seeds 10] [--noise 0.05] [--workers 2]
 
 Each worker uses one thread. Writes results/optimize.json (results/optimize-noise<k>.json with noise).
+The environment variable TRUST (a number, or "none") overrides shopfloor's trust radius, for the
+study of the trust region in benchmarks/README.md.
 """
 
 from __future__ import annotations
