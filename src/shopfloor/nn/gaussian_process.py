@@ -69,7 +69,7 @@ class GaussianProcess(nn.Module):
         # pass 6x slower than its forward pass); the kernel is flat at r = 0, so rounding there does not matter
         squared = (a.square().sum(-1)[:, None] + b.square().sum(-1)[None, :] - 2 * a @ b.T).clamp_min(0)
         r = torch.sqrt(squared + 1e-12) * SQRT5  # + tiny: a finite gradient where two points coincide
-        # far-apart pairs are exactly 0, not subnormal numbers: those made LAPACK 50x slower (SnAr, short length scales)
+        # far-apart pairs are exactly 0, not subnormal numbers: those made fitting 4x slower (SnAr, short length scales)
         r = r.clamp_max(FAR)
         return self.raw_outputscale.exp() * torch.where(r < FAR, (1 + r + r.square() / 3) * torch.exp(-r), 0.0)
 
