@@ -153,9 +153,11 @@ def test_infeasible_problems_say_so_and_name_the_closest_point(snar_optimizer):
     with pytest.raises(Infeasible, match="closest is") as caught:
         ProcessOptimizer(list(sim.settings), maximize=["sty"], constraints=["e_factor <= 2"]).fit(records).recommend()
     assert caught.value.closest["predicted"]["e_factor"]["mean"] < records["e_factor"].min() + 0.5
-    with pytest.raises(Infeasible, match="no settings inside the bounds meet"):
-        ProcessOptimizer(list(sim.settings), maximize=["sty"], constraints=["temperature + 100 * concentration <= 20"]
-                         ).fit(records).recommend()
+    impossible = ProcessOptimizer(list(sim.settings), maximize=["sty"], constraints=["temperature + 100 * concentration <= 20"]
+                                  ).fit(records)
+    for ask in (impossible.recommend, impossible.suggest_experiments):
+        with pytest.raises(Infeasible, match="no settings inside the bounds meet"):
+            ask()
     with pytest.raises(Infeasible, match="widen the trust radius"):
         ProcessOptimizer(list(sim.settings), maximize=["sty"], constraints=["residence_time <= 0.55"], trust_radius=0.05
                          ).fit(records).recommend()

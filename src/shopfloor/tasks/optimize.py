@@ -397,6 +397,8 @@ class ProcessOptimizer(Estimator):
         for i in range(batch):
             weights = _random_weights(len(self.objectives), generator) if len(self.objectives) > 1 else None
             pool = self._pool(anchors, generator)
+            if not self._experiment_allowed(pool).any():
+                self._check_feasible_settings(pool)  # says why, with the nearest miss
             if self.acquisition == "thompson" and len(self.objectives) == 1:
                 x = self._thompson_pick(pool, models, generator)
             else:
