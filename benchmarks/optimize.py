@@ -50,20 +50,9 @@ TRUST = None if os.environ.get("TRUST") == "none" else float(os.environ.get("TRU
 METHODS = ("shopfloor", "gp", "tpe", "random")
 
 
-def constraint_values(sim: Simulator, records: pd.DataFrame) -> np.ndarray:
-    """[N, constraints] values g (feasible when <= 0) from the records' measured columns."""
-    import torch
-
-    from shopfloor.process.constraints import parse_constraints
-
-    columns = {c: torch.tensor(records[c].to_numpy(float)) for c in records.columns}
-    parts = [c(columns).numpy() for c in parse_constraints(list(sim.constraints))]
-    return np.stack(parts, axis=1) if parts else np.zeros((len(records), 0))
-
-
 def best_run(sim: Simulator, records: pd.DataFrame) -> pd.Series | None:
     """The best record among those whose measured outputs met the constraints."""
-    ok = (constraint_values(sim, records) <= 0).all(axis=1)
+    ok = (sim.constraint_values(records) <= 0).all(axis=1)
     if not ok.any():
         return None
     feasible = records[ok]
@@ -116,7 +105,7 @@ def run_optuna(sampler_name: str, sim: Simulator, records: pd.DataFrame, rng: np
     study = optuna.create_study(direction="maximize" if sim.maximize else "minimize", sampler=samplers[sampler_name](seed=seed))
 
     def trial_constraints(frame: pd.DataFrame) -> list[dict]:
-        return [dict(zip(names, map(float, row), strict=True)) for row in constraint_values(sim, frame)]
+        return [dict(zip(names, map(float, row), strict=True)) for row in sim.constraint_values(frame)]
 
     study.add_trials([optuna.trial.create_trial(params={n: float(r[n]) for n in sim.names}, distributions=distributions,
                                                 value=float(r[sim.objective]), constraints=c or None)

@@ -262,7 +262,9 @@ def optimize(
 ):
     """Recommend machine settings from production records, with predicted KPIs, uncertainty and next experiments."""
     from shopfloor.artifacts import check_destination
+    from shopfloor.display import optimize_tables
     from shopfloor.errors import BadOption
+    from shopfloor.process.settings import parse_fixed
     from shopfloor.tasks.optimize import ProcessOptimizer
 
     goals = _objectives(target, maximize, minimize)
@@ -271,8 +273,6 @@ def optimize(
     if out is not None:
         check_destination(out)
     radius = None if trust_radius.strip().lower() in ("none", "inf", "off") else _positive_number(trust_radius, "--trust-radius")
-    from shopfloor.process.settings import parse_fixed
-
     optimizer = ProcessOptimizer(
         list(setting), maximize=[c for c, up in goals if up], minimize=[c for c, up in goals if not up],
         fixed=parse_fixed(fixed or []), constraints=list(constraint or []), trust_radius=radius,
@@ -286,8 +286,6 @@ def optimize(
 
         write_optimize_report(optimizer, report_out, result)
     _write_json(json_out, result)
-    from shopfloor.display import optimize_tables
-
     console = _stderr()
     for table in optimize_tables(result, optimizer.validation_metrics_):
         console.print(table)

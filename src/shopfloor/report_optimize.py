@@ -88,25 +88,15 @@ def _partial_dependence_section(model, result: dict) -> str:
                            label="range of past runs")
                 ax.axvline(float(result["recommended"][setting.name]), color="#d64545", linestyle="--", label="recommended")
                 ax.legend(fontsize=7, loc="best")
-            for text in result["constraints"]:
-                bound = _bound_on(text, column)
-                if bound is not None:
-                    ax.axhline(bound, color="#9f580a", linestyle=":", linewidth=1)
+            for constraint in model.output_constraints:
+                if constraint.bound is not None and constraint.bound[0] == column:
+                    ax.axhline(constraint.bound[2], color="#9f580a", linestyle=":", linewidth=1)
             ax.set_xlabel(_label(setting.name))
             ax.set_ylabel(_label(column))
             images.append(_figure_to_img(fig, f"{column} against {setting.name}"))
     text = ('<p class="note">How each output moves with one setting on average, the other settings as in past runs '
             "(partial dependence of the models' mean). Dotted: a constraint's limit.</p>")
     return _section("Partial dependence", text + _plots(images))
-
-
-def _bound_on(text: str, column: str) -> float | None:
-    from shopfloor.process.constraints import parse_constraint
-
-    for constraint in parse_constraint(text):
-        if constraint.bound is not None and constraint.bound[0] == column:
-            return constraint.bound[2]
-    return None
 
 
 def _pareto_section(model, result: dict) -> str:

@@ -113,11 +113,15 @@ class GaussianProcess(nn.Module):
         self._cache = (chol, alpha, chol_inverse)
         return self
 
-    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Mean and variance of the noise-free output at encoded inputs `x` [N, d], in plant units."""
+    def _factors(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Cholesky factor, K^-1 (y - m) and the factor's inverse, computed on first use."""
         if self._cache is None:
             self.refresh()
-        _, alpha, chol_inverse = self._cache
+        return self._cache
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Mean and variance of the noise-free output at encoded inputs `x` [N, d], in plant units."""
+        _, alpha, chol_inverse = self._factors()
         cross = self.kernel(x, self.inputs)
         mean = self.mean_constant + (cross @ alpha)[:, 0]
         v = chol_inverse @ cross.T
@@ -127,7 +131,7 @@ class GaussianProcess(nn.Module):
     def leave_one_out(self) -> tuple[torch.Tensor, torch.Tensor]:
         """Each record's prediction (mean, variance of a new run) by a model fitted on all the others,
         in closed form (Rasmussen & Williams 2006, eq. 5.12), in plant units: honest accuracy for free."""
-        chol, alpha, _ = self._cache if self._cache is not None else self.refresh()._cache
+        chol, alpha, _ = self._factors()
         with torch.no_grad():
             precision_diagonal = _inverse(chol).diagonal()
             mean = self.targets - alpha[:, 0] / precision_diagonal
@@ -140,7 +144,7 @@ class GaussianProcess(nn.Module):
 
     def joint_sample(self, x: torch.Tensor, n: int, generator: torch.Generator) -> torch.Tensor:
         """`n` draws of the output over all of `x` jointly ([n, N], plant units): Thompson sampling."""
-        _, alpha, chol_inverse = self._cache if self._cache is not None else self.refresh()._cache
+        _, alpha, chol_inverse = self._factors()
         cross = self.kernel(x, self.inputs)
         v = chol_inverse @ cross.T
         covariance = self.kernel(x, x) - v.T @ v
@@ -155,9 +159,7 @@ class GaussianProcess(nn.Module):
 
         The factorisation is extended block-wise, O(n^2 m) instead of a new O(n^3) one: a batch of experiments
         conditions the model once per pick."""
-        if self._cache is None:
-            self.refresh()
-        chol, _, chol_inverse = self._cache
+        chol, _, chol_inverse = self._factors()
         gp = GaussianProcess(self.inputs.shape[1], len(self.targets) + len(x))
         state = {k: v for k, v in self.state_dict().items() if k not in ("inputs", "targets")}
         gp.load_state_dict({**state, "inputs": torch.cat([self.inputs, x]),

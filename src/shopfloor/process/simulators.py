@@ -109,18 +109,19 @@ class Simulator:
     def regret(self, value: float) -> float:
         return self.optimum - value if self.maximize else value - self.optimum
 
-    def violation(self, settings: pd.DataFrame) -> np.ndarray:
-        """How far each row's true outputs are beyond the constraints (0 = met)."""
+    def constraint_values(self, records: pd.DataFrame) -> np.ndarray:
+        """[N, constraints] values g of the records' columns, feasible where g <= 0 (Optuna's convention)."""
         import torch
 
         from shopfloor.process.constraints import parse_constraints
 
-        records = self.run(settings)
         columns = {c: torch.tensor(records[c].to_numpy(float)) for c in records.columns}
-        total = np.zeros(len(records))
-        for constraint in parse_constraints(list(self.constraints)):
-            total += constraint(columns).clamp_min(0).numpy()
-        return total
+        parts = [c(columns).numpy() for c in parse_constraints(list(self.constraints))]
+        return np.stack(parts, axis=1) if parts else np.zeros((len(records), 0))
+
+    def violation(self, settings: pd.DataFrame) -> np.ndarray:
+        """How far each row's true outputs are beyond the constraints (0 = met)."""
+        return np.clip(self.constraint_values(self.run(settings)), 0, None).sum(axis=1)
 
     def history(self, n: int, seed: int, noise: float = 0.0) -> pd.DataFrame:
         """`n` past records from the operating window (Latin hypercube)."""

@@ -211,8 +211,17 @@ class ProcessOptimizer(Estimator):
         with torch.no_grad():
             ok = self._known_violation(encoded) <= 1e-9
             if trust and self.trust_radius is not None:
-                ok &= distance_to_data(encoded, self.records_, column_weights(self.space_)) <= reach * self.trust_radius
+                ok &= self._distance(encoded) <= reach * self.trust_radius
         return ok
+
+    def _distance(self, encoded: torch.Tensor) -> torch.Tensor:
+        """Distance from each encoded setting to the nearest past run (see `distance_to_data`)."""
+        return distance_to_data(encoded, self.records_, column_weights(self.space_))
+
+    def _range(self, column: str, mean: torch.Tensor, variance: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Low and high of the 90 % range of a single run: the model's uncertainty plus the measurement noise."""
+        spread = INTERVAL_Z * (variance + self.models_[column].noise_variance).sqrt()
+        return mean - spread, mean + spread
 
     def _experiment_allowed(self, encoded: torch.Tensor) -> torch.Tensor:
         return self._allowed(encoded, reach=EXPERIMENT_REACH)
@@ -228,7 +237,7 @@ class ProcessOptimizer(Estimator):
                 total = total + torch.special.log_ndtr(z if sense == "<=" else -z)
             else:
                 generator = torch.Generator().manual_seed(self.seed)
-                columns = dict(self._settings_columns(encoded))
+                columns = self._settings_columns(encoded)
                 for column in constraint.names & set(predictions):
                     mean, variance = predictions[column]
                     z = torch.randn((MONTE_CARLO, 1), generator=generator, dtype=torch.float64)
@@ -324,15 +333,14 @@ class ProcessOptimizer(Estimator):
     def _pool(self, anchors: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
         return candidate_pool(self.space_, anchors, POOL_GLOBAL, POOL_LOCAL, generator)
 
-    def _anchors(self, score, extra: torch.Tensor | None = None, count: int = 8) -> torch.Tensor:
-        """The best-scoring records (plus `extra` points): where small moves are tried."""
+    def _anchors(self, score, count: int = 8) -> torch.Tensor:
+        """The best-scoring records: where small moves are tried."""
         records = self.records_
         if len(records) > 4096:
             records = records[torch.randperm(len(records), generator=torch.Generator().manual_seed(self.seed))[:4096]]
         with torch.no_grad():
             values = score(records)
-        top = records[torch.argsort(values, descending=True)[:count]]
-        return top if extra is None else torch.cat([top, extra])
+        return records[torch.argsort(values, descending=True)[:count]]
 
     # -- answers ---------------------------------------------------------------------
     def recommend(self) -> dict:
@@ -354,7 +362,7 @@ class ProcessOptimizer(Estimator):
             return
         inside_bounds = self._allowed(pool, trust=False)
         if inside_bounds.any():
-            distances = distance_to_data(pool[inside_bounds], self.records_, column_weights(self.space_))
+            distances = self._distance(pool[inside_bounds])
             nearest = self.describe(pool[inside_bounds][distances.argmin()][None])[0]
             raise Infeasible(f"no settings within the trust radius {self.trust_radius} of the records meet "
                              f"{'; '.join(c.text for c in self.known_constraints)}; the closest that does is "
@@ -472,14 +480,13 @@ class ProcessOptimizer(Estimator):
         with torch.no_grad():
             predictions = self._predict_encoded(encoded)
             log_feasible = self._log_feasible(encoded, predictions)
-            distance = distance_to_data(encoded, self.records_, column_weights(self.space_))
+            distance = self._distance(encoded)
+            ranges = {c: self._range(c, mean, variance) for c, (mean, variance) in predictions.items()}
         table = self.space_.decode(encoded)
         out = []
         for i, row in enumerate(table.to_dict(orient="records")):
-            predicted = {}
-            for column, (mean, variance) in predictions.items():
-                spread = INTERVAL_Z * math.sqrt(float(variance[i] + self.models_[column].noise_variance))
-                predicted[column] = {"mean": float(mean[i]), "low": float(mean[i]) - spread, "high": float(mean[i]) + spread}
+            predicted = {c: {"mean": float(mean[i]), "low": float(ranges[c][0][i]), "high": float(ranges[c][1][i])}
+                         for c, (mean, _) in predictions.items()}
             out.append({"settings": {k: plain(v) for k, v in row.items()}, "predicted": predicted,
                         "probability_feasible": float(log_feasible[i].exp()), "distance_to_data": float(distance[i]),
                         "inside_trust_region": self.trust_radius is None or float(distance[i]) <= self.trust_radius + 1e-9})
@@ -501,11 +508,11 @@ class ProcessOptimizer(Estimator):
         x = self.space_.encode(frame)
         with torch.no_grad():
             predictions = {c: m(x) for c, m in self.models_.items()}
-            distance = distance_to_data(x[:, : self.space_.setting_width], self.records_, column_weights(self.space_))
+            distance = self._distance(x[:, : self.space_.setting_width])
         table = {}
         for column, (mean, variance) in predictions.items():
-            spread = INTERVAL_Z * (variance + self.models_[column].noise_variance).sqrt()
-            table[f"{column} predicted"], table[f"{column} low"], table[f"{column} high"] = mean, mean - spread, mean + spread
+            table[f"{column} predicted"] = mean
+            table[f"{column} low"], table[f"{column} high"] = self._range(column, mean, variance)
         table["distance_to_data"] = distance
         return pd.DataFrame({k: v.numpy() for k, v in table.items()}, index=frame.index)
 
