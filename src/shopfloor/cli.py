@@ -491,6 +491,12 @@ def demo(out: Annotated[Path, typer.Option("--out", help="Folder for the demo's 
     run_demo(out, Console(), quick=quick)
 
 
+# serve, stream, replay, models, token: in their own module, which borrows `friendly` from this one
+from shopfloor.cli_line import register  # noqa: E402
+
+register(app)
+
+
 @app.callback(invoke_without_command=True)
 def _root(version: Annotated[bool, typer.Option("--version", help="Print the version and exit.")] = False):
     if version:

@@ -283,6 +283,33 @@ class RULModel(Estimator):
         inputs, _, _, _ = self._windows(runs, last_only=True)
         return inputs, runs.units
 
+    @property
+    def input_columns(self) -> list[str]:
+        """The settings then the sensors: the order of the last axis of `predict_windows`' arrays."""
+        self._check_fitted()
+        return self.setting_columns_ + self.sensor_columns_
+
+    def predict_windows(self, history: np.ndarray, start: np.ndarray, age: np.ndarray) -> np.ndarray:
+        """RUL, low, high [n, 3] in cycles from windows a caller keeps itself (the stream worker).
+
+        history [n, window, features]: the unit's last `window` cycles, raw, oldest first, padded at
+        the front with its first cycle while it has fewer (as `_windows` pads); start [n, k, features]
+        with k = max(baseline_cycles, 1): its first cycles, the last one repeated while it has fewer;
+        age [n]: cycles seen. Features in `input_columns` order. Normalisation stays in the network.
+        """
+        self._check_fitted()
+        features, k = len(self.input_columns), max(self.baseline_cycles, 1)
+        history, start = np.asarray(history, np.float32), np.asarray(start, np.float32)
+        age = np.asarray(age, np.float32).reshape(-1)
+        if history.shape[1:] != (self.window, features) or start.shape[1:] != (k, features) \
+                or not len(history) == len(start) == len(age):
+            raise BadOption(f"windows must be history [n, {self.window}, {features}], start [n, {k}, {features}] and "
+                            f"age [n]; got {history.shape}, {start.shape} and {age.shape}")
+        if not len(history):
+            return np.zeros((0, 3))
+        inputs = tuple(torch.from_numpy(np.ascontiguousarray(x)) for x in (history, start, age))
+        return self._finish(self._member_outputs(inputs))
+
     def predict(self, data) -> pd.DataFrame:
         """One row per unit, at its last cycle: unit, rul, rul_low, rul_high (cycles)."""
         inputs, units = self.last_windows(data)

@@ -1,0 +1,138 @@
+"""The commands that put models on the line: `serve`, `stream`, `replay`, `models` and `token`.
+
+Kept apart from cli.py (training, scoring and reports) so that each file stays readable; the
+same conventions hold: known problems exit with code 2 and one line, heavy imports stay inside
+the commands.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from shopfloor.cli import _stderr, friendly
+from shopfloor.display import plain
+
+RegistryOpt = Annotated[Path, typer.Option("--models", help="The model registry folder (created by 'shopfloor models add').")]
+BrokerOpt = Annotated[str, typer.Option("--broker", help="MQTT broker, mqtt://HOST:PORT.")]
+DatabaseOpt = Annotated[str | None, typer.Option("--database", help="Where readings and predictions are stored: a "
+                                                 "SQLAlchemy URL (default sqlite:///MODELS/shopfloor.db; PostgreSQL: "
+                                                 "postgresql+psycopg://user@host/db).")]
+
+models_app = typer.Typer(no_args_is_help=True, help="The model registry: versions, and which one is live.")
+token_app = typer.Typer(no_args_is_help=True, help="API tokens for the REST service (stored hashed).")
+
+
+@models_app.command("add")
+@friendly
+def models_add(models: RegistryOpt, name: Annotated[str, typer.Argument(help="Model name, e.g. 'failure'.")],
+               folder: Annotated[Path, typer.Argument(help="A model folder written by 'shopfloor train'.")],
+               stage: Annotated[bool, typer.Option("--stage", help="Add without making it live.")] = False):
+    """Add a trained model as the next version of NAME (live at once unless --stage)."""
+    from shopfloor.registry import Registry
+
+    registry = Registry(models, create=True)
+    version = registry.add(name, folder, promote=not stage)
+    _stderr().print(f"[green]added[/] {plain(name)} version {version}" + (" (staged, not live)" if stage else " (live)"))
+
+
+@models_app.command("list")
+@friendly
+def models_list(models: RegistryOpt):
+    """Every model with its versions and the live one."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from shopfloor.registry import Registry
+
+    table = Table("model", "task", "live", "versions", "created")
+    for entry in Registry(models).describe():
+        table.add_row(entry["name"], entry.get("task", "?"), str(entry["live"] or "-"),
+                      ", ".join(map(str, entry["versions"])), entry.get("created") or "")
+    Console().print(table)
+
+
+@models_app.command("promote")
+@friendly
+def models_promote(models: RegistryOpt, name: Annotated[str, typer.Argument()],
+                   version: Annotated[int, typer.Argument(help="The version to make live.")]):
+    """Make VERSION the live version of NAME; the service and stream workers switch at their next request."""
+    from shopfloor.registry import Registry
+
+    Registry(models).promote(name, version)
+    _stderr().print(f"[green]{plain(name)} version {version} is live[/]")
+
+
+@models_app.command("rollback")
+@friendly
+def models_rollback(models: RegistryOpt, name: Annotated[str, typer.Argument()]):
+    """Make the previously live version of NAME live again."""
+    from shopfloor.registry import Registry
+
+    version = Registry(models).rollback(name)
+    _stderr().print(f"[green]{plain(name)} rolled back to version {version}[/]")
+
+
+@token_app.command("create")
+@friendly
+def token_create(models: RegistryOpt, name: Annotated[str, typer.Option("--name", help="Who uses it, e.g. 'mes' or 'anna'.")],
+                 scope: Annotated[str, typer.Option("--scope", help="read (predict, inspect, dashboard) or admin "
+                                                    "(also promote and roll back models).")] = "read"):
+    """Create an API token; it is printed once, and only its hash is kept."""
+    from shopfloor.registry import Registry
+    from shopfloor.serve.auth import create_token
+
+    Registry(models)  # a clear message when the folder is not a registry
+    token = create_token(models, name, scope)
+    typer.echo(token)
+    _stderr().print(f"[green]created[/] {scope} token '{plain(name)}': copy it now, it is not stored in plain text")
+
+
+@token_app.command("list")
+@friendly
+def token_list(models: RegistryOpt):
+    """Name, scope and creation time of every token (never the token itself)."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from shopfloor.serve.auth import list_tokens
+
+    table = Table("name", "scope", "created", "starts with")
+    for entry in list_tokens(models):
+        table.add_row(entry["name"], entry["scope"], entry.get("created") or "", (entry.get("hint") or "") + "...")
+    Console().print(table)
+
+
+@token_app.command("revoke")
+@friendly
+def token_revoke(models: RegistryOpt, name: Annotated[str, typer.Argument(help="The token's name.")]):
+    """Revoke a token: requests carrying it are refused from the next one on."""
+    from shopfloor.serve.auth import revoke_token
+
+    revoke_token(models, name)
+    _stderr().print(f"[green]revoked[/] token '{plain(name)}'")
+
+
+@friendly
+def serve(models: RegistryOpt,
+          host: Annotated[str, typer.Option("--host", help="Address to listen on (0.0.0.0: every network).")] = "127.0.0.1",
+          port: Annotated[int, typer.Option("--port")] = 8000,
+          database: DatabaseOpt = None,
+          max_body_mb: Annotated[float, typer.Option("--max-body-mb", help="Largest JSON request accepted.")] = 8.0,
+          max_image_mb: Annotated[float, typer.Option("--max-image-mb", help="Largest image upload accepted.")] = 10.0):
+    """Serve the registry's live models over REST, with the dashboard at / and the API docs at /docs."""
+    from shopfloor.registry import Registry
+    from shopfloor.serve.app import run_service
+
+    Registry(models)
+    _stderr().print(f"serving {plain(models)} on http://{host}:{port} (dashboard /, API docs /docs); Ctrl-C stops")
+    run_service(models, host, port, database, max_body_bytes=int(max_body_mb * 2**20),
+                max_image_bytes=int(max_image_mb * 2**20))
+
+
+def register(app: typer.Typer) -> None:
+    app.command()(serve)
+    app.add_typer(models_app, name="models")
+    app.add_typer(token_app, name="token")

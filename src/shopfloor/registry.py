@@ -1,0 +1,219 @@
+"""The model registry: named models, numbered versions, and which version is live.
+
+A registry is a plain folder that the REST service, the stream worker and the CLI share:
+
+    models/
+      tokens.json              API tokens, hashed (see serve/auth.py)
+      failure/
+        registry.json          {"live": 2, "history": [{"version": 1, "event": "promote", "at": ...}, ...]}
+        1/                     a model folder (model.safetensors + manifest.json)
+        2/
+
+Names and versions are checked against a strict pattern before any path is built from them,
+so a name that arrives in a URL can never walk out of the registry. Models are loaded through
+`shopfloor.load`, which reads only safetensors and JSON. `registry.json` is replaced atomically;
+readers notice a promotion or a rollback made by another process at their next call.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import threading
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+from shopfloor.artifacts import read_manifest
+from shopfloor.errors import ShopfloorError
+
+NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
+STATE = "registry.json"
+
+
+class UnknownModel(ShopfloorError):
+    """A model name or version that the registry does not hold."""
+
+
+class BadName(ShopfloorError):
+    """A model name that could not be a folder name in the registry."""
+
+
+def check_name(name: str) -> str:
+    if not isinstance(name, str) or not NAME.match(name):
+        raise BadName(f"'{name}' is not a valid model name: use 1-64 letters, digits, '-' or '_', starting with "
+                      "a letter or digit")
+    return name
+
+
+@dataclass(frozen=True)
+class LiveModel:
+    name: str
+    version: int
+    task: str
+    estimator: object
+
+
+class Registry:
+    """Versions of named models in one folder; thread-safe, and shared safely between processes."""
+
+    def __init__(self, root: str | os.PathLike, create: bool = False):
+        self.root = Path(root)
+        if create:
+            self.root.mkdir(parents=True, exist_ok=True)
+        if not self.root.is_dir():
+            raise UnknownModel(f"the model registry {self.root} does not exist: create it with "
+                               f"'shopfloor models add --models {self.root} NAME MODEL_FOLDER'")
+        self._lock = threading.Lock()
+        self._loaded: dict[tuple[str, int], object] = {}
+        self._states: dict[str, tuple[int, dict]] = {}  # name -> (mtime_ns of registry.json, its content)
+
+    # -- reading ----------------------------------------------------------------------
+    def names(self) -> list[str]:
+        return sorted(p.name for p in self.root.iterdir() if p.is_dir() and NAME.match(p.name) and (p / STATE).is_file())
+
+    def versions(self, name: str) -> list[int]:
+        folder = self._folder(name)
+        return sorted(int(p.name) for p in folder.iterdir() if p.is_dir() and p.name.isdigit())
+
+    def state(self, name: str) -> dict:
+        """The content of `<name>/registry.json`, re-read only when the file has changed."""
+        path = self._folder(name) / STATE
+        try:
+            mtime = path.stat().st_mtime_ns
+        except FileNotFoundError:
+            raise UnknownModel(self._unknown(name)) from None
+        cached = self._states.get(name)
+        if cached and cached[0] == mtime:
+            return cached[1]
+        state = json.loads(path.read_text(encoding="utf-8"))
+        self._states[name] = (mtime, state)
+        return state
+
+    def live_version(self, name: str) -> int | None:
+        return self.state(name).get("live")
+
+    def path(self, name: str, version: int | None = None) -> Path:
+        """The model folder of a version (the live one by default), after checking both exist."""
+        if version is None:
+            version = self.live_version(name)
+            if version is None:
+                raise UnknownModel(f"model '{name}' has no live version: promote one with "
+                                   f"'shopfloor models promote --models {self.root} {name} VERSION'")
+        if not isinstance(version, int) or isinstance(version, bool) or version < 1:
+            raise UnknownModel(f"'{version}' is not a version number (versions are 1, 2, 3, ...)")
+        folder = self._folder(name) / str(version)
+        if not folder.is_dir():
+            raise UnknownModel(f"model '{name}' has no version {version} (versions: "
+                               f"{', '.join(map(str, self.versions(name))) or 'none'})")
+        return folder
+
+    def manifest(self, name: str, version: int | None = None) -> dict:
+        return read_manifest(self.path(name, version))
+
+    def live(self, name: str) -> LiveModel:
+        """The live version of a model, loaded once and kept until another version goes live."""
+        from shopfloor import load
+
+        version = self.live_version(check_name(name))
+        folder = self.path(name, version)
+        with self._lock:
+            estimator = self._loaded.get((name, version))
+            if estimator is None:
+                estimator = load(folder)
+                self._loaded = {k: v for k, v in self._loaded.items() if k[0] != name}  # the old version goes
+                self._loaded[(name, version)] = estimator
+        return LiveModel(name, version, estimator.task_name, estimator)
+
+    def describe(self) -> list[dict]:
+        """One entry per model: task, versions, live version, and the live version's manifest summary."""
+        out = []
+        for name in self.names():
+            state = self.state(name)
+            live = state.get("live")
+            entry = {"name": name, "versions": self.versions(name), "live": live, "history": state.get("history", [])}
+            if live is not None:
+                manifest = self.manifest(name, live)
+                entry.update(task=manifest["task"], created=manifest.get("created"),
+                             shopfloor_version=manifest.get("shopfloor_version"))
+            out.append(entry)
+        return out
+
+    # -- changing ---------------------------------------------------------------------
+    def add(self, name: str, model_folder: str | os.PathLike, promote: bool = True) -> int:
+        """Copy a saved model folder in as the next version of `name`; it goes live unless `promote=False`."""
+        check_name(name)
+        manifest = read_manifest(model_folder)  # refuses anything that is not a shopfloor model
+        folder = self.root / name
+        folder.mkdir(parents=True, exist_ok=True)
+        with self._lock:
+            existing = [int(p.name) for p in folder.iterdir() if p.is_dir() and p.name.isdigit()]
+            version = max(existing, default=0) + 1
+            tmp = folder / f".{version}.tmp-{os.getpid()}"
+            shutil.rmtree(tmp, ignore_errors=True)
+            shutil.copytree(model_folder, tmp)
+            os.replace(tmp, folder / str(version))
+            state = self._read_state(name)
+            state.setdefault("task", manifest["task"])
+            state["history"].append({"version": version, "event": "add", "at": _now()})
+            self._write_state(name, state)
+        if promote:
+            self.promote(name, version)
+        return version
+
+    def promote(self, name: str, version: int) -> None:
+        self.path(check_name(name), version)
+        with self._lock:
+            state = self._read_state(name)
+            state["live"] = version
+            state["history"].append({"version": version, "event": "promote", "at": _now()})
+            self._write_state(name, state)
+
+    def rollback(self, name: str) -> int:
+        """Make live again the version that was live before the current one; returns it."""
+        state = self.state(check_name(name))
+        promoted = [h["version"] for h in state.get("history", []) if h["event"] in ("promote", "rollback")]
+        current = state.get("live")
+        earlier = [v for v in promoted if v != current and (self._folder(name) / str(v)).is_dir()]
+        if not earlier:
+            raise UnknownModel(f"model '{name}' has no earlier live version to roll back to")
+        previous = earlier[-1]
+        with self._lock:
+            state = self._read_state(name)
+            state["live"] = previous
+            state["history"].append({"version": previous, "event": "rollback", "at": _now()})
+            self._write_state(name, state)
+        return previous
+
+    # -- internals --------------------------------------------------------------------
+    def _folder(self, name: str) -> Path:
+        folder = self.root / check_name(name)
+        if not folder.is_dir():
+            raise UnknownModel(self._unknown(name))
+        return folder
+
+    def _unknown(self, name: str) -> str:
+        known = self.names()
+        return f"no model named '{name}' in {self.root} (models: {', '.join(known) or 'none yet'})"
+
+    def _read_state(self, name: str) -> dict:
+        path = self.root / name / STATE
+        if path.is_file():
+            state = json.loads(path.read_text(encoding="utf-8"))
+        else:
+            state = {"live": None, "history": []}
+        state.setdefault("history", [])
+        return state
+
+    def _write_state(self, name: str, state: dict) -> None:
+        path = self.root / name / STATE
+        tmp = path.with_name(f".{STATE}.tmp-{os.getpid()}-{threading.get_ident()}")
+        tmp.write_text(json.dumps(state, indent=2) + "\n", encoding="utf-8")
+        os.replace(tmp, path)
+        self._states.pop(name, None)
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds")

@@ -1,0 +1,123 @@
+"""The registry over HTTP: list models, describe one, promote and roll back, an optimiser's recommendation.
+
+A version's manifest summary is what a client needs to call the model (its inputs: columns,
+classes, image size) and to judge it (training and validation metrics); the weights' details
+and the bulky logs stay out. Manifests never change once written, so each is read once.
+Promote and roll back need an admin token; after either, the new live version is loaded in
+the background, so the first request to it does not wait for the load.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+from fastapi import APIRouter, Depends, Request, Response
+from starlette.concurrency import run_in_threadpool
+
+from shopfloor.serve.auth import list_tokens, require
+from shopfloor.serve.live import Loaded
+from shopfloor.serve.predictions import VERSION, json_response
+from shopfloor.serve.schemas import LiveChange, ModelDetail, ModelEntry, PromoteRequest, Recommendation, TokenEntry, problems
+
+router = APIRouter()
+
+
+@router.get("/models", response_model=list[ModelEntry], responses=problems(401, 403), summary="Every model in the registry")
+async def models(request: Request, _: str = Depends(require("read"))) -> list[dict]:
+    return await run_in_threadpool(request.app.state.registry.describe)
+
+
+@router.get("/models/{name}", response_model=ModelDetail, responses=problems(401, 403, 404, 422),
+            summary="A model's versions, which is live, and each version's inputs and metrics")
+async def model(name: str, request: Request, _: str = Depends(require("read"))) -> dict:
+    return await run_in_threadpool(_detail, request.app.state, name)
+
+
+def _detail(state, name: str) -> dict:
+    registry = state.registry
+    registry_state = registry.state(name)
+    versions = registry.versions(name)
+    manifests = {}
+    for version in versions:
+        key = (name, version)
+        if key not in state.manifests:
+            state.manifests[key] = summary(registry.manifest(name, version))
+        manifests[str(version)] = state.manifests[key]
+    return {"name": name, "versions": versions, "live": registry_state.get("live"),
+            "history": registry_state.get("history", []), "manifests": manifests}
+
+
+def summary(manifest: dict) -> dict:
+    """What to send and what to expect of a model version, from its manifest."""
+    saved = manifest.get("state", {})
+    out = {"task": manifest["task"], "created": manifest.get("created"), "shopfloor_version": manifest.get("shopfloor_version"),
+           "params": manifest.get("params", {}),
+           "metrics": {"validation": saved.get("validation_metrics"), "cross_validation": saved.get("cross_validation"),
+                       "train_seconds": saved.get("train_seconds"),
+                       "training_data": {k: v for k, v in (saved.get("data_fingerprint") or {}).items() if k != "columns"}}}
+    task = manifest["task"]
+    if task == "tabular":
+        schema = saved.get("schema", {})
+        out["inputs"] = {"numeric": schema.get("numeric", []), "dates": schema.get("dates", []),
+                         "categorical": schema.get("categorical", {}), "ids": schema.get("ids", [])}
+        out["outputs"] = {"kind": saved.get("kind"), "classes": saved.get("classes"), "thresholds": saved.get("thresholds")}
+    elif task == "rul":
+        out["inputs"] = {k: saved.get(k) for k in ("unit", "time", "settings", "sensors")}
+    elif task in ("defects", "anomaly"):
+        out["inputs"] = {"image_size": saved.get("image_size") or manifest.get("params", {}).get("image_size"),
+                         "channels": saved.get("channels")}
+        out["outputs"] = {"classes": saved.get("classes")} if task == "defects" else {"threshold": saved.get("threshold")}
+    elif task == "optimize":
+        space = saved.get("space", {})
+        out["inputs"] = {"settings": space.get("settings"), "fixed": space.get("fixed")}
+        out["outputs"] = {"columns": saved.get("outputs")}
+    return out
+
+
+@router.post("/models/{name}/promote", response_model=LiveChange, responses=problems(401, 403, 404, 422),
+             summary="Make a version live (admin)")
+async def promote(name: str, body: PromoteRequest, request: Request, _: str = Depends(require("admin"))) -> dict:
+    registry = request.app.state.registry
+    previous = await run_in_threadpool(registry.live_version, name)
+    await run_in_threadpool(registry.promote, name, body.version)
+    _load_soon(request.app.state)
+    return {"name": name, "live": body.version, "previous": previous}
+
+
+@router.post("/models/{name}/rollback", response_model=LiveChange, responses=problems(401, 403, 404, 422),
+             summary="Make the previously live version live again (admin)")
+async def rollback(name: str, request: Request, _: str = Depends(require("admin"))) -> dict:
+    registry = request.app.state.registry
+    previous = await run_in_threadpool(registry.live_version, name)
+    live = await run_in_threadpool(registry.rollback, name)
+    _load_soon(request.app.state)
+    return {"name": name, "live": live, "previous": previous}
+
+
+def _load_soon(state) -> None:
+    task = asyncio.ensure_future(state.models.warm_up())
+    state.background.add(task)  # held, so the task is not collected before it ends
+    task.add_done_callback(state.background.discard)
+
+
+@router.get("/models/{name}/recommendation", response_model=Recommendation, responses=problems(401, 403, 404, 422, 503),
+            summary="An optimiser's recommended settings, predictions and next experiments")
+async def recommendation(name: str, request: Request, version: int | None = VERSION,
+                         _: str = Depends(require("read"))) -> Response:
+    state = request.app.state
+    model: Loaded = await state.models.get(name, version)
+    model.expect(("optimize",), "/recommendation", "it has no settings to recommend")
+    key = (model.name, model.version)
+    task = state.recommendations.get(key)
+    if task is None:  # answers (and Infeasible) are kept: the same version gives the same answer
+        loop = asyncio.get_running_loop()
+        task = asyncio.ensure_future(loop.run_in_executor(state.executor, model.estimator.optimize))
+        state.recommendations[key] = task  # computed once per version: optimize() takes seconds
+    result = await asyncio.shield(task)
+    return json_response({"model": model.name, "version": model.version, **result})
+
+
+@router.get("/tokens", response_model=list[TokenEntry], responses=problems(401, 403),
+            summary="The API tokens: names, scopes, creation times (admin; never the tokens themselves)")
+async def tokens(request: Request, _: str = Depends(require("admin"))) -> list[dict]:
+    return await run_in_threadpool(list_tokens, request.app.state.registry.root)

@@ -1,0 +1,67 @@
+"""Trend charts for the dashboard as inline SVG: no chart library, no JavaScript, nothing to download.
+
+A chart is a few hundred bytes of markup that the server renders with the page, so a fleet of
+machines or a slow plant network costs nothing extra.
+"""
+
+from __future__ import annotations
+
+import math
+from html import escape
+
+WIDTH, HEIGHT, PAD = 640, 180, 36
+
+
+def trend_svg(points: list[dict], value: str, title: str, low: str | None = None, high: str | None = None,
+              limit: float | None = None, limit_label: str = "", fixed_range: tuple[float, float] | None = None) -> str:
+    """A line of `value` over `time`, with an optional band between `low` and `high` and a dashed limit line.
+
+    `points` are dicts holding "time" and the named keys; rows where `value` is missing are skipped.
+    """
+    rows = [p for p in points if _number(p.get(value)) and _number(p.get("time"))]
+    if len(rows) < 2:
+        return (f'<svg class="chart" viewBox="0 0 {WIDTH} {HEIGHT}" role="img" aria-label="{escape(title)}">'
+                f'<text x="{WIDTH / 2}" y="{HEIGHT / 2}" text-anchor="middle" class="muted">'
+                f'{escape(title)}: not enough readings yet</text></svg>')
+    times = [float(p["time"]) for p in rows]
+    series = [float(p[value]) for p in rows]
+    band = [(float(p[low]), float(p[high])) for p in rows if _number(p.get(low)) and _number(p.get(high))] if low else []
+    ys = series + [v for pair in band for v in pair] + ([limit] if limit is not None else [])
+    y_min, y_max = fixed_range or (min(ys), max(ys))
+    if y_max - y_min < 1e-9:
+        y_min, y_max = y_min - 1, y_max + 1
+    t_min, t_max = min(times), max(times)
+    t_span = max(t_max - t_min, 1e-9)
+
+    def x(t: float) -> float:
+        return PAD + (t - t_min) / t_span * (WIDTH - 2 * PAD)
+
+    def y(v: float) -> float:
+        return HEIGHT - PAD + 8 - (v - y_min) / (y_max - y_min) * (HEIGHT - 2 * PAD)
+
+    parts = [f'<svg class="chart" viewBox="0 0 {WIDTH} {HEIGHT}" role="img" aria-label="{escape(title)}">',
+             f'<text x="{PAD}" y="16" class="chart-title">{escape(title)}</text>']
+    if len(band) == len(rows):
+        upper = " ".join(f"{x(t):.1f},{y(h):.1f}" for t, (_, h) in zip(times, band, strict=True))
+        lower = " ".join(f"{x(t):.1f},{y(lo):.1f}" for t, (lo, _) in reversed(list(zip(times, band, strict=True))))
+        parts.append(f'<polygon class="band" points="{upper} {lower}"/>')
+    line = " ".join(f"{x(t):.1f},{y(v):.1f}" for t, v in zip(times, series, strict=True))
+    parts.append(f'<polyline class="line" points="{line}"/>')
+    if limit is not None and y_min <= limit <= y_max:
+        parts.append(f'<line class="limit" x1="{PAD}" x2="{WIDTH - PAD}" y1="{y(limit):.1f}" y2="{y(limit):.1f}"/>'
+                     f'<text x="{WIDTH - PAD}" y="{y(limit) - 4:.1f}" text-anchor="end" class="muted">'
+                     f'{escape(limit_label)}</text>')
+    for v in (y_min, y_max):
+        parts.append(f'<text x="{PAD - 4}" y="{y(v) + 4:.1f}" text-anchor="end" class="axis">{_short(v)}</text>')
+    for t in (t_min, t_max):
+        parts.append(f'<text x="{x(t):.1f}" y="{HEIGHT - 6}" text-anchor="middle" class="axis">{_short(t)}</text>')
+    parts.append("</svg>")
+    return "".join(parts)
+
+
+def _number(value) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _short(value: float) -> str:
+    return f"{value:.3g}" if abs(value) < 1000 else f"{value:,.0f}"

@@ -1,0 +1,184 @@
+"""POST /api/models/{name}/inspect (one image) and /inspect/batch (several): verdict, score and heatmap.
+
+An upload is checked before any decoder sees it: its size (the body limit counted it as it
+arrived, and each file is checked again), its first bytes (PNG, JPEG, BMP or TIFF, whatever its
+name or content type claims) and its pixel count from the header (a tiny PNG can claim
+gigapixels). It is then written to a private temporary folder under a name the service makes up,
+never the client's, and read by the same readers and `explain` as `shopfloor predict`, so that
+the service and the CLI give the same verdicts. Each inspection is recorded in the store with a
+thumbnail and a heatmap overlay (small PNGs) for the dashboard.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import io
+import logging
+import os
+import re
+import tempfile
+from pathlib import Path
+
+import numpy as np
+from fastapi import APIRouter, Depends, File, Request, Response, UploadFile
+
+from shopfloor.errors import ImageUnreadable
+from shopfloor.serve.auth import require
+from shopfloor.serve.limits import BodyTooLarge
+from shopfloor.serve.live import Loaded
+from shopfloor.serve.predictions import VERSION, json_response
+from shopfloor.serve.schemas import InspectionResponse, problems
+
+log = logging.getLogger("shopfloor.serve")
+router = APIRouter()
+
+SIGNATURES = {b"\x89PNG\r\n\x1a\n": ".png", b"\xff\xd8\xff": ".jpg", b"BM": ".bmp", b"II*\x00": ".tif", b"MM\x00*": ".tif"}
+MAX_PIXELS = 50_000_000  # a camera frame is a few megapixels; line-scan panoramas belong to the CLI
+THUMBNAIL = 160  # pixels a side of the pictures kept for the dashboard
+INSPECTION_TASKS = ("defects", "anomaly")
+INSTEAD = "send table rows or run histories to /predict instead"
+
+
+@router.post("/models/{name}/inspect", response_model=InspectionResponse, responses=problems(401, 403, 404, 413, 422, 503),
+             summary="Inspect one image: verdict, score and heatmap")
+async def inspect(name: str, request: Request, image: UploadFile = File(description="a PNG, JPEG, BMP or TIFF image"),
+                  version: int | None = VERSION, _: str = Depends(require("read"))) -> Response:
+    return await _inspect(request, name, version, [image])
+
+
+@router.post("/models/{name}/inspect/batch", response_model=InspectionResponse,
+             responses=problems(401, 403, 404, 413, 422, 503), summary="Inspect several images at once")
+async def inspect_batch(name: str, request: Request,
+                        images: list[UploadFile] = File(description="PNG, JPEG, BMP or TIFF images"),
+                        version: int | None = VERSION, _: str = Depends(require("read"))) -> Response:
+    return await _inspect(request, name, version, images)
+
+
+async def _inspect(request: Request, name: str, version: int | None, uploads: list[UploadFile]) -> Response:
+    state = request.app.state
+    if len(uploads) > state.max_images:
+        raise BodyTooLarge(state.max_images * state.max_image_bytes, f"{state.max_images} images a request "
+                           f"(this one has {len(uploads)})")
+    model: Loaded = await state.models.get(name, version)
+    model.expect(INSPECTION_TASKS, "/inspect", INSTEAD)
+    files = []
+    for upload in uploads:
+        content = await upload.read()
+        files.append((_display_name(upload.filename), content))
+    loop = asyncio.get_running_loop()
+    results = await loop.run_in_executor(state.executor, inspect_files, model.estimator, files, state.upload_dir,
+                                         state.max_image_bytes)
+    for result, (file, _) in zip(results, files, strict=True):
+        thumbnail, overlay = result.pop("_pictures")
+        result["inspection_id"] = await loop.run_in_executor(state.executor, _record, state, model, file, result,
+                                                             thumbnail, overlay)
+    return json_response({"model": model.name, "version": model.version, "task": model.task, "inspections": results})
+
+
+def inspect_files(estimator, files: list[tuple[str, bytes]], folder: Path, max_bytes: int) -> list[dict]:
+    """Check, write, explain and delete: one result per file, in order (runs in the thread pool)."""
+    from shopfloor.data.inspection import ImageSet
+
+    paths = []
+    try:
+        for name, content in files:
+            paths.append(_written(name, content, folder, max_bytes))
+        table, heatmaps = estimator.explain(ImageSet(paths, ["upload"] * len(paths), [None] * len(paths), folder))
+        if len(table) != len(paths):  # the checks above should make this impossible; say so rather than mismatch
+            raise ImageUnreadable("some uploads could not be decoded as images")
+        return [_result(estimator, row, name, heatmaps[i], path)
+                for i, (row, (name, _), path) in enumerate(zip(table.to_dict(orient="records"), files, paths, strict=True))]
+    finally:
+        for path in paths:
+            path.unlink(missing_ok=True)
+
+
+def _written(name: str, content: bytes, folder: Path, max_bytes: int) -> Path:
+    from shopfloor.data.images import image_problem, image_size
+
+    if len(content) > max_bytes:
+        raise BodyTooLarge(max_bytes, f"one image ('{name}' has {len(content):,} bytes)")
+    suffix = next((s for magic, s in SIGNATURES.items() if content.startswith(magic)), None)
+    if suffix is None:
+        raise ImageUnreadable(f"'{name}' is not an image: upload PNG, JPEG, BMP or TIFF files"
+                              + (" (it is empty)" if not content else ""))
+    handle, path = tempfile.mkstemp(suffix=suffix, dir=folder)
+    path = Path(path)
+    with os.fdopen(handle, "wb") as out:
+        out.write(content)
+    try:
+        problem = image_problem(path)
+        if problem is None:
+            width, height = image_size(path)
+            if width * height > MAX_PIXELS:
+                problem = f"{width} x {height} pixels is more than the {MAX_PIXELS / 1e6:.0f} megapixels the service reads"
+    except Exception:
+        path.unlink(missing_ok=True)
+        raise
+    if problem is not None:
+        path.unlink(missing_ok=True)
+        raise ImageUnreadable(f"'{name}' cannot be read as an image: {problem}")
+    return path
+
+
+def _result(estimator, row: dict, name: str, heatmap: np.ndarray, path: Path) -> dict:
+    if estimator.task_name == "defects":
+        probabilities = {c: float(row[f"p_{c}"]) for c in estimator.classes_}
+        result = {"file": name, "verdict": row["defect"], "score": float(row["confidence"]), "probabilities": probabilities}
+    else:
+        result = {"file": name, "verdict": row["verdict"], "score": float(row["score"]), "raw_score": float(row["raw_score"])}
+    heat = np.clip(np.asarray(heatmap, dtype=np.float32), 0, 1)
+    result["heatmap_png"] = base64.b64encode(_png(_coloured(heat))).decode("ascii")
+    result["_pictures"] = _pictures(path, heat)
+    return result
+
+
+def _pictures(path: Path, heat: np.ndarray) -> tuple[bytes, bytes]:
+    """A grey thumbnail of the upload and the same with the heatmap laid over it, as PNG bytes."""
+    from PIL import Image
+
+    with Image.open(path) as opened:
+        opened.draft("L", (THUMBNAIL, THUMBNAIL))
+        picture = opened.convert("L")
+    picture.thumbnail((THUMBNAIL, THUMBNAIL))
+    grey = np.asarray(picture, dtype=np.float32)
+    level = np.asarray(Image.fromarray((heat * 255).astype(np.uint8)).resize(picture.size, Image.BILINEAR),
+                       dtype=np.float32) / 255
+    alpha = (0.15 + 0.5 * level)[..., None]  # as report_inspection's overlays: the part stays visible
+    blended = grey[..., None] * (1 - alpha) + _coloured(level).astype(np.float32) * alpha
+    return _png(grey.astype(np.uint8)), _png(blended.astype(np.uint8))
+
+
+def _coloured(level: np.ndarray) -> np.ndarray:
+    """Blue (0) through green to red (1), uint8 RGB: the 'jet' colours of the CLI's overlays, without matplotlib."""
+    x = level[..., None] * 4
+    rgb = np.clip(1.5 - np.abs(x - np.array([3.0, 2.0, 1.0], dtype=np.float32)), 0, 1)
+    return (rgb * 255).astype(np.uint8)
+
+
+def _png(pixels: np.ndarray) -> bytes:
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    Image.fromarray(pixels).save(buffer, format="PNG", compress_level=3)
+    return buffer.getvalue()
+
+
+def _record(state, model: Loaded, file: str, result: dict, thumbnail: bytes, overlay: bytes) -> int | None:
+    """Keep the inspection for the dashboard; a store that fails costs the record, not the answer."""
+    if state.store is None:
+        return None
+    try:
+        return int(state.store.record_inspection(model.name, model.version, file, result["verdict"], result["score"],
+                                                 thumbnail, overlay))
+    except Exception as err:  # noqa: BLE001 - the verdict is still right; the log says why it was not kept
+        log.warning("inspection of %s not recorded: %s", file, err)
+        return None
+
+
+def _display_name(filename: str | None) -> str:
+    """The client's file name for messages and records only: its last part, printable, at most 120 characters."""
+    name = re.split(r"[\\/]", filename or "")[-1]
+    name = "".join(ch for ch in name if ch.isprintable())[:120]
+    return name or "upload"

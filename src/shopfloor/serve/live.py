@@ -1,0 +1,158 @@
+"""The estimators the service holds in memory: every model's live version, and a few others asked for by number.
+
+Loading a model reads files and builds networks (a second or more): it runs in the inference
+thread pool, never on the event loop, and two requests that need the same unloaded version wait
+for one load. Which version is live is read from the registry on every request (a `stat` of
+registry.json), so a promotion made with the CLI, in another process, is served at the next request.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import OrderedDict
+from concurrent.futures import Executor
+from dataclasses import dataclass
+
+from shopfloor.errors import ShopfloorError
+from shopfloor.registry import Registry, UnknownModel, check_name
+
+log = logging.getLogger("shopfloor.serve")
+
+KEEP_OTHER_VERSIONS = 2  # versions that are not live, kept loaded after a request named them
+TASK_WORDS = {"tabular": "a table model", "rul": "a remaining-useful-life model", "optimize": "a process optimiser",
+              "defects": "a defect classifier", "anomaly": "an anomaly detector"}
+
+
+class WrongTask(ShopfloorError):
+    """A model asked to do what its task does not do (an image for a table model, ...)."""
+
+
+class ModelUnavailable(ShopfloorError):
+    """A version in the registry that cannot be loaded (damaged, or saved by a newer shopfloor): HTTP 503."""
+
+
+@dataclass(frozen=True)
+class Loaded:
+    name: str
+    version: int
+    task: str
+    estimator: object
+    live: bool
+
+    def expect(self, tasks: tuple[str, ...], route: str, instead: str) -> None:
+        if self.task not in tasks:
+            raise WrongTask(f"model '{self.name}' is {TASK_WORDS.get(self.task, self.task)}; {route} serves "
+                            f"{' and '.join(TASK_WORDS[t] + 's' for t in tasks)}: {instead}")
+
+
+class LoadedModels:
+    def __init__(self, registry: Registry, executor: Executor, keep_others: int = KEEP_OTHER_VERSIONS):
+        self.registry = registry
+        self.executor = executor
+        self.keep_others = keep_others
+        self._loaded: OrderedDict[tuple[str, int], object] = OrderedDict()
+        self._loading: dict[tuple[str, int], asyncio.Task] = {}
+        self.failures: dict[tuple[str, int], str] = {}
+
+    async def get(self, name: str, version: int | None = None) -> Loaded:
+        """The model `name` at `version` (the live one when None), loading it first if needed."""
+        live = self.registry.live_version(check_name(name))
+        wanted = live if version is None else version
+        if wanted is None:
+            raise UnknownModel(f"model '{name}' has no live version: promote one (POST /api/models/{name}/promote) "
+                               "or ask for a version with ?version=N")
+        key = (name, wanted)
+        estimator = self._loaded.get(key)
+        if estimator is None:
+            if version is not None:
+                self.registry.path(name, version)  # an unknown version is a 404 before any loading
+            estimator = await self.load(key)
+        elif wanted != live:
+            self._loaded.move_to_end(key)
+        return Loaded(name, wanted, estimator.task_name, estimator, wanted == live)
+
+    async def load(self, key: tuple[str, int]) -> object:
+        task = self._loading.get(key)
+        if task is None:
+            task = asyncio.ensure_future(self._load(key))
+            self._loading[key] = task
+            task.add_done_callback(lambda _: self._loading.pop(key, None))
+        return await asyncio.shield(task)  # a client that gives up does not cancel the load for the others
+
+    async def _load(self, key: tuple[str, int]) -> object:
+        loop = asyncio.get_running_loop()
+        try:
+            estimator = await loop.run_in_executor(self.executor, self._read, key)
+        except Exception as err:  # noqa: BLE001 - whatever broke, the model cannot be served; /ready says why
+            self.failures[key] = str(err) if isinstance(err, ShopfloorError) else f"{type(err).__name__}: {err}"
+            if isinstance(err, UnknownModel):
+                raise
+            raise ModelUnavailable(f"model '{key[0]}' version {key[1]} cannot be loaded: {self.failures[key]}") from None
+        self.failures.pop(key, None)
+        self._loaded[key] = estimator
+        self._forget_old()
+        return estimator
+
+    def _read(self, key: tuple[str, int]) -> object:
+        from shopfloor import load
+
+        name, version = key
+        log.info("loading model %s version %s", name, version)
+        return load(self.registry.path(name, version))
+
+    def _forget_old(self) -> None:
+        """Keep every live version and the most recently used `keep_others` other versions."""
+        live = set()
+        for name in {k[0] for k in self._loaded}:
+            try:
+                live.add((name, self.registry.live_version(name)))
+            except ShopfloorError:
+                pass  # the model folder went away: its versions go too
+        others = [k for k in self._loaded if k not in live]
+        for key in others[: max(0, len(others) - self.keep_others)]:
+            del self._loaded[key]
+
+    # -- readiness ------------------------------------------------------------------------------
+    async def warm_up(self) -> None:
+        """Load every live model (at start-up, and after a promotion); failures are kept for /ready."""
+        for key in self.missing():
+            try:
+                await self.load(key)
+            except ShopfloorError as err:
+                log.error("model %s version %s cannot be served: %s", *key, err)
+
+    def missing(self) -> list[tuple[str, int]]:
+        """Live versions neither loaded nor known to fail."""
+        keys = []
+        for name in self.registry.names():
+            try:
+                live = self.registry.live_version(name)
+            except (ShopfloorError, OSError, ValueError):
+                continue
+            if live is not None and (name, live) not in self._loaded and (name, live) not in self.failures:
+                keys.append((name, live))
+        return keys
+
+    def readiness(self) -> tuple[dict[str, int], list[str]]:
+        """(live versions loaded, reasons the service is not ready yet)."""
+        serving, reasons = {}, []
+        try:
+            names = self.registry.names()
+        except OSError as err:
+            return {}, [f"the model registry {self.registry.root} cannot be read: {err}"]
+        for name in names:
+            try:
+                live = self.registry.live_version(name)
+            except (ShopfloorError, OSError, ValueError) as err:
+                reasons.append(f"model '{name}': its registry.json cannot be read ({err})")
+                continue
+            if live is None:
+                continue  # added but never promoted: nothing to serve
+            if (name, live) in self._loaded:
+                serving[name] = live
+            elif (name, live) in self.failures:
+                reasons.append(f"model '{name}' version {live} cannot be loaded: {self.failures[(name, live)]}")
+            else:
+                reasons.append(f"model '{name}' version {live} is still loading")
+        return serving, reasons

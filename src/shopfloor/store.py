@@ -1,0 +1,312 @@
+"""Storage shared by the stream worker, the REST service and the dashboard: SQLite by default, PostgreSQL by URL.
+
+One `Store(url)` per process. The stream worker writes whole batches (`write_batch`: readings, predictions,
+alerts and the machines' latest state in one transaction), the REST service records inspections, and the
+dashboard reads plain dicts and lists. SQLAlchemy Core keeps the two databases on one code path; the only
+dialect-specific statements are the "insert, and ignore what is already there" and "insert or update" of
+readings, predictions and machines, which both SQLite and PostgreSQL spell `ON CONFLICT`.
+
+Why readings are unique on (line, machine, time): MQTT QoS 1 delivers at least once, so after a broker or
+worker restart a batch may arrive twice. The second copy is ignored here, which makes storing idempotent and
+lets the worker acknowledge messages only after their batch is committed.
+
+Times: `time` is the machine's own clock (a cycle number or epoch seconds, as the reading carried it);
+`sent_at`, `received_at`, `stored_at`, `updated_at` and `at` are epoch seconds (floats, UTC).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time as clock
+from collections.abc import Iterable
+from pathlib import Path
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
+
+from shopfloor.errors import ShopfloorError
+
+DATABASE_FILE = "shopfloor.db"
+
+
+class StoreError(ShopfloorError):
+    """The database URL cannot be used, or the database cannot be reached."""
+
+
+metadata = sa.MetaData()
+
+readings = sa.Table(
+    "readings", metadata,
+    sa.Column("id", sa.BigInteger().with_variant(sa.Integer, "sqlite"), primary_key=True, autoincrement=True),
+    sa.Column("line", sa.String(128), nullable=False),
+    sa.Column("machine", sa.String(128), nullable=False),
+    sa.Column("time", sa.Float, nullable=False),
+    sa.Column("values", sa.Text, nullable=False),  # the sensor values as a JSON object
+    sa.Column("sent_at", sa.Float),
+    sa.Column("received_at", sa.Float, nullable=False),
+    sa.UniqueConstraint("line", "machine", "time", name="readings_once"),
+)
+
+predictions = sa.Table(
+    "predictions", metadata,
+    sa.Column("id", sa.BigInteger().with_variant(sa.Integer, "sqlite"), primary_key=True, autoincrement=True),
+    sa.Column("line", sa.String(128), nullable=False),
+    sa.Column("machine", sa.String(128), nullable=False),
+    sa.Column("time", sa.Float, nullable=False),
+    sa.Column("model", sa.String(64), nullable=False),
+    sa.Column("version", sa.Integer, nullable=False),
+    sa.Column("risk", sa.Float),
+    sa.Column("rul", sa.Float),
+    sa.Column("rul_low", sa.Float),
+    sa.Column("rul_high", sa.Float),
+    sa.Column("sent_at", sa.Float),  # copied from the reading, so that latency needs no join
+    sa.Column("stored_at", sa.Float, nullable=False),
+    sa.UniqueConstraint("line", "machine", "time", "model", name="predictions_once"),
+)
+
+machines = sa.Table(
+    "machines", metadata,
+    sa.Column("line", sa.String(128), primary_key=True),
+    sa.Column("machine", sa.String(128), primary_key=True),
+    sa.Column("time", sa.Float),
+    sa.Column("risk", sa.Float),
+    sa.Column("risk_threshold", sa.Float),
+    sa.Column("risk_model", sa.String(64)),
+    sa.Column("rul", sa.Float),
+    sa.Column("rul_low", sa.Float),
+    sa.Column("rul_high", sa.Float),
+    sa.Column("rul_model", sa.String(64)),
+    sa.Column("alerting", sa.Boolean, nullable=False, default=False),
+    sa.Column("updated_at", sa.Float, nullable=False),
+)
+
+alerts = sa.Table(
+    "alerts", metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("line", sa.String(128), nullable=False),
+    sa.Column("machine", sa.String(128), nullable=False),
+    sa.Column("time", sa.Float, nullable=False),
+    sa.Column("kind", sa.String(16), nullable=False),  # "risk" or "rul"
+    sa.Column("model", sa.String(64), nullable=False),
+    sa.Column("version", sa.Integer, nullable=False),
+    sa.Column("value", sa.Float, nullable=False),  # the risk, or the low end of the RUL interval
+    sa.Column("threshold", sa.Float, nullable=False),
+    sa.Column("message", sa.Text, nullable=False),
+    sa.Column("at", sa.Float, nullable=False),
+    sa.Index("alerts_by_time", "at"),
+)
+
+dead_letters = sa.Table(
+    "dead_letters", metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("topic", sa.Text, nullable=False),
+    sa.Column("reason", sa.Text, nullable=False),
+    sa.Column("payload", sa.LargeBinary, nullable=False),
+    sa.Column("at", sa.Float, nullable=False),
+)
+
+inspections = sa.Table(
+    "inspections", metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("model", sa.String(64), nullable=False),
+    sa.Column("version", sa.Integer, nullable=False),
+    sa.Column("file", sa.Text, nullable=False),
+    sa.Column("verdict", sa.String(64), nullable=False),
+    sa.Column("score", sa.Float),
+    sa.Column("image", sa.LargeBinary),  # PNG
+    sa.Column("heatmap", sa.LargeBinary),  # PNG
+    sa.Column("at", sa.Float, nullable=False),
+)
+
+READING_KEYS = ("line", "machine", "time", "values", "sent_at", "received_at")
+PREDICTION_KEYS = ("line", "machine", "time", "model", "version", "risk", "rul", "rul_low", "rul_high", "sent_at")
+MACHINE_KEYS = ("line", "machine", "time", "risk", "risk_threshold", "risk_model", "rul", "rul_low", "rul_high",
+                "rul_model", "alerting")
+ALERT_KEYS = ("line", "machine", "time", "kind", "model", "version", "value", "threshold", "message", "at")
+
+
+def default_url(models: str | os.PathLike) -> str:
+    """The database that `serve` and `stream` share when no --database is given: a SQLite file in the registry."""
+    return f"sqlite:///{Path(models).resolve() / DATABASE_FILE}"
+
+
+def database_url(url: str | os.PathLike) -> str:
+    """A SQLAlchemy URL from what a user typed: a URL, `postgresql://...` (psycopg 3 is used), or a file path."""
+    text = os.fspath(url)
+    if text.startswith(("postgresql://", "postgres://")):
+        return "postgresql+psycopg://" + text.split("://", 1)[1]
+    if "://" not in text:
+        return f"sqlite:///{Path(text).resolve()}"
+    if not text.startswith(("sqlite://", "postgresql+psycopg://")):
+        raise StoreError(f"'{text}' is not a database this version supports: use sqlite:///path/to/file.db "
+                         "or postgresql://user@host:port/database")
+    return text
+
+
+class Store:
+    """Readings, predictions, machines, alerts, dead letters and inspections in one SQL database."""
+
+    def __init__(self, url: str | os.PathLike):
+        self.url = database_url(url)
+        self.dialect = "sqlite" if self.url.startswith("sqlite") else "postgresql"
+        self._insert = sqlite.insert if self.dialect == "sqlite" else postgresql.insert
+        if self.dialect == "sqlite":
+            path = self.url.split(":///", 1)[1] if ":///" in self.url else ""
+            if path and path != ":memory:":
+                Path(path).parent.mkdir(parents=True, exist_ok=True)
+            self.engine = sa.create_engine(self.url, connect_args={"timeout": 30})
+            sa.event.listen(self.engine, "connect", _sqlite_pragmas)
+        else:
+            self.engine = sa.create_engine(self.url, pool_pre_ping=True)
+        try:
+            self._create_tables()
+        except sa.exc.OperationalError as err:
+            raise StoreError(f"cannot open the database {self.engine.url.render_as_string(hide_password=True)}: "
+                             f"{err.orig}") from None
+
+    def _create_tables(self) -> None:
+        # Two processes (service and worker) may create the tables at the same moment; the loser retries once.
+        for attempt in range(2):
+            try:
+                metadata.create_all(self.engine, checkfirst=True)
+                return
+            except (sa.exc.OperationalError, sa.exc.IntegrityError, sa.exc.ProgrammingError):
+                if attempt:
+                    raise
+                clock.sleep(0.2)
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    # -- writing ------------------------------------------------------------------------------------------
+    def write_batch(self, readings_: Iterable[dict], predictions_: Iterable[dict] = (), alerts_: Iterable[dict] = (),
+                    machines_: Iterable[dict] = ()) -> float:
+        """Store one batch in one transaction; readings and predictions already stored are ignored.
+
+        readings: dicts with line, machine, time, values (dict or JSON text), sent_at (or None), received_at.
+        predictions: line, machine, time, model, version, risk, rul, rul_low, rul_high (None where the model
+        does not give it), sent_at. machines: the latest state per machine (see MACHINE_KEYS), upserted.
+        Returns the stored_at time written on the predictions (epoch seconds).
+        """
+        stored_at = clock.time()
+        rows = [_reading_row(r, stored_at) for r in readings_]
+        preds = [{**{k: p.get(k) for k in PREDICTION_KEYS}, "stored_at": stored_at} for p in predictions_]
+        alert_rows = [{**{k: a.get(k) for k in ALERT_KEYS}, "at": a.get("at") or stored_at} for a in alerts_]
+        states = [{**{k: m.get(k) for k in MACHINE_KEYS}, "alerting": bool(m.get("alerting")), "updated_at": stored_at}
+                  for m in machines_]
+        with self.engine.begin() as db:
+            if rows:
+                db.execute(self._insert(readings).on_conflict_do_nothing(), rows)
+            if preds:
+                db.execute(self._insert(predictions).on_conflict_do_nothing(), preds)
+            if alert_rows:
+                db.execute(alerts.insert(), alert_rows)
+            if states:
+                upsert = self._insert(machines)
+                changed = {c: upsert.excluded[c] for c in (*MACHINE_KEYS[2:], "updated_at")}
+                db.execute(upsert.on_conflict_do_update(index_elements=["line", "machine"], set_=changed), states)
+        return stored_at
+
+    def write_dead_letter(self, topic: str, payload: bytes, reason: str) -> None:
+        self.write_dead_letters([{"topic": topic, "payload": payload, "reason": reason}])
+
+    def write_dead_letters(self, letters: Iterable[dict]) -> None:
+        """Many dead letters (dicts with topic, payload bytes, reason, optional at) in one transaction."""
+        now = clock.time()
+        rows = [{"topic": str(d["topic"]), "reason": str(d["reason"]), "at": d.get("at") or now,
+                 "payload": d["payload"] if isinstance(d["payload"], bytes) else str(d["payload"]).encode()}
+                for d in letters]
+        if rows:
+            with self.engine.begin() as db:
+                db.execute(dead_letters.insert(), rows)
+
+    def record_inspection(self, model: str, version: int, file: str, verdict: str, score: float | None,
+                          image_png: bytes | None, heatmap_png: bytes | None) -> int:
+        """One inspected image with its verdict and heatmap; returns its id for `inspection_image`."""
+        row = {"model": model, "version": int(version), "file": str(file)[:1000], "verdict": str(verdict),
+               "score": None if score is None else float(score), "image": image_png, "heatmap": heatmap_png,
+               "at": clock.time()}
+        with self.engine.begin() as db:
+            return int(db.execute(inspections.insert(), row).inserted_primary_key[0])
+
+    # -- reading --------------------------------------------------------------------------------------------
+    def fleet(self) -> list[dict]:
+        """The latest state of every machine, by line and machine."""
+        query = sa.select(machines).order_by(machines.c.line, machines.c.machine)
+        return self._rows(query)
+
+    def trend(self, line: str, machine: str, limit: int = 200) -> list[dict]:
+        """A machine's latest predictions, oldest first: one row per reading and model (risk or rul set)."""
+        p = predictions.c
+        query = (sa.select(p.time, p.model, p.version, p.risk, p.rul, p.rul_low, p.rul_high, p.stored_at)
+                 .where(p.line == line, p.machine == machine).order_by(p.time.desc(), p.model).limit(int(limit)))
+        return self._rows(query)[::-1]
+
+    def readings(self, line: str, machine: str, limit: int = 200) -> list[dict]:
+        """A machine's latest readings, oldest first, with the sensor values as a dict."""
+        r = readings.c
+        query = (sa.select(r.time, r["values"], r.sent_at, r.received_at)
+                 .where(r.line == line, r.machine == machine).order_by(r.time.desc()).limit(int(limit)))
+        rows = self._rows(query)[::-1]
+        for row in rows:
+            row["values"] = json.loads(row["values"])
+        return rows
+
+    def alerts(self, limit: int = 50) -> list[dict]:
+        """The latest alerts, newest first."""
+        return self._rows(sa.select(alerts).order_by(alerts.c.at.desc(), alerts.c.id.desc()).limit(int(limit)))
+
+    def dead_letters(self, limit: int = 50) -> list[dict]:
+        """The latest dead letters, newest first; payloads as bytes."""
+        return self._rows(sa.select(dead_letters).order_by(dead_letters.c.id.desc()).limit(int(limit)))
+
+    def inspections(self, limit: int = 24) -> list[dict]:
+        """The latest inspections, newest first, without the image blobs (fetch them with inspection_image)."""
+        i = inspections.c
+        query = (sa.select(i.id, i.model, i.version, i.file, i.verdict, i.score, i.at,
+                           (i.heatmap.is_not(None)).label("has_heatmap"))
+                 .order_by(i.id.desc()).limit(int(limit)))
+        return self._rows(query)
+
+    def inspection_image(self, id: int, kind: str = "image") -> bytes | None:
+        """The PNG of an inspection: kind "image" (the upload) or "heatmap"; None if there is none."""
+        if kind not in ("image", "heatmap"):
+            raise StoreError(f"'{kind}' is not an inspection image: use 'image' or 'heatmap'")
+        with self.engine.connect() as db:
+            value = db.execute(sa.select(inspections.c[kind]).where(inspections.c.id == int(id))).scalar()
+        return bytes(value) if value is not None else None
+
+    def counts(self) -> dict:
+        """How many readings, predictions, machines (alerting among them), alerts, dead letters, inspections."""
+        count = sa.func.count()
+        queries = {"readings": sa.select(count).select_from(readings),
+                   "predictions": sa.select(count).select_from(predictions),
+                   "machines": sa.select(count).select_from(machines),
+                   "alerting": sa.select(count).select_from(machines).where(machines.c.alerting.is_(True)),
+                   "alerts": sa.select(count).select_from(alerts),
+                   "dead_letters": sa.select(count).select_from(dead_letters),
+                   "inspections": sa.select(count).select_from(inspections)}
+        with self.engine.connect() as db:
+            return {name: int(db.execute(query).scalar() or 0) for name, query in queries.items()}
+
+    def _rows(self, query) -> list[dict]:
+        with self.engine.connect() as db:
+            return [dict(row._mapping) for row in db.execute(query)]
+
+
+def _reading_row(reading: dict, now: float) -> dict:
+    values = reading.get("values", {})
+    return {"line": reading["line"], "machine": reading["machine"], "time": float(reading["time"]),
+            "values": values if isinstance(values, str) else json.dumps(values, separators=(",", ":")),
+            "sent_at": reading.get("sent_at"), "received_at": reading.get("received_at") or now}
+
+
+def _sqlite_pragmas(connection, _record) -> None:
+    # WAL lets the dashboard read while the worker writes; NORMAL sync is safe with WAL (a power cut loses at
+    # most the last transactions, never corrupts) and is what makes a commit per batch cheap.
+    cursor = connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.execute("PRAGMA busy_timeout=30000")
+    cursor.close()

@@ -1,0 +1,188 @@
+"""What the stream worker remembers per machine: the recent cycles a RUL model needs, and the alarm state.
+
+Windows live in a few large numpy arrays, one slot per machine, rather than in Python objects per
+machine: 10,000 machines with a 40-cycle window of 17 settings and sensors take 10,000 x (40 + 10) x 17
+float32 = 34 MB, and a batch's windows come out with one fancy-indexing gather. A slot holds a ring of
+the last `window` cycles, the machine's first `baseline` cycles (its as-new readings, which the RUL
+network compares against) and how many cycles it has seen (its age).
+
+A reading whose time is not later than the newest one already in a machine's window is left out of
+the window: after a broker restart, QoS 1 may deliver a batch twice, and the second copy must not look
+like a machine that repeated its last cycles.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+
+class Windows:
+    """Ring buffers of raw readings (in one model's column order) for many machines."""
+
+    def __init__(self, columns: list[str], window: int, baseline: int, capacity: int = 256):
+        self.columns = list(columns)
+        self.window, self.baseline = int(window), max(int(baseline), 1)
+        self.slots: dict[tuple[str, str], int] = {}
+        features = len(self.columns)
+        self.ring = np.zeros((capacity, self.window, features), np.float32)
+        self.first = np.zeros((capacity, self.baseline, features), np.float32)
+        self.seen = np.zeros(capacity, np.int64)
+        self.newest = np.full(capacity, -np.inf)
+
+    def __len__(self) -> int:
+        return len(self.slots)
+
+    @property
+    def nbytes(self) -> int:
+        return self.ring.nbytes + self.first.nbytes + self.seen.nbytes + self.newest.nbytes
+
+    def slot_of(self, key: tuple[str, str]) -> int:
+        slot = self.slots.get(key)
+        if slot is None:
+            slot = self.slots[key] = len(self.slots)
+            if slot >= len(self.seen):
+                self._grow(2 * len(self.seen))
+        return slot
+
+    def _grow(self, capacity: int) -> None:
+        def bigger(array: np.ndarray, fill: float) -> np.ndarray:
+            out = np.full((capacity, *array.shape[1:]), fill, array.dtype)
+            out[:len(array)] = array
+            return out
+
+        self.ring, self.first = bigger(self.ring, 0), bigger(self.first, 0)
+        self.seen, self.newest = bigger(self.seen, 0), bigger(self.newest, -np.inf)
+
+    def add(self, slots: np.ndarray, times: np.ndarray, values: np.ndarray) -> np.ndarray:
+        """Append readings (any order, several per machine); returns which ones were new to their window.
+
+        slots [n] int, times [n] float, values [n, features] in `columns` order. Each round adds at
+        most one reading per machine, so the ring writes of one round never collide.
+        """
+        slots, times = np.asarray(slots, np.int64), np.asarray(times, np.float64)
+        values = np.asarray(values, np.float32)
+        accepted = np.zeros(len(slots), bool)
+        if not len(slots):
+            return accepted
+        order = np.lexsort((times, slots))
+        sorted_slots = slots[order]
+        group_start = np.r_[True, sorted_slots[1:] != sorted_slots[:-1]]
+        starts = np.flatnonzero(group_start)
+        rank = np.arange(len(order)) - np.repeat(starts, np.diff(np.r_[starts, len(order)]))
+        for r in range(int(rank.max()) + 1):
+            rows = order[rank == r]
+            s, t = slots[rows], times[rows]
+            new = t > self.newest[s]
+            rows, s, t = rows[new], s[new], t[new]
+            seen = self.seen[s]
+            self.ring[s, seen % self.window] = values[rows]
+            young = seen < self.baseline
+            self.first[s[young], seen[young]] = values[rows[young]]
+            self.seen[s] = seen + 1
+            self.newest[s] = t
+            accepted[rows] = True
+        return accepted
+
+    def inputs(self, slots: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The RUL network's raw inputs at each machine's newest cycle: history, start, age.
+
+        Padding as in training: while a machine has fewer than `window` cycles, its first cycle
+        repeats at the front (cycle 0 is still in ring position 0 then); while it has fewer than
+        `baseline` cycles, its newest early cycle repeats at the back of `start`.
+        """
+        slots = np.asarray(slots, np.int64)
+        seen = self.seen[slots]
+        cycle = seen[:, None] - self.window + np.arange(self.window)[None, :]
+        history = self.ring[slots[:, None], np.maximum(cycle, 0) % self.window]
+        early = np.minimum(np.arange(self.baseline)[None, :], np.maximum(seen - 1, 0)[:, None])
+        start = self.first[slots[:, None], early]
+        return history, start, seen.astype(np.float32)
+
+
+@dataclass
+class MachineState:
+    """A machine's latest predictions and whether each kind of alarm is on (one row of the machines table)."""
+
+    line: str
+    machine: str
+    time: float | None = None
+    risk: float | None = None
+    risk_threshold: float | None = None
+    risk_model: str | None = None
+    rul: float | None = None
+    rul_low: float | None = None
+    rul_high: float | None = None
+    rul_model: str | None = None
+    alarms: set = field(default_factory=set)  # "risk", "rul"
+
+    def row(self) -> dict:
+        return {"line": self.line, "machine": self.machine, "time": self.time, "risk": self.risk,
+                "risk_threshold": self.risk_threshold, "risk_model": self.risk_model, "rul": self.rul,
+                "rul_low": self.rul_low, "rul_high": self.rul_high, "rul_model": self.rul_model,
+                "alerting": bool(self.alarms)}
+
+
+class Fleet:
+    """Every machine the worker has heard of: its state, and alerts when it enters an alarm.
+
+    An alert goes out when a machine enters the alarm state (risk at or above the model's threshold, or
+    the low end of the RUL interval at or below `rul_alert` cycles), not on every reading in it; the
+    machine must leave the alarm before it can raise the same kind of alert again.
+    """
+
+    def __init__(self, rul_alert: float | None = None):
+        self.rul_alert = rul_alert
+        self.machines: dict[tuple[str, str], MachineState] = {}
+
+    def __len__(self) -> int:
+        return len(self.machines)
+
+    def state(self, line: str, machine: str) -> MachineState:
+        key = (line, machine)
+        state = self.machines.get(key)
+        if state is None:
+            state = self.machines[key] = MachineState(line, machine)
+        return state
+
+    def restore(self, rows: list[dict]) -> None:
+        """Alarm states from the machines table, so that a restarted worker does not alert twice."""
+        for row in rows:
+            state = self.state(row["line"], row["machine"])
+            for name in ("time", "risk", "risk_threshold", "risk_model", "rul", "rul_low", "rul_high", "rul_model"):
+                setattr(state, name, row.get(name))
+            if row.get("risk") is not None and row.get("risk_threshold") is not None \
+                    and row["risk"] >= row["risk_threshold"]:
+                state.alarms.add("risk")
+            if self.rul_alert is not None and row.get("rul_low") is not None and row["rul_low"] <= self.rul_alert:
+                state.alarms.add("rul")
+
+    def risk(self, state: MachineState, time: float, risk: float, threshold: float, model: str, version: int) -> dict | None:
+        state.time, state.risk, state.risk_threshold, state.risk_model = time, risk, threshold, f"{model}@{version}"
+        message = (f"{state.machine} on {state.line}: failure risk {risk:.0%} at time {time:g} is at or above "
+                   f"the alarm threshold {threshold:.0%} of model {model} v{version}")
+        return self._switch(state, "risk", risk >= threshold, time, model, version, risk, threshold, message)
+
+    def rul(self, state: MachineState, time: float, rul: float, low: float, high: float, model: str,
+            version: int) -> dict | None:
+        state.time, state.rul, state.rul_low, state.rul_high = time, rul, low, high
+        state.rul_model = f"{model}@{version}"
+        if self.rul_alert is None:
+            return None
+        message = (f"{state.machine} on {state.line}: {rul:.0f} cycles of useful life left at time {time:g} "
+                   f"(interval {low:.0f}-{high:.0f}); the low end is at or below the alarm level of "
+                   f"{self.rul_alert:g} cycles (model {model} v{version})")
+        return self._switch(state, "rul", low <= self.rul_alert, time, model, version, low, self.rul_alert, message)
+
+    @staticmethod
+    def _switch(state: MachineState, kind: str, on: bool, time: float, model: str, version: int, value: float,
+                threshold: float, message: str) -> dict | None:
+        if not on:
+            state.alarms.discard(kind)
+            return None
+        if kind in state.alarms:
+            return None
+        state.alarms.add(kind)
+        return {"line": state.line, "machine": state.machine, "time": time, "kind": kind, "model": model,
+                "version": version, "value": float(value), "threshold": float(threshold), "message": message}

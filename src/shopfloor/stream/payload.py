@@ -1,0 +1,107 @@
+"""Telemetry messages: the topic and payload format the worker accepts and the replay writes.
+
+Topic: `<prefix>/<line>/<machine>/telemetry` (by default `plant/<line>/<machine>/telemetry`); the line
+and the machine are the two levels before `telemetry`.
+
+Payload: UTF-8 JSON, at most `MAX_PAYLOAD` bytes, either one reading or a list of readings of that
+machine (a gateway's batch, at most `MAX_READINGS`). A reading is a flat JSON object:
+
+    {"time": 187, "sent_at": 1795357000.25, "setting_1": -0.0007, "sensor_2": 641.82, ...}
+    {"time": 1795357000.0, "Type": "L", "Air temperature [K]": 298.1, "Torque [Nm]": 42.8, ...}
+
+- `time` (required, a number): the machine's clock, a cycle number or epoch seconds; a reading is
+  stored once per (line, machine, time), so a redelivered message is not counted twice;
+- `sent_at` (optional, epoch seconds): when the gateway sent it; the worker measures latency from it;
+- every other key is a setting or a sensor, named as in the models' training data: a number or null
+  (missing); short text (at most 64 characters) is accepted in columns no live model reads as a number
+  (a category such as AI4I's `Type`, a product id).
+
+Anything else (not JSON, not an object or a list of objects, no `time`, text where a number belongs,
+nested values, too large, a topic of another shape) is rejected whole with a reason, and the worker
+sends it to the dead-letter topic.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+
+MAX_PAYLOAD = 1 << 20  # bytes
+MAX_READINGS = 10_000  # per message
+MAX_TEXT = 64  # characters in a category value
+RESERVED = ("time", "sent_at")
+
+
+class BadMessage(ValueError):
+    """A telemetry message the worker cannot use; the text is the dead letter's reason, `kind` its short name."""
+
+    def __init__(self, kind: str, reason: str):
+        super().__init__(reason)
+        self.kind = kind
+
+
+def topic_parts(topic: str) -> tuple[str, str]:
+    """(line, machine) from `.../<line>/<machine>/telemetry`."""
+    parts = topic.split("/")
+    if len(parts) < 3 or parts[-1] != "telemetry" or not parts[-2] or not parts[-3]:
+        raise BadMessage("topic", f"topic '{topic[:200]}' is not <prefix>/<line>/<machine>/telemetry")
+    return parts[-3], parts[-2]
+
+
+def parse(topic: str, payload: bytes, numeric_columns: frozenset = frozenset(), max_bytes: int = MAX_PAYLOAD) -> list[dict]:
+    """Readings of one message as dicts: line, machine, time, sent_at, values (the settings and sensors).
+
+    `numeric_columns`: the columns a live model reads as numbers; text there is refused. Short text
+    elsewhere (a product id, a category such as AI4I's 'Type') is kept as it came.
+    """
+    line, machine = topic_parts(topic)
+    if len(payload) > max_bytes:
+        raise BadMessage("too large", f"payload of {len(payload):,} bytes is over the limit of {max_bytes:,}")
+    try:
+        body = json.loads(payload)
+    except (UnicodeDecodeError, ValueError) as err:
+        raise BadMessage("not JSON", f"payload is not JSON ({err})") from None
+    items = body if isinstance(body, list) else [body]
+    if not items or len(items) > MAX_READINGS:
+        raise BadMessage("shape", f"a message carries 1 to {MAX_READINGS:,} readings, not {len(items):,}")
+    readings = []
+    for index, item in enumerate(items):
+        where = f"reading {index}" if isinstance(body, list) else "the reading"
+        if not isinstance(item, dict):
+            raise BadMessage("shape", f"{where} is a JSON {type(item).__name__}, not an object")
+        time = item.get("time")
+        if not _is_number(time):
+            raise BadMessage("time", f"{where} has no numeric 'time' (got {time!r:.40})")
+        sent_at = item.get("sent_at")
+        if sent_at is not None and not _is_number(sent_at):
+            raise BadMessage("time", f"{where} has a 'sent_at' that is not epoch seconds (got {sent_at!r:.40})")
+        values = {}
+        for key, value in item.items():
+            if key in RESERVED:
+                continue
+            if value is None or _is_number(value):
+                values[key] = value
+            elif isinstance(value, str) and key not in numeric_columns and len(value) <= MAX_TEXT:
+                values[key] = value
+            else:
+                wanted = "a number or null" if key in numeric_columns else f"a number, null or text of at most {MAX_TEXT} chars"
+                raise BadMessage("type", f"{where}: '{key[:64]}' must be {wanted}, not {type(value).__name__} {value!r:.40}")
+        readings.append({"line": line, "machine": machine, "time": float(time),
+                         "sent_at": None if sent_at is None else float(sent_at), "values": values})
+    return readings
+
+
+def _is_number(value) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def encode_reading(time: float, values: dict) -> str:
+    """One reading as JSON text without its closing brace, so that `sent_at` can be added at send time."""
+    body = json.dumps({"time": time, **values}, separators=(",", ":"), allow_nan=False)
+    return body[:-1]
+
+
+def encode_message(readings: list[str], sent_at: float) -> bytes:
+    """A list of readings from `encode_reading`, each stamped with the same `sent_at`."""
+    tail = f',"sent_at":{sent_at:.6f}}}'
+    return ("[" + ",".join(r + tail for r in readings) + "]").encode()

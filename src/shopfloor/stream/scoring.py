@@ -1,0 +1,145 @@
+"""Which live models score which machines, and scoring a batch of readings with one forward pass per model.
+
+A machine is scored by every live model whose input columns its readings carry: a failure model
+(TabularModel, yes/no target) gives a risk per reading, a RUL model gives the remaining useful life
+with its interval at the machine's newest reading of the batch (the window moves one cycle per reading;
+one estimate per machine and batch keeps the network's cost independent of how many readings a
+gateway packs into a message). The registry is asked every few seconds whether another version went
+live; a promotion or a rollback takes effect at the next batch. A new RUL version starts with empty
+windows when its window length or columns differ.
+"""
+
+from __future__ import annotations
+
+import logging
+import time as clock
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from shopfloor.registry import Registry
+from shopfloor.stream.machines import Windows
+
+log = logging.getLogger("shopfloor.stream")
+REFRESH_SECONDS = 2.0
+
+
+@dataclass
+class Scorer:
+    name: str
+    version: int
+    kind: str  # "risk" (TabularModel, yes/no) or "rul" (RULModel)
+    columns: frozenset
+    estimator: object
+    threshold: float | None = None  # the risk model's alarm threshold
+    windows: Windows | None = None  # the RUL model's per-machine windows
+    numeric: frozenset = frozenset()  # inputs that must be numbers
+
+    @property
+    def features(self) -> list[str]:
+        if self.kind == "risk":
+            return list(self.estimator.schema_.features)
+        return self.estimator.input_columns
+
+
+def scorer_for(name: str, version: int, task: str, estimator) -> Scorer | None:
+    """A scorer for a live model, or None for a model the stream does not apply (images, regression, ...)."""
+    if task == "tabular" and getattr(estimator, "kind_", None) == "binary":
+        schema = estimator.schema_
+        return Scorer(name, version, "risk", frozenset(schema.features), estimator, float(estimator.thresholds_[0]),
+                      numeric=frozenset(schema.numeric))
+    if task == "rul":
+        columns = estimator.input_columns
+        return Scorer(name, version, "rul", frozenset(columns), estimator,
+                      windows=Windows(columns, estimator.window, estimator.baseline_cycles), numeric=frozenset(columns))
+    return None
+
+
+class Models:
+    """The live models of a registry that the stream applies, kept current with promotions."""
+
+    def __init__(self, registry: Registry | None, names: list[str] | None = None):
+        self.registry, self.names = registry, list(names) if names else None
+        self.scorers: dict[str, Scorer] = {}
+        self._checked = -np.inf
+        self._by_columns: dict[frozenset, list[Scorer]] = {}
+        self.refresh(force=True)
+
+    @property
+    def numeric(self) -> frozenset:
+        """Columns that some live model reads as numbers: text there makes a message a dead letter."""
+        return frozenset().union(*(s.numeric for s in self.scorers.values()))
+
+    def refresh(self, force: bool = False) -> bool:
+        """Load versions that went live since the last look; True when anything changed."""
+        if self.registry is None or (not force and clock.monotonic() - self._checked < REFRESH_SECONDS):
+            return False
+        self._checked = clock.monotonic()
+        changed = False
+        names = self.names if self.names is not None else self.registry.names()
+        for name in names:
+            try:
+                version = self.registry.live_version(name)
+                current = self.scorers.get(name)
+                if version is None or (current and current.version == version):
+                    continue
+                live = self.registry.live(name)
+                scorer = scorer_for(name, live.version, live.task, live.estimator)
+            except Exception as err:  # a half-written or damaged model must not stop the stream
+                log.warning("model %s could not be loaded and is skipped: %s", name, err)
+                continue
+            if scorer is None:
+                if self.names is not None:
+                    log.warning("model %s (%s) gives neither a failure risk nor a RUL; the stream skips it", name, live.task)
+                self.names = self.names if self.names is None else [n for n in self.names if n != name]
+                continue
+            if current and current.windows is not None and scorer.windows is not None \
+                    and current.windows.columns == scorer.windows.columns \
+                    and current.windows.window == scorer.windows.window \
+                    and current.windows.baseline == scorer.windows.baseline:
+                scorer.windows = current.windows  # same inputs: the machines keep their history
+            log.info("scoring with %s v%d (%s)", name, scorer.version, scorer.kind)
+            self.scorers[name] = scorer
+            changed = True
+        if changed:
+            self._by_columns.clear()
+        return changed
+
+    def for_columns(self, columns: frozenset) -> list[Scorer]:
+        """The scorers whose every input column is among a reading's columns."""
+        scorers = self._by_columns.get(columns)
+        if scorers is None:
+            scorers = self._by_columns[columns] = [s for s in self.scorers.values() if s.columns <= columns]
+        return scorers
+
+
+def score_risk(scorer: Scorer, readings: list[dict]) -> np.ndarray:
+    """Failure probability per reading: one forward pass for the whole list."""
+    features = scorer.features
+    frame = pd.DataFrame([r["values"] for r in readings], columns=features)
+    return np.asarray(scorer.estimator.predict_proba(frame))[:, 0].astype(np.float64)
+
+
+def score_rul(scorer: Scorer, readings: list[dict]) -> tuple[list[dict], np.ndarray]:
+    """Add the readings to the machines' windows; RUL, low, high [machines, 3] at each one's newest reading.
+
+    Returns the newest accepted reading of each machine (in the order of the estimates) and the estimates.
+    """
+    windows = scorer.windows
+    columns = windows.columns
+    slots = np.fromiter((windows.slot_of((r["line"], r["machine"])) for r in readings), np.int64, len(readings))
+    times = np.fromiter((r["time"] for r in readings), np.float64, len(readings))
+    values = np.array([[r["values"][c] for c in columns] for r in readings], dtype=np.float32)
+    accepted = windows.add(slots, times, values)
+    newest: dict[int, int] = {}
+    for i in np.flatnonzero(accepted):
+        slot = int(slots[i])
+        j = newest.get(slot)
+        if j is None or times[i] > times[j]:
+            newest[slot] = int(i)
+    if not newest:
+        return [], np.zeros((0, 3))
+    order = list(newest.values())
+    history, start, age = windows.inputs(slots[order])
+    return [readings[i] for i in order], scorer.estimator.predict_windows(history, start, age)

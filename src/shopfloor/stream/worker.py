@@ -1,0 +1,360 @@
+"""The stream worker: MQTT telemetry in, failure risk and remaining useful life out, everything stored.
+
+    shopfloor stream --broker mqtt://HOST:1883 --topic 'plant/+/+/telemetry' --models DIR [--database URL]
+
+Message format (details and limits in `stream.payload`): topic `plant/<line>/<machine>/telemetry`,
+payload UTF-8 JSON, one reading or a list of readings of that machine (a gateway's batch); a reading is
+a flat object `{"time": <cycle or epoch s>, "sent_at": <epoch s, optional>, "<sensor>": <number>, ...}`.
+
+Delivery: MQTT 5, QoS 1, a shared subscription `$share/<group>/<topic>` (several workers in one group
+split the messages), and a persistent session (clean_start False, session expiry) so that the broker
+keeps what arrives while a worker or the broker itself restarts. Messages are acknowledged by hand, and
+only after their batch is committed to the database: a crash before the commit means redelivery, never
+loss, and redelivered readings are stored once (readings are unique per line, machine and time).
+With several workers, a machine's messages are spread among them; the RUL models need each machine's
+history in one worker, so for RUL give each worker its own lines (`--topic 'plant/line-1/+/telemetry'`).
+
+Scoring: messages are gathered for `batch_ms` (or `max_batch` readings) and each live model runs once on
+the batch (`stream.scoring`). Alerts go to `plant/<line>/<machine>/alerts` when a machine enters the
+alarm state (`stream.machines.Fleet`). Malformed messages are counted, logged, stored and published to
+the dead-letter topic with their reason, then acknowledged: one bad gateway must not stall the line.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import queue
+import signal
+import sys
+import threading
+import time as clock
+import uuid
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from shopfloor.stream.broker import BrokerUnreachable, mqtt_client, parse_url
+from shopfloor.stream.machines import Fleet
+from shopfloor.stream.payload import MAX_PAYLOAD, BadMessage, parse
+from shopfloor.stream.scoring import Models, score_risk, score_rul
+
+log = logging.getLogger("shopfloor.stream")
+DEAD_LETTER_TOPIC = "shopfloor/dead-letter"
+SESSION_EXPIRY = 7 * 24 * 3600  # seconds the broker keeps a worker's queue while it is away
+LATENCY_BINS = 60_000  # 1 ms bins: a histogram keeps exact-enough percentiles of any run in constant memory
+
+
+@dataclass
+class Stats:
+    messages: int = 0
+    readings: int = 0
+    predictions: int = 0
+    alerts: int = 0
+    dead_letters: int = 0
+    batches: int = 0
+    store_retries: int = 0
+    scoring_errors: int = 0
+    reasons: Counter = field(default_factory=Counter)
+    latency_ms: np.ndarray = field(default_factory=lambda: np.zeros(LATENCY_BINS + 1, np.int64))  # sent_at -> commit
+    started: float = field(default_factory=clock.time)
+
+    def add_latencies(self, seconds: np.ndarray) -> None:
+        bins = np.clip((seconds * 1e3).astype(np.int64), 0, LATENCY_BINS)
+        self.latency_ms += np.bincount(bins, minlength=LATENCY_BINS + 1)
+
+    def latency_percentiles(self) -> dict:
+        total = int(self.latency_ms.sum())
+        if not total:
+            return {}
+        cumulative = np.cumsum(self.latency_ms)
+        out = {f"p{q}_ms": float(np.searchsorted(cumulative, total * q / 100) + 1) for q in (50, 90, 99)}
+        return out | {"max_ms": float(np.flatnonzero(self.latency_ms)[-1] + 1), "readings": total}
+
+    def summary(self) -> dict:
+        counts = {k: getattr(self, k) for k in ("messages", "readings", "predictions", "alerts", "dead_letters",
+                                                "batches", "store_retries", "scoring_errors")}
+        return {**counts, "seconds": clock.time() - self.started, "dead_letter_reasons": dict(self.reasons),
+                "latency": self.latency_percentiles()}
+
+
+class Worker:
+    """One MQTT consumer: gathers messages, scores and stores them in batches, then acknowledges them."""
+
+    def __init__(self, broker: str, topic: str, store, models: Models, group: str | None = "shopfloor",
+                 client_id: str | None = None, rul_alert: float | None = None, batch_ms: float = 30.0,
+                 max_batch: int = 20_000, dead_letter_topic: str = DEAD_LETTER_TOPIC, max_payload: int = MAX_PAYLOAD,
+                 progress: float | None = 5.0, stop: threading.Event | None = None):
+        self.host, self.port = parse_url(broker)
+        self.topic, self.group = topic, group
+        self.client_id = client_id or f"shopfloor-worker-{uuid.uuid4().hex[:8]}"
+        self.store, self.models = store, models
+        self.fleet = Fleet(rul_alert)
+        self.fleet.restore(store.fleet())
+        self.batch_seconds, self.max_batch = batch_ms / 1000, max_batch
+        self.dead_letter_topic, self.max_payload, self.progress = dead_letter_topic, max_payload, progress
+        self.stats = Stats()
+        self.inbox: queue.SimpleQueue = queue.SimpleQueue()
+        self.stopping = stop or threading.Event()
+        self.connected = threading.Event()
+        self.session = 0  # bumps at every (re)connection: acks of messages from an older session are not sent
+        self.client = None
+        self.mqtt5 = True
+
+    # -- MQTT -------------------------------------------------------------------------------------------
+    @property
+    def subscription(self) -> str:
+        return f"$share/{self.group}/{self.topic}" if self.group and self.mqtt5 else self.topic
+
+    def connect(self, timeout: float = 15.0) -> None:
+        """MQTT 5; MQTT 3.1.1 (no shared subscription, clean_session False) for brokers without 5, like amqtt."""
+        import paho.mqtt.client as mqtt
+
+        for protocol in (mqtt.MQTTv5, mqtt.MQTTv311):
+            if self._try_connect(protocol, timeout if protocol == mqtt.MQTTv311 else min(timeout, 5.0)):
+                if protocol == mqtt.MQTTv311:
+                    log.warning("the broker speaks MQTT 3.1.1 only: no shared subscription, so run one worker")
+                return
+        raise BrokerUnreachable(f"the MQTT broker at {self.host}:{self.port} did not accept the connection")
+
+    def _try_connect(self, protocol: int, timeout: float) -> bool:
+        from paho.mqtt.packettypes import PacketTypes
+        from paho.mqtt.properties import Properties
+
+        client = self.client = mqtt_client(self.client_id, protocol=protocol, manual_ack=True)
+        client.on_connect, client.on_message, client.on_disconnect = self._on_connect, self._on_message, self._on_disconnect
+        self.mqtt5 = protocol == 5
+        try:
+            if self.mqtt5:
+                properties = Properties(PacketTypes.CONNECT)
+                properties.SessionExpiryInterval = SESSION_EXPIRY
+                properties.ReceiveMaximum = 65_535
+                client.connect(self.host, self.port, keepalive=30, clean_start=False, properties=properties)
+            else:
+                client.connect(self.host, self.port, keepalive=30)
+        except OSError as err:
+            raise BrokerUnreachable(f"cannot reach the MQTT broker at {self.host}:{self.port} ({err})") from None
+        client.loop_start()
+        if self.connected.wait(timeout):
+            return True
+        client.loop_stop()
+        client.disconnect()
+        self.client = None
+        return False
+
+    def _on_connect(self, client, _userdata, _flags, reason, _properties) -> None:
+        if reason.is_failure:
+            log.error("the broker refused the connection: %s", reason)
+            return
+        self.session += 1
+        client.subscribe(self.subscription, qos=1)
+        self.connected.set()
+        log.info("connected to %s:%d, subscribed to %s", self.host, self.port, self.subscription)
+
+    def _on_disconnect(self, _client, _userdata, _flags, reason, _properties) -> None:
+        self.connected.clear()
+        if not self.stopping.is_set():
+            log.warning("lost the broker (%s); reconnecting, unacknowledged messages will come again", reason)
+
+    def _on_message(self, _client, _userdata, message) -> None:
+        self.inbox.put((self.session, message))
+
+    # -- the loop ---------------------------------------------------------------------------------------
+    def run(self) -> Stats:
+        self.connect()
+        last_progress = clock.monotonic()
+        try:
+            while not self.stopping.is_set():
+                batch = self._gather()
+                if batch:
+                    self.process(batch)
+                self.models.refresh()
+                if self.progress and clock.monotonic() - last_progress >= self.progress:
+                    last_progress = clock.monotonic()
+                    self._print_progress()
+        finally:
+            self.close()
+        return self.stats
+
+    def _gather(self) -> list:
+        try:
+            first = self.inbox.get(timeout=0.2)
+        except queue.Empty:
+            return []
+        batch, deadline = [first], clock.monotonic() + self.batch_seconds
+        while len(batch) < self.max_batch:
+            remaining = deadline - clock.monotonic()
+            if remaining <= 0:
+                break
+            try:
+                batch.append(self.inbox.get(timeout=remaining))
+            except queue.Empty:
+                break
+        return batch
+
+    def process(self, batch: list) -> None:
+        """Parse, score, store (one transaction), publish alerts and dead letters, then acknowledge."""
+        readings, dead = [], []
+        numeric = self.models.numeric
+        for _session, message in batch:
+            try:
+                readings.extend(parse(message.topic, message.payload, numeric, self.max_payload))
+            except BadMessage as err:
+                self.stats.reasons[err.kind] += 1
+                dead.append({"topic": message.topic, "reason": str(err), "payload": bytes(message.payload[:self.max_payload])})
+        received = clock.time()
+        for reading in readings:
+            reading["received_at"] = received
+        predictions, alerts = self._score(readings)
+        touched = {}
+        for reading in readings:
+            state = touched.get((reading["line"], reading["machine"]))
+            if state is None:
+                state = touched[(reading["line"], reading["machine"])] = self.fleet.state(reading["line"], reading["machine"])
+            if state.time is None or reading["time"] > state.time:
+                state.time = reading["time"]
+        machines = [state.row() for state in touched.values()]
+        stored_at = self._store(readings, predictions, alerts, machines, dead)
+        if stored_at is None:
+            return  # stopping while the database is down: nothing acknowledged, the broker delivers again
+        for alert in alerts:
+            self.client.publish(f"plant/{alert['line']}/{alert['machine']}/alerts", json.dumps(alert), qos=1)
+        for letter in dead:
+            log.warning("dead letter from %s: %s", letter["topic"], letter["reason"])
+            body = {"topic": letter["topic"], "reason": letter["reason"],
+                    "payload": letter["payload"][:4096].decode("utf-8", errors="replace")}
+            self.client.publish(self.dead_letter_topic, json.dumps(body), qos=1)
+        session = self.session
+        for message_session, message in batch:
+            if message_session == session:
+                self.client.ack(message.mid, message.qos)
+        self._count(batch, readings, predictions, alerts, dead, stored_at)
+
+    def _score(self, readings: list[dict]) -> tuple[list[dict], list[dict]]:
+        groups: dict[int, tuple] = {}
+        for reading in readings:
+            for scorer in self.models.for_columns(frozenset(reading["values"])):
+                groups.setdefault(id(scorer), (scorer, []))[1].append(reading)
+        predictions, alerts = [], []
+        for scorer, group in groups.values():
+            try:
+                if scorer.kind == "risk":
+                    self._score_risk(scorer, group, predictions, alerts)
+                else:
+                    self._score_rul(scorer, group, predictions, alerts)
+            except Exception as err:  # a model that fails on odd values must not lose the readings
+                self.stats.scoring_errors += 1
+                log.error("model %s v%d failed on a batch of %d readings: %s", scorer.name, scorer.version, len(group), err)
+        return predictions, alerts
+
+    def _score_risk(self, scorer, group: list[dict], predictions: list, alerts: list) -> None:
+        risks = score_risk(scorer, group)
+        newest: dict[tuple, tuple] = {}
+        for reading, risk in zip(group, risks.tolist(), strict=True):
+            predictions.append({"line": reading["line"], "machine": reading["machine"], "time": reading["time"],
+                                "model": scorer.name, "version": scorer.version, "risk": risk,
+                                "sent_at": reading["sent_at"]})
+            key = (reading["line"], reading["machine"])
+            if key not in newest or reading["time"] >= newest[key][0]["time"]:
+                newest[key] = (reading, risk)
+        for (line, machine), (reading, risk) in newest.items():
+            state = self.fleet.state(line, machine)
+            if state.time is not None and reading["time"] < state.time and state.risk_model:
+                continue  # an old reading delivered late does not turn the clock back
+            alert = self.fleet.risk(state, reading["time"], risk, scorer.threshold, scorer.name, scorer.version)
+            if alert:
+                alerts.append(alert)
+
+    def _score_rul(self, scorer, group: list[dict], predictions: list, alerts: list) -> None:
+        newest, estimates = score_rul(scorer, group)
+        for reading, (rul, low, high) in zip(newest, estimates.tolist(), strict=True):
+            predictions.append({"line": reading["line"], "machine": reading["machine"], "time": reading["time"],
+                                "model": scorer.name, "version": scorer.version, "rul": rul, "rul_low": low,
+                                "rul_high": high, "sent_at": reading["sent_at"]})
+            state = self.fleet.state(reading["line"], reading["machine"])
+            alert = self.fleet.rul(state, reading["time"], rul, low, high, scorer.name, scorer.version)
+            if alert:
+                alerts.append(alert)
+
+    def _store(self, readings, predictions, alerts, machines, dead) -> float | None:
+        """Commit the batch; while the database is unreachable, retry (the messages stay unacknowledged)."""
+        while True:
+            try:
+                stored_at = self.store.write_batch(readings, predictions, alerts, machines)
+                if dead:
+                    self.store.write_dead_letters(dead)
+                return stored_at
+            except Exception as err:
+                self.stats.store_retries += 1
+                log.error("could not store a batch of %d readings (%s); retrying in 1 s", len(readings), err)
+                if self.stopping.wait(1.0):
+                    return None
+
+    def _count(self, batch, readings, predictions, alerts, dead, stored_at: float) -> None:
+        stats = self.stats
+        stats.batches += 1
+        stats.messages += len(batch)
+        stats.readings += len(readings)
+        stats.predictions += len(predictions)
+        stats.alerts += len(alerts)
+        stats.dead_letters += len(dead)
+        sent = [r["sent_at"] for r in readings if r["sent_at"] is not None]
+        if sent:
+            stats.add_latencies(stored_at - np.asarray(sent))
+
+    def _print_progress(self) -> None:
+        s = self.stats
+        seconds = max(clock.time() - s.started, 1e-9)
+        p99 = s.latency_percentiles().get("p99_ms")
+        print(f"stream: {s.readings:,} readings ({s.readings / seconds:,.0f}/s), {s.predictions:,} predictions, "
+              f"{s.alerts:,} alerts, {s.dead_letters:,} dead letters, {len(self.fleet):,} machines"
+              + (f", p99 latency {p99:.0f} ms" if p99 is not None else ""), file=sys.stderr, flush=True)
+
+    def stop(self, *_args) -> None:
+        self.stopping.set()
+
+    def close(self) -> None:
+        if self.client is not None:
+            self.client.disconnect()
+            self.client.loop_stop()
+            self.client = None
+
+
+def run_worker(broker: str, topic: str, models: Path | None, database: str | None = None, group: str | None = "shopfloor",
+               client_id: str | None = None, model_names: list[str] | None = None, rul_alert: float | None = None,
+               batch_ms: float = 30.0, dead_letter_topic: str = DEAD_LETTER_TOPIC, max_payload: int = MAX_PAYLOAD,
+               progress: float | None = 5.0, stats_file: Path | None = None, stop: threading.Event | None = None) -> dict:
+    """Run a worker until SIGINT/SIGTERM (or `stop` is set); returns (and writes to `stats_file`) its counts and latency.
+
+    `models`: the registry folder (every live failure or RUL model applies, or only `model_names`);
+    `database`: a SQLAlchemy URL, by default `sqlite:///<models>/shopfloor.db`; `rul_alert`: alert when the
+    low end of a machine's RUL interval is at or below this many cycles (no RUL alerts when None).
+    """
+    from shopfloor.registry import Registry
+    from shopfloor.store import Store, default_url
+
+    registry = Registry(models) if models is not None else None
+    if database is None and models is None:
+        from shopfloor.errors import BadOption
+
+        raise BadOption("give --models DIR (the database defaults to DIR/shopfloor.db) or --database URL")
+    store = Store(database or default_url(models))
+    worker = Worker(broker, topic, store, Models(registry, model_names), group=group, client_id=client_id,
+                    rul_alert=rul_alert, batch_ms=batch_ms, dead_letter_topic=dead_letter_topic, max_payload=max_payload,
+                    progress=progress, stop=stop)
+    previous = {s: signal.signal(s, worker.stop) for s in (signal.SIGINT, signal.SIGTERM)} \
+        if threading.current_thread() is threading.main_thread() else {}
+    try:
+        worker.run()
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        store.close()
+    summary = worker.stats.summary()
+    if stats_file is not None:
+        Path(stats_file).write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
+    if progress:
+        worker._print_progress()
+    return summary

@@ -1,0 +1,179 @@
+"""The dashboard in a real browser: Debian's Chromium driven by Playwright, against the service over real HTTP.
+
+Nothing is downloaded: Playwright's own browsers are never installed, `executable_path` points at the system
+Chromium, and the tests skip with the reason when it is absent.
+"""
+
+from __future__ import annotations
+
+import io
+import shutil
+import socket
+import threading
+import time
+
+import numpy as np
+import pytest
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="Debian's chromium is not installed (apt-get install chromium)")
+MACHINES = 100
+
+
+def _png(array: np.ndarray) -> bytes:
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    Image.fromarray(array).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def _fill(store, machines: int = MACHINES) -> None:
+    """Readings, predictions and latest states of a fleet, as the stream worker would write them."""
+    now = time.time()
+    readings, predictions, states = [], [], []
+    for m in range(machines):
+        name = f"press-{m:03d}"
+        for t in range(1, 21):
+            readings.append(dict(line="line-1", machine=name, time=float(t), values='{"temperature": 70.0}',
+                                 sent_at=now, received_at=now))
+            predictions.append(dict(line="line-1", machine=name, time=float(t), model="rul", version=1, risk=None,
+                                    rul=150.0 - t - m, rul_low=130.0 - t - m, rul_high=170.0 - t - m, sent_at=now))
+            predictions.append(dict(line="line-1", machine=name, time=float(t), model="failure", version=1,
+                                    risk=min(1.0, (t + m) / 120), rul=None, rul_low=None, rul_high=None, sent_at=now))
+        states.append(dict(line="line-1", machine=name, time=20.0, risk=min(1.0, (20 + m) / 120), risk_threshold=0.5,
+                           risk_model="failure", rul=130.0 - m, rul_low=110.0 - m, rul_high=150.0 - m, rul_model="rul",
+                           alerting=m >= 90))
+    alert = dict(line="line-1", machine="press-099", time=20.0, kind="risk", model="failure", version=1, value=0.99,
+                 threshold=0.5, message="failure risk 99 % at or above the alarm threshold 50 %", at=now)
+    store.write_batch(readings, predictions, [alert], states)
+    ramp = np.tile(np.arange(64, dtype=np.uint8) * 4, (64, 1))
+    store.record_inspection("defects", 1, "part-17.png", "scratch", 0.93, _png(ramp), _png(ramp[::-1].copy()))
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def dashboard(tmp_path_factory, binary_model, rul_model):
+    """The service on a free port over a registry with a failure and a RUL model and a filled store."""
+    import uvicorn
+
+    from shopfloor.registry import Registry
+    from shopfloor.serve.app import create_app
+    from shopfloor.serve.auth import create_token
+    from shopfloor.store import Store, default_url
+
+    root = tmp_path_factory.mktemp("line") / "models"
+    registry = Registry(root, create=True)
+    registry.add("failure", binary_model.folder)
+    registry.add("rul", rul_model.folder)
+    token = create_token(root, "browser", "read")
+    store = Store(default_url(root))
+    _fill(store)
+    port = _free_port()
+    server = uvicorn.Server(uvicorn.Config(create_app(root), host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.time() + 30
+    while not server.started and time.time() < deadline:
+        time.sleep(0.05)
+    yield {"url": f"http://127.0.0.1:{port}", "token": token, "store": store}
+    server.should_exit = True
+    thread.join(10)
+    store.close()
+
+
+@pytest.fixture(scope="module")
+def browser():
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
+        yield chromium
+        chromium.close()
+
+
+@pytest.fixture
+def page(browser, dashboard):
+    """A signed-in page: the token typed into the sign-in form, as a person would."""
+    context = browser.new_context()
+    page = context.new_page()
+    page.goto(dashboard["url"] + "/")
+    assert "/login" in page.url  # no token yet: sent to sign in
+    page.fill("input[name=token]", dashboard["token"])
+    page.click("button[type=submit]")
+    page.wait_for_selector("table.fleet")
+    yield page
+    context.close()
+
+
+def test_a_wrong_token_does_not_get_in(browser, dashboard):
+    context = browser.new_context()
+    page = context.new_page()
+    page.goto(dashboard["url"] + "/login")
+    page.fill("input[name=token]", "sf_not-a-token")
+    page.click("button[type=submit]")
+    assert "/login" in page.url
+    assert page.locator("table.fleet").count() == 0
+    context.close()
+
+
+def test_fleet_shows_every_machine_with_risk_and_rul(page):
+    rows = page.locator("tr.machine")
+    assert rows.count() == MACHINES
+    assert page.text_content("#machine-count") == str(MACHINES)
+    assert page.locator("tr.machine.alarm").count() == 10  # press-090 .. press-099, listed first
+    first = rows.first.inner_text()
+    assert "press-09" in first and "alarm" in first
+    assert "cycles" in first and "%" in first
+    assert "failure risk 99 %" in page.inner_text("#alerts")
+
+
+def test_fleet_updates_live_when_the_stream_writes(page, dashboard):
+    state = dict(line="line-2", machine="lathe-new", time=5.0, risk=0.91, risk_threshold=0.5, risk_model="failure",
+                 rul=None, rul_low=None, rul_high=None, rul_model=None, alerting=True)
+    now = time.time()
+    reading = dict(line="line-2", machine="lathe-new", time=5.0, values='{"temperature": 80.0}', sent_at=now,
+                   received_at=now)
+    dashboard["store"].write_batch([reading], [], [], [state])
+    page.wait_for_selector("tr[data-machine='line-2/lathe-new']", timeout=10_000)  # no reload: the fragment refreshed
+    assert page.text_content("#machine-count") == str(MACHINES + 1)
+
+
+def test_machine_page_draws_trends(page):
+    page.click("text=press-003")
+    page.wait_for_selector("svg.chart")
+    charts = page.locator("svg.chart")
+    assert charts.count() == 2
+    assert page.locator("svg.chart polyline.line").count() == 2  # both trends have a line
+    assert page.locator("svg.chart polygon.band").count() == 1  # the RUL interval band
+
+
+def test_inspection_page_shows_images_and_heatmaps(page):
+    page.click("nav >> text=Inspection")
+    page.wait_for_selector("figure.inspection")
+    assert "scratch" in page.inner_text("figure.inspection")
+    widths = page.eval_on_selector_all("figure.inspection img", "images => images.map(i => i.naturalWidth)")
+    assert widths == [64, 64]  # both PNGs were served and decoded
+
+
+def test_models_page_lists_live_versions_and_opens_a_report(page):
+    page.click("nav >> text=Models")
+    page.wait_for_selector("table.models")
+    names = page.eval_on_selector_all("tr.model", "rows => rows.map(r => r.dataset.model)")
+    assert names == ["failure", "rul"]
+    page.click("tr[data-model=failure] >> text=report")
+    page.wait_for_load_state()
+    assert "failure" in page.content()
+
+
+def test_fleet_of_100_machines_renders_quickly(page, dashboard):
+    """A generous floor for CI; the 1 s target is measured in benchmarks/serve_load.py."""
+    started = time.perf_counter()
+    page.goto(dashboard["url"] + "/")
+    page.wait_for_selector("tr.machine >> nth=99")
+    assert time.perf_counter() - started < 5

@@ -1,0 +1,138 @@
+"""The stream through a real Mosquitto: nothing lost across a broker restart, alerts, dead letters."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+
+import pytest
+from conftest import RUL_COLUMNS, failure_table, run_histories
+from services import Listener, mosquitto, running_worker, wait_for
+
+from shopfloor.registry import Registry
+from shopfloor.store import Store
+from shopfloor.stream.broker import mqtt_client, parse_url
+from shopfloor.stream.replay import replay
+
+
+@pytest.fixture(scope="module")
+def registry(rul_model, binary_model, tmp_path_factory):
+    """A registry with a tiny failure model and a tiny RUL model (trained in tests/conftest.py)."""
+    root = tmp_path_factory.mktemp("registry")
+    models = Registry(root, create=True)
+    models.add("failure", binary_model.folder)
+    models.add("rul", rul_model.folder)
+    return root
+
+
+@pytest.fixture
+def broker():
+    with mosquitto() as running:
+        yield running
+
+
+def publish_raw(url: str, messages: list[tuple[str, bytes]]) -> None:
+    client = mqtt_client("raw-publisher")
+    client.connect(*parse_url(url))
+    client.loop_start()
+    infos = [client.publish(topic, payload, qos=1) for topic, payload in messages]
+    for info in infos:
+        info.wait_for_publish(10)
+    client.disconnect()
+    client.loop_stop()
+
+
+def test_a_broker_restart_mid_stream_loses_no_reading(broker, registry, rul_model, tmp_path):
+    database = f"sqlite:///{tmp_path / 'plant.db'}"
+    store = Store(database)
+    history = rul_model.test  # 12 engines cut short: ~600 readings
+    published = {}
+    with running_worker(broker.url, registry, database, rul_alert=10) as stats:
+        def publish():
+            published.update(replay(history, broker.url, rate=600, readings_per_message=5, progress=None,
+                                    unit=RUL_COLUMNS["unit"], time=RUL_COLUMNS["time"]))
+
+        publisher = threading.Thread(target=publish)
+        publisher.start()
+        assert wait_for(lambda: store.counts()["readings"] > 100, 20), "the worker stored nothing before the restart"
+        broker.restart(pause=0.5)  # SIGTERM: Mosquitto saves the queued messages of persistent sessions
+        publisher.join(60)
+        total = len(history)
+        assert published["readings"] == total
+        assert wait_for(lambda: store.counts()["readings"] >= total, 30)
+    counts = store.counts()
+    assert counts["readings"] == total  # every reading once: none lost, redeliveries stored once
+    assert counts["machines"] == history["engine"].nunique()
+    assert stats["readings"] >= total and stats["dead_letters"] == 0
+    fleet = store.fleet()
+    assert all(m["rul_model"] == "rul@1" and m["rul_low"] <= m["rul"] <= m["rul_high"] for m in fleet)
+    last = history.groupby("engine")["cycle"].max()
+    assert {m["machine"]: m["time"] for m in fleet} == {f"unit-{e}": float(c) for e, c in last.items()}
+
+
+def test_rul_alerts_once_per_machine_and_failure_risk_per_reading(broker, registry, tmp_path):
+    database = f"sqlite:///{tmp_path / 'plant.db'}"
+    store = Store(database)
+    listener = Listener(broker.url, "plant/+/+/alerts")
+    table = failure_table(200, seed=3).drop(columns=["failure"])
+    try:
+        with running_worker(broker.url, registry, database, rul_alert=10_000):  # every RUL is an alarm
+            replay(rul_model_history := _short_history(), broker.url, rate=2_000, progress=None,
+                   unit=RUL_COLUMNS["unit"], time=RUL_COLUMNS["time"])
+            replay(table, broker.url, rate=2_000, line="line-2", machines=4, readings_per_message=5, progress=None)
+            expected = len(rul_model_history) + len(table)
+            assert wait_for(lambda: store.counts()["readings"] >= expected, 30)
+            engines = rul_model_history["engine"].nunique()
+            assert wait_for(lambda: sum(t.endswith("/alerts") for t, _ in listener.messages) >= engines, 10)
+    finally:
+        listener.close()
+    rul_alerts = [a for a in store.alerts(limit=500) if a["kind"] == "rul"]
+    assert sorted(a["machine"] for a in rul_alerts) == sorted(f"unit-{e}" for e in rul_model_history["engine"].unique())
+    published = [json.loads(p) for t, p in listener.messages]
+    assert {(p["line"], p["machine"], p["kind"]) for p in published} >= {("line-1", a["machine"], "rul") for a in rul_alerts}
+    risky = [m for m in store.fleet() if m["line"] == "line-2"]
+    assert len(risky) == 4 and all(0 <= m["risk"] <= 1 and m["risk_model"] == "failure@1" for m in risky)
+    risk_alerts = [a for a in store.alerts(limit=500) if a["kind"] == "risk"]
+    assert len(risk_alerts) <= 4 * 50  # at most once per entry into the alarm state, not per reading
+    assert store.counts()["predictions"] >= len(table)  # one failure risk per snapshot reading
+
+
+def _short_history():
+    return run_histories(units=4, seed=5, min_life=30, max_life=40)
+
+
+def test_malformed_messages_become_dead_letters_and_the_worker_carries_on(broker, registry, tmp_path):
+    database = f"sqlite:///{tmp_path / 'plant.db'}"
+    store = Store(database)
+    listener = Listener(broker.url, "shopfloor/dead-letter")
+    good = json.dumps([{"time": 1, "Torque [Nm]": 40.0, "Rotational speed [rpm]": 1500, "Type": "L",
+                        "Air temperature [K]": 300.0, "sent_at": time.time()}]).encode()
+    bad = [
+        ("plant/line-1/press-1/telemetry", b"{not json"),
+        ("plant/line-1/press-1/telemetry", b"\xff\xfe"),
+        ("plant/line-1/press-1/telemetry", b'["a", "b"]'),
+        ("plant/line-1/press-1/telemetry", b'{"Torque [Nm]": 40.0}'),  # no time
+        ("plant/line-1/press-1/telemetry", b'{"time": 2, "Torque [Nm]": "forty"}'),  # text in a model's number
+        ("plant/line-1/press-1/telemetry", b'{"time": 3, "Torque [Nm]": {"value": 40}}'),
+        ("plant/line-1/press-1/telemetry", b"[]"),
+        ("plant/line-1/press-1/telemetry", b'{"time": 4, "x": 1}' + b" " * 5_000),  # over the test's limit
+        ("plant/line-1/press-1/telemetry/extra", b'{"time": 5}'),  # matches 'plant/#', not the topic shape
+    ]
+    try:
+        with running_worker(broker.url, registry, database, max_payload=4_096) as stats:
+            time.sleep(0.5)
+            publish_raw(broker.url, bad + [("plant/line-1/press-1/telemetry", good)])
+            assert wait_for(lambda: store.counts()["readings"] == 1 and store.counts()["dead_letters"] >= 8, 15)
+    finally:
+        listener.close()
+    letters = store.dead_letters(limit=50)
+    assert len(letters) == 8  # the extra-level topic does not match plant/+/+/telemetry, so it never arrives
+    reasons = " | ".join(d["reason"] for d in letters)
+    for words in ("not JSON", "not an object", "no numeric 'time'", "must be a number or null", "1 to", "over the limit"):
+        assert words in reasons
+    assert stats["dead_letters"] == 8 and sum(stats["dead_letter_reasons"].values()) == 8
+    assert wait_for(lambda: len(listener.messages) >= 8, 5)
+    body = json.loads(listener.messages[0][1])
+    assert set(body) == {"topic", "reason", "payload"}
+    assert store.fleet()[0]["risk"] is not None  # the good message after the bad ones was scored

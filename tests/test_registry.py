@@ -1,0 +1,108 @@
+"""The model registry: versions, promote, roll back, names that cannot walk out of the folder."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import pytest
+from conftest import FIXTURES
+
+from shopfloor.errors import NotAModel
+from shopfloor.registry import BadName, Registry, UnknownModel
+
+SAVED = FIXTURES / "models" / "tabular-v1"
+
+
+@pytest.fixture
+def registry(tmp_path):
+    return Registry(tmp_path / "models", create=True)
+
+
+def test_add_numbers_versions_and_makes_the_newest_live(registry):
+    assert registry.add("failure", SAVED) == 1
+    assert registry.add("failure", SAVED) == 2
+    assert registry.versions("failure") == [1, 2]
+    assert registry.live_version("failure") == 2
+    live = registry.live("failure")
+    assert (live.version, live.task) == (2, "tabular")
+    assert registry.names() == ["failure"]
+
+
+def test_staged_version_is_not_live_until_promoted(registry):
+    registry.add("failure", SAVED)
+    assert registry.add("failure", SAVED, promote=False) == 2
+    assert registry.live_version("failure") == 1
+    registry.promote("failure", 2)
+    assert registry.live("failure").version == 2
+
+
+def test_rollback_returns_to_the_previous_live_version(registry):
+    for _ in range(3):
+        registry.add("failure", SAVED)
+    assert registry.rollback("failure") == 2
+    assert registry.live("failure").version == 2
+    assert registry.rollback("failure") == 3  # the version before 2 went live was 3
+    events = [h["event"] for h in registry.state("failure")["history"]]
+    assert events.count("rollback") == 2
+
+
+def test_rollback_without_history_is_refused(registry):
+    registry.add("failure", SAVED)
+    with pytest.raises(UnknownModel, match="no earlier live version"):
+        registry.rollback("failure")
+
+
+def test_another_process_promotion_is_seen(registry, tmp_path):
+    registry.add("failure", SAVED)
+    registry.add("failure", SAVED, promote=False)
+    assert registry.live("failure").version == 1
+    Registry(registry.root).promote("failure", 2)  # as the CLI would, from another process
+    assert registry.live("failure").version == 2
+
+
+@pytest.mark.parametrize("name", ["../etc", "a/b", "", ".hidden", "x" * 65, "tokens.json", "a b", "..", "na\0me"])
+def test_names_that_could_reach_outside_are_refused(registry, name):
+    with pytest.raises(BadName):
+        registry.live(name)
+    with pytest.raises(BadName):
+        registry.add(name, SAVED)
+
+
+def test_unknown_model_and_version_name_what_exists(registry):
+    registry.add("failure", SAVED)
+    with pytest.raises(UnknownModel, match="models: failure"):
+        registry.live("rul")
+    with pytest.raises(UnknownModel, match=r"versions: 1\)"):
+        registry.promote("failure", 7)
+
+
+def test_only_shopfloor_model_folders_can_be_added(registry, tmp_path):
+    other = tmp_path / "notes"
+    other.mkdir()
+    (other / "manifest.json").write_text(json.dumps({"hello": 1}))
+    with pytest.raises(NotAModel):
+        registry.add("failure", other)
+    assert registry.names() == []
+
+
+def test_a_tampered_version_is_refused_at_load(registry):
+    registry.add("failure", SAVED)
+    folder = registry.path("failure", 1)
+    manifest = json.loads((folder / "manifest.json").read_text())
+    manifest["params"]["target"] = "something else"
+    (folder / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(NotAModel, match="modified"):
+        registry.live("failure")
+
+
+def test_a_missing_registry_says_how_to_create_one(tmp_path):
+    with pytest.raises(UnknownModel, match="shopfloor models add"):
+        Registry(tmp_path / "nowhere")
+
+
+def test_deleted_live_folder_is_reported(registry):
+    registry.add("failure", SAVED)
+    shutil.rmtree(registry.path("failure", 1))
+    with pytest.raises(UnknownModel, match="no version 1"):
+        registry.live("failure")

@@ -1,0 +1,88 @@
+"""Storage on SQLite and on a real PostgreSQL server: idempotent batches, upserts, reads, inspections."""
+
+from __future__ import annotations
+
+import pytest
+from services import fresh_database, postgres_cluster
+
+from shopfloor.store import Store, StoreError, database_url, default_url
+
+
+@pytest.fixture(scope="module")
+def postgres_server():
+    with postgres_cluster() as url:
+        yield url
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def store(request, tmp_path):
+    if request.param == "sqlite":
+        store = Store(f"sqlite:///{tmp_path / 'plant.db'}")
+        yield store
+        store.close()
+        return
+    with fresh_database(request.getfixturevalue("postgres_server")) as url:
+        store = Store(url)
+        yield store
+        store.close()
+
+
+def batch(machine: str, times: range, risk: float = 0.2, alerting: bool = False):
+    readings = [{"line": "line-1", "machine": machine, "time": t, "values": {"Torque [Nm]": 40.0 + t, "Type": "L"},
+                 "sent_at": 100.0 + t} for t in times]
+    predictions = [{"line": "line-1", "machine": machine, "time": t, "model": "failure", "version": 1, "risk": risk,
+                    "sent_at": 100.0 + t} for t in times]
+    machines = [{"line": "line-1", "machine": machine, "time": times[-1], "risk": risk, "risk_threshold": 0.5,
+                 "risk_model": "failure@1", "alerting": alerting}]
+    return readings, predictions, machines
+
+
+def test_a_batch_delivered_twice_is_stored_once(store):
+    readings, predictions, machines = batch("press-1", range(5))
+    store.write_batch(readings, predictions, (), machines)
+    store.write_batch(readings, predictions, (), machines)  # a QoS 1 redelivery
+    counts = store.counts()
+    assert (counts["readings"], counts["predictions"], counts["machines"]) == (5, 5, 1)
+    assert [r["values"] for r in store.readings("line-1", "press-1")][0] == {"Torque [Nm]": 40.0, "Type": "L"}
+
+
+def test_machines_hold_the_latest_state_and_trend_is_oldest_first(store):
+    for start, risk in [(0, 0.1), (5, 0.7)]:
+        readings, predictions, machines = batch("press-1", range(start, start + 5), risk, alerting=risk > 0.5)
+        store.write_batch(readings, predictions, (), machines)
+    readings, _, machines = batch("press-2", range(3))
+    store.write_batch(readings, (), (), machines)
+    fleet = store.fleet()
+    assert [m["machine"] for m in fleet] == ["press-1", "press-2"]
+    assert fleet[0]["risk"] == 0.7 and fleet[0]["alerting"] is True and fleet[0]["time"] == 9
+    trend = store.trend("line-1", "press-1", limit=4)
+    assert [t["time"] for t in trend] == [6, 7, 8, 9]
+    assert store.counts()["alerting"] == 1
+
+
+def test_alerts_dead_letters_and_inspections_round_trip(store):
+    alert = {"line": "line-1", "machine": "press-1", "time": 3, "kind": "risk", "model": "failure", "version": 2,
+             "value": 0.9, "threshold": 0.5, "message": "press-1: failure risk 90 %"}
+    store.write_batch([], [], [alert, {**alert, "time": 4}])
+    assert [a["time"] for a in store.alerts(limit=1)] == [4]
+    store.write_dead_letter("plant/line-1/press-1/telemetry", b"\xffnot json", "payload is not JSON")
+    assert store.dead_letters()[0]["payload"] == b"\xffnot json"
+    first = store.record_inspection("scratches", 1, "part-7.png", "defect", 0.93, b"\x89PNG image", b"\x89PNG heat")
+    second = store.record_inspection("scratches", 1, "part-8.png", "good", 0.05, b"\x89PNG other", None)
+    listed = store.inspections()
+    assert [i["id"] for i in listed] == [second, first] and "image" not in listed[0]
+    assert store.inspection_image(first, "heatmap") == b"\x89PNG heat"
+    assert store.inspection_image(second, "heatmap") is None
+    assert store.inspection_image(12345) is None
+    with pytest.raises(StoreError):
+        store.inspection_image(first, "../etc/passwd")
+    counts = store.counts()
+    assert (counts["alerts"], counts["dead_letters"], counts["inspections"]) == (2, 1, 2)
+
+
+def test_urls_people_type_are_understood(tmp_path):
+    assert database_url("postgresql://me@db:5432/plant") == "postgresql+psycopg://me@db:5432/plant"
+    assert database_url(tmp_path / "x.db") == f"sqlite:///{tmp_path / 'x.db'}"
+    assert default_url(tmp_path) == f"sqlite:///{tmp_path / 'shopfloor.db'}"
+    with pytest.raises(StoreError, match="sqlite:///"):
+        Store("mysql://me@db/plant")
