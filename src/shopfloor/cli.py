@@ -482,13 +482,18 @@ def info(model: ModelOpt):
 @app.command()
 @friendly
 def demo(out: Annotated[Path, typer.Option("--out", help="Folder for the demo's models and reports.")] = Path("demo-output"),
-         quick: Annotated[bool, typer.Option("--quick", help="Fewer epochs, for a smoke test.")] = False):
-    """Train, evaluate, explain, report and export on data shipped with shopfloor (AI4I failures, C-MAPSS RUL)."""
+         quick: Annotated[bool, typer.Option("--quick", help="Fewer epochs, for a smoke test.")] = False,
+         line: Annotated[bool, typer.Option("--line/--no-line", help="Finish with the models on a simulated line: "
+                                            "REST service, MQTT stream and dashboard.")] = True,
+         port: Annotated[int, typer.Option("--port", help="The demo service's port (a free one if taken).")] = 8000,
+         serve_seconds: Annotated[float, typer.Option("--serve-seconds", help="When not run from a terminal: keep "
+                                                      "the dashboard up this long (from a terminal: until Ctrl-C).")] = 0):
+    """Train, evaluate, explain, report and export on shipped data, then serve the models on a simulated line."""
     from rich.console import Console
 
     from shopfloor.demo import run_demo
 
-    run_demo(out, Console(), quick=quick)
+    run_demo(out, Console(), quick=quick, line=line, port=port, serve_seconds=serve_seconds)
 
 
 # serve, stream, replay, models, token: in their own module, which borrows `friendly` from this one

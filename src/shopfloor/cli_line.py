@@ -132,7 +132,55 @@ def serve(models: RegistryOpt,
                 max_image_bytes=int(max_image_mb * 2**20))
 
 
+@friendly
+def stream(broker: BrokerOpt, models: RegistryOpt,
+           topic: Annotated[str, typer.Option("--topic", help="Telemetry topics; '+' matches one level "
+                                              "(plant/<line>/<machine>/telemetry).")] = "plant/+/+/telemetry",
+           database: DatabaseOpt = None,
+           model: Annotated[list[str] | None, typer.Option("--model", help="Score with these registry models only "
+                                                           "(default: every live failure and RUL model).")] = None,
+           rul_alert: Annotated[float | None, typer.Option("--rul-alert", help="Alert when the low end of a machine's "
+                                                           "RUL interval reaches this many cycles.")] = None,
+           group: Annotated[str, typer.Option("--group", help="Workers of one group share the readings "
+                                              "(an MQTT 5 shared subscription).")] = "shopfloor",
+           client_id: Annotated[str | None, typer.Option("--client-id", help="Keep it across restarts: the broker "
+                                                         "holds the worker's unacknowledged readings under it.")] = None):
+    """Score live sensor readings from MQTT, store them, and publish alerts to plant/<line>/<machine>/alerts."""
+    from shopfloor.stream.worker import run_worker
+
+    counts = run_worker(broker, topic, models, database, group=group, client_id=client_id, model_names=model or None,
+                        rul_alert=rul_alert)
+    _stderr().print(f"stopped: {plain(_counts(counts))}")
+
+
+@friendly
+def replay(broker: BrokerOpt,
+           data: Annotated[Path, typer.Option("--data", help="Run histories (C-MAPSS text, CSV or Parquet with "
+                                              "--unit/--time) or a table of snapshots.")],
+           rate: Annotated[float, typer.Option("--rate", help="Readings per second over the whole line.")] = 100.0,
+           line: Annotated[str, typer.Option("--line", help="Line name in the topics.")] = "line-1",
+           machines: Annotated[int | None, typer.Option("--machines", help="Snapshots: machines to deal the rows to; "
+                                                        "histories: copies of the units up to this many machines.")] = None,
+           unit: Annotated[str | None, typer.Option("--unit", help="Unit column of a CSV/Parquet history.")] = None,
+           time: Annotated[str | None, typer.Option("--time", help="Time or cycle column of a CSV/Parquet history.")] = None,
+           readings_per_message: Annotated[int, typer.Option("--readings-per-message", help="A gateway's batch: "
+                                                             "consecutive readings of one machine per message.")] = 10,
+           loop: Annotated[bool, typer.Option("--loop", help="Start again at the end, until Ctrl-C.")] = False):
+    """Publish recorded data to MQTT as a simulated line (plant/<line>/<machine>/telemetry)."""
+    from shopfloor.stream.replay import replay as publish
+
+    counts = publish(data, broker, rate, line=line, readings_per_message=readings_per_message, loop=loop,
+                     machines=machines, unit=unit, time=time)
+    _stderr().print(f"[green]replayed[/] {plain(_counts(counts))}")
+
+
+def _counts(counts: dict) -> str:
+    return ", ".join(f"{v} {k.replace('_', ' ')}" for k, v in counts.items() if isinstance(v, int))
+
+
 def register(app: typer.Typer) -> None:
     app.command()(serve)
+    app.command()(stream)
+    app.command()(replay)
     app.add_typer(models_app, name="models")
     app.add_typer(token_app, name="token")

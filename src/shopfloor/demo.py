@@ -8,7 +8,9 @@ The demo is what `make demo` runs on a fresh machine:
 3. visual inspection of generated metal surfaces (the NEU and magnetic-tile images may not ship with
    shopfloor): a defect classifier (crack, scratch, spot) and a good-only anomaly detector with heatmaps;
 4. process optimisation of a simulated flow reactor (published SnAr kinetics): settings recommended
-   from 40 past runs under an E-factor limit, then three rounds of the suggested experiments.
+   from 40 past runs under an E-factor limit, then three rounds of the suggested experiments;
+5. on the line (`demo_line`): the models above in a registry behind the REST service and a stream
+   worker, recorded engines and machines replayed over MQTT, and the live dashboard's address.
 """
 
 from __future__ import annotations
@@ -22,7 +24,8 @@ from shopfloor.data.demo import AI4I_FAILURE_MODES, AI4I_TARGET, demo_file
 from shopfloor.display import metrics_table, plain
 
 
-def run_demo(out: Path, console: Console, quick: bool = False) -> dict:
+def run_demo(out: Path, console: Console, quick: bool = False, line: bool = True, port: int = 8000,
+             serve_seconds: float = 0.0) -> dict:
     from sklearn.model_selection import train_test_split
 
     from shopfloor.data.tables import read_table, write_table
@@ -56,6 +59,11 @@ def run_demo(out: Path, console: Console, quick: bool = False) -> dict:
     rul_metrics = run_rul_demo(out, console, quick)
     inspection_metrics = run_inspection_demo(out, console, quick)
     optimize_result = run_optimize_demo(out, console, quick)
+    line_result = None
+    if line:
+        from shopfloor.demo_line import run_line_demo
+
+        line_result = run_line_demo(out, console, port=port, serve_seconds=serve_seconds)
     console.rule("[bold]done")
     for name, what in [(model_dir, "model folder (safetensors + JSON)"), (out / "ai4i-report.html", "report"),
                        (out / "ai4i-model.onnx", "ONNX model for edge devices"),
@@ -70,9 +78,10 @@ def run_demo(out: Path, console: Console, quick: bool = False) -> dict:
                        (out / "anomaly-model.onnx", "anomaly detector for edge devices"),
                        (out / "reactor-records.csv", "past runs of the simulated reactor"),
                        (out / "reactor-optimize.json", "recommended settings, predictions, next experiments"),
-                       (out / "reactor-report.html", "optimisation report (partial dependence)")]:
+                       (out / "reactor-report.html", "optimisation report (partial dependence)"),
+                       (out / "line", "registry, database, broker and logs of the simulated line")]:
         console.print(f"  {plain(name)}  [dim]{what}[/]")
-    return {"ai4i": metrics, "cmapss": rul_metrics, **inspection_metrics, "optimize": optimize_result}
+    return {"ai4i": metrics, "cmapss": rul_metrics, **inspection_metrics, "optimize": optimize_result, "line": line_result}
 
 
 def run_rul_demo(out: Path, console: Console, quick: bool = False) -> dict:
@@ -175,6 +184,7 @@ def run_optimize_demo(out: Path, console: Console, quick: bool = False) -> dict:
                   f"{actual['e_factor'].iloc[0]:.2f} (predicted {result['predicted']['sty']['mean']:,.0f} and "
                   f"{result['predicted']['e_factor']['mean']:.2f})")
     (out / "reactor-optimize.json").write_text(json.dumps(result, indent=2) + "\n")
+    optimizer.save(out / "reactor-model")
     write_optimize_report(optimizer, out / "reactor-report.html", result)
     rounds = 1 if quick else 3
     rng = np.random.default_rng(1)

@@ -48,7 +48,9 @@ def test_a_broker_restart_mid_stream_loses_no_reading(broker, registry, rul_mode
     store = Store(database)
     history = rul_model.test  # 12 engines cut short: ~600 readings
     published = {}
-    with running_worker(broker.url, registry, database, rul_alert=10) as stats:
+    # group=None: a plain subscription in a persistent session. With a shared subscription ($share/...),
+    # Mosquitto 2.0.11 lost the messages of that restart (measured: 420 of 1,060 readings), see the issue note.
+    with running_worker(broker.url, registry, database, rul_alert=10, group=None) as stats:
         def publish():
             published.update(replay(history, broker.url, rate=600, readings_per_message=5, progress=None,
                                     unit=RUL_COLUMNS["unit"], time=RUL_COLUMNS["time"]))

@@ -138,29 +138,38 @@ def token_scope(request: Request) -> str | None:
     return request.app.state.tokens.scope_of(presented_token(request))
 
 
+def authorize(request: Request, scope: str) -> str:
+    """The scope granted to the request's token; NotAuthenticated (401) or Forbidden (403) otherwise."""
+    book: TokenBook = request.app.state.tokens
+    token = presented_token(request)
+    if token is None:
+        if book.empty:
+            raise NotAuthenticated(f"this service has no API tokens yet: create one with 'shopfloor token create "
+                                   f"--models {book.path.parent} --scope read --name NAME' and send it as "
+                                   "'Authorization: Bearer <token>'")
+        raise NotAuthenticated("an API token is needed: send 'Authorization: Bearer <token>' "
+                               "(tokens come from 'shopfloor token create')")
+    granted = book.scope_of(token)
+    if granted is None:
+        raise NotAuthenticated("the API token is not valid (revoked, mistyped or from another registry)")
+    if scope == "admin" and granted != "admin":
+        raise Forbidden("this needs an admin token; yours has the read scope "
+                        "(create one with 'shopfloor token create --scope admin')")
+    return granted
+
+
 def require(scope: str):
     """A FastAPI dependency that lets a request through only with a token of `scope` (admin implies read)."""
 
     async def check(request: Request, _: HTTPAuthorizationCredentials | None = Depends(bearer)) -> str:
-        book: TokenBook = request.app.state.tokens
-        token = presented_token(request)
-        if token is None:
-            if book.empty:
-                raise NotAuthenticated(f"this service has no API tokens yet: create one with 'shopfloor token create "
-                                       f"--models {book.path.parent} --scope read --name NAME' and send it as "
-                                       "'Authorization: Bearer <token>'")
-            raise NotAuthenticated("an API token is needed: send 'Authorization: Bearer <token>' "
-                                   "(tokens come from 'shopfloor token create')")
-        granted = book.scope_of(token)
-        if granted is None:
-            raise NotAuthenticated("the API token is not valid (revoked, mistyped or from another registry)")
-        if scope == "admin" and granted != "admin":
-            raise Forbidden("this needs an admin token; yours has the read scope "
-                            "(create one with 'shopfloor token create --scope admin')")
-        return granted
+        return authorize(request, scope)
 
     check.__name__ = f"require_{scope}"
     return check
+
+
+# The OpenAPI entry of a route that calls `authorize` itself (the busy routes skip FastAPI's dependency machinery)
+SECURED = {"security": [{"HTTPBearer": []}]}
 
 
 # -- the file -----------------------------------------------------------------------------------

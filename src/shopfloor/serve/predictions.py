@@ -16,10 +16,12 @@ import math
 import weakref
 
 import pandas as pd
-from fastapi import APIRouter, Depends, Query, Request, Response
+from fastapi import APIRouter, Query, Request, Response
+from fastapi.exceptions import RequestValidationError
+from pydantic import ValidationError
 
 from shopfloor.errors import ColumnMissing
-from shopfloor.serve.auth import require
+from shopfloor.serve.auth import SECURED, authorize
 from shopfloor.serve.batching import Batcher
 from shopfloor.serve.live import Loaded
 from shopfloor.serve.schemas import PredictRequest, PredictResponse, problems
@@ -34,12 +36,23 @@ class TooManyRows(Exception):
     """More rows in one request than the service's limit (HTTP 413)."""
 
 
+PREDICT_OPENAPI = {
+    **SECURED,
+    "parameters": [{"name": "version", "in": "query", "required": False, "description": "score with this version "
+                    "instead of the live one", "schema": {"type": "integer", "minimum": 1}}],
+    "requestBody": {"required": True, "content": {"application/json": {"schema": PredictRequest.model_json_schema()}}},
+}
+
+
 @router.post("/models/{name}/predict", response_model=PredictResponse, responses=problems(401, 403, 404, 413, 422, 503),
-             summary="Score table rows, run histories or process settings")
-async def predict(name: str, body: PredictRequest, request: Request, version: int | None = VERSION,
-                  _: str = Depends(require("read"))) -> Response:
+             summary="Score table rows, run histories or process settings", openapi_extra=PREDICT_OPENAPI)
+async def predict(name: str, request: Request) -> Response:
+    # The body, the version and the token are read here rather than declared as FastAPI parameters and
+    # dependencies: that machinery cost more per request than the prediction (openapi_extra documents them).
+    authorize(request, "read")
     state = request.app.state
-    rows = body.rows
+    version = query_version(request)
+    rows = parse_rows(await request.body())
     if len(rows) > state.max_rows:
         raise TooManyRows(f"{len(rows):,} rows in one request; this service takes at most {state.max_rows:,}: "
                           "split the rows over several requests")
@@ -55,6 +68,25 @@ async def predict(name: str, body: PredictRequest, request: Request, version: in
         score = score_runs if model.task == "rul" else score_settings
         predictions = await asyncio.get_running_loop().run_in_executor(state.executor, score, model.estimator, rows)
     return json_response({"model": model.name, "version": model.version, "task": model.task, "predictions": predictions})
+
+
+def parse_rows(body: bytes) -> list[dict]:
+    """The rows of a PredictRequest body, parsed and checked in one pass (pydantic-core, from bytes)."""
+    try:
+        return PredictRequest.model_validate_json(body).rows
+    except ValidationError as err:
+        raise RequestValidationError([{**e, "loc": ("body", *e.get("loc", ()))} for e in err.errors(include_input=False)],
+                                     body=None) from None
+
+
+def query_version(request: Request) -> int | None:
+    text = request.query_params.get("version")
+    if text is None:
+        return None
+    if not text.isdigit() or int(text) < 1:
+        raise RequestValidationError([{"type": "int_parsing", "loc": ("query", "version"),
+                                       "msg": f"'{text[:40]}' is not a version number (1, 2, 3, ...)"}])
+    return int(text)
 
 
 def batcher(executor, wait: float = 0.0) -> Batcher:

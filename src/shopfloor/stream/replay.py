@@ -42,7 +42,7 @@ def machine_histories(data: str | os.PathLike | pd.DataFrame, machines: int | No
     from shopfloor.data.tables import read_table
 
     frame = data if isinstance(data, pd.DataFrame) else None
-    if frame is None and (is_cmapss_file(data) or (unit and time)):
+    if (frame is None and is_cmapss_file(data)) or (unit and time):
         runs = read_runs(data, unit=unit, time=time)
         columns = [*runs.settings, *runs.sensors]
         names, histories = [], []

@@ -1,0 +1,174 @@
+"""Part 5 of `shopfloor demo`: the demo's models on a simulated line.
+
+1. the models trained in parts 1-4 go into a registry (`<out>/line/models`) and a read token is made;
+2. an MQTT broker starts (Mosquitto when installed, else the pure-Python amqtt), then the REST service
+   and a stream worker, each in its own process as they would run in a plant;
+3. the 100 C-MAPSS FD001 test engines are replayed as `line-1` (RUL with its interval per engine and
+   cycle) and the AI4I hold-out rows as 20 machines of `line-2` (failure risk per reading);
+4. a few generated parts are sent to the inspection endpoint;
+5. the demo checks what arrived (every reading stored, the fleet page answering) and prints the
+   dashboard's address. Interactively it keeps serving until Ctrl-C; otherwise for `serve_seconds`.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from rich.console import Console
+
+from shopfloor.display import plain
+
+ENGINES_RATE = 4_000  # readings/s: the 13,096 test cycles in a few seconds
+SNAPSHOT_MACHINES = 20
+
+
+def run_line_demo(out: Path, console: Console, port: int = 8000, serve_seconds: float = 0.0) -> dict:
+    from shopfloor.data.demo import demo_file
+    from shopfloor.registry import Registry
+    from shopfloor.serve.auth import create_token
+    from shopfloor.stream.broker import free_port, start_broker
+    from shopfloor.stream.replay import replay
+
+    console.rule("[bold]5. On the line: REST service, MQTT stream worker and live dashboard")
+    line = out / "line"
+    shutil.rmtree(line, ignore_errors=True)
+    registry = Registry(line / "models", create=True)
+    for name, folder in [("failure", "ai4i-model"), ("rul", "cmapss-model"), ("defects", "defects-model"),
+                         ("anomaly", "anomaly-model"), ("reactor", "reactor-model")]:
+        if (out / folder).is_dir():
+            registry.add(name, out / folder)
+    token = create_token(registry.root, "demo", "read")
+    (line / "demo-token.txt").write_text(token + "\n", encoding="utf-8")
+    console.print(f"registry {plain(registry.root)}: {', '.join(registry.names())}; a read token is in "
+                  f"{plain(line / 'demo-token.txt')}")
+
+    broker = start_broker(folder=line / "broker")
+    port = _port_or_free(port, free_port)
+    url = f"http://127.0.0.1:{port}"
+    logs = {name: (line / f"{name}.log").open("w") for name in ("service", "worker")}
+    cli = [sys.executable, "-m", "shopfloor"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}  # three processes share the cores
+    processes = [
+        subprocess.Popen([*cli, "serve", "--models", str(registry.root), "--port", str(port)], stdout=logs["service"],
+                         stderr=subprocess.STDOUT, env=env),
+        subprocess.Popen([*cli, "stream", "--broker", broker.url, "--models", str(registry.root), "--rul-alert", "20",
+                          "--client-id", "shopfloor-demo-worker"], stdout=logs["worker"], stderr=subprocess.STDOUT, env=env),
+    ]
+    try:
+        _wait_ready(url, processes, line)
+        console.print(f"{broker.kind} broker at {broker.url}; service at {url}; stream worker subscribed "
+                      "(logs in " + plain(line) + ")")
+        engines = replay(demo_file("test_FD001.txt.gz"), broker.url, ENGINES_RATE, line="line-1", progress=None)
+        snapshots = replay(out / "ai4i-holdout.csv", broker.url, ENGINES_RATE, line="line-2",
+                           machines=SNAPSHOT_MACHINES, progress=None)
+        sent = engines["readings"] + snapshots["readings"]
+        console.print(f"replayed {engines['readings']:,} cycles of {engines['machines']} engines (line-1) and "
+                      f"{snapshots['readings']:,} AI4I snapshots over {snapshots['machines']} machines (line-2)")
+        inspected = _inspect_parts(url, token, out, registry.names())
+        summary = _wait_stored(registry.root, sent)
+        summary.update(_check_dashboard(url, token))
+        summary["inspected"] = inspected
+        console.print(f"stored {summary['readings']:,} of {sent:,} readings and {summary['predictions']:,} predictions; "
+                      f"{summary['alerting']} machines in alarm, {summary['alerts']} alerts published; "
+                      f"{inspected} parts inspected")
+        console.print(f"dashboard: {summary['machines']} machines rendered in {summary['render_ms']:.0f} ms")
+        console.print(f"[bold]dashboard[/] {url}/login  (token: {token})   API docs {url}/docs")
+        _keep_serving(console, serve_seconds)
+        return summary
+    finally:
+        for process in processes:
+            process.terminate()
+        for process in processes:
+            try:
+                process.wait(10)
+            except subprocess.TimeoutExpired:
+                process.kill()
+        broker.close()
+        for handle in logs.values():
+            handle.close()
+
+
+def _port_or_free(port: int, free_port) -> int:
+    import socket
+
+    with socket.socket() as probe:
+        if probe.connect_ex(("127.0.0.1", port)) != 0:
+            return port
+    return free_port()  # something else listens on the usual port
+
+
+def _wait_ready(url: str, processes: list, line: Path, timeout: float = 120.0) -> None:
+    import httpx
+
+    from shopfloor.errors import ShopfloorError
+
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        for process in processes:
+            if process.poll() is not None:
+                raise ShopfloorError(f"a demo process stopped (exit {process.returncode}); see the logs in {line}")
+        try:
+            if httpx.get(f"{url}/ready", timeout=2).status_code == 200:
+                time.sleep(1.0)  # the worker subscribes while the service loads its models
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.25)
+    raise ShopfloorError(f"the demo service did not become ready in {timeout:.0f} s; see {line / 'service.log'}")
+
+
+def _inspect_parts(url: str, token: str, out: Path, models: list[str], parts: int = 6) -> int:
+    """Send a few of the generated test parts to each inspection model, as a camera station would."""
+    import httpx
+
+    done = 0
+    folders = {"defects": out / "surfaces" / "classes-test", "anomaly": out / "surfaces" / "inspection" / "test"}
+    for name, folder in folders.items():
+        if name not in models:
+            continue
+        images = sorted(folder.rglob("*.png"))[:: max(1, len(sorted(folder.rglob("*.png"))) // parts)][:parts]
+        for image in images:
+            response = httpx.post(f"{url}/api/models/{name}/inspect", headers={"Authorization": f"Bearer {token}"},
+                                  files={"image": (image.name, image.read_bytes(), "image/png")}, timeout=60)
+            done += response.status_code == 200
+    return done
+
+
+def _wait_stored(models: Path, sent: int, timeout: float = 120.0) -> dict:
+    from shopfloor.store import Store, default_url
+
+    store = Store(default_url(models))
+    deadline = time.time() + timeout
+    counts = store.counts()
+    while counts["readings"] < sent and time.time() < deadline:
+        time.sleep(0.5)
+        counts = store.counts()
+    store.close()
+    return counts
+
+
+def _check_dashboard(url: str, token: str) -> dict:
+    import httpx
+
+    started = time.perf_counter()
+    page = httpx.get(f"{url}/", cookies={"shopfloor_token": token}, timeout=30)
+    elapsed = time.perf_counter() - started
+    return {"render_ms": elapsed * 1000, "fleet_status": page.status_code, "machines": page.text.count('class="machine')}
+
+
+def _keep_serving(console: Console, serve_seconds: float) -> None:
+    if sys.stdin.isatty():
+        console.print("serving until Ctrl-C")
+        try:
+            while True:
+                time.sleep(1)
+        except KeyboardInterrupt:
+            console.print("stopping")
+    elif serve_seconds > 0:
+        console.print(f"serving for {serve_seconds:.0f} s (not interactive)")
+        time.sleep(serve_seconds)
