@@ -129,17 +129,19 @@ def running_worker(broker_url: str, models, database: str, **options):
     """run_worker in a thread; stopped (cleanly, as by SIGTERM) on leaving the block."""
     from shopfloor.stream.worker import run_worker
 
-    stop, result, failed = threading.Event(), {}, []
+    stop, ready, result, failed = threading.Event(), threading.Event(), {}, []
 
     def work():
         try:
-            result.update(run_worker(broker_url, "plant/+/+/telemetry", models, database, progress=None, stop=stop,
+            result.update(run_worker(broker_url, "plant/+/+/telemetry", models, database, progress=None, stop=stop, ready=ready,
                                      **options))
         except BaseException as err:  # surfaced in the test below
             failed.append(err)
 
     thread = threading.Thread(target=work, daemon=True)
     thread.start()
+    ready.wait(30)
+    time.sleep(0.2)  # the SUBACK
     try:
         yield result
     finally:

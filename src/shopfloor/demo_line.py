@@ -17,6 +17,9 @@ import shutil
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 from rich.console import Console
@@ -27,59 +30,47 @@ ENGINES_RATE = 4_000  # readings/s: the 13,096 test cycles in a few seconds
 SNAPSHOT_MACHINES = 20
 
 
-def run_line_demo(out: Path, console: Console, port: int = 8000, serve_seconds: float = 0.0) -> dict:
-    from shopfloor.data.demo import demo_file
+@dataclass
+class Line:
+    """A running simulated line: registry, broker, REST service and stream worker."""
+
+    registry: object
+    broker: object
+    url: str
+    token: str
+    folder: Path
+
+
+@contextmanager
+def simulated_line(folder: Path, models: dict[str, Path], port: int = 8000, rul_alert: float = 20) -> Iterator[Line]:
+    """Start a broker, the service and a stream worker over a fresh registry of `models` (name -> model folder);
+    everything stops, and the processes are reaped, when the block ends. Logs go to `folder`."""
     from shopfloor.registry import Registry
     from shopfloor.serve.auth import create_token
     from shopfloor.stream.broker import free_port, start_broker
-    from shopfloor.stream.replay import replay
 
-    console.rule("[bold]5. On the line: REST service, MQTT stream worker and live dashboard")
-    line = out / "line"
-    shutil.rmtree(line, ignore_errors=True)
-    registry = Registry(line / "models", create=True)
-    for name, folder in [("failure", "ai4i-model"), ("rul", "cmapss-model"), ("defects", "defects-model"),
-                         ("anomaly", "anomaly-model"), ("reactor", "reactor-model")]:
-        if (out / folder).is_dir():
-            registry.add(name, out / folder)
+    shutil.rmtree(folder, ignore_errors=True)
+    registry = Registry(folder / "models", create=True)
+    for name, model in models.items():
+        registry.add(name, model)
     token = create_token(registry.root, "demo", "read")
-    (line / "demo-token.txt").write_text(token + "\n", encoding="utf-8")
-    console.print(f"registry {plain(registry.root)}: {', '.join(registry.names())}; a read token is in "
-                  f"{plain(line / 'demo-token.txt')}")
-
-    broker = start_broker(folder=line / "broker")
+    (folder / "demo-token.txt").write_text(token + "\n", encoding="utf-8")
+    broker = start_broker(folder=folder / "broker")
     port = _port_or_free(port, free_port)
     url = f"http://127.0.0.1:{port}"
-    logs = {name: (line / f"{name}.log").open("w") for name in ("service", "worker")}
+    logs = {name: (folder / f"{name}.log").open("w") for name in ("service", "worker")}
     cli = [sys.executable, "-m", "shopfloor"]
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}  # three processes share the cores
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}  # the processes share the cores
     processes = [
         subprocess.Popen([*cli, "serve", "--models", str(registry.root), "--port", str(port)], stdout=logs["service"],
                          stderr=subprocess.STDOUT, env=env),
-        subprocess.Popen([*cli, "stream", "--broker", broker.url, "--models", str(registry.root), "--rul-alert", "20",
-                          "--client-id", "shopfloor-demo-worker"], stdout=logs["worker"], stderr=subprocess.STDOUT, env=env),
+        subprocess.Popen([*cli, "stream", "--broker", broker.url, "--models", str(registry.root), "--rul-alert",
+                          str(rul_alert), "--client-id", "shopfloor-demo-worker"], stdout=logs["worker"],
+                         stderr=subprocess.STDOUT, env=env),
     ]
     try:
-        _wait_ready(url, processes, line)
-        console.print(f"{broker.kind} broker at {broker.url}; service at {url}; stream worker subscribed "
-                      "(logs in " + plain(line) + ")")
-        engines = replay(demo_file("test_FD001.txt.gz"), broker.url, ENGINES_RATE, line="line-1", progress=None)
-        snapshots = replay(out / "ai4i-holdout.csv", broker.url, ENGINES_RATE, line="line-2",
-                           machines=SNAPSHOT_MACHINES, progress=None)
-        sent = engines["readings"] + snapshots["readings"]
-        console.print(f"replayed {engines['readings']:,} cycles of {engines['machines']} engines (line-1) and "
-                      f"{snapshots['readings']:,} AI4I snapshots over {snapshots['machines']} machines (line-2)")
-        inspected = _inspect_parts(url, token, out, registry.names())
-        summary = _wait_stored(registry.root, sent)
-        summary.update(_check_dashboard(url, token))
-        summary["inspected"] = inspected
-        console.print(f"stored {summary['readings']:,} of {sent:,} readings and {summary['predictions']:,} predictions; "
-                      f"{summary['alerting']} machines in alarm, {summary['alerts']} alerts published; "
-                      f"{inspected} parts inspected")
-        console.print(f"dashboard: {summary['machines']} machines rendered in {summary['render_ms']:.0f} ms")
-        console.print(f"[bold]dashboard[/] {url}/login  (token: {token})   API docs {url}/docs")
-        _keep_serving(console, serve_seconds)
-        return summary
+        _wait_ready(url, processes, folder)
+        yield Line(registry, broker, url, token, folder)
     finally:
         for process in processes:
             process.terminate()
@@ -93,13 +84,46 @@ def run_line_demo(out: Path, console: Console, port: int = 8000, serve_seconds: 
             handle.close()
 
 
+def run_line_demo(out: Path, console: Console, port: int = 8000, serve_seconds: float = 0.0) -> dict:
+    from shopfloor.data.demo import demo_file
+    from shopfloor.stream.replay import replay
+
+    console.rule("[bold]5. On the line: REST service, MQTT stream worker and live dashboard")
+    models = {name: out / folder for name, folder in [("failure", "ai4i-model"), ("rul", "cmapss-model"),
+                                                      ("defects", "defects-model"), ("anomaly", "anomaly-model"),
+                                                      ("reactor", "reactor-model")] if (out / folder).is_dir()}
+    with simulated_line(out / "line", models, port) as line:
+        console.print(f"registry {plain(line.registry.root)}: {', '.join(models)}; a read token is in "
+                      f"{plain(line.folder / 'demo-token.txt')}")
+        console.print(f"{line.broker.kind} broker at {line.broker.url}; service at {line.url}; stream worker "
+                      f"subscribed (logs in {plain(line.folder)})")
+        engines = replay(demo_file("test_FD001.txt.gz"), line.broker.url, ENGINES_RATE, line="line-1", progress=None)
+        snapshots = replay(out / "ai4i-holdout.csv", line.broker.url, ENGINES_RATE, line="line-2",
+                           machines=SNAPSHOT_MACHINES, progress=None)
+        sent = engines["readings"] + snapshots["readings"]
+        console.print(f"replayed {engines['readings']:,} cycles of {engines['machines']} engines (line-1) and "
+                      f"{snapshots['readings']:,} AI4I snapshots over {snapshots['machines']} machines (line-2)")
+        inspected = _inspect_parts(line.url, line.token, out, list(models))
+        summary = _wait_stored(line.registry.root, sent)
+        summary.update(_check_dashboard(line.url, line.token))
+        summary["inspected"] = inspected
+        console.print(f"stored {summary['readings']:,} of {sent:,} readings and {summary['predictions']:,} predictions; "
+                      f"{summary['alerting']} machines in alarm, {summary['alerts']} alerts published; "
+                      f"{inspected} parts inspected")
+        console.print(f"dashboard: {summary['machines']} machines rendered in {summary['render_ms']:.0f} ms")
+        console.print(f"[bold]dashboard[/] {line.url}/login  (token: {line.token})   API docs {line.url}/docs")
+        _keep_serving(console, serve_seconds)
+        return summary
+
+
 def _port_or_free(port: int, free_port) -> int:
     import socket
 
-    with socket.socket() as probe:
-        if probe.connect_ex(("127.0.0.1", port)) != 0:
-            return port
-    return free_port()  # something else listens on the usual port
+    if port:
+        with socket.socket() as probe:
+            if probe.connect_ex(("127.0.0.1", port)) != 0:
+                return port
+    return free_port()  # none asked for, or something else listens on the usual port
 
 
 def _wait_ready(url: str, processes: list, line: Path, timeout: float = 120.0) -> None:

@@ -75,11 +75,11 @@ def create_app(models: str | os.PathLike, database: str | None = None, *, max_bo
 
     app.add_middleware(BodyLimit, limit_for=limit_for)
     _add_error_handlers(app)
+    for router in (predictions.router, inspections.router, catalog.router):  # the busiest route first: fewer matches
+        app.include_router(router, prefix="/api")
     app.add_api_route("/health", health, methods=["GET"], response_model=Health, summary="Is the process up (always 200)")
     app.add_api_route("/ready", ready, methods=["GET"], response_model=Readiness, responses={503: {"model": Readiness}},
                       summary="Are the registry readable and every live model loaded (200), or not yet (503)")
-    for router in (predictions.router, inspections.router, catalog.router):
-        app.include_router(router, prefix="/api")
     from shopfloor.serve.dashboard import router as dashboard
 
     app.include_router(dashboard)

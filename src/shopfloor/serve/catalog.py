@@ -95,6 +95,7 @@ async def rollback(name: str, request: Request, _: str = Depends(require("admin"
 
 
 def _load_soon(state) -> None:
+    state.models.forget_live()
     task = asyncio.ensure_future(state.models.warm_up())
     state.background.add(task)  # held, so the task is not collected before it ends
     task.add_done_callback(state.background.discard)

@@ -2,14 +2,16 @@
 
 Loading a model reads files and builds networks (a second or more): it runs in the inference
 thread pool, never on the event loop, and two requests that need the same unloaded version wait
-for one load. Which version is live is read from the registry on every request (a `stat` of
-registry.json), so a promotion made with the CLI, in another process, is served at the next request.
+for one load. Which version is live is read from the registry (a `stat` of
+registry.json, at most once a second), so a promotion made with the CLI, in another process, is served
+within a second.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections import OrderedDict
 from concurrent.futures import Executor
 from dataclasses import dataclass
@@ -19,6 +21,7 @@ from shopfloor.registry import Registry, UnknownModel, check_name
 
 log = logging.getLogger("shopfloor.serve")
 
+LIVE_RECHECK_SECONDS = 1.0  # a promotion made by the CLI is served within this
 KEEP_OTHER_VERSIONS = 2  # versions that are not live, kept loaded after a request named them
 TASK_WORDS = {"tabular": "a table model", "rul": "a remaining-useful-life model", "optimize": "a process optimiser",
               "defects": "a defect classifier", "anomaly": "an anomaly detector"}
@@ -54,10 +57,25 @@ class LoadedModels:
         self._loaded: OrderedDict[tuple[str, int], object] = OrderedDict()
         self._loading: dict[tuple[str, int], asyncio.Task] = {}
         self.failures: dict[tuple[str, int], str] = {}
+        self._live: dict[str, tuple[float, int | None]] = {}  # name -> (when read, live version)
+
+    def live_version(self, name: str) -> int | None:
+        """The registry's live version of `name`, read from disk at most once a second (two stats a time)."""
+        now = time.monotonic()
+        seen = self._live.get(name)
+        if seen is not None and now - seen[0] < LIVE_RECHECK_SECONDS:
+            return seen[1]
+        live = self.registry.live_version(check_name(name))
+        self._live[name] = (now, live)
+        return live
+
+    def forget_live(self) -> None:
+        """Read the live versions afresh (after this service promoted or rolled back a model)."""
+        self._live.clear()
 
     async def get(self, name: str, version: int | None = None) -> Loaded:
         """The model `name` at `version` (the live one when None), loading it first if needed."""
-        live = self.registry.live_version(check_name(name))
+        live = self.live_version(name)
         wanted = live if version is None else version
         if wanted is None:
             raise UnknownModel(f"model '{name}' has no live version: promote one (POST /api/models/{name}/promote) "

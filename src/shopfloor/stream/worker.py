@@ -86,7 +86,7 @@ class Worker:
     def __init__(self, broker: str, topic: str, store, models: Models, group: str | None = "shopfloor",
                  client_id: str | None = None, rul_alert: float | None = None, batch_ms: float = 30.0,
                  max_batch: int = 20_000, dead_letter_topic: str = DEAD_LETTER_TOPIC, max_payload: int = MAX_PAYLOAD,
-                 progress: float | None = 5.0, stop: threading.Event | None = None):
+                 progress: float | None = 5.0, stop: threading.Event | None = None, ready: threading.Event | None = None):
         self.host, self.port = parse_url(broker)
         self.topic, self.group = topic, group
         self.client_id = client_id or f"shopfloor-worker-{uuid.uuid4().hex[:8]}"
@@ -98,6 +98,7 @@ class Worker:
         self.stats = Stats()
         self.inbox: queue.SimpleQueue = queue.SimpleQueue()
         self.stopping = stop or threading.Event()
+        self.ready = ready  # set once subscribed (tests and the demo wait for it before publishing)
         self.connected = threading.Event()
         self.session = 0  # bumps at every (re)connection: acks of messages from an older session are not sent
         self.client = None
@@ -164,6 +165,8 @@ class Worker:
     # -- the loop ---------------------------------------------------------------------------------------
     def run(self) -> Stats:
         self.connect()
+        if self.ready is not None:
+            self.ready.set()
         last_progress = clock.monotonic()
         try:
             while not self.stopping.is_set():
@@ -325,7 +328,8 @@ class Worker:
 def run_worker(broker: str, topic: str, models: Path | None, database: str | None = None, group: str | None = "shopfloor",
                client_id: str | None = None, model_names: list[str] | None = None, rul_alert: float | None = None,
                batch_ms: float = 30.0, dead_letter_topic: str = DEAD_LETTER_TOPIC, max_payload: int = MAX_PAYLOAD,
-               progress: float | None = 5.0, stats_file: Path | None = None, stop: threading.Event | None = None) -> dict:
+               progress: float | None = 5.0, stats_file: Path | None = None, stop: threading.Event | None = None,
+               ready: threading.Event | None = None) -> dict:
     """Run a worker until SIGINT/SIGTERM (or `stop` is set); returns (and writes to `stats_file`) its counts and latency.
 
     `models`: the registry folder (every live failure or RUL model applies, or only `model_names`);
@@ -343,7 +347,7 @@ def run_worker(broker: str, topic: str, models: Path | None, database: str | Non
     store = Store(database or default_url(models))
     worker = Worker(broker, topic, store, Models(registry, model_names), group=group, client_id=client_id,
                     rul_alert=rul_alert, batch_ms=batch_ms, dead_letter_topic=dead_letter_topic, max_payload=max_payload,
-                    progress=progress, stop=stop)
+                    progress=progress, stop=stop, ready=ready)
     previous = {s: signal.signal(s, worker.stop) for s in (signal.SIGINT, signal.SIGTERM)} \
         if threading.current_thread() is threading.main_thread() else {}
     try:
