@@ -58,8 +58,20 @@ def _free_port() -> int:
 
 
 @pytest.fixture(scope="module")
-def dashboard(tmp_path_factory, binary_model, rul_model):
-    """The service on a free port over a registry with a failure and a RUL model and a filled store."""
+def reactor(tmp_path_factory):
+    """A process optimiser of the simulated SnAr reactor, from 30 past runs."""
+    from shopfloor.process.simulators import SIMULATORS
+    from shopfloor.tasks.optimize import ProcessOptimizer
+
+    sim = SIMULATORS["snar"]
+    optimizer = ProcessOptimizer(list(sim.settings), maximize=[sim.objective], constraints=list(sim.constraints),
+                                 batch=3).fit(sim.history(30, seed=3))
+    return optimizer.save(tmp_path_factory.mktemp("models") / "reactor")
+
+
+@pytest.fixture(scope="module")
+def dashboard(tmp_path_factory, binary_model, rul_model, reactor):
+    """The service on a free port over a registry with failure, RUL and optimiser models, and a filled store."""
     import uvicorn
 
     from shopfloor.registry import Registry
@@ -71,6 +83,7 @@ def dashboard(tmp_path_factory, binary_model, rul_model):
     registry = Registry(root, create=True)
     registry.add("failure", binary_model.folder)
     registry.add("rul", rul_model.folder)
+    registry.add("reactor", reactor)
     token = create_token(root, "browser", "read")
     store = Store(default_url(root))
     _fill(store)
@@ -165,7 +178,7 @@ def test_models_page_lists_live_versions_and_opens_a_report(page):
     page.click("nav >> text=Models")
     page.wait_for_selector("table.models")
     names = page.eval_on_selector_all("tr.model", "rows => rows.map(r => r.dataset.model)")
-    assert names == ["failure", "rul"]
+    assert names == ["failure", "reactor", "rul"]
     page.click("tr[data-model=failure] >> text=report")
     page.wait_for_load_state()
     assert "failure" in page.content()
@@ -177,3 +190,13 @@ def test_fleet_of_100_machines_renders_quickly(page, dashboard):
     page.goto(dashboard["url"] + "/")
     page.wait_for_selector("tr.machine >> nth=99")
     assert time.perf_counter() - started < 5
+
+
+def test_optimizer_page_shows_recommended_settings_and_experiments(page):
+    page.click("nav >> text=Optimiser")
+    page.wait_for_selector("section.optimizer[data-model=reactor]", timeout=60_000)
+    text = page.inner_text("section.optimizer")
+    assert "maximise sty" in text and "e_factor" in text
+    settings = page.eval_on_selector_all("table.recommended th", "cells => cells.map(c => c.textContent)")
+    assert settings == ["residence_time", "equivalents", "concentration", "temperature"]
+    assert page.locator("table.experiments tbody tr").count() == 3

@@ -28,6 +28,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
+from starlette.routing import Route
 
 import shopfloor
 from shopfloor.errors import Infeasible, ModelTooNew, NotAModel, ShopfloorError
@@ -75,8 +76,9 @@ def create_app(models: str | os.PathLike, database: str | None = None, *, max_bo
 
     app.add_middleware(BodyLimit, limit_for=limit_for)
     _add_error_handlers(app)
-    for router in (predictions.router, inspections.router, catalog.router):  # the busiest route first: fewer matches
+    for router in (predictions.router, inspections.router, catalog.router):
         app.include_router(router, prefix="/api")
+    app.router.routes.insert(0, Route("/api/models/{name}/predict", predictions.predict_route, methods=["POST"]))
     app.add_api_route("/health", health, methods=["GET"], response_model=Health, summary="Is the process up (always 200)")
     app.add_api_route("/ready", ready, methods=["GET"], response_model=Readiness, responses={503: {"model": Readiness}},
                       summary="Are the registry readable and every live model loaded (200), or not yet (503)")

@@ -47,8 +47,18 @@ PREDICT_OPENAPI = {
 @router.post("/models/{name}/predict", response_model=PredictResponse, responses=problems(401, 403, 404, 413, 422, 503),
              summary="Score table rows, run histories or process settings", openapi_extra=PREDICT_OPENAPI)
 async def predict(name: str, request: Request) -> Response:
+    return await _predict(request, name)
+
+
+async def predict_route(request: Request) -> Response:
+    """The same route without FastAPI's parameter machinery, which cost more per request than the prediction:
+    `create_app` puts it before the documented route above, which then only describes it."""
+    return await _predict(request, request.path_params["name"])
+
+
+async def _predict(request: Request, name: str) -> Response:
     # The body, the version and the token are read here rather than declared as FastAPI parameters and
-    # dependencies: that machinery cost more per request than the prediction (openapi_extra documents them).
+    # dependencies (openapi_extra documents them), so that both routes share one code path.
     authorize(request, "read")
     state = request.app.state
     version = query_version(request)
