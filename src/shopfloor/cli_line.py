@@ -134,21 +134,23 @@ def serve(models: RegistryOpt,
 
 @friendly
 def stream(broker: BrokerOpt, models: RegistryOpt,
-           topic: Annotated[str, typer.Option("--topic", help="Telemetry topics; '+' matches one level "
-                                              "(plant/<line>/<machine>/telemetry).")] = "plant/+/+/telemetry",
+           topic: Annotated[list[str] | None, typer.Option("--topic", help="Telemetry topics, repeatable; '+' matches "
+                                                           "one level (default plant/+/+/telemetry).")] = None,
            database: DatabaseOpt = None,
            model: Annotated[list[str] | None, typer.Option("--model", help="Score with these registry models only "
                                                            "(default: every live failure and RUL model).")] = None,
            rul_alert: Annotated[float | None, typer.Option("--rul-alert", help="Alert when the low end of a machine's "
                                                            "RUL interval reaches this many cycles.")] = None,
-           group: Annotated[str, typer.Option("--group", help="Workers of one group share the readings "
-                                              "(an MQTT 5 shared subscription).")] = "shopfloor",
-           client_id: Annotated[str | None, typer.Option("--client-id", help="Keep it across restarts: the broker "
-                                                         "holds the worker's unacknowledged readings under it.")] = None):
+           group: Annotated[str | None, typer.Option("--group", help="Workers of one group share the messages (an MQTT 5 "
+                                                     "shared subscription: failure risk only, see the docs).")] = None,
+           client_id: Annotated[str | None, typer.Option("--client-id", help="The broker keeps the readings that arrive "
+                                                         "while the worker is away under this id (default: the same "
+                                                         "for this host and topics at every start).")] = None):
     """Score live sensor readings from MQTT, store them, and publish alerts to plant/<line>/<machine>/alerts."""
     from shopfloor.stream.worker import run_worker
 
-    counts = run_worker(broker, topic, models, database, group=group, client_id=client_id, model_names=model or None,
+    counts = run_worker(broker, topic or ["plant/+/+/telemetry"], models, database, group=group, client_id=client_id,
+                        model_names=model or None,
                         rul_alert=rul_alert)
     _stderr().print(f"stopped: {plain(_counts(counts))}")
 
@@ -158,7 +160,8 @@ def replay(broker: BrokerOpt,
            data: Annotated[Path, typer.Option("--data", help="Run histories (C-MAPSS text, CSV or Parquet with "
                                               "--unit/--time) or a table of snapshots.")],
            rate: Annotated[float, typer.Option("--rate", help="Readings per second over the whole line.")] = 100.0,
-           line: Annotated[str, typer.Option("--line", help="Line name in the topics.")] = "line-1",
+           line: Annotated[list[str] | None, typer.Option("--line", help="Line name in the topics; repeat to deal "
+                                                          "the machines over several lines.")] = None,
            machines: Annotated[int | None, typer.Option("--machines", help="Snapshots: machines to deal the rows to; "
                                                         "histories: copies of the units up to this many machines.")] = None,
            unit: Annotated[str | None, typer.Option("--unit", help="Unit column of a CSV/Parquet history.")] = None,
@@ -169,7 +172,7 @@ def replay(broker: BrokerOpt,
     """Publish recorded data to MQTT as a simulated line (plant/<line>/<machine>/telemetry)."""
     from shopfloor.stream.replay import replay as publish
 
-    counts = publish(data, broker, rate, line=line, readings_per_message=readings_per_message, loop=loop,
+    counts = publish(data, broker, rate, line=line or ["line-1"], readings_per_message=readings_per_message, loop=loop,
                      machines=machines, unit=unit, time=time)
     _stderr().print(f"[green]replayed[/] {plain(_counts(counts))}")
 

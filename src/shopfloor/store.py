@@ -22,6 +22,7 @@ import time as clock
 from collections.abc import Iterable
 from pathlib import Path
 
+import orjson
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 
@@ -36,16 +37,18 @@ class StoreError(ShopfloorError):
 
 metadata = sa.MetaData()
 
+# Keyed by (line, machine, time) itself, without a row id (SQLite's WITHOUT ROWID): one B-tree per insert
+# instead of a table and a unique index, which halved the cost of storing a reading.
 readings = sa.Table(
     "readings", metadata,
-    sa.Column("id", sa.BigInteger().with_variant(sa.Integer, "sqlite"), primary_key=True, autoincrement=True),
     sa.Column("line", sa.String(128), nullable=False),
     sa.Column("machine", sa.String(128), nullable=False),
     sa.Column("time", sa.Float, nullable=False),
     sa.Column("values", sa.Text, nullable=False),  # the sensor values as a JSON object
     sa.Column("sent_at", sa.Float),
     sa.Column("received_at", sa.Float, nullable=False),
-    sa.UniqueConstraint("line", "machine", "time", name="readings_once"),
+    sa.PrimaryKeyConstraint("line", "machine", "time", name="readings_once"),
+    sqlite_with_rowid=False,
 )
 
 predictions = sa.Table(
@@ -159,6 +162,9 @@ class Store:
             sa.event.listen(self.engine, "connect", _sqlite_pragmas)
         else:
             self.engine = sa.create_engine(self.url, pool_pre_ping=True)
+        paramstyle = self.engine.dialect.paramstyle
+        self._sql = {"readings": _insert_ignoring_sql(readings, READING_KEYS, paramstyle),
+                     "predictions": _insert_ignoring_sql(predictions, (*PREDICTION_KEYS, "stored_at"), paramstyle)}
         try:
             self._create_tables()
         except sa.exc.OperationalError as err:
@@ -191,15 +197,17 @@ class Store:
         """
         stored_at = clock.time()
         rows = [_reading_row(r, stored_at) for r in readings_]
-        preds = [{**{k: p.get(k) for k in PREDICTION_KEYS}, "stored_at": stored_at} for p in predictions_]
+        preds = [(*(p.get(k) for k in PREDICTION_KEYS), stored_at) for p in predictions_]
         alert_rows = [{**{k: a.get(k) for k in ALERT_KEYS}, "at": a.get("at") or stored_at} for a in alerts_]
         states = [{**{k: m.get(k) for k in MACHINE_KEYS}, "alerting": bool(m.get("alerting")), "updated_at": stored_at}
                   for m in machines_]
         with self.engine.begin() as db:
+            # readings and predictions go straight to the driver's executemany: at 20,000 readings a second,
+            # SQLAlchemy's per-row parameter handling cost three times the insert itself
             if rows:
-                db.execute(self._insert(readings).on_conflict_do_nothing(), rows)
+                db.exec_driver_sql(self._sql["readings"], rows)
             if preds:
-                db.execute(self._insert(predictions).on_conflict_do_nothing(), preds)
+                db.exec_driver_sql(self._sql["predictions"], preds)
             if alert_rows:
                 db.execute(alerts.insert(), alert_rows)
             if states:
@@ -295,11 +303,18 @@ class Store:
             return [dict(row._mapping) for row in db.execute(query)]
 
 
-def _reading_row(reading: dict, now: float) -> dict:
+def _reading_row(reading: dict, now: float) -> tuple:
     values = reading.get("values", {})
-    return {"line": reading["line"], "machine": reading["machine"], "time": float(reading["time"]),
-            "values": values if isinstance(values, str) else json.dumps(values, separators=(",", ":")),
-            "sent_at": reading.get("sent_at"), "received_at": reading.get("received_at") or now}
+    return (reading["line"], reading["machine"], float(reading["time"]),
+            values if isinstance(values, str) else orjson.dumps(values).decode(),
+            reading.get("sent_at"), reading.get("received_at") or now)
+
+
+def _insert_ignoring_sql(table: sa.Table, columns: tuple[str, ...], paramstyle: str) -> str:
+    """`INSERT ... ON CONFLICT DO NOTHING` in the driver's own placeholders (SQLite and PostgreSQL both spell it so)."""
+    mark = "?" if paramstyle == "qmark" else "%s"
+    names = ", ".join(f'"{c}"' for c in columns)
+    return f"INSERT INTO {table.name} ({names}) VALUES ({', '.join([mark] * len(columns))}) ON CONFLICT DO NOTHING"
 
 
 def _sqlite_pragmas(connection, _record) -> None:

@@ -113,10 +113,12 @@ class DefectNet(nn.Module):
 
     def heatmaps(self, images: torch.Tensor, classes: torch.Tensor) -> torch.Tensor:
         """Where the evidence for `classes` [batch] lies: [batch, size, size], 0..1 per image."""
-        maps = self.feature_map(images)
+        return self.class_activation(self.feature_map(images), classes, images.shape[-2:])
+
+    def class_activation(self, maps: torch.Tensor, classes: torch.Tensor, size) -> torch.Tensor:
         weights = self.classify.weight[classes]  # [batch, features]
         cam = torch.relu(torch.einsum("bk,bkhw->bhw", weights, maps))
-        cam = F.interpolate(cam[:, None], size=images.shape[-2:], mode="bilinear", align_corners=False)[:, 0]
+        cam = F.interpolate(cam[:, None], size=size, mode="bilinear", align_corners=False)[:, 0]
         return cam / cam.flatten(1).amax(1).clamp(min=1e-12)[:, None, None]
 
 
@@ -131,8 +133,11 @@ class DefectEstimate(nn.Module):
         return torch.softmax(self.net(images) / self.net.temperature, dim=1)
 
     def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        probabilities = self.probabilities(images)
-        return probabilities, self.net.heatmaps(images, probabilities.argmax(1))
+        # the backbone runs once for both answers (running it again for the heatmap doubled an inspection's time)
+        maps = self.net.feature_map(images)
+        logits = self.net.classify(self.net.dropout(maps.mean((2, 3))))
+        probabilities = torch.softmax(logits / self.net.temperature, dim=1)
+        return probabilities, self.net.class_activation(maps, probabilities.argmax(1), images.shape[-2:])
 
 
 def even_out_lighting(images: torch.Tensor) -> torch.Tensor:

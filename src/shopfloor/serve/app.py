@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import gc
+import copy
 import logging
 import os
 import shutil
@@ -50,7 +50,7 @@ def create_app(models: str | os.PathLike, database: str | None = None, *, max_bo
                max_image_bytes: int = 10 * MIB, max_images: int = 16, max_rows: int = 10_000,
                workers: int | None = None, batch_wait: float = 0.0) -> FastAPI:
     """The service over the registry at `models`; inspections are stored in `database` (a SQLAlchemy URL,
-    default `sqlite:///<models>/shopfloor.db`). `workers` threads run inference (default: one per core)."""
+    default `sqlite:///<models>/shopfloor.db`). `workers` threads run inference (default: one per core, at most 4)."""
     registry = Registry(models)
     # No OpenTelemetry hooks: checking for a configured provider on every request cost ~6 % of the busy path
     app = FastAPI(title="shopfloor", version=shopfloor.__version__, lifespan=_lifespan,
@@ -65,7 +65,7 @@ def create_app(models: str | os.PathLike, database: str | None = None, *, max_bo
     state.max_body_bytes, state.max_image_bytes, state.max_images, state.max_rows = (
         max_body_bytes, max_image_bytes, max_images, max_rows)
     state.workers, state.batch_wait = workers or min(4, os.cpu_count() or 1), batch_wait
-    state.manifests, state.recommendations, state.background = {}, {}, set()
+    state.manifests, state.background = {}, set()
 
     def limit_for(path: str) -> tuple[int, str]:
         if path.endswith("/inspect"):
@@ -96,7 +96,7 @@ async def _lifespan(app: FastAPI):
     state.batcher = predictions.batcher(state.executor, state.batch_wait)
     state.upload_dir = Path(tempfile.mkdtemp(prefix="shopfloor-uploads-"))  # mode 0700: only this user reads uploads
     state.store = await asyncio.get_running_loop().run_in_executor(state.executor, _open_store, state.database)
-    warm = asyncio.ensure_future(_warm_up(state.models))
+    warm = asyncio.ensure_future(state.models.warm_up())
     try:
         yield
     finally:
@@ -112,13 +112,6 @@ def _default_database(models: Path) -> str:
     from shopfloor.store import default_url
 
     return default_url(models)
-
-
-async def _warm_up(models: LoadedModels) -> None:
-    await models.warm_up()
-    # The models' many long-lived objects need never be scanned again by the cyclic garbage collector:
-    # full collections over them paused the event loop for tens of milliseconds under load.
-    gc.freeze()
 
 
 def _open_store(url: str):
@@ -203,8 +196,11 @@ def run_service(models: str | os.PathLike, host: str = "127.0.0.1", port: int = 
     threads of `threads` torch threads each. `limits`: max_body_bytes, max_image_bytes, max_images, max_rows."""
     import torch
     import uvicorn
+    from uvicorn.config import LOGGING_CONFIG
 
     torch.set_num_threads(threads)  # requests run side by side on the cores; one thread each wastes none on syncing
     app = create_app(models, database, workers=workers, **limits)
+    logging_config = copy.deepcopy(LOGGING_CONFIG)  # the service's own messages (model loads, failures) beside uvicorn's
+    logging_config["loggers"]["shopfloor"] = {"handlers": ["default"], "level": log_level.upper(), "propagate": False}
     uvicorn.run(app, host=host, port=port, loop="uvloop", http="httptools", workers=1, access_log=access_log,
-                log_level=log_level, timeout_keep_alive=30, server_header=False)
+                log_level=log_level, log_config=logging_config, timeout_keep_alive=30, server_header=False)

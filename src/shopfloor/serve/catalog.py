@@ -108,13 +108,9 @@ async def recommendation(name: str, request: Request, version: int | None = VERS
     state = request.app.state
     model: Loaded = await state.models.get(name, version)
     model.expect(("optimize",), "/recommendation", "it has no settings to recommend")
-    key = (model.name, model.version)
-    task = state.recommendations.get(key)
-    if task is None:  # answers (and Infeasible) are kept: the same version gives the same answer
-        loop = asyncio.get_running_loop()
-        task = asyncio.ensure_future(loop.run_in_executor(state.executor, model.estimator.optimize))
-        state.recommendations[key] = task  # computed once per version: optimize() takes seconds
-    result = await asyncio.shield(task)
+    from shopfloor.serve.recommendations import recommendation as computed_once  # shared with the dashboard
+
+    result = await asyncio.get_running_loop().run_in_executor(state.executor, computed_once, model)
     return json_response({"model": model.name, "version": model.version, **result})
 
 

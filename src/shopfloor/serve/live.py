@@ -10,6 +10,7 @@ within a second.
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import time
 from collections import OrderedDict
@@ -109,7 +110,7 @@ class LoadedModels:
             raise ModelUnavailable(f"model '{key[0]}' version {key[1]} cannot be loaded: {self.failures[key]}") from None
         self.failures.pop(key, None)
         self._loaded[key] = estimator
-        self._forget_old()
+        _settle(forgotten=self._forget_old())
         return estimator
 
     def _read(self, key: tuple[str, int]) -> object:
@@ -117,10 +118,14 @@ class LoadedModels:
 
         name, version = key
         log.info("loading model %s version %s", name, version)
+        if self.registry.live_version(name) == version:
+            live = self.registry.live(name)  # the registry keeps it too: the dashboard's pages share this copy
+            if live.version == version:
+                return live.estimator
         return load(self.registry.path(name, version))
 
-    def _forget_old(self) -> None:
-        """Keep every live version and the most recently used `keep_others` other versions."""
+    def _forget_old(self) -> bool:
+        """Keep every live version and the most recently used `keep_others` other versions; True if any went."""
         live = set()
         for name in {k[0] for k in self._loaded}:
             try:
@@ -128,13 +133,20 @@ class LoadedModels:
             except ShopfloorError:
                 pass  # the model folder went away: its versions go too
         others = [k for k in self._loaded if k not in live]
-        for key in others[: max(0, len(others) - self.keep_others)]:
+        forgotten = others[: max(0, len(others) - self.keep_others)]
+        for key in forgotten:
             del self._loaded[key]
+        return bool(forgotten)
 
     # -- readiness ------------------------------------------------------------------------------
     async def warm_up(self) -> None:
         """Load every live model (at start-up, and after a promotion); failures are kept for /ready."""
-        for key in self.missing():
+        try:
+            missing = self.missing()
+        except OSError as err:  # the registry folder itself went away; /ready says so
+            log.error("the model registry %s cannot be read: %s", self.registry.root, err)
+            return
+        for key in missing:
             try:
                 await self.load(key)
             except ShopfloorError as err:
@@ -174,3 +186,17 @@ class LoadedModels:
             else:
                 reasons.append(f"model '{name}' version {live} is still loading")
         return serving, reasons
+
+
+def _settle(forgotten: bool) -> None:
+    """Take the loaded models out of the garbage collector's sight (`gc.freeze`).
+
+    With the four demo models loaded a process holds ~310,000 objects, and one full collection over
+    them took 250 ms: a pause of the event loop that every request in flight would wait out, whenever
+    allocation triggered it. Frozen objects are never scanned. A model that was let go is unfrozen
+    first, so that its memory can be collected.
+    """
+    if forgotten:
+        gc.unfreeze()
+    gc.collect()
+    gc.freeze()

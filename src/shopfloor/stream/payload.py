@@ -24,12 +24,14 @@ sends it to the dead-letter topic.
 from __future__ import annotations
 
 import json
-import math
+
+import orjson
 
 MAX_PAYLOAD = 1 << 20  # bytes
 MAX_READINGS = 10_000  # per message
 MAX_TEXT = 64  # characters in a category value
-RESERVED = ("time", "sent_at")
+NUMBER = frozenset((int, float))  # exact types: JSON true/false parse as bool, which is not a reading
+PLAIN = frozenset((int, float, type(None)))
 
 
 class BadMessage(ValueError):
@@ -52,14 +54,17 @@ def parse(topic: str, payload: bytes, numeric_columns: frozenset = frozenset(), 
     """Readings of one message as dicts: line, machine, time, sent_at, values (the settings and sensors).
 
     `numeric_columns`: the columns a live model reads as numbers; text there is refused. Short text
-    elsewhere (a product id, a category such as AI4I's 'Type') is kept as it came.
+    elsewhere (a product id, a category such as AI4I's 'Type') is kept as it came. orjson refuses NaN,
+    Infinity and numbers beyond a double, so every number that gets through is finite. This runs for every
+    reading of the line (20,000 a second on 2 cores): the checks are plain type tests on the parsed dicts,
+    which are kept as the readings' values instead of being copied.
     """
     line, machine = topic_parts(topic)
     if len(payload) > max_bytes:
         raise BadMessage("too large", f"payload of {len(payload):,} bytes is over the limit of {max_bytes:,}")
     try:
-        body = json.loads(payload)
-    except (UnicodeDecodeError, ValueError) as err:
+        body = orjson.loads(payload)
+    except orjson.JSONDecodeError as err:
         raise BadMessage("not JSON", f"payload is not JSON ({err})") from None
     items = body if isinstance(body, list) else [body]
     if not items or len(items) > MAX_READINGS:
@@ -67,32 +72,27 @@ def parse(topic: str, payload: bytes, numeric_columns: frozenset = frozenset(), 
     readings = []
     for index, item in enumerate(items):
         where = f"reading {index}" if isinstance(body, list) else "the reading"
-        if not isinstance(item, dict):
+        if type(item) is not dict:
             raise BadMessage("shape", f"{where} is a JSON {type(item).__name__}, not an object")
-        time = item.get("time")
-        if not _is_number(time):
+        time, sent_at = item.pop("time", None), item.pop("sent_at", None)
+        if type(time) not in NUMBER:
             raise BadMessage("time", f"{where} has no numeric 'time' (got {time!r:.40})")
-        sent_at = item.get("sent_at")
-        if sent_at is not None and not _is_number(sent_at):
+        if sent_at is not None and type(sent_at) not in NUMBER:
             raise BadMessage("time", f"{where} has a 'sent_at' that is not epoch seconds (got {sent_at!r:.40})")
-        values = {}
-        for key, value in item.items():
-            if key in RESERVED:
-                continue
-            if value is None or _is_number(value):
-                values[key] = value
-            elif isinstance(value, str) and key not in numeric_columns and len(value) <= MAX_TEXT:
-                values[key] = value
-            else:
-                wanted = "a number or null" if key in numeric_columns else f"a number, null or text of at most {MAX_TEXT} chars"
-                raise BadMessage("type", f"{where}: '{key[:64]}' must be {wanted}, not {type(value).__name__} {value!r:.40}")
+        if not set(map(type, item.values())) <= PLAIN:  # one pass in C; text or worse is looked at closely
+            _check_text(item, numeric_columns, where)
         readings.append({"line": line, "machine": machine, "time": float(time),
-                         "sent_at": None if sent_at is None else float(sent_at), "values": values})
+                         "sent_at": None if sent_at is None else float(sent_at), "values": item})
     return readings
 
 
-def _is_number(value) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+def _check_text(values: dict, numeric_columns: frozenset, where: str) -> None:
+    for key, value in values.items():
+        kind = type(value)
+        if kind in PLAIN or (kind is str and len(value) <= MAX_TEXT and key not in numeric_columns):
+            continue
+        wanted = "a number or null" if key in numeric_columns else f"a number, null or text of at most {MAX_TEXT} chars"
+        raise BadMessage("type", f"{where}: '{key[:64]}' must be {wanted}, not {kind.__name__} {value!r:.40}")
 
 
 def encode_reading(time: float, values: dict) -> str:

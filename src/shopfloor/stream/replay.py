@@ -107,16 +107,19 @@ def messages(names: list[str], histories: list, readings_per_message: int, loop:
         lap += 1
 
 
-def replay(data: Path, broker: str, rate: float, line: str = "line-1", readings_per_message: int = 10, loop: bool = False,
-           machines: int | None = None, unit: str | None = None, time: str | None = None, prefix: str = "plant",
-           client_id: str | None = None, limit: int | None = None, progress: float | None = 5.0,
+def replay(data: Path, broker: str, rate: float, line: str | list[str] = "line-1", readings_per_message: int = 10,
+           loop: bool = False, machines: int | None = None, unit: str | None = None, time: str | None = None,
+           prefix: str = "plant", client_id: str | None = None, limit: int | None = None, progress: float | None = 5.0,
            stop=None) -> dict:
-    """Publish recorded data at `rate` readings/s; returns counts. `stop` (a threading.Event) ends it early."""
+    """Publish recorded data at `rate` readings/s; returns counts. `stop` (a threading.Event) ends it early.
+
+    With several `line`s the machines are dealt to them in turn (machine i to line i mod lines)."""
     if rate <= 0 or readings_per_message < 1:
         raise BadOption("--rate must be above 0 and --readings-per-message at least 1")
     host, port = parse_url(broker)
     names, histories = machine_histories(data, machines, unit, time)
-    topics = [f"{prefix}/{line}/{name}/telemetry" for name in names]
+    lines = [line] if isinstance(line, str) else list(line)
+    topics = [f"{prefix}/{lines[i % len(lines)]}/{name}/telemetry" for i, name in enumerate(names)]
     client = mqtt_client(client_id or f"shopfloor-replay-{uuid.uuid4().hex[:8]}")
     acked = [0]  # PUBACKs: a message published while the broker is away is queued, sent and acknowledged later
 

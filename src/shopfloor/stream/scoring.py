@@ -14,6 +14,7 @@ from __future__ import annotations
 import logging
 import time as clock
 from dataclasses import dataclass
+from operator import itemgetter
 
 import numpy as np
 import pandas as pd
@@ -121,6 +122,20 @@ def score_risk(scorer: Scorer, readings: list[dict]) -> np.ndarray:
     return np.asarray(scorer.estimator.predict_proba(frame))[:, 0].astype(np.float64)
 
 
+def _matrix(readings: list[dict], columns: list[str]) -> np.ndarray:
+    """[readings, columns] float32 of the readings' values; null (missing) becomes NaN.
+
+    `itemgetter` pulls a reading's columns in one C call: a Python loop over columns was the worker's
+    largest single cost at 20,000 readings/s.
+    """
+    pick = itemgetter(*columns) if len(columns) > 1 else (lambda values: (values[columns[0]],))
+    rows = [pick(r["values"]) for r in readings]
+    try:
+        return np.array(rows, dtype=np.float32)
+    except TypeError:  # a null somewhere: the slow path
+        return np.array([[np.nan if v is None else v for v in row] for row in rows], dtype=np.float32)
+
+
 def score_rul(scorer: Scorer, readings: list[dict]) -> tuple[list[dict], np.ndarray]:
     """Add the readings to the machines' windows; RUL, low, high [machines, 3] at each one's newest reading.
 
@@ -130,7 +145,7 @@ def score_rul(scorer: Scorer, readings: list[dict]) -> tuple[list[dict], np.ndar
     columns = windows.columns
     slots = np.fromiter((windows.slot_of((r["line"], r["machine"])) for r in readings), np.int64, len(readings))
     times = np.fromiter((r["time"] for r in readings), np.float64, len(readings))
-    values = np.array([[r["values"][c] for c in columns] for r in readings], dtype=np.float32)
+    values = _matrix(readings, columns)
     accepted = windows.add(slots, times, values)
     newest: dict[int, int] = {}
     for i in np.flatnonzero(accepted):
