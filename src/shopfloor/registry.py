@@ -215,5 +215,21 @@ class Registry:
         self._states.pop(name, None)
 
 
+def settle_memory(forgotten: bool = False) -> None:
+    """Take loaded models out of the garbage collector's sight (`gc.freeze`), in long-running processes.
+
+    With the four demo models loaded a process holds ~310,000 objects, and one full collection over them
+    took 250 ms: a pause that every request or reading in flight waits out, whenever allocation triggers
+    it. Frozen objects are never scanned. When a model was let go (`forgotten`), everything is unfrozen
+    first so that its memory can be collected.
+    """
+    import gc
+
+    if forgotten:
+        gc.unfreeze()
+    gc.collect()
+    gc.freeze()
+
+
 def _now() -> str:
     return datetime.now(UTC).isoformat(timespec="seconds")

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import os
+import threading
 import time as clock
 from collections.abc import Iterable
 from pathlib import Path
@@ -162,6 +163,7 @@ class Store:
             sa.event.listen(self.engine, "connect", _sqlite_pragmas)
         else:
             self.engine = sa.create_engine(self.url, pool_pre_ping=True)
+        self._checkpointer = None
         paramstyle = self.engine.dialect.paramstyle
         self._sql = {"readings": _insert_ignoring_sql(readings, READING_KEYS, paramstyle),
                      "predictions": _insert_ignoring_sql(predictions, (*PREDICTION_KEYS, "stored_at"), paramstyle)}
@@ -183,6 +185,9 @@ class Store:
                 clock.sleep(0.2)
 
     def close(self) -> None:
+        if self._checkpointer is not None:
+            self._checkpointer.stop.set()
+            self._checkpointer.join(5)
         self.engine.dispose()
 
     # -- writing ------------------------------------------------------------------------------------------
@@ -195,6 +200,8 @@ class Store:
         does not give it), sent_at. machines: the latest state per machine (see MACHINE_KEYS), upserted.
         Returns the stored_at time written on the predictions (epoch seconds).
         """
+        if self.dialect == "sqlite" and self._checkpointer is None:
+            self._checkpointer = _Checkpointer(self.engine)
         stored_at = clock.time()
         rows = [_reading_row(r, stored_at) for r in readings_]
         preds = [(*(p.get(k) for k in PREDICTION_KEYS), stored_at) for p in predictions_]
@@ -317,6 +324,29 @@ def _insert_ignoring_sql(table: sa.Table, columns: tuple[str, ...], paramstyle: 
     return f"INSERT INTO {table.name} ({names}) VALUES ({', '.join([mark] * len(columns))}) ON CONFLICT DO NOTHING"
 
 
+class _Checkpointer(threading.Thread):
+    """Folds SQLite's write-ahead log back into the database once a second, beside the writer.
+
+    SQLite's own checkpoints run inside a committing writer and sync the file to disk: they made the
+    average commit of a 1,000-reading batch 13 ms instead of 3. Here they run on a connection of their
+    own in a thread (the sqlite3 module lets go of the GIL while SQLite works), and a PASSIVE checkpoint
+    never blocks the writer or the readers.
+    """
+
+    def __init__(self, engine, every: float = 1.0):
+        super().__init__(name="shopfloor-sqlite-checkpoint", daemon=True)
+        self.engine, self.every, self.stop = engine, every, threading.Event()
+        self.start()
+
+    def run(self) -> None:
+        while not self.stop.wait(self.every):
+            try:
+                with self.engine.connect() as db:
+                    db.exec_driver_sql("PRAGMA wal_checkpoint(PASSIVE)")
+            except sa.exc.SQLAlchemyError:
+                pass  # busy or closing: the next round tries again, and the log only grows meanwhile
+
+
 def _sqlite_pragmas(connection, _record) -> None:
     # WAL lets the dashboard read while the worker writes; NORMAL sync is safe with WAL (a power cut loses at
     # most the last transactions, never corrupts) and is what makes a commit per batch cheap.
@@ -324,4 +354,5 @@ def _sqlite_pragmas(connection, _record) -> None:
     cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute("PRAGMA synchronous=NORMAL")
     cursor.execute("PRAGMA busy_timeout=30000")
+    cursor.execute("PRAGMA wal_autocheckpoint=0")  # the writer's Store checkpoints in its own thread
     cursor.close()

@@ -56,9 +56,11 @@ def test_unknown_models_versions_and_bad_names(api):
     refused(api.post("/api/models/press-99/predict", json={"rows": [ROW]}), 404, "no model named 'press-99'", "failure")
     refused(api.get("/api/models/press-99"), 404, "no model named")
     refused(api.post("/api/models/failure/predict?version=abc", json={"rows": [ROW]}), 422, "version")
-    refused(api.post("/api/models/failure/predict?version=0", json={"rows": [ROW]}), 422, "version")
+    for version in ("0", "-1", "1.5", "²", "9" * 5000):
+        refused(api.post(f"/api/models/failure/predict?version={version}", json={"rows": [ROW]}), 422, "version")
     refused(api.post("/api/models/failure/predict?version=5", json={"rows": [ROW]}), 404, "no version 5")
-    refused(api.get("/api/models/reactor/recommendation?version=x"), 422, "version")
+    for version in ("x", "0", "9" * 5000):
+        refused(api.get(f"/api/models/reactor/recommendation?version={version}"), 422, "version")
     for name in ("..", ".hidden", "a b", "x" * 80, "tokens.json", "%2e%2e"):
         answer = api.post(f"/api/models/{name}/predict", json={"rows": [ROW]})
         assert answer.status_code in (404, 422), (name, answer.status_code)
@@ -101,3 +103,13 @@ def test_a_model_that_cannot_be_loaded_is_a_503_and_ready_says_why(service):
     service.app.state.models.failures.clear()
     service.app.state.models.forget_live()
     assert httpx.get(service.url + "/ready").status_code == 200
+
+
+@pytest.mark.parametrize("value", ["1e400", "-1e400", "NaN", "9" * 300, "-0.0", '"1e5"', "true", '""'])
+def test_odd_numbers_are_answered_or_refused_never_a_crash(api, value):
+    row = json.dumps({**ROW, "Torque [Nm]": 0.0}).replace('"Torque [Nm]": 0.0', f'"Torque [Nm]": {value}')
+    answer = api.post("/api/models/failure/predict", content='{"rows": [' + row + "]}",
+                      headers={"Content-Type": "application/json"})
+    assert answer.status_code in (200, 422), answer.text
+    if answer.status_code == 200:  # strict JSON comes back: a number the model cannot score is null, never NaN
+        json.loads(answer.text, parse_constant=lambda constant: pytest.fail(f"{constant} in the answer"))

@@ -62,8 +62,11 @@ def test_promotion_errors_name_the_problem(service):
     assert missing.status_code == 404 and "no version 7" in missing.json()["detail"]
     unknown = admin.post("/api/models/no-such-model/promote", json={"version": 1})
     assert unknown.status_code == 404 and "no model named 'no-such-model'" in unknown.json()["detail"]
-    for body in [{"version": 0}, {"version": "two"}, {}]:
-        refused = admin.post("/api/models/failure/promote", json=body)
+    for body in ['{"version": 0}', '{"version": "two"}', "{}"]:
+        refused = admin.post("/api/models/failure/promote", content=body, headers={"Content-Type": "application/json"})
         assert refused.status_code == 422 and "version" in refused.json()["detail"], body
+    huge = admin.post("/api/models/failure/promote", content='{"version": ' + "9" * 5000 + "}",
+                      headers={"Content-Type": "application/json"})
+    assert huge.status_code == 422 and "the body could not be read" in huge.json()["detail"]
     nothing_before = admin.post("/api/models/rul/rollback")
     assert nothing_before.status_code == 404 and "no earlier live version" in nothing_before.json()["detail"]

@@ -35,13 +35,13 @@ from shopfloor.errors import Infeasible, ModelTooNew, NotAModel, ShopfloorError
 from shopfloor.registry import BadName, Registry, UnknownModel
 from shopfloor.serve import catalog, inspections, predictions
 from shopfloor.serve.auth import Forbidden, NotAuthenticated, TokenBook
-from shopfloor.serve.limits import MIB, MULTIPART_OVERHEAD, BodyLimit
+from shopfloor.serve.limits import MIB, MULTIPART_OVERHEAD, BodyLimit, TooLarge
 from shopfloor.serve.live import LoadedModels, ModelUnavailable
 from shopfloor.serve.schemas import Health, Readiness
 
 log = logging.getLogger("shopfloor.serve")
 
-STATUS = [(NotAuthenticated, 401), (Forbidden, 403), (UnknownModel, 404), (BadName, 422),
+STATUS = [(NotAuthenticated, 401), (Forbidden, 403), (UnknownModel, 404), (TooLarge, 413), (BadName, 422),
           (ModelUnavailable, 503), (NotAModel, 503), (ModelTooNew, 503)]  # first match wins; other errors: 422
 UNPARSED_BODY = "There was an error parsing the body"  # FastAPI's words for a body it could not read
 
@@ -151,10 +151,6 @@ def _add_error_handlers(app: FastAPI) -> None:
             body["closest"] = err.closest
         headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
         return JSONResponse(body, status_code=status, headers=headers)
-
-    @app.exception_handler(predictions.TooManyRows)
-    async def too_many_rows(request: Request, err: Exception) -> JSONResponse:
-        return JSONResponse({"detail": str(err)}, status_code=413)
 
     @app.exception_handler(RequestValidationError)
     async def malformed(request: Request, err: RequestValidationError) -> JSONResponse:

@@ -17,9 +17,7 @@ import asyncio
 from collections.abc import Callable
 from concurrent.futures import Executor
 
-from shopfloor.errors import ShopfloorError
-
-MAX_BATCH_ROWS = 4_096  # beyond this a batch's latency grows faster than its throughput
+MAX_BATCH_ROWS = 4_096  # rows per predict call at most (a bigger request is scored on its own)
 
 
 class Batcher:
@@ -78,14 +76,14 @@ class Batcher:
         """Answers (or the error each request caused): the batch at once, else one request at a time."""
         try:
             return self.score(estimator, requests)
-        except ShopfloorError:
+        except Exception:  # noqa: BLE001 - whichever request caused it, the others must still be answered
             if len(requests) == 1:
                 raise
         answers = []
         for rows in requests:
             try:
                 answers.append(self.score(estimator, [rows])[0])
-            except ShopfloorError as err:
+            except Exception as err:  # noqa: BLE001 - handed to that request alone (a ShopfloorError is its 4xx)
                 answers.append(err)
         return answers
 

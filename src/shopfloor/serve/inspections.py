@@ -25,7 +25,7 @@ from fastapi import APIRouter, Depends, File, Request, Response, UploadFile
 
 from shopfloor.errors import ImageUnreadable
 from shopfloor.serve.auth import require
-from shopfloor.serve.limits import BodyTooLarge
+from shopfloor.serve.limits import BodyTooLarge, TooLarge
 from shopfloor.serve.live import Loaded
 from shopfloor.serve.predictions import VERSION, json_response
 from shopfloor.serve.schemas import InspectionResponse, problems
@@ -58,8 +58,8 @@ async def inspect_batch(name: str, request: Request,
 async def _inspect(request: Request, name: str, version: int | None, uploads: list[UploadFile]) -> Response:
     state = request.app.state
     if len(uploads) > state.max_images:
-        raise BodyTooLarge(state.max_images * state.max_image_bytes, f"{state.max_images} images a request "
-                           f"(this one has {len(uploads)})")
+        raise TooLarge(f"{len(uploads)} images in one request; this service takes at most {state.max_images}: "
+                       "send them in several requests")
     model: Loaded = await state.models.get(name, version)
     model.expect(INSPECTION_TASKS, "/inspect", INSTEAD)
     files = []

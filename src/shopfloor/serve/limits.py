@@ -13,8 +13,14 @@ from collections.abc import Callable
 
 from fastapi import HTTPException
 
+from shopfloor.errors import ShopfloorError
+
 KIB, MIB = 1024, 1024 * 1024
 MULTIPART_OVERHEAD = 64 * KIB  # part headers and boundaries around the files
+
+
+class TooLarge(ShopfloorError):
+    """More rows or images in one request than the service takes (HTTP 413)."""
 
 
 class BodyTooLarge(HTTPException):

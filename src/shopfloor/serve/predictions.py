@@ -23,23 +23,20 @@ from pydantic import ValidationError
 from shopfloor.errors import ColumnMissing
 from shopfloor.serve.auth import SECURED, authorize
 from shopfloor.serve.batching import Batcher
+from shopfloor.serve.limits import TooLarge
 from shopfloor.serve.live import Loaded
 from shopfloor.serve.schemas import PredictRequest, PredictResponse, problems
 
 router = APIRouter()
 
 _FEATURES: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
-VERSION = Query(None, ge=1, description="score with this version instead of the live one")
-
-
-class TooManyRows(Exception):
-    """More rows in one request than the service's limit (HTTP 413)."""
+VERSION = Query(None, ge=1, le=999_999_999, description="score with this version instead of the live one")
 
 
 PREDICT_OPENAPI = {
     **SECURED,
     "parameters": [{"name": "version", "in": "query", "required": False, "description": "score with this version "
-                    "instead of the live one", "schema": {"type": "integer", "minimum": 1}}],
+                    "instead of the live one", "schema": {"type": "integer", "minimum": 1, "maximum": 999_999_999}}],
     "requestBody": {"required": True, "content": {"application/json": {"schema": PredictRequest.model_json_schema()}}},
 }
 
@@ -64,7 +61,7 @@ async def _predict(request: Request, name: str) -> Response:
     version = query_version(request)
     rows = parse_rows(await request.body())
     if len(rows) > state.max_rows:
-        raise TooManyRows(f"{len(rows):,} rows in one request; this service takes at most {state.max_rows:,}: "
+        raise TooLarge(f"{len(rows):,} rows in one request; this service takes at most {state.max_rows:,}: "
                           "split the rows over several requests")
     model: Loaded = await state.models.get(name, version)
     model.expect(("tabular", "rul", "optimize"), "/predict", "send images to /inspect instead")
@@ -93,7 +90,7 @@ def query_version(request: Request) -> int | None:
     text = request.query_params.get("version")
     if text is None:
         return None
-    if not text.isdigit() or int(text) < 1:
+    if not (text.isascii() and text.isdigit() and len(text) <= 9) or int(text) < 1:  # ascii: '²' is a digit too
         raise RequestValidationError([{"type": "int_parsing", "loc": ("query", "version"),
                                        "msg": f"'{text[:40]}' is not a version number (1, 2, 3, ...)"}])
     return int(text)

@@ -92,7 +92,7 @@ class ModelDetail(BaseModel):
 
 
 class PromoteRequest(BaseModel):
-    version: int = Field(ge=1, description="the version to make live")
+    version: int = Field(ge=1, le=999_999_999, description="the version to make live")
 
 
 class LiveChange(BaseModel):

@@ -19,7 +19,7 @@ from operator import itemgetter
 import numpy as np
 import pandas as pd
 
-from shopfloor.registry import Registry
+from shopfloor.registry import Registry, settle_memory
 from shopfloor.stream.machines import Windows
 
 log = logging.getLogger("shopfloor.stream")
@@ -105,6 +105,7 @@ class Models:
             changed = True
         if changed:
             self._by_columns.clear()
+            settle_memory(forgotten=True)  # a worker runs for months: no collector pauses over the models
         return changed
 
     def for_columns(self, columns: frozenset) -> list[Scorer]:

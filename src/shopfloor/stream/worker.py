@@ -105,7 +105,7 @@ class Worker:
     """One MQTT consumer: gathers messages, scores and stores them in batches, then acknowledges them."""
 
     def __init__(self, broker: str, topic: str | list[str], store, models: Models, group: str | None = None,
-                 client_id: str | None = None, rul_alert: float | None = None, batch_ms: float = 50.0,
+                 client_id: str | None = None, rul_alert: float | None = None, batch_ms: float = 20.0,
                  max_batch: int = RECEIVE_MAXIMUM, dead_letter_topic: str = DEAD_LETTER_TOPIC, max_payload: int = MAX_PAYLOAD,
                  progress: float | None = 5.0, stop: threading.Event | None = None, ready: threading.Event | None = None):
         self.host, self.port = parse_url(broker)
@@ -350,7 +350,7 @@ class Worker:
 def run_worker(broker: str, topic: str | list[str], models: Path | None, database: str | None = None,
                group: str | None = None, client_id: str | None = None, model_names: list[str] | None = None,
                rul_alert: float | None = None,
-               batch_ms: float = 50.0, dead_letter_topic: str = DEAD_LETTER_TOPIC, max_payload: int = MAX_PAYLOAD,
+               batch_ms: float = 20.0, dead_letter_topic: str = DEAD_LETTER_TOPIC, max_payload: int = MAX_PAYLOAD,
                progress: float | None = 5.0, stats_file: Path | None = None, stop: threading.Event | None = None,
                ready: threading.Event | None = None) -> dict:
     """Run a worker until SIGINT/SIGTERM (or `stop` is set); returns (and writes to `stats_file`) its counts and latency.
