@@ -8,13 +8,13 @@ from __future__ import annotations
 
 import io
 import shutil
-import socket
-import threading
 import time
 
 import numpy as np
 import pytest
+from rest_service import Service
 
+pytest_plugins = ["rest_service"]
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="Debian's chromium is not installed (apt-get install chromium)")
 MACHINES = 100
@@ -51,52 +51,22 @@ def _fill(store, machines: int = MACHINES) -> None:
     store.record_inspection("defects", 1, "part-17.png", "scratch", 0.93, _png(ramp), _png(ramp[::-1].copy()))
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
-def reactor(tmp_path_factory):
-    """A process optimiser of the simulated SnAr reactor, from 30 past runs."""
-    from shopfloor.process.simulators import SIMULATORS
-    from shopfloor.tasks.optimize import ProcessOptimizer
-
-    sim = SIMULATORS["snar"]
-    optimizer = ProcessOptimizer(list(sim.settings), maximize=[sim.objective], constraints=list(sim.constraints),
-                                 batch=3).fit(sim.history(30, seed=3))
-    return optimizer.save(tmp_path_factory.mktemp("models") / "reactor")
-
-
-@pytest.fixture(scope="module")
-def dashboard(tmp_path_factory, binary_model, rul_model, reactor):
+def dashboard(tmp_path_factory, line_models):
     """The service on a free port over a registry with failure, RUL and optimiser models, and a filled store."""
-    import uvicorn
-
     from shopfloor.registry import Registry
-    from shopfloor.serve.app import create_app
     from shopfloor.serve.auth import create_token
     from shopfloor.store import Store, default_url
 
     root = tmp_path_factory.mktemp("line") / "models"
     registry = Registry(root, create=True)
-    registry.add("failure", binary_model.folder)
-    registry.add("rul", rul_model.folder)
-    registry.add("reactor", reactor)
+    for name in ("failure", "rul", "reactor"):
+        registry.add(name, line_models.folders[name])
     token = create_token(root, "browser", "read")
     store = Store(default_url(root))
     _fill(store)
-    port = _free_port()
-    server = uvicorn.Server(uvicorn.Config(create_app(root), host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.time() + 30
-    while not server.started and time.time() < deadline:
-        time.sleep(0.05)
-    yield {"url": f"http://127.0.0.1:{port}", "token": token, "store": store}
-    server.should_exit = True
-    thread.join(10)
+    with Service(root) as running:
+        yield {"url": running.url, "token": token, "store": store}
     store.close()
 
 
@@ -199,4 +169,4 @@ def test_optimizer_page_shows_recommended_settings_and_experiments(page):
     assert "maximise sty" in text and "e_factor" in text
     settings = page.eval_on_selector_all("table.recommended th", "cells => cells.map(c => c.textContent)")
     assert settings == ["residence_time", "equivalents", "concentration", "temperature"]
-    assert page.locator("table.experiments tbody tr").count() == 3
+    assert page.locator("table.experiments tbody tr").count() == 2  # the fixture asks for 2
