@@ -12,8 +12,6 @@ import time
 
 import numpy as np
 import pytest
-from rest_service import Service
-
 pytest_plugins = ["rest_service"]
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="Debian's chromium is not installed (apt-get install chromium)")
@@ -54,6 +52,8 @@ def _fill(store, machines: int = MACHINES) -> None:
 @pytest.fixture(scope="module")
 def dashboard(tmp_path_factory, line_models):
     """The service on a free port over a registry with failure, RUL and optimiser models, and a filled store."""
+    from rest_service import Service
+
     from shopfloor.registry import Registry
     from shopfloor.serve.auth import create_token
     from shopfloor.store import Store, default_url
