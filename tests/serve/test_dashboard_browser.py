@@ -12,6 +12,7 @@ import time
 
 import numpy as np
 import pytest
+
 pytest_plugins = ["rest_service"]
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="Debian's chromium is not installed (apt-get install chromium)")
