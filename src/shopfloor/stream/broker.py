@@ -155,7 +155,7 @@ def start_broker(port: int | None = None, folder: str | os.PathLike | None = Non
         raise BadOption(f"broker kind '{kind}' is not one of auto, mosquitto, amqtt")
     port = port or free_port()
     owns = folder is None
-    folder = Path(folder or tempfile.mkdtemp(prefix="shopfloor-broker-"))
+    folder = Path(folder or tempfile.mkdtemp(prefix="shopfloor-broker-")).resolve()  # mosquitto runs elsewhere
     folder.mkdir(parents=True, exist_ok=True)
     if binary and kind != "amqtt":
         config = folder / "mosquitto.conf"
