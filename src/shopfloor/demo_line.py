@@ -112,7 +112,7 @@ def run_line_demo(out: Path, console: Console, port: int = 8000, serve_seconds: 
                       f"{inspected} parts inspected")
         console.print(f"dashboard: {summary['machines']} machines rendered in {summary['render_ms']:.0f} ms")
         console.print(f"[bold]dashboard[/] {line.url}/login  (token: {line.token})   API docs {line.url}/docs")
-        _keep_serving(console, serve_seconds)
+        _keep_serving(console, serve_seconds, line.registry.root)
         return summary
 
 
@@ -185,7 +185,7 @@ def _check_dashboard(url: str, token: str) -> dict:
     return {"render_ms": elapsed * 1000, "fleet_status": page.status_code, "machines": page.text.count('class="machine')}
 
 
-def _keep_serving(console: Console, serve_seconds: float) -> None:
+def _keep_serving(console: Console, serve_seconds: float, models: Path) -> None:
     if sys.stdin.isatty():
         console.print("serving until Ctrl-C")
         try:
@@ -196,3 +196,6 @@ def _keep_serving(console: Console, serve_seconds: float) -> None:
     elif serve_seconds > 0:
         console.print(f"serving for {serve_seconds:.0f} s (not interactive)")
         time.sleep(serve_seconds)
+    else:
+        console.print("not run from a terminal, so the line stops here; to look at it, run `make demo` from a "
+                      f"terminal, or `shopfloor serve --models {plain(models)}` (the stored readings stay)")
