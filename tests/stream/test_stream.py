@@ -138,3 +138,19 @@ def test_malformed_messages_become_dead_letters_and_the_worker_carries_on(broker
     body = json.loads(listener.messages[0][1])
     assert set(body) == {"topic", "reason", "payload"}
     assert store.fleet()[0]["risk"] is not None  # the good message after the bad ones was scored
+
+
+def test_the_pure_python_broker_carries_the_stream_too(registry, rul_model, tmp_path):
+    """Where Mosquitto is not installed the demo starts amqtt (MQTT 3.1.1 only): worker and replay fall back to it."""
+    from shopfloor.stream.broker import start_broker
+
+    database = f"sqlite:///{tmp_path / 'plant.db'}"
+    store = Store(database)
+    history = rul_model.test.head(200)
+    with start_broker(kind="amqtt") as amqtt, running_worker(amqtt.url, registry, database) as stats:
+        sent = replay(history, amqtt.url, rate=1000, readings_per_message=5, progress=None, unit=RUL_COLUMNS["unit"],
+                      time=RUL_COLUMNS["time"])
+        assert sent["readings"] == len(history)
+        assert wait_for(lambda: store.counts()["readings"] >= len(history), 30)
+    assert store.counts()["readings"] == len(history)
+    assert stats["dead_letters"] == 0

@@ -27,6 +27,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from paho.mqtt.client import MQTTv311
 
 from shopfloor.errors import BadOption
 from shopfloor.stream.broker import BrokerUnreachable, mqtt_client, parse_url
@@ -120,7 +121,9 @@ def replay(data: Path, broker: str, rate: float, line: str | list[str] = "line-1
     names, histories = machine_histories(data, machines, unit, time)
     lines = [line] if isinstance(line, str) else list(line)
     topics = [f"{prefix}/{lines[i % len(lines)]}/{name}/telemetry" for i, name in enumerate(names)]
-    client = mqtt_client(client_id or f"shopfloor-replay-{uuid.uuid4().hex[:8]}")
+    # MQTT 3.1.1: every broker speaks it (amqtt, the demo's fallback, speaks nothing newer), and a publisher
+    # needs none of MQTT 5; its persistent session (clean_session False) resends what a broker restart cut off
+    client = mqtt_client(client_id or f"shopfloor-replay-{uuid.uuid4().hex[:8]}", protocol=MQTTv311)
     acked = [0]  # PUBACKs: a message published while the broker is away is queued, sent and acknowledged later
 
     def on_publish(_client, _userdata, _mid, _reason, _properties) -> None:
