@@ -58,6 +58,8 @@ def test_machines_hold_the_latest_state_and_trend_is_oldest_first(store):
     trend = store.trend("line-1", "press-1", limit=4)
     assert [t["time"] for t in trend] == [6, 7, 8, 9]
     assert store.counts()["alerting"] == 1
+    assert store.machine("line-1", "press-2")["time"] == 2 and store.machine("line-1", "press-9") is None
+    assert store.counts(only=("machines", "alerting")) == {"machines": 2, "alerting": 1}
 
 
 def test_alerts_dead_letters_and_inspections_round_trip(store):

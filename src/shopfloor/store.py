@@ -251,6 +251,11 @@ class Store:
         query = sa.select(machines).order_by(machines.c.line, machines.c.machine)
         return self._rows(query)
 
+    def machine(self, line: str, machine: str) -> dict | None:
+        """One machine's latest state, or None when it has sent nothing yet."""
+        rows = self._rows(sa.select(machines).where(machines.c.line == line, machines.c.machine == machine))
+        return rows[0] if rows else None
+
     def trend(self, line: str, machine: str, limit: int = 200) -> list[dict]:
         """A machine's latest predictions, oldest first: one row per reading and model (risk or rul set)."""
         p = predictions.c
@@ -292,8 +297,12 @@ class Store:
             value = db.execute(sa.select(inspections.c[kind]).where(inspections.c.id == int(id))).scalar()
         return bytes(value) if value is not None else None
 
-    def counts(self) -> dict:
-        """How many readings, predictions, machines (alerting among them), alerts, dead letters, inspections."""
+    def counts(self, only: tuple[str, ...] | None = None) -> dict:
+        """How many readings, predictions, machines (alerting among them), alerts, dead letters, inspections.
+
+        Counting readings or predictions reads the whole table (millions of rows after a day on a busy line):
+        pages that refresh every few seconds ask `only` for the small tables.
+        """
         count = sa.func.count()
         queries = {"readings": sa.select(count).select_from(readings),
                    "predictions": sa.select(count).select_from(predictions),
@@ -303,7 +312,8 @@ class Store:
                    "dead_letters": sa.select(count).select_from(dead_letters),
                    "inspections": sa.select(count).select_from(inspections)}
         with self.engine.connect() as db:
-            return {name: int(db.execute(query).scalar() or 0) for name, query in queries.items()}
+            return {name: int(db.execute(query).scalar() or 0) for name, query in queries.items()
+                    if only is None or name in only}
 
     def _rows(self, query) -> list[dict]:
         with self.engine.connect() as db:

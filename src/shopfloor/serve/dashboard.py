@@ -105,7 +105,7 @@ def _fleet_context(request: Request) -> dict:
     machines = store.fleet() if store else []
     machines.sort(key=lambda m: (not m.get("alerting"), m["line"], m["machine"]))
     return {"machines": machines, "alerting": sum(bool(m.get("alerting")) for m in machines),
-            "counts": store.counts() if store else {}, "now": time.time()}
+            "counts": store.counts(only=("dead_letters",)) if store else {}, "now": time.time()}
 
 
 @router.get("/", response_class=HTMLResponse)
@@ -136,7 +136,7 @@ def machine_page(request: Request, line: str, machine: str):
     if not _signed_in(request):
         return _login_redirect(request)
     store = _store(request)
-    state = next((m for m in (store.fleet() if store else []) if m["line"] == line and m["machine"] == machine), None)
+    state = store.machine(line, machine) if store else None
     if state is None:
         raise HTTPException(404, f"no readings from machine '{machine}' on line '{line}' yet")
     points = store.trend(line, machine, limit=300)
