@@ -171,3 +171,16 @@ def test_optimizer_page_shows_recommended_settings_and_experiments(page):
     settings = page.eval_on_selector_all("table.recommended th", "cells => cells.map(c => c.textContent)")
     assert settings == ["residence_time", "equivalents", "concentration", "temperature"]
     assert page.locator("table.experiments tbody tr").count() == 2  # the fixture asks for 2
+
+
+def test_every_dashboard_page_and_part_needs_a_token(dashboard):
+    import httpx
+
+    for path in ("/", "/machines/line-1/press-001", "/inspection", "/models", "/models/failure/report", "/optimizer"):
+        response = httpx.get(dashboard["url"] + path, follow_redirects=False, timeout=30)
+        assert response.status_code == 303 and response.headers["location"] == f"/login?next={path}", path
+    for path in ("/fragments/fleet", "/fragments/alerts", "/fragments/inspection", "/inspection/1/image.png"):
+        assert httpx.get(dashboard["url"] + path, timeout=30).status_code == 401, path
+    evil = httpx.post(dashboard["url"] + "/login", data={"token": dashboard["token"], "next": "//evil.example/x"},
+                      follow_redirects=False, timeout=30)
+    assert evil.status_code == 303 and evil.headers["location"] == "/"  # never to another site

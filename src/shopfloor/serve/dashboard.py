@@ -18,7 +18,7 @@ import time
 from functools import lru_cache
 from urllib.parse import quote
 
-from fastapi import APIRouter, HTTPException, Request
+from fastapi import APIRouter, Depends, HTTPException, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
@@ -52,8 +52,19 @@ def _signed_in(request: Request) -> str | None:
     return token_scope(request)
 
 
-def _login_redirect(request: Request) -> RedirectResponse:
-    return RedirectResponse(f"/login?next={quote(request.url.path)}", status_code=303)
+def _page_reader(request: Request) -> None:
+    """A page without a read token sends the browser to sign in, and back here afterwards."""
+    if not _signed_in(request):
+        raise HTTPException(303, "sign in first", headers={"Location": f"/login?next={quote(request.url.path)}"})
+
+
+def _part_reader(request: Request) -> None:
+    """A fragment or an image without a read token: 401, which dashboard.js turns into the sign-in page."""
+    if not _signed_in(request):
+        raise HTTPException(401, "sign in again: the dashboard needs a read token")
+
+
+PAGE, PART = [Depends(_page_reader)], [Depends(_part_reader)]
 
 
 def _store(request: Request):
@@ -108,33 +119,25 @@ def _fleet_context(request: Request) -> dict:
             "counts": store.counts(only=("dead_letters",)) if store else {}, "now": time.time()}
 
 
-@router.get("/", response_class=HTMLResponse)
+@router.get("/", dependencies=PAGE, response_class=HTMLResponse)
 def fleet(request: Request):
-    if not _signed_in(request):
-        return _login_redirect(request)
     store = _store(request)
     return _page(request, "fleet.html", **_fleet_context(request), alerts=store.alerts(20) if store else [])
 
 
-@router.get("/fragments/fleet", response_class=HTMLResponse)
+@router.get("/fragments/fleet", dependencies=PART, response_class=HTMLResponse)
 def fleet_fragment(request: Request):
-    if not _signed_in(request):
-        raise HTTPException(401, "sign in again: the dashboard needs a read token")
     return _page(request, "_fleet.html", **_fleet_context(request))
 
 
-@router.get("/fragments/alerts", response_class=HTMLResponse)
+@router.get("/fragments/alerts", dependencies=PART, response_class=HTMLResponse)
 def alerts_fragment(request: Request):
-    if not _signed_in(request):
-        raise HTTPException(401, "sign in again: the dashboard needs a read token")
     store = _store(request)
     return _page(request, "_alerts.html", alerts=store.alerts(20) if store else [], now=time.time())
 
 
-@router.get("/machines/{line}/{machine}", response_class=HTMLResponse)
+@router.get("/machines/{line}/{machine}", dependencies=PAGE, response_class=HTMLResponse)
 def machine_page(request: Request, line: str, machine: str):
-    if not _signed_in(request):
-        return _login_redirect(request)
     store = _store(request)
     state = store.machine(line, machine) if store else None
     if state is None:
@@ -148,26 +151,20 @@ def machine_page(request: Request, line: str, machine: str):
 
 
 # -- inspection ------------------------------------------------------------------------
-@router.get("/inspection", response_class=HTMLResponse)
+@router.get("/inspection", dependencies=PAGE, response_class=HTMLResponse)
 def inspection(request: Request):
-    if not _signed_in(request):
-        return _login_redirect(request)
     store = _store(request)
     return _page(request, "inspection.html", inspections=store.inspections(24) if store else [], now=time.time())
 
 
-@router.get("/fragments/inspection", response_class=HTMLResponse)
+@router.get("/fragments/inspection", dependencies=PART, response_class=HTMLResponse)
 def inspection_fragment(request: Request):
-    if not _signed_in(request):
-        raise HTTPException(401, "sign in again: the dashboard needs a read token")
     store = _store(request)
     return _page(request, "_inspections.html", inspections=store.inspections(24) if store else [], now=time.time())
 
 
-@router.get("/inspection/{id}/{kind}.png")
+@router.get("/inspection/{id}/{kind}.png", dependencies=PART)
 def inspection_image(request: Request, id: int, kind: str):
-    if not _signed_in(request):
-        raise HTTPException(401, "the dashboard needs a read token")
     if kind not in ("image", "heatmap"):
         raise HTTPException(404, "images are 'image' or 'heatmap'")
     store = _store(request)
@@ -178,10 +175,8 @@ def inspection_image(request: Request, id: int, kind: str):
 
 
 # -- models and optimisers -------------------------------------------------------------
-@router.get("/models", response_class=HTMLResponse)
+@router.get("/models", dependencies=PAGE, response_class=HTMLResponse)
 def models(request: Request):
-    if not _signed_in(request):
-        return _login_redirect(request)
     registry = request.app.state.registry
     entries = registry.describe()
     for entry in entries:
@@ -192,10 +187,8 @@ def models(request: Request):
     return _page(request, "models.html", models=entries)
 
 
-@router.get("/models/{name}/report", response_class=HTMLResponse)
+@router.get("/models/{name}/report", dependencies=PAGE, response_class=HTMLResponse)
 async def model_report(request: Request, name: str):
-    if not _signed_in(request):
-        return _login_redirect(request)
     live = request.app.state.registry.live(name)
     return HTMLResponse(await run_in_threadpool(_report_html, live))
 
@@ -218,10 +211,8 @@ def _report_html(live) -> str:
     return _reports[key]
 
 
-@router.get("/optimizer", response_class=HTMLResponse)
+@router.get("/optimizer", dependencies=PAGE, response_class=HTMLResponse)
 async def optimizer(request: Request):
-    if not _signed_in(request):
-        return _login_redirect(request)
     from shopfloor.serve.recommendations import recommendation
 
     registry = request.app.state.registry
