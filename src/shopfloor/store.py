@@ -76,11 +76,11 @@ machines = sa.Table(
     sa.Column("time", sa.Float),
     sa.Column("risk", sa.Float),
     sa.Column("risk_threshold", sa.Float),
-    sa.Column("risk_model", sa.String(64)),
+    sa.Column("risk_model", sa.String(80)),  # "<model>@<version>"
     sa.Column("rul", sa.Float),
     sa.Column("rul_low", sa.Float),
     sa.Column("rul_high", sa.Float),
-    sa.Column("rul_model", sa.String(64)),
+    sa.Column("rul_model", sa.String(80)),
     sa.Column("alerting", sa.Boolean, nullable=False, default=False),
     sa.Column("updated_at", sa.Float, nullable=False),
 )
@@ -192,13 +192,15 @@ class Store:
 
     # -- writing ------------------------------------------------------------------------------------------
     def write_batch(self, readings_: Iterable[dict], predictions_: Iterable[dict] = (), alerts_: Iterable[dict] = (),
-                    machines_: Iterable[dict] = ()) -> float:
+                    machines_: Iterable[dict] = (), dead_letters_: Iterable[dict] = ()) -> float:
         """Store one batch in one transaction; readings and predictions already stored are ignored.
 
         readings: dicts with line, machine, time, values (dict or JSON text), sent_at (or None), received_at.
         predictions: line, machine, time, model, version, risk, rul, rul_low, rul_high (None where the model
         does not give it), sent_at. machines: the latest state per machine (see MACHINE_KEYS), upserted.
-        Returns the stored_at time written on the predictions (epoch seconds).
+        dead letters: see `write_dead_letters`; in the same transaction, so that a retried batch never
+        stores its alerts twice. Returns the stored_at time written on the predictions (epoch seconds,
+        taken as the rows are built: the commit follows a few milliseconds later).
         """
         if self.dialect == "sqlite" and self._checkpointer is None:
             self._checkpointer = _Checkpointer(self.engine)
@@ -208,6 +210,7 @@ class Store:
         alert_rows = [{**{k: a.get(k) for k in ALERT_KEYS}, "at": a.get("at") or stored_at} for a in alerts_]
         states = [{**{k: m.get(k) for k in MACHINE_KEYS}, "alerting": bool(m.get("alerting")), "updated_at": stored_at}
                   for m in machines_]
+        letters = _dead_letter_rows(dead_letters_, stored_at)
         with self.engine.begin() as db:
             # readings and predictions go straight to the driver's executemany: at 20,000 readings a second,
             # SQLAlchemy's per-row parameter handling cost three times the insert itself
@@ -221,6 +224,8 @@ class Store:
                 upsert = self._insert(machines)
                 changed = {c: upsert.excluded[c] for c in (*MACHINE_KEYS[2:], "updated_at")}
                 db.execute(upsert.on_conflict_do_update(index_elements=["line", "machine"], set_=changed), states)
+            if letters:
+                db.execute(dead_letters.insert(), letters)
         return stored_at
 
     def write_dead_letter(self, topic: str, payload: bytes, reason: str) -> None:
@@ -228,10 +233,7 @@ class Store:
 
     def write_dead_letters(self, letters: Iterable[dict]) -> None:
         """Many dead letters (dicts with topic, payload bytes, reason, optional at) in one transaction."""
-        now = clock.time()
-        rows = [{"topic": str(d["topic"]), "reason": str(d["reason"]), "at": d.get("at") or now,
-                 "payload": d["payload"] if isinstance(d["payload"], bytes) else str(d["payload"]).encode()}
-                for d in letters]
+        rows = _dead_letter_rows(letters, clock.time())
         if rows:
             with self.engine.begin() as db:
                 db.execute(dead_letters.insert(), rows)
@@ -318,6 +320,12 @@ class Store:
     def _rows(self, query) -> list[dict]:
         with self.engine.connect() as db:
             return [dict(row._mapping) for row in db.execute(query)]
+
+
+def _dead_letter_rows(letters: Iterable[dict], now: float) -> list[dict]:
+    return [{"topic": str(d["topic"]), "reason": str(d["reason"]), "at": d.get("at") or now,
+             "payload": d["payload"] if isinstance(d["payload"], bytes) else str(d["payload"]).encode()}
+            for d in letters]
 
 
 def _reading_row(reading: dict, now: float) -> tuple:

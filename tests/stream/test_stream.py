@@ -120,21 +120,23 @@ def test_malformed_messages_become_dead_letters_and_the_worker_carries_on(broker
         ("plant/line-1/press-1/telemetry", b"[]"),
         ("plant/line-1/press-1/telemetry", b'{"time": 4, "x": 1}' + b" " * 5_000),  # over the test's limit
         ("plant/line-1/press-1/telemetry/extra", b'{"time": 5}'),  # matches 'plant/#', not the topic shape
+        ("plant/line-1/" + "p" * 200 + "/telemetry", b'{"time": 6}'),  # longer than the database stores
     ]
     try:
         with running_worker(broker.url, registry, database, max_payload=4_096) as stats:
             time.sleep(0.5)
             publish_raw(broker.url, bad + [("plant/line-1/press-1/telemetry", good)])
-            assert wait_for(lambda: store.counts()["readings"] == 1 and store.counts()["dead_letters"] >= 8, 15)
+            assert wait_for(lambda: store.counts()["readings"] == 1 and store.counts()["dead_letters"] >= 9, 15)
     finally:
         listener.close()
     letters = store.dead_letters(limit=50)
-    assert len(letters) == 8  # the extra-level topic does not match plant/+/+/telemetry, so it never arrives
+    assert len(letters) == 9  # the extra-level topic does not match plant/+/+/telemetry, so it never arrives
     reasons = " | ".join(d["reason"] for d in letters)
-    for words in ("not JSON", "not an object", "no numeric 'time'", "must be a number or null", "1 to", "over the limit"):
+    for words in ("not JSON", "not an object", "no numeric 'time'", "must be a number or null", "1 to", "over the limit",
+                  "1-128 printable characters"):
         assert words in reasons
-    assert stats["dead_letters"] == 8 and sum(stats["dead_letter_reasons"].values()) == 8
-    assert wait_for(lambda: len(listener.messages) >= 8, 5)
+    assert stats["dead_letters"] == 9 and sum(stats["dead_letter_reasons"].values()) == 9
+    assert wait_for(lambda: len(listener.messages) >= 9, 5)
     body = json.loads(listener.messages[0][1])
     assert set(body) == {"topic", "reason", "payload"}
     assert store.fleet()[0]["risk"] is not None  # the good message after the bad ones was scored
@@ -154,3 +156,44 @@ def test_the_pure_python_broker_carries_the_stream_too(registry, rul_model, tmp_
         assert wait_for(lambda: store.counts()["readings"] >= len(history), 30)
     assert store.counts()["readings"] == len(history)
     assert stats["dead_letters"] == 0
+
+
+def test_a_batch_the_database_refuses_becomes_dead_letters_not_a_stalled_line(registry, tmp_path):
+    """A refusal for what a batch holds (not an outage) cannot be retried away: its messages are set aside, acked."""
+    import sqlalchemy as sa
+
+    from shopfloor.stream.scoring import Models
+    from shopfloor.stream.worker import Worker
+
+    store = Store(f"sqlite:///{tmp_path / 'plant.db'}")
+    refuse = {"once": True}
+    real_write = store.write_batch
+
+    def write_batch(readings, *rest):
+        if refuse.pop("once", False):
+            raise sa.exc.DataError("INSERT ...", {}, Exception("value too long for type character varying(128)"))
+        return real_write(readings, *rest)
+
+    store.write_batch = write_batch
+    acked = []
+
+    class Client:
+        def publish(self, *args, **kwargs):
+            pass
+
+        def ack(self, mid, qos):
+            acked.append(mid)
+
+    class Message:
+        topic, payload, qos = "plant/line-1/press-1/telemetry", b'{"time": 1, "Torque [Nm]": 40.0}', 1
+
+        def __init__(self, mid):
+            self.mid = mid
+
+    worker = Worker("mqtt://127.0.0.1:1", "plant/+/+/telemetry", store, Models(Registry(registry)), progress=None)
+    worker.client = Client()
+    worker.process([(worker.session, Message(1)), (worker.session, Message(2))])
+    assert acked == [1, 2]
+    letters = store.dead_letters()
+    assert len(letters) == 2 and all("could not be stored: value too long" in d["reason"] for d in letters)
+    assert store.counts()["readings"] == 0

@@ -30,6 +30,7 @@ import orjson
 MAX_PAYLOAD = 1 << 20  # bytes
 MAX_READINGS = 10_000  # per message
 MAX_TEXT = 64  # characters in a category value
+MAX_NAME = 128  # characters in a line or machine name (the database's column width)
 NUMBER = frozenset((int, float))  # exact types: JSON true/false parse as bool, which is not a reading
 PLAIN = frozenset((int, float, type(None)))
 
@@ -42,11 +43,20 @@ class BadMessage(ValueError):
         self.kind = kind
 
 
+def topic_prefix(topic: str) -> str:
+    """What comes before `<line>/<machine>/telemetry` (`plant` by default): alerts go back under the same prefix."""
+    return "/".join(topic.split("/")[:-3])
+
+
 def topic_parts(topic: str) -> tuple[str, str]:
-    """(line, machine) from `.../<line>/<machine>/telemetry`."""
+    """(line, machine) from `.../<line>/<machine>/telemetry`; names are 1-128 printable characters, as stored."""
     parts = topic.split("/")
     if len(parts) < 3 or parts[-1] != "telemetry" or not parts[-2] or not parts[-3]:
         raise BadMessage("topic", f"topic '{topic[:200]}' is not <prefix>/<line>/<machine>/telemetry")
+    for part in parts[-3:-1]:
+        if len(part) > MAX_NAME or not part.isprintable():
+            raise BadMessage("topic", f"line and machine names are 1-{MAX_NAME} printable characters; "
+                                      f"'{part[:40]!r}...' in the topic is not")
     return parts[-3], parts[-2]
 
 
@@ -60,6 +70,7 @@ def parse(topic: str, payload: bytes, numeric_columns: frozenset = frozenset(), 
     which are kept as the readings' values instead of being copied.
     """
     line, machine = topic_parts(topic)
+    prefix = topic_prefix(topic)
     if len(payload) > max_bytes:
         raise BadMessage("too large", f"payload of {len(payload):,} bytes is over the limit of {max_bytes:,}")
     try:
@@ -81,7 +92,7 @@ def parse(topic: str, payload: bytes, numeric_columns: frozenset = frozenset(), 
             raise BadMessage("time", f"{where} has a 'sent_at' that is not epoch seconds (got {sent_at!r:.40})")
         if not set(map(type, item.values())) <= PLAIN:  # one pass in C; text or worse is looked at closely
             _check_text(item, numeric_columns, where)
-        readings.append({"line": line, "machine": machine, "time": float(time),
+        readings.append({"line": line, "machine": machine, "prefix": prefix, "time": float(time),
                          "sent_at": None if sent_at is None else float(sent_at), "values": item})
     return readings
 

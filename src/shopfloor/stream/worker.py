@@ -101,6 +101,10 @@ def stable_client_id(topic: str | list[str], group: str | None) -> str:
     return f"shopfloor-stream-{socket.gethostname()[:32]}-{digest}"
 
 
+class Refused(Exception):
+    """The database refused a batch for what it holds (not because it is unreachable): retrying cannot help."""
+
+
 class Worker:
     """One MQTT consumer: gathers messages, scores and stores them in batches, then acknowledges them."""
 
@@ -241,11 +245,22 @@ class Worker:
             if state.time is None or reading["time"] > state.time:
                 state.time = reading["time"]
         machines = [state.row() for state in touched.values()]
-        stored_at = self._store(readings, predictions, alerts, machines, dead)
+        try:
+            stored_at = self._store(readings, predictions, alerts, machines, dead)
+        except Refused as err:  # nothing of the batch was stored: every message of it goes to the dead letters
+            log.error("the database refused a batch of %d messages (%s); they go to the dead letters", len(batch), err)
+            readings, predictions, alerts = [], [], []
+            dead = [{"topic": m.topic, "reason": f"could not be stored: {err}", "payload": bytes(m.payload[:self.max_payload])}
+                    for _, m in batch]
+            self.stats.reasons["refused by the database"] += len(dead)
+            stored_at = self._store([], [], [], [], dead)
         if stored_at is None:
             return  # stopping while the database is down: nothing acknowledged, the broker delivers again
+        prefixes = {(r["line"], r["machine"]): r["prefix"] for r in readings}
         for alert in alerts:
-            self.client.publish(f"plant/{alert['line']}/{alert['machine']}/alerts", json.dumps(alert), qos=1)
+            prefix = prefixes.get((alert["line"], alert["machine"]), "plant")
+            topic = "/".join(part for part in (prefix, alert["line"], alert["machine"], "alerts") if part)
+            self.client.publish(topic, json.dumps(alert), qos=1)
         for letter in dead:
             log.warning("dead letter from %s: %s", letter["topic"], letter["reason"])
             body = {"topic": letter["topic"], "reason": letter["reason"],
@@ -304,18 +319,21 @@ class Worker:
                 alerts.append(alert)
 
     def _store(self, readings, predictions, alerts, machines, dead) -> float | None:
-        """Commit the batch; while the database is unreachable, retry (the messages stay unacknowledged)."""
+        """Commit the batch. While the database is unreachable, retry (the messages stay unacknowledged); a batch
+        the database refuses for what it holds raises `Refused`, so that its messages become dead letters
+        instead of stalling the line."""
+        import sqlalchemy as sa
+
         while True:
             try:
-                stored_at = self.store.write_batch(readings, predictions, alerts, machines)
-                if dead:
-                    self.store.write_dead_letters(dead)
-                return stored_at
-            except Exception as err:
+                return self.store.write_batch(readings, predictions, alerts, machines, dead)
+            except (sa.exc.OperationalError, sa.exc.InterfaceError, sa.exc.DisconnectionError) as err:
                 self.stats.store_retries += 1
                 log.error("could not store a batch of %d readings (%s); retrying in 1 s", len(readings), err)
                 if self.stopping.wait(1.0):
                     return None
+            except sa.exc.SQLAlchemyError as err:
+                raise Refused(" ".join(str(err.orig if getattr(err, "orig", None) else err).split())[:300]) from None
 
     def _count(self, batch, readings, predictions, alerts, dead, stored_at: float) -> None:
         stats = self.stats
