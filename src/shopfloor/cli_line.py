@@ -142,7 +142,8 @@ def stream(broker: BrokerOpt, models: RegistryOpt,
            rul_alert: Annotated[float | None, typer.Option("--rul-alert", help="Alert when the low end of a machine's "
                                                            "RUL interval reaches this many cycles.")] = None,
            group: Annotated[str | None, typer.Option("--group", help="Workers of one group share the messages (an MQTT 5 "
-                                                     "shared subscription: failure risk only, see the docs).")] = None,
+                                                     "shared subscription: failure risk only; give each worker its "
+                                                     "own --client-id so that a restart resumes its session).")] = None,
            client_id: Annotated[str | None, typer.Option("--client-id", help="The broker keeps the readings that arrive "
                                                          "while the worker is away under this id (default: the same "
                                                          "for this host and topics at every start).")] = None):

@@ -99,6 +99,7 @@ alerts = sa.Table(
     sa.Column("message", sa.Text, nullable=False),
     sa.Column("at", sa.Float, nullable=False),
     sa.Index("alerts_by_time", "at"),
+    sa.Index("alerts_by_machine", "line", "machine", "at"),
 )
 
 dead_letters = sa.Table(
@@ -275,9 +276,14 @@ class Store:
             row["values"] = json.loads(row["values"])
         return rows
 
-    def alerts(self, limit: int = 50) -> list[dict]:
-        """The latest alerts, newest first."""
-        return self._rows(sa.select(alerts).order_by(alerts.c.at.desc(), alerts.c.id.desc()).limit(int(limit)))
+    def alerts(self, limit: int = 50, line: str | None = None, machine: str | None = None) -> list[dict]:
+        """The latest alerts, newest first; of one line, or one machine of it, when given."""
+        query = sa.select(alerts)
+        if line is not None:
+            query = query.where(alerts.c.line == line)
+        if machine is not None:
+            query = query.where(alerts.c.machine == machine)
+        return self._rows(query.order_by(alerts.c.at.desc(), alerts.c.id.desc()).limit(int(limit)))
 
     def dead_letters(self, limit: int = 50) -> list[dict]:
         """The latest dead letters, newest first; payloads as bytes."""

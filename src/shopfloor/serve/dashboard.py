@@ -19,7 +19,7 @@ from functools import lru_cache
 from urllib.parse import quote
 
 from fastapi import APIRouter, Depends, HTTPException, Request
-from fastapi.concurrency import run_in_threadpool
+from fastapi import Path as PathParam
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from shopfloor.serve.charts import trend_svg
@@ -146,7 +146,7 @@ def machine_page(request: Request, line: str, machine: str):
     charts = [trend_svg(points, "rul", "remaining useful life (cycles), 90 % interval", low="rul_low", high="rul_high"),
               trend_svg(points, "risk", "failure risk", limit=state.get("risk_threshold"), limit_label="alarm threshold",
                         fixed_range=(0.0, 1.0))]
-    alerts = [a for a in store.alerts(200) if a["line"] == line and a["machine"] == machine]
+    alerts = store.alerts(50, line=line, machine=machine)
     return _page(request, "machine.html", machine=state, charts=charts, alerts=alerts, now=time.time())
 
 
@@ -164,7 +164,7 @@ def inspection_fragment(request: Request):
 
 
 @router.get("/inspection/{id}/{kind}.png", dependencies=PART)
-def inspection_image(request: Request, id: int, kind: str):
+def inspection_image(request: Request, kind: str, id: int = PathParam(ge=1, le=2**63 - 1)):
     if kind not in ("image", "heatmap"):
         raise HTTPException(404, "images are 'image' or 'heatmap'")
     store = _store(request)
@@ -188,9 +188,9 @@ def models(request: Request):
 
 
 @router.get("/models/{name}/report", dependencies=PAGE, response_class=HTMLResponse)
-async def model_report(request: Request, name: str):
-    live = request.app.state.registry.live(name)
-    return HTMLResponse(await run_in_threadpool(_report_html, live))
+def model_report(request: Request, name: str):
+    """A plain function: FastAPI runs it in its thread pool, so loading a model never holds up the event loop."""
+    return HTMLResponse(_report_html(request.app.state.registry.live(name)))
 
 
 _reports: dict[tuple[str, int], str] = {}
@@ -212,7 +212,7 @@ def _report_html(live) -> str:
 
 
 @router.get("/optimizer", dependencies=PAGE, response_class=HTMLResponse)
-async def optimizer(request: Request):
+def optimizer(request: Request):
     from shopfloor.serve.recommendations import recommendation
 
     registry = request.app.state.registry
@@ -220,7 +220,7 @@ async def optimizer(request: Request):
     for entry in registry.describe():
         if entry.get("task") == "optimize":
             live = registry.live(entry["name"])
-            result = await run_in_threadpool(recommendation, live)
+            result = recommendation(live)
             optimisers.append({"name": live.name, "version": live.version, "result": result,
                                "params": live.estimator.get_params()})
     return _page(request, "optimizer.html", optimisers=optimisers)

@@ -24,6 +24,7 @@ from shopfloor.stream.machines import Windows
 
 log = logging.getLogger("shopfloor.stream")
 REFRESH_SECONDS = 2.0
+STREAM_TASKS = ("tabular", "rul")  # the tasks that score sensor readings
 
 
 @dataclass
@@ -65,6 +66,7 @@ class Models:
         self.scorers: dict[str, Scorer] = {}
         self._checked = -np.inf
         self._by_columns: dict[frozenset, list[Scorer]] = {}
+        self._skipped: set[tuple[str, int]] = set()  # live versions the stream cannot use (regression, images ...)
         self.refresh(force=True)
 
     @property
@@ -83,7 +85,10 @@ class Models:
             try:
                 version = self.registry.live_version(name)
                 current = self.scorers.get(name)
-                if version is None or (current and current.version == version):
+                if version is None or (current and current.version == version) or (name, version) in self._skipped:
+                    continue
+                if self.registry.manifest(name, version)["task"] not in STREAM_TASKS:  # images, optimisers: not loaded
+                    self._skipped.add((name, version))
                     continue
                 live = self.registry.live(name)
                 scorer = scorer_for(name, live.version, live.task, live.estimator)
@@ -93,7 +98,7 @@ class Models:
             if scorer is None:
                 if self.names is not None:
                     log.warning("model %s (%s) gives neither a failure risk nor a RUL; the stream skips it", name, live.task)
-                self.names = self.names if self.names is None else [n for n in self.names if n != name]
+                self._skipped.add((name, version))
                 continue
             if current and current.windows is not None and scorer.windows is not None \
                     and current.windows.columns == scorer.windows.columns \

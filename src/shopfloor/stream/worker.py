@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import queue
 import signal
 import sys
@@ -98,7 +99,9 @@ def stable_client_id(topic: str | list[str], group: str | None) -> str:
 
     topics = [topic] if isinstance(topic, str) else sorted(topic)
     digest = hashlib.sha1("\n".join([*topics, group or ""]).encode()).hexdigest()[:10]
-    return f"shopfloor-stream-{socket.gethostname()[:32]}-{digest}"
+    # the workers of a group share the subscription, not the session: two with one id would throw each other off
+    worker = f"-{os.getpid()}" if group else ""
+    return f"shopfloor-stream-{socket.gethostname()[:32]}-{digest}{worker}"
 
 
 class Refused(Exception):
@@ -152,6 +155,7 @@ class Worker:
 
         client = self.client = mqtt_client(self.client_id, protocol=protocol, manual_ack=True)
         client.on_connect, client.on_message, client.on_disconnect = self._on_connect, self._on_message, self._on_disconnect
+        client.on_subscribe = self._on_subscribe
         self.mqtt5 = protocol == 5
         try:
             if self.mqtt5:
@@ -177,8 +181,14 @@ class Worker:
             return
         self.session += 1
         client.subscribe([(topic, 1) for topic in self.subscriptions])
-        self.connected.set()
-        log.info("connected to %s:%d, subscribed to %s", self.host, self.port, ", ".join(self.subscriptions))
+        log.info("connected to %s:%d, subscribing to %s", self.host, self.port, ", ".join(self.subscriptions))
+
+    def _on_subscribe(self, _client, _userdata, _mid, reasons, _properties) -> None:
+        failed = [r for r in reasons if r.is_failure]
+        if failed:
+            log.error("the broker refused the subscription: %s", ", ".join(map(str, failed)))
+            return
+        self.connected.set()  # subscribed: from here on the broker keeps what arrives for this worker
 
     def _on_disconnect(self, _client, _userdata, _flags, reason, _properties) -> None:
         self.connected.clear()
