@@ -99,3 +99,17 @@ def test_without_any_token_the_answer_says_how_to_make_one(tmp_path):
         answer = httpx.get(empty.url + "/api/models")
     assert answer.status_code == 401
     assert "shopfloor token create" in answer.json()["detail"]
+
+
+def test_an_upload_without_a_token_is_refused_before_its_body_is_read(service):
+    """401, not the 413 that reading this 4 MiB body would earn (the image limit here is 64 KiB): the token gate
+    answers before anything of the body is read."""
+
+    def body():
+        for _ in range(64):
+            yield b"\0" * 65_536
+
+    headers = {"Content-Type": "multipart/form-data; boundary=x"}
+    with httpx.Client(base_url=service.url, timeout=30) as anonymous:
+        response = anonymous.post("/api/models/anomaly/inspect", content=body(), headers=headers)
+    assert response.status_code == 401 and "API token" in response.json()["detail"]

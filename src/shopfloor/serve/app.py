@@ -34,7 +34,7 @@ import shopfloor
 from shopfloor.errors import Infeasible, ModelTooNew, NotAModel, ShopfloorError
 from shopfloor.registry import BadName, Registry, UnknownModel
 from shopfloor.serve import catalog, inspections, predictions
-from shopfloor.serve.auth import Forbidden, NotAuthenticated, TokenBook
+from shopfloor.serve.auth import Forbidden, NotAuthenticated, TokenBook, TokenGate
 from shopfloor.serve.limits import MIB, MULTIPART_OVERHEAD, BodyLimit, TooLarge
 from shopfloor.serve.live import LoadedModels, ModelUnavailable
 from shopfloor.serve.schemas import Health, Readiness
@@ -75,6 +75,7 @@ def create_app(models: str | os.PathLike, database: str | None = None, *, max_bo
         return max_body_bytes, "a JSON body"
 
     app.add_middleware(BodyLimit, limit_for=limit_for)
+    app.add_middleware(TokenGate)  # added last, so it runs first: no body is read for a request without a token
     _add_error_handlers(app)
     for router in (predictions.router, inspections.router, catalog.router):
         app.include_router(router, prefix="/api")
