@@ -180,3 +180,37 @@ class Listener:
     def close(self):
         self.client.disconnect()
         self.client.loop_stop()
+
+
+# -- the stream worker without a broker ------------------------------------------------------------------------
+class OfflineClient:
+    """Stands in for the paho client of `Worker.process`: records acknowledgements and publications."""
+
+    def __init__(self):
+        self.acked, self.published = [], []
+
+    def publish(self, topic, payload, qos=0):
+        self.published.append((topic, payload))
+
+    def ack(self, mid, qos):
+        self.acked.append(mid)
+
+
+class OfflineMessage:
+    """An MQTT message as paho hands it to the worker."""
+
+    qos = 1
+
+    def __init__(self, topic: str, payload: bytes, mid: int):
+        self.topic, self.payload, self.mid = topic, payload, mid
+
+
+def offline_worker(registry_root, store):
+    """A Worker over the registry and store whose batches are fed by hand: `worker.process([(worker.session, m)])`."""
+    from shopfloor.registry import Registry
+    from shopfloor.stream.scoring import Models
+    from shopfloor.stream.worker import Worker
+
+    worker = Worker("mqtt://127.0.0.1:1", "plant/+/+/telemetry", store, Models(Registry(registry_root)), progress=None)
+    worker.client = OfflineClient()
+    return worker

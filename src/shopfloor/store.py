@@ -276,6 +276,20 @@ class Store:
             row["values"] = json.loads(row["values"])
         return rows
 
+    def history(self, line: str, machine: str, first: int, last: int) -> dict:
+        """What a machine has sent: count, its `first` earliest and `last` latest sensor values (oldest first),
+        and the time of the newest reading; a stream worker starts a machine's window from it."""
+        r = readings.c
+        mine = (r.line == line, r.machine == machine)
+        with self.engine.connect() as db:
+            count, newest = db.execute(sa.select(sa.func.count(), sa.func.max(r.time)).where(*mine)).one()
+            if not count:
+                return {"count": 0, "first": [], "last": [], "newest": None}
+            early = db.execute(sa.select(r["values"]).where(*mine).order_by(r.time).limit(int(first))).scalars().all()
+            late = db.execute(sa.select(r["values"]).where(*mine).order_by(r.time.desc()).limit(int(last))).scalars().all()
+            return {"count": int(count), "newest": float(newest), "first": [orjson.loads(v) for v in early],
+                    "last": [orjson.loads(v) for v in late][::-1]}
+
     def alerts(self, limit: int = 50, line: str | None = None, machine: str | None = None) -> list[dict]:
         """The latest alerts, newest first; of one line, or one machine of it, when given."""
         query = sa.select(alerts)

@@ -8,7 +8,7 @@ import time
 
 import pytest
 from conftest import RUL_COLUMNS, failure_table, run_histories
-from services import Listener, mosquitto, running_worker, wait_for
+from services import Listener, OfflineMessage, mosquitto, offline_worker, running_worker, wait_for
 
 from shopfloor.registry import Registry
 from shopfloor.store import Store
@@ -162,9 +162,6 @@ def test_a_batch_the_database_refuses_becomes_dead_letters_not_a_stalled_line(re
     """A refusal for what a batch holds (not an outage) cannot be retried away: its messages are set aside, acked."""
     import sqlalchemy as sa
 
-    from shopfloor.stream.scoring import Models
-    from shopfloor.stream.worker import Worker
-
     store = Store(f"sqlite:///{tmp_path / 'plant.db'}")
     refuse = {"once": True}
     real_write = store.write_batch
@@ -175,25 +172,45 @@ def test_a_batch_the_database_refuses_becomes_dead_letters_not_a_stalled_line(re
         return real_write(readings, *rest)
 
     store.write_batch = write_batch
-    acked = []
-
-    class Client:
-        def publish(self, *args, **kwargs):
-            pass
-
-        def ack(self, mid, qos):
-            acked.append(mid)
-
-    class Message:
-        topic, payload, qos = "plant/line-1/press-1/telemetry", b'{"time": 1, "Torque [Nm]": 40.0}', 1
-
-        def __init__(self, mid):
-            self.mid = mid
-
-    worker = Worker("mqtt://127.0.0.1:1", "plant/+/+/telemetry", store, Models(Registry(registry)), progress=None)
-    worker.client = Client()
-    worker.process([(worker.session, Message(1)), (worker.session, Message(2))])
-    assert acked == [1, 2]
+    worker = offline_worker(registry, store)
+    message = b'{"time": 1, "Torque [Nm]": 40.0}'
+    worker.process([(worker.session, OfflineMessage("plant/line-1/press-1/telemetry", message, mid)) for mid in (1, 2)])
+    assert worker.client.acked == [1, 2]
     letters = store.dead_letters()
     assert len(letters) == 2 and all("could not be stored: value too long" in d["reason"] for d in letters)
     assert store.counts()["readings"] == 0
+
+
+def _engine_messages(history, engines, cycles: slice, per_message: int = 5):
+    """C-MAPSS-like run histories as telemetry messages, engine by engine, `cycles` of each."""
+    from shopfloor.stream.payload import encode_message, encode_reading
+
+    columns = [c for c in history.columns if c not in (RUL_COLUMNS["unit"], RUL_COLUMNS["time"])]
+    messages = []
+    for engine in engines:
+        rows = history[history[RUL_COLUMNS["unit"]] == engine].iloc[cycles]
+        readings = [encode_reading(float(row[RUL_COLUMNS["time"]]), {c: float(row[c]) for c in columns})
+                    for _, row in rows.iterrows()]
+        for k in range(0, len(readings), per_message):
+            messages.append(OfflineMessage(f"plant/line-1/unit-{engine}/telemetry",
+                                           encode_message(readings[k:k + per_message], time.time()), len(messages)))
+    return messages
+
+
+def test_stream_rul_equals_the_batch_path_also_across_a_worker_restart(registry, rul_model, tmp_path):
+    """A machine's RUL from the stream is the RUL `RULModel.predict` gives for its whole history, even when the
+    worker that saw its first half is replaced: the new one starts the window from the stored readings."""
+    history, model = rul_model.test, rul_model.model
+    engines = sorted(history[RUL_COLUMNS["unit"]].unique())[:6]
+    expected = model.predict(history[history[RUL_COLUMNS["unit"]].isin(engines)]).set_index("unit")
+    store = Store(f"sqlite:///{tmp_path / 'plant.db'}")
+    for cycles in (slice(0, 25), slice(25, None)):  # the first 25 cycles, then a new worker for the rest
+        worker = offline_worker(registry, store)
+        for message in _engine_messages(history, engines, cycles):
+            worker.process([(worker.session, message)])
+    fleet = {m["machine"]: m for m in store.fleet()}
+    for engine in engines:
+        state = fleet[f"unit-{engine}"]
+        want = expected.loc[engine]
+        assert (state["rul"], state["rul_low"], state["rul_high"]) == pytest.approx(
+            (want["rul"], want["rul_low"], want["rul_high"]), abs=1e-3)

@@ -85,6 +85,15 @@ class Windows:
             accepted[rows] = True
         return accepted
 
+    def seed(self, slot: int, first: np.ndarray, last: np.ndarray, count: int, newest: float) -> None:
+        """Start a machine's window from its stored history: its first readings (up to `baseline`), its last
+        ones (up to `window`, oldest first), how many it sent and the time of the newest."""
+        self.first[slot, :len(first)] = first[:self.baseline]
+        last = last[-self.window:]
+        cycles = np.arange(count - len(last), count)
+        self.ring[slot, cycles % self.window] = last
+        self.seen[slot], self.newest[slot] = count, newest
+
     def inputs(self, slots: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """The RUL network's raw inputs at each machine's newest cycle: history, start, age.
 
