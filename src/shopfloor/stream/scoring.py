@@ -154,20 +154,21 @@ def _matrix(readings: list[dict], columns: list[str]) -> np.ndarray:
         return np.array([[np.nan if v is None else v for v in row] for row in rows], dtype=np.float32)
 
 
-def score_rul(scorer: Scorer, readings: list[dict], history=None) -> tuple[list[dict], np.ndarray]:
+def score_rul(scorer: Scorer, readings: list[dict], histories=None) -> tuple[list[dict], np.ndarray]:
     """Add the readings to the machines' windows; RUL, low, high [machines, 3] at each one's newest reading.
 
-    `history(line, machine, first, last)` (the store's) gives what a machine sent before this worker first
-    heard of it: its window then starts from the machine's stored first and last readings and its count,
+    `histories(machines, first, last)` (the store's) gives what machines sent before this worker first
+    heard of them: its window then starts from the machine's stored first and last readings and its count,
     as the batch path starts from the whole history, instead of from nothing (a restarted worker would
     otherwise take a worn machine for a new one). Returns the newest accepted reading of each machine (in
     the order of the estimates) and the estimates.
     """
     windows = scorer.windows
     columns = windows.columns
-    if history is not None:
-        for key in {(r["line"], r["machine"]) for r in readings} - windows.slots.keys():
-            _seed(windows, key, history(*key, windows.baseline, windows.window))
+    new = {(r["line"], r["machine"]) for r in readings} - windows.slots.keys()
+    if histories is not None and new:
+        for key, stored in histories(new, windows.baseline, windows.window).items():
+            _seed(windows, key, stored)
     slots = np.fromiter((windows.slot_of((r["line"], r["machine"])) for r in readings), np.int64, len(readings))
     times = np.fromiter((r["time"] for r in readings), np.float64, len(readings))
     values = _matrix(readings, columns)

@@ -318,7 +318,7 @@ class Worker:
                 alerts.append(alert)
 
     def _score_rul(self, scorer, group: list[dict], predictions: list, alerts: list) -> None:
-        newest, estimates = score_rul(scorer, group, self.store.history)
+        newest, estimates = score_rul(scorer, group, self.store.histories)
         for reading, (rul, low, high) in zip(newest, estimates.tolist(), strict=True):
             predictions.append({"line": reading["line"], "machine": reading["machine"], "time": reading["time"],
                                 "model": scorer.name, "version": scorer.version, "rul": rul, "rul_low": low,
