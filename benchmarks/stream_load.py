@@ -115,6 +115,7 @@ def main() -> None:
     parser.add_argument("--batch-ms", type=float, default=20, help="the worker's batching interval")
     parser.add_argument("--warm-up", type=float, default=5, help="seconds of the steady phase left out of the figures")
     parser.add_argument("--workers", type=int, default=1, help="worker processes, each with its own lines")
+    parser.add_argument("--out", type=Path, help="write the JSON here instead of results/stream_load*.json")
     parser.add_argument("--shared", action="store_true", help="subscribe with $share/ (Mosquitto 2.0.11 loses messages)")
     args = parser.parse_args()
     from shopfloor.stream.broker import start_broker
@@ -187,7 +188,7 @@ def main() -> None:
                check(f"worker peak RSS with {args.machines // args.workers:,} machines (GiB)", rss, "<= 1", rss <= 1)]
     print_targets(targets)
     name = "stream_load" if args.workers == 1 else f"stream_load_{args.workers}_workers"
-    write_json(name, {**result, "targets": targets})
+    write_json(name, {**result, "targets": targets}, args.out)
 
 
 if __name__ == "__main__":

@@ -58,7 +58,7 @@ def models_list(models: RegistryOpt):
 @friendly
 def models_promote(models: RegistryOpt, name: Annotated[str, typer.Argument()],
                    version: Annotated[int, typer.Argument(help="The version to make live.")]):
-    """Make VERSION the live version of NAME; the service and stream workers switch at their next request."""
+    """Make VERSION the live version of NAME; the service and stream workers switch within a few seconds."""
     from shopfloor.registry import Registry
 
     Registry(models).promote(name, version)
@@ -68,7 +68,7 @@ def models_promote(models: RegistryOpt, name: Annotated[str, typer.Argument()],
 @models_app.command("rollback")
 @friendly
 def models_rollback(models: RegistryOpt, name: Annotated[str, typer.Argument()]):
-    """Make the previously live version of NAME live again."""
+    """Make the previously live version of NAME live again (a second rollback undoes the first)."""
     from shopfloor.registry import Registry
 
     version = Registry(models).rollback(name)
@@ -108,7 +108,7 @@ def token_list(models: RegistryOpt):
 @token_app.command("revoke")
 @friendly
 def token_revoke(models: RegistryOpt, name: Annotated[str, typer.Argument(help="The token's name.")]):
-    """Revoke a token: requests carrying it are refused from the next one on."""
+    """Revoke a token: the service refuses it within a second."""
     from shopfloor.serve.auth import revoke_token
 
     revoke_token(models, name)

@@ -11,17 +11,22 @@ A registry is a plain folder that the REST service, the stream worker and the CL
 
 Names and versions are checked against a strict pattern before any path is built from them,
 so a name that arrives in a URL can never walk out of the registry. Models are loaded through
-`shopfloor.load`, which reads only safetensors and JSON. `registry.json` is replaced atomically;
-readers notice a promotion or a rollback made by another process at their next call.
+`shopfloor.load`, which reads only safetensors and JSON. Changes take a lock on the registry folder
+(so that two processes adding or promoting at once cannot lose a version or a history entry) and
+replace `registry.json` atomically; readers notice a promotion or a rollback made by another process
+at their next look.
 """
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
 import os
 import re
 import shutil
 import threading
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -31,6 +36,17 @@ from shopfloor.errors import ShopfloorError
 
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
 STATE = "registry.json"
+
+
+@contextlib.contextmanager
+def locked_file(path: Path) -> Iterator[None]:
+    """An exclusive lock between processes, held while the block runs (a lock file beside what it guards)."""
+    with open(path, "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 class UnknownModel(ShopfloorError):
@@ -148,7 +164,7 @@ class Registry:
         manifest = read_manifest(model_folder)  # refuses anything that is not a shopfloor model
         folder = self.root / name
         folder.mkdir(parents=True, exist_ok=True)
-        with self._lock:
+        with self._changing():
             existing = [int(p.name) for p in folder.iterdir() if p.is_dir() and p.name.isdigit()]
             version = max(existing, default=0) + 1
             tmp = folder / f".{version}.tmp-{os.getpid()}"
@@ -165,14 +181,15 @@ class Registry:
 
     def promote(self, name: str, version: int) -> None:
         self.path(check_name(name), version)
-        with self._lock:
+        with self._changing():
             state = self._read_state(name)
             state["live"] = version
             state["history"].append({"version": version, "event": "promote", "at": _now()})
             self._write_state(name, state)
 
     def rollback(self, name: str) -> int:
-        """Make live again the version that was live before the current one; returns it."""
+        """Make live again the version that was live before the current one; returns it. A second rollback
+        therefore undoes the first."""
         state = self.state(check_name(name))
         promoted = [h["version"] for h in state.get("history", []) if h["event"] in ("promote", "rollback")]
         current = state.get("live")
@@ -180,7 +197,7 @@ class Registry:
         if not earlier:
             raise UnknownModel(f"model '{name}' has no earlier live version to roll back to")
         previous = earlier[-1]
-        with self._lock:
+        with self._changing():
             state = self._read_state(name)
             state["live"] = previous
             state["history"].append({"version": previous, "event": "rollback", "at": _now()})
@@ -188,6 +205,11 @@ class Registry:
         return previous
 
     # -- internals --------------------------------------------------------------------
+    @contextlib.contextmanager
+    def _changing(self) -> Iterator[None]:
+        with self._lock, locked_file(self.root / ".registry.lock"):
+            yield
+
     def _folder(self, name: str) -> Path:
         folder = self.root / check_name(name)
         if not folder.is_dir():

@@ -163,7 +163,10 @@ class Store:
             self.engine = sa.create_engine(self.url, connect_args={"timeout": 30})
             sa.event.listen(self.engine, "connect", _sqlite_pragmas)
         else:
-            self.engine = sa.create_engine(self.url, pool_pre_ping=True)
+            try:
+                self.engine = sa.create_engine(self.url, pool_pre_ping=True)
+            except ModuleNotFoundError:
+                raise StoreError("PostgreSQL needs the psycopg driver: pip install 'shopfloor[postgres]'") from None
         self._checkpointer = None
         paramstyle = self.engine.dialect.paramstyle
         self._sql = {"readings": _insert_ignoring_sql(readings, READING_KEYS, paramstyle),

@@ -14,7 +14,6 @@ The CLI calls `create_token`, `list_tokens` and `revoke_token`; the dashboard ca
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import hashlib
 import json
 import os
@@ -29,6 +28,7 @@ from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from shopfloor.errors import ShopfloorError
+from shopfloor.registry import locked_file
 
 TOKENS = "tokens.json"
 COOKIE = "shopfloor_token"
@@ -218,12 +218,8 @@ def _locked(models_dir: str | os.PathLike):
     if not folder.is_dir():
         raise TokenError(f"the model registry {folder} does not exist: create it with "
                          f"'shopfloor models add --models {folder} NAME MODEL_FOLDER'")
-    with open(folder / f".{TOKENS}.lock", "a") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        try:
-            yield _path(folder)
-        finally:
-            fcntl.flock(lock, fcntl.LOCK_UN)
+    with locked_file(folder / f".{TOKENS}.lock"):
+        yield _path(folder)
 
 
 class TokenGate:

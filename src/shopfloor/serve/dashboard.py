@@ -203,7 +203,7 @@ def _report_html(live) -> str:
 
     from shopfloor.report import write_report
 
-    key = (live.name, live.version)
+    key = (live.name, live.version, id(live.estimator))  # the loaded model itself: two registries may share a name
     if key not in _reports:
         with tempfile.TemporaryDirectory() as folder:
             page = write_report(live.estimator, Path(folder) / "report.html")

@@ -77,9 +77,13 @@ class Windows:
             new = t > self.newest[s]
             rows, s, t = rows[new], s[new], t[new]
             seen = self.seen[s]
-            self.ring[s, seen % self.window] = values[rows]
+            fresh = values[rows]
+            gaps = np.isnan(fresh) & (seen > 0)[:, None]
+            if gaps.any():  # a sensor that sent null holds its last value (the batch path interpolates instead)
+                fresh[gaps] = self.ring[s, (seen - 1) % self.window][gaps]
+            self.ring[s, seen % self.window] = fresh
             young = seen < self.baseline
-            self.first[s[young], seen[young]] = values[rows[young]]
+            self.first[s[young], seen[young]] = fresh[young]
             self.seen[s] = seen + 1
             self.newest[s] = t
             accepted[rows] = True

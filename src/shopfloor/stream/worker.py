@@ -7,7 +7,8 @@ payload UTF-8 JSON, one reading or a list of readings of that machine (a gateway
 a flat object `{"time": <cycle or epoch s>, "sent_at": <epoch s, optional>, "<sensor>": <number>, ...}`.
 
 Delivery: MQTT 5, QoS 1, and a persistent session (clean_start False, session expiry) so that the broker
-keeps what arrives while a worker or the broker itself restarts. Messages are acknowledged by hand, and
+keeps what arrives while a worker or the broker itself restarts (a clean restart: Mosquitto writes its
+state at shutdown; after a crash, what arrived since its last autosave is gone). Messages are acknowledged by hand, and
 only after their batch is committed to the database: a crash before the commit means redelivery, never
 loss, and redelivered readings are stored once (readings are unique per line, machine and time). The
 broker sends at most RECEIVE_MAXIMUM unacknowledged messages, which bounds the worker's memory.
