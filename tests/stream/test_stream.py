@@ -214,3 +214,35 @@ def test_stream_rul_equals_the_batch_path_also_across_a_worker_restart(registry,
         want = expected.loc[engine]
         assert (state["rul"], state["rul_low"], state["rul_high"]) == pytest.approx(
             (want["rul"], want["rul_low"], want["rul_high"]), abs=1e-3)
+
+
+def test_the_worker_stores_into_postgresql_and_follows_a_promotion(registry, rul_model, tmp_path):
+    """The PostgreSQL path end to end (readings, predictions, machines through the worker), and a version promoted
+    while the worker runs scores the next batch."""
+    from services import fresh_database, postgres_cluster
+
+    history = rul_model.test
+    engines = sorted(history[RUL_COLUMNS["unit"]].unique())[:3]
+    messages = _engine_messages(history, engines, slice(None))
+    root = tmp_path / "models"
+    models = Registry(root, create=True)
+    models.add("rul", rul_model.folder)
+    with postgres_cluster() as server, fresh_database(server) as url:
+        store = Store(url)
+        worker = offline_worker(root, store)
+        half = len(messages) // 2
+        for message in messages[:half]:
+            worker.process([(worker.session, message)])
+        models.add("rul", rul_model.folder)  # version 2 goes live
+        worker.models.refresh(force=True)
+        for message in messages[half:]:
+            worker.process([(worker.session, message)])
+        counts = store.counts()
+        fleet = store.fleet()
+        store.close()
+    rows = int(history[RUL_COLUMNS["unit"]].isin(engines).sum())
+    assert counts["readings"] == rows and counts["machines"] == len(engines)
+    last_message = {m.topic.split("/")[2]: i for i, m in enumerate(messages)}
+    expected = {machine: "rul@2" if i >= half else "rul@1" for machine, i in last_message.items()}
+    assert {m["machine"]: m["rul_model"] for m in fleet} == expected and "rul@2" in expected.values()
+    assert worker.client.acked == [m.mid for m in messages]
