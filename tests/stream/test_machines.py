@@ -31,3 +31,14 @@ def test_a_seeded_window_continues_as_if_it_had_seen_everything():
     for a, b in zip(whole.inputs(np.array([slot])), seeded.inputs(np.array([other])), strict=True):
         assert np.array_equal(a, b)
     assert seeded.add(np.array([other]), np.array([5.0]), rows[:1]).tolist() == [False]  # an old reading: ignored
+
+
+def test_a_sensor_null_from_the_first_reading_takes_the_first_value_that_arrives():
+    windows = Windows(["temperature", "pressure"], window=3, baseline=2)
+    slot = windows.slot_of(("line-1", "press-1"))
+    values = np.array([[1, np.nan], [2, np.nan], [3, 30]], np.float32)
+    windows.add(np.array([slot] * 3), np.array([1.0, 2.0, 3.0]), values)
+    history, start, _ = windows.inputs(np.array([slot]))
+    assert history[0].tolist() == [[1, 30], [2, 30], [3, 30]]
+    assert start[0].tolist() == [[1, 30], [2, 30]]
+    assert not windows.gappy[slot]

@@ -30,6 +30,7 @@ class Windows:
         self.first = np.zeros((capacity, self.baseline, features), np.float32)
         self.seen = np.zeros(capacity, np.int64)
         self.newest = np.full(capacity, -np.inf)
+        self.gappy = np.zeros(capacity, bool)  # machines with a sensor that has been null since their first reading
 
     def __len__(self) -> int:
         return len(self.slots)
@@ -54,6 +55,7 @@ class Windows:
 
         self.ring, self.first = bigger(self.ring, 0), bigger(self.first, 0)
         self.seen, self.newest = bigger(self.seen, 0), bigger(self.newest, -np.inf)
+        self.gappy = bigger(self.gappy, False)
 
     def add(self, slots: np.ndarray, times: np.ndarray, values: np.ndarray) -> np.ndarray:
         """Append readings (any order, several per machine); returns which ones were new to their window.
@@ -84,10 +86,23 @@ class Windows:
             self.ring[s, seen % self.window] = fresh
             young = seen < self.baseline
             self.first[s[young], seen[young]] = fresh[young]
+            self._fill_first_gaps(s, fresh)
             self.seen[s] = seen + 1
             self.newest[s] = t
             accepted[rows] = True
         return accepted
+
+    def _fill_first_gaps(self, slots: np.ndarray, fresh: np.ndarray) -> None:
+        """A sensor null since a machine's first reading has nothing to hold: its earlier cycles take the first
+        value that arrives (as the batch path back-fills the start of a run), else its as-new baseline would
+        stay unknown for good. Only machines that ever sent such a gap are looked at."""
+        self.gappy[slots[np.isnan(fresh).any(1)]] = True
+        for i in np.flatnonzero(self.gappy[slots]):
+            slot, value = slots[i], fresh[i]
+            for block in (self.ring[slot], self.first[slot]):
+                holes = np.isnan(block) & ~np.isnan(value)[None, :]
+                block[holes] = np.broadcast_to(value, block.shape)[holes]
+            self.gappy[slot] = bool(np.isnan(self.ring[slot]).any() or np.isnan(self.first[slot]).any())
 
     def seed(self, slot: int, first: np.ndarray, last: np.ndarray, count: int, newest: float) -> None:
         """Start a machine's window from its stored history: its first readings (up to `baseline`), its last
@@ -97,6 +112,7 @@ class Windows:
         cycles = np.arange(count - len(last), count)
         self.ring[slot, cycles % self.window] = last
         self.seen[slot], self.newest[slot] = count, newest
+        self.gappy[slot] = bool(np.isnan(self.ring[slot]).any() or np.isnan(self.first[slot]).any())
 
     def inputs(self, slots: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """The RUL network's raw inputs at each machine's newest cycle: history, start, age.
