@@ -12,13 +12,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import subprocess
 import sys
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -41,7 +41,7 @@ class Line:
     folder: Path
 
 
-@contextmanager
+@contextlib.contextmanager
 def simulated_line(folder: Path, models: dict[str, Path], port: int = 8000, rul_alert: float = 20) -> Iterator[Line]:
     """Start a broker, the service and a stream worker over a fresh registry of `models` (name -> model folder);
     everything stops, and the processes are reaped, when the block ends. Logs go to `folder`."""
@@ -55,33 +55,30 @@ def simulated_line(folder: Path, models: dict[str, Path], port: int = 8000, rul_
         registry.add(name, model)
     token = create_token(registry.root, "demo", "read")
     (folder / "demo-token.txt").write_text(token + "\n", encoding="utf-8")
-    broker = start_broker(folder=folder / "broker")
-    port = _port_or_free(port, free_port)
-    url = f"http://127.0.0.1:{port}"
-    logs = {name: (folder / f"{name}.log").open("w") for name in ("service", "worker")}
-    cli = [sys.executable, "-m", "shopfloor"]
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}  # the processes share the cores
-    processes = [
-        subprocess.Popen([*cli, "serve", "--models", str(registry.root), "--port", str(port)], stdout=logs["service"],
-                         stderr=subprocess.STDOUT, env=env),
-        subprocess.Popen([*cli, "stream", "--broker", broker.url, "--models", str(registry.root), "--rul-alert",
-                          str(rul_alert), "--client-id", "shopfloor-demo-worker"], stdout=logs["worker"],
-                         stderr=subprocess.STDOUT, env=env),
-    ]
-    try:
+    with contextlib.ExitStack() as stack:  # whatever started is stopped, also when a later step fails
+        broker = stack.enter_context(start_broker(folder=folder / "broker"))
+        port = _port_or_free(port, free_port)
+        url = f"http://127.0.0.1:{port}"
+        cli = [sys.executable, "-m", "shopfloor"]
+        env = {**os.environ, "OMP_NUM_THREADS": "1"}  # the processes share the cores
+        commands = {"service": [*cli, "serve", "--models", str(registry.root), "--port", str(port)],
+                    "worker": [*cli, "stream", "--broker", broker.url, "--models", str(registry.root), "--rul-alert",
+                               str(rul_alert), "--client-id", "shopfloor-demo-worker"]}
+        processes = []
+        for name, command in commands.items():
+            log = stack.enter_context((folder / f"{name}.log").open("w"))
+            processes.append(subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env))
+            stack.callback(_stop, processes[-1])
         _wait_ready(url, processes, folder)
         yield Line(registry, broker, url, token, folder)
-    finally:
-        for process in processes:
-            process.terminate()
-        for process in processes:
-            try:
-                process.wait(10)
-            except subprocess.TimeoutExpired:
-                process.kill()
-        broker.close()
-        for handle in logs.values():
-            handle.close()
+
+
+def _stop(process: subprocess.Popen) -> None:
+    process.terminate()
+    try:
+        process.wait(10)
+    except subprocess.TimeoutExpired:
+        process.kill()
 
 
 def run_line_demo(out: Path, console: Console, port: int = 8000, serve_seconds: float = 0.0) -> dict:
