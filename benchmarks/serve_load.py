@@ -23,7 +23,6 @@ import argparse
 import asyncio
 import json
 import os
-import socket
 import subprocess
 import sys
 import tempfile
@@ -33,6 +32,9 @@ from pathlib import Path
 
 import numpy as np
 from _common import REPO_ROOT, machine, print_table, versions, write_json
+
+from shopfloor.artifacts import read_manifest
+from shopfloor.stream.broker import free_port, stop_process
 
 DEMO = REPO_ROOT / "demo-output"
 TARGETS = {"requests_per_s": 1_000, "p99_ms": 50, "images_per_s": 20, "peak_rss_gib": 1.5}
@@ -107,7 +109,7 @@ def http_post(path: str, body: bytes, token: str, content_type: str) -> bytes:
 
 def table_requests(name: str, model_folder: Path, token: str, count: int = 512) -> list[bytes]:
     """Single-row predictions on the model's holdout rows (AI4I) or on rows generated from its schema."""
-    manifest = json.loads((model_folder / "manifest.json").read_text())
+    manifest = read_manifest(model_folder)
     schema = manifest["state"]["schema"]
     holdout = DEMO / "ai4i-holdout.csv"
     rng = np.random.default_rng(0)
@@ -148,14 +150,12 @@ def build_registry(folders: list[Path], root: Path) -> tuple[dict[str, tuple[str
     for folder in folders:
         name = folder.name.removesuffix("-model").replace(".", "-")
         registry.add(name, folder)
-        models[name] = (json.loads((folder / "manifest.json").read_text())["task"], folder)
+        models[name] = (read_manifest(folder)["task"], folder)
     return models, create_token(registry.root, "load-test", "read")
 
 
 def start_service(models: Path, threads: int, workers: int | None) -> tuple[subprocess.Popen, int]:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
+    port = free_port()
     code = (f"from shopfloor.serve.app import run_service; run_service({str(models)!r}, port={port}, threads={threads}, "
             f"workers={workers!r}, log_level='warning')")
     server = subprocess.Popen([sys.executable, "-c", code], cwd=REPO_ROOT)
@@ -219,8 +219,7 @@ def main() -> None:
                                                                                        args.image_seconds)}
             results["peak_rss_bytes"] = memory(server.pid)["VmHWM"]
         finally:
-            server.terminate()
-            server.wait(timeout=30)
+            stop_process(server, timeout=30)
     report(results, args)
 
 

@@ -47,7 +47,7 @@ def simulated_line(folder: Path, models: dict[str, Path], port: int = 8000, rul_
     everything stops, and the processes are reaped, when the block ends. Logs go to `folder`."""
     from shopfloor.registry import Registry
     from shopfloor.serve.auth import create_token
-    from shopfloor.stream.broker import free_port, start_broker
+    from shopfloor.stream.broker import free_port, start_broker, stop_process
 
     shutil.rmtree(folder, ignore_errors=True)
     registry = Registry(folder / "models", create=True)
@@ -68,17 +68,9 @@ def simulated_line(folder: Path, models: dict[str, Path], port: int = 8000, rul_
         for name, command in commands.items():
             log = stack.enter_context((folder / f"{name}.log").open("w"))
             processes.append(subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env))
-            stack.callback(_stop, processes[-1])
+            stack.callback(stop_process, processes[-1])
         _wait_ready(url, processes, folder)
         yield Line(registry, broker, url, token, folder)
-
-
-def _stop(process: subprocess.Popen) -> None:
-    process.terminate()
-    try:
-        process.wait(10)
-    except subprocess.TimeoutExpired:
-        process.kill()
 
 
 def run_line_demo(out: Path, console: Console, port: int = 8000, serve_seconds: float = 0.0) -> dict:

@@ -65,7 +65,7 @@ def create_app(models: str | os.PathLike, database: str | None = None, *, max_bo
     state.max_body_bytes, state.max_image_bytes, state.max_images, state.max_rows = (
         max_body_bytes, max_image_bytes, max_images, max_rows)
     state.workers, state.batch_wait = workers or min(4, os.cpu_count() or 1), batch_wait
-    state.manifests, state.background = {}, set()
+    state.manifests = {}
 
     def limit_for(path: str) -> tuple[int, str]:
         if path.endswith("/inspect"):
@@ -136,9 +136,7 @@ async def ready(request: Request) -> JSONResponse:
         return JSONResponse({"ready": False, "models": {}, "reasons": ["the service is starting"]}, status_code=503)
     serving, reasons = await asyncio.get_running_loop().run_in_executor(None, models.readiness)
     if any(r.endswith("still loading") for r in reasons):
-        task = asyncio.ensure_future(models.warm_up())  # a version promoted by the CLI since start-up
-        request.app.state.background.add(task)
-        task.add_done_callback(request.app.state.background.discard)
+        models.warm_up_soon()  # a version promoted by the CLI since start-up
     return JSONResponse({"ready": not reasons, "models": serving, "reasons": reasons}, status_code=200 if not reasons else 503)
 
 

@@ -148,6 +148,9 @@ def token_scope(request: Request) -> str | None:
 
 def authorize(request: Request, scope: str) -> str:
     """The scope granted to the request's token; NotAuthenticated (401) or Forbidden (403) otherwise."""
+    granted = getattr(request.state, "granted", None)  # found by the TokenGate already
+    if granted is not None:
+        return _within(granted, scope)
     book: TokenBook = request.app.state.tokens
     token = presented_token(request)
     if token is None:
@@ -160,6 +163,10 @@ def authorize(request: Request, scope: str) -> str:
     granted = book.scope_of(token)
     if granted is None:
         raise NotAuthenticated("the API token is not valid (revoked, mistyped or from another registry)")
+    return _within(granted, scope)
+
+
+def _within(granted: str, scope: str) -> str:
     if scope == "admin" and granted != "admin":
         raise Forbidden("this needs an admin token; yours has the read scope "
                         "(create one with 'shopfloor token create --scope admin')")
@@ -237,7 +244,7 @@ class TokenGate:
         if scope["type"] == "http" and scope["path"].startswith("/api/"):
             request = Request(scope)
             try:
-                authorize(request, "read")
+                request.state.granted = authorize(request, "read")  # the route's own check reads it from here
             except NotAuthenticated as err:
                 from fastapi.responses import JSONResponse
 

@@ -37,14 +37,17 @@ def _detail(state, name: str) -> dict:
     registry = state.registry
     registry_state = registry.state(name)
     versions = registry.versions(name)
-    manifests = {}
-    for version in versions:
-        key = (name, version)
-        if key not in state.manifests:
-            state.manifests[key] = summary(registry.manifest(name, version))
-        manifests[str(version)] = state.manifests[key]
+    manifests = {str(version): version_summary(state, name, version) for version in versions}
     return {"name": name, "versions": versions, "live": registry_state.get("live"),
             "history": registry_state.get("history", []), "manifests": manifests}
+
+
+def version_summary(state, name: str, version: int) -> dict:
+    """`summary` of a version's manifest, read once per service: a version's files never change."""
+    key = (name, version)
+    if key not in state.manifests:
+        state.manifests[key] = summary(state.registry.manifest(name, version))
+    return state.manifests[key]
 
 
 def summary(manifest: dict) -> dict:
@@ -80,7 +83,7 @@ async def promote(name: str, body: PromoteRequest, request: Request, _: str = De
     registry = request.app.state.registry
     previous = await run_in_threadpool(registry.live_version, name)
     await run_in_threadpool(registry.promote, name, body.version)
-    _load_soon(request.app.state)
+    _load_soon(request.app.state.models)
     return {"name": name, "live": body.version, "previous": previous}
 
 
@@ -90,15 +93,13 @@ async def rollback(name: str, request: Request, _: str = Depends(require("admin"
     registry = request.app.state.registry
     previous = await run_in_threadpool(registry.live_version, name)
     live = await run_in_threadpool(registry.rollback, name)
-    _load_soon(request.app.state)
+    _load_soon(request.app.state.models)
     return {"name": name, "live": live, "previous": previous}
 
 
-def _load_soon(state) -> None:
-    state.models.forget_live()
-    task = asyncio.ensure_future(state.models.warm_up())
-    state.background.add(task)  # held, so the task is not collected before it ends
-    task.add_done_callback(state.background.discard)
+def _load_soon(models) -> None:
+    models.forget_live()
+    models.warm_up_soon()
 
 
 @router.get("/models/{name}/recommendation", response_model=Recommendation, responses=problems(401, 403, 404, 422, 503),

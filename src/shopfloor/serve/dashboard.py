@@ -177,12 +177,12 @@ def inspection_image(request: Request, kind: str, id: int = PathParam(ge=1, le=2
 # -- models and optimisers -------------------------------------------------------------
 @router.get("/models", dependencies=PAGE, response_class=HTMLResponse)
 def models(request: Request):
-    registry = request.app.state.registry
-    entries = registry.describe()
+    from shopfloor.serve.catalog import version_summary
+
+    entries = request.app.state.registry.describe()
     for entry in entries:
         if entry["live"] is not None:
-            state = registry.manifest(entry["name"], entry["live"])["state"]
-            metrics = state.get("validation_metrics") or {}
+            metrics = version_summary(request.app.state, entry["name"], entry["live"])["metrics"]["validation"] or {}
             entry["metrics"] = {k: v for k, v in metrics.items() if isinstance(v, int | float)}
     return _page(request, "models.html", models=entries)
 

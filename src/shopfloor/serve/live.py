@@ -58,6 +58,7 @@ class LoadedModels:
         self._loading: dict[tuple[str, int], asyncio.Task] = {}
         self.failures: dict[tuple[str, int], str] = {}
         self._live: dict[str, tuple[float, int | None]] = {}  # name -> (when read, live version)
+        self._background: set[asyncio.Task] = set()  # held, so that a task is not collected before it ends
 
     def live_version(self, name: str) -> int | None:
         """The registry's live version of `name`, read from disk at most once a second (two stats a time)."""
@@ -138,6 +139,12 @@ class LoadedModels:
         return bool(forgotten)
 
     # -- readiness ------------------------------------------------------------------------------
+    def warm_up_soon(self) -> None:
+        """Load the live versions not yet loaded in the background (after a promotion, or one seen by /ready)."""
+        task = asyncio.ensure_future(self.warm_up())
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
     async def warm_up(self) -> None:
         """Load every live model (at start-up, and after a promotion); failures are kept for /ready."""
         try:

@@ -88,6 +88,18 @@ def mosquitto_path() -> str | None:
     return None
 
 
+def stop_process(process: subprocess.Popen, timeout: float = 10.0) -> None:
+    """SIGTERM and wait (a broker saves its state, a service or worker finishes its batch); SIGKILL if it hangs."""
+    if process.poll() is not None:
+        return
+    process.terminate()
+    try:
+        process.wait(timeout)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait(5)
+
+
 @dataclass
 class Broker:
     """A running embedded broker; `restart()` stops it cleanly (state saved) and starts it on the same port."""
@@ -119,14 +131,8 @@ class Broker:
     def stop(self, timeout: float = 10.0) -> None:
         """SIGTERM, so that Mosquitto writes its persistence file; SIGKILL only if it hangs."""
         process, self.process = self.process, None
-        if process is None or process.poll() is not None:
-            return
-        process.terminate()
-        try:
-            process.wait(timeout)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(5)
+        if process is not None:
+            stop_process(process, timeout)
 
     def restart(self, pause: float = 0.0) -> None:
         self.stop()

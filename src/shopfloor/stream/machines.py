@@ -182,16 +182,16 @@ class Fleet:
             for name in ("time", "risk", "risk_threshold", "risk_model", "rul", "rul_low", "rul_high", "rul_model"):
                 setattr(state, name, row.get(name))
             if row.get("risk") is not None and row.get("risk_threshold") is not None \
-                    and row["risk"] >= row["risk_threshold"]:
+                    and _risk_alarm(row["risk"], row["risk_threshold"]):
                 state.alarms.add("risk")
-            if self.rul_alert is not None and row.get("rul_low") is not None and row["rul_low"] <= self.rul_alert:
+            if row.get("rul_low") is not None and self._rul_alarm(row["rul_low"]):
                 state.alarms.add("rul")
 
     def risk(self, state: MachineState, time: float, risk: float, threshold: float, model: str, version: int) -> dict | None:
         state.time, state.risk, state.risk_threshold, state.risk_model = time, risk, threshold, f"{model}@{version}"
         message = (f"{state.machine} on {state.line}: failure risk {risk:.0%} at time {time:g} is at or above "
                    f"the alarm threshold {threshold:.0%} of model {model} v{version}")
-        return self._switch(state, "risk", risk >= threshold, time, model, version, risk, threshold, message)
+        return self._switch(state, "risk", _risk_alarm(risk, threshold), time, model, version, risk, threshold, message)
 
     def rul(self, state: MachineState, time: float, rul: float, low: float, high: float, model: str,
             version: int) -> dict | None:
@@ -202,7 +202,10 @@ class Fleet:
         message = (f"{state.machine} on {state.line}: {rul:.0f} cycles of useful life left at time {time:g} "
                    f"(interval {low:.0f}-{high:.0f}); the low end is at or below the alarm level of "
                    f"{self.rul_alert:g} cycles (model {model} v{version})")
-        return self._switch(state, "rul", low <= self.rul_alert, time, model, version, low, self.rul_alert, message)
+        return self._switch(state, "rul", self._rul_alarm(low), time, model, version, low, self.rul_alert, message)
+
+    def _rul_alarm(self, low: float) -> bool:
+        return self.rul_alert is not None and low <= self.rul_alert
 
     @staticmethod
     def _switch(state: MachineState, kind: str, on: bool, time: float, model: str, version: int, value: float,
@@ -215,3 +218,7 @@ class Fleet:
         state.alarms.add(kind)
         return {"line": state.line, "machine": state.machine, "time": time, "kind": kind, "model": model,
                 "version": version, "value": float(value), "threshold": float(threshold), "message": message}
+
+
+def _risk_alarm(risk: float, threshold: float) -> bool:
+    return risk >= threshold  # the model's own decision threshold: at or above it the model says "failure"

@@ -43,13 +43,9 @@ class BadMessage(ValueError):
         self.kind = kind
 
 
-def topic_prefix(topic: str) -> str:
-    """What comes before `<line>/<machine>/telemetry` (`plant` by default): alerts go back under the same prefix."""
-    return "/".join(topic.split("/")[:-3])
-
-
-def topic_parts(topic: str) -> tuple[str, str]:
-    """(line, machine) from `.../<line>/<machine>/telemetry`; names are 1-128 printable characters, as stored."""
+def topic_parts(topic: str) -> tuple[str, str, str]:
+    """(prefix, line, machine) from `<prefix>/<line>/<machine>/telemetry`; names are 1-128 printable characters,
+    as stored. The prefix (`plant` by default) is where alerts go back to."""
     parts = topic.split("/")
     if len(parts) < 3 or parts[-1] != "telemetry" or not parts[-2] or not parts[-3]:
         raise BadMessage("topic", f"topic '{topic[:200]}' is not <prefix>/<line>/<machine>/telemetry")
@@ -57,7 +53,7 @@ def topic_parts(topic: str) -> tuple[str, str]:
         if len(part) > MAX_NAME or not part.isprintable():
             raise BadMessage("topic", f"line and machine names are 1-{MAX_NAME} printable characters; "
                                       f"'{part[:40]!r}...' in the topic is not")
-    return parts[-3], parts[-2]
+    return "/".join(parts[:-3]), parts[-3], parts[-2]
 
 
 def parse(topic: str, payload: bytes, numeric_columns: frozenset = frozenset(), max_bytes: int = MAX_PAYLOAD) -> list[dict]:
@@ -69,8 +65,7 @@ def parse(topic: str, payload: bytes, numeric_columns: frozenset = frozenset(), 
     reading of the line (20,000 a second on 2 cores): the checks are plain type tests on the parsed dicts,
     which are kept as the readings' values instead of being copied.
     """
-    line, machine = topic_parts(topic)
-    prefix = topic_prefix(topic)
+    prefix, line, machine = topic_parts(topic)
     if len(payload) > max_bytes:
         raise BadMessage("too large", f"payload of {len(payload):,} bytes is over the limit of {max_bytes:,}")
     try:
