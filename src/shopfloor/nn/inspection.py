@@ -109,7 +109,11 @@ class DefectNet(nn.Module):
         return self.feature_map(images).mean((2, 3))
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
-        return self.classify(self.dropout(self.pooled(images)))
+        return self.logits(self.feature_map(images))
+
+    def logits(self, maps: torch.Tensor) -> torch.Tensor:
+        """Class logits from `feature_map`'s output (so that a caller who needs the maps too computes them once)."""
+        return self.classify(self.dropout(maps.mean((2, 3))))
 
     def heatmaps(self, images: torch.Tensor, classes: torch.Tensor) -> torch.Tensor:
         """Where the evidence for `classes` [batch] lies: [batch, size, size], 0..1 per image."""
@@ -135,8 +139,7 @@ class DefectEstimate(nn.Module):
     def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         # the backbone runs once for both answers (running it again for the heatmap doubled an inspection's time)
         maps = self.net.feature_map(images)
-        logits = self.net.classify(self.net.dropout(maps.mean((2, 3))))
-        probabilities = torch.softmax(logits / self.net.temperature, dim=1)
+        probabilities = torch.softmax(self.net.logits(maps) / self.net.temperature, dim=1)
         return probabilities, self.net.class_activation(maps, probabilities.argmax(1), images.shape[-2:])
 
 
