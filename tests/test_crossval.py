@@ -77,7 +77,7 @@ def test_time_folds_train_on_the_past_only(column):
     frame = machine_log()
     time = (pd.to_datetime(frame["timestamp"], format="%d.%m.%Y %H:%M") if column == "timestamp"
             else frame["hour"]).to_numpy()
-    folds = fold_indices(frame, 4, time=column)
+    folds = fold_indices(frame, 4, time=column, date_order="dayfirst")  # 1 and 2 March: readable either way
     assert len(folds) == 4
     check_partition(folds)
     previous_test_start = None

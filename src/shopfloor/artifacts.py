@@ -103,6 +103,9 @@ def _replaceable(folder: Path) -> bool:
 def read_manifest(folder: str | os.PathLike) -> dict:
     """The verified manifest of a model folder (weights checked by `read_artifact`)."""
     folder = Path(folder)
+    if folder.is_file():
+        raise NotAModel(f"{folder} is a file, not a model folder: give the folder that 'shopfloor train' wrote "
+                        f"(it holds {MANIFEST} and {WEIGHTS})")
     if not folder.is_dir():
         raise NotAModel(f"{folder} is not a model folder (no such folder)")
     path = folder / MANIFEST

@@ -26,6 +26,9 @@ app.add_typer(train_app, name="train")
 
 DataOpt = Annotated[Path, typer.Option("--data", help="CSV or Parquet file; for image models a folder or an image.")]
 ModelOpt = Annotated[Path, typer.Option("--model", help="A model folder written by 'shopfloor train'.")]
+DayFirstOpt = Annotated[bool | None, typer.Option(
+    "--dayfirst/--monthfirst", help="Dates such as 02-01-2018 are 2 January (--dayfirst) or 1 February (--monthfirst); "
+    "by default the data decides, and a model reads new files the way it was trained.", show_default=False)]
 
 
 def _stderr():
@@ -69,6 +72,45 @@ def _json_safe(metrics: dict) -> dict:
     return {k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in metrics.items()}
 
 
+def _refuse_output_over_input(output: Path | None, option: str, **inputs: Path | None) -> None:
+    """Refuse an output that is one of the command's input files: writing it would replace the input.
+
+    Paths are compared resolved (./a.csv, links) and, where both exist, as the same file on disk.
+    Input folders (images) are left to the command: outputs written there replace nothing.
+    """
+    from shopfloor.errors import BadOption
+
+    if output is None:
+        return
+    for name, source in inputs.items():
+        if source is not None and not source.is_dir() and _same_file(output, source):
+            raise BadOption(f"{option} {output} is the --{name.replace('_', '-')} file {source}: writing it would "
+                            f"replace your input; give {option} another file name")
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    import os
+
+    try:
+        if a.exists() and b.exists():
+            return os.path.samefile(a, b)
+        return a.resolve() == b.resolve()
+    except OSError:
+        return False
+
+
+def _set_date_order(estimator, dayfirst: bool | None) -> None:
+    """--dayfirst/--monthfirst for a loaded model: how its time or date columns are read in new files."""
+    from shopfloor.data.times import date_order
+    from shopfloor.errors import BadOption
+
+    if dayfirst is None:
+        return
+    if "date_order" not in estimator.param_names():
+        raise BadOption(f"--dayfirst/--monthfirst is for table and run-history models; this is a {estimator.task_name} model")
+    estimator.set_params(date_order=date_order(dayfirst))
+
+
 def _write_json(path: Path, data: dict) -> None:
     import os
 
@@ -98,12 +140,14 @@ def train_tabular(
     false_alarm_cost: Annotated[float | None, typer.Option("--false-alarm-cost", help="Cost of a false alarm.")] = None,
     bags: Annotated[int | None, typer.Option("--bags", help="Cross-fitted networks (8 below 5,000 rows, else 5).")] = None,
     max_epochs: Annotated[int, typer.Option("--max-epochs")] = 200,
+    dayfirst: DayFirstOpt = None,
     quiet: Annotated[bool, typer.Option("--quiet", help="No progress bars.")] = False,
 ):
     """Train a failure-prediction or KPI model on a table (CSV or Parquet)."""
     from shopfloor.artifacts import check_destination
     from shopfloor.crossval import cross_validate, fold_indices, stratification_labels
-    from shopfloor.data.tables import read_table
+    from shopfloor.data.tables import column_names, read_table
+    from shopfloor.data.times import date_order
     from shopfloor.errors import BadOption
     from shopfloor.tasks.tabular import TabularModel
     from shopfloor.tasks.targets import rows_with_targets, target_kind
@@ -112,9 +156,10 @@ def train_tabular(
         raise BadOption("--group and --time choose how --cv splits the data; give --cv K as well")
     check_destination(out)  # before training, not after it
     frame = read_table(data)
-    params = dict(target=target if len(target) > 1 else target[0], drop=drop or [], ids=id_column or [], task=task,
+    target, drop, id_column = column_names(target), column_names(drop), column_names(id_column)  # as the header is read
+    params = dict(target=target if len(target) > 1 else target[0], drop=drop, ids=id_column, task=task,
                   seed=seed, miss_cost=miss_cost, false_alarm_cost=false_alarm_cost, bags=bags,
-                  max_epochs=max_epochs, progress=not quiet)
+                  max_epochs=max_epochs, date_order=date_order(dayfirst), progress=not quiet)
     console = _stderr()
     cv_result = None
     if cv:
@@ -122,7 +167,7 @@ def train_tabular(
         labelled = rows_with_targets(frame, target, drop or [], str(data))
         kind, _ = target_kind(labelled, target, task)
         folds = fold_indices(frame, cv, stratification_labels(frame, target, kind != "regression"),
-                             group=group, time=time, seed=seed)
+                             group=group, time=time, seed=seed, date_order=date_order(dayfirst))
 
         def fit_and_score(train, test):
             return TabularModel(**params).fit(train).evaluate(test)
@@ -151,17 +196,20 @@ def train_rul(
     members: Annotated[int, typer.Option("--members", help="Cross-fitted networks in the ensemble.")] = 5,
     seed: Annotated[int, typer.Option("--seed")] = 0,
     max_epochs: Annotated[int, typer.Option("--max-epochs")] = 60,
+    dayfirst: DayFirstOpt = None,
     quiet: Annotated[bool, typer.Option("--quiet", help="No progress bars.")] = False,
 ):
     """Train a remaining-useful-life model on run-to-failure histories (every run ends in failure)."""
     from shopfloor.artifacts import check_destination
+    from shopfloor.data.times import date_order
     from shopfloor.tasks.rul import RULModel
 
     check_destination(out)
     settings = [name.strip() for option in settings or [] for name in option.split(",") if name.strip()]
     drop = [name.strip() for option in drop or [] for name in option.split(",") if name.strip()]
     model = RULModel(unit=unit, time=time, settings=settings, drop=drop, window=window, rul_cap=rul_cap,
-                     members=members, seed=seed, max_epochs=max_epochs, progress=not quiet).fit(data)
+                     members=members, seed=seed, max_epochs=max_epochs, date_order=date_order(dayfirst),
+                     progress=not quiet).fit(data)
     model.save(out)
     console = _stderr()
     console.print(metrics_table("out-of-fold validation (every cycle of units no network trained on)",
@@ -268,6 +316,8 @@ def optimize(
     from shopfloor.tasks.optimize import ProcessOptimizer
 
     goals = _objectives(target, maximize, minimize)
+    _refuse_output_over_input(json_out, "--json", data=data)
+    _refuse_output_over_input(report_out, "--report", data=data)
     if not json_out.parent.is_dir():
         raise BadOption(f"--json {json_out}: the folder {json_out.parent} does not exist")
     if out is not None:
@@ -327,12 +377,15 @@ def _positive_number(text: str, option: str) -> float:
 def evaluate(model: ModelOpt, data: DataOpt,
              json_out: Annotated[Path | None, typer.Option("--json", help="Write the metrics as a flat JSON object.")] = None,
              rul: Annotated[Path | None, typer.Option(
-                 "--rul", help="RUL models: true RUL per test unit (C-MAPSS RUL_FD00x.txt, or CSV unit,rul).")] = None):
+                 "--rul", help="RUL models: true RUL per test unit (C-MAPSS RUL_FD00x.txt, or CSV unit,rul).")] = None,
+             dayfirst: DayFirstOpt = None):
     """Score a model on labelled data."""
     import shopfloor
     from shopfloor.errors import BadOption
 
+    _refuse_output_over_input(json_out, "--json", data=data, rul=rul)
     estimator = shopfloor.load(model)
+    _set_date_order(estimator, dayfirst)
     if estimator.task_name == "rul":
         if rul is None:
             raise BadOption("a RUL model is scored against the true remaining life of each test unit: add --rul FILE")
@@ -354,25 +407,31 @@ def predict(model: ModelOpt,
             data: Annotated[Path, typer.Option("--data", help="CSV or Parquet file; for image models an image or a folder.")],
             out: Annotated[Path, typer.Option("--out", help="Output file, .csv or .parquet; image models also write "
                                               "heatmap overlays beside it (or give a folder).")],
-            chunk_rows: Annotated[int, typer.Option("--chunk-rows", help="Rows per chunk (bounds memory).")] = 200_000):
-    """Predict every row of a file (keeps id columns), every unit's remaining useful life, or every image's verdict."""
+            chunk_rows: Annotated[int, typer.Option("--chunk-rows", help="Rows per chunk (bounds memory).")] = 200_000,
+            dayfirst: DayFirstOpt = None):
+    """Predict every row of a file (keeps id and time columns), every unit's remaining useful life, or every image's verdict."""
     import shopfloor
 
+    _refuse_output_over_input(out, "--out", data=data)
     estimator = shopfloor.load(model)
+    _set_date_order(estimator, dayfirst)
     rows = estimator.predict_file(data, out, chunk_rows=chunk_rows)
-    what = {"rul": "units: unit, rul, rul_low, rul_high", "defects": "images, with heatmaps",
+    what = {"rul": "units: unit, time, rul, rul_low, rul_high", "defects": "images, with heatmaps",
             "anomaly": "images, with heatmaps"}.get(estimator.task_name, "rows")
     _stderr().print(f"[green]wrote[/] {plain(out)} ({rows} {what})")
 
 
 @app.command()
 @friendly
-def explain(model: ModelOpt, data: DataOpt, out: Annotated[Path, typer.Option("--out", help=".csv or .parquet")]):
+def explain(model: ModelOpt, data: DataOpt, out: Annotated[Path, typer.Option("--out", help=".csv or .parquet")],
+            dayfirst: DayFirstOpt = None):
     """Attributions for every prediction: per feature, per sensor for RUL, heatmap overlays for images."""
     import shopfloor
     from shopfloor.data.tables import write_table
 
+    _refuse_output_over_input(out, "--out", data=data)
     estimator = shopfloor.load(model)
+    _set_date_order(estimator, dayfirst)
     if estimator.task_name in INSPECTION:  # an image's explanation is its heatmap
         count = estimator.predict_file(data, out)
         _stderr().print(f"[green]wrote[/] {plain(out)} ({count} images, with heatmap overlays)")
@@ -410,12 +469,15 @@ def export(model: ModelOpt, out: Annotated[Path, typer.Option("--out", help="ONN
 @friendly
 def report(model: ModelOpt, out: Annotated[Path, typer.Option("--out", help="HTML file to write.")],
            data: Annotated[Path | None, typer.Option("--data", help="Labelled data (or test histories) to evaluate on.")] = None,
-           rul: Annotated[Path | None, typer.Option("--rul", help="RUL models: true RUL per test unit.")] = None):
+           rul: Annotated[Path | None, typer.Option("--rul", help="RUL models: true RUL per test unit.")] = None,
+           dayfirst: DayFirstOpt = None):
     """One self-contained HTML page: metrics, curves, feature importance (RUL: intervals, degradation curves)."""
     import shopfloor
     from shopfloor.report import write_report
 
+    _refuse_output_over_input(out, "--out", data=data, rul=rul)
     estimator = shopfloor.load(model)
+    _set_date_order(estimator, dayfirst)
     if estimator.task_name == "optimize":
         write_report(estimator, out)
         _stderr().print(f"[green]wrote[/] {plain(out)}")

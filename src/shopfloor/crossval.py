@@ -12,28 +12,34 @@ import numpy as np
 import pandas as pd
 from sklearn.model_selection import GroupKFold, KFold, StratifiedGroupKFold, StratifiedKFold, TimeSeriesSplit
 
+from shopfloor.data.tables import column_name, did_you_mean
+from shopfloor.data.times import parse_times
 from shopfloor.errors import BadOption, ColumnMissing
 
 
 def fold_indices(frame: pd.DataFrame, k: int, stratify: pd.Series | None = None, group: str | None = None,
-                 time: str | None = None, seed: int = 0) -> list[tuple[np.ndarray, np.ndarray]]:
+                 time: str | None = None, seed: int = 0,
+                 date_order: str = "auto") -> list[tuple[np.ndarray, np.ndarray]]:
     """(train rows, test rows) for each of k folds.
 
     time: train on the past, test on the block that follows (expanding window);
     group: all rows of a group (machine, batch, lot) fall in the same fold;
     otherwise stratified on `stratify` when given, shuffled k-fold when not.
+    date_order: how to read a time column of dates ('auto', 'dayfirst', 'monthfirst'; see data.times).
     """
     if k < 2:
         raise BadOption(f"--cv needs at least 2 folds, not {k}")
     if len(frame) < 2 * k:
         raise BadOption(f"{len(frame)} rows are too few for {k}-fold cross-validation")
+    group, time = (None if name is None else column_name(name) for name in (group, time))
     for name in (group, time):
         if name is not None and name not in frame.columns:
             found = ", ".join(map(repr, frame.columns[:15]))
-            raise ColumnMissing(f"'{name}' is not a column of the data (columns found: {found})")
+            raise ColumnMissing(f"'{name}' is not a column of the data (columns found: {found})"
+                                f"{did_you_mean(name, frame.columns)}")
     rows = np.arange(len(frame))
     if time is not None:
-        order = np.argsort(pd.to_datetime(frame[time], errors="coerce", format="mixed").to_numpy()
+        order = np.argsort(parse_times(frame[time], time, order=date_order)[0].to_numpy()
                            if not pd.api.types.is_numeric_dtype(frame[time]) else frame[time].to_numpy(), kind="stable")
         return [(order[tr], order[te]) for tr, te in TimeSeriesSplit(n_splits=k).split(rows)]
     if group is not None:

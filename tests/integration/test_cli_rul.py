@@ -38,7 +38,7 @@ def test_train_evaluate_predict_explain_export_report_info(trained: Path, tmp_pa
     assert shopfloor("predict", "--model", trained / "model", "--data", trained / "test.csv",
                      "--out", tmp_path / "rul.csv").exit_code == 0
     predictions = pd.read_csv(tmp_path / "rul.csv")
-    assert list(predictions.columns) == ["unit", "rul", "rul_low", "rul_high"] and len(predictions) == 6
+    assert list(predictions.columns) == ["unit", "time", "rul", "rul_low", "rul_high"] and len(predictions) == 6
 
     assert shopfloor("explain", "--model", trained / "model", "--data", trained / "test.csv",
                      "--out", tmp_path / "why.csv").exit_code == 0

@@ -17,7 +17,7 @@ from shopfloor.metrics import nasa_score, rul_metrics
 from shopfloor.nn.rul import OperatingConditions
 from shopfloor.tasks.rul import RULModel
 
-OUTPUT_COLUMNS = ["unit", "rul", "rul_low", "rul_high"]
+OUTPUT_COLUMNS = ["unit", "time", "rul", "rul_low", "rul_high"]
 
 
 def test_metrics_follow_the_phm08_definition():
@@ -102,7 +102,7 @@ def test_save_load_round_trip_gives_identical_answers(rul_model):
 def test_explanations_add_up_to_the_change_from_as_new(rul_model):
     table = rul_model.model.explain(rul_model.test)
     sensors = rul_model.model.sensor_columns_
-    assert list(table.columns) == ["unit", "rul", "reference_rul", *sensors]
+    assert list(table.columns) == ["unit", "time", "rul", "reference_rul", *sensors]
     total = table[sensors].sum(axis=1)
     np.testing.assert_allclose(total, table["rul"] - table["reference_rul"], atol=1e-3)
     # the drifting sensors carry the estimate, the noise sensor does not

@@ -18,7 +18,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from shopfloor.data.tables import read_table, warn
+from shopfloor.data.tables import column_name, column_names, did_you_mean, read_table, tidy_columns, warn
+from shopfloor.data.times import parse_times
 from shopfloor.errors import BadColumn, BadOption, BadTarget, ColumnMissing, DataFileError
 
 CMAPSS_COLUMNS = (["unit", "cycle", "setting_1", "setting_2", "setting_3"]
@@ -34,6 +35,13 @@ class RunHistory:
     settings: list[str]
     sensors: list[str]
     source: str
+    time_order: str | None = None  # how dates in the time column were read: 'dayfirst', 'monthfirst', None
+    time_is_stamp: bool = False  # the time column held dates (kept in the frame as seconds since 1970)
+
+    def times(self, values) -> pd.Series | np.ndarray:
+        """Values of the frame's time column as the file wrote them: dates again, or cycle numbers."""
+        values = np.asarray(values)
+        return pd.to_datetime(values, unit="s") if self.time_is_stamp else values
 
     @property
     def units(self) -> list:
@@ -65,10 +73,16 @@ def is_cmapss_file(path) -> bool:
 
 
 def read_runs(data: pd.DataFrame | str | os.PathLike, unit: str | None = None, time: str | None = None,
-              settings: list[str] | None = None, drop: list[str] | None = None) -> RunHistory:
-    """Read run histories from a C-MAPSS text file, a CSV/Parquet file or a DataFrame."""
+              settings: list[str] | None = None, drop: list[str] | None = None,
+              date_order: str = "auto") -> RunHistory:
+    """Read run histories from a C-MAPSS text file, a CSV/Parquet file or a DataFrame.
+
+    date_order: how a time column of dates is read ('auto', 'dayfirst', 'monthfirst'; see data.times).
+    """
+    unit, time = (None if name is None else column_name(name) for name in (unit, time))
+    settings = None if settings is None else column_names(settings)
     if isinstance(data, pd.DataFrame):
-        frame, source = data.copy(), "the data"
+        frame, source = tidy_columns(data.copy()), "the data"
     elif is_cmapss_file(data):
         frame, source = _read_cmapss(Path(data)), Path(data).name
         unit, time = unit or "unit", time or "cycle"
@@ -80,12 +94,12 @@ def read_runs(data: pd.DataFrame | str | os.PathLike, unit: str | None = None, t
     if unit is None or time is None:
         raise BadOption(f"{source} is not a C-MAPSS text file, so name its unit and time columns: "
                         f"pass --unit COL --time COL (columns found: {_names(frame)})")
-    settings, drop = list(settings or []), list(drop or [])
+    settings, drop = list(settings or []), column_names(drop)
     for role, names in [("unit", [unit]), ("time", [time]), ("setting", settings), ("dropped", drop)]:
         for name in names:
             if name not in frame.columns:
                 raise ColumnMissing(f"the {role} column '{name}' is not in {source} "
-                                    f"(columns found: {_names(frame)})")
+                                    f"(columns found: {_names(frame)}){did_you_mean(name, frame.columns)}")
     roles = [unit, time, *settings, *drop]
     if len(set(roles)) < len(roles):
         raise BadOption(f"a column of {source} is named twice among unit '{unit}', time '{time}', "
@@ -109,7 +123,8 @@ def read_runs(data: pd.DataFrame | str | os.PathLike, unit: str | None = None, t
                         f"(first: data row {int(np.argmax(missing)) + 1}); every row needs both")
     frame = frame[[unit, time, *settings, *sensors]]
     frame[unit] = _tidy_units(frame[unit])
-    frame[time] = _time_values(frame[time], time, source)
+    is_stamp = not pd.api.types.is_numeric_dtype(frame[time]) or pd.api.types.is_bool_dtype(frame[time])
+    frame[time], time_order = _time_values(frame[time], time, source, frame[unit], date_order)
     for name in settings + sensors:
         frame[name] = frame[name].astype("float64")
         if frame[name].isna().all():
@@ -117,7 +132,7 @@ def read_runs(data: pd.DataFrame | str | os.PathLike, unit: str | None = None, t
             raise BadColumn(f"{kind} '{name}' in {source} has no values at all; drop it with --drop {name}")
     frame = _sort(frame, unit, time, source)
     _fill_gaps(frame, unit, settings + sensors, source)
-    return RunHistory(frame, unit, time, settings, sensors, source)
+    return RunHistory(frame, unit, time, settings, sensors, source, time_order, is_stamp)
 
 
 def read_rul(data: str | os.PathLike | pd.DataFrame, units: list, source_units: str = "the test data") -> np.ndarray:
@@ -178,19 +193,16 @@ def _tidy_units(ids: pd.Series) -> pd.Series:
     return ids.astype(str)
 
 
-def _time_values(stamps: pd.Series, name: str, source: str) -> pd.Series:
-    """Numbers as they are; time stamps as float seconds (epoch), so that the model sees numbers."""
+def _time_values(stamps: pd.Series, name: str, source: str, units: pd.Series,
+                 date_order: str) -> tuple[pd.Series, str | None]:
+    """Numbers as they are; time stamps as float seconds (epoch), so that the model sees numbers.
+
+    Also the order dates were read in (None for numbers): time runs forward within each unit.
+    """
     if pd.api.types.is_numeric_dtype(stamps) and not pd.api.types.is_bool_dtype(stamps):
-        return stamps
-    if not pd.api.types.is_datetime64_any_dtype(stamps):
-        try:
-            stamps = pd.to_datetime(stamps, format="ISO8601")
-        except (ValueError, TypeError):
-            raise BadColumn(f"time column '{name}' in {source} holds neither numbers nor time stamps "
-                            f"(e.g. {stamps.iloc[0]!r}); pass a numeric cycle or time column") from None
-    if getattr(stamps.dt, "tz", None) is not None:
-        stamps = stamps.dt.tz_convert(None)
-    return pd.Series(stamps.to_numpy(dtype="datetime64[ns]").astype("int64") / 1e9, index=stamps.index)
+        return stamps, None
+    stamps, order = parse_times(stamps, name, source, date_order, groups=units)
+    return pd.Series(stamps.to_numpy(dtype="datetime64[ns]").astype("int64") / 1e9, index=stamps.index), order
 
 
 def _sort(frame: pd.DataFrame, unit: str, time: str, source: str) -> pd.DataFrame:

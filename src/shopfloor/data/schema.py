@@ -15,7 +15,8 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 import pandas as pd
 
-from shopfloor.data.tables import warn
+from shopfloor.data.tables import did_you_mean, warn
+from shopfloor.data.times import check_date_order, parse_times
 from shopfloor.errors import BadColumn, ColumnMissing
 
 ID_NAME = re.compile(r"(^|[\s_\-])(id|udi|uid|uuid|serial|serial[\s_]?no)$", re.IGNORECASE)
@@ -23,6 +24,7 @@ EPOCH = pd.Timestamp("1970-01-01")
 UNKNOWN, MISSING = 0, 1  # reserved category codes: unseen (or rare) values, missing values
 MIN_CATEGORY_COUNT = 2  # rarer categories share the 'unknown' code so that it gets trained
 MAX_CATEGORIES = 1000
+TRUE_FALSE = {"true": 1.0, "false": 0.0}
 
 
 @dataclass
@@ -33,6 +35,9 @@ class TableSchema:
     dates: list[str] = field(default_factory=list)  # fed to the model as days since 1970-01-01
     categorical: dict[str, list[str]] = field(default_factory=dict)  # name -> known levels
     ids: list[str] = field(default_factory=list)
+    # how each date column's numeric dates were read in training ('dayfirst' / 'monthfirst'), so that
+    # new files are read the same way even when their own dates could be read either way
+    date_orders: dict[str, str] = field(default_factory=dict)
 
     @property
     def numeric_inputs(self) -> list[str]:
@@ -55,25 +60,37 @@ class TableSchema:
             raise ColumnMissing(
                 f"{_quote(missing)} {'is' if len(missing) == 1 else 'are'} in the model's schema "
                 f"but not in {source} (columns found: {_quote(list(frame.columns), 12)})"
+                f"{did_you_mean(missing[0], frame.columns)}"
             )
 
-    def to_arrays(self, frame: pd.DataFrame, row_offset: int = 0) -> tuple[np.ndarray, np.ndarray]:
-        """The model's inputs: float32 numbers (NaN = missing) and int64 category codes."""
+    def to_arrays(self, frame: pd.DataFrame, row_offset: int = 0,
+                  date_order: str = "auto") -> tuple[np.ndarray, np.ndarray]:
+        """The model's inputs: float32 numbers (NaN = missing) and int64 category codes.
+
+        Dates are read in the order stored for their column, unless `date_order` says otherwise.
+        """
         self.check_columns(frame)
+        date_order = check_date_order(date_order)
         numbers = np.empty((len(frame), len(self.numeric_inputs)), dtype=np.float32)
         for j, name in enumerate(self.numeric):
             numbers[:, j] = numeric_column(frame[name], name, row_offset)
         for j, name in enumerate(self.dates, start=len(self.numeric)):
-            numbers[:, j] = date_column(frame[name], name, row_offset)
+            order = date_order if date_order != "auto" else self.date_orders.get(name, "auto")
+            numbers[:, j] = date_column(frame[name], name, row_offset, order)
         codes = np.empty((len(frame), len(self.categorical)), dtype=np.int64)
         for j, (name, levels) in enumerate(self.categorical.items()):
             codes[:, j] = category_codes(frame[name], levels)
         return numbers, codes
 
 
-def infer_schema(frame: pd.DataFrame, targets: list[str], drop: list[str] = (), ids: list[str] = ()) -> TableSchema:
-    """Decide each column's role from the training table."""
+def infer_schema(frame: pd.DataFrame, targets: list[str], drop: list[str] = (), ids: list[str] = (),
+                 date_order: str = "auto", source: str = "the data") -> TableSchema:
+    """Decide each column's role from the training table (and the order of each date column's dates)."""
     schema = TableSchema()
+    unknown = [name for name in ids if name not in frame.columns]
+    if unknown:
+        raise ColumnMissing(f"--id '{unknown[0]}' is not a column of {source} "
+                            f"(columns found: {_quote(list(frame.columns), 12)}){did_you_mean(unknown[0], frame.columns)}")
     skip = set(targets) | set(drop)
     for name in frame.columns:
         if name in skip:
@@ -94,6 +111,9 @@ def infer_schema(frame: pd.DataFrame, targets: list[str], drop: list[str] = (), 
             schema.numeric.append(name)
         elif kind == "date":
             schema.dates.append(name)
+            _, order = parse_times(column, name, source, date_order)  # refuses a column readable two ways
+            if order is not None:
+                schema.date_orders[name] = order
         else:
             schema.categorical[name] = category_levels(column)
     if not schema.features:
@@ -137,13 +157,29 @@ def _looks_like_dates(text: pd.Series) -> bool:
 
 
 def numeric_column(column: pd.Series, name: str, row_offset: int = 0) -> np.ndarray:
-    """Float values of a numeric column; stray text raises an error naming the row."""
+    """Float values of a numeric column; stray text raises an error naming the row.
+
+    A column of true/false values only (a flag exported as TRUE/FALSE where the model learned 1/0)
+    is read as 1 and 0, with a warning; true/false among numbers is refused like other text.
+    """
     if pd.api.types.is_numeric_dtype(column) and not pd.api.types.is_bool_dtype(column):
         return column.to_numpy(dtype=np.float32, na_value=np.nan)
-    as_numbers = pd.to_numeric(column.astype("string").str.strip(), errors="coerce")
-    bad = as_numbers.isna() & column.notna() & (column.astype("string").str.strip() != "")
+    text = column.astype("string").str.strip()
+    flags = text.str.lower().map(TRUE_FALSE.get, na_action="ignore")
+    if text.notna().any() and flags.notna().sum() == text.notna().sum():
+        warn(f"column '{name}' is a true/false column but the model reads it as a number: "
+             "true is read as 1 and false as 0")
+        return flags.to_numpy(dtype=np.float32, na_value=np.nan)
+    as_numbers = pd.to_numeric(text, errors="coerce")
+    bad = as_numbers.isna() & column.notna() & (text != "")
     if bad.any():
         position = int(np.flatnonzero(bad.to_numpy())[0])
+        if pd.notna(flags.iloc[position]):
+            raise BadColumn(
+                f"column '{name}' is numeric but row {row_offset + position + 1} holds the true/false value "
+                f"{str(column.iloc[position])!r} ({int(bad.sum())} such rows); write true/false as 1/0 "
+                "in every row of the column, or fix those rows"
+            )
         raise BadColumn(
             f"column '{name}' is numeric but row {row_offset + position + 1} holds the text "
             f"{str(column.iloc[position])!r} ({int(bad.sum())} such rows)"
@@ -151,21 +187,9 @@ def numeric_column(column: pd.Series, name: str, row_offset: int = 0) -> np.ndar
     return as_numbers.to_numpy(dtype=np.float32, na_value=np.nan)
 
 
-def date_column(column: pd.Series, name: str, row_offset: int = 0) -> np.ndarray:
+def date_column(column: pd.Series, name: str, row_offset: int = 0, date_order: str = "auto") -> np.ndarray:
     """Days since 1970-01-01 (fractional), NaN where missing; unparseable text raises."""
-    if pd.api.types.is_datetime64_any_dtype(column):
-        stamps = column
-    else:
-        stamps = pd.to_datetime(column.astype("string").str.strip(), errors="coerce", format="mixed")
-        bad = stamps.isna() & column.notna()
-        if bad.any():
-            position = int(np.flatnonzero(bad.to_numpy())[0])
-            raise BadColumn(
-                f"column '{name}' holds dates but row {row_offset + position + 1} has "
-                f"{str(column.iloc[position])!r}, which is not a date"
-            )
-    if getattr(stamps.dt, "tz", None) is not None:
-        stamps = stamps.dt.tz_convert(None)
+    stamps, _ = parse_times(column, name, order=date_order, row_offset=row_offset)
     days = (stamps - EPOCH) / pd.Timedelta(days=1)
     return days.to_numpy(dtype=np.float32, na_value=np.nan)
 

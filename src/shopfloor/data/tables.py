@@ -10,6 +10,7 @@ temporary file and renames it only when everything went well: nothing half-writt
 from __future__ import annotations
 
 import csv
+import difflib
 import gzip
 import io
 import os
@@ -129,13 +130,43 @@ def iter_table(path: str | os.PathLike, chunk_rows: int = 200_000) -> Iterator[p
 
 
 def _tidy_header(frame: pd.DataFrame, path: Path) -> pd.DataFrame:
-    names = [str(c).strip() for c in frame.columns]
+    names = column_names(frame.columns)
     _check_unique(names, path)
     frame.columns = names
     return frame
 
 
-def _check_unique(names: list[str], path: Path) -> None:
+def column_name(name) -> str:
+    """A column name as the readers store it: without the spaces around it that Excel exports leave.
+
+    Names the user gives (--target, --drop, --time, ...) go through the same function, so that
+    'Torque [Nm] ' copied from a file's header finds the column the reader calls 'Torque [Nm]'.
+    """
+    return str(name).strip()
+
+
+def column_names(names) -> list[str]:
+    return [] if names is None else [column_name(n) for n in names]
+
+
+def tidy_columns(frame: pd.DataFrame, source: str = "the data") -> pd.DataFrame:
+    """A DataFrame given in Python with its column names as a file's would be read (a new frame if any changed)."""
+    names = column_names(frame.columns)
+    if names == list(frame.columns):
+        return frame
+    _check_unique(names, source)
+    return frame.set_axis(names, axis=1)
+
+
+def did_you_mean(name, columns) -> str:
+    """'; did you mean 'X'?' naming the column most like `name` (spelling, case), or '' when none is close."""
+    names = [str(c) for c in columns]
+    by_lower = {n.lower(): n for n in names}
+    match = difflib.get_close_matches(column_name(name).lower(), list(by_lower), n=1, cutoff=0.6)
+    return f"; did you mean '{by_lower[match[0]]}'?" if match else ""
+
+
+def _check_unique(names: list[str], path: Path | str) -> None:
     seen: set[str] = set()
     for name in names:
         if name in seen:

@@ -22,6 +22,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from shopfloor.data.tables import did_you_mean
 from shopfloor.errors import BadColumn, BadOption, ColumnMissing
 from shopfloor.tasks.targets import plain
 
@@ -248,7 +249,8 @@ def build_space(settings: list[Setting], fixed: dict[str, object], frame: pd.Dat
         raise BadOption(f"a setting is declared twice: {sorted({n for n in names if names.count(n) > 1})}")
     for name in [*names, *fixed]:
         if name not in frame.columns:
-            raise ColumnMissing(f"'{name}' is not a column of {source} (columns found: {', '.join(map(str, frame.columns))})")
+            raise ColumnMissing(f"'{name}' is not a column of {source} (columns found: {', '.join(map(str, frame.columns))})"
+                                f"{did_you_mean(name, frame.columns)}")
     clash = set(names) & set(fixed)
     if clash:
         raise BadOption(f"{sorted(clash)} is both a setting and fixed context; it can be one or the other")

@@ -132,7 +132,10 @@ def score_runs(estimator, rows: list[dict]) -> list[dict]:
     frame = pd.DataFrame.from_records(rows)
     runs = read_runs(frame, unit=estimator.unit_column_, time=estimator.time_column_,
                      settings=list(estimator.setting_columns_))
-    return estimator.predict(runs).to_dict(orient="records")
+    table = estimator.predict(runs)
+    if pd.api.types.is_datetime64_any_dtype(table["time"]):  # a JSON answer holds text, not time stamps
+        table["time"] = table["time"].dt.strftime("%Y-%m-%dT%H:%M:%S")
+    return table.to_dict(orient="records")
 
 
 def score_settings(estimator, rows: list[dict]) -> list[dict]:

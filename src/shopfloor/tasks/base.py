@@ -105,9 +105,10 @@ def load(folder: str | os.PathLike) -> Estimator:
 
 def as_frame(data: pd.DataFrame | str | os.PathLike) -> tuple[pd.DataFrame, str]:
     """A table and a name for it in messages, from a DataFrame or a file path."""
+    from shopfloor.data.tables import read_table, tidy_columns
+
     if isinstance(data, pd.DataFrame):
-        return data, "the data"
-    from shopfloor.data.tables import read_table
+        return tidy_columns(data), "the data"  # names as a file's header would be read
 
     return read_table(data), str(data)
 

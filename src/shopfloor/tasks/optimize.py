@@ -28,7 +28,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from shopfloor.data.tables import warn
+from shopfloor.data.tables import column_name, did_you_mean, warn
 from shopfloor.errors import BadColumn, BadOption, BadTarget, ColumnMissing, Infeasible
 from shopfloor.nn.gaussian_process import GaussianProcess
 from shopfloor.process.constraints import Constraint, parse_constraints
@@ -86,7 +86,8 @@ class ProcessOptimizer(Estimator):
     @property
     def objectives(self) -> list[tuple[str, bool]]:
         """(column, maximised?) in the order given: maximised ones first."""
-        return [(c, True) for c in _listed(self.maximize)] + [(c, False) for c in _listed(self.minimize)]
+        return ([(column_name(c), True) for c in _listed(self.maximize)]
+                + [(column_name(c), False) for c in _listed(self.minimize)])
 
     def fit(self, data: pd.DataFrame | str | os.PathLike) -> ProcessOptimizer:
         started = time.perf_counter()
@@ -163,7 +164,8 @@ class ProcessOptimizer(Estimator):
                 found = ", ".join(map(str, frame.columns))
                 is_objective = column in [c for c, _ in self.objectives]
                 what = f"objective '{column}'" if is_objective else f"a constraint names '{column}', but it"
-                raise ColumnMissing(f"{what} is not a column of {source} (columns found: {found})")
+                raise ColumnMissing(f"{what} is not a column of {source} (columns found: {found})"
+                                    f"{did_you_mean(column, frame.columns)}")
             if not pd.api.types.is_numeric_dtype(frame[column]):
                 raise BadColumn(f"'{column}' in {source} holds text (e.g. {frame[column].dropna().astype(str).iloc[0]!r}); "
                                 f"objectives and constrained outputs must be numbers")
@@ -500,7 +502,8 @@ class ProcessOptimizer(Estimator):
         missing = [n for n in self.space_.names if n not in frame.columns]
         if missing:
             found = ", ".join(map(str, frame.columns))
-            raise ColumnMissing(f"setting '{missing[0]}' is not a column of {source} (columns found: {found})")
+            raise ColumnMissing(f"setting '{missing[0]}' is not a column of {source} (columns found: {found})"
+                                f"{did_you_mean(missing[0], frame.columns)}")
         frame = frame.copy()
         for name, value in self.space_.fixed.items():
             if name not in frame.columns:

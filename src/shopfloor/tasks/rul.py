@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import os
 import time
+from typing import Literal
 
 import numpy as np
 import pandas as pd
@@ -29,6 +30,7 @@ import torch
 from sklearn.model_selection import KFold
 
 from shopfloor.data.conditions import MAX_CONDITIONS, fit_conditions, sensor_moves
+from shopfloor.data.times import check_date_order
 from shopfloor.errors import BadOption, BadTarget, ColumnMissing
 from shopfloor.explain import path_attributions
 from shopfloor.metrics import interval_metrics, rul_metrics
@@ -52,7 +54,8 @@ class RULModel(Estimator):
                  members: int = 5, channels: int = 16, layers: int = 3, kernel: int = 5, hidden: int = 64,
                  dropout: float = 0.1, baseline_cycles: int = 10, use_age: bool = True, train_stride: int = 2,
                  lr: float = 2e-3, weight_decay: float = 1e-4, batch_size: int = 256,
-                 max_epochs: int = 60, patience: int = 8, interval_coverage: float = 0.9, seed: int = 0,
+                 max_epochs: int = 60, patience: int = 8, interval_coverage: float = 0.9,
+                 date_order: Literal["auto", "dayfirst", "monthfirst"] = "auto", seed: int = 0,
                  progress: bool = True):
         self.unit = unit
         self.time = time
@@ -76,27 +79,30 @@ class RULModel(Estimator):
         self.max_epochs = max_epochs
         self.patience = patience
         self.interval_coverage = interval_coverage
+        self.date_order = date_order
         self.seed = seed
         self.progress = progress
 
     # -- reading ----------------------------------------------------------------------
-    def _runs(self, data):
+    def _runs(self, data, fitting: bool = False):
         from shopfloor.data.runs import RunHistory, read_runs
 
         if isinstance(data, RunHistory):
             return data
+        # new files are read in the date order of the training data unless the caller says otherwise
+        order = self.date_order if fitting or self.date_order != "auto" else getattr(self, "time_order_", None)
         return read_runs(data, unit=self.unit, time=self.time, settings=list(self.settings) or None,
-                         drop=list(self.drop) or None)
+                         drop=list(self.drop) or None, date_order=order or "auto")
 
     # -- fitting ----------------------------------------------------------------------
     def fit(self, data) -> RULModel:
         started = time.perf_counter()
         self._check_options()
-        runs = self._runs(data)
+        runs = self._runs(data, fitting=True)
         if len(runs) < 2:
             raise BadTarget(f"{runs.source} has {len(runs)} unit; a RUL model needs the histories of at least 2 units")
         seed_everything(self.seed)
-        self.unit_column_, self.time_column_ = runs.unit, runs.time
+        self.unit_column_, self.time_column_, self.time_order_ = runs.unit, runs.time, runs.time_order
         self.setting_columns_ = list(runs.settings)
         settings = runs.frame[self.setting_columns_].to_numpy(np.float64)
         condition_model = fit_conditions(settings, self.conditions, self.seed)
@@ -145,6 +151,7 @@ class RULModel(Estimator):
             raise BadOption("interval_coverage must be between 0 and 1")
         if self.conditions is not None and not 1 <= self.conditions <= MAX_CONDITIONS:
             raise BadOption(f"conditions must be between 1 and {MAX_CONDITIONS} (or left out to find them)")
+        check_date_order(self.date_order)
 
     def _build_net(self, n_settings: int, n_sensors: int, n_conditions: int) -> RULNet:
         return RULNet(n_settings, n_sensors, n_conditions, window=self.window, members=self.members,
@@ -279,9 +286,18 @@ class RULModel(Estimator):
 
     def last_windows(self, data) -> tuple[tuple[torch.Tensor, ...], list]:
         """The network's inputs at every unit's last cycle (history, start, age), and the unit ids."""
+        inputs, runs = self._last_windows(data)
+        return inputs, runs.units
+
+    def _last_windows(self, data):
         runs = self._checked_runs(data)
         inputs, _, _, _ = self._windows(runs, last_only=True)
-        return inputs, runs.units
+        return inputs, runs
+
+    @staticmethod
+    def _last_times(runs) -> pd.Series | np.ndarray:
+        """Each unit's last time or cycle as the file wrote it, in the order of `runs.units`: joins results back."""
+        return runs.times(runs.frame.groupby(runs.unit, sort=False)[runs.time].last().to_numpy())
 
     @property
     def input_columns(self) -> list[str]:
@@ -311,11 +327,11 @@ class RULModel(Estimator):
         return self._finish(self._member_outputs(inputs))
 
     def predict(self, data) -> pd.DataFrame:
-        """One row per unit, at its last cycle: unit, rul, rul_low, rul_high (cycles)."""
-        inputs, units = self.last_windows(data)
+        """One row per unit, at its last cycle: unit, time (of that cycle), rul, rul_low, rul_high (cycles)."""
+        inputs, runs = self._last_windows(data)
         finished = self._finish(self._member_outputs(inputs))
-        return pd.DataFrame({"unit": units, "rul": finished[:, 0], "rul_low": finished[:, 1],
-                             "rul_high": finished[:, 2]})
+        return pd.DataFrame({"unit": runs.units, "time": self._last_times(runs), "rul": finished[:, 0],
+                             "rul_low": finished[:, 1], "rul_high": finished[:, 2]})
 
     def predict_file(self, source: str | os.PathLike, destination: str | os.PathLike, chunk_rows: int = 0) -> int:
         """Write `predict(source)` to a CSV/Parquet file; returns the number of units. A unit's estimate
@@ -352,9 +368,10 @@ class RULModel(Estimator):
         settings and age unchanged). `reference_rul` is the estimate for that as-new window; each
         row's sensor columns add up to rul - reference_rul. Negative: this sensor shortens the life.
         """
-        inputs, units = self.last_windows(data)
+        inputs, runs = self._last_windows(data)
         attributions, reference = self._attributions(inputs, steps)
-        table = pd.DataFrame({"unit": units, "rul": self._member_outputs(inputs)[:, 0], "reference_rul": reference})
+        table = pd.DataFrame({"unit": runs.units, "time": self._last_times(runs),
+                              "rul": self._member_outputs(inputs)[:, 0], "reference_rul": reference})
         for j, sensor in enumerate(self.sensor_columns_):
             table[sensor] = attributions[:, j]
         return table
@@ -382,7 +399,8 @@ class RULModel(Estimator):
     # -- persistence ------------------------------------------------------------------
     def _state(self) -> dict:
         return {
-            "unit": self.unit_column_, "time": self.time_column_, "settings": self.setting_columns_,
+            "unit": self.unit_column_, "time": self.time_column_, "time_order": self.time_order_,
+            "settings": self.setting_columns_,
             "sensors": self.sensor_columns_, "dropped_sensors": self.dropped_sensors_,
             "conditions": self.net_.conditions.n_conditions, "interval_margin": self.interval_margin_,
             "validation_metrics": self.validation_metrics_, "importance": self.importance_,
@@ -398,6 +416,7 @@ class RULModel(Estimator):
 
     def _restore(self, state: dict, tensors: dict[str, torch.Tensor]) -> None:
         self.unit_column_, self.time_column_ = state["unit"], state["time"]
+        self.time_order_ = state.get("time_order")  # absent from models saved before it was kept
         self.setting_columns_, self.sensor_columns_ = state["settings"], state["sensors"]
         self.dropped_sensors_ = state["dropped_sensors"]
         net = self._build_net(len(self.setting_columns_), len(self.sensor_columns_), state["conditions"])

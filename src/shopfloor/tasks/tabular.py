@@ -26,7 +26,8 @@ import torch.nn.functional as F
 from sklearn.model_selection import KFold, StratifiedKFold
 
 from shopfloor.data.schema import TableSchema, infer_schema, report_extra_columns
-from shopfloor.data.tables import iter_table
+from shopfloor.data.tables import column_names, iter_table
+from shopfloor.data.times import check_date_order
 from shopfloor.errors import BadOption, BadTarget, ColumnMissing
 from shopfloor.explain import integrated_gradients
 from shopfloor.metrics import (
@@ -60,7 +61,8 @@ class TabularModel(Estimator):
                  lr: float = 2e-3, weight_decay: float = 1e-2, batch_size: int = 256,
                  max_epochs: int = 200, patience: int = 16,
                  miss_cost: float | None = None, false_alarm_cost: float | None = None,
-                 interval_coverage: float = 0.9, seed: int = 0, progress: bool = True):
+                 interval_coverage: float = 0.9, date_order: Literal["auto", "dayfirst", "monthfirst"] = "auto",
+                 seed: int = 0, progress: bool = True):
         self.target = target
         self.drop = drop
         self.ids = ids
@@ -81,25 +83,27 @@ class TabularModel(Estimator):
         self.miss_cost = miss_cost
         self.false_alarm_cost = false_alarm_cost
         self.interval_coverage = interval_coverage
+        self.date_order = date_order
         self.seed = seed
         self.progress = progress
 
     # -- fitting ----------------------------------------------------------------------
     @property
     def targets(self) -> list[str]:
-        return [self.target] if isinstance(self.target, str) else list(self.target)
+        return column_names([self.target] if isinstance(self.target, str) else self.target)
 
     def fit(self, data: pd.DataFrame | str | os.PathLike) -> TabularModel:
         started = time.perf_counter()
         self._check_options()
         frame, source = as_frame(data)
-        frame = rows_with_targets(frame, self.targets, list(self.drop), source)
+        frame = rows_with_targets(frame, self.targets, column_names(self.drop), source)
         # Small tables leave each cross-fitted network few rows to learn from and few to stop
         # on; more bags average that noise out, and on small tables they cost little. (Garment
         # data, 958 training rows: RMSE 0.1256 with 5 bags, 0.1242 with 8.)
         self.bags_ = self.bags or (SMALL_TABLE_BAGS if len(frame) < SMALL_TABLE_ROWS else 5)
         self.kind_, self.classes_ = target_kind(frame, self.targets, self.task)
-        self.schema_ = infer_schema(frame, self.targets, list(self.drop), list(self.ids))
+        self.schema_ = infer_schema(frame, self.targets, column_names(self.drop), column_names(self.ids),
+                                    self.date_order, source)
         numbers, codes = self.schema_.to_arrays(frame)
         y = self._standardise(encode_labels(frame, self.targets, self.kind_, self.classes_))
         seed_everything(self.seed)
@@ -164,6 +168,7 @@ class TabularModel(Estimator):
                 raise BadOption(f"{name} must be a positive number, not {value}")
         if not 0 < self.interval_coverage < 1:
             raise BadOption("interval_coverage must be between 0 and 1")
+        check_date_order(self.date_order)
 
     def _standardise(self, y: np.ndarray) -> np.ndarray:
         """Regression targets are learned in standard units and reported in their own."""
@@ -287,7 +292,7 @@ class TabularModel(Estimator):
         frame, name = as_frame(data)
         source = source or name
         self.schema_.check_columns(frame, source)
-        numbers, codes = self.schema_.to_arrays(frame, row_offset)
+        numbers, codes = self.schema_.to_arrays(frame, row_offset, self.date_order)
         return frame, numbers, codes
 
     def predict_proba(self, data) -> np.ndarray:
@@ -298,7 +303,7 @@ class TabularModel(Estimator):
         return self._outputs(numbers, codes)
 
     def predict(self, data, row_offset: int = 0, source: str | None = None) -> pd.DataFrame:
-        """A prediction table: the id columns, then probabilities and decisions (or values and intervals)."""
+        """A prediction table: the id and date (time) columns, then probabilities and decisions (or values and intervals)."""
         frame, numbers, codes = self._prepare(data, source, row_offset)
         return self._prediction_table(frame, self._outputs(numbers, codes))
 
@@ -309,8 +314,12 @@ class TabularModel(Estimator):
             return outputs.argmax(1)
         return outputs
 
+    def _kept_columns(self, frame: pd.DataFrame) -> dict[str, np.ndarray]:
+        """The id and date (time) columns as they came: results join back to the rows by them, not by row order."""
+        return {c: frame[c].to_numpy() for c in self.schema_.ids + self.schema_.dates if c in frame.columns}
+
     def _prediction_table(self, frame: pd.DataFrame, outputs: np.ndarray) -> pd.DataFrame:
-        table = {c: frame[c].to_numpy() for c in self.schema_.ids if c in frame.columns}
+        table = self._kept_columns(frame)
         decisions = self._decisions(outputs)
         if self.kind_ == "binary":
             for j, (name, classes) in enumerate(zip(self.targets, self.classes_, strict=True)):
@@ -391,11 +400,12 @@ class TabularModel(Estimator):
         Explained output: the probability of the positive class (yes/no), of the predicted
         class (multiclass), or the predicted value (regression; first target, then each label
         for several yes/no targets). Each row's attributions add up to its prediction minus
-        the baseline prediction for a typical row (column 'baseline').
+        the baseline prediction for a typical row (column 'baseline'). Id and date columns are
+        kept as they came; a date's own attribution is then '<date> attribution'.
         """
         frame, numbers, codes = self._prepare(data)
         outputs = self._outputs(numbers, codes)
-        table = {c: frame[c].to_numpy() for c in self.schema_.ids if c in frame.columns}
+        table = self._kept_columns(frame)
         labels = range(outputs.shape[1]) if self.kind_ != "multiclass" else [None]
         for j in labels:
             chosen = outputs.argmax(1) if j is None else np.full(len(frame), j)
@@ -406,7 +416,8 @@ class TabularModel(Estimator):
             attributions = np.concatenate([num_attr.numpy(), cat_attr.numpy()], axis=1)
             table[f"{prefix}baseline"] = table[f"{prefix}prediction"] - attributions.sum(1)
             for k, feature in enumerate(self.schema_.features):
-                table[f"{prefix}{feature}"] = attributions[:, k]
+                name = f"{prefix}{feature}"
+                table[f"{name} attribution" if name in self.schema_.dates else name] = attributions[:, k]
         return pd.DataFrame(table, index=frame.index)
 
     def _global_importance(self, numbers: np.ndarray, codes: np.ndarray) -> dict[str, float]:

@@ -8,7 +8,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from shopfloor.data.tables import warn
+from shopfloor.data.tables import did_you_mean, warn
 from shopfloor.errors import BadTarget, ColumnMissing
 
 MAX_CLASS_LEVELS = 20  # an integer target with at most this many levels is a class label
@@ -25,10 +25,12 @@ def rows_with_targets(frame: pd.DataFrame, targets: list[str], drop: list[str], 
     missing = [t for t in targets if t not in frame.columns]
     if missing:
         raise ColumnMissing(f"target {', '.join(repr(t) for t in missing)} is not a column of {source} "
-                            f"(columns found: {', '.join(repr(c) for c in frame.columns[:15])})")
+                            f"(columns found: {', '.join(repr(c) for c in frame.columns[:15])})"
+                            f"{did_you_mean(missing[0], frame.columns)}")
     unknown_drop = [c for c in drop if c not in frame.columns]
     if unknown_drop:
-        raise ColumnMissing(f"--drop {', '.join(repr(c) for c in unknown_drop)}: no such column in {source}")
+        raise ColumnMissing(f"--drop {', '.join(repr(c) for c in unknown_drop)}: no such column in {source}"
+                            f"{did_you_mean(unknown_drop[0], frame.columns)}")
     no_target = frame[targets].isna().any(axis=1)
     if no_target.all():
         raise BadTarget(f"the target {', '.join(targets)} has no values in {source}")
