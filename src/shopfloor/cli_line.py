@@ -12,7 +12,7 @@ from typing import Annotated
 
 import typer
 
-from shopfloor.cli import _stderr, friendly
+from shopfloor.cli import DayFirstOpt, _stderr, friendly
 from shopfloor.display import plain
 
 RegistryOpt = Annotated[Path, typer.Option("--models", help="The model registry folder (created by 'shopfloor models add').")]
@@ -169,12 +169,14 @@ def replay(broker: BrokerOpt,
            time: Annotated[str | None, typer.Option("--time", help="Time or cycle column of a CSV/Parquet history.")] = None,
            readings_per_message: Annotated[int, typer.Option("--readings-per-message", help="A gateway's batch: "
                                                              "consecutive readings of one machine per message.")] = 10,
-           loop: Annotated[bool, typer.Option("--loop", help="Start again at the end, until Ctrl-C.")] = False):
+           loop: Annotated[bool, typer.Option("--loop", help="Start again at the end, until Ctrl-C.")] = False,
+           dayfirst: DayFirstOpt = None):
     """Publish recorded data to MQTT as a simulated line (plant/<line>/<machine>/telemetry)."""
+    from shopfloor.data.times import date_order
     from shopfloor.stream.replay import replay as publish
 
     counts = publish(data, broker, rate, line=line or ["line-1"], readings_per_message=readings_per_message, loop=loop,
-                     machines=machines, unit=unit, time=time)
+                     machines=machines, unit=unit, time=time, date_order=date_order(dayfirst))
     _stderr().print(f"[green]replayed[/] {plain(_counts(counts))}")
 
 

@@ -131,7 +131,7 @@ def score_runs(estimator, rows: list[dict]) -> list[dict]:
 
     frame = pd.DataFrame.from_records(rows)
     runs = read_runs(frame, unit=estimator.unit_column_, time=estimator.time_column_,
-                     settings=list(estimator.setting_columns_))
+                     settings=list(estimator.setting_columns_), date_order=estimator.new_data_date_order())
     table = estimator.predict(runs)
     if pd.api.types.is_datetime64_any_dtype(table["time"]):  # a JSON answer holds text, not time stamps
         table["time"] = table["time"].dt.strftime("%Y-%m-%dT%H:%M:%S")

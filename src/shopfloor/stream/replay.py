@@ -37,14 +37,14 @@ log = logging.getLogger("shopfloor.stream")
 
 
 def machine_histories(data: str | os.PathLike | pd.DataFrame, machines: int | None = None, unit: str | None = None,
-                      time: str | None = None) -> tuple[list[str], list[list[tuple[float, dict]]]]:
+                      time: str | None = None, date_order: str = "auto") -> tuple[list[str], list[list[tuple[float, dict]]]]:
     """(machine names, each machine's readings [(time, values), ...] in time order) from a data file."""
     from shopfloor.data.runs import is_cmapss_file, read_runs
     from shopfloor.data.tables import read_table
 
     frame = data if isinstance(data, pd.DataFrame) else None
     if (frame is None and is_cmapss_file(data)) or (unit and time):
-        runs = read_runs(data, unit=unit, time=time)
+        runs = read_runs(data, unit=unit, time=time, date_order=date_order)
         columns = [*runs.settings, *runs.sensors]
         names, histories = [], []
         for unit_id, rows in runs.frame.groupby(runs.unit, sort=False):
@@ -111,14 +111,14 @@ def messages(names: list[str], histories: list, readings_per_message: int, loop:
 def replay(data: Path, broker: str, rate: float, line: str | list[str] = "line-1", readings_per_message: int = 10,
            loop: bool = False, machines: int | None = None, unit: str | None = None, time: str | None = None,
            prefix: str = "plant", client_id: str | None = None, limit: int | None = None, progress: float | None = 5.0,
-           stop=None) -> dict:
+           stop=None, date_order: str = "auto") -> dict:
     """Publish recorded data at `rate` readings/s; returns counts. `stop` (a threading.Event) ends it early.
 
     With several `line`s the machines are dealt to them in turn (machine i to line i mod lines)."""
     if rate <= 0 or readings_per_message < 1:
         raise BadOption("--rate must be above 0 and --readings-per-message at least 1")
     host, port = parse_url(broker)
-    names, histories = machine_histories(data, machines, unit, time)
+    names, histories = machine_histories(data, machines, unit, time, date_order)
     lines = [line] if isinstance(line, str) else list(line)
     topics = [f"{prefix}/{lines[i % len(lines)]}/{name}/telemetry" for i, name in enumerate(names)]
     # MQTT 3.1.1: every broker speaks it (amqtt, the demo's fallback, speaks nothing newer), and a publisher

@@ -89,10 +89,13 @@ class RULModel(Estimator):
 
         if isinstance(data, RunHistory):
             return data
-        # new files are read in the date order of the training data unless the caller says otherwise
-        order = self.date_order if fitting or self.date_order != "auto" else getattr(self, "time_order_", None)
         return read_runs(data, unit=self.unit, time=self.time, settings=list(self.settings) or None,
-                         drop=list(self.drop) or None, date_order=order or "auto")
+                         drop=list(self.drop) or None,
+                         date_order=self.date_order if fitting else self.new_data_date_order())
+
+    def new_data_date_order(self) -> str:
+        """How dates in new histories are read: as the caller says, else in the training data's order."""
+        return (self.date_order if self.date_order != "auto" else getattr(self, "time_order_", None)) or "auto"
 
     # -- fitting ----------------------------------------------------------------------
     def fit(self, data) -> RULModel:
