@@ -102,3 +102,8 @@ def test_train_rul_reads_time_stamps_in_the_order_given_and_keeps_it(tmp_path):
     assert result.exit_code == 0, result.output
     last = months.groupby(histories["engine"]).max()
     assert pd.to_datetime(pd.read_csv(tmp_path / "rul.csv")["time"]).tolist() == last.tolist()
+    result = shopfloor("predict", "--model", tmp_path / "model", "--data", tmp_path / "runs.csv",
+                       "--out", tmp_path / "rul.csv", "--monthfirst")  # the option overrides the model's order
+    assert result.exit_code == 0, result.output
+    swapped = [pd.Timestamp(m.year, m.day, m.month) for m in last]
+    assert pd.to_datetime(pd.read_csv(tmp_path / "rul.csv")["time"]).tolist() == swapped

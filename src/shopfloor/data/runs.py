@@ -41,7 +41,9 @@ class RunHistory:
     def times(self, values) -> pd.Series | np.ndarray:
         """Values of the frame's time column as the file wrote them: dates again, or cycle numbers."""
         values = np.asarray(values)
-        return pd.to_datetime(values, unit="s") if self.time_is_stamp else values
+        if not self.time_is_stamp:
+            return values
+        return pd.to_datetime(np.round(values.astype("float64") * 1e6).astype("int64"), unit="us")  # float seconds
 
     @property
     def units(self) -> list:
