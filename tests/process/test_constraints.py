@@ -111,3 +111,9 @@ def test_functions_apply_elementwise():
     (c,) = parse_constraint("sqrt(abs(x)) + exp(0) * log(y) <= 3")
     g = c({"x": torch.tensor([4.0, -9.0], dtype=torch.float64), "y": torch.tensor([math.e, 1.0], dtype=torch.float64)})
     assert torch.allclose(g, torch.tensor([0.0, 0.0], dtype=torch.float64))
+
+
+def test_a_backticked_name_copied_with_the_spaces_of_a_header_finds_the_column():
+    """Issue 13.3: the reader strips 'Torque [Nm] ' to 'Torque [Nm]'; a constraint's names are stripped alike."""
+    (constraint,) = parse_constraint("`Torque [Nm] ` + `  speed` <= 50")
+    assert constraint.names == {"Torque [Nm]", "speed"}

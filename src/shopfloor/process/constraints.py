@@ -48,7 +48,7 @@ def parse_constraint(text: str) -> list[Constraint]:
 
     def hide(match: re.Match) -> str:
         token = f"_col{len(names)}_"
-        names[token] = match.group(1)
+        names[token] = match.group(1).strip()  # as the reader stores header names
         return token
 
     source = _BACKTICKED.sub(hide, text.strip())
