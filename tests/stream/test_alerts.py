@@ -150,3 +150,28 @@ def test_a_rule_enters_at_one_level_and_leaves_at_another():
         states.append(on)
     assert states == [False, False, True, True, True, False, False, True, False]
     assert AlarmRule.parse("risk>=0.7").clear.text == "risk<0.7"
+
+
+def test_the_alert_payload_names_the_rule_and_a_rule_changed_while_running_applies(models, rul_model, tmp_path):
+    import json
+
+    registry = Registry(models)
+    store = Store(f"sqlite:///{tmp_path / 'plant.db'}")
+    messages = [m for m in _messages(rul_model) if "/line-1/" in m.topic]
+    worker = offline_worker(models, store)
+    try:
+        worker.process([(worker.session, m) for m in messages[:20]])
+        assert worker.client.published == []  # no rule of its own and no --rul-alert: no RUL alarm
+        registry.set_alarm("rul", "rul<=1000", "rul>=2000")  # every estimate is an alarm
+        worker.models.refresh(force=True)
+        worker.process([(worker.session, m) for m in messages[20:]])
+    finally:
+        registry.set_alarm("rul", None)
+    alerts = [json.loads(payload) for topic, payload in worker.client.published if topic.endswith("/alerts")]
+    assert len(alerts) == 3 and {a["machine"] for a in alerts} == {m["machine"] for m in store.fleet()}
+    first = alerts[0]
+    assert (first["rule"], first["clear"], first["threshold"]) == ("rul<=1000", "rul>=2000", 1000.0)
+    assert first["value"] > 0 and "meets the alarm rule rul<=1000" in first["message"]
+    states = {m["machine"]: json.loads(m["alarms"])["rul"] for m in store.fleet()}
+    assert all(s["on"] and s["rule"] == "rul<=1000" and s["value"] > 0 for s in states.values())
+    store.close()
