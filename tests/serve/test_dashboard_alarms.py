@@ -7,6 +7,7 @@ import re
 import time
 
 import pytest
+from conftest import FIXTURES
 
 from shopfloor.registry import Registry
 from shopfloor.serve.auth import COOKIE, create_token
@@ -42,7 +43,9 @@ def dashboard(tmp_path):
     from shopfloor.serve.app import create_app
 
     root = tmp_path / "models"
-    Registry(root, create=True)
+    registry = Registry(root, create=True)
+    registry.add("failure", FIXTURES / "models" / "tabular-v1")
+    registry.set_alarm("failure", "risk>=0.7", "risk<0.4")
     token = create_token(root, "anna", "read")
     store = Store(default_url(root))
     _fill(store)
@@ -59,6 +62,12 @@ def test_fleet_and_machine_pages_say_why_a_machine_is_in_alarm(dashboard):
     assert fleet.status_code == 200 and reason in fleet.text
     page = client.get("/machines/line-1/press-1")
     assert page.status_code == 200 and reason in page.text
+
+
+def test_the_models_page_shows_each_models_alarm_rule(dashboard):
+    client, _ = dashboard
+    row = re.search(r'<tr class="model" data-model="failure">.*?</tr>', client.get("/models").text, re.S).group(0)
+    assert "<code>risk&gt;=0.7</code> <small>clears at <code>risk&lt;0.4</code>" in row
 
 
 def test_the_machine_page_draws_each_sensor_and_says_when_no_model_applies(dashboard):
@@ -83,6 +92,7 @@ def test_alerts_are_sorted_filtered_and_acknowledged_with_who_and_when(dashboard
     assert oldest.index("mill-1") < oldest.index("press-1")
     only_risk = client.get("/alerts", params={"kind": "risk"}).text
     assert "mill-1" in only_risk and "/machines/line-1/press-1" not in only_risk
+    assert "<code>risk&gt;=0.5</code><br><small>clears at <code>risk&lt;0.5</code>" in only_risk
     csrf = re.search(r'name="csrf" value="([0-9a-f]{64})"', page).group(1)
     alert = store.alerts(kind="risk")[0]
     ack = f"/alerts/{alert['id']}/ack"
