@@ -175,3 +175,30 @@ def test_the_alert_payload_names_the_rule_and_a_rule_changed_while_running_appli
     states = {m["machine"]: json.loads(m["alarms"])["rul"] for m in store.fleet()}
     assert all(s["on"] and s["rule"] == "rul<=1000" and s["value"] > 0 for s in states.values())
     store.close()
+
+
+def test_a_batch_the_database_refuses_leaves_the_alarm_states_as_stored(models, tmp_path):
+    """Its readings become dead letters, so the alarm states it moved go back: sent again, they alert as the first time."""
+    import sqlalchemy as sa
+
+    registry = Registry(models)
+    store = Store(f"sqlite:///{tmp_path / 'plant.db'}")
+    real = store.write_batch
+    refuse = {"once": True}
+
+    def write_batch(readings, *rest):
+        if refuse.pop("once", False):
+            raise sa.exc.DataError("INSERT ...", {}, Exception("value too long"))
+        return real(readings, *rest)
+
+    store.write_batch = write_batch
+    message = b'{"time": 1, "Torque [Nm]": 40.0, "Rotational speed [rpm]": 1500, "Type": "L", "Air temperature [K]": 300}'
+    registry.set_alarm("failure", "risk>=0")  # every reading is an alarm
+    try:
+        worker = offline_worker(models, store)
+        for mid in (1, 2):
+            worker.process([(worker.session, OfflineMessage("plant/line-1/press-1/telemetry", message, mid))])
+    finally:
+        registry.set_alarm("failure", None)
+    assert len(store.dead_letters()) == 1 and [a["machine"] for a in store.alerts()] == ["press-1"]
+    store.close()
