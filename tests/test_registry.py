@@ -106,3 +106,24 @@ def test_deleted_live_folder_is_reported(registry):
     shutil.rmtree(registry.path("failure", 1))
     with pytest.raises(UnknownModel, match="no version 1"):
         registry.live("failure")
+
+
+def test_an_alarm_rule_is_kept_per_model_checked_against_its_task_and_removable(registry):
+    from shopfloor.alarms import BadAlarm
+
+    registry.add("failure", SAVED)
+    assert registry.alarm("failure") is None
+    rule = registry.set_alarm("failure", "risk>=0.7", "risk<0.5")
+    assert registry.alarm("failure") == rule and rule.text == "risk>=0.7 (clears at risk<0.5)"
+    state = json.loads((registry.root / "failure" / "registry.json").read_text())
+    assert state["alarm"] == {"enter": "risk>=0.7", "clear": "risk<0.5"} and state["history"][-1]["event"] == "alarm"
+    assert [e["alarm"] for e in registry.describe()] == [{"enter": "risk>=0.7", "clear": "risk<0.5"}]
+    for enter, clear, words in [("rul<=20", None, "only remaining-useful-life models give"),
+                                ("risk>=0.7", "risk<=0.8", "both hold"), ("risk>=0.7", "risk>=0.9", "same way"),
+                                ("risk>=0.7", "rul>30", "same value"), ("risk=>0.7", None, "not an alarm condition"),
+                                ("torque>=40", None, "not a value an alarm can watch")]:
+        with pytest.raises(BadAlarm, match=words):
+            registry.set_alarm("failure", enter, clear)
+    assert registry.alarm("failure") == rule  # a refused rule changes nothing
+    registry.set_alarm("failure", None)
+    assert registry.alarm("failure") is None

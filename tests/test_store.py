@@ -88,3 +88,59 @@ def test_urls_people_type_are_understood(tmp_path):
     assert default_url(tmp_path) == f"sqlite:///{tmp_path / 'shopfloor.db'}"
     with pytest.raises(StoreError, match="sqlite:///"):
         Store("mysql://me@db/plant")
+
+
+def test_alerts_are_filtered_sorted_and_acknowledged_once(store):
+    alert = {"line": "line-1", "machine": "press-1", "time": 3, "kind": "risk", "model": "failure", "version": 1,
+             "value": 0.9, "threshold": 0.5, "rule": "risk>=0.5", "clear": "risk<0.3", "message": "press-1: risk 90 %"}
+    store.write_batch([], [], [alert, {**alert, "machine": "press-2", "value": 0.6, "at": 1.0},
+                               {**alert, "kind": "rul", "model": "rul", "value": 12.0, "rule": "rul<=20", "at": 2.0}])
+    assert [a["value"] for a in store.alerts(order="value")] == [12.0, 0.9, 0.6]
+    assert [a["machine"] for a in store.alerts(order="oldest")] == ["press-2", "press-1", "press-1"]
+    assert [a["kind"] for a in store.alerts(machine="press-1", kind="rul")] == ["rul"]
+    first = store.alerts(kind="rul")[0]
+    assert (first["rule"], first["clear"], first["acked_at"]) == ("rul<=20", "risk<0.3", None)
+    acked = store.acknowledge(first["id"], "anna")
+    assert acked["acked_by"] == "anna" and acked["acked_at"] > 0
+    assert store.acknowledge(first["id"], "ben")["acked_by"] == "anna"  # who acknowledged first is kept
+    assert store.acknowledge(10_000, "anna") is None
+    assert [a["kind"] for a in store.alerts(acknowledged=True)] == ["rul"]
+    assert len(store.alerts(acknowledged=False)) == 2
+    with pytest.raises(StoreError, match="not a way to sort"):
+        store.alerts(order="random")
+
+
+def test_a_database_from_before_alarm_states_gains_their_columns(store):
+    """Tables made by an older version lack the alarm states and acknowledgements: opening the store adds them."""
+    import sqlalchemy as sa
+
+    from shopfloor import store as tables
+    from shopfloor.stream.machines import Fleet
+
+    new = {"alarms", "rule", "clear", "acked_by", "acked_at"}
+    engine = sa.create_engine(store.url)
+    old = sa.MetaData()
+    for table in (tables.machines, tables.alerts):
+        sa.Table(table.name, old, *(c._copy() for c in table.columns if c.name not in new))
+    with engine.begin() as db:
+        for table in (tables.alerts, tables.machines):
+            db.execute(sa.text(f"DROP TABLE {table.name}"))
+        old.create_all(db)
+        db.execute(old.tables["machines"].insert(), [{"line": "line-1", "machine": "press-1", "time": 4.0, "risk": 0.9,
+                                                      "risk_threshold": 0.5, "risk_model": "failure@2",
+                                                      "alerting": True, "updated_at": 1.0}])
+    engine.dispose()
+    reopened = Store(store.url)
+    try:
+        row = reopened.fleet()[0]
+        assert row["alarms"] is None and row["alerting"] is True
+        fleet = Fleet()
+        fleet.restore([row])
+        state = fleet.state("line-1", "press-1")
+        assert state.alarms["failure"]["on"] and state.alerting  # a restarted worker does not alert again
+        reopened.write_batch([], [], [{"line": "line-1", "machine": "press-1", "time": 5, "kind": "risk", "model": "failure",
+                                       "version": 2, "value": 0.9, "threshold": 0.5, "rule": "risk>=0.5",
+                                       "message": "again"}], [state.row()])
+        assert reopened.alerts()[0]["rule"] == "risk>=0.5" and reopened.fleet()[0]["alarms"]
+    finally:
+        reopened.close()

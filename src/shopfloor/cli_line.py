@@ -12,16 +12,21 @@ from typing import Annotated
 
 import typer
 
+from shopfloor.alarms import BadAlarm
 from shopfloor.cli import DayFirstOpt, _stderr, friendly
 from shopfloor.display import plain
 
 RegistryOpt = Annotated[Path, typer.Option("--models", help="The model registry folder (created by 'shopfloor models add').")]
 BrokerOpt = Annotated[str, typer.Option("--broker", help="MQTT broker, mqtt://HOST:PORT.")]
+AlarmOpt = Annotated[str | None, typer.Option("--alarm", help="Enter the alarm when this holds, e.g. 'rul<=20' (values: "
+                                              "rul, rul_low, rul_high for RUL models; risk for failure models).")]
+ClearOpt = Annotated[str | None, typer.Option("--clear", help="Leave the alarm when this holds, e.g. 'rul>=30' (default: "
+                                              "as soon as --alarm no longer holds).")]
 DatabaseOpt = Annotated[str | None, typer.Option("--database", help="Where readings and predictions are stored: a "
                                                  "SQLAlchemy URL (default sqlite:///MODELS/shopfloor.db; PostgreSQL: "
                                                  "postgresql+psycopg://user@host/db).")]
 
-models_app = typer.Typer(no_args_is_help=True, help="The model registry: versions, and which one is live.")
+models_app = typer.Typer(no_args_is_help=True, help="The model registry: versions, which one is live, alarm rules.")
 token_app = typer.Typer(no_args_is_help=True, help="API tokens for the REST service (stored hashed).")
 
 
@@ -29,13 +34,45 @@ token_app = typer.Typer(no_args_is_help=True, help="API tokens for the REST serv
 @friendly
 def models_add(models: RegistryOpt, name: Annotated[str, typer.Argument(help="Model name, e.g. 'failure'.")],
                folder: Annotated[Path, typer.Argument(help="A model folder written by 'shopfloor train'.")],
-               stage: Annotated[bool, typer.Option("--stage", help="Add without making it live.")] = False):
-    """Add a trained model as the next version of NAME (live at once unless --stage)."""
+               stage: Annotated[bool, typer.Option("--stage", help="Add without making it live.")] = False,
+               alarm: AlarmOpt = None, clear: ClearOpt = None):
+    """Add a trained model as the next version of NAME (live at once unless --stage), with its alarm rule if given."""
+    from shopfloor.alarms import AlarmRule
+    from shopfloor.artifacts import read_manifest
     from shopfloor.registry import Registry
 
+    if clear and not alarm:
+        raise BadAlarm("--clear needs --alarm: give the level that enters the alarm too")
+    if alarm:
+        AlarmRule.parse(alarm, clear, task=read_manifest(folder)["task"])  # refused before anything is copied
     registry = Registry(models, create=True)
     version = registry.add(name, folder, promote=not stage)
     _stderr().print(f"[green]added[/] {plain(name)} version {version}" + (" (staged, not live)" if stage else " (live)"))
+    if alarm:
+        rule = registry.set_alarm(name, alarm, clear)
+        _stderr().print(f"alarm: {plain(rule.text)}")
+
+
+@models_app.command("alarm")
+@friendly
+def models_alarm(models: RegistryOpt, name: Annotated[str, typer.Argument()], alarm: AlarmOpt = None,
+                 clear: ClearOpt = None,
+                 default: Annotated[bool, typer.Option("--default", help="Remove the model's own rule (failure models "
+                                                       "then alarm at their threshold; RUL models at the stream's "
+                                                       "--rul-alert).")] = False):
+    """Set when NAME's alarm enters and clears, e.g. --alarm 'rul<=20' --clear 'rul>=30'; stream workers apply it within
+    seconds. Without options, show the rule in force."""
+    from shopfloor.registry import Registry
+
+    registry = Registry(models)
+    if alarm is None and not default:
+        if clear:
+            raise BadAlarm("--clear needs --alarm: give the level that enters the alarm too")
+        rule = registry.alarm(name)
+        typer.echo(rule.text if rule else "no rule of its own (the default applies)")
+        return
+    rule = registry.set_alarm(name, None if default else alarm, clear)
+    _stderr().print(f"[green]{plain(name)}[/]: " + (f"alarm {plain(rule.text)}" if rule else "the default alarm applies"))
 
 
 @models_app.command("list")
@@ -47,10 +84,12 @@ def models_list(models: RegistryOpt):
 
     from shopfloor.registry import Registry
 
-    table = Table("model", "task", "live", "versions", "created")
+    table = Table("model", "task", "live", "versions", "created", "alarm")
     for entry in Registry(models).describe():
+        alarm = entry.get("alarm")
         table.add_row(entry["name"], entry.get("task", "?"), str(entry["live"] or "-"),
-                      ", ".join(map(str, entry["versions"])), entry.get("created") or "")
+                      ", ".join(map(str, entry["versions"])), entry.get("created") or "",
+                      f"{alarm['enter']}, clears {alarm['clear']}" if alarm else "default")
     Console().print(table)
 
 
@@ -139,8 +178,9 @@ def stream(broker: BrokerOpt, models: RegistryOpt,
            database: DatabaseOpt = None,
            model: Annotated[list[str] | None, typer.Option("--model", help="Score with these registry models only "
                                                            "(default: every live failure and RUL model).")] = None,
-           rul_alert: Annotated[float | None, typer.Option("--rul-alert", help="Alert when the low end of a machine's "
-                                                           "RUL interval reaches this many cycles.")] = None,
+           rul_alert: Annotated[float | None, typer.Option("--rul-alert", help="For RUL models without an alarm rule of "
+                                                           "their own ('shopfloor models alarm'): alert when the low end "
+                                                           "of a machine's RUL interval reaches this many cycles.")] = None,
            group: Annotated[str | None, typer.Option("--group", help="Workers of one group share the messages (an MQTT 5 "
                                                      "shared subscription: failure risk only; give each worker its "
                                                      "own --client-id so that a restart resumes its session).")] = None,

@@ -53,6 +53,8 @@ def simulated_line(folder: Path, models: dict[str, Path], port: int = 8000, rul_
     registry = Registry(folder / "models", create=True)
     for name, model in models.items():
         registry.add(name, model)
+    if "rul" in models:  # on the estimate, not the low end of its interval (wide while the evidence is thin), and
+        registry.set_alarm("rul", f"rul<={rul_alert:g}", f"rul>={rul_alert + 10:g}")  # left only 10 cycles higher
     token = create_token(registry.root, "demo", "read")
     (folder / "demo-token.txt").write_text(token + "\n", encoding="utf-8")
     with contextlib.ExitStack() as stack:  # whatever started is stopped, also when a later step fails

@@ -111,6 +111,13 @@ class Registry:
     def live_version(self, name: str) -> int | None:
         return self.state(name).get("live")
 
+    def alarm(self, name: str):
+        """The model's alarm rule (an `AlarmRule`), or None when it has none of its own (see `set_alarm`)."""
+        from shopfloor.alarms import AlarmRule
+
+        rule = self.state(name).get("alarm")
+        return AlarmRule.from_dict(rule) if rule else None
+
     def path(self, name: str, version: int | None = None) -> Path:
         """The model folder of a version (the live one by default), after checking both exist."""
         if version is None:
@@ -149,7 +156,8 @@ class Registry:
         for name in self.names():
             state = self.state(name)
             live = state.get("live")
-            entry = {"name": name, "versions": self.versions(name), "live": live, "history": state.get("history", [])}
+            entry = {"name": name, "versions": self.versions(name), "live": live, "history": state.get("history", []),
+                     "alarm": state.get("alarm")}
             if live is not None:
                 manifest = self.manifest(name, live)
                 entry.update(task=manifest["task"], created=manifest.get("created"),
@@ -203,6 +211,27 @@ class Registry:
             state["history"].append({"version": previous, "event": "rollback", "at": _now()})
             self._write_state(name, state)
         return previous
+
+    def set_alarm(self, name: str, enter: str | None, clear: str | None = None):
+        """Set the model's alarm rule (enter at `enter`, leave at `clear`: see shopfloor.alarms), or remove it
+        with `enter=None`; the stream workers apply it within seconds. Returns the rule (None when removed)."""
+        from shopfloor.alarms import AlarmRule
+
+        folder = self._folder(name)
+        rule = None
+        if enter is not None:
+            versions = self.versions(name)
+            task = self.state(name).get("task") or (read_manifest(folder / str(versions[-1]))["task"] if versions else None)
+            rule = AlarmRule.parse(enter, clear, task=task)
+        with self._changing():
+            state = self._read_state(name)
+            if rule is None:
+                state.pop("alarm", None)
+            else:
+                state["alarm"] = rule.as_dict()
+            state["history"].append({"event": "alarm", "rule": rule.text if rule else None, "at": _now()})
+            self._write_state(name, state)
+        return rule
 
     # -- internals --------------------------------------------------------------------
     @contextlib.contextmanager

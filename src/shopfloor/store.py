@@ -83,6 +83,7 @@ machines = sa.Table(
     sa.Column("rul_model", sa.String(80)),
     sa.Column("alerting", sa.Boolean, nullable=False, default=False),
     sa.Column("updated_at", sa.Float, nullable=False),
+    sa.Column("alarms", sa.Text),  # JSON: each model's alarm state (stream.machines.MachineState), for restarts
 )
 
 alerts = sa.Table(
@@ -98,6 +99,10 @@ alerts = sa.Table(
     sa.Column("threshold", sa.Float, nullable=False),
     sa.Column("message", sa.Text, nullable=False),
     sa.Column("at", sa.Float, nullable=False),
+    sa.Column("rule", sa.String(64)),  # the alarm rule the machine met, e.g. "rul<=20"
+    sa.Column("clear", sa.String(64)),  # and where the alarm clears, e.g. "rul>=30"
+    sa.Column("acked_by", sa.String(64)),  # the name of the token that acknowledged the alert
+    sa.Column("acked_at", sa.Float),
     sa.Index("alerts_by_time", "at"),
     sa.Index("alerts_by_machine", "line", "machine", "at"),
 )
@@ -127,8 +132,11 @@ inspections = sa.Table(
 READING_KEYS = ("line", "machine", "time", "values", "sent_at", "received_at")
 PREDICTION_KEYS = ("line", "machine", "time", "model", "version", "risk", "rul", "rul_low", "rul_high", "sent_at")
 MACHINE_KEYS = ("line", "machine", "time", "risk", "risk_threshold", "risk_model", "rul", "rul_low", "rul_high",
-                "rul_model", "alerting")
-ALERT_KEYS = ("line", "machine", "time", "kind", "model", "version", "value", "threshold", "message", "at")
+                "rul_model", "alerting", "alarms")
+ALERT_KEYS = ("line", "machine", "time", "kind", "model", "version", "value", "threshold", "message", "at", "rule",
+              "clear")
+ALERT_ORDERS = {"newest": ("at", True), "oldest": ("at", False), "machine": ("machine", False), "kind": ("kind", False),
+                "value": ("value", True)}  # the dashboard's sort keys: column, descending
 
 
 def default_url(models: str | os.PathLike) -> str:
@@ -182,11 +190,23 @@ class Store:
         for attempt in range(2):
             try:
                 metadata.create_all(self.engine, checkfirst=True)
+                self._add_new_columns()
                 return
             except (sa.exc.OperationalError, sa.exc.IntegrityError, sa.exc.ProgrammingError):
                 if attempt:
                     raise
                 clock.sleep(0.2)
+
+    def _add_new_columns(self) -> None:
+        """Columns added since a database was made (alarm states, acknowledgements): nullable, so an ALTER adds them."""
+        existing = sa.inspect(self.engine)
+        with self.engine.begin() as db:
+            for table in metadata.sorted_tables:
+                have = {c["name"] for c in existing.get_columns(table.name)}
+                for column in table.columns:
+                    if column.name not in have and column.nullable:
+                        kind = column.type.compile(dialect=self.engine.dialect)
+                        db.exec_driver_sql(f'ALTER TABLE {table.name} ADD COLUMN "{column.name}" {kind}')
 
     def close(self) -> None:
         if self._checkpointer is not None:
@@ -304,14 +324,32 @@ class Store:
                                         "last": [orjson.loads(v) for v in late][::-1]}
         return out
 
-    def alerts(self, limit: int = 50, line: str | None = None, machine: str | None = None) -> list[dict]:
-        """The latest alerts, newest first; of one line, or one machine of it, when given."""
+    def alerts(self, limit: int = 50, line: str | None = None, machine: str | None = None, kind: str | None = None,
+               acknowledged: bool | None = None, order: str = "newest") -> list[dict]:
+        """The latest alerts, newest first (or by `order`: see ALERT_ORDERS); of one line, or one machine of it, of
+        one kind, acknowledged or not, when given."""
+        if order not in ALERT_ORDERS:
+            raise StoreError(f"'{order}' is not a way to sort alerts: use {', '.join(ALERT_ORDERS)}")
+        a = alerts.c
         query = sa.select(alerts)
-        if line is not None:
-            query = query.where(alerts.c.line == line)
-        if machine is not None:
-            query = query.where(alerts.c.machine == machine)
-        return self._rows(query.order_by(alerts.c.at.desc(), alerts.c.id.desc()).limit(int(limit)))
+        for column, wanted in (("line", line), ("machine", machine), ("kind", kind)):
+            if wanted is not None:
+                query = query.where(a[column] == wanted)
+        if acknowledged is not None:
+            query = query.where(a.acked_at.is_not(None) if acknowledged else a.acked_at.is_(None))
+        column, descending = ALERT_ORDERS[order]
+        first = a[column].desc() if descending else a[column].asc()
+        return self._rows(query.order_by(first, a.at.desc(), a.id.desc()).limit(int(limit)))
+
+    def acknowledge(self, id: int, by: str) -> dict | None:
+        """Mark an alert acknowledged by `by` (a token's name), now; one already acknowledged keeps who and when.
+        Returns the alert, or None when there is no alert `id`."""
+        a = alerts.c
+        with self.engine.begin() as db:
+            db.execute(alerts.update().where(a.id == int(id), a.acked_at.is_(None))
+                       .values(acked_by=str(by)[:64], acked_at=clock.time()))
+            row = db.execute(sa.select(alerts).where(a.id == int(id))).first()
+        return dict(row._mapping) if row is not None else None
 
     def dead_letters(self, limit: int = 50) -> list[dict]:
         """The latest dead letters, newest first; payloads as bytes."""

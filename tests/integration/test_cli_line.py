@@ -66,3 +66,22 @@ def test_serve_stream_and_replay_as_on_a_line(binary_model, rul_model, tmp_path)
         assert fleet.status_code == 200 and fleet.text.count('class="machine') == counts["machines"]
         models = httpx.get(f"{line.url}/api/models", headers={"Authorization": f"Bearer {line.token}"}, timeout=30)
         assert {m["name"] for m in models.json()} == {"failure", "rul"}
+
+
+def test_alarm_rules_are_set_with_the_model_and_changed_later(binary_model, tmp_path):
+    models = str(tmp_path / "models")
+    added = _ok(["models", "add", "--models", models, "failure", str(binary_model.folder), "--alarm", "risk>=0.7",
+                 "--clear", "risk<0.5"])
+    assert "risk>=0.7 (clears at risk<0.5)" in added.output
+    assert "risk>=0.7 (clears at risk<0.5)" in _ok(["models", "alarm", "--models", models, "failure"]).output
+    listed = _ok(["models", "list", "--models", models]).output
+    assert "risk>=0.7" in listed and "risk<0.5" in listed
+    _ok(["models", "alarm", "--models", models, "failure", "--alarm", "risk>=0.8"])
+    assert "risk>=0.8 (clears at risk<0.8)" in _ok(["models", "alarm", "--models", models, "failure"]).output
+    wrong = runner.invoke(app, ["models", "alarm", "--models", models, "failure", "--alarm", "rul<=20"])
+    assert wrong.exit_code == 2 and "only remaining-useful-life models give" in wrong.output
+    refused = runner.invoke(app, ["models", "add", "--models", models, "other", str(binary_model.folder), "--alarm",
+                                  "risk>=0.7", "--clear", "risk<0.9"])
+    assert refused.exit_code == 2 and "both hold" in refused.output and not (tmp_path / "models" / "other").exists()
+    _ok(["models", "alarm", "--models", models, "failure", "--default"])
+    assert "no rule of its own" in _ok(["models", "alarm", "--models", models, "failure"]).output

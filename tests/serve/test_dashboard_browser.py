@@ -131,10 +131,21 @@ def test_fleet_updates_live_when_the_stream_writes(page, dashboard):
 def test_machine_page_draws_trends(page):
     page.click("text=press-003")
     page.wait_for_selector("svg.chart")
-    charts = page.locator("svg.chart")
+    charts = page.locator("main > figure svg.chart")
     assert charts.count() == 2
-    assert page.locator("svg.chart polyline.line").count() == 2  # both trends have a line
-    assert page.locator("svg.chart polygon.band").count() == 1  # the RUL interval band
+    assert page.locator("main > figure svg.chart polyline.line").count() == 2  # both trends have a line
+    assert page.locator("main > figure svg.chart polygon.band").count() == 1  # the RUL interval band
+    assert page.locator(".sensors svg.chart[aria-label=temperature] polyline.line").count() == 1  # its one sensor
+
+
+def test_an_alert_is_acknowledged_from_the_alerts_page(page):
+    page.click("nav >> text=Alerts")
+    page.wait_for_selector("tr.alert[data-alert]")
+    assert "risk>=0.5" not in page.inner_text("table.alerts")  # written without a rule: shown as such
+    page.click("tr.alert >> button:text('acknowledge')")  # a real form POST, with the browser's Origin and cookie
+    page.wait_for_selector("text=No alerts match.")  # back on the open alerts, where it is no longer
+    page.goto(page.url.split("/alerts")[0] + "/alerts?state=acknowledged")
+    assert "acknowledged by browser" in page.inner_text("tr.alert.acked")
 
 
 def test_inspection_page_shows_images_and_heatmaps(page):
@@ -176,11 +187,13 @@ def test_optimizer_page_shows_recommended_settings_and_experiments(page):
 def test_every_dashboard_page_and_part_needs_a_token(dashboard):
     import httpx
 
-    for path in ("/", "/machines/line-1/press-001", "/inspection", "/models", "/models/failure/report", "/optimizer"):
+    for path in ("/", "/machines/line-1/press-001", "/alerts", "/inspection", "/models", "/models/failure/report",
+                 "/optimizer"):
         response = httpx.get(dashboard["url"] + path, follow_redirects=False, timeout=30)
         assert response.status_code == 303 and response.headers["location"] == f"/login?next={path}", path
     for path in ("/fragments/fleet", "/fragments/alerts", "/fragments/inspection", "/inspection/1/image.png"):
         assert httpx.get(dashboard["url"] + path, timeout=30).status_code == 401, path
+    assert httpx.post(dashboard["url"] + "/alerts/1/ack", data={"csrf": ""}, timeout=30).status_code == 401
     evil = httpx.post(dashboard["url"] + "/login", data={"token": dashboard["token"], "next": "//evil.example/x"},
                       follow_redirects=False, timeout=30)
     assert evil.status_code == 303 and evil.headers["location"] == "/"  # never to another site

@@ -98,6 +98,7 @@ class TokenBook:
         self._checked = -float("inf")
         self._stamp: tuple[int, int] | None = None
         self._scopes: dict[str, str] = {}
+        self._names: dict[str, str] = {}  # digest -> the token's name: who acknowledged an alert
         self._lock = threading.Lock()
 
     def scope_of(self, token: str | None) -> str | None:
@@ -105,6 +106,11 @@ class TokenBook:
             return None
         self._refresh()
         return self._scopes.get(_digest(token))
+
+    def name_of(self, token: str | None) -> str | None:
+        if not token or self.scope_of(token) is None:
+            return None
+        return self._names.get(_digest(token))
 
     @property
     def empty(self) -> bool:
@@ -129,6 +135,7 @@ class TokenBook:
             except TokenError:
                 entries = []  # a damaged file lets nobody in; the CLI names the problem
             self._scopes = {e["sha256"]: e["scope"] for e in entries if e.get("scope") in SCOPES and e.get("sha256")}
+            self._names = {e["sha256"]: str(e["name"]) for e in entries if e.get("sha256")}
             self._stamp = stamp
 
 

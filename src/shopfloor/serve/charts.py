@@ -13,16 +13,18 @@ WIDTH, HEIGHT, PAD = 640, 180, 36
 
 
 def trend_svg(points: list[dict], value: str, title: str, low: str | None = None, high: str | None = None,
-              limit: float | None = None, limit_label: str = "", fixed_range: tuple[float, float] | None = None) -> str:
+              limit: float | None = None, limit_label: str = "", fixed_range: tuple[float, float] | None = None,
+              empty: str = "not enough readings yet", width: int = WIDTH, height: int = HEIGHT) -> str:
     """A line of `value` over `time`, with an optional band between `low` and `high` and a dashed limit line.
 
-    `points` are dicts holding "time" and the named keys; rows where `value` is missing are skipped.
+    `points` are dicts holding "time" and the named keys; rows where `value` is missing are skipped. With fewer
+    than two, the chart says `empty` instead.
     """
     rows = [p for p in points if _number(p.get(value)) and _number(p.get("time"))]
     if len(rows) < 2:
-        return (f'<svg class="chart" viewBox="0 0 {WIDTH} {HEIGHT}" role="img" aria-label="{escape(title)}">'
-                f'<text x="{WIDTH / 2}" y="{HEIGHT / 2}" text-anchor="middle" class="muted">'
-                f'{escape(title)}: not enough readings yet</text></svg>')
+        return (f'<svg class="chart" viewBox="0 0 {width} {height}" role="img" aria-label="{escape(title)}">'
+                f'<text x="{width / 2}" y="{height / 2}" text-anchor="middle" class="muted">'
+                f'{escape(title)}: {escape(empty)}</text></svg>')
     times = [float(p["time"]) for p in rows]
     series = [float(p[value]) for p in rows]
     band = [(float(p[low]), float(p[high])) for p in rows if _number(p.get(low)) and _number(p.get(high))] if low else []
@@ -34,12 +36,12 @@ def trend_svg(points: list[dict], value: str, title: str, low: str | None = None
     t_span = max(t_max - t_min, 1e-9)
 
     def x(t: float) -> float:
-        return PAD + (t - t_min) / t_span * (WIDTH - 2 * PAD)
+        return PAD + (t - t_min) / t_span * (width - 2 * PAD)
 
     def y(v: float) -> float:
-        return HEIGHT - PAD + 8 - (v - y_min) / (y_max - y_min) * (HEIGHT - 2 * PAD)
+        return height - PAD + 8 - (v - y_min) / (y_max - y_min) * (height - 2 * PAD)
 
-    parts = [f'<svg class="chart" viewBox="0 0 {WIDTH} {HEIGHT}" role="img" aria-label="{escape(title)}">',
+    parts = [f'<svg class="chart" viewBox="0 0 {width} {height}" role="img" aria-label="{escape(title)}">',
              f'<text x="{PAD}" y="16" class="chart-title">{escape(title)}</text>']
     if len(band) == len(rows):
         upper = " ".join(f"{x(t):.1f},{y(h):.1f}" for t, (_, h) in zip(times, band, strict=True))
@@ -48,13 +50,13 @@ def trend_svg(points: list[dict], value: str, title: str, low: str | None = None
     line = " ".join(f"{x(t):.1f},{y(v):.1f}" for t, v in zip(times, series, strict=True))
     parts.append(f'<polyline class="line" points="{line}"/>')
     if limit is not None and y_min <= limit <= y_max:
-        parts.append(f'<line class="limit" x1="{PAD}" x2="{WIDTH - PAD}" y1="{y(limit):.1f}" y2="{y(limit):.1f}"/>'
-                     f'<text x="{WIDTH - PAD}" y="{y(limit) - 4:.1f}" text-anchor="end" class="muted">'
+        parts.append(f'<line class="limit" x1="{PAD}" x2="{width - PAD}" y1="{y(limit):.1f}" y2="{y(limit):.1f}"/>'
+                     f'<text x="{width - PAD}" y="{y(limit) - 4:.1f}" text-anchor="end" class="muted">'
                      f'{escape(limit_label)}</text>')
     for v in (y_min, y_max):
         parts.append(f'<text x="{PAD - 4}" y="{y(v) + 4:.1f}" text-anchor="end" class="axis">{_short(v)}</text>')
     for t in (t_min, t_max):
-        parts.append(f'<text x="{x(t):.1f}" y="{HEIGHT - 6}" text-anchor="middle" class="axis">{_short(t)}</text>')
+        parts.append(f'<text x="{x(t):.1f}" y="{height - 6}" text-anchor="middle" class="axis">{_short(t)}</text>')
     parts.append("</svg>")
     return "".join(parts)
 

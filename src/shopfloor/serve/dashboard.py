@@ -1,8 +1,11 @@
 """The dashboard: server-rendered pages over the registry and the store, refreshed by a few lines of JavaScript.
 
 Pages
-- `/`                      fleet: every machine's latest failure risk and RUL with its interval, recent alerts
-- `/machines/{line}/{id}`  one machine: risk and RUL trends, its alerts
+- `/`                      fleet: every machine's latest failure risk and RUL with its interval, why it is in
+                           alarm, recent alerts
+- `/machines/{line}/{id}`  one machine: risk and RUL trends, a trend per sensor, why it is in alarm, its alerts
+- `/alerts`                alerts sorted and filtered; each can be acknowledged (a form POST with a token derived
+                           from the sign-in cookie, so another site cannot make the browser send it)
 - `/inspection`            recent inspected images with their verdicts and heatmaps
 - `/models`                the registry: versions, the live one, validation metrics, a report per model
 - `/optimizer`             each process optimiser's recommended settings and next experiments
@@ -14,6 +17,9 @@ token; a browser without one is sent to `/login`.
 
 from __future__ import annotations
 
+import hashlib
+import hmac
+import json
 import time
 from functools import lru_cache
 from urllib.parse import quote
@@ -21,6 +27,7 @@ from urllib.parse import quote
 from fastapi import APIRouter, Depends, HTTPException, Request
 from fastapi import Path as PathParam
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from starlette.concurrency import run_in_threadpool
 
 from shopfloor.serve.charts import trend_svg
 
@@ -42,7 +49,9 @@ def _templates():
 
 
 def _page(request: Request, template: str, **context) -> HTMLResponse:
-    html = _templates().get_template(template).render(request=request, path=request.url.path, **context)
+    context.setdefault("back", request.url.path)  # where an acknowledgement form returns to
+    html = _templates().get_template(template).render(request=request, path=request.url.path, csrf=_form_key(request),
+                                                      **context)
     return HTMLResponse(html)
 
 
@@ -115,6 +124,8 @@ def _fleet_context(request: Request) -> dict:
     store = _store(request)
     machines = store.fleet() if store else []
     machines.sort(key=lambda m: (not m.get("alerting"), m["line"], m["machine"]))
+    for m in machines:
+        m["reasons"] = _reasons(m)
     return {"machines": machines, "alerting": sum(bool(m.get("alerting")) for m in machines),
             "counts": store.counts(only=("dead_letters",)) if store else {}, "now": time.time()}
 
@@ -133,7 +144,7 @@ def fleet_fragment(request: Request):
 @router.get("/fragments/alerts", dependencies=PART, response_class=HTMLResponse)
 def alerts_fragment(request: Request):
     store = _store(request)
-    return _page(request, "_alerts.html", alerts=store.alerts(20) if store else [], now=time.time())
+    return _page(request, "_alerts.html", alerts=store.alerts(20) if store else [], now=time.time(), back="/")
 
 
 @router.get("/machines/{line}/{machine}", dependencies=PAGE, response_class=HTMLResponse)
@@ -143,11 +154,109 @@ def machine_page(request: Request, line: str, machine: str):
     if state is None:
         raise HTTPException(404, f"no readings from machine '{machine}' on line '{line}' yet")
     points = store.trend(line, machine, limit=300)
-    charts = [trend_svg(points, "rul", "remaining useful life (cycles), 90 % interval", low="rul_low", high="rul_high"),
+    none = "no live model of this kind scores this machine"
+    charts = [trend_svg(points, "rul", "remaining useful life (cycles), 90 % interval", low="rul_low", high="rul_high",
+                        empty="not enough readings yet" if state.get("rul_model") else none),
               trend_svg(points, "risk", "failure risk", limit=state.get("risk_threshold"), limit_label="alarm threshold",
-                        fixed_range=(0.0, 1.0))]
+                        fixed_range=(0.0, 1.0), empty="not enough readings yet" if state.get("risk_model") else none)]
+    sensors = _sensor_charts(store.readings(line, machine, limit=200))
     alerts = store.alerts(50, line=line, machine=machine)
-    return _page(request, "machine.html", machine=state, charts=charts, alerts=alerts, now=time.time())
+    return _page(request, "machine.html", machine=state, charts=charts, sensors=sensors, alerts=alerts,
+                 reasons=_reasons(state), now=time.time())
+
+
+SENSOR_CHARTS = 40  # at most this many sensors get a chart on a machine's page
+
+
+def _sensor_charts(readings: list[dict]) -> list[str]:
+    """A small trend per numeric sensor of the machine's stored readings, in the order the readings name them."""
+    names: dict[str, None] = {}
+    for reading in readings:
+        for name, value in reading["values"].items():
+            if isinstance(value, int | float) and not isinstance(value, bool):
+                names.setdefault(name)
+    return [trend_svg([{"time": r["time"], "value": r["values"].get(name)} for r in readings], "value", name,
+                      width=320, height=110) for name in list(names)[:SENSOR_CHARTS]]
+
+
+def _reasons(machine: dict) -> list[str]:
+    """Why a machine is in alarm, per model: the rule it met, the value that tripped it and when, and where it clears."""
+    from shopfloor.alarms import WORDS, Condition, show
+
+    try:
+        alarms = json.loads(machine.get("alarms") or "{}")
+    except ValueError:
+        return []
+    reasons = []
+    for model, alarm in sorted(alarms.items()):
+        if not isinstance(alarm, dict) or not alarm.get("on"):
+            continue
+        label = f"model {model}" + (f" v{alarm['version']}" if alarm.get("version") else "")
+        if not alarm.get("rule"):
+            reasons.append(f"{label}: in alarm (its rule was not recorded)")
+            continue
+        quantity = Condition.parse(alarm["rule"]).quantity
+        value = f" {show(quantity, alarm['value'])}" if isinstance(alarm.get("value"), int | float) else ""
+        since = f" at time {alarm['since']:g}" if isinstance(alarm.get("since"), int | float) else ""
+        reasons.append(f"{WORDS[quantity]}{value} met {alarm['rule']}{since} ({label}; clears at {alarm.get('clear')})")
+    return reasons
+
+
+# -- alerts ----------------------------------------------------------------------------
+ALERT_STATES = {"open": False, "acknowledged": True, "all": None}
+
+
+@router.get("/alerts", dependencies=PAGE, response_class=HTMLResponse)
+def alerts_page(request: Request, line: str = "", machine: str = "", kind: str = "", state: str = "open",
+                sort: str = "newest"):
+    """Alerts, sorted and filtered by query parameters (a plain GET form: the filter is a link one can share)."""
+    from shopfloor.store import ALERT_ORDERS
+
+    state = state if state in ALERT_STATES else "open"
+    sort = sort if sort in ALERT_ORDERS else "newest"
+    kind = kind if kind in ("risk", "rul") else ""
+    store = _store(request)
+    alerts = store.alerts(200, line=line or None, machine=machine or None, kind=kind or None,
+                          acknowledged=ALERT_STATES[state], order=sort) if store else []
+    query = request.url.query
+    return _page(request, "alerts.html", alerts=alerts, now=time.time(), orders=list(ALERT_ORDERS), states=ALERT_STATES,
+                 filters={"line": line, "machine": machine, "kind": kind, "state": state, "sort": sort},
+                 back=request.url.path + (f"?{query}" if query else ""))
+
+
+@router.post("/alerts/{id}/ack", dependencies=PART)
+async def acknowledge(request: Request, id: int = PathParam(ge=1, le=2**63 - 1)):
+    """Acknowledge an alert: who (the token's name) and when are stored; then back to the page the form was on."""
+    from shopfloor.serve.auth import presented_token
+
+    form = await request.form()
+    if not hmac.compare_digest(str(form.get("csrf") or ""), _form_key(request)) or not _same_origin(request):
+        raise HTTPException(403, "the form did not come from this dashboard: reload the page and try again")
+    store = _store(request)
+    if store is None:
+        raise HTTPException(503, "the service has no database: alerts cannot be acknowledged")
+    who = request.app.state.tokens.name_of(presented_token(request)) or "unknown"
+    if await run_in_threadpool(store.acknowledge, id, who) is None:
+        raise HTTPException(404, f"no alert {id}")
+    return RedirectResponse(_local(str(form.get("back") or "/")), status_code=303)
+
+
+def _form_key(request: Request) -> str:
+    """The hidden field of the dashboard's forms: derived from the signed-in token, which another site cannot read
+    (the cookie is HTTP-only), so that a form posted from elsewhere is refused; empty without a token."""
+    from shopfloor.serve.auth import presented_token
+
+    token = presented_token(request)
+    return hmac.new(token.encode("utf-8", "surrogatepass"), b"shopfloor dashboard form", hashlib.sha256).hexdigest() \
+        if token else ""
+
+
+def _same_origin(request: Request) -> bool:
+    """A browser names the page a POST comes from; when it does, it must be this service."""
+    origin = request.headers.get("origin")
+    if not origin or origin == "null":
+        return origin is None
+    return origin.split("://", 1)[-1] == request.headers.get("host", "")
 
 
 # -- inspection ------------------------------------------------------------------------

@@ -1,4 +1,4 @@
-"""What the stream worker remembers per machine: the recent cycles a RUL model needs, and the alarm state.
+"""What the stream worker remembers per machine: the recent cycles a RUL model needs, and its alarm states.
 
 Windows live in a few large numpy arrays, one slot per machine, rather than in Python objects per
 machine: 10,000 machines with a 40-cycle window of 17 settings and sensors take 10,000 x (40 + 10) x 17
@@ -13,9 +13,12 @@ like a machine that repeated its last cycles.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 
 import numpy as np
+
+from shopfloor.alarms import WORDS, AlarmRule, show
 
 
 class Windows:
@@ -132,7 +135,12 @@ class Windows:
 
 @dataclass
 class MachineState:
-    """A machine's latest predictions and whether each kind of alarm is on (one row of the machines table)."""
+    """A machine's latest predictions and its alarm state per model (one row of the machines table).
+
+    `alarms` maps a model name to where its alarm stands: on or off, the time of the newest reading it judged
+    (a reading not later than that is a duplicate or arrived late, and is not judged again), and while on, the
+    rule and the value that tripped it. It is stored with the machine, in the batch's transaction, so that a
+    restarted worker continues each alarm where the last one left it."""
 
     line: str
     machine: str
@@ -144,25 +152,29 @@ class MachineState:
     rul_low: float | None = None
     rul_high: float | None = None
     rul_model: str | None = None
-    alarms: set = field(default_factory=set)  # "risk", "rul"
+    alarms: dict = field(default_factory=dict)  # model -> {"kind", "version", "on", "judged", "rule", "clear", "value", "since"}
+
+    @property
+    def alerting(self) -> bool:
+        return any(a.get("on") for a in self.alarms.values())
 
     def row(self) -> dict:
         return {"line": self.line, "machine": self.machine, "time": self.time, "risk": self.risk,
                 "risk_threshold": self.risk_threshold, "risk_model": self.risk_model, "rul": self.rul,
                 "rul_low": self.rul_low, "rul_high": self.rul_high, "rul_model": self.rul_model,
-                "alerting": bool(self.alarms)}
+                "alerting": self.alerting, "alarms": json.dumps(self.alarms, separators=(",", ":"))}
 
 
 class Fleet:
-    """Every machine the worker has heard of: its state, and alerts when it enters an alarm.
+    """Every machine the worker has heard of: its state, and an alert when it enters a model's alarm.
 
-    An alert goes out when a machine enters the alarm state (risk at or above the model's threshold, or
-    the low end of the RUL interval at or below `rul_alert` cycles), not on every reading in it; the
-    machine must leave the alarm before it can raise the same kind of alert again.
+    Every reading is judged, in time order, through the model's `AlarmRule` (enter at one level, leave at
+    another): an alert goes out when a machine enters the alarm, not on every reading in it, and the machine
+    must leave the alarm before it can raise that model's alert again. What a machine alerts therefore does
+    not depend on how the readings were batched, on redeliveries, or on a worker restart in between.
     """
 
-    def __init__(self, rul_alert: float | None = None):
-        self.rul_alert = rul_alert
+    def __init__(self):
         self.machines: dict[tuple[str, str], MachineState] = {}
 
     def __len__(self) -> int:
@@ -176,49 +188,75 @@ class Fleet:
         return state
 
     def restore(self, rows: list[dict]) -> None:
-        """Alarm states from the machines table, so that a restarted worker does not alert twice."""
+        """States from the machines table, so that a restarted worker continues the alarms (and never alerts twice)."""
         for row in rows:
-            state = self.state(row["line"], row["machine"])
+            state = self.machines[(row["line"], row["machine"])] = MachineState(row["line"], row["machine"])
             for name in ("time", "risk", "risk_threshold", "risk_model", "rul", "rul_low", "rul_high", "rul_model"):
                 setattr(state, name, row.get(name))
-            if row.get("risk") is not None and row.get("risk_threshold") is not None \
-                    and _risk_alarm(row["risk"], row["risk_threshold"]):
-                state.alarms.add("risk")
-            if row.get("rul_low") is not None and self._rul_alarm(row["rul_low"]):
-                state.alarms.add("rul")
+            state.alarms = json.loads(row["alarms"]) if row.get("alarms") else _older_alarms(row)
 
-    def risk(self, state: MachineState, time: float, risk: float, threshold: float, model: str, version: int) -> dict | None:
-        state.time, state.risk, state.risk_threshold, state.risk_model = time, risk, threshold, f"{model}@{version}"
-        message = (f"{state.machine} on {state.line}: failure risk {risk:.0%} at time {time:g} is at or above "
-                   f"the alarm threshold {threshold:.0%} of model {model} v{version}")
-        return self._switch(state, "risk", _risk_alarm(risk, threshold), time, model, version, risk, threshold, message)
+    def forget(self, keys) -> None:
+        for key in keys:
+            self.machines.pop(key, None)
 
-    def rul(self, state: MachineState, time: float, rul: float, low: float, high: float, model: str,
-            version: int) -> dict | None:
-        state.time, state.rul, state.rul_low, state.rul_high = time, rul, low, high
-        state.rul_model = f"{model}@{version}"
-        if self.rul_alert is None:
+    def risk(self, state: MachineState, time: float, risk: float, threshold: float, model: str, version: int,
+             rule: AlarmRule | None) -> dict | None:
+        if self._judged(state, model, time):
             return None
-        message = (f"{state.machine} on {state.line}: {rul:.0f} cycles of useful life left at time {time:g} "
-                   f"(interval {low:.0f}-{high:.0f}); the low end is at or below the alarm level of "
-                   f"{self.rul_alert:g} cycles (model {model} v{version})")
-        return self._switch(state, "rul", self._rul_alarm(low), time, model, version, low, self.rul_alert, message)
+        state.risk, state.risk_threshold, state.risk_model = risk, threshold, f"{model}@{version}"
+        return self._judge(state, "risk", model, version, rule, time, {"risk": risk})
 
-    def _rul_alarm(self, low: float) -> bool:
-        return self.rul_alert is not None and low <= self.rul_alert
+    def rul(self, state: MachineState, time: float, rul: float, low: float, high: float, model: str, version: int,
+            rule: AlarmRule | None) -> dict | None:
+        if self._judged(state, model, time):
+            return None
+        state.rul, state.rul_low, state.rul_high, state.rul_model = rul, low, high, f"{model}@{version}"
+        return self._judge(state, "rul", model, version, rule, time, {"rul": rul, "rul_low": low, "rul_high": high})
 
     @staticmethod
-    def _switch(state: MachineState, kind: str, on: bool, time: float, model: str, version: int, value: float,
-                threshold: float, message: str) -> dict | None:
-        if not on:
-            state.alarms.discard(kind)
+    def _judged(state: MachineState, model: str, time: float) -> bool:
+        """Whether this model has judged a reading of the machine at `time` or later already (a redelivery)."""
+        entry = state.alarms.get(model)
+        return entry is not None and entry.get("judged") is not None and time <= entry["judged"]
+
+    @staticmethod
+    def _judge(state: MachineState, kind: str, model: str, version: int, rule: AlarmRule | None, time: float,
+               values: dict) -> dict | None:
+        before = state.alarms.get(model) or {}
+        was = bool(before.get("on"))
+        if rule is None:  # no alarm for this model (a RUL model without a rule): only remember what was judged
+            state.alarms[model] = {"kind": kind, "version": version, "on": False, "judged": time}
             return None
-        if kind in state.alarms:
+        value = float(values[rule.quantity])
+        on = rule.next(was, value)
+        entry = {"kind": kind, "version": version, "on": on, "judged": time}
+        if on:
+            tripped = before if was else {"value": value, "since": time, "rule": rule.enter.text, "clear": rule.clear.text}
+            entry.update({k: tripped.get(k) for k in ("value", "since", "rule", "clear")})
+        state.alarms[model] = entry
+        if not on or was:
             return None
-        state.alarms.add(kind)
+        message = (f"{state.machine} on {state.line}: {WORDS[rule.quantity]} {show(rule.quantity, value)} at time "
+                   f"{time:g} meets the alarm rule {rule.enter.text} of model {model} v{version} "
+                   f"(the alarm clears at {rule.clear.text})")
         return {"line": state.line, "machine": state.machine, "time": time, "kind": kind, "model": model,
-                "version": version, "value": float(value), "threshold": float(threshold), "message": message}
+                "version": version, "value": value, "threshold": rule.enter.level, "rule": rule.enter.text,
+                "clear": rule.clear.text, "message": message}
 
 
-def _risk_alarm(risk: float, threshold: float) -> bool:
-    return risk >= threshold  # the model's own decision threshold: at or above it the model says "failure"
+def _older_alarms(row: dict) -> dict:
+    """Alarm states of a row written before they were stored: a failure model's from its threshold, else whether
+    the machine was alerting (a RUL model's then stays on until its rule clears it)."""
+    alarms = {}
+    for kind in ("risk", "rul"):
+        model = row.get(f"{kind}_model")
+        if not model:
+            continue
+        name, _, version = model.rpartition("@")
+        if kind == "risk" and row.get("risk") is not None and row.get("risk_threshold") is not None:
+            on = row["risk"] >= row["risk_threshold"]
+        else:
+            on = bool(row.get("alerting")) and "risk" not in {a["kind"] for a in alarms.values() if a["on"]}
+        alarms[name] = {"kind": kind, "version": int(version) if version.isdigit() else None, "on": on,
+                        "judged": row.get("time"), "value": row.get("risk" if kind == "risk" else "rul_low")}
+    return alarms

@@ -2,9 +2,9 @@
 
 A machine is scored by every live model whose input columns its readings carry: a failure model
 (TabularModel, yes/no target) gives a risk per reading, a RUL model gives the remaining useful life
-with its interval at the machine's newest reading of the batch (the window moves one cycle per reading;
-one estimate per machine and batch keeps the network's cost independent of how many readings a
-gateway packs into a message). The registry is asked every few seconds whether another version went
+with its interval at every reading (the window moves one cycle per reading; the estimates of a whole
+batch come from one forward pass, so that every reading can be judged by the alarm rule whatever the
+batching). The registry is asked every few seconds whether another version went
 live; a promotion or a rollback takes effect at the next batch. A new RUL version starts with empty
 windows when its window length or columns differ.
 """
@@ -19,6 +19,7 @@ from operator import itemgetter
 import numpy as np
 import pandas as pd
 
+from shopfloor.alarms import AlarmRule
 from shopfloor.registry import Registry, settle_memory
 from shopfloor.stream.machines import Windows
 
@@ -37,6 +38,7 @@ class Scorer:
     threshold: float | None = None  # the risk model's alarm threshold
     windows: Windows | None = None  # the RUL model's per-machine windows
     numeric: frozenset = frozenset()  # inputs that must be numbers
+    alarm: AlarmRule | None = None  # the model's own alarm rule from the registry (None: the worker's default)
 
     @property
     def features(self) -> list[str]:
@@ -85,7 +87,10 @@ class Models:
             try:
                 version = self.registry.live_version(name)
                 current = self.scorers.get(name)
-                if version is None or (current and current.version == version) or (name, version) in self._skipped:
+                if current and current.version == version:
+                    current.alarm = self._alarm(name, current.alarm)  # set with 'shopfloor models alarm' meanwhile
+                    continue
+                if version is None or (name, version) in self._skipped:
                     continue
                 if self.registry.manifest(name, version)["task"] not in STREAM_TASKS:  # images, optimisers: not loaded
                     self._skipped.add((name, version))
@@ -105,6 +110,7 @@ class Models:
                     and current.windows.window == scorer.windows.window \
                     and current.windows.baseline == scorer.windows.baseline:
                 scorer.windows = current.windows  # same inputs: the machines keep their history
+            scorer.alarm = self._alarm(name, None)
             log.info("scoring with %s v%d (%s)", name, scorer.version, scorer.kind)
             self.scorers[name] = scorer
             changed = True
@@ -112,6 +118,13 @@ class Models:
             self._by_columns.clear()
             settle_memory(forgotten=True)  # a worker runs for months: no collector pauses over the models
         return changed
+
+    def _alarm(self, name: str, current: AlarmRule | None) -> AlarmRule | None:
+        try:
+            return self.registry.alarm(name)
+        except Exception as err:  # a hand-edited rule that cannot be read: keep the one in force
+            log.warning("the alarm rule of model %s cannot be read (%s); the one in force stays", name, err)
+            return current
 
     def for_columns(self, columns: frozenset) -> list[Scorer]:
         """The scorers whose every input column is among a reading's columns."""
@@ -155,13 +168,15 @@ def _matrix(readings: list[dict], columns: list[str]) -> np.ndarray:
 
 
 def score_rul(scorer: Scorer, readings: list[dict], histories=None) -> tuple[list[dict], np.ndarray]:
-    """Add the readings to the machines' windows; RUL, low, high [machines, 3] at each one's newest reading.
+    """Add the readings to the machines' windows; RUL, low, high [accepted readings, 3], one row per reading.
 
     `histories(machines, first, last)` (the store's) gives what machines sent before this worker first
     heard of them: its window then starts from the machine's stored first and last readings and its count,
     as the batch path starts from the whole history, instead of from nothing (a restarted worker would
-    otherwise take a worn machine for a new one). Returns the newest accepted reading of each machine (in
-    the order of the estimates) and the estimates.
+    otherwise take a worn machine for a new one). The readings go in round by round (each machine's oldest
+    first) and the window of every accepted reading is taken as it stands after it, so that a reading's
+    estimate is the same however the readings were batched. Returns the accepted readings (each machine's in
+    time order) and their estimates; one forward pass for all of them.
     """
     windows = scorer.windows
     columns = windows.columns
@@ -172,15 +187,18 @@ def score_rul(scorer: Scorer, readings: list[dict], histories=None) -> tuple[lis
     slots = np.fromiter((windows.slot_of((r["line"], r["machine"])) for r in readings), np.int64, len(readings))
     times = np.fromiter((r["time"] for r in readings), np.float64, len(readings))
     values = _matrix(readings, columns)
-    accepted = windows.add(slots, times, values)
-    newest: dict[int, int] = {}
-    for i in np.flatnonzero(accepted):
-        slot = int(slots[i])
-        j = newest.get(slot)
-        if j is None or times[i] > times[j]:
-            newest[slot] = int(i)
-    if not newest:
+    order = np.lexsort((times, slots))
+    sorted_slots = slots[order]
+    starts = np.flatnonzero(np.r_[True, sorted_slots[1:] != sorted_slots[:-1]])
+    rank = np.arange(len(order)) - np.repeat(starts, np.diff(np.r_[starts, len(order)]))
+    scored, inputs = [], []
+    for r in range(int(rank.max()) + 1 if len(order) else 0):
+        rows = order[rank == r]  # at most one reading per machine
+        rows = rows[windows.add(slots[rows], times[rows], values[rows])]
+        if len(rows):
+            scored.extend(rows.tolist())
+            inputs.append(windows.inputs(slots[rows]))
+    if not scored:
         return [], np.zeros((0, 3))
-    order = list(newest.values())
-    history, start, age = windows.inputs(slots[order])
-    return [readings[i] for i in order], scorer.estimator.predict_windows(history, start, age)
+    history, start, age = (np.concatenate(parts) for parts in zip(*inputs, strict=True))
+    return [readings[i] for i in scored], scorer.estimator.predict_windows(history, start, age)

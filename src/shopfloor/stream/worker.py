@@ -23,8 +23,10 @@ Several workers split a plant in one of two ways:
   1,060 readings in one test; 0 with plain subscriptions), so the default is a plain subscription.
 
 Scoring: messages are gathered for `batch_ms` (or `max_batch` readings) and each live model runs once on
-the batch (`stream.scoring`). Alerts go to `plant/<line>/<machine>/alerts` when a machine enters the
-alarm state (`stream.machines.Fleet`). Malformed messages are counted, logged, stored and published to
+the batch (`stream.scoring`). Every reading is judged, in time order, by its model's alarm rule (enter at one
+level, leave at another: `shopfloor models alarm`); alerts go to `plant/<line>/<machine>/alerts` when a machine
+enters the alarm state (`stream.machines.Fleet`), the same alerts however the readings were batched.
+Malformed messages are counted, logged, stored and published to
 the dead-letter topic with their reason, then acknowledged: one bad gateway must not stall the line.
 """
 
@@ -44,6 +46,7 @@ from pathlib import Path
 
 import numpy as np
 
+from shopfloor.alarms import risk_rule, rul_rule
 from shopfloor.stream.broker import BrokerUnreachable, mqtt_client, parse_url
 from shopfloor.stream.machines import Fleet
 from shopfloor.stream.payload import MAX_PAYLOAD, BadMessage, parse
@@ -120,7 +123,8 @@ class Worker:
         self.topic, self.group = topic, group
         self.client_id = client_id or stable_client_id(topic, group)
         self.store, self.models = store, models
-        self.fleet = Fleet(rul_alert)
+        self.fleet = Fleet()
+        self.rul_alert = rul_alert  # the rule of RUL models without one of their own
         self.fleet.restore(store.fleet())
         self.batch_seconds, self.max_batch = batch_ms / 1000, max_batch
         self.dead_letter_topic, self.max_payload, self.progress = dead_letter_topic, max_payload, progress
@@ -259,6 +263,8 @@ class Worker:
         try:
             stored_at = self._store(readings, predictions, alerts, machines, dead)
         except Refused as err:  # nothing of the batch was stored: every message of it goes to the dead letters
+            self.fleet.forget(touched)  # nor were the alarm states it moved: back to the stored ones
+            self.fleet.restore([row for key in touched if (row := self.store.machine(*key))])
             log.error("the database refused a batch of %d messages (%s); they go to the dead letters", len(batch), err)
             readings, predictions, alerts = [], [], []
             dead = [{"topic": m.topic, "reason": f"could not be stored: {err}", "payload": bytes(m.payload[:self.max_payload])}
@@ -300,32 +306,36 @@ class Worker:
                 log.error("model %s v%d failed on a batch of %d readings: %s", scorer.name, scorer.version, len(group), err)
         return predictions, alerts
 
+    def _rule(self, scorer):
+        """The model's own alarm rule, else the failure model's threshold or the worker's --rul-alert."""
+        if scorer.alarm is not None:
+            return scorer.alarm
+        if scorer.kind == "risk":
+            return risk_rule(scorer.threshold)
+        return rul_rule(self.rul_alert) if self.rul_alert is not None else None
+
     def _score_risk(self, scorer, group: list[dict], predictions: list, alerts: list) -> None:
-        risks = score_risk(scorer, group)
-        newest: dict[tuple, tuple] = {}
-        for reading, risk in zip(group, risks.tolist(), strict=True):
+        risks = score_risk(scorer, group).tolist()
+        rule = self._rule(scorer)
+        for i in sorted(range(len(group)), key=lambda i: group[i]["time"]):  # each machine's readings in time order
+            reading, risk = group[i], risks[i]
             predictions.append({"line": reading["line"], "machine": reading["machine"], "time": reading["time"],
                                 "model": scorer.name, "version": scorer.version, "risk": risk,
                                 "sent_at": reading["sent_at"]})
-            key = (reading["line"], reading["machine"])
-            if key not in newest or reading["time"] >= newest[key][0]["time"]:
-                newest[key] = (reading, risk)
-        for (line, machine), (reading, risk) in newest.items():
-            state = self.fleet.state(line, machine)
-            if state.time is not None and reading["time"] < state.time and state.risk_model:
-                continue  # an old reading delivered late does not turn the clock back
-            alert = self.fleet.risk(state, reading["time"], risk, scorer.threshold, scorer.name, scorer.version)
+            state = self.fleet.state(reading["line"], reading["machine"])
+            alert = self.fleet.risk(state, reading["time"], risk, scorer.threshold, scorer.name, scorer.version, rule)
             if alert:
                 alerts.append(alert)
 
     def _score_rul(self, scorer, group: list[dict], predictions: list, alerts: list) -> None:
-        newest, estimates = score_rul(scorer, group, self.store.histories)
-        for reading, (rul, low, high) in zip(newest, estimates.tolist(), strict=True):
+        scored, estimates = score_rul(scorer, group, self.store.histories)
+        rule = self._rule(scorer)
+        for reading, (rul, low, high) in zip(scored, estimates.tolist(), strict=True):
             predictions.append({"line": reading["line"], "machine": reading["machine"], "time": reading["time"],
                                 "model": scorer.name, "version": scorer.version, "rul": rul, "rul_low": low,
                                 "rul_high": high, "sent_at": reading["sent_at"]})
             state = self.fleet.state(reading["line"], reading["machine"])
-            alert = self.fleet.rul(state, reading["time"], rul, low, high, scorer.name, scorer.version)
+            alert = self.fleet.rul(state, reading["time"], rul, low, high, scorer.name, scorer.version, rule)
             if alert:
                 alerts.append(alert)
 
@@ -385,8 +395,9 @@ def run_worker(broker: str, topic: str | list[str], models: Path | None, databas
     """Run a worker until SIGINT/SIGTERM (or `stop` is set); returns (and writes to `stats_file`) its counts and latency.
 
     `models`: the registry folder (every live failure or RUL model applies, or only `model_names`);
-    `database`: a SQLAlchemy URL, by default `sqlite:///<models>/shopfloor.db`; `rul_alert`: alert when the
-    low end of a machine's RUL interval is at or below this many cycles (no RUL alerts when None).
+    `database`: a SQLAlchemy URL, by default `sqlite:///<models>/shopfloor.db`; `rul_alert`: for RUL models
+    without an alarm rule of their own, alert when the low end of a machine's RUL interval is at or below this
+    many cycles (no alerts from such models when None).
     """
     from shopfloor.registry import Registry
     from shopfloor.store import Store, default_url

@@ -1,0 +1,138 @@
+"""Alarm rules with hysteresis: when a machine enters the alarm state of a model, and when it leaves it.
+
+An alert means one thing: a machine *entered* alarm. A rule names the value it watches and two levels,
+
+    enter "rul<=20"   clear "rul>=30"
+
+and the state moves off -> on when the enter condition holds, on -> off when the clear condition holds, and
+stays where it is in between. Without that gap a value that wobbles around one level (a failure risk near its
+threshold, a RUL estimate near 20 cycles) raised an alert at every wobble and swamped the operators.
+
+The values a rule may watch are those the stream gives per reading: `risk` (a failure model's probability of
+failure, 0-1) and `rul`, `rul_low`, `rul_high` (a RUL model's estimate and its 90 % interval). A rule belongs
+to a model in the registry (`shopfloor models alarm`), so that the plant sets it where it knows the model.
+"""
+
+from __future__ import annotations
+
+import operator
+import re
+from dataclasses import dataclass
+
+from shopfloor.errors import ShopfloorError
+
+QUANTITIES = {"risk": "tabular", "rul": "rul", "rul_low": "rul", "rul_high": "rul"}  # value -> the task that gives it
+WORDS = {"risk": "failure risk", "rul": "remaining useful life", "rul_low": "low end of the RUL interval",
+         "rul_high": "high end of the RUL interval"}
+OPERATORS = {"<=": operator.le, ">=": operator.ge, "<": operator.lt, ">": operator.gt}
+OPPOSITE = {"<=": ">", "<": ">=", ">=": "<", ">": "<="}
+CONDITION = re.compile(r"^\s*([a-z_]+)\s*(<=|>=|<|>)\s*([-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?)\s*$")
+
+
+class BadAlarm(ShopfloorError):
+    """An alarm rule that cannot be read, or does not fit the model it is set on."""
+
+
+@dataclass(frozen=True)
+class Condition:
+    quantity: str
+    op: str
+    level: float
+
+    @classmethod
+    def parse(cls, text: str, role: str = "alarm") -> Condition:
+        match = CONDITION.match(str(text))
+        if match is None:
+            raise BadAlarm(f"'{text}' is not an {role} condition: write VALUE OP LEVEL, e.g. 'rul<=20' or 'risk>=0.7' "
+                           f"(values: {', '.join(QUANTITIES)}; OP: <=, >=, <, >)")
+        quantity, op, level = match.groups()
+        if quantity not in QUANTITIES:
+            raise BadAlarm(f"'{quantity}' in '{text}' is not a value an alarm can watch: use one of "
+                           f"{', '.join(QUANTITIES)}")
+        return cls(quantity, op, float(level))
+
+    def holds(self, value: float) -> bool:
+        return OPERATORS[self.op](value, self.level)
+
+    @property
+    def upward(self) -> bool:
+        """True for 'at or above' conditions (>, >=)."""
+        return self.op.startswith(">")
+
+    @property
+    def text(self) -> str:
+        return f"{self.quantity}{self.op}{self.level:g}"
+
+
+@dataclass(frozen=True)
+class AlarmRule:
+    """Enter the alarm when `enter` holds, leave it when `clear` holds; in between the state stays."""
+
+    enter: Condition
+    clear: Condition
+
+    @classmethod
+    def parse(cls, enter: str, clear: str | None = None, task: str | None = None) -> AlarmRule:
+        """A rule from its two conditions; without `clear` the alarm leaves as soon as `enter` no longer holds.
+
+        `task` (the model's, e.g. "rul"): checks that the model gives the value the rule watches."""
+        on = Condition.parse(enter)
+        off = Condition.parse(clear, "alarm-clearing") if clear else Condition(on.quantity, OPPOSITE[on.op], on.level)
+        if off.quantity != on.quantity:
+            raise BadAlarm(f"the alarm enters on {on.quantity} ('{on.text}') but clears on {off.quantity} "
+                           f"('{off.text}'): both must watch the same value")
+        if off.upward == on.upward:
+            raise BadAlarm(f"the clearing condition '{off.text}' points the same way as the alarm '{on.text}': it "
+                           f"must be on the other side (e.g. enter 'rul<=20', clear 'rul>=30')")
+        if _overlap(on, off):
+            raise BadAlarm(f"'{on.text}' and '{off.text}' both hold at some values: the clearing level must lie beyond "
+                           f"the alarm level (e.g. enter 'rul<=20', clear 'rul>=30')")
+        if task is not None and QUANTITIES[on.quantity] != task:
+            givers = {"tabular": "failure-risk (yes/no table) models", "rul": "remaining-useful-life models"}
+            raise BadAlarm(f"'{on.text}' watches {WORDS[on.quantity]}, which only {givers[QUANTITIES[on.quantity]]} "
+                           f"give; this model's task is '{task}'"
+                           + (f" (use {', '.join(q for q, t in QUANTITIES.items() if t == task)})"
+                              if task in QUANTITIES.values() else ""))
+        return cls(on, off)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> AlarmRule:
+        return cls.parse(data["enter"], data.get("clear"))
+
+    def as_dict(self) -> dict:
+        return {"enter": self.enter.text, "clear": self.clear.text}
+
+    @property
+    def quantity(self) -> str:
+        return self.enter.quantity
+
+    def next(self, on: bool, value: float) -> bool:
+        """The alarm state after a reading whose watched value is `value`, from state `on` before it."""
+        return not self.clear.holds(value) if on else self.enter.holds(value)
+
+    @property
+    def text(self) -> str:
+        return f"{self.enter.text} (clears at {self.clear.text})"
+
+
+def _overlap(on: Condition, off: Condition) -> bool:
+    """Whether some value satisfies both conditions (which point opposite ways)."""
+    low, high = (off, on) if on.upward else (on, off)  # `low` holds below its level, `high` above its own
+    if high.level < low.level:
+        return True
+    return high.level == low.level and high.op == ">=" and low.op == "<="
+
+
+def risk_rule(threshold: float) -> AlarmRule:
+    """A failure model's rule when none is set: its own decision threshold, at or above it the model says failure."""
+    return AlarmRule(Condition("risk", ">=", float(threshold)), Condition("risk", "<", float(threshold)))
+
+
+def rul_rule(cycles: float) -> AlarmRule:
+    """The stream's `--rul-alert N` for RUL models without a rule of their own: the interval's low end at or below N."""
+    return AlarmRule(Condition("rul_low", "<=", float(cycles)), Condition("rul_low", ">", float(cycles)))
+
+
+def show(quantity: str, value: float) -> str:
+    """A watched value as people read it: a risk in percent, cycles as whole numbers."""
+    return f"{100 * value:.0f} %" if quantity == "risk" else f"{value:.0f} cycles"
