@@ -106,3 +106,23 @@ def test_deleted_live_folder_is_reported(registry):
     shutil.rmtree(registry.path("failure", 1))
     with pytest.raises(UnknownModel, match="no version 1"):
         registry.live("failure")
+
+
+def test_a_name_with_a_trailing_newline_is_refused(registry):
+    """'$' matches before a final newline: `models add $'nl\\n'` made a folder with a newline in its name."""
+    with pytest.raises(BadName):
+        registry.add("nl\n", SAVED)
+    assert list(registry.root.iterdir()) == []
+
+
+@pytest.mark.parametrize("content", ["{not json", "[1, 2]", '{"live": "2", "history": []}', '{"live": 1, "history": 3}',
+                                     "[" * 100_000])
+def test_a_damaged_registry_file_is_one_model_s_problem(registry, content):
+    registry.add("press", SAVED)
+    registry.add("failure", SAVED)
+    (registry.root / "press" / "registry.json").write_text(content)
+    entries = {e["name"]: e for e in Registry(registry.root).describe()}
+    assert entries["failure"]["live"] == 1 and "problem" not in entries["failure"]
+    assert "press/registry.json" in entries["press"]["problem"] and entries["press"]["live"] is None
+    with pytest.raises(NotAModel, match="registry.json"):
+        Registry(registry.root).live("press")

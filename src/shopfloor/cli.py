@@ -440,6 +440,16 @@ def info(model: ModelOpt):
     from shopfloor.artifacts import read_manifest
 
     manifest = read_manifest(model)
+    try:
+        _describe(model, manifest)
+    except (AttributeError, IndexError, KeyError, TypeError, ValueError) as err:  # a state of the wrong shape
+        from shopfloor.errors import NotAModel
+
+        raise NotAModel(f"{model}'s manifest.json lacks what a {manifest['task']} model records ({type(err).__name__}: "
+                        f"{err}); the folder is damaged") from None
+
+
+def _describe(model: Path, manifest: dict) -> None:
     state = manifest["state"]
     from rich.console import Console
 

@@ -182,8 +182,9 @@ def models(request: Request):
     entries = request.app.state.registry.describe()
     for entry in entries:
         if entry["live"] is not None:
-            metrics = version_summary(request.app.state, entry["name"], entry["live"])["metrics"]["validation"] or {}
-            entry["metrics"] = {k: v for k, v in metrics.items() if isinstance(v, int | float)}
+            metrics = version_summary(request.app.state, entry["name"], entry["live"])["metrics"]["validation"]
+            entry["metrics"] = {k: v for k, v in metrics.items() if isinstance(v, int | float)} if isinstance(
+                metrics, dict) else {}
     return _page(request, "models.html", models=entries)
 
 

@@ -78,6 +78,8 @@ class ModelEntry(BaseModel):
     live: int | None
     task: str | None = None
     history: list[dict[str, Any]] = []
+    problem: str | None = Field(None, description="why this model cannot be served (a damaged registry.json or "
+                                                  "model folder); the other models are listed as usual")
 
 
 class ModelDetail(BaseModel):
