@@ -21,8 +21,9 @@ DatabaseOpt = Annotated[str | None, typer.Option("--database", help="Where readi
                                                  "SQLAlchemy URL (default sqlite:///MODELS/shopfloor.db; PostgreSQL: "
                                                  "postgresql+psycopg://user@host/db).")]
 
-models_app = typer.Typer(no_args_is_help=True, help="The model registry: versions, and which one is live.")
-token_app = typer.Typer(no_args_is_help=True, help="API tokens for the REST service (stored hashed).")
+models_app = typer.Typer(no_args_is_help=True, rich_markup_mode=None,
+                         help="The model registry: versions, and which one is live.")
+token_app = typer.Typer(no_args_is_help=True, rich_markup_mode=None, help="API tokens for the REST service (stored hashed).")
 
 
 @models_app.command("add")

@@ -35,6 +35,7 @@ from shopfloor.errors import Infeasible, ModelTooNew, NotAModel, ShopfloorError
 from shopfloor.registry import BadName, Registry, UnknownModel
 from shopfloor.serve import catalog, inspections, predictions
 from shopfloor.serve.auth import Forbidden, NotAuthenticated, TokenBook, TokenGate
+from shopfloor.serve.guard import BrowserGuard
 from shopfloor.serve.limits import MIB, MULTIPART_OVERHEAD, BodyLimit, TooLarge
 from shopfloor.serve.live import LoadedModels, ModelUnavailable
 from shopfloor.serve.schemas import Health, Readiness
@@ -53,7 +54,7 @@ def create_app(models: str | os.PathLike, database: str | None = None, *, max_bo
     default `sqlite:///<models>/shopfloor.db`). `workers` threads run inference (default: one per core, at most 4)."""
     registry = Registry(models)
     # No OpenTelemetry hooks: checking for a configured provider on every request cost ~6 % of the busy path
-    app = FastAPI(title="shopfloor", version=shopfloor.__version__, lifespan=_lifespan,
+    app = FastAPI(title="shopfloor", version=shopfloor.__version__, lifespan=_lifespan, docs_url=None, redoc_url=None,
                   telemetry={"tracing": False, "metrics": False, "logs": False},
                   description="Failure risk, remaining useful life, inspection and process settings from the models "
                               "in a shopfloor registry. Every /api route needs `Authorization: Bearer <token>` "
@@ -75,7 +76,8 @@ def create_app(models: str | os.PathLike, database: str | None = None, *, max_bo
         return max_body_bytes, "a JSON body"
 
     app.add_middleware(BodyLimit, limit_for=limit_for)
-    app.add_middleware(TokenGate)  # added last, so it runs first: no body is read for a request without a token
+    app.add_middleware(TokenGate)  # added late, so it runs early: no body is read for a request without a token
+    app.add_middleware(BrowserGuard)  # first of all: security headers on every answer, no change from a foreign page
     _add_error_handlers(app)
     for router in (predictions.router, inspections.router, catalog.router):
         app.include_router(router, prefix="/api")
@@ -84,8 +86,10 @@ def create_app(models: str | os.PathLike, database: str | None = None, *, max_bo
     app.add_api_route("/ready", ready, methods=["GET"], response_model=Readiness, responses={503: {"model": Readiness}},
                       summary="Are the registry readable and every live model loaded (200), or not yet (503)")
     from shopfloor.serve.dashboard import router as dashboard
+    from shopfloor.serve.docs import router as docs
 
     app.include_router(dashboard)
+    app.include_router(docs)
     return app
 
 

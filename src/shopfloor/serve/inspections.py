@@ -84,14 +84,26 @@ def inspect_files(estimator, files: list[tuple[str, bytes]], folder: Path, max_b
     try:
         for name, content in files:
             paths.append(_written(name, content, folder, max_bytes))
-        table, heatmaps = estimator.explain(ImageSet(paths, ["upload"] * len(paths), [None] * len(paths), folder))
-        if len(table) != len(paths):  # the checks above should make this impossible; say so rather than mismatch
-            raise ImageUnreadable("some uploads could not be decoded as images")
-        return [_result(estimator, row, name, heatmaps[i], path)
-                for i, (row, (name, _), path) in enumerate(zip(table.to_dict(orient="records"), files, paths, strict=True))]
+        try:
+            table, heatmaps = estimator.explain(ImageSet(paths, ["upload"] * len(paths), [None] * len(paths), folder))
+            if len(table) != len(paths):  # the checks above should make this impossible; say so rather than mismatch
+                raise ImageUnreadable("some uploads could not be decoded as images")
+            return [_result(estimator, row, name, heatmaps[i], path)
+                    for i, (row, (name, _), path) in enumerate(zip(table.to_dict(orient="records"), files, paths,
+                                                                   strict=True))]
+        except ImageUnreadable as err:  # passed the header checks, failed to decode: named by its temporary file
+            raise _as_upload(err, paths, [name for name, _ in files]) from None
     finally:
         for path in paths:
             path.unlink(missing_ok=True)
+
+
+def _as_upload(err: ImageUnreadable, paths: list[Path], names: list[str]) -> ImageUnreadable:
+    """The same error naming the client's file instead of the service's private temporary one."""
+    for path, name in zip(paths, names, strict=True):
+        if str(path) in str(err):
+            return ImageUnreadable(f"'{name}' cannot be read as an image: {getattr(err, 'reason', None) or 'damaged'}")
+    return ImageUnreadable(str(err).replace(str(paths[0].parent), "the upload") if paths else str(err))
 
 
 def _written(name: str, content: bytes, folder: Path, max_bytes: int) -> Path:

@@ -94,7 +94,8 @@ class ModelDetail(BaseModel):
 
 
 class PromoteRequest(BaseModel):
-    version: int = Field(ge=1, le=999_999_999, description="the version to make live")
+    version: int = Field(ge=1, le=999_999_999, strict=True, description="the version to make live (a JSON number: "
+                                                                          "true or \"2\" are refused)")
 
 
 class LiveChange(BaseModel):
