@@ -82,6 +82,15 @@ def test_uploads_that_are_not_images_are_refused_with_the_reason(api):
         assert "shopfloor-uploads" not in answer.json()["detail"]  # never the service's temporary folder
 
 
+def test_a_batch_names_the_upload_that_failed_to_decode(api):
+    good = png(np.full((40, 40), 128, np.uint8))
+    answer = api.post("/api/models/anomaly/inspect/batch", files=[("images", ("good.png", good, "image/png")),
+                                                                  ("images", ("bad.png", scrambled_pixels(good), "image/png"))])
+    assert answer.status_code == 422, answer.text
+    detail = answer.json()["detail"]
+    assert "'bad.png' cannot be read as an image" in detail and "good.png" not in detail and "shopfloor-uploads" not in detail
+
+
 def scrambled_pixels(png_bytes: bytes) -> bytes:
     """A PNG whose headers and checksums are right but whose compressed pixels are not: it fails only when decoded."""
     import struct

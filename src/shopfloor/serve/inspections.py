@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 from fastapi import APIRouter, Depends, File, Request, Response, UploadFile
 
-from shopfloor.errors import ImageUnreadable
+from shopfloor.errors import DataFileError, ImageUnreadable
 from shopfloor.serve.auth import require
 from shopfloor.serve.limits import BodyTooLarge, TooBusy, TooLarge
 from shopfloor.serve.live import Loaded
@@ -135,19 +135,32 @@ def inspect_files(estimator, files: list[tuple[str, bytes]], folder: Path, max_b
             return [_result(estimator, row, name, heatmaps[i], path)
                     for i, (row, (name, _), path) in enumerate(zip(table.to_dict(orient="records"), files, paths,
                                                                    strict=True))]
-        except ImageUnreadable as err:  # passed the header checks, failed to decode: named by its temporary file
+        except DataFileError as err:  # passed the header checks, failed to decode: named by its temporary file
             raise _as_upload(err, paths, [name for name, _ in files]) from None
     finally:
         for path in paths:
             path.unlink(missing_ok=True)
 
 
-def _as_upload(err: ImageUnreadable, paths: list[Path], names: list[str]) -> ImageUnreadable:
-    """The same error naming the client's file instead of the service's private temporary one."""
+def _as_upload(err: DataFileError, paths: list[Path], names: list[str]) -> ImageUnreadable:
+    """The error naming the client's files instead of the service's private temporary ones: the readers name
+    the path they were given, or only the folder when every file failed, so the failed files are found again
+    (on this error path only) by decoding each one."""
+    from shopfloor.data.images import read_image
+
+    failed = []
     for path, name in zip(paths, names, strict=True):
-        if str(path) in str(err):
-            return ImageUnreadable(f"'{name}' cannot be read as an image: {getattr(err, 'reason', None) or 'damaged'}")
-    return ImageUnreadable(str(err).replace(str(paths[0].parent), "the upload") if paths else str(err))
+        reason = getattr(err, "reason", None) if str(path) in str(err) else None
+        if reason is None:
+            try:
+                read_image(path, 1, 32)
+                continue
+            except DataFileError as again:
+                reason = getattr(again, "reason", None) or "it could not be decoded"
+        failed.append(f"'{name}' cannot be read as an image: {reason}")
+    if not failed:
+        return ImageUnreadable(str(err).replace(str(paths[0].parent), "the upload") if paths else str(err))
+    return ImageUnreadable("; ".join(failed[:5]) + (f" (and {len(failed) - 5} more)" if len(failed) > 5 else ""))
 
 
 def _pixels(path: Path) -> int:
