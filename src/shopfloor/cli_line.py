@@ -49,10 +49,14 @@ def models_list(models: RegistryOpt):
     from shopfloor.registry import Registry
 
     table = Table("model", "task", "live", "versions", "created")
-    for entry in Registry(models).describe():
+    entries = Registry(models).describe()
+    for entry in entries:
         table.add_row(entry["name"], entry.get("task", "?"), str(entry["live"] or "-"),
                       ", ".join(map(str, entry["versions"])), entry.get("created") or "")
     Console().print(table)
+    for entry in entries:
+        if entry.get("problem"):  # a damaged model is listed with the reason, the others as usual
+            _stderr().print(f"[red]{plain(entry['name'])}[/]: {plain(entry['problem'])}")
 
 
 @models_app.command("promote")
