@@ -218,3 +218,27 @@ def test_every_format_version_still_loads_and_predicts_the_same(version):
             assert got[column].tolist() == expected[column].tolist(), column
     size = sum(p.stat().st_size for p in folder.iterdir())
     assert size < 200_000, f"keep the fixture small ({size} bytes)"
+
+
+def test_a_manifest_nested_past_the_parser_is_refused_before_parsing(binary_model, tmp_path):
+    """100,000 brackets overflowed the JSON parser's stack: a RecursionError traceback in the CLI and a 500."""
+    folder = _copy(binary_model.folder, tmp_path)
+    (folder / MANIFEST).write_text('{"format": "shopfloor-model", "x": ' + "[" * 100_000 + "]" * 100_000 + "}")
+    with pytest.raises(NotAModel, match=r"nests lists or objects more than \d+ deep"):
+        read_manifest(folder)
+
+
+@pytest.mark.parametrize("key, value", [("state", "mlp"), ("params", []), ("task", 7), ("format_version", True),
+                                        ("shopfloor_version", None)])
+def test_top_level_keys_of_the_wrong_type_name_the_key(binary_model, tmp_path, key, value):
+    folder = _copy(binary_model.folder, tmp_path)
+    _rewrite_manifest(folder, lambda m: m.update({key: value}), recompute_checksum=True)
+    with pytest.raises(NotAModel, match=f"'{key}' should be|no valid {key}"):
+        shopfloor.load(folder)
+
+
+def test_a_state_of_the_wrong_shape_is_a_damaged_model_not_a_traceback(binary_model, tmp_path):
+    folder = _copy(binary_model.folder, tmp_path)
+    _rewrite_manifest(folder, lambda m: m["state"].update(architecture="mlp"), recompute_checksum=True)
+    with pytest.raises(NotAModel, match="could not be restored.*damaged"):
+        shopfloor.load(folder)

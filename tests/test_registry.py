@@ -127,3 +127,23 @@ def test_an_alarm_rule_is_kept_per_model_checked_against_its_task_and_removable(
     assert registry.alarm("failure") == rule  # a refused rule changes nothing
     registry.set_alarm("failure", None)
     assert registry.alarm("failure") is None
+
+
+def test_a_name_with_a_trailing_newline_is_refused(registry):
+    """'$' matches before a final newline: `models add $'nl\\n'` made a folder with a newline in its name."""
+    with pytest.raises(BadName):
+        registry.add("nl\n", SAVED)
+    assert list(registry.root.iterdir()) == []
+
+
+@pytest.mark.parametrize("content", ["{not json", "[1, 2]", '{"live": "2", "history": []}', '{"live": 1, "history": 3}',
+                                     "[" * 100_000])
+def test_a_damaged_registry_file_is_one_model_s_problem(registry, content):
+    registry.add("press", SAVED)
+    registry.add("failure", SAVED)
+    (registry.root / "press" / "registry.json").write_text(content)
+    entries = {e["name"]: e for e in Registry(registry.root).describe()}
+    assert entries["failure"]["live"] == 1 and "problem" not in entries["failure"]
+    assert "press/registry.json" in entries["press"]["problem"] and entries["press"]["live"] is None
+    with pytest.raises(NotAModel, match="registry.json"):
+        Registry(registry.root).live("press")

@@ -14,6 +14,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import shutil
 from datetime import UTC, datetime
 from pathlib import Path
@@ -28,6 +29,9 @@ FORMAT = "shopfloor-model"
 FORMAT_VERSION = 1
 MANIFEST = "manifest.json"
 WEIGHTS = "model.safetensors"
+MAX_NESTING = 64  # a real manifest nests 6 deep; Python's JSON parser recurses once per level
+TOP_LEVEL = {"format": str, "format_version": int, "task": str, "shopfloor_version": str, "created": str,
+             "params": dict, "state": dict, "weights_sha256": str, "manifest_sha256": str}
 
 
 def _sha256_file(path: Path) -> str:
@@ -112,13 +116,15 @@ def read_manifest(folder: str | os.PathLike) -> dict:
     if not path.is_file():
         raise NotAModel(f"{folder} is not a shopfloor model: it has no {MANIFEST}")
     try:
-        manifest = json.loads(path.read_text(encoding="utf-8"))
+        text = path.read_text(encoding="utf-8")
+        check_nesting(text, path)
+        manifest = json.loads(text)
     except (json.JSONDecodeError, UnicodeDecodeError) as err:
         raise NotAModel(f"{path} is not valid JSON ({err}); the model folder is damaged") from None
     if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
         raise NotAModel(f"{folder} is not a shopfloor model: its {MANIFEST} is not a shopfloor manifest")
     version = manifest.get("format_version")
-    if not isinstance(version, int):
+    if not isinstance(version, int) or isinstance(version, bool):
         raise NotAModel(f"{path} has no valid format_version")
     if version > FORMAT_VERSION:
         raise ModelTooNew(
@@ -131,7 +137,38 @@ def read_manifest(folder: str | os.PathLike) -> dict:
             f"{path} has been modified since the model was saved (checksum mismatch); "
             "retrain or restore the original folder"
         )
+    check_manifest_shape(manifest, path)
     return manifest
+
+
+def check_nesting(text: str, path: Path) -> None:
+    """Refuse JSON nested deeper than MAX_NESTING before it is parsed: 100,000 brackets overflow the parser's stack."""
+    depth = deepest = 0
+    for bracket in _BRACKET.findall(_STRING.sub("", text)):
+        depth += 1 if bracket in "[{" else -1
+        deepest = max(deepest, depth)
+        if deepest > MAX_NESTING:
+            raise NotAModel(f"{path} nests lists or objects more than {MAX_NESTING} deep, which no shopfloor "
+                            "manifest does; the model folder is damaged")
+
+
+_STRING, _BRACKET = re.compile(r'"(?:[^"\\]|\\.)*"'), re.compile(r"[\[\]{}]")
+
+
+def check_manifest_shape(manifest: dict, path: Path) -> None:
+    """The top-level keys of a manifest have the types every loader relies on (a string `state` would fail deep
+    inside a task's loader with a traceback instead of naming the file)."""
+    for key, kind in TOP_LEVEL.items():
+        value = manifest.get(key)
+        if key == "manifest_sha256" or (key == "created" and value is None):
+            continue
+        if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+            found = "missing" if key not in manifest else f"a {type(value).__name__}"
+            raise NotAModel(f"{path}: '{key}' should be {_KIND_WORDS[kind]} but is {found}; the model folder is damaged "
+                            "or was edited by hand: restore it or train the model again")
+
+
+_KIND_WORDS = {str: "text", int: "a whole number", dict: "an object"}
 
 
 def read_artifact(folder: str | os.PathLike) -> tuple[dict, dict[str, torch.Tensor]]:

@@ -19,9 +19,11 @@ import typer
 
 from shopfloor.display import metrics_table, plain
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+# rich_markup_mode=None: plain help, since rich's markup ate '[pretrained]' from option help, and its option
+# table showed every flag as '<bool>' although a flag takes no value
+app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False, rich_markup_mode=None,
                   help="Deep learning for the factory floor: train, evaluate, explain and export models.")
-train_app = typer.Typer(no_args_is_help=True, help="Train a model on your data.")
+train_app = typer.Typer(no_args_is_help=True, rich_markup_mode=None, help="Train a model on your data.")
 app.add_typer(train_app, name="train")
 
 DataOpt = Annotated[Path, typer.Option("--data", help="CSV or Parquet file; for image models a folder or an image.")]
@@ -502,6 +504,16 @@ def info(model: ModelOpt):
     from shopfloor.artifacts import read_manifest
 
     manifest = read_manifest(model)
+    try:
+        _describe(model, manifest)
+    except (AttributeError, IndexError, KeyError, TypeError, ValueError) as err:  # a state of the wrong shape
+        from shopfloor.errors import NotAModel
+
+        raise NotAModel(f"{model}'s manifest.json lacks what a {manifest['task']} model records ({type(err).__name__}: "
+                        f"{err}); the folder is damaged") from None
+
+
+def _describe(model: Path, manifest: dict) -> None:
     state = manifest["state"]
     from rich.console import Console
 

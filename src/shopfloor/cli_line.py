@@ -26,8 +26,9 @@ DatabaseOpt = Annotated[str | None, typer.Option("--database", help="Where readi
                                                  "SQLAlchemy URL (default sqlite:///MODELS/shopfloor.db; PostgreSQL: "
                                                  "postgresql+psycopg://user@host/db).")]
 
-models_app = typer.Typer(no_args_is_help=True, help="The model registry: versions, which one is live, alarm rules.")
-token_app = typer.Typer(no_args_is_help=True, help="API tokens for the REST service (stored hashed).")
+models_app = typer.Typer(no_args_is_help=True, rich_markup_mode=None,
+                         help="The model registry: versions, which one is live, alarm rules.")
+token_app = typer.Typer(no_args_is_help=True, rich_markup_mode=None, help="API tokens for the REST service (stored hashed).")
 
 
 @models_app.command("add")
@@ -85,12 +86,16 @@ def models_list(models: RegistryOpt):
     from shopfloor.registry import Registry
 
     table = Table("model", "task", "live", "versions", "created", "alarm")
-    for entry in Registry(models).describe():
+    entries = Registry(models).describe()
+    for entry in entries:
         alarm = entry.get("alarm")
         table.add_row(entry["name"], entry.get("task", "?"), str(entry["live"] or "-"),
                       ", ".join(map(str, entry["versions"])), entry.get("created") or "",
                       f"{alarm['enter']}, clears {alarm['clear']}" if alarm else "default")
     Console().print(table)
+    for entry in entries:
+        if entry.get("problem"):  # a damaged model is listed with the reason, the others as usual
+            _stderr().print(f"[red]{plain(entry['name'])}[/]: {plain(entry['problem'])}")
 
 
 @models_app.command("promote")

@@ -9,9 +9,17 @@ The network is piecewise linear with sharp bin edges, so a Riemann sum of the gr
 misses part of the change where the path crosses an edge. That remainder is measured
 exactly (prediction minus baseline prediction, minus the sum) and shared among the inputs
 in proportion to their |attribution|, so that every row adds up.
+
+Explaining 7,000 rows took 46 s without a word: a progress bar now counts the rows (when a person
+is watching), and the work runs on one torch thread, as training does: the many small backward
+passes gain nothing from a second thread, and on a busy two-core machine they ran 7x slower with it.
 """
 
 from __future__ import annotations
+
+import contextlib
+import sys
+from collections.abc import Callable, Iterator
 
 import torch
 
@@ -24,12 +32,39 @@ def integrated_gradients(net: TabularNet, numbers: torch.Tensor, codes: torch.Te
     """Attributions [N, n_numeric] and [N, n_categorical] for output column `output[i]` of row i."""
     net.eval()
     numeric_parts, category_parts = [], []
-    for start in range(0, len(numbers), batch_rows):
-        stop = start + batch_rows
-        a, b = _ig_batch(net, numbers[start:stop], codes[start:stop], baseline_codes, output[start:stop], steps)
-        numeric_parts.append(a)
-        category_parts.append(b)
+    with one_thread(), rows_done(len(numbers), shown=len(numbers) > batch_rows) as advance:
+        for start in range(0, len(numbers), batch_rows):
+            stop = start + batch_rows
+            a, b = _ig_batch(net, numbers[start:stop], codes[start:stop], baseline_codes, output[start:stop], steps)
+            numeric_parts.append(a)
+            category_parts.append(b)
+            advance(len(a))
     return torch.cat(numeric_parts), torch.cat(category_parts)
+
+
+@contextlib.contextmanager
+def one_thread() -> Iterator[None]:
+    """Torch on one thread while the block runs (restored after)."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)
+
+
+@contextlib.contextmanager
+def rows_done(total: int, shown: bool = True) -> Iterator[Callable[[int], None]]:
+    """`advance(rows)` for a transient 'explaining rows' bar on stderr when a person watches; a no-op otherwise."""
+    if not shown or not sys.stderr.isatty():
+        yield lambda rows: None
+        return
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    with Progress(TextColumn("explaining rows"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
+                  transient=True) as bar:
+        task = bar.add_task("explaining rows", total=total)
+        yield lambda rows: bar.update(task, advance=rows)
 
 
 def _ig_batch(net, numbers, codes, baseline_codes, output, steps):

@@ -32,9 +32,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from shopfloor.artifacts import read_manifest
-from shopfloor.errors import ShopfloorError
+from shopfloor.errors import NotAModel, ShopfloorError
 
-NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
+NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}\Z")  # \Z: '$' would let a trailing newline through
 STATE = "registry.json"
 
 
@@ -51,6 +51,10 @@ def locked_file(path: Path) -> Iterator[None]:
 
 class UnknownModel(ShopfloorError):
     """A model name or version that the registry does not hold."""
+
+
+class DamagedRegistry(NotAModel):
+    """A model's registry.json that cannot be read (HTTP 503, as a damaged model folder)."""
 
 
 class BadName(ShopfloorError):
@@ -104,7 +108,7 @@ class Registry:
         cached = self._states.get(name)
         if cached and cached[0] == mtime:
             return cached[1]
-        state = json.loads(path.read_text(encoding="utf-8"))
+        state = _checked_state(path)
         self._states[name] = (mtime, state)
         return state
 
@@ -154,16 +158,22 @@ class Registry:
         """One entry per model: task, versions, live version, and the live version's manifest summary."""
         out = []
         for name in self.names():
-            state = self.state(name)
-            live = state.get("live")
-            entry = {"name": name, "versions": self.versions(name), "live": live, "history": state.get("history", []),
-                     "alarm": state.get("alarm")}
-            if live is not None:
-                manifest = self.manifest(name, live)
-                entry.update(task=manifest["task"], created=manifest.get("created"),
-                             shopfloor_version=manifest.get("shopfloor_version"))
-            out.append(entry)
+            try:
+                out.append(self._entry(name))
+            except ShopfloorError as err:  # one damaged model must not hide the others
+                out.append({"name": name, "versions": [], "live": None, "history": [], "problem": str(err)})
         return out
+
+    def _entry(self, name: str) -> dict:
+        state = self.state(name)
+        live = state.get("live")
+        entry = {"name": name, "versions": self.versions(name), "live": live, "history": state.get("history", []),
+                 "alarm": state.get("alarm")}
+        if live is not None:
+            manifest = self.manifest(name, live)
+            entry.update(task=manifest["task"], created=manifest.get("created"),
+                         shopfloor_version=manifest.get("shopfloor_version"))
+        return entry
 
     # -- changing ---------------------------------------------------------------------
     def add(self, name: str, model_folder: str | os.PathLike, promote: bool = True) -> int:
@@ -252,7 +262,7 @@ class Registry:
     def _read_state(self, name: str) -> dict:
         path = self.root / name / STATE
         if path.is_file():
-            state = json.loads(path.read_text(encoding="utf-8"))
+            state = dict(_checked_state(path))
         else:
             state = {"live": None, "history": []}
         state.setdefault("history", [])
@@ -264,6 +274,22 @@ class Registry:
         tmp.write_text(json.dumps(state, indent=2) + "\n", encoding="utf-8")
         os.replace(tmp, path)
         self._states.pop(name, None)
+
+
+def _checked_state(path: Path) -> dict:
+    """`<name>/registry.json`, refused with a message naming it when it is not what this module writes."""
+    try:
+        state = json.loads(path.read_text(encoding="utf-8"))
+    except (ValueError, RecursionError) as err:  # not JSON, not UTF-8, or nested past the parser's stack
+        raise DamagedRegistry(f"{path} is not valid JSON ({type(err).__name__}); restore it from a backup, or "
+                              "delete it and add the model's versions again with 'shopfloor models add'") from None
+    live = state.get("live") if isinstance(state, dict) else None
+    history = state.get("history", []) if isinstance(state, dict) else None
+    if (not isinstance(state, dict) or (live is not None and (not isinstance(live, int) or isinstance(live, bool)))
+            or not isinstance(history, list) or not all(isinstance(h, dict) for h in history)):
+        raise DamagedRegistry(f"{path} is not a registry file (it needs a live version number or null, and a history "
+                              "list); restore it from a backup, or delete it and add the model's versions again")
+    return state
 
 
 def settle_memory(forgotten: bool = False) -> None:

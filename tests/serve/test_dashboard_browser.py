@@ -197,3 +197,34 @@ def test_every_dashboard_page_and_part_needs_a_token(dashboard):
     evil = httpx.post(dashboard["url"] + "/login", data={"token": dashboard["token"], "next": "//evil.example/x"},
                       follow_redirects=False, timeout=30)
     assert evil.status_code == 303 and evil.headers["location"] == "/"  # never to another site
+
+
+def test_pages_keep_within_their_security_policy_and_sign_out(page, dashboard):
+    """The policy allows no inline script and nothing from elsewhere: every page must still draw without a refusal."""
+    refused = []
+    page.on("console", lambda message: refused.append(message.text) if "Content Security Policy" in message.text else None)
+    for path in ("/", "/machines/line-1/press-003", "/inspection", "/models", "/models/failure/report", "/optimizer"):
+        page.goto(dashboard["url"] + path)
+        page.wait_for_load_state("networkidle")
+    page.goto(dashboard["url"] + "/")
+    page.wait_for_selector("span.bar")  # the risk bars' inline widths are allowed
+    assert page.eval_on_selector("span.bar", "bar => bar.getBoundingClientRect().width") >= 0
+    assert refused == []
+    page.click("form.signout button")
+    page.wait_for_url("**/login")
+    page.goto(dashboard["url"] + "/models")
+    assert "/login" in page.url  # the cookie is gone
+
+
+def test_the_api_docs_draw_from_this_service_alone(browser, dashboard):
+    """Swagger UI came from a CDN: without internet /docs was blank. Requests elsewhere are blocked here."""
+    context = browser.new_context()
+    elsewhere = []
+    context.route(lambda url: not url.startswith(dashboard["url"]),
+                  lambda route: (elsewhere.append(route.request.url), route.abort()))
+    page = context.new_page()
+    page.goto(dashboard["url"] + "/docs")
+    page.wait_for_selector(".swagger-ui .opblock", timeout=30_000)
+    assert page.locator(".swagger-ui .opblock").count() >= 8  # the API's routes
+    assert elsewhere == []
+    context.close()

@@ -73,11 +73,35 @@ def test_uploads_that_are_not_images_are_refused_with_the_reason(api):
         (("empty.png", b"", "image/png"), "is not an image"),
         (("cut.png", grey[: len(grey) // 2], "image/png"), "cannot be read as an image"),
         (("fake.png", b"\x89PNG\r\n\x1a\n" + b"\x00" * 200, "image/png"), "cannot be read as an image"),
+        (("scrambled.png", scrambled_pixels(grey), "image/png"), "cannot be read as an image"),  # fails only decoding
     ]
     for upload, words in cases:
         answer = api.post("/api/models/anomaly/inspect", files={"image": upload})
         assert answer.status_code == 422, (upload[0], answer.text)
         assert upload[0] in answer.json()["detail"] and words in answer.json()["detail"]
+        assert "shopfloor-uploads" not in answer.json()["detail"]  # never the service's temporary folder
+
+
+def test_a_batch_names_the_upload_that_failed_to_decode(api):
+    good = png(np.full((40, 40), 128, np.uint8))
+    answer = api.post("/api/models/anomaly/inspect/batch", files=[("images", ("good.png", good, "image/png")),
+                                                                  ("images", ("bad.png", scrambled_pixels(good), "image/png"))])
+    assert answer.status_code == 422, answer.text
+    detail = answer.json()["detail"]
+    assert "'bad.png' cannot be read as an image" in detail and "good.png" not in detail and "shopfloor-uploads" not in detail
+
+
+def scrambled_pixels(png_bytes: bytes) -> bytes:
+    """A PNG whose headers and checksums are right but whose compressed pixels are not: it fails only when decoded."""
+    import struct
+    import zlib
+
+    start = png_bytes.index(b"IDAT") - 4
+    (length,) = struct.unpack(">I", png_bytes[start:start + 4])
+    pixels = bytearray(png_bytes[start + 8:start + 8 + length])
+    pixels[2:6] = b"\xff\xff\xff\xff"
+    chunk = struct.pack(">I", length) + b"IDAT" + bytes(pixels) + struct.pack(">I", zlib.crc32(b"IDAT" + bytes(pixels)))
+    return png_bytes[:start] + chunk + png_bytes[start + 12 + length:]
 
 
 def test_oversized_uploads_and_too_many_images_get_413(api):

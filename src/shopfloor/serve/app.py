@@ -35,25 +35,32 @@ from shopfloor.errors import Infeasible, ModelTooNew, NotAModel, ShopfloorError
 from shopfloor.registry import BadName, Registry, UnknownModel
 from shopfloor.serve import catalog, inspections, predictions
 from shopfloor.serve.auth import Forbidden, NotAuthenticated, TokenBook, TokenGate
-from shopfloor.serve.limits import MIB, MULTIPART_OVERHEAD, BodyLimit, TooLarge
+from shopfloor.serve.guard import BrowserGuard
+from shopfloor.serve.limits import MIB, MULTIPART_OVERHEAD, BodyLimit, TooBusy, TooLarge
 from shopfloor.serve.live import LoadedModels, ModelUnavailable
 from shopfloor.serve.schemas import Health, Readiness
 
 log = logging.getLogger("shopfloor.serve")
 
-STATUS = [(NotAuthenticated, 401), (Forbidden, 403), (UnknownModel, 404), (TooLarge, 413), (BadName, 422),
-          (ModelUnavailable, 503), (NotAModel, 503), (ModelTooNew, 503)]  # first match wins; other errors: 422
+STATUS = [(NotAuthenticated, 401), (Forbidden, 403), (UnknownModel, 404), (TooLarge, 413), (TooBusy, 429),
+          (BadName, 422), (ModelUnavailable, 503), (NotAModel, 503), (ModelTooNew, 503)]  # first match wins; others: 422
 UNPARSED_BODY = "There was an error parsing the body"  # FastAPI's words for a body it could not read
 
 
 def create_app(models: str | os.PathLike, database: str | None = None, *, max_body_bytes: int = 8 * MIB,
                max_image_bytes: int = 10 * MIB, max_images: int = 16, max_rows: int = 10_000,
-               workers: int | None = None, batch_wait: float = 0.0) -> FastAPI:
+               workers: int | None = None, batch_wait: float = 0.0, max_request_pixels: int = 100_000_000,
+               image_workers: int | None = None, image_requests_per_client: int = 2) -> FastAPI:
     """The service over the registry at `models`; inspections are stored in `database` (a SQLAlchemy URL,
-    default `sqlite:///<models>/shopfloor.db`). `workers` threads run inference (default: one per core, at most 4)."""
+    default `sqlite:///<models>/shopfloor.db`). `workers` threads run inference (default: one per core, at most 4).
+
+    Images are heavy: they are decoded and explained by their own `image_workers` threads (default: half the
+    cores, at most 2), so that table rows never queue behind them; one request may hold at most
+    `max_request_pixels` pixels in all, and one client at most `image_requests_per_client` image requests at once
+    (429 beyond that)."""
     registry = Registry(models)
     # No OpenTelemetry hooks: checking for a configured provider on every request cost ~6 % of the busy path
-    app = FastAPI(title="shopfloor", version=shopfloor.__version__, lifespan=_lifespan,
+    app = FastAPI(title="shopfloor", version=shopfloor.__version__, lifespan=_lifespan, docs_url=None, redoc_url=None,
                   telemetry={"tracing": False, "metrics": False, "logs": False},
                   description="Failure risk, remaining useful life, inspection and process settings from the models "
                               "in a shopfloor registry. Every /api route needs `Authorization: Bearer <token>` "
@@ -65,6 +72,9 @@ def create_app(models: str | os.PathLike, database: str | None = None, *, max_bo
     state.max_body_bytes, state.max_image_bytes, state.max_images, state.max_rows = (
         max_body_bytes, max_image_bytes, max_images, max_rows)
     state.workers, state.batch_wait = workers or min(4, os.cpu_count() or 1), batch_wait
+    state.image_workers = image_workers or max(1, min(2, (os.cpu_count() or 1) // 2))
+    state.max_request_pixels, state.image_requests_per_client = max_request_pixels, image_requests_per_client
+    state.image_requests = {}  # client -> image requests in flight
     state.manifests = {}
 
     def limit_for(path: str) -> tuple[int, str]:
@@ -75,7 +85,8 @@ def create_app(models: str | os.PathLike, database: str | None = None, *, max_bo
         return max_body_bytes, "a JSON body"
 
     app.add_middleware(BodyLimit, limit_for=limit_for)
-    app.add_middleware(TokenGate)  # added last, so it runs first: no body is read for a request without a token
+    app.add_middleware(TokenGate)  # added late, so it runs early: no body is read for a request without a token
+    app.add_middleware(BrowserGuard)  # first of all: security headers on every answer, no change from a foreign page
     _add_error_handlers(app)
     for router in (predictions.router, inspections.router, catalog.router):
         app.include_router(router, prefix="/api")
@@ -84,8 +95,10 @@ def create_app(models: str | os.PathLike, database: str | None = None, *, max_bo
     app.add_api_route("/ready", ready, methods=["GET"], response_model=Readiness, responses={503: {"model": Readiness}},
                       summary="Are the registry readable and every live model loaded (200), or not yet (503)")
     from shopfloor.serve.dashboard import router as dashboard
+    from shopfloor.serve.docs import router as docs
 
     app.include_router(dashboard)
+    app.include_router(docs)
     return app
 
 
@@ -93,6 +106,7 @@ def create_app(models: str | os.PathLike, database: str | None = None, *, max_bo
 async def _lifespan(app: FastAPI):
     state = app.state
     state.executor = ThreadPoolExecutor(state.workers, thread_name_prefix="shopfloor-inference")
+    state.image_executor = ThreadPoolExecutor(state.image_workers, thread_name_prefix="shopfloor-images")
     state.models = LoadedModels(state.registry, state.executor)
     state.batcher = predictions.batcher(state.executor, state.batch_wait)
     state.upload_dir = Path(tempfile.mkdtemp(prefix="shopfloor-uploads-"))  # mode 0700: only this user reads uploads
@@ -103,6 +117,7 @@ async def _lifespan(app: FastAPI):
     finally:
         warm.cancel()
         state.executor.shutdown(wait=False, cancel_futures=True)
+        state.image_executor.shutdown(wait=False, cancel_futures=True)
         shutil.rmtree(state.upload_dir, ignore_errors=True)
         close = getattr(state.store, "close", None)
         if close is not None:
@@ -149,6 +164,8 @@ def _add_error_handlers(app: FastAPI) -> None:
         if isinstance(err, Infeasible) and err.closest is not None:
             body["closest"] = err.closest
         headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
+        if isinstance(err, TooBusy):
+            headers = {"Retry-After": str(err.retry_after)}
         return JSONResponse(body, status_code=status, headers=headers)
 
     @app.exception_handler(RequestValidationError)
@@ -188,7 +205,8 @@ def run_service(models: str | os.PathLike, host: str = "127.0.0.1", port: int = 
                 workers: int | None = None, threads: int = 1, access_log: bool = False, log_level: str = "info",
                 **limits) -> None:
     """Serve the registry at `models` until interrupted: one process (uvloop, httptools), `workers` inference
-    threads of `threads` torch threads each. `limits`: max_body_bytes, max_image_bytes, max_images, max_rows."""
+    threads of `threads` torch threads each. `limits`: max_body_bytes, max_image_bytes, max_images, max_rows,
+    max_request_pixels, image_workers, image_requests_per_client."""
     import torch
     import uvicorn
     from uvicorn.config import LOGGING_CONFIG

@@ -35,7 +35,7 @@ COOKIE = "shopfloor_token"
 SCOPES = ("read", "admin")
 PREFIX = "sf_"
 RECHECK_SECONDS = 1.0  # a revoked token stops working within this; a stat per request cost more than the check
-TOKEN_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.@-]{0,63}$")
+TOKEN_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.@-]{0,63}\Z")  # \Z: '$' would let a trailing newline through
 
 # Declared for the OpenAPI page (its Authorize button); the check itself is `require` below.
 bearer = HTTPBearer(auto_error=False, description="an API token from 'shopfloor token create'")

@@ -32,7 +32,7 @@ from starlette.concurrency import run_in_threadpool
 from shopfloor.serve.charts import trend_svg
 
 router = APIRouter(include_in_schema=False)
-STATIC = {"dashboard.css": "text/css", "dashboard.js": "text/javascript"}
+STATIC = {"dashboard.css": "text/css", "dashboard.js": "text/javascript", "docs.js": "text/javascript"}
 TASK_NAMES = {"tabular": "failure / KPI", "rul": "remaining useful life", "defects": "defect classes",
               "anomaly": "anomaly detection", "optimize": "process optimiser"}
 
@@ -110,8 +110,9 @@ async def login(request: Request):
     return response
 
 
-@router.get("/logout")
+@router.post("/logout")
 def logout():
+    """A POST (a form button), so that a link or an image on another page cannot sign a browser out."""
     from shopfloor.serve.auth import COOKIE
 
     response = RedirectResponse("/login", status_code=303)
@@ -291,8 +292,9 @@ def models(request: Request):
     entries = request.app.state.registry.describe()
     for entry in entries:
         if entry["live"] is not None:
-            metrics = version_summary(request.app.state, entry["name"], entry["live"])["metrics"]["validation"] or {}
-            entry["metrics"] = {k: v for k, v in metrics.items() if isinstance(v, int | float)}
+            metrics = version_summary(request.app.state, entry["name"], entry["live"])["metrics"]["validation"]
+            entry["metrics"] = {k: v for k, v in metrics.items() if isinstance(v, int | float)} if isinstance(
+                metrics, dict) else {}
     return _page(request, "models.html", models=entries)
 
 
@@ -337,7 +339,7 @@ def optimizer(request: Request):
 
 @router.get("/static/{name}")
 def static(name: str):
-    """The dashboard's own two files; any other name is refused before a path is built."""
+    """The dashboard's own files; any other name is refused before a path is built."""
     if name not in STATIC:
         raise HTTPException(404, "no such file")
     from importlib.resources import files

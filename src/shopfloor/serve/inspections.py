@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
+import hashlib
 import io
 import logging
 import os
@@ -23,9 +25,9 @@ from pathlib import Path
 import numpy as np
 from fastapi import APIRouter, Depends, File, Request, Response, UploadFile
 
-from shopfloor.errors import ImageUnreadable
+from shopfloor.errors import DataFileError, ImageUnreadable
 from shopfloor.serve.auth import require
-from shopfloor.serve.limits import BodyTooLarge, TooLarge
+from shopfloor.serve.limits import BodyTooLarge, TooBusy, TooLarge
 from shopfloor.serve.live import Loaded
 from shopfloor.serve.predictions import VERSION, json_response
 from shopfloor.serve.schemas import InspectionResponse, problems
@@ -62,13 +64,15 @@ async def _inspect(request: Request, name: str, version: int | None, uploads: li
                        "send them in several requests")
     model: Loaded = await state.models.get(name, version)
     model.expect(INSPECTION_TASKS, "/inspect", INSTEAD)
-    files = []
-    for upload in uploads:
-        content = await upload.read()
-        files.append((_display_name(upload.filename), content))
-    loop = asyncio.get_running_loop()
-    results = await loop.run_in_executor(state.executor, inspect_files, model.estimator, files, state.upload_dir,
-                                         state.max_image_bytes)
+    with _one_of_a_few(state, _client(request)):
+        files = []
+        for upload in uploads:
+            content = await upload.read()
+            files.append((_display_name(upload.filename), content))
+        loop = asyncio.get_running_loop()
+        # their own threads: table rows (state.executor) never queue behind decoding large images
+        results = await loop.run_in_executor(state.image_executor, inspect_files, model.estimator, files,
+                                             state.upload_dir, state.max_image_bytes, state.max_request_pixels)
     for result, (file, _) in zip(results, files, strict=True):
         thumbnail, overlay = result.pop("_pictures")
         result["inspection_id"] = await loop.run_in_executor(state.executor, _record, state, model, file, result,
@@ -76,22 +80,94 @@ async def _inspect(request: Request, name: str, version: int | None, uploads: li
     return json_response({"model": model.name, "version": model.version, "task": model.task, "inspections": results})
 
 
-def inspect_files(estimator, files: list[tuple[str, bytes]], folder: Path, max_bytes: int) -> list[dict]:
-    """Check, write, explain and delete: one result per file, in order (runs in the thread pool)."""
+@contextlib.contextmanager
+def _one_of_a_few(state, client: str):
+    """Count the client's image requests in flight; 429 beyond `image_requests_per_client` (one client with many
+    large batches at once had held every thread and made single-row predictions wait a minute)."""
+    busy = state.image_requests.get(client, 0)
+    if busy >= state.image_requests_per_client:
+        raise TooBusy(f"this client has {busy} image requests in progress already, as many as the service takes at "
+                      "once from one client: wait for an answer before sending more", retry_after=2)
+    state.image_requests[client] = busy + 1  # the event loop's thread only: no lock needed
+    try:
+        yield
+    finally:
+        left = state.image_requests[client] - 1
+        if left:
+            state.image_requests[client] = left
+        else:
+            del state.image_requests[client]
+
+
+def _client(request: Request) -> str:
+    """Who is asking: the token's digest (several machines may share one), else the address."""
+    from shopfloor.serve.auth import presented_token
+
+    token = presented_token(request)
+    if token:
+        return "token:" + hashlib.sha256(token.encode("utf-8", "surrogatepass")).hexdigest()
+    return "address:" + (request.client.host if request.client else "?")
+
+
+def inspect_files(estimator, files: list[tuple[str, bytes]], folder: Path, max_bytes: int,
+                  max_pixels: int | None = None) -> list[dict]:
+    """Check, write, explain and delete: one result per file, in order (runs in the image thread pool).
+
+    The pixels of all files are added up from their headers before any is decoded: over `max_pixels`, the
+    request is refused (413) without the work."""
     from shopfloor.data.inspection import ImageSet
 
     paths = []
     try:
+        pixels = 0
         for name, content in files:
-            paths.append(_written(name, content, folder, max_bytes))
-        table, heatmaps = estimator.explain(ImageSet(paths, ["upload"] * len(paths), [None] * len(paths), folder))
-        if len(table) != len(paths):  # the checks above should make this impossible; say so rather than mismatch
-            raise ImageUnreadable("some uploads could not be decoded as images")
-        return [_result(estimator, row, name, heatmaps[i], path)
-                for i, (row, (name, _), path) in enumerate(zip(table.to_dict(orient="records"), files, paths, strict=True))]
+            path = _written(name, content, folder, max_bytes)
+            paths.append(path)
+            pixels += _pixels(path)
+            if max_pixels is not None and pixels > max_pixels:
+                raise TooLarge(f"the images of this request hold more than {max_pixels / 1e6:.3g} megapixels together "
+                               f"(at '{name}'), the most this service decodes for one request: send fewer or smaller "
+                               "images per request")
+        try:
+            table, heatmaps = estimator.explain(ImageSet(paths, ["upload"] * len(paths), [None] * len(paths), folder))
+            if len(table) != len(paths):  # the checks above should make this impossible; say so rather than mismatch
+                raise ImageUnreadable("some uploads could not be decoded as images")
+            return [_result(estimator, row, name, heatmaps[i], path)
+                    for i, (row, (name, _), path) in enumerate(zip(table.to_dict(orient="records"), files, paths,
+                                                                   strict=True))]
+        except DataFileError as err:  # passed the header checks, failed to decode: named by its temporary file
+            raise _as_upload(err, paths, [name for name, _ in files]) from None
     finally:
         for path in paths:
             path.unlink(missing_ok=True)
+
+
+def _as_upload(err: DataFileError, paths: list[Path], names: list[str]) -> ImageUnreadable:
+    """The error naming the client's files instead of the service's private temporary ones: the readers name
+    the path they were given, or only the folder when every file failed, so the failed files are found again
+    (on this error path only) by decoding each one."""
+    from shopfloor.data.images import read_image
+
+    failed = []
+    for path, name in zip(paths, names, strict=True):
+        reason = getattr(err, "reason", None) if str(path) in str(err) else None
+        if reason is None:
+            try:
+                read_image(path, 1, 32)
+                continue
+            except DataFileError as again:
+                reason = getattr(again, "reason", None) or "it could not be decoded"
+        failed.append(f"'{name}' cannot be read as an image: {reason}")
+    if not failed:
+        return ImageUnreadable(str(err).replace(str(paths[0].parent), "the upload") if paths else str(err))
+    return ImageUnreadable("; ".join(failed[:5]) + (f" (and {len(failed) - 5} more)" if len(failed) > 5 else ""))
+
+
+def _pixels(path: Path) -> int:
+    from shopfloor.data.images import image_size
+
+    width, height = image_size(path)
+    return width * height
 
 
 def _written(name: str, content: bytes, folder: Path, max_bytes: int) -> Path:

@@ -23,6 +23,14 @@ class TooLarge(ShopfloorError):
     """More rows or images in one request than the service takes (HTTP 413)."""
 
 
+class TooBusy(ShopfloorError):
+    """A client with as many heavy requests in flight as it may have (HTTP 429, with Retry-After)."""
+
+    def __init__(self, message: str, retry_after: int = 2):
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
 class BodyTooLarge(HTTPException):
     """Raised from inside `receive`: FastAPI passes HTTPExceptions from body parsing through unchanged."""
 

@@ -78,6 +78,8 @@ class ModelEntry(BaseModel):
     live: int | None
     task: str | None = None
     history: list[dict[str, Any]] = []
+    problem: str | None = Field(None, description="why this model cannot be served (a damaged registry.json or "
+                                                  "model folder); the other models are listed as usual")
 
 
 class ModelDetail(BaseModel):
@@ -92,7 +94,8 @@ class ModelDetail(BaseModel):
 
 
 class PromoteRequest(BaseModel):
-    version: int = Field(ge=1, le=999_999_999, description="the version to make live")
+    version: int = Field(ge=1, le=999_999_999, strict=True, description="the version to make live (a JSON number: "
+                                                                          "true or \"2\" are refused)")
 
 
 class LiveChange(BaseModel):

@@ -68,7 +68,7 @@ class Estimator:
         try:
             estimator._restore(manifest["state"], tensors)
             estimator.cv_metrics_ = manifest["state"].get("cross_validation")
-        except (KeyError, RuntimeError, TypeError, ValueError) as err:
+        except (AttributeError, IndexError, KeyError, RuntimeError, TypeError, ValueError) as err:  # a state of the wrong shape
             raise NotAModel(f"{source} could not be restored ({type(err).__name__}: {err}); the folder is damaged") from None
         return estimator
 
