@@ -115,7 +115,8 @@ class Worker:
     def __init__(self, broker: str, topic: str | list[str], store, models: Models, group: str | None = None,
                  client_id: str | None = None, rul_alert: float | None = None, batch_ms: float = 20.0,
                  max_batch: int = RECEIVE_MAXIMUM, dead_letter_topic: str = DEAD_LETTER_TOPIC, max_payload: int = MAX_PAYLOAD,
-                 progress: float | None = 5.0, stop: threading.Event | None = None, ready: threading.Event | None = None):
+                 progress: float | None = 5.0, stop: threading.Event | None = None, ready: threading.Event | None = None,
+                 ready_file: Path | None = None):
         self.host, self.port = parse_url(broker)
         self.topic, self.group = topic, group
         self.client_id = client_id or stable_client_id(topic, group)
@@ -128,7 +129,10 @@ class Worker:
         self.inbox: queue.SimpleQueue = queue.SimpleQueue()
         self.stopping = stop or threading.Event()
         self.ready = ready  # set once subscribed (tests and the demo wait for it before publishing)
+        self.ready_file = Path(ready_file) if ready_file else None  # the same for another process (the demo's line)
         self.connected = threading.Event()
+        self.refused = threading.Event()  # the broker answered the CONNECT with a refusal: no use waiting
+        self.leaving = False  # the worker itself is disconnecting: not a lost broker
         self.session = 0  # bumps at every (re)connection: acks of messages from an older session are not sent
         self.client = None
         self.mqtt5 = True
@@ -140,7 +144,13 @@ class Worker:
         return [f"$share/{self.group}/{t}" if self.group and self.mqtt5 else t for t in topics]
 
     def connect(self, timeout: float = 15.0) -> None:
-        """MQTT 5; MQTT 3.1.1 (no shared subscription, clean_session False) for brokers without 5, like amqtt."""
+        """MQTT 5; MQTT 3.1.1 (no shared subscription, clean_session False) for brokers without 5, like amqtt.
+
+        A broker that refuses MQTT 5 outright gets 3.1.1 at once; amqtt 0.12 instead misreads the MQTT 5 CONNECT's
+        properties and stays silent until the 5 s are out. Whoever publishes must wait for the subscription (the
+        `ready` event or file): a broker keeps nothing for a session it has not heard of yet, and the demo, which
+        waited for the service only, lost the readings replayed during those seconds.
+        """
         import paho.mqtt.client as mqtt
 
         for protocol in (mqtt.MQTTv5, mqtt.MQTTv311):
@@ -154,6 +164,8 @@ class Worker:
         from paho.mqtt.packettypes import PacketTypes
         from paho.mqtt.properties import Properties
 
+        self.refused.clear()
+        self.leaving = False
         client = self.client = mqtt_client(self.client_id, protocol=protocol, manual_ack=True)
         client.on_connect, client.on_message, client.on_disconnect = self._on_connect, self._on_message, self._on_disconnect
         client.on_subscribe = self._on_subscribe
@@ -169,16 +181,23 @@ class Worker:
         except OSError as err:
             raise BrokerUnreachable(f"cannot reach the MQTT broker at {self.host}:{self.port} ({err})") from None
         client.loop_start()
-        if self.connected.wait(timeout):
-            return True
-        client.loop_stop()
-        client.disconnect()
-        self.client = None
-        return False
+        deadline = clock.monotonic() + timeout
+        while not self.connected.wait(0.05):
+            if self.refused.is_set() or clock.monotonic() >= deadline:
+                self.leaving = True
+                client.loop_stop()
+                client.disconnect()
+                self.client = None
+                return False
+        return True
 
     def _on_connect(self, client, _userdata, _flags, reason, _properties) -> None:
         if reason.is_failure:
-            log.error("the broker refused the connection: %s", reason)
+            self.refused.set()
+            if self.mqtt5 and str(reason) == "Unsupported protocol version":
+                log.info("the broker does not speak MQTT 5; trying MQTT 3.1.1")
+            else:
+                log.error("the broker refused the connection: %s", reason)
             return
         self.session += 1
         client.subscribe([(topic, 1) for topic in self.subscriptions])
@@ -193,7 +212,7 @@ class Worker:
 
     def _on_disconnect(self, _client, _userdata, _flags, reason, _properties) -> None:
         self.connected.clear()
-        if not self.stopping.is_set():
+        if not self.stopping.is_set() and not self.leaving:
             log.warning("lost the broker (%s); reconnecting, unacknowledged messages will come again", reason)
 
     def _on_message(self, _client, _userdata, message) -> None:
@@ -201,9 +220,13 @@ class Worker:
 
     # -- the loop ---------------------------------------------------------------------------------------
     def run(self) -> Stats:
+        if self.ready_file is not None:
+            self.ready_file.unlink(missing_ok=True)
         self.connect()
         if self.ready is not None:
             self.ready.set()
+        if self.ready_file is not None:
+            self.ready_file.write_text(f"subscribed to {', '.join(self.subscriptions)}\n", encoding="utf-8")
         last_progress = clock.monotonic()
         try:
             while not self.stopping.is_set():
@@ -370,7 +393,10 @@ class Worker:
         self.stopping.set()
 
     def close(self) -> None:
+        if self.ready_file is not None:
+            self.ready_file.unlink(missing_ok=True)
         if self.client is not None:
+            self.leaving = True
             self.client.disconnect()
             self.client.loop_stop()
             self.client = None
@@ -381,12 +407,13 @@ def run_worker(broker: str, topic: str | list[str], models: Path | None, databas
                rul_alert: float | None = None,
                batch_ms: float = 20.0, dead_letter_topic: str = DEAD_LETTER_TOPIC, max_payload: int = MAX_PAYLOAD,
                progress: float | None = 5.0, stats_file: Path | None = None, stop: threading.Event | None = None,
-               ready: threading.Event | None = None) -> dict:
+               ready: threading.Event | None = None, ready_file: Path | None = None) -> dict:
     """Run a worker until SIGINT/SIGTERM (or `stop` is set); returns (and writes to `stats_file`) its counts and latency.
 
     `models`: the registry folder (every live failure or RUL model applies, or only `model_names`);
     `database`: a SQLAlchemy URL, by default `sqlite:///<models>/shopfloor.db`; `rul_alert`: alert when the
-    low end of a machine's RUL interval is at or below this many cycles (no RUL alerts when None).
+    low end of a machine's RUL interval is at or below this many cycles (no RUL alerts when None); `ready_file`:
+    written once the worker is subscribed and removed when it stops, for a process that must not publish before.
     """
     from shopfloor.registry import Registry
     from shopfloor.store import Store, default_url
@@ -399,7 +426,7 @@ def run_worker(broker: str, topic: str | list[str], models: Path | None, databas
     store = Store(database or default_url(models))
     worker = Worker(broker, topic, store, Models(registry, model_names), group=group, client_id=client_id,
                     rul_alert=rul_alert, batch_ms=batch_ms, dead_letter_topic=dead_letter_topic, max_payload=max_payload,
-                    progress=progress, stop=stop, ready=ready)
+                    progress=progress, stop=stop, ready=ready, ready_file=ready_file)
     previous = {s: signal.signal(s, worker.stop) for s in (signal.SIGINT, signal.SIGTERM)} \
         if threading.current_thread() is threading.main_thread() else {}
     try:
