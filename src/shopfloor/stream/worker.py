@@ -26,6 +26,8 @@ Scoring: messages are gathered for `batch_ms` (or `max_batch` readings) and each
 the batch (`stream.scoring`). Alerts go to `plant/<line>/<machine>/alerts` when a machine enters the
 alarm state (`stream.machines.Fleet`). Malformed messages are counted, logged, stored and published to
 the dead-letter topic with their reason, then acknowledged: one bad gateway must not stall the line.
+The worker's own output (dead letters, alerts) is never read as telemetry, also where a subscription such as
+'#' matches it: each dead letter would have come back as a new one, without end.
 """
 
 from __future__ import annotations
@@ -218,6 +220,10 @@ class Worker:
     def _on_message(self, _client, _userdata, message) -> None:
         self.inbox.put((self.session, message))
 
+    def is_own_output(self, topic: str) -> bool:
+        """The dead-letter topic, or an alert (`<prefix>/<line>/<machine>/alerts`): what this worker publishes."""
+        return topic == self.dead_letter_topic or topic.rsplit("/", 1)[-1] == "alerts"
+
     # -- the loop ---------------------------------------------------------------------------------------
     def run(self) -> Stats:
         if self.ready_file is not None:
@@ -262,6 +268,8 @@ class Worker:
         readings, dead = [], []
         numeric = self.models.numeric
         for _session, message in batch:
+            if self.is_own_output(message.topic):
+                continue  # acknowledged with the batch, neither a reading nor a dead letter
             try:
                 readings.extend(parse(message.topic, message.payload, numeric, self.max_payload))
             except BadMessage as err:
