@@ -25,7 +25,8 @@ Several workers split a plant in one of two ways:
 Scoring: messages are gathered for `batch_ms` (or `max_batch` readings) and each live model runs once on
 the batch (`stream.scoring`). Alerts go to `plant/<line>/<machine>/alerts` when a machine enters the
 alarm state (`stream.machines.Fleet`). Malformed messages are counted, logged, stored and published to
-the dead-letter topic with their reason, then acknowledged: one bad gateway must not stall the line.
+the dead-letter topic with their reason, then acknowledged: one bad gateway must not stall the line. A
+reading stamped implausibly far ahead goes there alone (`stream.stamps`), so that it cannot freeze its machine.
 The worker's own output (dead letters, alerts) is never read as telemetry, also where a subscription such as
 '#' matches it: each dead letter would have come back as a new one, without end.
 """
@@ -45,11 +46,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+import orjson
 
 from shopfloor.stream.broker import BrokerUnreachable, mqtt_client, parse_url
 from shopfloor.stream.machines import Fleet
 from shopfloor.stream.payload import MAX_PAYLOAD, BadMessage, parse
 from shopfloor.stream.scoring import Models, score_risk, score_rul
+from shopfloor.stream.stamps import Stamps
 
 log = logging.getLogger("shopfloor.stream")
 DEAD_LETTER_TOPIC = "shopfloor/dead-letter"
@@ -124,7 +127,8 @@ class Worker:
         self.client_id = client_id or stable_client_id(topic, group)
         self.store, self.models = store, models
         self.fleet = Fleet(rul_alert)
-        self.fleet.restore(store.fleet())
+        self.stamps = Stamps()  # readings stamped implausibly far ahead go to the dead letters (`stream.stamps`)
+        self.fleet.restore(self.stamps.restore(store.fleet(), clock.time()))
         self.batch_seconds, self.max_batch = batch_ms / 1000, max_batch
         self.dead_letter_topic, self.max_payload, self.progress = dead_letter_topic, max_payload, progress
         self.stats = Stats()
@@ -267,14 +271,24 @@ class Worker:
         """Parse, score, store (one transaction), publish alerts and dead letters, then acknowledge."""
         readings, dead = [], []
         numeric = self.models.numeric
+        now = clock.time()
         for _session, message in batch:
             if self.is_own_output(message.topic):
                 continue  # acknowledged with the batch, neither a reading nor a dead letter
             try:
-                readings.extend(parse(message.topic, message.payload, numeric, self.max_payload))
+                parsed = parse(message.topic, message.payload, numeric, self.max_payload)
             except BadMessage as err:
                 self.stats.reasons[err.kind] += 1
                 dead.append({"topic": message.topic, "reason": str(err), "payload": bytes(message.payload[:self.max_payload])})
+                continue
+            for position, reading in enumerate(parsed):
+                reason = self.stamps.check(reading["line"], reading["machine"], reading["time"], now)
+                if reason is None:
+                    readings.append(reading)
+                    continue
+                self.stats.reasons["time ahead"] += 1
+                body = {"time": reading["time"], **reading["values"]}  # the reading alone, as its gateway sent it
+                dead.append({"topic": message.topic, "reason": reason, "payload": orjson.dumps(body), "position": position})
         received = clock.time()
         for reading in readings:
             reading["received_at"] = received
