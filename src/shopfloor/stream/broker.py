@@ -11,6 +11,12 @@ acknowledges a whole batch at once). A plant's own broker needs the same three s
     persistence true
     max_queued_messages 0      (or a bound larger than what arrives while a worker may be down)
     max_inflight_messages 0
+
+amqtt (0.12), the fallback, is weaker: its queues live in memory only (a restart of amqtt loses them), and a
+QoS 1 message it sent is forgotten when no PUBACK comes within 5 s, so a worker that took longer to store it
+and then lost its connection does not get it again. Its clients keep their sessions while away only through
+this package's login plugin (`stream.amqtt_local`), and a worker's MQTT 5 attempt gets no answer from it, so
+the worker subscribes 5 s after it starts: whoever publishes waits for the worker's ready event or file.
 """
 
 from __future__ import annotations
