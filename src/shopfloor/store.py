@@ -295,12 +295,15 @@ class Store:
             row["values"] = json.loads(row["values"])
         return rows
 
-    def histories(self, machines: Iterable[tuple[str, str]], first: int, last: int) -> dict[tuple[str, str], dict]:
+    def histories(self, machines: Iterable[tuple[str, str]], first: int, last: int,
+                  until: float | None = None) -> dict[tuple[str, str], dict]:
         """What each (line, machine) has sent: count, its `first` earliest and `last` latest sensor values (oldest
         first), and the time of the newest reading; a stream worker starts a machine's window from it. One
-        query counts them all, so machines never heard of cost almost nothing."""
+        query counts them all, so machines never heard of cost almost nothing. `until`: readings stamped later
+        are left out (one from the future, stored before the worker quarantined such stamps, froze the window)."""
         keys = list(machines)
         r = readings.c
+        bound = (r.time <= until,) if until is not None else ()
         out = {key: {"count": 0, "first": [], "last": [], "newest": None} for key in keys}
         if not keys:
             return out
@@ -309,9 +312,9 @@ class Store:
             for k in range(0, len(keys), 200):  # OR of key lookups: SQLite scans the table for a tuple IN (...)
                 found = sa.or_(*(sa.and_(r.line == line, r.machine == machine) for line, machine in keys[k:k + 200]))
                 counts += db.execute(sa.select(r.line, r.machine, sa.func.count(), sa.func.max(r.time))
-                                     .where(found).group_by(r.line, r.machine)).all()
+                                     .where(found, *bound).group_by(r.line, r.machine)).all()
             for line, machine, count, newest in counts:
-                mine = (r.line == line, r.machine == machine)
+                mine = (r.line == line, r.machine == machine, *bound)
                 early = db.execute(sa.select(r["values"]).where(*mine).order_by(r.time).limit(int(first))).scalars().all()
                 late = db.execute(sa.select(r["values"]).where(*mine).order_by(r.time.desc())
                                   .limit(int(last))).scalars().all()

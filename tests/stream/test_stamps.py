@@ -103,3 +103,28 @@ def test_failing_readings_after_a_future_stamp_raise_the_alert(binary_model, tmp
     alerts = store.alerts()
     assert len(alerts) == 1 and alerts[0]["kind"] == "risk" and alerts[0]["time"] == pytest.approx(now, abs=1e-3)
     assert store.fleet()[0]["alerting"]
+
+
+def test_a_rul_window_frozen_by_a_stored_future_reading_thaws_at_the_next_start(rul_model, tmp_path):
+    """Before the check, the 1e308 reading was stored, and a restarted worker started the machine's RUL window
+    from the stored history: its newest time 1e308 turned every later cycle away from the window."""
+    from conftest import RUL_COLUMNS
+
+    root = tmp_path / "models"
+    Registry(root, create=True).add("rul", rul_model.folder)
+    store = Store(tmp_path / "plant.db")
+    history = rul_model.test
+    engine = history[RUL_COLUMNS["unit"]].iloc[0]
+    rows = history[history[RUL_COLUMNS["unit"]] == engine]
+    columns = [c for c in history.columns if c not in (RUL_COLUMNS["unit"], RUL_COLUMNS["time"])]
+    stored = [{"line": "line-1", "machine": f"unit-{engine}", "time": float(row[RUL_COLUMNS["time"]]),
+               "values": {c: float(row[c]) for c in columns}, "sent_at": None}
+              for _, row in rows.iloc[:-1].iterrows()]
+    stored.append({**stored[-1], "time": 1e308})
+    store.write_batch(stored, machines_=[{"line": "line-1", "machine": f"unit-{engine}", "time": 1e308}])
+    last = rows.iloc[-1]
+    payload = json.dumps({"time": float(last[RUL_COLUMNS["time"]]), **{c: float(last[c]) for c in columns}}).encode()
+    worker = offline_worker(root, store)
+    worker.process([(worker.session, OfflineMessage(f"plant/line-1/unit-{engine}/telemetry", payload, 1))])
+    state = store.fleet()[0]
+    assert state["time"] == float(last[RUL_COLUMNS["time"]]) and state["rul_model"] == "rul@1"

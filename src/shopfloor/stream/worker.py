@@ -364,7 +364,7 @@ class Worker:
                 alerts.append(alert)
 
     def _score_rul(self, scorer, group: list[dict], predictions: list, alerts: list) -> None:
-        newest, estimates = score_rul(scorer, group, self.store.histories)
+        newest, estimates = score_rul(scorer, group, self._histories)
         for reading, (rul, low, high) in zip(newest, estimates.tolist(), strict=True):
             predictions.append({"line": reading["line"], "machine": reading["machine"], "time": reading["time"],
                                 "model": scorer.name, "version": scorer.version, "rul": rul, "rul_low": low,
@@ -373,6 +373,10 @@ class Worker:
             alert = self.fleet.rul(state, reading["time"], rul, low, high, scorer.name, scorer.version)
             if alert:
                 alerts.append(alert)
+
+    def _histories(self, machines, first: int, last: int) -> dict:
+        """The store's histories without readings stamped beyond the clock (`stream.stamps`)."""
+        return self.store.histories(machines, first, last, until=clock.time() + self.stamps.ahead_of_clock)
 
     def _store(self, readings, predictions, alerts, machines, dead) -> float | None:
         """Commit the batch. While the database is unreachable, retry (the messages stay unacknowledged); a batch
