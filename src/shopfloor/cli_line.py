@@ -191,13 +191,15 @@ def stream(broker: BrokerOpt, models: RegistryOpt,
                                                      "own --client-id so that a restart resumes its session).")] = None,
            client_id: Annotated[str | None, typer.Option("--client-id", help="The broker keeps the readings that arrive "
                                                          "while the worker is away under this id (default: the same "
-                                                         "for this host and topics at every start).")] = None):
+                                                         "for this host and topics at every start).")] = None,
+           ready_file: Annotated[Path | None, typer.Option("--ready-file", help="Written once the worker is subscribed "
+                                                           "(removed when it stops): a script publishes after it.")] = None):
     """Score live sensor readings from MQTT, store them, and publish alerts to plant/<line>/<machine>/alerts."""
     from shopfloor.stream.worker import run_worker
 
     counts = run_worker(broker, topic or ["plant/+/+/telemetry"], models, database, group=group, client_id=client_id,
                         model_names=model or None,
-                        rul_alert=rul_alert)
+                        rul_alert=rul_alert, ready_file=ready_file)
     _stderr().print(f"stopped: {plain(_counts(counts))}")
 
 

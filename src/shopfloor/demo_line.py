@@ -6,8 +6,9 @@
 3. the 100 C-MAPSS FD001 test engines are replayed as `line-1` (RUL with its interval per engine and
    cycle) and the AI4I hold-out rows as 20 machines of `line-2` (failure risk per reading);
 4. a few generated parts are sent to the inspection endpoint;
-5. the demo checks what arrived (every reading stored, the fleet page answering) and prints the
-   dashboard's address. Interactively it keeps serving until Ctrl-C; otherwise for `serve_seconds`.
+5. the demo checks what arrived (every reading stored, else it stops with an error saying how many are
+   missing; the fleet page answering) and prints the dashboard's address. Interactively it keeps serving
+   until Ctrl-C; otherwise for `serve_seconds`.
 """
 
 from __future__ import annotations
@@ -42,9 +43,12 @@ class Line:
 
 
 @contextlib.contextmanager
-def simulated_line(folder: Path, models: dict[str, Path], port: int = 8000, rul_alert: float = 20) -> Iterator[Line]:
+def simulated_line(folder: Path, models: dict[str, Path], port: int = 8000, rul_alert: float = 20,
+                   broker_kind: str = "auto") -> Iterator[Line]:
     """Start a broker, the service and a stream worker over a fresh registry of `models` (name -> model folder);
-    everything stops, and the processes are reaped, when the block ends. Logs go to `folder`."""
+    everything stops, and the processes are reaped, when the block ends. Logs go to `folder`. The block starts
+    once the service answers and the worker is subscribed: what is published from then on reaches the worker.
+    `broker_kind`: "auto" (Mosquitto when installed, else amqtt), or "amqtt" to try a fresh machine's path."""
     from shopfloor.registry import Registry
     from shopfloor.serve.auth import create_token
     from shopfloor.stream.broker import free_port, start_broker, stop_process
@@ -58,20 +62,21 @@ def simulated_line(folder: Path, models: dict[str, Path], port: int = 8000, rul_
     token = create_token(registry.root, "demo", "read")
     (folder / "demo-token.txt").write_text(token + "\n", encoding="utf-8")
     with contextlib.ExitStack() as stack:  # whatever started is stopped, also when a later step fails
-        broker = stack.enter_context(start_broker(folder=folder / "broker"))
+        broker = stack.enter_context(start_broker(folder=folder / "broker", kind=broker_kind))
         port = _port_or_free(port, free_port)
         url = f"http://127.0.0.1:{port}"
         cli = [sys.executable, "-m", "shopfloor"]
         env = {**os.environ, "OMP_NUM_THREADS": "1"}  # the processes share the cores
         commands = {"service": [*cli, "serve", "--models", str(registry.root), "--port", str(port)],
                     "worker": [*cli, "stream", "--broker", broker.url, "--models", str(registry.root), "--rul-alert",
-                               str(rul_alert), "--client-id", "shopfloor-demo-worker"]}
+                               str(rul_alert), "--client-id", "shopfloor-demo-worker", "--ready-file",
+                               str(folder / "worker.ready")]}
         processes = []
         for name, command in commands.items():
             log = stack.enter_context((folder / f"{name}.log").open("w"))
             processes.append(subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env))
             stack.callback(stop_process, processes[-1])
-        _wait_ready(url, processes, folder)
+        _wait_ready(url, processes, folder, folder / "worker.ready")
         yield Line(registry, broker, url, token, folder)
 
 
@@ -96,11 +101,12 @@ def run_line_demo(out: Path, console: Console, port: int = 8000, serve_seconds: 
                       f"{snapshots['readings']:,} AI4I snapshots over {snapshots['machines']} machines (line-2)")
         inspected = _inspect_parts(line.url, line.token, out, list(models))
         summary = _wait_stored(line.registry.root, sent)
-        summary.update(_check_dashboard(line.url, line.token))
-        summary["inspected"] = inspected
         console.print(f"stored {summary['readings']:,} of {sent:,} readings and {summary['predictions']:,} predictions; "
                       f"{summary['alerting']} machines in alarm, {summary['alerts']} alerts published; "
                       f"{inspected} parts inspected")
+        check_nothing_lost(summary["readings"], sent, line)
+        summary.update(_check_dashboard(line.url, line.token))
+        summary["inspected"] = inspected
         console.print(f"dashboard: {summary['machines']} machines rendered in {summary['render_ms']:.0f} ms")
         console.print(f"[bold]dashboard[/] {line.url}/login  (token: {line.token})   API docs {line.url}/docs")
         _keep_serving(console, serve_seconds, line.registry.root)
@@ -117,24 +123,36 @@ def _port_or_free(port: int, free_port) -> int:
     return free_port()  # none asked for, or something else listens on the usual port
 
 
-def _wait_ready(url: str, processes: list, line: Path, timeout: float = 120.0) -> None:
+def check_nothing_lost(stored: int, sent: int, line: Line) -> None:
+    """The line stores every reading it is sent: a shortfall stops the demo with an error, not a figure to skim past."""
+    from shopfloor.errors import ShopfloorError
+
+    if stored < sent:
+        raise ShopfloorError(f"the line lost {sent - stored:,} of {sent:,} readings ({line.broker.kind} broker): see "
+                             f"worker.log and broker/broker.log in {plain(line.folder)}")
+
+
+def _wait_ready(url: str, processes: list, line: Path, ready_file: Path, timeout: float = 120.0) -> None:
+    """Until the service answers and the worker is subscribed (its ready file): a broker keeps nothing for a
+    subscriber it has not heard of yet, so readings replayed earlier would be lost."""
     import httpx
 
     from shopfloor.errors import ShopfloorError
 
-    deadline = time.time() + timeout
+    deadline, service = time.time() + timeout, False
     while time.time() < deadline:
         for process in processes:
             if process.poll() is not None:
                 raise ShopfloorError(f"a demo process stopped (exit {process.returncode}); see the logs in {line}")
         try:
-            if httpx.get(f"{url}/ready", timeout=2).status_code == 200:
-                time.sleep(1.0)  # the worker subscribes while the service loads its models
-                return
+            service = service or httpx.get(f"{url}/ready", timeout=2).status_code == 200
         except httpx.HTTPError:
             pass
+        if service and ready_file.exists():
+            return
         time.sleep(0.25)
-    raise ShopfloorError(f"the demo service did not become ready in {timeout:.0f} s; see {line / 'service.log'}")
+    waiting = "worker did not subscribe" if service else "service did not become ready"
+    raise ShopfloorError(f"the demo {waiting} in {timeout:.0f} s; see the logs in {line}")
 
 
 def _inspect_parts(url: str, token: str, out: Path, models: list[str], parts: int = 6) -> int:

@@ -16,6 +16,7 @@ Times: `time` is the machine's own clock (a cycle number or epoch seconds, as th
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import threading
@@ -107,6 +108,8 @@ alerts = sa.Table(
     sa.Index("alerts_by_machine", "line", "machine", "at"),
 )
 
+# A dead letter is stored once per message identity (`message_key`: topic, payload and the reading's position in
+# it): the broker delivers a message again when a worker stopped between the commit and the acknowledgement.
 dead_letters = sa.Table(
     "dead_letters", metadata,
     sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
@@ -114,6 +117,8 @@ dead_letters = sa.Table(
     sa.Column("reason", sa.Text, nullable=False),
     sa.Column("payload", sa.LargeBinary, nullable=False),
     sa.Column("at", sa.Float, nullable=False),
+    sa.Column("message_key", sa.String(64)),  # null in rows stored before it existed
+    sa.Index("dead_letters_once", "message_key", unique=True),
 )
 
 inspections = sa.Table(
@@ -190,6 +195,7 @@ class Store:
         for attempt in range(2):
             try:
                 metadata.create_all(self.engine, checkfirst=True)
+                self._add_dead_letter_keys()
                 self._add_new_columns()
                 return
             except (sa.exc.OperationalError, sa.exc.IntegrityError, sa.exc.ProgrammingError):
@@ -208,6 +214,14 @@ class Store:
                         kind = column.type.compile(dialect=self.engine.dialect)
                         db.exec_driver_sql(f'ALTER TABLE {table.name} ADD COLUMN "{column.name}" {kind}')
 
+    def _add_dead_letter_keys(self) -> None:
+        """A database made before dead letters had a key gets the column and its unique index (rows kept, key null)."""
+        have = {c["name"] for c in sa.inspect(self.engine).get_columns("dead_letters")}
+        with self.engine.begin() as db:
+            if "message_key" not in have:
+                db.exec_driver_sql("ALTER TABLE dead_letters ADD COLUMN message_key VARCHAR(64)")
+            db.exec_driver_sql("CREATE UNIQUE INDEX IF NOT EXISTS dead_letters_once ON dead_letters (message_key)")
+
     def close(self) -> None:
         if self._checkpointer is not None:
             self._checkpointer.stop.set()
@@ -223,8 +237,9 @@ class Store:
         predictions: line, machine, time, model, version, risk, rul, rul_low, rul_high (None where the model
         does not give it), sent_at. machines: the latest state per machine (see MACHINE_KEYS), upserted.
         dead letters: see `write_dead_letters`; in the same transaction, so that a retried batch never
-        stores its alerts twice. Returns the stored_at time written on the predictions (epoch seconds,
-        taken as the rows are built: the commit follows a few milliseconds later).
+        stores its alerts twice, and each once (a redelivered message's dead letter is ignored). Returns the
+        stored_at time written on the predictions (epoch seconds, taken as the rows are built: the commit
+        follows a few milliseconds later).
         """
         if self.dialect == "sqlite" and self._checkpointer is None:
             self._checkpointer = _Checkpointer(self.engine)
@@ -249,18 +264,19 @@ class Store:
                 changed = {c: upsert.excluded[c] for c in (*MACHINE_KEYS[2:], "updated_at")}
                 db.execute(upsert.on_conflict_do_update(index_elements=["line", "machine"], set_=changed), states)
             if letters:
-                db.execute(dead_letters.insert(), letters)
+                db.execute(self._insert(dead_letters).on_conflict_do_nothing(), letters)
         return stored_at
 
     def write_dead_letter(self, topic: str, payload: bytes, reason: str) -> None:
         self.write_dead_letters([{"topic": topic, "payload": payload, "reason": reason}])
 
     def write_dead_letters(self, letters: Iterable[dict]) -> None:
-        """Many dead letters (dicts with topic, payload bytes, reason, optional at) in one transaction."""
+        """Many dead letters (dicts with topic, payload bytes, reason, optional at and position: the reading's index
+        in the message, None for the whole message) in one transaction; one already stored is ignored."""
         rows = _dead_letter_rows(letters, clock.time())
         if rows:
             with self.engine.begin() as db:
-                db.execute(dead_letters.insert(), rows)
+                db.execute(self._insert(dead_letters).on_conflict_do_nothing(), rows)
 
     def record_inspection(self, model: str, version: int, file: str, verdict: str, score: float | None,
                           image_png: bytes | None, heatmap_png: bytes | None) -> int:
@@ -299,12 +315,15 @@ class Store:
             row["values"] = json.loads(row["values"])
         return rows
 
-    def histories(self, machines: Iterable[tuple[str, str]], first: int, last: int) -> dict[tuple[str, str], dict]:
+    def histories(self, machines: Iterable[tuple[str, str]], first: int, last: int,
+                  until: float | None = None) -> dict[tuple[str, str], dict]:
         """What each (line, machine) has sent: count, its `first` earliest and `last` latest sensor values (oldest
         first), and the time of the newest reading; a stream worker starts a machine's window from it. One
-        query counts them all, so machines never heard of cost almost nothing."""
+        query counts them all, so machines never heard of cost almost nothing. `until`: readings stamped later
+        are left out (one from the future, stored before the worker quarantined such stamps, froze the window)."""
         keys = list(machines)
         r = readings.c
+        bound = (r.time <= until,) if until is not None else ()
         out = {key: {"count": 0, "first": [], "last": [], "newest": None} for key in keys}
         if not keys:
             return out
@@ -313,9 +332,9 @@ class Store:
             for k in range(0, len(keys), 200):  # OR of key lookups: SQLite scans the table for a tuple IN (...)
                 found = sa.or_(*(sa.and_(r.line == line, r.machine == machine) for line, machine in keys[k:k + 200]))
                 counts += db.execute(sa.select(r.line, r.machine, sa.func.count(), sa.func.max(r.time))
-                                     .where(found).group_by(r.line, r.machine)).all()
+                                     .where(found, *bound).group_by(r.line, r.machine)).all()
             for line, machine, count, newest in counts:
-                mine = (r.line == line, r.machine == machine)
+                mine = (r.line == line, r.machine == machine, *bound)
                 early = db.execute(sa.select(r["values"]).where(*mine).order_by(r.time).limit(int(first))).scalars().all()
                 late = db.execute(sa.select(r["values"]).where(*mine).order_by(r.time.desc())
                                   .limit(int(last))).scalars().all()
@@ -395,9 +414,19 @@ class Store:
 
 
 def _dead_letter_rows(letters: Iterable[dict], now: float) -> list[dict]:
-    return [{"topic": str(d["topic"]), "reason": str(d["reason"]), "at": d.get("at") or now,
-             "payload": d["payload"] if isinstance(d["payload"], bytes) else str(d["payload"]).encode()}
-            for d in letters]
+    rows = []
+    for d in letters:
+        payload = d["payload"] if isinstance(d["payload"], bytes) else str(d["payload"]).encode()
+        rows.append({"topic": str(d["topic"]), "reason": str(d["reason"]), "at": d.get("at") or now, "payload": payload,
+                     "message_key": dead_letter_key(str(d["topic"]), payload, d.get("position"))})
+    return rows
+
+
+def dead_letter_key(topic: str, payload: bytes, position: int | None = None) -> str:
+    """The identity of what went to the dead letters: a message (position None) or one reading of it."""
+    digest = hashlib.sha256(topic.encode("utf-8", "surrogateescape"))
+    digest.update(b"\0" + payload + b"\0" + ("message" if position is None else str(int(position))).encode())
+    return digest.hexdigest()
 
 
 def _reading_row(reading: dict, now: float) -> tuple:

@@ -173,8 +173,9 @@ def test_a_batch_the_database_refuses_becomes_dead_letters_not_a_stalled_line(re
 
     store.write_batch = write_batch
     worker = offline_worker(registry, store)
-    message = b'{"time": 1, "Torque [Nm]": 40.0}'
-    worker.process([(worker.session, OfflineMessage("plant/line-1/press-1/telemetry", message, mid)) for mid in (1, 2)])
+    messages = [b'{"time": %d, "Torque [Nm]": 40.0}' % mid for mid in (1, 2)]  # two messages, not one sent twice
+    worker.process([(worker.session, OfflineMessage("plant/line-1/press-1/telemetry", m, mid))
+                    for mid, m in zip((1, 2), messages, strict=True)])
     assert worker.client.acked == [1, 2]
     letters = store.dead_letters()
     assert len(letters) == 2 and all("could not be stored: value too long" in d["reason"] for d in letters)

@@ -11,6 +11,12 @@ acknowledges a whole batch at once). A plant's own broker needs the same three s
     persistence true
     max_queued_messages 0      (or a bound larger than what arrives while a worker may be down)
     max_inflight_messages 0
+
+amqtt (0.12), the fallback, is weaker: its queues live in memory only (a restart of amqtt loses them), and a
+QoS 1 message it sent is forgotten when no PUBACK comes within 5 s, so a worker that took longer to store it
+and then lost its connection does not get it again. Its clients keep their sessions while away only through
+this package's login plugin (`stream.amqtt_local`), and a worker's MQTT 5 attempt gets no answer from it, so
+the worker subscribes 5 s after it starts: whoever publishes waits for the worker's ready event or file.
 """
 
 from __future__ import annotations
@@ -109,6 +115,7 @@ class Broker:
     folder: Path
     command: list[str]
     owns_folder: bool = True
+    env: dict | None = field(default=None, repr=False)
     process: subprocess.Popen | None = field(default=None, repr=False)
 
     @property
@@ -121,7 +128,8 @@ class Broker:
 
     def start(self) -> Broker:
         with open(self.log, "ab") as log:
-            self.process = subprocess.Popen(self.command, stdout=log, stderr=subprocess.STDOUT, cwd=self.folder)
+            self.process = subprocess.Popen(self.command, stdout=log, stderr=subprocess.STDOUT, cwd=self.folder,
+                                            env=self.env)
         if not wait_for_port("127.0.0.1", self.port, 15):
             self.stop()
             tail = self.log.read_text(errors="replace")[-600:] if self.log.exists() else ""
@@ -171,11 +179,13 @@ def start_broker(port: int | None = None, folder: str | os.PathLike | None = Non
     else:
         config = folder / "amqtt.yaml"
         config.write_text(f"listeners:\n  default:\n    type: tcp\n    bind: 127.0.0.1:{port}\n"
-                          "plugins:\n  amqtt.plugins.authentication.AnonymousAuthPlugin:\n    allow_anonymous: true\n",
-                          encoding="utf-8")
+                          "plugins:\n  shopfloor.stream.amqtt_local.LocalClients: {}\n", encoding="utf-8")
         script = Path(sys.executable).with_name("amqtt")
         command = [str(script)] if script.exists() else [sys.executable, "-m", "amqtt.scripts.broker_script"]
-        broker = Broker("amqtt", port, folder, [*command, "-c", str(config)], owns)
+        # the plugin comes from this very shopfloor, wherever it was imported from (the broker runs in its folder)
+        package_root = str(Path(__file__).resolve().parents[2])
+        path = os.pathsep.join(p for p in (package_root, os.environ.get("PYTHONPATH")) if p)
+        broker = Broker("amqtt", port, folder, [*command, "-c", str(config)], owns, env={**os.environ, "PYTHONPATH": path})
     return broker.start()
 
 

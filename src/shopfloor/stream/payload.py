@@ -10,7 +10,8 @@ machine (a gateway's batch, at most `MAX_READINGS`). A reading is a flat JSON ob
     {"time": 1795357000.0, "Type": "L", "Air temperature [K]": 298.1, "Torque [Nm]": 42.8, ...}
 
 - `time` (required, a number): the machine's clock, a cycle number or epoch seconds; a reading is
-  stored once per (line, machine, time), so a redelivered message is not counted twice;
+  stored once per (line, machine, time), so a redelivered message is not counted twice; a time far ahead
+  of the wall clock or of the machine's own pace is quarantined (`stream.stamps`);
 - `sent_at` (optional, epoch seconds): when the gateway sent it; the worker measures latency from it;
 - every other key is a setting or a sensor, named as in the models' training data: a number or null
   (missing); short text (at most 64 characters) is accepted in columns no live model reads as a number

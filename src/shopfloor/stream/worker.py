@@ -28,6 +28,9 @@ level, leave at another: `shopfloor models alarm`); alerts go to `plant/<line>/<
 enters the alarm state (`stream.machines.Fleet`), the same alerts however the readings were batched.
 Malformed messages are counted, logged, stored and published to
 the dead-letter topic with their reason, then acknowledged: one bad gateway must not stall the line.
+A reading stamped implausibly far ahead goes there alone (`stream.stamps`), so that it cannot freeze its
+machine. The worker's own output (dead letters, alerts) is never read as telemetry, also where a subscription
+such as '#' matches it: each dead letter would have come back as a new one, without end.
 """
 
 from __future__ import annotations
@@ -45,12 +48,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+import orjson
 
 from shopfloor.alarms import risk_rule, rul_rule
 from shopfloor.stream.broker import BrokerUnreachable, mqtt_client, parse_url
 from shopfloor.stream.machines import Fleet
 from shopfloor.stream.payload import MAX_PAYLOAD, BadMessage, parse
 from shopfloor.stream.scoring import Models, score_risk, score_rul
+from shopfloor.stream.stamps import Stamps
 
 log = logging.getLogger("shopfloor.stream")
 DEAD_LETTER_TOPIC = "shopfloor/dead-letter"
@@ -118,21 +123,26 @@ class Worker:
     def __init__(self, broker: str, topic: str | list[str], store, models: Models, group: str | None = None,
                  client_id: str | None = None, rul_alert: float | None = None, batch_ms: float = 20.0,
                  max_batch: int = RECEIVE_MAXIMUM, dead_letter_topic: str = DEAD_LETTER_TOPIC, max_payload: int = MAX_PAYLOAD,
-                 progress: float | None = 5.0, stop: threading.Event | None = None, ready: threading.Event | None = None):
+                 progress: float | None = 5.0, stop: threading.Event | None = None, ready: threading.Event | None = None,
+                 ready_file: Path | None = None):
         self.host, self.port = parse_url(broker)
         self.topic, self.group = topic, group
         self.client_id = client_id or stable_client_id(topic, group)
         self.store, self.models = store, models
         self.fleet = Fleet()
         self.rul_alert = rul_alert  # the rule of RUL models without one of their own
-        self.fleet.restore(store.fleet())
+        self.stamps = Stamps()  # readings stamped implausibly far ahead go to the dead letters (`stream.stamps`)
+        self.fleet.restore(self.stamps.restore(store.fleet(), clock.time()))
         self.batch_seconds, self.max_batch = batch_ms / 1000, max_batch
         self.dead_letter_topic, self.max_payload, self.progress = dead_letter_topic, max_payload, progress
         self.stats = Stats()
         self.inbox: queue.SimpleQueue = queue.SimpleQueue()
         self.stopping = stop or threading.Event()
         self.ready = ready  # set once subscribed (tests and the demo wait for it before publishing)
+        self.ready_file = Path(ready_file) if ready_file else None  # the same for another process (the demo's line)
         self.connected = threading.Event()
+        self.refused = threading.Event()  # the broker answered the CONNECT with a refusal: no use waiting
+        self.leaving = False  # the worker itself is disconnecting: not a lost broker
         self.session = 0  # bumps at every (re)connection: acks of messages from an older session are not sent
         self.client = None
         self.mqtt5 = True
@@ -144,7 +154,13 @@ class Worker:
         return [f"$share/{self.group}/{t}" if self.group and self.mqtt5 else t for t in topics]
 
     def connect(self, timeout: float = 15.0) -> None:
-        """MQTT 5; MQTT 3.1.1 (no shared subscription, clean_session False) for brokers without 5, like amqtt."""
+        """MQTT 5; MQTT 3.1.1 (no shared subscription, clean_session False) for brokers without 5, like amqtt.
+
+        A broker that refuses MQTT 5 outright gets 3.1.1 at once; amqtt 0.12 instead misreads the MQTT 5 CONNECT's
+        properties and stays silent until the 5 s are out. Whoever publishes must wait for the subscription (the
+        `ready` event or file): a broker keeps nothing for a session it has not heard of yet, and the demo, which
+        waited for the service only, lost the readings replayed during those seconds.
+        """
         import paho.mqtt.client as mqtt
 
         for protocol in (mqtt.MQTTv5, mqtt.MQTTv311):
@@ -158,6 +174,8 @@ class Worker:
         from paho.mqtt.packettypes import PacketTypes
         from paho.mqtt.properties import Properties
 
+        self.refused.clear()
+        self.leaving = False
         client = self.client = mqtt_client(self.client_id, protocol=protocol, manual_ack=True)
         client.on_connect, client.on_message, client.on_disconnect = self._on_connect, self._on_message, self._on_disconnect
         client.on_subscribe = self._on_subscribe
@@ -173,16 +191,23 @@ class Worker:
         except OSError as err:
             raise BrokerUnreachable(f"cannot reach the MQTT broker at {self.host}:{self.port} ({err})") from None
         client.loop_start()
-        if self.connected.wait(timeout):
-            return True
-        client.loop_stop()
-        client.disconnect()
-        self.client = None
-        return False
+        deadline = clock.monotonic() + timeout
+        while not self.connected.wait(0.05):
+            if self.refused.is_set() or clock.monotonic() >= deadline:
+                self.leaving = True
+                client.loop_stop()
+                client.disconnect()
+                self.client = None
+                return False
+        return True
 
     def _on_connect(self, client, _userdata, _flags, reason, _properties) -> None:
         if reason.is_failure:
-            log.error("the broker refused the connection: %s", reason)
+            self.refused.set()
+            if self.mqtt5 and str(reason) == "Unsupported protocol version":
+                log.info("the broker does not speak MQTT 5; trying MQTT 3.1.1")
+            else:
+                log.error("the broker refused the connection: %s", reason)
             return
         self.session += 1
         client.subscribe([(topic, 1) for topic in self.subscriptions])
@@ -197,17 +222,25 @@ class Worker:
 
     def _on_disconnect(self, _client, _userdata, _flags, reason, _properties) -> None:
         self.connected.clear()
-        if not self.stopping.is_set():
+        if not self.stopping.is_set() and not self.leaving:
             log.warning("lost the broker (%s); reconnecting, unacknowledged messages will come again", reason)
 
     def _on_message(self, _client, _userdata, message) -> None:
         self.inbox.put((self.session, message))
 
+    def is_own_output(self, topic: str) -> bool:
+        """The dead-letter topic, or an alert (`<prefix>/<line>/<machine>/alerts`): what this worker publishes."""
+        return topic == self.dead_letter_topic or topic.rsplit("/", 1)[-1] == "alerts"
+
     # -- the loop ---------------------------------------------------------------------------------------
     def run(self) -> Stats:
+        if self.ready_file is not None:
+            self.ready_file.unlink(missing_ok=True)
         self.connect()
         if self.ready is not None:
             self.ready.set()
+        if self.ready_file is not None:
+            self.ready_file.write_text(f"subscribed to {', '.join(self.subscriptions)}\n", encoding="utf-8")
         last_progress = clock.monotonic()
         try:
             while not self.stopping.is_set():
@@ -242,12 +275,24 @@ class Worker:
         """Parse, score, store (one transaction), publish alerts and dead letters, then acknowledge."""
         readings, dead = [], []
         numeric = self.models.numeric
+        now = clock.time()
         for _session, message in batch:
+            if self.is_own_output(message.topic):
+                continue  # acknowledged with the batch, neither a reading nor a dead letter
             try:
-                readings.extend(parse(message.topic, message.payload, numeric, self.max_payload))
+                parsed = parse(message.topic, message.payload, numeric, self.max_payload)
             except BadMessage as err:
                 self.stats.reasons[err.kind] += 1
                 dead.append({"topic": message.topic, "reason": str(err), "payload": bytes(message.payload[:self.max_payload])})
+                continue
+            for position, reading in enumerate(parsed):
+                reason = self.stamps.check(reading["line"], reading["machine"], reading["time"], now)
+                if reason is None:
+                    readings.append(reading)
+                    continue
+                self.stats.reasons["time ahead"] += 1
+                body = {"time": reading["time"], **reading["values"]}  # the reading alone, as its gateway sent it
+                dead.append({"topic": message.topic, "reason": reason, "payload": orjson.dumps(body), "position": position})
         received = clock.time()
         for reading in readings:
             reading["received_at"] = received
@@ -328,7 +373,7 @@ class Worker:
                 alerts.append(alert)
 
     def _score_rul(self, scorer, group: list[dict], predictions: list, alerts: list) -> None:
-        scored, estimates = score_rul(scorer, group, self.store.histories)
+        scored, estimates = score_rul(scorer, group, self._histories)
         rule = self._rule(scorer)
         for reading, (rul, low, high) in zip(scored, estimates.tolist(), strict=True):
             predictions.append({"line": reading["line"], "machine": reading["machine"], "time": reading["time"],
@@ -338,6 +383,10 @@ class Worker:
             alert = self.fleet.rul(state, reading["time"], rul, low, high, scorer.name, scorer.version, rule)
             if alert:
                 alerts.append(alert)
+
+    def _histories(self, machines, first: int, last: int) -> dict:
+        """The store's histories without readings stamped beyond the clock (`stream.stamps`)."""
+        return self.store.histories(machines, first, last, until=clock.time() + self.stamps.ahead_of_clock)
 
     def _store(self, readings, predictions, alerts, machines, dead) -> float | None:
         """Commit the batch. While the database is unreachable, retry (the messages stay unacknowledged); a batch
@@ -380,7 +429,10 @@ class Worker:
         self.stopping.set()
 
     def close(self) -> None:
+        if self.ready_file is not None:
+            self.ready_file.unlink(missing_ok=True)
         if self.client is not None:
+            self.leaving = True
             self.client.disconnect()
             self.client.loop_stop()
             self.client = None
@@ -391,13 +443,14 @@ def run_worker(broker: str, topic: str | list[str], models: Path | None, databas
                rul_alert: float | None = None,
                batch_ms: float = 20.0, dead_letter_topic: str = DEAD_LETTER_TOPIC, max_payload: int = MAX_PAYLOAD,
                progress: float | None = 5.0, stats_file: Path | None = None, stop: threading.Event | None = None,
-               ready: threading.Event | None = None) -> dict:
+               ready: threading.Event | None = None, ready_file: Path | None = None) -> dict:
     """Run a worker until SIGINT/SIGTERM (or `stop` is set); returns (and writes to `stats_file`) its counts and latency.
 
     `models`: the registry folder (every live failure or RUL model applies, or only `model_names`);
     `database`: a SQLAlchemy URL, by default `sqlite:///<models>/shopfloor.db`; `rul_alert`: for RUL models
     without an alarm rule of their own, alert when the low end of a machine's RUL interval is at or below this
-    many cycles (no alerts from such models when None).
+    many cycles (no alerts from such models when None); `ready_file`:
+    written once the worker is subscribed and removed when it stops, for a process that must not publish before.
     """
     from shopfloor.registry import Registry
     from shopfloor.store import Store, default_url
@@ -410,7 +463,7 @@ def run_worker(broker: str, topic: str | list[str], models: Path | None, databas
     store = Store(database or default_url(models))
     worker = Worker(broker, topic, store, Models(registry, model_names), group=group, client_id=client_id,
                     rul_alert=rul_alert, batch_ms=batch_ms, dead_letter_topic=dead_letter_topic, max_payload=max_payload,
-                    progress=progress, stop=stop, ready=ready)
+                    progress=progress, stop=stop, ready=ready, ready_file=ready_file)
     previous = {s: signal.signal(s, worker.stop) for s in (signal.SIGINT, signal.SIGTERM)} \
         if threading.current_thread() is threading.main_thread() else {}
     try:
