@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import json
+import os
+import re
 import shutil
 import struct
+import subprocess
+import sys
 from itertools import pairwise
 
 import numpy as np
@@ -214,3 +218,57 @@ def test_every_format_version_still_loads_and_predicts_the_same(version):
             assert got[column].tolist() == expected[column].tolist(), column
     size = sum(p.stat().st_size for p in folder.iterdir())
     assert size < 200_000, f"keep the fixture small ({size} bytes)"
+
+
+# -- sizes a manifest declares, against its weights (a checksum anyone can recompute proves nothing) -------
+def _set(path: str, value):
+    def change(manifest):
+        *parents, last = path.split(".")
+        node = manifest
+        for part in parents:
+            node = node[part]
+        node[last] = value
+    return change
+
+
+@pytest.mark.parametrize(("path", "value", "named"), [
+    ("state.architecture.n_numeric", 5, "state.architecture.n_numeric"),
+    ("state.architecture.n_numeric", 1e6, "state.architecture.n_numeric"),
+    ("state.architecture.members", 3, "state.architecture.members"),
+    ("params.hidden", 17, "params.hidden"),
+    ("params.depth", 3, "params.depth"),
+    ("params.n_bins", 15, "params.n_bins"),
+    ("state.architecture.pairs", False, "state.architecture.pairs"),
+    ("state.schema.categorical.Type", ["H", "L", "M", "X"], "'net.category_embeddings.0.weight'"),
+])
+def test_a_declared_size_that_disagrees_with_the_weights_is_refused_by_name(tmp_path, path, value, named):
+    folder = _copy(FIXTURES / "models" / "tabular-v1", tmp_path)
+    _rewrite_manifest(folder, _set(path, value), recompute_checksum=True)
+    with pytest.raises(NotAModel, match=re.escape(named)) as refused:
+        shopfloor.load(folder)
+    assert "could not be restored" not in str(refused.value)  # checked before building, not a torch error
+
+
+def test_absurd_declared_sizes_are_refused_before_any_memory_is_taken(tmp_path):
+    """The field test's cases: n_numeric = 1e6 grew `predict` to 22 GB, hidden = 1e7 to 10.5 GB. The load runs
+    in a process limited to 3 GB of address space, so that a regression fails here instead of swapping."""
+    folders = []
+    for path, value in (("state.architecture.n_numeric", 10**6), ("params.hidden", 10**7)):
+        folder = shutil.copytree(FIXTURES / "models" / "tabular-v1", tmp_path / path)
+        _rewrite_manifest(folder, _set(path, value), recompute_checksum=True)
+        folders.append(str(folder))
+    script = ("import resource, sys\n"
+              "resource.setrlimit(resource.RLIMIT_AS, (3 << 30, 3 << 30))\n"
+              "import shopfloor\n"
+              "for folder in sys.argv[1:]:\n"
+              "    try:\n"
+              "        shopfloor.load(folder)\n"
+              "    except Exception as err:\n"
+              "        print(type(err).__name__, err)\n")
+    done = subprocess.run([sys.executable, "-c", script, *folders], capture_output=True, text=True, timeout=120,
+                          env={**os.environ, "OMP_NUM_THREADS": "1"})
+    lines = done.stdout.splitlines()
+    assert len(lines) == 2, done.stdout + done.stderr
+    assert lines[0].startswith("NotAModel") and "state.architecture.n_numeric is 1000000" in lines[0]
+    assert lines[1].startswith("NotAModel") and "params.hidden is 10000000" in lines[1]
+    assert "'net.head.weight'" in lines[1]

@@ -19,7 +19,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import torch
-from safetensors import SafetensorError
+from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 
 from shopfloor.errors import ModelTooNew, NotAModel
@@ -131,8 +131,13 @@ def read_manifest(folder: str | os.PathLike) -> dict:
     return manifest
 
 
-def read_artifact(folder: str | os.PathLike) -> tuple[dict, dict[str, torch.Tensor]]:
-    """The verified manifest and the weights of a model folder."""
+def read_artifact(folder: str | os.PathLike, check=None) -> tuple[dict, dict[str, torch.Tensor]]:
+    """The verified manifest and the weights of a model folder.
+
+    `check(manifest, shapes)` runs after the checksums and before any tensor is read: `shapes` are the
+    tensors' shapes from the safetensors header, so that a manifest whose sizes disagree with its weights
+    is refused before a network is built from it (a recomputed checksum does not make sizes true).
+    """
     folder = Path(folder)
     manifest = read_manifest(folder)
     weights = folder / WEIGHTS
@@ -140,11 +145,74 @@ def read_artifact(folder: str | os.PathLike) -> tuple[dict, dict[str, torch.Tens
         raise NotAModel(f"{folder} has a manifest but no {WEIGHTS}")
     if _sha256_file(weights) != manifest.get("weights_sha256"):
         raise NotAModel(f"{weights} does not match its manifest (checksum mismatch); the model folder is damaged")
+    if check is not None:
+        check(manifest, weight_shapes(weights))
     try:
         tensors = load_file(str(weights))
     except (SafetensorError, OSError) as err:
         raise NotAModel(f"{weights} could not be read: {err}") from None
     return manifest, tensors
+
+
+def weight_shapes(weights: str | os.PathLike) -> dict[str, tuple[int, ...]]:
+    """The name and shape of every tensor in a safetensors file, from its header alone (no tensor is read)."""
+    try:
+        with safe_open(str(weights), framework="pt") as handle:
+            return {name: tuple(handle.get_slice(name).get_shape()) for name in handle.keys()}  # noqa: SIM118
+    except (SafetensorError, OSError) as err:
+        raise NotAModel(f"{weights} could not be read: {err}") from None
+
+
+# -- sizes declared by a manifest, against the weights ------------------------------------------
+MAX_SIZE = 1 << 24  # no size a manifest declares without a weight to check it against may exceed this
+
+
+def declared_size(manifest: dict, path: str, limit: int = MAX_SIZE) -> int:
+    """The whole number at `path` ("params.window", "state.architecture.n_numeric") of a manifest, 0..limit."""
+    value = manifest
+    for part in path.split("."):
+        value = value.get(part) if isinstance(value, dict) else None
+    if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value <= limit:
+        raise NotAModel(f"the manifest's {path} is {value!r}; a size from 0 to {limit} was expected "
+                        "(the folder was damaged or edited)")
+    return value
+
+
+def check_size(path: str, value: int, shapes: dict[str, tuple[int, ...]], key: str, axis: int) -> None:
+    """Refuse a manifest whose size at `path` is not the length of axis `axis` of tensor `key` in the weights."""
+    shape = shapes.get(key)
+    if shape is None or len(shape) <= axis:
+        raise NotAModel(f"{WEIGHTS} has no tensor '{key}' of {axis + 1} or more axes, which the manifest's {path} "
+                        "sizes (the folder was damaged or edited)")
+    if shape[axis] != value:
+        raise NotAModel(f"the manifest's {path} is {value} but '{key}' in {WEIGHTS} has {shape[axis]} "
+                        f"(shape {list(shape)}): the manifest and the weights disagree (the folder was damaged or edited)")
+
+
+def check_count(path: str, value: int, shapes: dict[str, tuple[int, ...]], pattern: str) -> None:
+    """Refuse a manifest whose count at `path` (layers, columns) is not the number of tensors named like `pattern`
+    (a regular expression such as `net\\.backbone\\.\\d+\\.weight`: one per layer)."""
+    import re
+
+    found = sum(1 for name in shapes if re.fullmatch(pattern, name))
+    if found != value:
+        raise NotAModel(f"the manifest's {path} is {value} but {WEIGHTS} holds {found} tensors named like "
+                        f"'{pattern}': the manifest and the weights disagree (the folder was damaged or edited)")
+
+
+def check_shapes(built: dict[str, tuple[int, ...]], saved: dict[str, tuple[int, ...]], prefix: str = "") -> None:
+    """Refuse weights whose tensors are not exactly those of the network the manifest describes."""
+    for key, shape in built.items():
+        if key not in saved:
+            raise NotAModel(f"{WEIGHTS} has no tensor '{prefix}{key}', which the network the manifest describes "
+                            "needs (the folder was damaged or edited)")
+        if tuple(saved[key]) != tuple(shape):
+            raise NotAModel(f"'{prefix}{key}' is {list(saved[key])} in {WEIGHTS} but {list(shape)} in the network "
+                            "the manifest describes (the folder was damaged or edited)")
+    extra = sorted(set(saved) - set(built))
+    if extra:
+        raise NotAModel(f"{WEIGHTS} holds tensors the network the manifest describes does not have: "
+                        f"{', '.join(prefix + k for k in extra[:5])} (the folder was damaged or edited)")
 
 
 # -- pretrained backbones -------------------------------------------------------------------
