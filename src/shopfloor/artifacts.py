@@ -15,12 +15,14 @@ import hashlib
 import json
 import os
 import shutil
+import struct
 from datetime import UTC, datetime
 from pathlib import Path
 
 import torch
-from safetensors import SafetensorError, safe_open
-from safetensors.torch import load_file, save_file
+from safetensors import SafetensorError
+from safetensors.torch import load as load_weights
+from safetensors.torch import save_file
 
 from shopfloor.errors import ModelTooNew, NotAModel
 
@@ -80,6 +82,29 @@ def save_artifact(folder: str | os.PathLike, *, task: str, params: dict, state: 
     return folder
 
 
+def remove_debris(folder: Path, prefix: str) -> None:
+    """Remove what processes that died half-way left in `folder`: entries named `<prefix><pid>[-...]` whose
+    process is gone (a live process's own work in progress is left alone)."""
+    for path in folder.glob(f"{prefix}*"):
+        pid = path.name[len(prefix):].split("-")[0]
+        if not pid.isdigit() or _alive(int(pid)):
+            continue
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path, ignore_errors=True)
+        else:
+            path.unlink(missing_ok=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # a process of another user
+        return True
+    return True
+
+
 def check_destination(folder: str | os.PathLike) -> None:
     """Refuse early to save a model over a file or a folder that is not a shopfloor model."""
     folder = Path(folder)
@@ -134,33 +159,46 @@ def read_manifest(folder: str | os.PathLike) -> dict:
 def read_artifact(folder: str | os.PathLike, check=None) -> tuple[dict, dict[str, torch.Tensor]]:
     """The verified manifest and the weights of a model folder.
 
-    `check(manifest, shapes)` runs after the checksums and before any tensor is read: `shapes` are the
+    `check(manifest, shapes)` runs after the checksums and before any tensor is made: `shapes` are the
     tensors' shapes from the safetensors header, so that a manifest whose sizes disagree with its weights
-    is refused before a network is built from it (a recomputed checksum does not make sizes true).
+    is refused before a network is built from it (a recomputed checksum does not make sizes true). The
+    weights are read once: the bytes checked are the bytes loaded, even if the file changes meanwhile.
     """
     folder = Path(folder)
     manifest = read_manifest(folder)
     weights = folder / WEIGHTS
-    if not weights.is_file():
-        raise NotAModel(f"{folder} has a manifest but no {WEIGHTS}")
-    if _sha256_file(weights) != manifest.get("weights_sha256"):
+    try:
+        data = weights.read_bytes()
+    except FileNotFoundError:
+        raise NotAModel(f"{folder} has a manifest but no {WEIGHTS}") from None
+    except OSError as err:
+        raise NotAModel(f"{weights} could not be read: {err}") from None
+    if hashlib.sha256(data).hexdigest() != manifest.get("weights_sha256"):
         raise NotAModel(f"{weights} does not match its manifest (checksum mismatch); the model folder is damaged")
     if check is not None:
-        check(manifest, weight_shapes(weights))
+        check(manifest, header_shapes(data, weights))
     try:
-        tensors = load_file(str(weights))
+        tensors = load_weights(data)
     except (SafetensorError, OSError) as err:
         raise NotAModel(f"{weights} could not be read: {err}") from None
     return manifest, tensors
 
 
-def weight_shapes(weights: str | os.PathLike) -> dict[str, tuple[int, ...]]:
-    """The name and shape of every tensor in a safetensors file, from its header alone (no tensor is read)."""
+def header_shapes(data: bytes, source: str | os.PathLike = WEIGHTS) -> dict[str, tuple[int, ...]]:
+    """The name and shape of every tensor in safetensors bytes, from the header alone: a little-endian u64
+    length, then that many bytes of JSON (no tensor is made)."""
     try:
-        with safe_open(str(weights), framework="pt") as handle:
-            return {name: tuple(handle.get_slice(name).get_shape()) for name in handle.keys()}  # noqa: SIM118
-    except (SafetensorError, OSError) as err:
-        raise NotAModel(f"{weights} could not be read: {err}") from None
+        (length,) = struct.unpack("<Q", data[:8])
+        if length > len(data) - 8:
+            raise ValueError("the header runs past the end of the file")
+        header = json.loads(data[8:8 + length].decode("utf-8"))
+        header.pop("__metadata__", None)
+        shapes = {name: tuple(info["shape"]) for name, info in header.items()}
+        if not all(isinstance(n, int) and n >= 0 for shape in shapes.values() for n in shape):
+            raise ValueError("a shape is not a list of sizes")
+    except (struct.error, ValueError, UnicodeDecodeError, AttributeError, KeyError, TypeError) as err:
+        raise NotAModel(f"{source} is not a safetensors file ({err}); the model folder is damaged") from None
+    return shapes
 
 
 # -- sizes declared by a manifest, against the weights ------------------------------------------

@@ -116,11 +116,17 @@ class Estimator:
         raise NotImplementedError
 
 
-def load(folder: str | os.PathLike) -> Estimator:
-    """Load any saved shopfloor model; only safetensors and JSON are read."""
+def load(folder: str | os.PathLike, verify=None) -> Estimator:
+    """Load any saved shopfloor model; only safetensors and JSON are read.
+
+    `verify(manifest)` may refuse the model (a registry checks its signature) after the checksums and
+    before any tensor is made.
+    """
     from shopfloor.tasks import estimator_class
 
     def check(manifest: dict, shapes: dict[str, tuple[int, ...]]) -> None:
+        if verify is not None:
+            verify(manifest)
         cls = estimator_class(manifest.get("task", "?"), source=str(folder))
         try:
             cls.check_sizes(manifest, shapes)
