@@ -6,6 +6,7 @@ import json
 import os
 import re
 import shutil
+import signal
 import struct
 import subprocess
 import sys
@@ -272,3 +273,67 @@ def test_absurd_declared_sizes_are_refused_before_any_memory_is_taken(tmp_path):
     assert lines[0].startswith("NotAModel") and "state.architecture.n_numeric is 1000000" in lines[0]
     assert lines[1].startswith("NotAModel") and "params.hidden is 10000000" in lines[1]
     assert "'net.head.weight'" in lines[1]
+
+
+# -- interrupted saves (14.11) ----------------------------------------------------------------------------
+KILLED_SAVE = """
+import sys, time
+import shopfloor, shopfloor.artifacts as artifacts
+model = shopfloor.load(sys.argv[1])
+swap, step = artifacts._exchange, sys.argv[3]
+def paused(a, b):
+    if step == "before the swap":
+        print("paused", flush=True); time.sleep(120)
+    done = swap(a, b)
+    print("paused", flush=True); time.sleep(120)
+    return done
+artifacts._exchange = paused
+model.save(sys.argv[2])
+"""
+
+
+def _dead_pid() -> int:
+    child = subprocess.Popen([sys.executable, "-c", "pass"])
+    child.wait()
+    return child.pid
+
+
+@pytest.mark.parametrize("step", ["before the swap", "after the swap"])
+def test_a_save_killed_at_any_step_leaves_a_whole_model_and_the_next_save_clears_its_debris(binary_model, tmp_path,
+                                                                                            step):
+    target = tmp_path / "model"
+    binary_model.model.save(target)
+    before = read_manifest(target)
+    child = subprocess.Popen([sys.executable, "-c", KILLED_SAVE, str(FIXTURES / "models" / "tabular-v1"), str(target),
+                              step], stdout=subprocess.PIPE, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    try:
+        assert child.stdout.readline().strip() == "paused"
+    finally:
+        child.send_signal(signal.SIGKILL)
+        child.wait()
+    assert sorted(p.name for p in tmp_path.iterdir()) == [f".model.tmp-{child.pid}", "model"]
+    after = read_manifest(target)
+    assert after == before if step == "before the swap" else after["params"]["hidden"] == 16  # the fixture's
+    shopfloor.load(target)
+    binary_model.model.save(target)
+    assert [p.name for p in tmp_path.iterdir()] == ["model"]
+
+
+def test_debris_of_dead_saves_is_removed_and_a_running_save_is_left_alone(binary_model, tmp_path):
+    dead, running = _dead_pid(), os.getppid()
+    for name in (f".model.tmp-{dead}", f".model.old-{dead}", f".model.tmp-{running}", f".other.tmp-{dead}"):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "model.safetensors").write_bytes(b"half a model")
+    binary_model.model.save(tmp_path / "model")
+    assert sorted(p.name for p in tmp_path.iterdir()) == [f".model.tmp-{running}", f".other.tmp-{dead}", "model"]
+
+
+def test_saving_over_a_model_works_without_an_atomic_exchange(binary_model, tmp_path, monkeypatch):
+    import shopfloor.artifacts as artifacts
+
+    monkeypatch.setattr(artifacts, "_exchange", lambda a, b: False)
+    target = tmp_path / "model"
+    shutil.copytree(FIXTURES / "models" / "tabular-v1", target)
+    binary_model.model.save(target)
+    assert read_manifest(target)["params"]["hidden"] == binary_model.model.hidden
+    assert [p.name for p in tmp_path.iterdir()] == ["model"]

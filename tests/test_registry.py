@@ -6,6 +6,8 @@ import hashlib
 import json
 import shutil
 import stat
+import subprocess
+import sys
 
 import pytest
 from conftest import FIXTURES
@@ -204,3 +206,13 @@ def test_only_the_model_files_are_copied(registry, tmp_path):
     (folder / "notes.txt").write_text("trained on the March data")
     registry.add("failure", folder)
     assert sorted(p.name for p in registry.path("failure", 1).iterdir()) == [MANIFEST, WEIGHTS, SIGNATURE]
+
+
+def test_an_add_killed_half_way_leaves_debris_that_the_next_add_removes(registry):
+    child = subprocess.Popen([sys.executable, "-c", "pass"])
+    child.wait()
+    registry.add("failure", SAVED)
+    debris = registry.root / "failure" / f".add.tmp-{child.pid}-1"
+    shutil.copytree(SAVED, debris)
+    registry.add("failure", SAVED)
+    assert sorted(p.name for p in (registry.root / "failure").iterdir()) == ["1", "2", "registry.json"]

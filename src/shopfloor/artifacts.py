@@ -6,7 +6,7 @@ constructor parameters, the learned non-tensor state (schema, thresholds, metric
 checksums of itself and of the weights, so that a damaged or hand-edited folder is refused
 with a clear message instead of giving silently different answers.
 
-Saving is atomic: the folder is written under a temporary name and renamed into place.
+Saving is atomic: the folder is written under a temporary name and swapped into place in one step.
 """
 
 from __future__ import annotations
@@ -47,11 +47,18 @@ def _sha256_json(data: dict) -> str:
 
 def save_artifact(folder: str | os.PathLike, *, task: str, params: dict, state: dict,
                   tensors: dict[str, torch.Tensor]) -> Path:
-    """Write a model folder atomically and return its path."""
+    """Write a model folder atomically and return its path.
+
+    The folder is written under a temporary name and swapped into place in one step, so that the path holds
+    the old model or the new one at every instant, also when the process is killed. What a killed save left
+    (`.NAME.tmp-PID`, `.NAME.old-PID` of a process that is gone) is removed by the next save to that path.
+    """
     from shopfloor import __version__
 
     folder = Path(folder)
     folder.parent.mkdir(parents=True, exist_ok=True)
+    for debris in (f".{folder.name}.tmp-", f".{folder.name}.old-"):
+        remove_debris(folder.parent, debris)
     tmp = folder.with_name(f".{folder.name}.tmp-{os.getpid()}")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir()
@@ -71,15 +78,43 @@ def save_artifact(folder: str | os.PathLike, *, task: str, params: dict, state: 
         (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2, ensure_ascii=False), encoding="utf-8")
         if folder.exists():
             check_destination(folder)
-            old = folder.with_name(f".{folder.name}.old-{os.getpid()}")
-            os.replace(folder, old)
-            os.replace(tmp, folder)
-            shutil.rmtree(old, ignore_errors=True)
+            _swap(tmp, folder)  # tmp now holds the old model, removed below
         else:
             os.replace(tmp, folder)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return folder
+
+
+def _swap(new: Path, folder: Path) -> None:
+    """Put `new` at `folder` and the old `folder` at `new`, in one step where the system can."""
+    if _exchange(new, folder):
+        return
+    # without an atomic exchange: two renames, and a kill between them leaves the old model at .NAME.old-PID
+    old = folder.with_name(f".{folder.name}.old-{os.getpid()}")
+    os.replace(folder, old)
+    os.replace(new, folder)
+    os.replace(old, new)
+
+
+def _exchange(a: Path, b: Path) -> bool:
+    """Swap two paths atomically with Linux's renameat2(RENAME_EXCHANGE); False where it is not available
+    (another system, an old C library, a file system that does not support it)."""
+    import ctypes
+    import errno
+
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        renameat2 = libc.renameat2
+    except (OSError, AttributeError):
+        return False
+    at_fdcwd, rename_exchange = -100, 2
+    if renameat2(at_fdcwd, os.fsencode(a), at_fdcwd, os.fsencode(b), rename_exchange) == 0:
+        return True
+    code = ctypes.get_errno()
+    if code in (errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP):
+        return False
+    raise OSError(code, os.strerror(code), str(b))
 
 
 def remove_debris(folder: Path, prefix: str) -> None:
