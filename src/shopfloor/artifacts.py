@@ -16,6 +16,8 @@ import json
 import os
 import shutil
 import struct
+import threading
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -75,7 +77,7 @@ def save_artifact(folder: str | os.PathLike, *, task: str, params: dict, state: 
             "weights_sha256": _sha256_file(tmp / WEIGHTS),
         }
         manifest["manifest_sha256"] = _sha256_json(manifest)
-        (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2, ensure_ascii=False), encoding="utf-8")
+        atomic_write(tmp / MANIFEST, json.dumps(manifest, indent=2, ensure_ascii=False))
         if folder.exists():
             check_destination(folder)
             _swap(tmp, folder)  # tmp now holds the old model, removed below
@@ -115,6 +117,33 @@ def _exchange(a: Path, b: Path) -> bool:
     if code in (errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP):
         return False
     raise OSError(code, os.strerror(code), str(b))
+
+
+def atomic_write(path: str | os.PathLike, content: str | bytes | Callable[[Path], object], mode: int = 0o644) -> Path:
+    """Write a file so that readers find the old content or the new one, never half a file.
+
+    `content` is text (UTF-8), bytes, or a function that writes the file at the path it is given (safetensors,
+    ONNX). It goes to `.NAME.tmp-PID-THREAD` beside the target (its own name per process and thread, created
+    with `mode`), is flushed to disk and renamed over the target; any failure removes it, and what a killed
+    process left is removed by the next write to the same file.
+    """
+    path = Path(path)
+    remove_debris(path.parent, f".{path.name}.tmp-")
+    temporary = path.with_name(f".{path.name}.tmp-{os.getpid()}-{threading.get_ident()}")
+    handle = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, mode)
+    try:
+        with os.fdopen(handle, "wb") as file:
+            if not callable(content):
+                file.write(content.encode("utf-8") if isinstance(content, str) else content)
+                file.flush()
+                os.fsync(file.fileno())
+        if callable(content):
+            content(temporary)
+        os.replace(temporary, path)
+    except BaseException:
+        temporary.unlink(missing_ok=True)
+        raise
+    return path
 
 
 def remove_debris(folder: Path, prefix: str) -> None:

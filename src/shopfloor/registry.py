@@ -42,7 +42,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-from shopfloor.artifacts import MANIFEST, WEIGHTS, _sha256_json, read_manifest, remove_debris
+from shopfloor.artifacts import MANIFEST, WEIGHTS, _sha256_json, atomic_write, read_manifest, remove_debris
 from shopfloor.errors import NotAModel, ShopfloorError
 
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
@@ -215,7 +215,7 @@ class Registry:
                 version = max(existing, default=0) + 1
                 signature = {"hmac_sha256": _sign(self._key(create=True), name, version, manifest),
                              "signs": "name, version, manifest and weights, with the registry's key"}
-                (tmp / SIGNATURE).write_text(json.dumps(signature, indent=2) + "\n", encoding="utf-8")
+                atomic_write(tmp / SIGNATURE, json.dumps(signature, indent=2) + "\n")
                 os.replace(tmp, folder / str(version))
                 state = self._read_state(name)
                 state.setdefault("task", manifest["task"])
@@ -301,10 +301,7 @@ class Registry:
         return state
 
     def _write_state(self, name: str, state: dict) -> None:
-        path = self.root / name / STATE
-        tmp = path.with_name(f".{STATE}.tmp-{os.getpid()}-{threading.get_ident()}")
-        tmp.write_text(json.dumps(state, indent=2) + "\n", encoding="utf-8")
-        os.replace(tmp, path)
+        atomic_write(self.root / name / STATE, json.dumps(state, indent=2) + "\n")
         self._states.pop(name, None)
 
 
