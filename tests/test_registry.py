@@ -167,16 +167,18 @@ def _nothing_added(registry):
     assert [p.name for p in registry.root.iterdir() if p.name not in (KEY, ".registry.lock")] == []
 
 
-@pytest.mark.parametrize("link", ["passwd -> /etc/passwd", "loop -> loop", "weights -> elsewhere", "sub/deep -> /"])
+@pytest.mark.parametrize("link", ["passwd -> /etc/passwd", "loop -> loop", "weights -> elsewhere", "sub/deep -> /",
+                                  "manifest -> elsewhere"])
 def test_a_model_folder_with_a_symbolic_link_is_refused_and_leaves_nothing(registry, tmp_path, link):
     folder = shutil.copytree(SAVED, tmp_path / "model")
     if link.startswith("passwd"):
         (folder / "passwd").symlink_to("/etc/passwd")
     elif link.startswith("loop"):
         (folder / "loop").symlink_to(folder / "loop")
-    elif link.startswith("weights"):
-        shutil.move(folder / WEIGHTS, tmp_path / "elsewhere")
-        (folder / WEIGHTS).symlink_to(tmp_path / "elsewhere")
+    elif link.startswith(("weights", "manifest")):
+        name = WEIGHTS if link.startswith("weights") else MANIFEST
+        shutil.move(folder / name, tmp_path / "elsewhere")
+        (folder / name).symlink_to(tmp_path / "elsewhere")
     else:
         (folder / "sub").mkdir()
         (folder / "sub" / "deep").symlink_to("/")

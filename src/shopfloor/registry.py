@@ -198,17 +198,22 @@ class Registry:
         and nothing of it stays in the registry.
         """
         check_name(name)
-        read_manifest(model_folder)  # a clear message first when it is not a shopfloor model at all
+        source = Path(model_folder)
+        _refuse_links(source)  # before anything is read through one
+        read_manifest(source)  # a clear message first when it is not a shopfloor model at all
         folder = self.root / name
         created = not folder.exists()
         folder.mkdir(parents=True, exist_ok=True)
         remove_debris(folder, ".add.tmp-")
         tmp = folder / f".add.tmp-{os.getpid()}-{threading.get_ident()}"
         try:
-            _copy_model(Path(model_folder), tmp)
+            _copy_model(source, tmp)
             from shopfloor.tasks.base import load
 
-            load(tmp)  # the copy, not the original: what is checked is what goes in
+            try:
+                load(tmp)  # the copy, not the original: what is checked is what goes in
+            except NotAModel as err:
+                raise NotAModel(str(err).replace(str(tmp), str(source))) from None
             manifest = read_manifest(tmp)
             with self._changing():
                 existing = [int(p.name) for p in folder.iterdir() if p.is_dir() and p.name.isdigit()]
@@ -329,9 +334,9 @@ def _sign(key: bytes, name: str, version: int, manifest: dict) -> str:
     return hmac.new(key, message.encode(), hashlib.sha256).hexdigest()
 
 
-def _copy_model(source: Path, target: Path) -> None:
-    """Copy a model folder's manifest and weights into a new folder `target`, refusing symbolic links anywhere in
-    the source (a link to /etc/passwd must not become a file in the registry) and anything but plain files."""
+def _refuse_links(source: Path) -> None:
+    """Refuse symbolic links anywhere in a model folder (a link to /etc/passwd must not become a file in the
+    registry, and a link loop must not become a traceback), and anything but plain files and folders."""
     for parent, folders, files in os.walk(source, followlinks=False):
         for entry in folders + files:
             path = Path(parent) / entry
@@ -340,6 +345,10 @@ def _copy_model(source: Path, target: Path) -> None:
                                 "(copy the model's files into a folder of their own)")
             if not (path.is_dir() or path.is_file()):
                 raise NotAModel(f"{path} is not a plain file; a model folder to add may hold only plain files")
+
+
+def _copy_model(source: Path, target: Path) -> None:
+    """Copy a model folder's manifest and weights, never through a link, into a new folder `target`."""
     target.mkdir()
     for name in (MANIFEST, WEIGHTS):
         try:
