@@ -4,9 +4,12 @@ A model folder can never run code when loaded: weights are safetensors, everythi
 JSON. The manifest records the format version, the task, the package version, the
 constructor parameters, the learned non-tensor state (schema, thresholds, metrics) and
 checksums of itself and of the weights, so that a damaged or hand-edited folder is refused
-with a clear message instead of giving silently different answers.
+with a clear message instead of giving silently different answers. Checksums catch accidents, not
+intent (anyone can recompute them): every size a manifest declares is also checked against the
+shapes in the weights' header before a network is built from it.
 
-Saving is atomic: the folder is written under a temporary name and swapped into place in one step.
+Saving is atomic: the folder is written under a temporary name and swapped into place in one step;
+`atomic_write` is the one way the package writes a file.
 """
 
 from __future__ import annotations
@@ -266,7 +269,7 @@ def header_shapes(data: bytes, source: str | os.PathLike = WEIGHTS) -> dict[str,
 
 
 # -- sizes declared by a manifest, against the weights ------------------------------------------
-MAX_SIZE = 1 << 24  # no size a manifest declares without a weight to check it against may exceed this
+MAX_SIZE = 1 << 24  # the largest size a manifest may declare at all (a network is never built from more)
 
 
 def declared_size(manifest: dict, path: str, limit: int = MAX_SIZE) -> int:
