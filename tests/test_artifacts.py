@@ -3,9 +3,15 @@
 from __future__ import annotations
 
 import json
+import os
+import re
 import shutil
+import signal
 import struct
+import subprocess
+import sys
 from itertools import pairwise
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -242,3 +248,158 @@ def test_a_state_of_the_wrong_shape_is_a_damaged_model_not_a_traceback(binary_mo
     _rewrite_manifest(folder, lambda m: m["state"].update(architecture="mlp"), recompute_checksum=True)
     with pytest.raises(NotAModel, match="could not be restored.*damaged"):
         shopfloor.load(folder)
+
+
+# -- sizes a manifest declares, against its weights (a checksum anyone can recompute proves nothing) -------
+def _set(path: str, value):
+    def change(manifest):
+        *parents, last = path.split(".")
+        node = manifest
+        for part in parents:
+            node = node[part]
+        node[last] = value
+    return change
+
+
+@pytest.mark.parametrize(("path", "value", "named"), [
+    ("state.architecture.n_numeric", 5, "state.architecture.n_numeric"),
+    ("state.architecture.n_numeric", 1e6, "state.architecture.n_numeric"),
+    ("state.architecture.members", 3, "state.architecture.members"),
+    ("params.hidden", 17, "params.hidden"),
+    ("params.depth", 3, "params.depth"),
+    ("params.n_bins", 15, "params.n_bins"),
+    ("state.architecture.pairs", False, "state.architecture.pairs"),
+    ("state.schema.categorical.Type", ["H", "L", "M", "X"], "'net.category_embeddings.0.weight'"),
+])
+def test_a_declared_size_that_disagrees_with_the_weights_is_refused_by_name(tmp_path, path, value, named):
+    folder = _copy(FIXTURES / "models" / "tabular-v1", tmp_path)
+    _rewrite_manifest(folder, _set(path, value), recompute_checksum=True)
+    with pytest.raises(NotAModel, match=re.escape(named)) as refused:
+        shopfloor.load(folder)
+    assert "could not be restored" not in str(refused.value)  # checked before building, not a torch error
+
+
+def test_absurd_declared_sizes_are_refused_before_any_memory_is_taken(tmp_path):
+    """The field test's cases: n_numeric = 1e6 grew `predict` to 22 GB, hidden = 1e7 to 10.5 GB. The load runs
+    in a process limited to 3 GB of address space, so that a regression fails here instead of swapping."""
+    folders = []
+    for path, value in (("state.architecture.n_numeric", 10**6), ("params.hidden", 10**7)):
+        folder = shutil.copytree(FIXTURES / "models" / "tabular-v1", tmp_path / path)
+        _rewrite_manifest(folder, _set(path, value), recompute_checksum=True)
+        folders.append(str(folder))
+    script = ("import resource, sys\n"
+              "resource.setrlimit(resource.RLIMIT_AS, (3 << 30, 3 << 30))\n"
+              "import shopfloor\n"
+              "for folder in sys.argv[1:]:\n"
+              "    try:\n"
+              "        shopfloor.load(folder)\n"
+              "    except Exception as err:\n"
+              "        print(type(err).__name__, err)\n")
+    done = subprocess.run([sys.executable, "-c", script, *folders], capture_output=True, text=True, timeout=120,
+                          env={**os.environ, "OMP_NUM_THREADS": "1"})
+    lines = done.stdout.splitlines()
+    assert len(lines) == 2, done.stdout + done.stderr
+    assert lines[0].startswith("NotAModel") and "state.architecture.n_numeric is 1000000" in lines[0]
+    assert lines[1].startswith("NotAModel") and "params.hidden is 10000000" in lines[1]
+    assert "'net.head.weight'" in lines[1]
+
+
+# -- interrupted saves (14.11) ----------------------------------------------------------------------------
+KILLED_SAVE = """
+import sys, time
+import shopfloor, shopfloor.artifacts as artifacts
+model = shopfloor.load(sys.argv[1])
+swap, step = artifacts._exchange, sys.argv[3]
+def paused(a, b):
+    if step == "before the swap":
+        print("paused", flush=True); time.sleep(120)
+    done = swap(a, b)
+    print("paused", flush=True); time.sleep(120)
+    return done
+artifacts._exchange = paused
+model.save(sys.argv[2])
+"""
+
+
+def _dead_pid() -> int:
+    child = subprocess.Popen([sys.executable, "-c", "pass"])
+    child.wait()
+    return child.pid
+
+
+@pytest.mark.parametrize("step", ["before the swap", "after the swap"])
+def test_a_save_killed_at_any_step_leaves_a_whole_model_and_the_next_save_clears_its_debris(binary_model, tmp_path,
+                                                                                            step):
+    target = tmp_path / "model"
+    binary_model.model.save(target)
+    before = read_manifest(target)
+    child = subprocess.Popen([sys.executable, "-c", KILLED_SAVE, str(FIXTURES / "models" / "tabular-v1"), str(target),
+                              step], stdout=subprocess.PIPE, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    try:
+        assert child.stdout.readline().strip() == "paused"
+    finally:
+        child.send_signal(signal.SIGKILL)
+        child.wait()
+    assert sorted(p.name for p in tmp_path.iterdir()) == [f".model.tmp-{child.pid}", "model"]
+    after = read_manifest(target)
+    assert after == before if step == "before the swap" else after["params"]["hidden"] == 16  # the fixture's
+    shopfloor.load(target)
+    binary_model.model.save(target)
+    assert [p.name for p in tmp_path.iterdir()] == ["model"]
+
+
+def test_debris_of_dead_saves_is_removed_and_a_running_save_is_left_alone(binary_model, tmp_path):
+    dead, running = _dead_pid(), os.getppid()
+    for name in (f".model.tmp-{dead}", f".model.old-{dead}", f".model.tmp-{running}", f".other.tmp-{dead}"):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "model.safetensors").write_bytes(b"half a model")
+    binary_model.model.save(tmp_path / "model")
+    assert sorted(p.name for p in tmp_path.iterdir()) == [f".model.tmp-{running}", f".other.tmp-{dead}", "model"]
+
+
+def test_saving_over_a_model_works_without_an_atomic_exchange(binary_model, tmp_path, monkeypatch):
+    import shopfloor.artifacts as artifacts
+
+    monkeypatch.setattr(artifacts, "_exchange", lambda a, b: False)
+    target = tmp_path / "model"
+    shutil.copytree(FIXTURES / "models" / "tabular-v1", target)
+    binary_model.model.save(target)
+    assert read_manifest(target)["params"]["hidden"] == binary_model.model.hidden
+    assert [p.name for p in tmp_path.iterdir()] == ["model"]
+
+
+# -- the one atomic write (15) --------------------------------------------------------------------------
+def test_a_failed_write_keeps_the_old_file_and_leaves_no_temporary(tmp_path):
+    from shopfloor.artifacts import atomic_write
+
+    target = atomic_write(tmp_path / "metrics.json", '{"f1": 0.8}\n')
+
+    def half_then_crash(path):
+        path.write_text('{"f1": 0.')
+        raise OSError("disk full")
+
+    with pytest.raises(OSError, match="disk full"):
+        atomic_write(target, half_then_crash)
+    assert target.read_text() == '{"f1": 0.8}\n'
+    assert [p.name for p in tmp_path.iterdir()] == ["metrics.json"]
+
+
+def test_a_killed_writer_debris_is_removed_by_the_next_write_and_modes_are_kept(tmp_path):
+    from shopfloor.artifacts import atomic_write
+
+    dead = _dead_pid()
+    (tmp_path / f".tokens.json.tmp-{dead}-1").write_text("{half")
+    atomic_write(tmp_path / "tokens.json", b"{}\n", mode=0o600)
+    assert [p.name for p in tmp_path.iterdir()] == ["tokens.json"]
+    assert (tmp_path / "tokens.json").stat().st_mode & 0o777 == 0o600
+
+
+def test_every_file_the_package_writes_goes_through_the_one_atomic_write():
+    """Six copies of the same few lines had drifted apart (a fixed temporary name never cleaned up, JSON
+    written in place); a new copy should be a conscious exception listed here."""
+    exceptions = {"artifacts.py": "the atomic write itself and the folder swap",
+                  "registry.py": "a checked version folder renamed into place",
+                  "data/tables.py": "a table written in chunks, renamed when complete"}
+    source = Path(shopfloor.__file__).parent
+    found = sorted(str(p.relative_to(source)) for p in source.rglob("*.py") if "os.replace(" in p.read_text())
+    assert found == sorted(exceptions)

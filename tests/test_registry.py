@@ -2,14 +2,21 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import shutil
+import stat
+import subprocess
+import sys
 
 import pytest
 from conftest import FIXTURES
+from manifests import edited_copy
 
+import shopfloor
+from shopfloor.artifacts import MANIFEST, WEIGHTS
 from shopfloor.errors import NotAModel
-from shopfloor.registry import BadName, Registry, UnknownModel
+from shopfloor.registry import KEY, SIGNATURE, BadName, Registry, UnknownModel
 
 SAVED = FIXTURES / "models" / "tabular-v1"
 
@@ -147,3 +154,108 @@ def test_a_damaged_registry_file_is_one_model_s_problem(registry, content):
     assert "press/registry.json" in entries["press"]["problem"] and entries["press"]["live"] is None
     with pytest.raises(NotAModel, match="registry.json"):
         Registry(registry.root).live("press")
+
+
+# -- the registry's signature (14.7) and what `add` lets in (14.8) ------------------------------------
+def test_the_signing_key_is_random_private_and_made_with_the_registry(tmp_path):
+    keys = []
+    for name in ("a", "b"):
+        Registry(tmp_path / name, create=True)
+        path = tmp_path / name / KEY
+        assert stat.S_IMODE(path.stat().st_mode) == 0o600
+        keys.append(path.read_text().strip())
+    assert all(len(bytes.fromhex(k)) == 32 for k in keys) and keys[0] != keys[1]
+
+
+@pytest.mark.parametrize("change", ["threshold, checksum recomputed", "weights of another model, checksums recomputed",
+                                    "signature removed", "signature of another version"])
+def test_a_version_changed_without_the_key_is_refused(registry, tmp_path, change):
+    registry.add("failure", SAVED)
+    registry.add("failure", SAVED, promote=False)
+    folder = registry.path("failure", 1)
+    if change.startswith("threshold"):
+        edited = edited_copy(folder, tmp_path / "edited", state__thresholds=[0.01])
+        shutil.copyfile(edited / MANIFEST, folder / MANIFEST)
+    elif change.startswith("weights"):
+        other = tmp_path / "other"
+        other.mkdir()
+        (other / WEIGHTS).write_bytes((folder / WEIGHTS).read_bytes()[:-4] + b"\0\0\0\0")
+        edited = edited_copy(folder, tmp_path / "edited",
+                             weights_sha256=hashlib.sha256((other / WEIGHTS).read_bytes()).hexdigest())
+        shutil.copyfile(edited / MANIFEST, folder / MANIFEST)
+        shutil.copyfile(other / WEIGHTS, folder / WEIGHTS)
+    elif change == "signature removed":
+        (folder / SIGNATURE).unlink()
+    else:
+        shutil.copyfile(registry.path("failure", 2) / SIGNATURE, folder / SIGNATURE)
+    shopfloor.load(folder)  # the checksums alone do not notice: anyone can recompute them
+    with pytest.raises(NotAModel, match="signature|signed|SIGNATURE"):
+        Registry(registry.root).live("failure")
+    with pytest.raises(NotAModel, match="add the model folder again|add its model folder again"):
+        Registry(registry.root).load("failure", 1)
+    assert Registry(registry.root).load("failure", 2).is_fitted  # the other version is untouched
+
+
+def test_a_registry_whose_key_is_gone_trusts_nothing(registry):
+    registry.add("failure", SAVED)
+    (registry.root / KEY).unlink()
+    with pytest.raises(NotAModel, match="no signing key"):
+        Registry(registry.root).live("failure")
+
+
+def _nothing_added(registry):
+    assert registry.names() == []
+    assert [p.name for p in registry.root.iterdir() if p.name not in (KEY, ".registry.lock")] == []
+
+
+@pytest.mark.parametrize("link", ["passwd -> /etc/passwd", "loop -> loop", "weights -> elsewhere", "sub/deep -> /",
+                                  "manifest -> elsewhere"])
+def test_a_model_folder_with_a_symbolic_link_is_refused_and_leaves_nothing(registry, tmp_path, link):
+    folder = shutil.copytree(SAVED, tmp_path / "model")
+    if link.startswith("passwd"):
+        (folder / "passwd").symlink_to("/etc/passwd")
+    elif link.startswith("loop"):
+        (folder / "loop").symlink_to(folder / "loop")
+    elif link.startswith(("weights", "manifest")):
+        name = WEIGHTS if link.startswith("weights") else MANIFEST
+        shutil.move(folder / name, tmp_path / "elsewhere")
+        (folder / name).symlink_to(tmp_path / "elsewhere")
+    else:
+        (folder / "sub").mkdir()
+        (folder / "sub" / "deep").symlink_to("/")
+    with pytest.raises(NotAModel, match="symbolic link"):
+        registry.add("failure", folder)
+    _nothing_added(registry)
+
+
+@pytest.mark.parametrize("damage", ["weights of another model", "a size edited, checksum recomputed", "no weights"])
+def test_a_model_that_does_not_load_is_not_added(registry, binary_model, tmp_path, damage):
+    folder = shutil.copytree(SAVED, tmp_path / "model")
+    if damage == "weights of another model":
+        shutil.copyfile(binary_model.folder / WEIGHTS, folder / WEIGHTS)
+    elif damage == "no weights":
+        (folder / WEIGHTS).unlink()
+    else:
+        folder = edited_copy(SAVED, tmp_path / "edited", params__hidden=10**7)
+    with pytest.raises(NotAModel):
+        registry.add("failure", folder)
+    _nothing_added(registry)
+    registry.add("failure", SAVED)
+    assert sorted(p.name for p in registry.path("failure", 1).iterdir()) == [MANIFEST, WEIGHTS, SIGNATURE]
+
+
+def test_only_the_model_files_are_copied(registry, tmp_path):
+    folder = shutil.copytree(SAVED, tmp_path / "model")
+    (folder / "notes.txt").write_text("trained on the March data")
+    registry.add("failure", folder)
+    assert sorted(p.name for p in registry.path("failure", 1).iterdir()) == [MANIFEST, WEIGHTS, SIGNATURE]
+
+
+def test_an_add_killed_half_way_leaves_debris_that_the_next_add_removes(registry):
+    child = subprocess.Popen([sys.executable, "-c", "pass"])
+    child.wait()
+    registry.add("failure", SAVED)
+    debris = registry.root / "failure" / f".add.tmp-{child.pid}-1"
+    shutil.copytree(SAVED, debris)
+    registry.add("failure", SAVED)
+    assert sorted(p.name for p in (registry.root / "failure").iterdir()) == ["1", "2", "registry.json"]

@@ -4,9 +4,12 @@ A model folder can never run code when loaded: weights are safetensors, everythi
 JSON. The manifest records the format version, the task, the package version, the
 constructor parameters, the learned non-tensor state (schema, thresholds, metrics) and
 checksums of itself and of the weights, so that a damaged or hand-edited folder is refused
-with a clear message instead of giving silently different answers.
+with a clear message instead of giving silently different answers. Checksums catch accidents, not
+intent (anyone can recompute them): every size a manifest declares is also checked against the
+shapes in the weights' header before a network is built from it.
 
-Saving is atomic: the folder is written under a temporary name and renamed into place.
+Saving is atomic: the folder is written under a temporary name and swapped into place in one step;
+`atomic_write` is the one way the package writes a file.
 """
 
 from __future__ import annotations
@@ -16,12 +19,16 @@ import json
 import os
 import re
 import shutil
+import struct
+import threading
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
 import torch
 from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load as load_weights
+from safetensors.torch import save_file
 
 from shopfloor.errors import ModelTooNew, NotAModel
 
@@ -49,11 +56,18 @@ def _sha256_json(data: dict) -> str:
 
 def save_artifact(folder: str | os.PathLike, *, task: str, params: dict, state: dict,
                   tensors: dict[str, torch.Tensor]) -> Path:
-    """Write a model folder atomically and return its path."""
+    """Write a model folder atomically and return its path.
+
+    The folder is written under a temporary name and swapped into place in one step, so that the path holds
+    the old model or the new one at every instant, also when the process is killed. What a killed save left
+    (`.NAME.tmp-PID`, `.NAME.old-PID` of a process that is gone) is removed by the next save to that path.
+    """
     from shopfloor import __version__
 
     folder = Path(folder)
     folder.parent.mkdir(parents=True, exist_ok=True)
+    for debris in (f".{folder.name}.tmp-", f".{folder.name}.old-"):
+        remove_debris(folder.parent, debris)
     tmp = folder.with_name(f".{folder.name}.tmp-{os.getpid()}")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir()
@@ -70,18 +84,96 @@ def save_artifact(folder: str | os.PathLike, *, task: str, params: dict, state: 
             "weights_sha256": _sha256_file(tmp / WEIGHTS),
         }
         manifest["manifest_sha256"] = _sha256_json(manifest)
-        (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2, ensure_ascii=False), encoding="utf-8")
+        atomic_write(tmp / MANIFEST, json.dumps(manifest, indent=2, ensure_ascii=False))
         if folder.exists():
             check_destination(folder)
-            old = folder.with_name(f".{folder.name}.old-{os.getpid()}")
-            os.replace(folder, old)
-            os.replace(tmp, folder)
-            shutil.rmtree(old, ignore_errors=True)
+            _swap(tmp, folder)  # tmp now holds the old model, removed below
         else:
             os.replace(tmp, folder)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return folder
+
+
+def _swap(new: Path, folder: Path) -> None:
+    """Put `new` at `folder` and the old `folder` at `new`, in one step where the system can."""
+    if _exchange(new, folder):
+        return
+    # without an atomic exchange: two renames, and a kill between them leaves the old model at .NAME.old-PID
+    old = folder.with_name(f".{folder.name}.old-{os.getpid()}")
+    os.replace(folder, old)
+    os.replace(new, folder)
+    os.replace(old, new)
+
+
+def _exchange(a: Path, b: Path) -> bool:
+    """Swap two paths atomically with Linux's renameat2(RENAME_EXCHANGE); False where it is not available
+    (another system, an old C library, a file system that does not support it)."""
+    import ctypes
+    import errno
+
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        renameat2 = libc.renameat2
+    except (OSError, AttributeError):
+        return False
+    at_fdcwd, rename_exchange = -100, 2
+    if renameat2(at_fdcwd, os.fsencode(a), at_fdcwd, os.fsencode(b), rename_exchange) == 0:
+        return True
+    code = ctypes.get_errno()
+    if code in (errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP):
+        return False
+    raise OSError(code, os.strerror(code), str(b))
+
+
+def atomic_write(path: str | os.PathLike, content: str | bytes | Callable[[Path], object], mode: int = 0o644) -> Path:
+    """Write a file so that readers find the old content or the new one, never half a file.
+
+    `content` is text (UTF-8), bytes, or a function that writes the file at the path it is given (safetensors,
+    ONNX). It goes to `.NAME.tmp-PID-THREAD` beside the target (its own name per process and thread, created
+    with `mode`), is flushed to disk and renamed over the target; any failure removes it, and what a killed
+    process left is removed by the next write to the same file.
+    """
+    path = Path(path)
+    remove_debris(path.parent, f".{path.name}.tmp-")
+    temporary = path.with_name(f".{path.name}.tmp-{os.getpid()}-{threading.get_ident()}")
+    handle = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, mode)
+    try:
+        with os.fdopen(handle, "wb") as file:
+            if not callable(content):
+                file.write(content.encode("utf-8") if isinstance(content, str) else content)
+                file.flush()
+                os.fsync(file.fileno())
+        if callable(content):
+            content(temporary)
+        os.replace(temporary, path)
+    except BaseException:
+        temporary.unlink(missing_ok=True)
+        raise
+    return path
+
+
+def remove_debris(folder: Path, prefix: str) -> None:
+    """Remove what processes that died half-way left in `folder`: entries named `<prefix><pid>[-...]` whose
+    process is gone (a live process's own work in progress is left alone)."""
+    for path in folder.glob(f"{prefix}*"):
+        pid = path.name[len(prefix):].split("-")[0]
+        if not pid.isdigit() or _alive(int(pid)):
+            continue
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path, ignore_errors=True)
+        else:
+            path.unlink(missing_ok=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # a process of another user
+        return True
+    return True
 
 
 def check_destination(folder: str | os.PathLike) -> None:
@@ -171,20 +263,101 @@ def check_manifest_shape(manifest: dict, path: Path) -> None:
 _KIND_WORDS = {str: "text", int: "a whole number", dict: "an object"}
 
 
-def read_artifact(folder: str | os.PathLike) -> tuple[dict, dict[str, torch.Tensor]]:
-    """The verified manifest and the weights of a model folder."""
+def read_artifact(folder: str | os.PathLike, check=None) -> tuple[dict, dict[str, torch.Tensor]]:
+    """The verified manifest and the weights of a model folder.
+
+    `check(manifest, shapes)` runs after the checksums and before any tensor is made: `shapes` are the
+    tensors' shapes from the safetensors header, so that a manifest whose sizes disagree with its weights
+    is refused before a network is built from it (a recomputed checksum does not make sizes true). The
+    weights are read once: the bytes checked are the bytes loaded, even if the file changes meanwhile.
+    """
     folder = Path(folder)
     manifest = read_manifest(folder)
     weights = folder / WEIGHTS
-    if not weights.is_file():
-        raise NotAModel(f"{folder} has a manifest but no {WEIGHTS}")
-    if _sha256_file(weights) != manifest.get("weights_sha256"):
-        raise NotAModel(f"{weights} does not match its manifest (checksum mismatch); the model folder is damaged")
     try:
-        tensors = load_file(str(weights))
+        data = weights.read_bytes()
+    except FileNotFoundError:
+        raise NotAModel(f"{folder} has a manifest but no {WEIGHTS}") from None
+    except OSError as err:
+        raise NotAModel(f"{weights} could not be read: {err}") from None
+    if hashlib.sha256(data).hexdigest() != manifest.get("weights_sha256"):
+        raise NotAModel(f"{weights} does not match its manifest (checksum mismatch); the model folder is damaged")
+    if check is not None:
+        check(manifest, header_shapes(data, weights))
+    try:
+        tensors = load_weights(data)
     except (SafetensorError, OSError) as err:
         raise NotAModel(f"{weights} could not be read: {err}") from None
     return manifest, tensors
+
+
+def header_shapes(data: bytes, source: str | os.PathLike = WEIGHTS) -> dict[str, tuple[int, ...]]:
+    """The name and shape of every tensor in safetensors bytes, from the header alone: a little-endian u64
+    length, then that many bytes of JSON (no tensor is made)."""
+    try:
+        (length,) = struct.unpack("<Q", data[:8])
+        if length > len(data) - 8:
+            raise ValueError("the header runs past the end of the file")
+        header = json.loads(data[8:8 + length].decode("utf-8"))
+        header.pop("__metadata__", None)
+        shapes = {name: tuple(info["shape"]) for name, info in header.items()}
+        if not all(isinstance(n, int) and n >= 0 for shape in shapes.values() for n in shape):
+            raise ValueError("a shape is not a list of sizes")
+    except (struct.error, ValueError, UnicodeDecodeError, AttributeError, KeyError, TypeError) as err:
+        raise NotAModel(f"{source} is not a safetensors file ({err}); the model folder is damaged") from None
+    return shapes
+
+
+# -- sizes declared by a manifest, against the weights ------------------------------------------
+MAX_SIZE = 1 << 24  # the largest size a manifest may declare at all (a network is never built from more)
+
+
+def declared_size(manifest: dict, path: str, limit: int = MAX_SIZE) -> int:
+    """The whole number at `path` ("params.window", "state.architecture.n_numeric") of a manifest, 0..limit."""
+    value = manifest
+    for part in path.split("."):
+        value = value.get(part) if isinstance(value, dict) else None
+    if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value <= limit:
+        raise NotAModel(f"the manifest's {path} is {value!r}; a size from 0 to {limit} was expected "
+                        "(the folder was damaged or edited)")
+    return value
+
+
+def check_size(path: str, value: int, shapes: dict[str, tuple[int, ...]], key: str, axis: int) -> None:
+    """Refuse a manifest whose size at `path` is not the length of axis `axis` of tensor `key` in the weights."""
+    shape = shapes.get(key)
+    if shape is None or len(shape) <= axis:
+        raise NotAModel(f"{WEIGHTS} has no tensor '{key}' of {axis + 1} or more axes, which the manifest's {path} "
+                        "sizes (the folder was damaged or edited)")
+    if shape[axis] != value:
+        raise NotAModel(f"the manifest's {path} is {value} but '{key}' in {WEIGHTS} has {shape[axis]} "
+                        f"(shape {list(shape)}): the manifest and the weights disagree (the folder was damaged or edited)")
+
+
+def check_count(path: str, value: int, shapes: dict[str, tuple[int, ...]], pattern: str) -> None:
+    """Refuse a manifest whose count at `path` (layers, columns) is not the number of tensors named like `pattern`
+    (a regular expression such as `net\\.backbone\\.\\d+\\.weight`: one per layer)."""
+    import re
+
+    found = sum(1 for name in shapes if re.fullmatch(pattern, name))
+    if found != value:
+        raise NotAModel(f"the manifest's {path} is {value} but {WEIGHTS} holds {found} tensors named like "
+                        f"'{pattern}': the manifest and the weights disagree (the folder was damaged or edited)")
+
+
+def check_shapes(built: dict[str, tuple[int, ...]], saved: dict[str, tuple[int, ...]], prefix: str = "") -> None:
+    """Refuse weights whose tensors are not exactly those of the network the manifest describes."""
+    for key, shape in built.items():
+        if key not in saved:
+            raise NotAModel(f"{WEIGHTS} has no tensor '{prefix}{key}', which the network the manifest describes "
+                            "needs (the folder was damaged or edited)")
+        if tuple(saved[key]) != tuple(shape):
+            raise NotAModel(f"'{prefix}{key}' is {list(saved[key])} in {WEIGHTS} but {list(shape)} in the network "
+                            "the manifest describes (the folder was damaged or edited)")
+    extra = sorted(set(saved) - set(built))
+    if extra:
+        raise NotAModel(f"{WEIGHTS} holds tensors the network the manifest describes does not have: "
+                        f"{', '.join(prefix + k for k in extra[:5])} (the folder was damaged or edited)")
 
 
 # -- pretrained backbones -------------------------------------------------------------------

@@ -114,15 +114,12 @@ def _set_date_order(estimator, dayfirst: bool | None) -> None:
 
 
 def _write_json(path: Path, data: dict) -> None:
-    import os
-
+    from shopfloor.artifacts import atomic_write
     from shopfloor.errors import DataFileError
 
     if not path.parent.is_dir():
         raise DataFileError(f"{path}: the folder {path.parent} does not exist")
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(data, indent=2, allow_nan=False) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
+    atomic_write(path, json.dumps(data, indent=2, allow_nan=False) + "\n")
 
 
 @train_app.command("tabular")

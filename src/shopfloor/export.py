@@ -41,6 +41,7 @@ import pandas as pd
 import torch
 from onnx import TensorProto, compose, helper
 
+from shopfloor.artifacts import atomic_write
 from shopfloor.errors import BadOption, NotAModel
 
 MIN_OPSET = 17  # older runtimes: the TorchScript exporter still writes 17
@@ -271,12 +272,7 @@ def _metadata(model) -> dict[str, str]:
 
 def _write_atomically(proto: onnx.ModelProto, path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
-        onnx.save_model(proto, tmp)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    atomic_write(path, lambda temporary: onnx.save_model(proto, temporary))
 
 
 # -- running and checking -----------------------------------------------------------------

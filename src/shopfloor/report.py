@@ -13,7 +13,6 @@ import hashlib
 import html
 import io
 import os
-import tempfile
 from datetime import datetime
 from pathlib import Path
 
@@ -120,7 +119,10 @@ def _write_page(path: str | os.PathLike, title: str, body: str) -> Path:
             f'<meta name="viewport" content="width=device-width, initial-scale=1">\n'
             f"<title>{_e(title)}</title>\n<style>{CSS}</style>\n</head>\n<body>\n<main>\n{body}\n</main>\n"
             f"</body>\n</html>\n")
-    return _write_atomically(Path(path), page)
+    from shopfloor.artifacts import atomic_write
+
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    return atomic_write(path, page)
 
 
 # -- what the page is about -----------------------------------------------------------------
@@ -404,18 +406,3 @@ def _number(value) -> str:
     if value == 0 or 0.001 <= abs(value) <= 1:  # scores such as f1 and r2: same decimals, easy to compare
         return f"{value:.4f}"
     return f"{value:,.4g}" if abs(value) < 1e6 else f"{value:,.0f}"
-
-
-def _write_atomically(path: Path, text: str) -> Path:
-    """Readers never see half a page: write a temporary file beside the target, then rename it."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(handle, "w", encoding="utf-8") as file:
-            file.write(text)
-        os.chmod(temporary, 0o644)  # mkstemp makes it private; a report is meant to be shared
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
-    return path

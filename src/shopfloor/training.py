@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import copy
 import json
-import os
 import random
 import sys
 from collections.abc import Callable
@@ -174,11 +173,11 @@ class _Checkpoint:
     def save(self, state: dict, info: dict) -> None:
         from safetensors.torch import save_file
 
+        from shopfloor.artifacts import atomic_write
+
         self.folder.mkdir(parents=True, exist_ok=True)
-        tmp = self.weights.with_suffix(".tmp")
-        save_file({k: v.contiguous() for k, v in state.items()}, str(tmp))
-        os.replace(tmp, self.weights)
-        self.info.write_text(json.dumps(info))
+        atomic_write(self.weights, lambda tmp: save_file({k: v.contiguous() for k, v in state.items()}, str(tmp)))
+        atomic_write(self.info, json.dumps(info))
 
     def load(self) -> tuple[dict, dict]:
         from safetensors.torch import load_file

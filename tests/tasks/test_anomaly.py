@@ -6,11 +6,12 @@ import os
 
 import numpy as np
 import pytest
+from manifests import edited_copy
 from PIL import Image
 
 import shopfloor
 from shopfloor.data.inspection import read_inspection_folder
-from shopfloor.errors import BadOption, BadTarget
+from shopfloor.errors import BadOption, BadTarget, NotAModel
 from shopfloor.export import check_parity, export_onnx
 from shopfloor.tasks.anomaly import AnomalyModel
 
@@ -134,3 +135,16 @@ def test_lighting_is_evened_out_per_image():
     a, b = even_out_lighting(torch.cat([dark, bright]))
     torch.testing.assert_close(a, b, atol=1e-3, rtol=1e-4)
     assert abs(float(a.mean()) - 127.5) < 1
+
+
+@pytest.mark.parametrize(("change", "named"), [
+    ({"params__image_size": 10**6}, "image_size"),
+    ({"params__sigma": 1e9}, "params.sigma"),
+    ({"params__sigma": 4.0}, "params.sigma"),
+    ({"params__blocks": [3, 10, 12]}, "params.blocks"),
+    ({"state__channels": 10**6}, "state.channels"),
+])
+def test_a_declared_size_that_disagrees_with_the_weights_is_refused(anomaly_model, tmp_path, change, named):
+    folder = edited_copy(anomaly_model.folder, tmp_path / "edited", **change)
+    with pytest.raises(NotAModel, match=named.replace(".", r"\.")):
+        shopfloor.load(folder)

@@ -5,9 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from manifests import edited_copy
 
 import shopfloor
-from shopfloor.errors import BadOption, BadTarget
+from shopfloor.errors import BadOption, BadTarget, NotAModel
 from shopfloor.export import check_parity, export_onnx
 from shopfloor.nn.inspection import DefectNet, SurfaceCNN
 from shopfloor.tasks.defects import DefectModel
@@ -88,3 +89,15 @@ def test_lite0_backbone_learns_neu_from_a_few_images(shared_data):
     test = sorted(i for c in folders.classes for i in np.flatnonzero(labels == c)[100:105])
     model = DefectModel(backbone="lite0", image_size=128, augment=False, progress=False).fit(folders.subset(train))
     assert model.evaluate(folders.subset(test))["accuracy"] >= 0.7
+
+
+@pytest.mark.parametrize(("change", "named"), [
+    ({"state__image_size": 10**6}, "state.image_size"),
+    ({"state__channels": 2}, "state.channels"),
+    ({"state__classes": ["a", "b", "c", "d", "e", "f", "g"]}, "state.classes"),
+    ({"params__backbone": "resnet"}, "params.backbone"),
+])
+def test_a_declared_size_that_disagrees_with_the_weights_is_refused(defect_model, tmp_path, change, named):
+    folder = edited_copy(defect_model.folder, tmp_path / "edited", **change)
+    with pytest.raises(NotAModel, match=named.replace(".", r"\.")):
+        shopfloor.load(folder)

@@ -8,10 +8,11 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from manifests import edited_copy
 
 import shopfloor
 from shopfloor import ProcessOptimizer
-from shopfloor.errors import BadColumn, BadOption, ColumnMissing, Infeasible
+from shopfloor.errors import BadColumn, BadOption, ColumnMissing, Infeasible, NotAModel
 from shopfloor.nn.gaussian_process import GaussianProcess
 from shopfloor.process.search import distance_to_data, nondominated
 from shopfloor.process.simulators import SIMULATORS
@@ -205,3 +206,14 @@ def test_large_histories_are_thinned_keeping_the_best_records():
     assert set(range(9750, 10_000)) <= set(rows.tolist())  # the best quarter of the budget
     spread = rows[rows < 9750]
     assert math.isclose(np.median(spread), 4875, rel_tol=0.15) and spread.min() < 500  # the rest: over everything
+
+
+@pytest.mark.parametrize(("change", "named"), [
+    ({"params__batch": 10**9}, "params.batch"),
+    ({"state__outputs": ["yield", "impurity", "cost"]}, "state.outputs"),
+])
+def test_a_declared_size_that_disagrees_with_the_weights_is_refused(snar_optimizer, tmp_path, change, named):
+    _, optimizer = snar_optimizer
+    folder = edited_copy(optimizer.save(tmp_path / "optimiser"), tmp_path / "edited", **change)
+    with pytest.raises(NotAModel, match=named.replace(".", r"\.")):
+        shopfloor.load(folder)

@@ -7,11 +7,12 @@ import pandas as pd
 import pytest
 import torch
 from conftest import RUL_COLUMNS, cut_short, run_histories
+from manifests import edited_copy
 
 import shopfloor
 from shopfloor.data.conditions import fit_conditions
 from shopfloor.data.runs import read_runs
-from shopfloor.errors import BadOption, BadTarget, ColumnMissing
+from shopfloor.errors import BadOption, BadTarget, ColumnMissing, NotAModel
 from shopfloor.export import check_parity, export_onnx, run_onnx
 from shopfloor.metrics import nasa_score, rul_metrics
 from shopfloor.nn.rul import OperatingConditions
@@ -172,3 +173,17 @@ def test_intervals_are_calibrated_on_units_not_seen_in_training():
     test, truth = cut_short(run_histories(40, conditions=1, seed=12), seed=12)
     coverage = model.evaluate(test, truth)["coverage"]
     assert 0.7 <= coverage <= 1.0, coverage
+
+
+@pytest.mark.parametrize(("change", "named"), [
+    ({"params__window": 10**7}, "params.window"),
+    ({"params__hidden": 10**7}, "params.hidden"),
+    ({"params__layers": 10**6}, "params.layers"),
+    ({"params__members": 3}, "params.members"),
+    ({"state__conditions": 10**6}, "state.conditions"),
+    ({"params__baseline_cycles": 10**9}, "params.baseline_cycles"),
+])
+def test_a_declared_size_that_disagrees_with_the_weights_is_refused(rul_model, tmp_path, change, named):
+    folder = edited_copy(rul_model.folder, tmp_path / "edited", **change)
+    with pytest.raises(NotAModel, match=named.replace(".", r"\.")):
+        shopfloor.load(folder)

@@ -217,12 +217,10 @@ def _read(path: Path) -> list[dict]:
 
 
 def _write(path: Path, entries: list[dict]) -> None:
-    tmp = path.with_name(f".{TOKENS}.tmp-{os.getpid()}")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)  # hashes only, but nobody else needs them
-    with os.fdopen(fd, "w", encoding="utf-8") as handle:
-        json.dump({"tokens": entries}, handle, indent=2)
-        handle.write("\n")
-    os.replace(tmp, path)
+    from shopfloor.artifacts import atomic_write
+
+    # hashes only, but nobody else needs them
+    atomic_write(path, json.dumps({"tokens": entries}, indent=2) + "\n", mode=0o600)
 
 
 @contextlib.contextmanager

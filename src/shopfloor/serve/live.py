@@ -114,15 +114,13 @@ class LoadedModels:
         return estimator
 
     def _read(self, key: tuple[str, int]) -> object:
-        from shopfloor import load
-
         name, version = key
         log.info("loading model %s version %s", name, version)
         if self.registry.live_version(name) == version:
             live = self.registry.live(name)  # the registry keeps it too: the dashboard's pages share this copy
             if live.version == version:
                 return live.estimator
-        return load(self.registry.path(name, version))
+        return self.registry.load(name, version)  # only a version the registry signed
 
     def _forget_old(self) -> bool:
         """Keep every live version and the most recently used `keep_others` other versions; True if any went."""

@@ -474,7 +474,9 @@ def run_worker(broker: str, topic: str | list[str], models: Path | None, databas
         store.close()
     summary = worker.stats.summary()
     if stats_file is not None:
-        Path(stats_file).write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
+        from shopfloor.artifacts import atomic_write
+
+        atomic_write(stats_file, json.dumps(summary, indent=2) + "\n")
     if progress:
         worker._print_progress()
     return summary

@@ -30,8 +30,10 @@ import numpy as np
 import pandas as pd
 import torch
 
-from shopfloor.errors import BadOption, BadTarget
+from shopfloor.artifacts import check_size
+from shopfloor.errors import BadOption, BadTarget, NotAModel
 from shopfloor.metrics import anomaly_metrics, aupro, best_threshold, pixel_auroc
+from shopfloor.nn.efficientnet import BLOCK_CHANNELS
 from shopfloor.nn.inspection import AnomalyNet, Lite0Features
 from shopfloor.tasks.base import Estimator
 from shopfloor.tasks.imaging import decode, image_channels, image_set, in_batches, write_verdicts
@@ -268,11 +270,27 @@ class AnomalyModel(Estimator):
     def _tensors(self) -> dict[str, torch.Tensor]:
         return self._net_tensors()
 
+    @classmethod
+    def check_sizes(cls, manifest: dict, shapes: dict[str, tuple[int, ...]]) -> None:
+        try:  # image size, tiles and blocks have no weight to check them against: the bounds that fit() sets
+            cls(**manifest["params"])._check_options()
+        except BadOption as err:
+            raise NotAModel(f"the manifest's params are out of bounds: {err} (the folder was damaged or edited)") from None
+        if manifest.get("state", {}).get("channels") not in (1, 3):
+            raise NotAModel("the manifest's state.channels must be 1 or 3 (the folder was damaged or edited)")
+        sigma = manifest["params"]["sigma"]
+        if not isinstance(sigma, int | float) or not 0 < sigma <= 64:
+            raise NotAModel(f"the manifest's params.sigma is {sigma!r}; 0 to 64 pixels was expected")
+        check_size("params.sigma (its blur kernel)", 2 * max(1, math.ceil(4 * sigma)) + 1, shapes, "net.blur", 0)
+        dims = sum(BLOCK_CHANNELS[b] for b in manifest["params"]["blocks"])
+        check_size("params.blocks (their features)", dims, shapes, "net.bank", 1)
+
     def _restore(self, state: dict, tensors: dict[str, torch.Tensor]) -> None:
         self.channels_ = state["channels"]
         self.image_size_ = self.image_size
         # a few small images give fewer patches than bank_size: the bank is as large as was saved
-        self.net_ = self._load_net(self._build_net(bank_size=len(tensors[self.NET_PREFIX + "bank"])), tensors)
+        bank_size = len(tensors[self.NET_PREFIX + "bank"])
+        self.net_ = self._load_net(lambda: self._build_net(bank_size=bank_size), tensors)
         self.threshold_rule_ = state["threshold_rule"]
         self.good_scores_ = state["good_scores"]
         self.validation_metrics_ = state["validation_metrics"]

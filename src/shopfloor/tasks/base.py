@@ -17,7 +17,7 @@ from typing import Any, ClassVar
 import pandas as pd
 import torch
 
-from shopfloor.artifacts import read_artifact, save_artifact
+from shopfloor.artifacts import check_shapes, read_artifact, save_artifact
 from shopfloor.errors import BadOption, NotAModel, NotFitted
 
 
@@ -68,9 +68,21 @@ class Estimator:
         try:
             estimator._restore(manifest["state"], tensors)
             estimator.cv_metrics_ = manifest["state"].get("cross_validation")
+        except NotAModel as err:
+            raise NotAModel(f"{source}: {err}") from None
         except (AttributeError, IndexError, KeyError, RuntimeError, TypeError, ValueError) as err:  # a state of the wrong shape
             raise NotAModel(f"{source} could not be restored ({type(err).__name__}: {err}); the folder is damaged") from None
         return estimator
+
+    @classmethod
+    def check_sizes(cls, manifest: dict, shapes: dict[str, tuple[int, ...]]) -> None:
+        """Refuse a manifest whose sizes disagree with the weights' shapes, or that are absurd, before anything
+        is built from it: a network is allocated from these sizes, and `n_numeric = 1e6` asked for 22 GB.
+
+        Each task checks the sizes that shape its network (with `artifacts.check_size`) or that set how
+        much a prediction allocates (with `artifacts.declared_size`); `_load_net` then compares every
+        tensor of the network it is about to build.
+        """
 
     def _state(self) -> dict:
         raise NotImplementedError
@@ -81,10 +93,20 @@ class Estimator:
         """The network's weights, named for the model file; subclasses add their other tensors."""
         return {f"{self.NET_PREFIX}{k}": v for k, v in self.net_.state_dict().items()}
 
-    def _load_net(self, net: torch.nn.Module, tensors: dict[str, torch.Tensor]) -> torch.nn.Module:
-        """`net` (freshly built to the saved shape) with the model file's weights, ready to predict."""
+    def _load_net(self, build, tensors: dict[str, torch.Tensor]) -> torch.nn.Module:
+        """The network `build()` makes, with the model file's weights, ready to predict.
+
+        It is built first on the meta device (shapes, no memory) and compared tensor by tensor with the
+        file, so that no size the manifest declares allocates more than the weights it comes with.
+        """
         n = len(self.NET_PREFIX)
-        net.load_state_dict({k[n:]: v for k, v in tensors.items() if k.startswith(self.NET_PREFIX)})
+        saved = {k[n:]: v for k, v in tensors.items() if k.startswith(self.NET_PREFIX)}
+        with torch.device("meta"):
+            shapes_only = build()
+        check_shapes({k: tuple(v.shape) for k, v in shapes_only.state_dict().items()},
+                     {k: tuple(v.shape) for k, v in saved.items()}, prefix=self.NET_PREFIX)
+        net = build()
+        net.load_state_dict(saved)
         return net.eval()
 
     def _tensors(self) -> dict[str, torch.Tensor]:
@@ -94,11 +116,26 @@ class Estimator:
         raise NotImplementedError
 
 
-def load(folder: str | os.PathLike) -> Estimator:
-    """Load any saved shopfloor model; only safetensors and JSON are read."""
+def load(folder: str | os.PathLike, verify=None) -> Estimator:
+    """Load any saved shopfloor model; only safetensors and JSON are read.
+
+    `verify(manifest)` may refuse the model (a registry checks its signature) after the checksums and
+    before any tensor is made.
+    """
     from shopfloor.tasks import estimator_class
 
-    manifest, tensors = read_artifact(folder)
+    def check(manifest: dict, shapes: dict[str, tuple[int, ...]]) -> None:
+        if verify is not None:
+            verify(manifest)
+        cls = estimator_class(manifest.get("task", "?"), source=str(folder))
+        try:
+            cls.check_sizes(manifest, shapes)
+        except NotAModel as err:
+            raise NotAModel(f"{folder}: {err}") from None
+        except (AttributeError, TypeError, ValueError) as err:  # a manifest whose parts are not what they should be
+            raise NotAModel(f"{folder} could not be read ({type(err).__name__}: {err}); the folder is damaged") from None
+
+    manifest, tensors = read_artifact(folder, check=check)
     cls = estimator_class(manifest.get("task", "?"), source=str(folder))
     return cls.from_artifact(manifest, tensors, source=str(folder))
 

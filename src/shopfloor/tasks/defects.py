@@ -24,7 +24,8 @@ import pandas as pd
 import torch
 import torch.nn.functional as F
 
-from shopfloor.errors import BadOption, BadTarget
+from shopfloor.artifacts import check_size, declared_size
+from shopfloor.errors import BadOption, BadTarget, NotAModel
 from shopfloor.metrics import fit_temperature, multiclass_metrics
 from shopfloor.nn.inspection import DefectEstimate, DefectNet, Lite0Features, SurfaceCNN
 from shopfloor.tasks.base import Estimator
@@ -224,9 +225,21 @@ class DefectModel(Estimator):
     def _tensors(self) -> dict[str, torch.Tensor]:
         return self._net_tensors()
 
+    @classmethod
+    def check_sizes(cls, manifest: dict, shapes: dict[str, tuple[int, ...]]) -> None:
+        state = manifest.get("state", {})
+        if manifest["params"].get("backbone") not in BACKBONES:
+            raise NotAModel(f"the manifest's params.backbone is {manifest['params'].get('backbone')!r}, "
+                            f"not one of {', '.join(BACKBONES)} (the folder was damaged or edited)")
+        check_size("state.classes (their number)", len(state.get("classes") or []), shapes, "net.classify.weight", 0)
+        if manifest["params"]["backbone"] == "scratch":
+            check_size("state.channels", declared_size(manifest, "state.channels"), shapes, "net.features.mean", 1)
+        declared_size(manifest, "state.image_size", limit=1024)  # every image is resized to it: no weight sizes it
+
     def _restore(self, state: dict, tensors: dict[str, torch.Tensor]) -> None:
         self.classes_, self.channels_, self.image_size_ = state["classes"], state["channels"], state["image_size"]
-        self.net_ = self._load_net(self._build_net(pretrained=False), tensors)  # the file holds every weight it runs
+        # the file holds every weight it runs
+        self.net_ = self._load_net(lambda: self._build_net(pretrained=False), tensors)
         self.validation_metrics_ = state["validation_metrics"]
         self.validation_confusion_ = state["validation_confusion"]
         self.training_log_ = state["training_log"]

@@ -28,8 +28,9 @@ import numpy as np
 import pandas as pd
 import torch
 
+from shopfloor.artifacts import check_count, check_size, declared_size
 from shopfloor.data.tables import column_name, did_you_mean, warn
-from shopfloor.errors import BadColumn, BadOption, BadTarget, ColumnMissing, Infeasible
+from shopfloor.errors import BadColumn, BadOption, BadTarget, ColumnMissing, Infeasible, NotAModel
 from shopfloor.nn.gaussian_process import GaussianProcess
 from shopfloor.process.constraints import Constraint, parse_constraints
 from shopfloor.process.search import (
@@ -585,6 +586,21 @@ class ProcessOptimizer(Estimator):
         for j, column in enumerate(self.outputs_):
             tensors.update({f"gp{j}.{k}": v.contiguous() for k, v in self.models_[column].state_dict().items()})
         return tensors
+
+    MAX_BATCH = 1000  # experiments proposed at once: no weight sizes it
+
+    @classmethod
+    def check_sizes(cls, manifest: dict, shapes: dict[str, tuple[int, ...]]) -> None:
+        try:
+            cls(**manifest["params"])._check_options()
+        except BadOption as err:
+            raise NotAModel(f"the manifest's params are out of bounds: {err} (the folder was damaged or edited)") from None
+        declared_size(manifest, "params.batch", limit=cls.MAX_BATCH)
+        outputs = manifest.get("state", {}).get("outputs") or []
+        check_count("state.outputs (their number)", len(outputs), shapes, r"gp\d+\.inputs")
+        width = (shapes.get("records") or (0, 0))[-1]
+        for j in range(len(outputs)):
+            check_size(f"the width of records ({width})", width, shapes, f"gp{j}.inputs", 1)
 
     def _restore(self, state: dict, tensors: dict[str, torch.Tensor]) -> None:
         self.space_, self._context = SettingSpace.from_json(state["space"]), None

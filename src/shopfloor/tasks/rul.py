@@ -29,6 +29,7 @@ import pandas as pd
 import torch
 from sklearn.model_selection import KFold
 
+from shopfloor.artifacts import check_count, check_size, declared_size
 from shopfloor.data.conditions import MAX_CONDITIONS, fit_conditions, sensor_moves
 from shopfloor.data.times import check_date_order
 from shopfloor.errors import BadOption, BadTarget, ColumnMissing
@@ -417,13 +418,33 @@ class RULModel(Estimator):
         tensors["validation.targets"] = self.validation_targets_
         return tensors
 
+    MAX_BASELINE_CYCLES = 10_000  # no weight sizes it, and every prediction holds that many cycles per unit
+
+    @classmethod
+    def check_sizes(cls, manifest: dict, shapes: dict[str, tuple[int, ...]]) -> None:
+        state = manifest.get("state", {})
+        members, channels = declared_size(manifest, "params.members"), declared_size(manifest, "params.channels")
+        check_size("params.members", members, shapes, "net.hidden.weight", 0)
+        check_size("params.hidden", declared_size(manifest, "params.hidden"), shapes, "net.hidden.weight", 2)
+        check_size("params.members x params.channels", members * channels, shapes, "net.convs.0.weight", 0)
+        check_size("params.kernel", declared_size(manifest, "params.kernel"), shapes, "net.convs.0.weight", 2)
+        check_count("params.layers", declared_size(manifest, "params.layers"), shapes, r"net\.convs\.\d+\.weight")
+        window = declared_size(manifest, "params.window") * channels + int(bool(manifest["params"].get("use_age")))
+        check_size("params.window x params.channels (+ 1 for use_age)", window, shapes, "net.hidden.weight", 1)
+        check_size("state.conditions", declared_size(manifest, "state.conditions"), shapes,
+                   "net.conditions.sensor_mean", 0)
+        check_size("state.sensors (its length)", len(state.get("sensors") or []), shapes, "net.conditions.sensor_mean", 1)
+        check_size("state.settings (its length, at least 1)", max(len(state.get("settings") or []), 1), shapes,
+                   "net.conditions.centroids", 1)
+        declared_size(manifest, "params.baseline_cycles", limit=cls.MAX_BASELINE_CYCLES)
+
     def _restore(self, state: dict, tensors: dict[str, torch.Tensor]) -> None:
         self.unit_column_, self.time_column_ = state["unit"], state["time"]
         self.time_order_ = state.get("time_order")  # absent from models saved before it was kept
         self.setting_columns_, self.sensor_columns_ = state["settings"], state["sensors"]
         self.dropped_sensors_ = state["dropped_sensors"]
-        net = self._build_net(len(self.setting_columns_), len(self.sensor_columns_), state["conditions"])
-        self.net_ = self._load_net(net, tensors)
+        self.net_ = self._load_net(lambda: self._build_net(len(self.setting_columns_), len(self.sensor_columns_),
+                                                          state["conditions"]), tensors)
         self.interval_margin_ = state["interval_margin"]
         self.validation_metrics_ = state["validation_metrics"]
         self.importance_ = state["importance"]

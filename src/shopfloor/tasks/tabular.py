@@ -25,6 +25,7 @@ import torch
 import torch.nn.functional as F
 from sklearn.model_selection import KFold, StratifiedKFold
 
+from shopfloor.artifacts import check_count, check_size, declared_size
 from shopfloor.data.schema import TableSchema, infer_schema, report_extra_columns
 from shopfloor.data.tables import column_names, iter_table
 from shopfloor.data.times import check_date_order
@@ -459,11 +460,33 @@ class TabularModel(Estimator):
         tensors["validation.targets"] = self.validation_targets_
         return tensors
 
+    @classmethod
+    def check_sizes(cls, manifest: dict, shapes: dict[str, tuple[int, ...]]) -> None:
+        architecture = manifest.get("state", {}).get("architecture", {})
+        n_numeric = declared_size(manifest, "state.architecture.n_numeric")
+        check_size("state.architecture.n_numeric", n_numeric, shapes, "net.preprocess.fill", 0)
+        pairs = n_numeric * (n_numeric - 1) // 2 if architecture.get("pairs") else 0
+        check_size("state.architecture.pairs", pairs, shapes, "net.preprocess.diff_a", 0)
+        for name, key in (("log_index", "log_offset"), ("missing_index", "missing_index")):
+            check_size(f"state.architecture.{name} (its length)", len(architecture.get(name) or []), shapes,
+                       f"net.preprocess.{key}", 0)
+        for path, key, axis in (("state.architecture.n_outputs", "net.output_scale", 0),
+                                ("state.architecture.members", "net.head.weight", 0),
+                                ("params.hidden", "net.head.weight", 1),
+                                ("params.n_bins", "net.numeric_embedding.weight", 2),
+                                ("params.d_embedding", "net.numeric_embedding.weight", 3)):
+            check_size(path, declared_size(manifest, path), shapes, key, axis)
+        check_count("params.depth", declared_size(manifest, "params.depth"), shapes, r"net\.backbone\.\d+\.weight")
+        categorical = (manifest.get("state", {}).get("schema") or {}).get("categorical") or {}
+        check_count("state.schema.categorical (columns)", len(categorical), shapes,
+                    r"net\.category_embeddings\.\d+\.weight")
+
     def _restore(self, state: dict, tensors: dict[str, torch.Tensor]) -> None:
         self.kind_, self.classes_ = state["kind"], state["classes"]
         self.schema_ = TableSchema.from_json(state["schema"])
         self.architecture_ = {k: v for k, v in state["architecture"].items() if k != "members"}
-        self.net_ = self._load_net(self._build_net(self.architecture_, state["architecture"]["members"]), tensors)
+        members = state["architecture"]["members"]
+        self.net_ = self._load_net(lambda: self._build_net(self.architecture_, members), tensors)
         self.thresholds_ = state["thresholds"]
         self.interval_halfwidth_ = state["interval_halfwidth"]
         self.validation_metrics_ = state["validation_metrics"]
