@@ -246,7 +246,7 @@ def test_top_level_keys_of_the_wrong_type_name_the_key(binary_model, tmp_path, k
 def test_a_state_of_the_wrong_shape_is_a_damaged_model_not_a_traceback(binary_model, tmp_path):
     folder = _copy(binary_model.folder, tmp_path)
     _rewrite_manifest(folder, lambda m: m["state"].update(architecture="mlp"), recompute_checksum=True)
-    with pytest.raises(NotAModel, match="could not be restored.*damaged"):
+    with pytest.raises(NotAModel, match="damaged"):
         shopfloor.load(folder)
 
 

@@ -8,6 +8,8 @@ import shutil
 import httpx
 import pytest
 
+from shopfloor.errors import NotAModel
+
 pytest_plugins = ["rest_service"]
 
 
@@ -51,6 +53,10 @@ def test_a_report_of_a_model_whose_state_has_the_wrong_shape_is_not_a_500(plant,
     manifest["state"]["architecture"] = "mlp"
     manifest["manifest_sha256"] = _sha256_json(manifest)  # edited with care: the checksum matches
     (folder / MANIFEST).write_text(json.dumps(manifest), encoding="utf-8")
-    Registry(root).add("lathe", folder)  # version 2 goes live
+    registry = Registry(root)
+    with pytest.raises(NotAModel, match="damaged"):  # `models add` loads a version in full before it goes live
+        registry.add("lathe", folder)
+    registry.add("lathe", line_models.folders["failure"])  # version 2 goes live ...
+    shutil.copyfile(folder / MANIFEST, registry.path("lathe", 2) / MANIFEST)  # ... and is edited in place
     report = httpx.get(running.url + "/models/lathe/report", headers=auth, timeout=60)
-    assert report.status_code == 503 and "could not be restored" in report.json()["detail"]
+    assert report.status_code == 503 and "signature" in report.json()["detail"]
