@@ -106,6 +106,23 @@ def test_train_refuses_to_overwrite_a_folder_that_is_not_a_model(workdir):
     assert_refused(_train_refused(workdir), "refusing to overwrite")
 
 
+@pytest.mark.parametrize(("option", "value", "fragment"), [("--max-epochs", "0", "max_epochs must be at least 1"),
+                                                         ("--bags", "0", "bags and members must be at least 1")])
+def test_train_nonsense_counts_are_refused(workdir, option, value, fragment):
+    # --max-epochs 0 saved an untrained model with exit code 0
+    assert_refused(_train_refused(workdir, option, value), fragment)
+
+
+def test_train_with_one_bag(workdir):
+    result = shopfloor("train", "tabular", "--data", workdir / "train.csv", "--target", "failure",
+                       "--out", workdir / "model", "--bags", "1", "--max-epochs", "10", "--quiet")
+    assert result.exit_code == 0, result.output
+    manifest = json.loads((workdir / "model" / MANIFEST).read_text(encoding="utf-8"))
+    metrics = manifest["state"]["validation_metrics"]
+    assert all(v is not None for v in metrics.values())
+    assert 0 < manifest["state"]["thresholds"][0] < 1
+
+
 def test_train_group_without_cv(workdir):
     assert_refused(_train_refused(workdir, "--group", "Type"), "--cv")
 

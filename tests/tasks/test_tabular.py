@@ -115,6 +115,27 @@ def test_rare_yes_no_level_is_the_positive_class():
     assert "state probability" in model.predict(frame).columns
 
 
+def test_one_bag_calibrates_and_scores_on_its_held_out_rows_only():
+    # One network leaves a fifth of the rows out; the other four fifths have no out-of-fold
+    # prediction, and calibrating on them (uninitialised memory) gave NaN errors or accuracy 0.06.
+    train = failure_table(400)
+    model = TabularModel("failure", bags=1, members=2, max_epochs=20, progress=False).fit(train)
+    assert len(model.validation_outputs_) == 80  # the held-out fifth, not all 400 rows
+    assert model.validation_targets_.numpy().mean() == pytest.approx(train["failure"].mean(), abs=0.03)  # stratified
+    metrics = model.validation_metrics_
+    assert all(np.isfinite(v) for k, v in metrics.items() if k != "split")
+    majority = max(train["failure"].mean(), 1 - train["failure"].mean())
+    assert metrics["accuracy"] > majority + 0.1 and metrics["roc_auc"] > 0.9
+    assert 0.01 < model.thresholds_[0] < 0.99 and model.thresholds_[0] != pytest.approx(0.5, abs=1e-3)
+    assert model.evaluate(failure_table(200, seed=1))["accuracy"] > majority + 0.1
+
+
+def test_one_bag_regression_interval_from_held_out_rows():
+    model = TabularModel("kpi", bags=1, members=2, max_epochs=20, progress=False).fit(kpi_table(300))
+    assert len(model.validation_outputs_) == 60
+    assert np.isfinite(model.interval_halfwidth_).all() and model.validation_metrics_["r2"] > 0.5
+
+
 # -- predicting on new tables --------------------------------------------------------
 def test_predict_keeps_ids_and_index(binary_model):
     new = binary_model.new.set_index(pd.Index(np.arange(300) * 10 + 7))
@@ -156,6 +177,44 @@ def test_unseen_and_missing_values_are_handled(binary_model):
     np.testing.assert_allclose(proba[3::5], same_type, rtol=1e-5)  # ' L ' is 'L' (batch size moves the last bit)
     unseen_as_unknown = binary_model.model.predict_proba(new.iloc[0::5].assign(Type="never seen"))[:, 0]
     np.testing.assert_allclose(proba[0::5], unseen_as_unknown, rtol=1e-5)  # every unseen type is the same "unknown"
+
+
+@pytest.mark.parametrize("value", [1e308, -1e308, np.inf, -np.inf, 1e12])
+def test_readings_beyond_any_plausible_range_are_refused_with_row_and_column(binary_model, value):
+    # 1e308 in two columns overflowed to NaN inside the network: a null probability and 'predicted 0'
+    new = binary_model.new.head(8).copy()
+    new.loc[new.index[5], ["Torque [Nm]", "Rotational speed [rpm]"]] = value
+    with pytest.raises(BadColumn, match=r"row 6 of the data: 'Torque \[Nm\]' is .*not a plausible reading"):
+        binary_model.model.predict(new)
+    with pytest.raises(BadColumn, match="row 6"):
+        binary_model.model.predict_proba(new)
+
+
+def test_the_network_itself_stays_finite_on_overflowing_readings(binary_model):
+    # what the exported graph computes, where nobody can raise: held at the bound, never NaN
+    import torch
+
+    model = binary_model.model
+    numbers, codes = model.schema_.to_arrays(binary_model.new.head(4))
+    numbers[1, :] = np.inf
+    numbers[2, :] = -np.inf
+    numbers[3, 0] = np.nan  # missing stays missing
+    with torch.inference_mode():
+        proba = model.net_(torch.from_numpy(numbers), torch.from_numpy(codes)).numpy()
+    assert np.isfinite(proba).all()
+
+
+def test_a_plausible_outlier_is_still_scored(binary_model):
+    new = binary_model.new.head(3).copy()
+    new.loc[new.index[0], "Torque [Nm]"] = 150.0  # twice the training maximum: odd, but a reading
+    assert np.isfinite(binary_model.model.predict_proba(new)).all()
+
+
+def test_infinite_training_values_are_refused():
+    frame = failure_table(60)
+    frame.loc[7, "Torque [Nm]"] = np.inf
+    with pytest.raises(BadColumn, match=r"row 8 of the data: 'Torque \[Nm\]' is inf"):
+        TabularModel("failure", **TINY).fit(frame)
 
 
 def test_text_in_a_numeric_column_at_predict_time(binary_model):
@@ -261,7 +320,8 @@ def test_bad_training_tables_are_refused():
 
 
 @pytest.mark.parametrize("params", [dict(bags=0), dict(task="forecast"), dict(miss_cost=-1.0),
-                                    dict(interval_coverage=1.5), dict(target=[])])
+                                    dict(interval_coverage=1.5), dict(target=[]), dict(max_epochs=0),
+                                    dict(max_epochs=-3), dict(members=0)])
 def test_bad_options_are_refused(params):
     with pytest.raises(BadOption):
         TabularModel(**{"target": "failure", **TINY, **params}).fit(failure_table(60))

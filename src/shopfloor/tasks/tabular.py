@@ -27,7 +27,7 @@ from sklearn.model_selection import KFold, StratifiedKFold
 
 from shopfloor.data.schema import TableSchema, infer_schema, report_extra_columns
 from shopfloor.data.tables import iter_table
-from shopfloor.errors import BadOption, BadTarget, ColumnMissing
+from shopfloor.errors import BadColumn, BadOption, BadTarget, ColumnMissing
 from shopfloor.explain import integrated_gradients
 from shopfloor.metrics import (
     best_threshold,
@@ -101,14 +101,21 @@ class TabularModel(Estimator):
         self.kind_, self.classes_ = target_kind(frame, self.targets, self.task)
         self.schema_ = infer_schema(frame, self.targets, list(self.drop), list(self.ids))
         numbers, codes = self.schema_.to_arrays(frame)
+        if np.isinf(numbers).any():
+            position, column = (int(i[0]) for i in np.nonzero(np.isinf(numbers)))
+            name = self.schema_.numeric_inputs[column]
+            raise BadColumn(f"row {position + 1} of {source}: '{name}' is {_shown(frame[name].iloc[position])}, which is not "
+                            "a reading (infinite, or beyond the float range); correct it or leave the cell empty")
         y = self._standardise(encode_labels(frame, self.targets, self.kind_, self.classes_))
         seed_everything(self.seed)
 
         numbers_t, codes_t, y_t = torch.from_numpy(numbers), torch.from_numpy(codes), torch.tensor(y)
         template = self._fitted_template(numbers_t, y)
-        nets, out_of_fold = [], torch.empty((len(frame), template.head.weight.shape[-1]))
+        nets, out_of_fold = [], torch.zeros((len(frame), template.head.weight.shape[-1]))
+        held_out = np.zeros(len(frame), dtype=bool)  # rows with an out-of-fold prediction
         self.training_log_ = []
         for bag, (train_rows, valid_rows) in enumerate(self._folds(y)):
+            held_out[valid_rows] = True
             train_rows, valid_rows = torch.from_numpy(train_rows), torch.from_numpy(valid_rows)
             net = self._train_bag(bag, template, (numbers_t[train_rows], codes_t[train_rows], y_t[train_rows]),
                                   (numbers_t[valid_rows], codes_t[valid_rows], y_t[valid_rows]))
@@ -116,8 +123,10 @@ class TabularModel(Estimator):
                 out_of_fold[valid_rows] = net.member_logits(numbers_t[valid_rows], codes_t[valid_rows]).mean(0)
             nets.append(net)
         self.net_ = merge_members(nets)
-        self._calibrate(out_of_fold.numpy(), y)
-        self._remember_validation(out_of_fold.numpy(), y)
+        # Calibration, thresholds and metrics read only rows that some network did not train on:
+        # with one bag that is the held-out fifth (the other rows have no out-of-fold prediction).
+        self._calibrate(out_of_fold.numpy()[held_out], y[held_out])
+        self._remember_validation(out_of_fold.numpy()[held_out], y[held_out])
         self.baseline_codes_ = torch.from_numpy(np.array(
             [int(np.bincount(codes[:, j]).argmax()) for j in range(codes.shape[1])], dtype=np.int64))
         self.importance_ = self._global_importance(numbers, codes)
@@ -157,7 +166,12 @@ class TabularModel(Estimator):
         if self.task not in ("auto", "classification", "regression"):
             raise BadOption(f"task must be auto, classification or regression, not '{self.task}'")
         if (self.bags is not None and self.bags < 1) or self.members < 1:
-            raise BadOption("bags and members must be at least 1")
+            raise BadOption(f"bags and members must be at least 1, not bags={self.bags}, members={self.members}")
+        if self.max_epochs < 1:
+            raise BadOption(f"max_epochs must be at least 1, not {self.max_epochs}: a model that never trained "
+                            "would predict noise")
+        if self.patience < 1 or self.batch_size < 1 or not self.lr > 0:
+            raise BadOption("patience and batch_size must be at least 1 and lr positive")
         for name in ("miss_cost", "false_alarm_cost"):
             value = getattr(self, name)
             if value is not None and not value > 0:
@@ -288,7 +302,24 @@ class TabularModel(Estimator):
         source = source or name
         self.schema_.check_columns(frame, source)
         numbers, codes = self.schema_.to_arrays(frame, row_offset)
+        self._check_readings(frame, numbers, source, row_offset)
         return frame, numbers, codes
+
+    def _check_readings(self, frame: pd.DataFrame, numbers: np.ndarray, source: str, row_offset: int) -> None:
+        """Infinity, or a number beyond the float range or far outside training, is refused with its row and
+        column: the network holds such a value at a bound, and an answer from it would look like any other."""
+        low, high = (b.numpy() for b in self.net_.preprocess.reading_bounds())
+        with np.errstate(invalid="ignore"):
+            bad = ~np.isnan(numbers) & ((numbers < low) | (numbers > high))
+        if not bad.any():
+            return
+        position, column = (int(i[0]) for i in np.nonzero(bad))
+        name = self.schema_.numeric_inputs[column]
+        center = float(self.net_.preprocess.center[column])
+        raise BadColumn(f"row {row_offset + position + 1} of {source}: '{name}' is {frame[name].iloc[position]!r}, "
+                        f"not a plausible reading (training values centre on {center:.4g}; this model takes "
+                        f"{float(low[column]):.4g} to {float(high[column]):.4g}); correct it, or leave the cell empty "
+                        f"to treat it as missing ({int(bad.any(axis=1).sum())} such row(s))")
 
     def predict_proba(self, data) -> np.ndarray:
         """Calibrated probabilities: [N, labels] (yes/no targets) or [N, classes]."""
@@ -492,3 +523,8 @@ def bin_edges(features: np.ndarray, y: np.ndarray, n_bins: int, kind: str) -> li
 def _frame_digest(frame: pd.DataFrame) -> str:
     hashed = pd.util.hash_pandas_object(frame, index=False).to_numpy()
     return hashlib.sha256(hashed.tobytes()).hexdigest()[:16]
+
+
+def _shown(value) -> str:
+    """A cell as a person wrote it: 1e+308, inf, 'text' (not np.float64(1e+308))."""
+    return repr(value.item() if hasattr(value, "item") else value)
