@@ -97,6 +97,47 @@ def test_task_is_inferred_from_the_target(values, kind):
     assert ("y low" in model.predict(frame.head()).columns) == (kind == "regression")
 
 
+def _integer_target(name: str, levels, rows: int = 400, seed: int = 0) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    frame = pd.DataFrame({"x": rng.normal(size=rows)})
+    frame[name] = rng.choice(np.asarray(levels), rows)
+    return frame
+
+
+def _kind_and_warnings(frame: pd.DataFrame, target: str, **params) -> tuple[str, list[str]]:
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        model = TabularModel(target, members=1, bags=2, hidden=8, max_epochs=1, progress=False, **params).fit(frame)
+    return model.kind_, [str(w.message) for w in caught if issubclass(w.category, ShopfloorWarning)]
+
+
+@pytest.mark.parametrize(("name", "levels", "kind"), [
+    ("fault code", range(1, 25), "multiclass"),  # 24 codes named as such: was a regression with R2 0.1
+    ("y", [101, 205, 340, 412, 518, 630, 777, 801, 905, 1010, 1120, 1215, 1340, 1450, 1560,
+           1610, 1720, 1830, 1940, 2050, 2160, 2270], "multiclass"),  # 22 unevenly spaced codes
+    ("cooler %", [3, 20, 100], "multiclass"),  # hydraulic rig condition levels
+    ("grade", [1, 2, 3, 4, 5], "multiclass"),
+    ("scrap count", range(0, 6), "regression"),  # a count, though it has few levels
+    ("y", range(0, 30), "regression"),  # 30 evenly spaced levels: a count unless told otherwise
+])
+def test_integer_targets_read_as_codes_grades_or_counts(name, levels, kind):
+    assert _kind_and_warnings(_integer_target(name, levels), name)[0] == kind
+
+
+def test_integer_levels_taken_as_a_number_say_so_and_name_the_override():
+    frame = _integer_target("y", range(0, 30))
+    kind, said = _kind_and_warnings(frame, "y")
+    assert kind == "regression"
+    assert len(said) == 1 and "'y' holds 30 integer levels" in said[0] and "--task classification" in said[0]
+    kind, said = _kind_and_warnings(frame, "y", task="classification")
+    assert kind == "multiclass" and not said  # the override is obeyed without a word
+
+
+def test_clear_integer_targets_need_no_word():
+    for name, levels in (("cooler %", [3, 20, 100]), ("grade", [1, 2, 3, 4, 5]), ("y", range(0, 500))):
+        assert _kind_and_warnings(_integer_target(name, levels, rows=2000), name)[1] == [], name
+
+
 def test_text_target_as_regression_is_refused_and_task_can_be_forced():
     rng = np.random.default_rng(0)
     frame = pd.DataFrame({"x": rng.normal(size=60), "y": rng.integers(0, 3, 60), "label": rng.choice(["a", "b"], 60)})
