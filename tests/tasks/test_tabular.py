@@ -177,6 +177,55 @@ def test_one_bag_regression_interval_from_held_out_rows():
     assert np.isfinite(model.interval_halfwidth_).all() and model.validation_metrics_["r2"] > 0.5
 
 
+def _leak_warnings(caught) -> list[str]:
+    return [str(w.message) for w in caught if issubclass(w.category, ShopfloorWarning) and "gives the target" in str(w.message)]
+
+
+def test_a_column_computed_from_the_target_is_named_with_drop():
+    frame = kpi_table(400)
+    frame["cost [EUR]"] = 0.12 * frame["kpi"] + 3.0  # priced from the metered target
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        TabularModel("kpi", members=1, bags=2, hidden=8, max_epochs=1, progress=False).fit(frame)
+    said = _leak_warnings(caught)
+    assert len(said) == 1 and "'cost [EUR]'" in said[0] and "--drop 'cost [EUR]'" in said[0]
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        TabularModel("kpi", drop=["cost [EUR]"], members=1, bags=2, hidden=8, max_epochs=1, progress=False).fit(frame)
+    assert _leak_warnings(caught) == []
+
+
+def test_a_flag_set_only_on_failures_is_named():
+    frame = failure_table(600)
+    rng = np.random.default_rng(1)
+    frame["overstrain flag"] = ((frame["failure"] == 1) & (rng.random(600) < 0.4)).astype(int)  # one failure mode
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        TabularModel("failure", members=1, bags=2, hidden=8, max_epochs=1, progress=False).fit(frame)
+    said = _leak_warnings(caught)
+    assert len(said) == 1 and "'overstrain flag'" in said[0] and "'failure' = 1" in said[0]
+
+
+def test_leak_check_on_real_tables(shared_data):
+    from shopfloor.data.schema import infer_schema
+    from shopfloor.tasks.leaks import target_leaks
+    from shopfloor.tasks.targets import encode_labels, target_kind
+
+    def flagged(frame, target, drop=()):
+        kind, classes = target_kind(frame, [target])
+        schema = infer_schema(frame, [target], list(drop))
+        numbers, codes = schema.to_arrays(frame)
+        y = encode_labels(frame, [target], kind, classes)
+        return {f.split("'")[1] for f in target_leaks(numbers, codes, y, kind, schema.features, [target], classes)}
+
+    ai4i = _real_table(shared_data, "ai4i2020/ai4i2020.csv")
+    modes = ["TWF", "HDF", "PWF", "OSF", "RNF"]
+    assert flagged(ai4i, "Machine failure") == {"TWF", "HDF", "PWF", "OSF"}  # RNF rows mostly did not fail
+    assert flagged(ai4i, "Machine failure", modes) == set()
+    garment = _real_table(shared_data, "garment-productivity/garments_worker_productivity.csv")
+    assert flagged(garment, "actual_productivity") == set()
+
+
 # -- predicting on new tables --------------------------------------------------------
 def test_predict_keeps_ids_and_index(binary_model):
     new = binary_model.new.set_index(pd.Index(np.arange(300) * 10 + 7))

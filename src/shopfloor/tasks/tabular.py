@@ -39,6 +39,7 @@ from shopfloor.metrics import (
 )
 from shopfloor.nn.tabular import TabularNet, merge_members
 from shopfloor.tasks.base import Estimator, as_frame
+from shopfloor.tasks.leaks import warn_target_leaks
 from shopfloor.tasks.targets import encode_labels, rows_with_targets, target_kind
 from shopfloor.training import TrainConfig, fit_module, seed_everything
 
@@ -107,6 +108,7 @@ class TabularModel(Estimator):
             raise BadColumn(f"row {position + 1} of {source}: '{name}' is {_shown(frame[name].iloc[position])}, which is not "
                             "a reading (infinite, or beyond the float range); correct it or leave the cell empty")
         y = self._standardise(encode_labels(frame, self.targets, self.kind_, self.classes_))
+        warn_target_leaks(numbers, codes, y, self.kind_, self.schema_.features, self.targets, self.classes_, self.seed)
         seed_everything(self.seed)
 
         numbers_t, codes_t, y_t = torch.from_numpy(numbers), torch.from_numpy(codes), torch.tensor(y)
