@@ -123,8 +123,46 @@ def test_train_with_one_bag(workdir):
     assert 0 < manifest["state"]["thresholds"][0] < 1
 
 
-def test_train_group_without_cv(workdir):
-    assert_refused(_train_refused(workdir, "--group", "Type"), "--cv")
+@pytest.mark.parametrize(("extra", "fragments"), [
+    (["--split", "time"], ["--split time needs a time column"]),
+    (["--split", "sideways"], ["split must be one of auto, random, time, group"]),
+    (["--time", "shift start"], ["--time 'shift start' is not a column"]),
+])
+def test_train_impossible_splits_are_refused(workdir, extra, fragments):
+    assert_refused(_train_refused(workdir, *extra), *fragments)
+
+
+def test_train_validates_in_time_order_and_says_so(tmp_path):
+    # rows of a drifting process, hourly: neighbours are near copies, random folds flatter the model
+    frame = failure_table(160, seed=0)
+    frame.insert(0, "stamp", pd.date_range("2024-01-01", periods=160, freq="h").strftime("%Y-%m-%d %H:%M"))
+    frame.to_csv(tmp_path / "train.csv", index=False)
+    result = shopfloor("train", "tabular", "--data", tmp_path / "train.csv", "--target", "failure",
+                       "--out", tmp_path / "model", "--cv", "2", *FAST)
+    assert result.exit_code == 0, result.output
+    assert "2-fold cross-validation (train.csv; time order by 'stamp')" in result.stderr
+    assert "time order by 'stamp'" in result.stderr.split("out-of-fold validation")[1]
+    state = json.loads((tmp_path / "model" / MANIFEST).read_text(encoding="utf-8"))["state"]
+    assert state["split"]["kind"] == "time" and state["split"]["column"] == "stamp"
+    assert state["validation_metrics"]["split"] == "time order by 'stamp'"
+    assert state["cross_validation"]["split"] == "time order by 'stamp'"
+    assert state["split"]["validated_rows"] == 80  # the later half
+    result = shopfloor("train", "tabular", "--data", tmp_path / "train.csv", "--target", "failure",
+                       "--out", tmp_path / "random", "--split", "random", *FAST)
+    assert result.exit_code == 0, result.output
+    state = json.loads((tmp_path / "random" / MANIFEST).read_text(encoding="utf-8"))["state"]
+    assert state["split"]["kind"] == "random" and state["split"]["validated_rows"] == 160
+
+
+def test_train_group_without_cv_holds_out_whole_runs(workdir):
+    # --group used to be refused without --cv; it now also decides the model's own validation
+    frame = failure_table(120).assign(batch=np.repeat([f"B{i}" for i in range(12)], 10))
+    frame.to_csv(workdir / "train.csv", index=False)
+    result = shopfloor("train", "tabular", "--data", workdir / "train.csv", "--target", "failure",
+                       "--out", workdir / "model", "--group", "batch", *FAST)
+    assert result.exit_code == 0, result.output
+    state = json.loads((workdir / "model" / MANIFEST).read_text(encoding="utf-8"))["state"]
+    assert state["split"]["kind"] == "group" and state["split"]["column"] == "batch"
 
 
 # -- bad input at predict time -------------------------------------------------------------

@@ -226,6 +226,29 @@ def test_leak_check_on_real_tables(shared_data):
     assert flagged(garment, "actual_productivity") == set()
 
 
+def test_a_dated_table_is_validated_in_time_order_and_says_so(tmp_path):
+    import shopfloor
+    from shopfloor.crossval import Split
+    from shopfloor.report import write_report
+
+    frame = failure_table(200)
+    stamps = pd.date_range("2024-01-01", periods=200, freq="h")[np.random.default_rng(0).permutation(200)]
+    frame["stamp"] = stamps.strftime("%Y-%m-%d %H:%M")  # rows not in time order in the file
+    model = TabularModel("failure", members=1, bags=2, hidden=8, max_epochs=2, progress=False).fit(frame)
+    assert model.split_ == Split("time", "stamp")
+    assert model.validation_metrics_["split"] == "time order by 'stamp'"
+    assert model.validated_rows_ == 100 and len(model.validation_outputs_) == 100  # the later half only
+    later = frame.assign(t=stamps).sort_values("t").tail(100)
+    assert np.array_equal(np.sort(model.validation_targets_.numpy()[:, 0]), np.sort(later["failure"].to_numpy()))
+    model.save(tmp_path / "model")
+    loaded = shopfloor.load(tmp_path / "model")
+    assert loaded.split_ == model.split_ and loaded.validation_metrics_["split"] == "time order by 'stamp'"
+    page = write_report(loaded, tmp_path / "report.html").read_text(encoding="utf-8")
+    assert "Validation split" in page and "time order by &#x27;stamp&#x27;" in page
+    undated = TabularModel("failure", members=1, bags=2, hidden=8, max_epochs=2, progress=False).fit(failure_table(100))
+    assert undated.split_ == Split() and undated.validation_metrics_["split"] == "random rows"
+
+
 # -- predicting on new tables --------------------------------------------------------
 def test_predict_keeps_ids_and_index(binary_model):
     new = binary_model.new.set_index(pd.Index(np.arange(300) * 10 + 7))
