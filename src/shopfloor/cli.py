@@ -105,7 +105,7 @@ def train_tabular(
     """Train a failure-prediction or KPI model on a table (CSV or Parquet)."""
     from shopfloor.artifacts import check_destination
     from shopfloor.crossval import cross_validate, fold_indices, stratification_labels
-    from shopfloor.data.tables import read_table
+    from shopfloor.data.tables import ShopfloorWarning, read_table
     from shopfloor.tasks.tabular import TabularModel
     from shopfloor.tasks.targets import rows_with_targets, target_kind
 
@@ -126,7 +126,9 @@ def train_tabular(
                              time=chosen.column if chosen.kind == "time" else None, seed=seed)
 
         def fit_and_score(train, test):
-            return TabularModel(**params).fit(train).evaluate(test)
+            with warnings.catch_warnings():  # the fit on all rows below says the same once, not once per fold
+                warnings.simplefilter("ignore", ShopfloorWarning)
+                return TabularModel(**params).fit(train).evaluate(test)
 
         cv_result = {**cross_validate(fit_and_score, frame, folds), "split": chosen.words()}
         console.print(metrics_table(f"{cv}-fold cross-validation ({data.name}; {chosen.words()})", cv_result["mean"],

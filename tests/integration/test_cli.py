@@ -154,6 +154,16 @@ def test_train_validates_in_time_order_and_says_so(tmp_path):
     assert state["split"]["kind"] == "random" and state["split"]["validated_rows"] == 160
 
 
+def test_train_names_a_leaking_column_once_with_cross_validation(workdir):
+    frame = failure_table(120).assign(**{"repair ticket": lambda f: f["failure"]})  # written after the failure
+    frame.to_csv(workdir / "train.csv", index=False)
+    result = shopfloor("train", "tabular", "--data", workdir / "train.csv", "--target", "failure",
+                       "--out", workdir / "model", "--cv", "2", *FAST)
+    assert result.exit_code == 0, result.output
+    said = [line for line in result.stderr.splitlines() if "gives the target" in line]
+    assert len(said) == 1 and "--drop 'repair ticket'" in said[0], said
+
+
 def test_train_group_without_cv_holds_out_whole_runs(workdir):
     # --group used to be refused without --cv; it now also decides the model's own validation
     frame = failure_table(120).assign(batch=np.repeat([f"B{i}" for i in range(12)], 10))
@@ -193,6 +203,18 @@ def test_predict_file_without_rows(binary_model, workdir, content):
     (workdir / "nothing.csv").write_bytes(content)
     before = files_under(workdir)
     assert_refused(_predict(binary_model.folder, workdir / "nothing.csv", workdir / "out.csv"), "nothing.csv")
+    assert files_under(workdir) == before
+
+
+@pytest.mark.parametrize("value", ["1e308", "inf", "-Infinity"])
+def test_predict_a_reading_beyond_any_plausible_range_names_row_and_column(binary_model, workdir, value):
+    # two readings at 1e308 were written as an empty probability and 'predicted 0'
+    new = failure_table(40, seed=1).astype({"Torque [Nm]": object, "Rotational speed [rpm]": object})
+    new.loc[31, ["Torque [Nm]", "Rotational speed [rpm]"]] = value
+    new.to_csv(workdir / "odd.csv", index=False)
+    before = files_under(workdir)
+    result = _predict(binary_model.folder, workdir / "odd.csv", workdir / "out.csv", "--chunk-rows", "25")
+    assert_refused(result, "row 32 of", "'Torque [Nm]'", "not a plausible reading")
     assert files_under(workdir) == before
 
 
