@@ -297,8 +297,9 @@ def test_readings_beyond_any_plausible_range_are_refused_with_row_and_column(bin
     # 1e308 in two columns overflowed to NaN inside the network: a null probability and 'predicted 0'
     new = binary_model.new.head(8).copy()
     new.loc[new.index[5], ["Torque [Nm]", "Rotational speed [rpm]"]] = value
-    with pytest.raises(BadColumn, match=r"row 6 of the data: 'Torque \[Nm\]' is .*not a plausible reading"):
+    with pytest.raises(BadColumn, match=r"row 6 of the data: 'Torque \[Nm\]' is .*not a plausible reading") as err:
         binary_model.model.predict(new)
+    assert f"is {value!r}," in str(err.value)  # as written, not np.float64(...)
     with pytest.raises(BadColumn, match="row 6"):
         binary_model.model.predict_proba(new)
 

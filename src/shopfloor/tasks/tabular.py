@@ -322,7 +322,7 @@ class TabularModel(Estimator):
         position, column = (int(i[0]) for i in np.nonzero(bad))
         name = self.schema_.numeric_inputs[column]
         center = float(self.net_.preprocess.center[column])
-        raise BadColumn(f"row {row_offset + position + 1} of {source}: '{name}' is {frame[name].iloc[position]!r}, "
+        raise BadColumn(f"row {row_offset + position + 1} of {source}: '{name}' is {_shown(frame[name].iloc[position])}, "
                         f"not a plausible reading (training values centre on {center:.4g}; this model takes "
                         f"{float(low[column]):.4g} to {float(high[column]):.4g}); correct it, or leave the cell empty "
                         f"to treat it as missing ({int(bad.any(axis=1).sum())} such row(s))")
