@@ -143,23 +143,23 @@ def test_integer_columns_of_the_real_data_sets(shared_data):
     hydraulic = pd.read_csv(profile, sep="\t", header=None, names=["cooler", "valve", "pump", "accumulator", "stable"])
     ai4i = _real_table(shared_data, "ai4i2020/ai4i2020.csv")
     garment = _real_table(shared_data, "garment-productivity/garments_worker_productivity.csv")
-    expected = {  # column: (task, warns)
-        (hydraulic, "cooler"): ("classification", False),  # 3/20/100 %: condition codes
-        (hydraulic, "valve"): ("classification", False),  # 100/90/80/73 %
-        (hydraulic, "pump"): ("classification", False),  # leakage 0/1/2: a severity
-        (hydraulic, "accumulator"): ("classification", False),  # 130/115/100/90 bar
-        (hydraulic, "stable"): ("classification", False),
-        (ai4i, "Machine failure"): ("classification", False),
-        (ai4i, "Tool wear [min]"): ("regression", False),
-        (ai4i, "Rotational speed [rpm]"): ("regression", False),
-        (garment, "no_of_style_change"): ("regression", True),  # 0/1/2: a count, but it could be levels
-        (garment, "idle_men"): ("regression", True),
-        (garment, "incentive"): ("regression", True),
-        (garment, "over_time"): ("regression", False),
-        (garment, "team"): ("regression", True),  # team 1-12: a label in truth; the warning names --task
-        (garment, "wip"): ("regression", False),
-    }
-    for (frame, column), (task, warns) in expected.items():
+    expected = [  # table, column, task, warns
+        (hydraulic, "cooler", "classification", False),  # 3/20/100 %: condition codes
+        (hydraulic, "valve", "classification", False),  # 100/90/80/73 %
+        (hydraulic, "pump", "classification", False),  # leakage 0/1/2: a severity
+        (hydraulic, "accumulator", "classification", False),  # 130/115/100/90 bar
+        (hydraulic, "stable", "classification", False),
+        (ai4i, "Machine failure", "classification", False),
+        (ai4i, "Tool wear [min]", "regression", False),
+        (ai4i, "Rotational speed [rpm]", "regression", False),
+        (garment, "no_of_style_change", "regression", True),  # 0/1/2: a count, but it could be levels
+        (garment, "idle_men", "regression", True),
+        (garment, "incentive", "regression", True),
+        (garment, "over_time", "regression", False),
+        (garment, "team", "regression", True),  # team 1-12: a label in truth; the warning names --task
+        (garment, "wip", "regression", False),
+    ]
+    for frame, column, task, warns in expected:
         values = frame[column].dropna().to_numpy(dtype=float)
         assert read_integer_target(values, column)[::2] == (task, warns), column
 
