@@ -32,7 +32,6 @@ COUNT_NAME = re.compile(r"count|number|quantit|qty|amount|total|cycles?(?![a-z])
                         r"|speed|rpm|temp|incentive|bonus|wage|price|cost"
                         r"|(?<![a-z])(n|no|nr|num|men|age|rul)(?![a-z])"  # no_of_..., n_parts, idle_men, RUL
                         r"|\[", re.IGNORECASE)  # '[min]', '[rpm]': a unit in brackets is a measurement
-OVERRIDE = "--task classification or --task regression (Python: task=...)"
 
 
 def plain(value):
