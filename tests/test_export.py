@@ -88,6 +88,18 @@ def test_binary_matches_torch_with_unseen_and_missing_values(binary):
         assert check_parity(model, path, frame.iloc[[row]]) <= TOLERANCE
 
 
+def test_overflowing_readings_give_torchs_finite_answer_not_nan(binary):
+    # the graph cannot refuse a row as Python, the CLI and the service do; it holds such a reading
+    # at the module's far bound, as torch does, instead of answering NaN
+    model, path = binary
+    frame = new_rows().head(8)
+    frame.loc[6, ["Torque [Nm]", "speed"]] = 1e308
+    frame.loc[7, ["Torque [Nm]", "speed"]] = [np.inf, -np.inf]
+    exported = run_onnx(path, onnx_inputs(model, frame))
+    assert np.isfinite(exported["probabilities"]).all()
+    assert check_parity(model, path, frame) <= TOLERANCE
+
+
 def test_graph_takes_one_input_per_column_and_carries_metadata(binary):
     model, path = binary
     proto = onnx.load(path)

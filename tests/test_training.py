@@ -65,3 +65,13 @@ def test_thread_count_is_restored():
     before = torch.get_num_threads()
     fit_module(nn.Linear(3, 1), _mse, train, valid, TrainConfig(max_epochs=1, progress=False, threads=1))
     assert torch.get_num_threads() == before
+
+
+def test_no_epochs_is_refused_rather_than_saving_random_weights():
+    import pytest
+
+    from shopfloor.errors import BadOption
+
+    train, valid = _regression_problem()
+    with pytest.raises(BadOption, match="max_epochs must be at least 1, not 0"):
+        fit_module(nn.Linear(3, 1), _mse, train, valid, TrainConfig(max_epochs=0, progress=False))

@@ -133,8 +133,10 @@ def train_tabular(
     task: Annotated[str, typer.Option("--task", help="classification, regression, or auto (from the target).")] = "auto",
     seed: Annotated[int, typer.Option("--seed")] = 0,
     cv: Annotated[int, typer.Option("--cv", help="Also report K-fold cross-validation, mean ± std.")] = 0,
-    group: Annotated[str | None, typer.Option("--group", help="With --cv: keep each group (machine, lot) in one fold.")] = None,
-    time: Annotated[str | None, typer.Option("--time", help="With --cv: time-ordered folds, train on the past.")] = None,
+    split: Annotated[str, typer.Option("--split", help="How validation (and --cv) holds rows out: auto (time order "
+                                       "or whole runs when the table has them), random, time or group.")] = "auto",
+    group: Annotated[str | None, typer.Option("--group", help="Run id column (run, batch, lot): validate on whole runs.")] = None,
+    time: Annotated[str | None, typer.Option("--time", help="Time column: validate on later rows than trained on.")] = None,
     miss_cost: Annotated[float | None, typer.Option("--miss-cost", help="Cost of a missed failure.")] = None,
     false_alarm_cost: Annotated[float | None, typer.Option("--false-alarm-cost", help="Cost of a false alarm.")] = None,
     bags: Annotated[int | None, typer.Option("--bags", help="Cross-fitted networks (8 below 5,000 rows, else 5).")] = None,
@@ -145,38 +147,44 @@ def train_tabular(
     """Train a failure-prediction or KPI model on a table (CSV or Parquet)."""
     from shopfloor.artifacts import check_destination
     from shopfloor.crossval import cross_validate, fold_indices, stratification_labels
-    from shopfloor.data.tables import column_names, read_table
+    from shopfloor.data.tables import ShopfloorWarning, column_name, column_names, read_table
     from shopfloor.data.times import date_order
-    from shopfloor.errors import BadOption
     from shopfloor.tasks.tabular import TabularModel
     from shopfloor.tasks.targets import rows_with_targets, target_kind
 
-    if (group or time) and not cv:
-        raise BadOption("--group and --time choose how --cv splits the data; give --cv K as well")
     check_destination(out)  # before training, not after it
     frame = read_table(data)
     target, drop, id_column = column_names(target), column_names(drop), column_names(id_column)  # as the header is read
+    time, group = (None if n is None else column_name(n) for n in (time, group))
     params = dict(target=target if len(target) > 1 else target[0], drop=drop, ids=id_column, task=task,
-                  seed=seed, miss_cost=miss_cost, false_alarm_cost=false_alarm_cost, bags=bags,
-                  max_epochs=max_epochs, date_order=date_order(dayfirst), progress=not quiet)
+                  split=split, time=time, group=group, seed=seed, miss_cost=miss_cost,
+                  false_alarm_cost=false_alarm_cost, bags=bags, max_epochs=max_epochs,
+                  date_order=date_order(dayfirst), progress=not quiet)
     console = _stderr()
     cv_result = None
     if cv:
         TabularModel(**params)._check_options()
         labelled = rows_with_targets(frame, target, drop or [], str(data))
         kind, _ = target_kind(labelled, target, task)
+        chosen = TabularModel(**params).validation_split(labelled)
         folds = fold_indices(frame, cv, stratification_labels(frame, target, kind != "regression"),
-                             group=group, time=time, seed=seed, date_order=date_order(dayfirst))
+                             group=chosen.column if chosen.kind == "group" else None,
+                             time=chosen.column if chosen.kind == "time" else None, seed=seed,
+                             date_order=date_order(dayfirst))
 
         def fit_and_score(train, test):
-            return TabularModel(**params).fit(train).evaluate(test)
+            with warnings.catch_warnings():  # the fit on all rows below says the same once, not once per fold
+                warnings.simplefilter("ignore", ShopfloorWarning)
+                return TabularModel(**params).fit(train).evaluate(test)
 
-        cv_result = cross_validate(fit_and_score, frame, folds)
-        console.print(metrics_table(f"{cv}-fold cross-validation ({data.name})", cv_result["mean"], cv_result["std"]))
+        cv_result = {**cross_validate(fit_and_score, frame, folds), "split": chosen.words()}
+        console.print(metrics_table(f"{cv}-fold cross-validation ({data.name}; {chosen.words()})", cv_result["mean"],
+                                    cv_result["std"]))
     model = TabularModel(**params).fit(frame)
     model.cv_metrics_ = cv_result
     model.save(out)
-    console.print(metrics_table("out-of-fold validation (rows no network trained on)", model.validation_metrics_))
+    console.print(metrics_table(f"out-of-fold validation (rows no network trained on; {model.split_.words()})",
+                                {k: v for k, v in model.validation_metrics_.items() if k != "split"}))
     console.print(f"[green]saved[/] {plain(out)}  ({model.kind_}, {len(model.schema_.features)} features, "
                   f"{model.train_seconds_:.1f} s)")
 

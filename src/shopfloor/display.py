@@ -24,6 +24,9 @@ def metrics_table(title: str, metrics: dict, spread: dict | None = None):
     table.add_column("metric")
     table.add_column("value", justify="right")
     for key, value in metrics.items():
+        if isinstance(value, str):  # how the rows were split, beside the numbers
+            table.add_row(plain(key), plain(value))
+            continue
         text = "n/a" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{value:.4f}"
         if spread is not None and key in spread and text != "n/a":
             text += f" ± {spread[key]:.4f}"

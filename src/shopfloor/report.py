@@ -135,7 +135,8 @@ def _evidence(model, data: pd.DataFrame | None, source: str | None):
         if len(outputs) < rows:
             notes.append(f"The plots show a random sample of {len(outputs):,} of the {rows:,} out-of-fold rows; "
                          "the metrics use all of them.")
-        return dict(model.validation_metrics_), outputs, truth, OUT_OF_FOLD, notes
+        metrics = {k: v for k, v in model.validation_metrics_.items() if k != "split"}
+        return metrics, outputs, truth, f"{OUT_OF_FOLD}, held out as {_split_words(model)}", notes
     metrics = model.evaluate(data)  # raises a clear error when target columns are missing
     frame = data.loc[data[model.targets].notna().all(axis=1)]
     truth = encode_labels(frame, model.targets, model.kind_, model.classes_)
@@ -164,7 +165,14 @@ def _header(model, origin: str) -> str:
         "Task": KIND_WORDS.get(model.kind_, model.kind_),
         "Target" + ("s" if len(model.targets) > 1 else ""): ", ".join(map(str, model.targets)),
         "Training rows": f"{model.fingerprint_['rows']:,}",
+        "Validation split": _split_words(model),
     }, model.train_seconds_, origin)
+
+
+def _split_words(model) -> str:
+    """How the out-of-fold rows were held out: time order and whole runs tell a different story than random rows."""
+    split = getattr(model, "split_", None)
+    return split.words() if split is not None else "random rows"
 
 
 def _page_header(title: str, facts: dict, seconds: float, origin: str) -> str:

@@ -74,6 +74,10 @@ def fit_module(module: nn.Module, loss_fn: LossFn, train: tuple[torch.Tensor, ..
     failures nobody can predict) the log-loss rises as soon as the boundaries sharpen, so
     classifiers stop on a ranking score instead.
     """
+    if config.max_epochs < 1:  # no epoch would leave the random initial weights in a saved model
+        from shopfloor.errors import BadOption
+
+        raise BadOption(f"max_epochs must be at least 1, not {config.max_epochs}")
     seed_everything(config.seed)
     previous_threads = torch.get_num_threads()
     torch.set_num_threads(config.threads)

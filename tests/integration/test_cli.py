@@ -106,8 +106,73 @@ def test_train_refuses_to_overwrite_a_folder_that_is_not_a_model(workdir):
     assert_refused(_train_refused(workdir), "refusing to overwrite")
 
 
-def test_train_group_without_cv(workdir):
-    assert_refused(_train_refused(workdir, "--group", "Type"), "--cv")
+@pytest.mark.parametrize(("option", "value", "fragment"), [("--max-epochs", "0", "max_epochs must be at least 1"),
+                                                         ("--bags", "0", "bags and members must be at least 1")])
+def test_train_nonsense_counts_are_refused(workdir, option, value, fragment):
+    # --max-epochs 0 saved an untrained model with exit code 0
+    assert_refused(_train_refused(workdir, option, value), fragment)
+
+
+def test_train_with_one_bag(workdir):
+    result = shopfloor("train", "tabular", "--data", workdir / "train.csv", "--target", "failure",
+                       "--out", workdir / "model", "--bags", "1", "--max-epochs", "10", "--quiet")
+    assert result.exit_code == 0, result.output
+    manifest = json.loads((workdir / "model" / MANIFEST).read_text(encoding="utf-8"))
+    metrics = manifest["state"]["validation_metrics"]
+    assert all(v is not None for v in metrics.values())
+    assert 0 < manifest["state"]["thresholds"][0] < 1
+
+
+@pytest.mark.parametrize(("extra", "fragments"), [
+    (["--split", "time"], ["--split time needs a time column"]),
+    (["--split", "sideways"], ["split must be one of auto, random, time, group"]),
+    (["--time", "shift start"], ["--time 'shift start' is not a column"]),
+])
+def test_train_impossible_splits_are_refused(workdir, extra, fragments):
+    assert_refused(_train_refused(workdir, *extra), *fragments)
+
+
+def test_train_validates_in_time_order_and_says_so(tmp_path):
+    # rows of a drifting process, hourly: neighbours are near copies, random folds flatter the model
+    frame = failure_table(160, seed=0)
+    frame.insert(0, "stamp", pd.date_range("2024-01-01", periods=160, freq="h").strftime("%Y-%m-%d %H:%M"))
+    frame.to_csv(tmp_path / "train.csv", index=False)
+    result = shopfloor("train", "tabular", "--data", tmp_path / "train.csv", "--target", "failure",
+                       "--out", tmp_path / "model", "--cv", "2", *FAST)
+    assert result.exit_code == 0, result.output
+    assert "2-fold cross-validation (train.csv; time order by 'stamp')" in result.stderr
+    assert "time order by 'stamp'" in result.stderr.split("out-of-fold validation")[1]
+    state = json.loads((tmp_path / "model" / MANIFEST).read_text(encoding="utf-8"))["state"]
+    assert state["split"]["kind"] == "time" and state["split"]["column"] == "stamp"
+    assert state["validation_metrics"]["split"] == "time order by 'stamp'"
+    assert state["cross_validation"]["split"] == "time order by 'stamp'"
+    assert state["split"]["validated_rows"] == 80  # the later half
+    result = shopfloor("train", "tabular", "--data", tmp_path / "train.csv", "--target", "failure",
+                       "--out", tmp_path / "random", "--split", "random", *FAST)
+    assert result.exit_code == 0, result.output
+    state = json.loads((tmp_path / "random" / MANIFEST).read_text(encoding="utf-8"))["state"]
+    assert state["split"]["kind"] == "random" and state["split"]["validated_rows"] == 160
+
+
+def test_train_names_a_leaking_column_once_with_cross_validation(workdir):
+    frame = failure_table(120).assign(**{"repair ticket": lambda f: f["failure"]})  # written after the failure
+    frame.to_csv(workdir / "train.csv", index=False)
+    result = shopfloor("train", "tabular", "--data", workdir / "train.csv", "--target", "failure",
+                       "--out", workdir / "model", "--cv", "2", *FAST)
+    assert result.exit_code == 0, result.output
+    said = [line for line in result.stderr.splitlines() if "gives the target" in line]
+    assert len(said) == 1 and "--drop 'repair ticket'" in said[0], said
+
+
+def test_train_group_without_cv_holds_out_whole_runs(workdir):
+    # --group used to be refused without --cv; it now also decides the model's own validation
+    frame = failure_table(120).assign(batch=np.repeat([f"B{i}" for i in range(12)], 10))
+    frame.to_csv(workdir / "train.csv", index=False)
+    result = shopfloor("train", "tabular", "--data", workdir / "train.csv", "--target", "failure",
+                       "--out", workdir / "model", "--group", "batch", *FAST)
+    assert result.exit_code == 0, result.output
+    state = json.loads((workdir / "model" / MANIFEST).read_text(encoding="utf-8"))["state"]
+    assert state["split"]["kind"] == "group" and state["split"]["column"] == "batch"
 
 
 # -- bad input at predict time -------------------------------------------------------------
@@ -138,6 +203,18 @@ def test_predict_file_without_rows(binary_model, workdir, content):
     (workdir / "nothing.csv").write_bytes(content)
     before = files_under(workdir)
     assert_refused(_predict(binary_model.folder, workdir / "nothing.csv", workdir / "out.csv"), "nothing.csv")
+    assert files_under(workdir) == before
+
+
+@pytest.mark.parametrize("value", ["1e308", "inf", "-Infinity"])
+def test_predict_a_reading_beyond_any_plausible_range_names_row_and_column(binary_model, workdir, value):
+    # two readings at 1e308 were written as an empty probability and 'predicted 0'
+    new = failure_table(40, seed=1).astype({"Torque [Nm]": object, "Rotational speed [rpm]": object})
+    new.loc[31, ["Torque [Nm]", "Rotational speed [rpm]"]] = value
+    new.to_csv(workdir / "odd.csv", index=False)
+    before = files_under(workdir)
+    result = _predict(binary_model.folder, workdir / "odd.csv", workdir / "out.csv", "--chunk-rows", "25")
+    assert_refused(result, "row 32 of", "'Torque [Nm]'", "not a plausible reading")
     assert files_under(workdir) == before
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 
 import httpx
 import numpy as np
@@ -52,6 +53,32 @@ def test_table_rows_get_the_models_own_probabilities_and_decisions(api, service)
     assert list(got["UDI"]) == list(new["UDI"])  # id columns sent are echoed
     np.testing.assert_allclose(got["failure probability"], expected["failure probability"], rtol=1e-5, atol=1e-6)
     assert list(got["failure predicted"]) == list(expected["failure predicted"])
+
+
+@pytest.mark.parametrize("literal", ["1e308", "Infinity", "-Infinity"])
+def test_a_reading_beyond_any_plausible_range_is_refused_naming_row_and_column(api, literal):
+    # the body as a client writes it: 1e308 and Infinity literals used to come back as a null
+    # probability and 'predicted 0', a quiet 'no failure'
+    rows = rows_of(failure_table(3, seed=5).drop(columns="failure"))
+    body = json.dumps({"rows": rows}).replace('"Torque [Nm]": ' + json.dumps(rows[1]["Torque [Nm]"]),
+                                              '"Torque [Nm]": ' + literal, 1)
+    assert literal in body
+    answer = api.post("/api/models/failure/predict", content=body, headers={"Content-Type": "application/json"})
+    assert answer.status_code == 422, answer.text
+    detail = answer.json()["detail"]
+    assert "row 2 " in detail and "'Torque [Nm]'" in detail and "not a plausible reading" in detail
+
+
+def test_a_nan_literal_is_a_missing_reading(api, service):
+    rows = rows_of(failure_table(3, seed=5).drop(columns="failure"))
+    body = json.dumps({"rows": rows}).replace('"Torque [Nm]": ' + json.dumps(rows[1]["Torque [Nm]"]),
+                                              '"Torque [Nm]": NaN', 1)
+    answer = api.post("/api/models/failure/predict", content=body, headers={"Content-Type": "application/json"})
+    assert answer.status_code == 200, answer.text
+    probability = answer.json()["predictions"][1]["failure probability"]
+    assert probability is not None and 0 <= probability <= 1
+    missing = pd.DataFrame(rows).assign(**{"Torque [Nm]": [rows[0]["Torque [Nm]"], None, rows[2]["Torque [Nm]"]]})
+    assert probability == pytest.approx(service.models.failure.predict(missing)["failure probability"][1], abs=1e-6)
 
 
 def test_concurrent_single_rows_are_batched_and_each_gets_its_own_answer(service):

@@ -247,3 +247,21 @@ def test_the_worker_stores_into_postgresql_and_follows_a_promotion(registry, rul
     expected = {machine: "rul@2" if i >= half else "rul@1" for machine, i in last_message.items()}
     assert {m["machine"]: m["rul_model"] for m in fleet} == expected and "rul@2" in expected.values()
     assert worker.client.acked == [m.mid for m in messages]
+
+
+def test_a_refused_reading_gets_no_risk_and_the_others_keep_theirs(binary_model):
+    # a reading of 1e308 is refused by the model; it must not cost the rest of the batch their risk
+    import numpy as np
+
+    from shopfloor.stream.scoring import Scorer, score_risk
+
+    model = binary_model.model
+    scorer = Scorer("failure", 1, "risk", frozenset(model.schema_.features), model)
+    rows = binary_model.new[model.schema_.features].head(9).to_dict(orient="records")
+    readings = [{"line": "L1", "machine": f"M{i}", "values": dict(row)} for i, row in enumerate(rows)]
+    readings[4]["values"]["Torque [Nm]"] = 1e308
+    readings[7]["values"]["Rotational speed [rpm]"] = -1e308
+    risks = score_risk(scorer, readings)
+    assert np.isnan(risks[[4, 7]]).all()
+    expected = model.predict_proba(binary_model.new[model.schema_.features].head(9).drop(index=[4, 7]))[:, 0]
+    np.testing.assert_allclose(np.delete(risks, [4, 7]), expected, rtol=1e-5, atol=1e-6)

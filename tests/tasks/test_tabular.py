@@ -97,6 +97,78 @@ def test_task_is_inferred_from_the_target(values, kind):
     assert ("y low" in model.predict(frame.head()).columns) == (kind == "regression")
 
 
+def _integer_target(name: str, levels, rows: int = 400, seed: int = 0) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    frame = pd.DataFrame({"x": rng.normal(size=rows)})
+    frame[name] = rng.choice(np.asarray(levels), rows)
+    return frame
+
+
+def _kind_and_warnings(frame: pd.DataFrame, target: str, **params) -> tuple[str, list[str]]:
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        model = TabularModel(target, members=1, bags=2, hidden=8, max_epochs=1, progress=False, **params).fit(frame)
+    return model.kind_, [str(w.message) for w in caught if issubclass(w.category, ShopfloorWarning)]
+
+
+@pytest.mark.parametrize(("name", "levels", "kind"), [
+    ("fault code", range(1, 25), "multiclass"),  # 24 codes named as such: was a regression with R2 0.1
+    ("y", [101, 205, 340, 412, 518, 630, 777, 801, 905, 1010, 1120, 1215, 1340, 1450, 1560,
+           1610, 1720, 1830, 1940, 2050, 2160, 2270], "multiclass"),  # 22 unevenly spaced codes
+    ("cooler %", [3, 20, 100], "multiclass"),  # hydraulic rig condition levels
+    ("grade", [1, 2, 3, 4, 5], "multiclass"),
+    ("scrap count", range(0, 6), "regression"),  # a count, though it has few levels
+    ("y", range(0, 30), "regression"),  # 30 evenly spaced levels: a count unless told otherwise
+])
+def test_integer_targets_read_as_codes_grades_or_counts(name, levels, kind):
+    assert _kind_and_warnings(_integer_target(name, levels), name)[0] == kind
+
+
+def test_integer_levels_taken_as_a_number_say_so_and_name_the_override():
+    frame = _integer_target("y", range(0, 30))
+    kind, said = _kind_and_warnings(frame, "y")
+    assert kind == "regression"
+    assert len(said) == 1 and "'y' holds 30 integer levels" in said[0] and "--task classification" in said[0]
+    kind, said = _kind_and_warnings(frame, "y", task="classification")
+    assert kind == "multiclass" and not said  # the override is obeyed without a word
+
+
+def test_integer_columns_of_the_real_data_sets(shared_data):
+    """What the rule decides for every integer column of the shipped tables (task, and whether it warns)."""
+    from shopfloor.tasks.targets import read_integer_target
+
+    profile = shared_data / "hydraulic" / "profile.txt"
+    if not profile.is_file():
+        pytest.skip(f"{profile} is absent from the shared data folder")
+    hydraulic = pd.read_csv(profile, sep="\t", header=None, names=["cooler", "valve", "pump", "accumulator", "stable"])
+    ai4i = _real_table(shared_data, "ai4i2020/ai4i2020.csv")
+    garment = _real_table(shared_data, "garment-productivity/garments_worker_productivity.csv")
+    expected = [  # table, column, task, warns
+        (hydraulic, "cooler", "classification", False),  # 3/20/100 %: condition codes
+        (hydraulic, "valve", "classification", False),  # 100/90/80/73 %
+        (hydraulic, "pump", "classification", False),  # leakage 0/1/2: a severity
+        (hydraulic, "accumulator", "classification", False),  # 130/115/100/90 bar
+        (hydraulic, "stable", "classification", False),
+        (ai4i, "Machine failure", "classification", False),
+        (ai4i, "Tool wear [min]", "regression", False),
+        (ai4i, "Rotational speed [rpm]", "regression", False),
+        (garment, "no_of_style_change", "regression", True),  # 0/1/2: a count, but it could be levels
+        (garment, "idle_men", "regression", True),
+        (garment, "incentive", "regression", True),
+        (garment, "over_time", "regression", False),
+        (garment, "team", "regression", True),  # team 1-12: a label in truth; the warning names --task
+        (garment, "wip", "regression", False),
+    ]
+    for frame, column, task, warns in expected:
+        values = frame[column].dropna().to_numpy(dtype=float)
+        assert read_integer_target(values, column)[::2] == (task, warns), column
+
+
+def test_clear_integer_targets_need_no_word():
+    for name, levels in (("cooler %", [3, 20, 100]), ("grade", [1, 2, 3, 4, 5]), ("y", range(0, 500))):
+        assert _kind_and_warnings(_integer_target(name, levels, rows=2000), name)[1] == [], name
+
+
 def test_text_target_as_regression_is_refused_and_task_can_be_forced():
     rng = np.random.default_rng(0)
     frame = pd.DataFrame({"x": rng.normal(size=60), "y": rng.integers(0, 3, 60), "label": rng.choice(["a", "b"], 60)})
@@ -113,6 +185,99 @@ def test_rare_yes_no_level_is_the_positive_class():
     model = TabularModel("state", members=1, bags=2, hidden=8, max_epochs=1, progress=False).fit(frame)
     assert model.classes_ == [["running", "broken"]]
     assert "state probability" in model.predict(frame).columns
+
+
+def test_one_bag_calibrates_and_scores_on_its_held_out_rows_only():
+    # One network leaves a fifth of the rows out; the other four fifths have no out-of-fold
+    # prediction, and calibrating on them (uninitialised memory) gave NaN errors or accuracy 0.06.
+    train = failure_table(400)
+    model = TabularModel("failure", bags=1, members=2, max_epochs=20, progress=False).fit(train)
+    assert len(model.validation_outputs_) == 80  # the held-out fifth, not all 400 rows
+    assert model.validation_targets_.numpy().mean() == pytest.approx(train["failure"].mean(), abs=0.03)  # stratified
+    metrics = model.validation_metrics_
+    assert all(np.isfinite(v) for k, v in metrics.items() if k != "split")
+    majority = max(train["failure"].mean(), 1 - train["failure"].mean())
+    assert metrics["accuracy"] > majority + 0.1 and metrics["roc_auc"] > 0.9
+    assert 0.01 < model.thresholds_[0] < 0.99 and model.thresholds_[0] != pytest.approx(0.5, abs=1e-3)
+    assert model.evaluate(failure_table(200, seed=1))["accuracy"] > majority + 0.1
+
+
+def test_one_bag_regression_interval_from_held_out_rows():
+    model = TabularModel("kpi", bags=1, members=2, max_epochs=20, progress=False).fit(kpi_table(300))
+    assert len(model.validation_outputs_) == 60
+    assert np.isfinite(model.interval_halfwidth_).all() and model.validation_metrics_["r2"] > 0.5
+
+
+def _leak_warnings(caught) -> list[str]:
+    return [str(w.message) for w in caught if issubclass(w.category, ShopfloorWarning) and "gives the target" in str(w.message)]
+
+
+def test_a_column_computed_from_the_target_is_named_with_drop():
+    frame = kpi_table(400)
+    frame["cost [EUR]"] = 0.12 * frame["kpi"] + 3.0  # priced from the metered target
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        TabularModel("kpi", members=1, bags=2, hidden=8, max_epochs=1, progress=False).fit(frame)
+    said = _leak_warnings(caught)
+    assert len(said) == 1 and "'cost [EUR]'" in said[0] and "--drop 'cost [EUR]'" in said[0]
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        TabularModel("kpi", drop=["cost [EUR]"], members=1, bags=2, hidden=8, max_epochs=1, progress=False).fit(frame)
+    assert _leak_warnings(caught) == []
+
+
+def test_a_flag_set_only_on_failures_is_named():
+    frame = failure_table(600)
+    rng = np.random.default_rng(1)
+    frame["overstrain flag"] = ((frame["failure"] == 1) & (rng.random(600) < 0.4)).astype(int)  # one failure mode
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        TabularModel("failure", members=1, bags=2, hidden=8, max_epochs=1, progress=False).fit(frame)
+    said = _leak_warnings(caught)
+    assert len(said) == 1 and "'overstrain flag'" in said[0] and "'failure' = 1" in said[0]
+
+
+def test_leak_check_on_real_tables(shared_data):
+    from shopfloor.data.schema import infer_schema
+    from shopfloor.tasks.leaks import target_leaks
+    from shopfloor.tasks.targets import encode_labels, target_kind
+
+    def flagged(frame, target, drop=()):
+        kind, classes = target_kind(frame, [target])
+        schema = infer_schema(frame, [target], list(drop))
+        numbers, codes = schema.to_arrays(frame)
+        y = encode_labels(frame, [target], kind, classes)
+        return {f.split("'")[1] for f in target_leaks(numbers, codes, y, kind, schema.features, [target], classes)}
+
+    ai4i = _real_table(shared_data, "ai4i2020/ai4i2020.csv")
+    modes = ["TWF", "HDF", "PWF", "OSF", "RNF"]
+    assert flagged(ai4i, "Machine failure") == {"TWF", "HDF", "PWF", "OSF"}  # RNF rows mostly did not fail
+    assert flagged(ai4i, "Machine failure", modes) == set()
+    garment = _real_table(shared_data, "garment-productivity/garments_worker_productivity.csv")
+    assert flagged(garment, "actual_productivity") == set()
+
+
+def test_a_dated_table_is_validated_in_time_order_and_says_so(tmp_path):
+    import shopfloor
+    from shopfloor.crossval import Split
+    from shopfloor.report import write_report
+
+    frame = failure_table(200)
+    stamps = pd.date_range("2024-01-01", periods=200, freq="h")[np.random.default_rng(0).permutation(200)]
+    frame["stamp"] = stamps.strftime("%Y-%m-%d %H:%M")  # rows not in time order in the file
+    model = TabularModel("failure", members=1, bags=2, hidden=8, max_epochs=2, progress=False).fit(frame)
+    assert model.split_ == Split("time", "stamp")
+    assert model.validation_metrics_["split"] == "time order by 'stamp'"
+    assert model.validated_rows_ == 100 and len(model.validation_outputs_) == 100  # the later half only
+    later = frame.assign(t=stamps).sort_values("t").tail(100)
+    assert np.array_equal(np.sort(model.validation_targets_.numpy()[:, 0]), np.sort(later["failure"].to_numpy()))
+    model.save(tmp_path / "model")
+    loaded = shopfloor.load(tmp_path / "model")
+    assert loaded.split_ == model.split_ and loaded.validation_metrics_["split"] == "time order by 'stamp'"
+    page = write_report(loaded, tmp_path / "report.html").read_text(encoding="utf-8")
+    assert "Validation split" in page and "time order by &#x27;stamp&#x27;" in page
+    undated = TabularModel("failure", members=1, bags=2, hidden=8, max_epochs=2, progress=False).fit(failure_table(100))
+    assert undated.split_ == Split() and undated.validation_metrics_["split"] == "random rows"
 
 
 # -- predicting on new tables --------------------------------------------------------
@@ -156,6 +321,45 @@ def test_unseen_and_missing_values_are_handled(binary_model):
     np.testing.assert_allclose(proba[3::5], same_type, rtol=1e-5)  # ' L ' is 'L' (batch size moves the last bit)
     unseen_as_unknown = binary_model.model.predict_proba(new.iloc[0::5].assign(Type="never seen"))[:, 0]
     np.testing.assert_allclose(proba[0::5], unseen_as_unknown, rtol=1e-5)  # every unseen type is the same "unknown"
+
+
+@pytest.mark.parametrize("value", [1e308, -1e308, np.inf, -np.inf, 1e12])
+def test_readings_beyond_any_plausible_range_are_refused_with_row_and_column(binary_model, value):
+    # 1e308 in two columns overflowed to NaN inside the network: a null probability and 'predicted 0'
+    new = binary_model.new.head(8).copy()
+    new.loc[new.index[5], ["Torque [Nm]", "Rotational speed [rpm]"]] = value
+    with pytest.raises(BadColumn, match=r"row 6 of the data: 'Torque \[Nm\]' is .*not a plausible reading") as err:
+        binary_model.model.predict(new)
+    assert f"is {value!r}," in str(err.value)  # as written, not np.float64(...)
+    with pytest.raises(BadColumn, match="row 6"):
+        binary_model.model.predict_proba(new)
+
+
+def test_the_network_itself_stays_finite_on_overflowing_readings(binary_model):
+    # what the exported graph computes, where nobody can raise: held at the bound, never NaN
+    import torch
+
+    model = binary_model.model
+    numbers, codes = model.schema_.to_arrays(binary_model.new.head(4))
+    numbers[1, :] = np.inf
+    numbers[2, :] = -np.inf
+    numbers[3, 0] = np.nan  # missing stays missing
+    with torch.inference_mode():
+        proba = model.net_(torch.from_numpy(numbers), torch.from_numpy(codes)).numpy()
+    assert np.isfinite(proba).all()
+
+
+def test_a_plausible_outlier_is_still_scored(binary_model):
+    new = binary_model.new.head(3).copy()
+    new.loc[new.index[0], "Torque [Nm]"] = 150.0  # twice the training maximum: odd, but a reading
+    assert np.isfinite(binary_model.model.predict_proba(new)).all()
+
+
+def test_infinite_training_values_are_refused():
+    frame = failure_table(60)
+    frame.loc[7, "Torque [Nm]"] = np.inf
+    with pytest.raises(BadColumn, match=r"row 8 of the data: 'Torque \[Nm\]' is inf"):
+        TabularModel("failure", **TINY).fit(frame)
 
 
 def test_text_in_a_numeric_column_at_predict_time(binary_model):
@@ -261,7 +465,8 @@ def test_bad_training_tables_are_refused():
 
 
 @pytest.mark.parametrize("params", [dict(bags=0), dict(task="forecast"), dict(miss_cost=-1.0),
-                                    dict(interval_coverage=1.5), dict(target=[])])
+                                    dict(interval_coverage=1.5), dict(target=[]), dict(max_epochs=0),
+                                    dict(max_epochs=-3), dict(members=0)])
 def test_bad_options_are_refused(params):
     with pytest.raises(BadOption):
         TabularModel(**{"target": "failure", **TINY, **params}).fit(failure_table(60))

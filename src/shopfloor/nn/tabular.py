@@ -34,6 +34,12 @@ class Preprocess(nn.Module):
     """
 
     CLIP = 8.0  # robust units; protects the network from wild readings without bending the scale
+    # Robust units from the median beyond which a raw reading is not a reading but a fault (1e308,
+    # infinity, a unit mix-up): it is held at this bound before anything is derived from it, because
+    # differences and logs of such numbers overflow to NaN, which came out as a quiet 'no failure'.
+    # The estimator refuses such rows (`reading_bounds`); the bound keeps the graph finite for
+    # callers that cannot be refused, such as the exported ONNX graph.
+    FAR = 1000.0
 
     def __init__(self, n_numeric: int, log_index: list[int], missing_index: list[int], pairs: bool = False):
         super().__init__()
@@ -85,10 +91,16 @@ class Preprocess(nn.Module):
         self.scale.copy_(torch.where(spread > 0, spread, torch.ones_like(spread)).float())
         return self
 
+    def reading_bounds(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """The lowest and highest raw value of each numeric input that the module takes as a reading."""
+        n = self.fill.numel()
+        return self.center[:n] - self.FAR * self.scale[:n], self.center[:n] + self.FAR * self.scale[:n]
+
     def forward(self, numbers: torch.Tensor, missing: torch.Tensor | None = None) -> torch.Tensor:
         if missing is None:
             missing = torch.isnan(numbers)
-        filled = torch.where(missing, self.fill, numbers)
+        low, high = self.reading_bounds()
+        filled = torch.minimum(torch.maximum(torch.where(missing, self.fill, numbers), low), high)
         scaled = ((self.derive(filled) - self.center) / self.scale).clamp(-self.CLIP, self.CLIP)
         if self.missing_index.numel():
             return torch.cat([scaled, missing[:, self.missing_index].to(numbers.dtype)], dim=1)

@@ -135,10 +135,21 @@ class Models:
 
 
 def score_risk(scorer: Scorer, readings: list[dict]) -> np.ndarray:
-    """Failure probability per reading: one forward pass for the whole list."""
+    """Failure probability per reading: one forward pass for the whole list. A reading the model refuses
+    (a value such as 1e308, far beyond any reading) gets no risk (NaN); the others of the batch keep theirs."""
+    from shopfloor.errors import BadColumn
+
     features = scorer.features
     frame = pd.DataFrame([r["values"] for r in readings], columns=features)
-    return np.asarray(scorer.estimator.predict_proba(frame))[:, 0].astype(np.float64)
+    try:
+        return np.asarray(scorer.estimator.predict_proba(frame))[:, 0].astype(np.float64)
+    except BadColumn as err:
+        if len(readings) == 1:
+            log.warning("model %s v%d refused a reading of %s/%s: %s", scorer.name, scorer.version,
+                        readings[0].get("line"), readings[0].get("machine"), err)
+            return np.array([np.nan])
+        half = len(readings) // 2  # halves until the refused readings are alone: a few passes, not one per reading
+        return np.concatenate([score_risk(scorer, readings[:half]), score_risk(scorer, readings[half:])])
 
 
 def _seed(windows: Windows, key: tuple[str, str], stored: dict | None) -> None:

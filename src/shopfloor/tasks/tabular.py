@@ -2,8 +2,10 @@
 
 How a fit goes:
 1. the schema is inferred (numeric sensors, categorical settings, dates, ids) and checked;
-2. the training rows are split into `bags` folds; one ensemble network per fold is trained
-   on the other folds, with early stopping on its own fold (cross-fitting);
+2. the training rows are split into `bags` folds (in time order or by whole runs when the
+   table has a time or a run id, since neighbouring rows are near copies; random otherwise);
+   one ensemble network per fold is trained on the other folds (in time order: on the earlier
+   rows only), with early stopping on its own fold (cross-fitting);
 3. the out-of-fold predictions, which no network saw in training, calibrate the
    probabilities (Platt / temperature scaling), choose the decision threshold (best F1, or
    least cost when the user prices a missed failure and a false alarm) and give honest
@@ -16,20 +18,19 @@ from __future__ import annotations
 import hashlib
 import os
 import time
-from collections.abc import Iterator
 from typing import Literal
 
 import numpy as np
 import pandas as pd
 import torch
 import torch.nn.functional as F
-from sklearn.model_selection import KFold, StratifiedKFold
 
 from shopfloor.artifacts import check_count, check_size, declared_size
+from shopfloor.crossval import Split, choose_split, holdout_folds
 from shopfloor.data.schema import TableSchema, infer_schema, report_extra_columns
 from shopfloor.data.tables import column_names, iter_table
 from shopfloor.data.times import check_date_order
-from shopfloor.errors import BadOption, BadTarget, ColumnMissing
+from shopfloor.errors import BadColumn, BadOption, BadTarget, ColumnMissing
 from shopfloor.explain import integrated_gradients
 from shopfloor.metrics import (
     best_threshold,
@@ -41,6 +42,7 @@ from shopfloor.metrics import (
 )
 from shopfloor.nn.tabular import TabularNet, merge_members
 from shopfloor.tasks.base import Estimator, as_frame
+from shopfloor.tasks.leaks import warn_target_leaks
 from shopfloor.tasks.targets import encode_labels, rows_with_targets, target_kind
 from shopfloor.training import TrainConfig, fit_module, seed_everything
 
@@ -57,6 +59,8 @@ class TabularModel(Estimator):
 
     def __init__(self, target: str | list[str] = "target", *, drop: list[str] = (), ids: list[str] = (),
                  task: Literal["auto", "classification", "regression"] = "auto",
+                 split: Literal["auto", "random", "time", "group"] = "auto", time: str | None = None,
+                 group: str | None = None,
                  members: int = 1, bags: int | None = None, hidden: int = 64, depth: int = 2, dropout: float = 0.3,
                  n_bins: int = 16, d_embedding: int = 4, interactions: int = 12,
                  lr: float = 2e-3, weight_decay: float = 1e-2, batch_size: int = 256,
@@ -68,6 +72,9 @@ class TabularModel(Estimator):
         self.drop = drop
         self.ids = ids
         self.task = task
+        self.split = split
+        self.time = time
+        self.group = group
         self.members = members
         self.bags = bags
         self.hidden = hidden
@@ -105,15 +112,27 @@ class TabularModel(Estimator):
         self.kind_, self.classes_ = target_kind(frame, self.targets, self.task)
         self.schema_ = infer_schema(frame, self.targets, column_names(self.drop), column_names(self.ids),
                                     self.date_order, source)
+        self.split_ = self.validation_split(frame, self.schema_)
         numbers, codes = self.schema_.to_arrays(frame)
+        if np.isinf(numbers).any():
+            position, column = (int(i[0]) for i in np.nonzero(np.isinf(numbers)))
+            name = self.schema_.numeric_inputs[column]
+            raise BadColumn(f"row {position + 1} of {source}: '{name}' is {_shown(frame[name].iloc[position])}, which is not "
+                            "a reading (infinite, or beyond the float range); correct it or leave the cell empty")
         y = self._standardise(encode_labels(frame, self.targets, self.kind_, self.classes_))
+        warn_target_leaks(numbers, codes, y, self.kind_, self.schema_.features, self.targets, self.classes_, self.seed)
         seed_everything(self.seed)
 
         numbers_t, codes_t, y_t = torch.from_numpy(numbers), torch.from_numpy(codes), torch.tensor(y)
         template = self._fitted_template(numbers_t, y)
-        nets, out_of_fold = [], torch.empty((len(frame), template.head.weight.shape[-1]))
+        nets, out_of_fold = [], torch.zeros((len(frame), template.head.weight.shape[-1]))
+        held_out = np.zeros(len(frame), dtype=bool)  # rows with an out-of-fold prediction
         self.training_log_ = []
-        for bag, (train_rows, valid_rows) in enumerate(self._folds(y)):
+        folds = holdout_folds(frame, self.split_, self.bags_, self._strata(y), self.seed,
+                              self.schema_.date_orders.get(self.split_.column, self.date_order))
+        self.bags_ = len(folds)  # fewer runs than bags: one network per run
+        for bag, (train_rows, valid_rows) in enumerate(folds):
+            held_out[valid_rows] = True
             train_rows, valid_rows = torch.from_numpy(train_rows), torch.from_numpy(valid_rows)
             net = self._train_bag(bag, template, (numbers_t[train_rows], codes_t[train_rows], y_t[train_rows]),
                                   (numbers_t[valid_rows], codes_t[valid_rows], y_t[valid_rows]))
@@ -121,8 +140,11 @@ class TabularModel(Estimator):
                 out_of_fold[valid_rows] = net.member_logits(numbers_t[valid_rows], codes_t[valid_rows]).mean(0)
             nets.append(net)
         self.net_ = merge_members(nets)
-        self._calibrate(out_of_fold.numpy(), y)
-        self._remember_validation(out_of_fold.numpy(), y)
+        # Calibration, thresholds and metrics read only rows that some network did not train on:
+        # with one bag that is the held-out fifth (the other rows have no out-of-fold prediction).
+        self.validated_rows_ = int(held_out.sum())
+        self._calibrate(out_of_fold.numpy()[held_out], y[held_out])
+        self._remember_validation(out_of_fold.numpy()[held_out], y[held_out])
         self.baseline_codes_ = torch.from_numpy(np.array(
             [int(np.bincount(codes[:, j]).argmax()) for j in range(codes.shape[1])], dtype=np.int64))
         self.importance_ = self._global_importance(numbers, codes)
@@ -150,8 +172,9 @@ class TabularModel(Estimator):
         config = TrainConfig(max_epochs=self.max_epochs, batch_size=batch_size, lr=self.lr,
                              weight_decay=self.weight_decay, patience=self.patience, seed=self.seed * 1000 + bag,
                              progress=self.progress, description=f"fold {bag + 1}/{self.bags_}")
-        result = fit_module(net, self._loss, train, valid, config,
-                            score_fn=self._ranking_score if self.kind_ == "binary" else None)
+        # a validation block without failures (time order) ranks nothing: stop on the loss there
+        ranks = self.kind_ == "binary" and bool((valid[2].amin(0) < valid[2].amax(0)).any())
+        result = fit_module(net, self._loss, train, valid, config, score_fn=self._ranking_score if ranks else None)
         self.training_log_.append({"bag": bag, "best_epoch": result.best_epoch,
                                    "epochs": result.epochs_run, "valid_score": result.best_loss})
         return net
@@ -162,7 +185,12 @@ class TabularModel(Estimator):
         if self.task not in ("auto", "classification", "regression"):
             raise BadOption(f"task must be auto, classification or regression, not '{self.task}'")
         if (self.bags is not None and self.bags < 1) or self.members < 1:
-            raise BadOption("bags and members must be at least 1")
+            raise BadOption(f"bags and members must be at least 1, not bags={self.bags}, members={self.members}")
+        if self.max_epochs < 1:
+            raise BadOption(f"max_epochs must be at least 1, not {self.max_epochs}: a model that never trained "
+                            "would predict noise")
+        if self.patience < 1 or self.batch_size < 1 or not self.lr > 0:
+            raise BadOption("patience and batch_size must be at least 1 and lr positive")
         for name in ("miss_cost", "false_alarm_cost"):
             value = getattr(self, name)
             if value is not None and not value > 0:
@@ -179,18 +207,13 @@ class TabularModel(Estimator):
         self.target_scale_ = np.where(y.std(0) > 0, y.std(0), 1.0)
         return ((y - self.target_center_) / self.target_scale_).astype(np.float32)
 
-    def _folds(self, y: np.ndarray) -> Iterator[tuple[np.ndarray, np.ndarray]]:
-        rows = np.arange(len(y))
-        strata = self._strata(y)
-        if self.bags_ == 1:  # one network, 20 % of the rows held out for stopping and calibration
-            splitter = StratifiedKFold(5, shuffle=True, random_state=self.seed) if strata is not None \
-                else KFold(5, shuffle=True, random_state=self.seed)
-            yield next(splitter.split(rows, strata))
-            return
-        if strata is not None:
-            yield from StratifiedKFold(self.bags_, shuffle=True, random_state=self.seed).split(rows, strata)
-        else:
-            yield from KFold(self.bags_, shuffle=True, random_state=self.seed).split(rows)
+    def validation_split(self, frame: pd.DataFrame, schema: TableSchema | None = None) -> Split:
+        """How rows are held out for validation (and by `--cv`): time order or whole runs when the table
+        has a time or a run id, random rows otherwise (see `crossval.choose_split`)."""
+        schema = schema or infer_schema(frame, self.targets, column_names(self.drop), column_names(self.ids),
+                                        self.date_order)
+        time, group = (None if n is None else column_names([n])[0] for n in (self.time, self.group))
+        return choose_split(frame, self.split, time, group, schema.dates, schema.features + schema.ids)
 
     def _strata(self, y: np.ndarray) -> np.ndarray | None:
         if self.kind_ == "regression":
@@ -276,7 +299,7 @@ class TabularModel(Estimator):
     def _remember_validation(self, logits: np.ndarray, y: np.ndarray) -> None:
         """Out-of-fold predictions and metrics: what the model scores on rows it never trained on."""
         outputs, y = self._calibrated(logits), self._in_target_units(y)
-        self.validation_metrics_ = self._metrics(y, outputs)
+        self.validation_metrics_ = {**self._metrics(y, outputs), "split": self.split_.words()}
         keep = np.sort(np.random.default_rng(self.seed).permutation(len(y))[:STORED_VALIDATION_ROWS])
         self.validation_outputs_ = torch.from_numpy(outputs[keep].astype(np.float32))
         self.validation_targets_ = torch.from_numpy(np.asarray(y)[keep])
@@ -294,7 +317,24 @@ class TabularModel(Estimator):
         source = source or name
         self.schema_.check_columns(frame, source)
         numbers, codes = self.schema_.to_arrays(frame, row_offset, self.date_order)
+        self._check_readings(frame, numbers, source, row_offset)
         return frame, numbers, codes
+
+    def _check_readings(self, frame: pd.DataFrame, numbers: np.ndarray, source: str, row_offset: int) -> None:
+        """Infinity, or a number beyond the float range or far outside training, is refused with its row and
+        column: the network holds such a value at a bound, and an answer from it would look like any other."""
+        low, high = (b.numpy() for b in self.net_.preprocess.reading_bounds())
+        with np.errstate(invalid="ignore"):
+            bad = ~np.isnan(numbers) & ((numbers < low) | (numbers > high))
+        if not bad.any():
+            return
+        position, column = (int(i[0]) for i in np.nonzero(bad))
+        name = self.schema_.numeric_inputs[column]
+        center = float(self.net_.preprocess.center[column])
+        raise BadColumn(f"row {row_offset + position + 1} of {source}: '{name}' is {_shown(frame[name].iloc[position])}, "
+                        f"not a plausible reading (training values centre on {center:.4g}; this model takes "
+                        f"{float(low[column]):.4g} to {float(high[column]):.4g}); correct it, or leave the cell empty "
+                        f"to treat it as missing ({int(bad.any(axis=1).sum())} such row(s))")
 
     def predict_proba(self, data) -> np.ndarray:
         """Calibrated probabilities: [N, labels] (yes/no targets) or [N, classes]."""
@@ -443,6 +483,7 @@ class TabularModel(Estimator):
             "thresholds": self.thresholds_,
             "interval_halfwidth": list(map(float, self.interval_halfwidth_)),
             "validation_metrics": self.validation_metrics_,
+            "split": {**self.split_.to_json(), "validated_rows": int(self.validated_rows_)},
             "importance": self.importance_,
             "training_log": self.training_log_,
             "train_seconds": self.train_seconds_,
@@ -490,6 +531,9 @@ class TabularModel(Estimator):
         self.thresholds_ = state["thresholds"]
         self.interval_halfwidth_ = state["interval_halfwidth"]
         self.validation_metrics_ = state["validation_metrics"]
+        split = state.get("split") or {"kind": "random", "column": None}  # models saved before splits were chosen
+        self.split_ = Split(split["kind"], split["column"])
+        self.validated_rows_ = split.get("validated_rows", state["data_fingerprint"]["rows"])
         self.importance_ = state["importance"]
         self.training_log_ = state["training_log"]
         self.train_seconds_ = state["train_seconds"]
@@ -526,3 +570,8 @@ def bin_edges(features: np.ndarray, y: np.ndarray, n_bins: int, kind: str) -> li
 def _frame_digest(frame: pd.DataFrame) -> str:
     hashed = pd.util.hash_pandas_object(frame, index=False).to_numpy()
     return hashlib.sha256(hashed.tobytes()).hexdigest()[:16]
+
+
+def _shown(value) -> str:
+    """A cell as a person wrote it: 1e+308, inf, 'text' (not np.float64(1e+308))."""
+    return repr(value.item() if hasattr(value, "item") else value)
