@@ -598,9 +598,17 @@ class ProcessOptimizer(Estimator):
         declared_size(manifest, "params.batch", limit=cls.MAX_BATCH)
         outputs = manifest.get("state", {}).get("outputs") or []
         check_count("state.outputs (their number)", len(outputs), shapes, r"gp\d+\.inputs")
-        width = (shapes.get("records") or (0, 0))[-1]
-        for j in range(len(outputs)):
-            check_size(f"the width of records ({width})", width, shapes, f"gp{j}.inputs", 1)
+        try:
+            space = SettingSpace.from_json(manifest["state"]["space"])
+            context = len(space.context_ranges) + sum(len(levels) for levels in space.context_levels.values())
+        except (AttributeError, KeyError, TypeError, ValueError) as err:
+            raise NotAModel(f"the manifest's state.space is not a setting space ({err}); the folder was damaged or "
+                            "edited") from None
+        records = (shapes.get("records") or (0, 0))[-1]
+        check_size("the width of the encoded settings", space.setting_width, shapes, "records", 1)
+        for j in range(len(outputs)):  # each output's model sees the settings and the fixed context
+            check_size(f"the width of records ({records}) and fixed context ({context})", records + context, shapes,
+                       f"gp{j}.inputs", 1)
 
     def _restore(self, state: dict, tensors: dict[str, torch.Tensor]) -> None:
         self.space_, self._context = SettingSpace.from_json(state["space"]), None
