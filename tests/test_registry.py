@@ -259,3 +259,18 @@ def test_an_add_killed_half_way_leaves_debris_that_the_next_add_removes(registry
     shutil.copytree(SAVED, debris)
     registry.add("failure", SAVED)
     assert sorted(p.name for p in (registry.root / "failure").iterdir()) == ["1", "2", "registry.json"]
+
+
+def test_a_registry_from_before_signatures_is_signed_once_and_a_tampered_version_stays_refused(registry, tmp_path):
+    registry.add("failure", SAVED)
+    registry.add("failure", SAVED, promote=False)
+    (registry.path("failure", 1) / SIGNATURE).unlink()  # as a registry written before signatures left it
+    with pytest.raises(NotAModel, match="models sign"):
+        Registry(registry.root).live("failure")
+    edited = edited_copy(registry.path("failure", 2), tmp_path / "edited", state__thresholds=[0.01])
+    shutil.copyfile(edited / MANIFEST, registry.path("failure", 2) / MANIFEST)  # changed without the key
+    assert Registry(registry.root).sign() == [("failure", 1)]
+    assert Registry(registry.root).live("failure").version == 1
+    with pytest.raises(NotAModel, match="does not match the signature"):
+        Registry(registry.root).load("failure", 2)
+    assert Registry(registry.root).sign("failure") == []

@@ -109,6 +109,19 @@ def models_promote(models: RegistryOpt, name: Annotated[str, typer.Argument()],
     _stderr().print(f"[green]{plain(name)} version {version} is live[/]")
 
 
+@models_app.command("sign")
+@friendly
+def models_sign(models: RegistryOpt, name: Annotated[str | None, typer.Argument(help="One model; all when left out.")] = None):
+    """Sign the versions a registry from before signatures holds (each is loaded whole first; versions already
+    signed are left alone, so a tampered one is never trusted again)."""
+    from shopfloor.registry import Registry
+
+    signed = Registry(models).sign(name)
+    for model, version in signed:
+        _stderr().print(f"signed {plain(model)} version {version}")
+    _stderr().print(f"[green]{len(signed)} version(s) signed[/]" if signed else "nothing to sign: every version is signed")
+
+
 @models_app.command("rollback")
 @friendly
 def models_rollback(models: RegistryOpt, name: Annotated[str, typer.Argument()]):

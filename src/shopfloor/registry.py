@@ -163,7 +163,8 @@ class Registry:
             signed = json.loads((folder / SIGNATURE).read_text(encoding="utf-8"))["hmac_sha256"]
         except (OSError, ValueError, KeyError, TypeError):
             raise NotAModel(f"model '{name}' version {version} in {self.root} has no valid {SIGNATURE}: it was not "
-                            f"added with 'shopfloor models add' or was changed since; add its model folder again") from None
+                            f"added with 'shopfloor models add' or was changed since; add its model folder again (a "
+                            f"registry from before signatures: 'shopfloor models sign' signs what it holds)") from None
         key = self._key()
 
         def verify(manifest: dict) -> None:
@@ -253,6 +254,27 @@ class Registry:
         if promote:
             self.promote(name, version)
         return version
+
+    def sign(self, name: str | None = None) -> list[tuple[str, int]]:
+        """Sign the versions that have no signature yet (a registry from before signatures), each after loading it
+        whole (checksums, sizes against weights); versions already signed are left as they are, so that this never
+        makes a tampered version trusted again. Returns the (name, version) pairs signed."""
+        from shopfloor.tasks.base import load
+
+        signed = []
+        with self._changing():
+            key = self._key(create=True)
+            for model in [check_name(name)] if name else self.names():
+                for version in self.versions(model):
+                    folder = self.path(model, version)
+                    if (folder / SIGNATURE).exists():
+                        continue
+                    load(folder)
+                    signature = {"hmac_sha256": _sign(key, model, version, read_manifest(folder)),
+                                 "signs": "name, version, manifest and weights, with the registry's key"}
+                    atomic_write(folder / SIGNATURE, json.dumps(signature, indent=2) + "\n")
+                    signed.append((model, version))
+        return signed
 
     def promote(self, name: str, version: int) -> None:
         self.path(check_name(name), version)
