@@ -74,7 +74,8 @@ def by_band(key: np.ndarray, truth: np.ndarray, low: np.ndarray, high: np.ndarra
     for lower, upper in zip(bounds[:-1], bounds[1:], strict=True):
         chosen = (key >= lower) & (key < upper)
         inside = (low[chosen] <= truth[chosen]) & (truth[chosen] <= high[chosen])
-        rows.append({"band": f"{max(lower, 0):g}-{upper:g}" if np.isfinite(upper) else f">= {lower:g}",
+        name = f"{max(lower, 0):g}-{upper:g}" if np.isfinite(upper) else f">= {lower:g}" if np.isfinite(lower) else "all"
+        rows.append({"band": name,
                      "count": int(chosen.sum()),
                      "coverage": float(inside.mean()) if chosen.any() else float("nan"),
                      "interval_width": float((high - low)[chosen].mean()) if chosen.any() else float("nan")})
