@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -171,6 +173,10 @@ def test_onnx_graph_matches_torch_with_conditions_inside(rul_model, tmp_path):
     np.testing.assert_allclose(out, table[["rul", "rul_low", "rul_high"]].to_numpy(), atol=1e-3)
     bands = np.searchsorted(rul_model.model.interval_bands_["edges"], table["rul"], side="right")
     assert len(np.unique(bands)) >= 3  # the graph picks each unit's own band's margins
+    import onnx
+
+    props = {p.key: p.value for p in onnx.load(path).metadata_props}
+    assert json.loads(props["interval_bands"]) == rul_model.model.interval_bands_
 
 
 def test_fd001_onnx_parity(shared_data, tmp_path):
