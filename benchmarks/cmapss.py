@@ -26,6 +26,7 @@ Protocol (also written into the JSON):
     .venv/bin/python benchmarks/cmapss.py                                   # all four subsets x 5 seeds
     .venv/bin/python benchmarks/cmapss.py --subsets FD001,FD003 --seeds 5   # part of it (results merge)
     .venv/bin/python benchmarks/cmapss.py --quick                           # smoke test
+    .venv/bin/python benchmarks/cmapss.py --subsets FD002 --seeds 1 --out benchmarks/results/cmapss-FD002-seed0.json
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -239,13 +241,15 @@ def main() -> None:
     parser.add_argument("--subsets", default=",".join(SUBSETS))
     parser.add_argument("--seeds", type=int, default=5)
     parser.add_argument("--quick", action="store_true", help="1 seed, 2 epochs: a smoke test")
+    parser.add_argument("--out", type=Path, help="write (and merge into) this file instead of results/cmapss.json, "
+                                                 "e.g. for a run of fewer seeds that must not replace the 5-seed figures")
     args = parser.parse_args()
     limit_threads()
     subsets = [s.strip().upper() for s in args.subsets.split(",")]
     params = {"max_epochs": 2} if args.quick else {}
     seeds = 1 if args.quick else args.seeds
     name = "cmapss-quick" if args.quick else "cmapss"
-    path = RESULTS / f"{name}.json"
+    path = args.out or RESULTS / f"{name}.json"
     results = {s: run_subset(s, seeds, params) for s in subsets}
     # read only now: another process may have written other subsets meanwhile
     previous = json.loads(path.read_text()).get("subsets", {}) if path.is_file() else {}
