@@ -26,7 +26,7 @@ Protocol (also written into the JSON):
     .venv/bin/python benchmarks/cmapss.py                                   # all four subsets x 5 seeds
     .venv/bin/python benchmarks/cmapss.py --subsets FD001,FD003 --seeds 5   # part of it (results merge)
     .venv/bin/python benchmarks/cmapss.py --quick                           # smoke test
-    .venv/bin/python benchmarks/cmapss.py --subsets FD002 --seeds 1 --out benchmarks/results/cmapss-FD002-seed0.json
+    .venv/bin/python benchmarks/cmapss.py --subsets FD002,FD003,FD004 --seeds 1 --out benchmarks/results/cmapss-seed0.json
 """
 
 from __future__ import annotations
@@ -285,11 +285,11 @@ def main() -> None:
     for subset in SUBSETS:
         if "intervals" not in merged.get(subset, {}):
             continue
-        for name in INTERVAL_SETS:
+        for cycles in INTERVAL_SETS:  # not `name`: that names the results file
             for method in ("one_margin", "banded"):
-                bands = merged[subset]["intervals"][method][name]
-                interval_rows.append([subset, name, method] + [f"{b['coverage']:.3f} / {b['interval_width']:.1f}"
-                                                               for b in bands.values()])
+                bands = merged[subset]["intervals"][method][cycles]
+                interval_rows.append([subset, cycles, method] + [f"{b['coverage']:.3f} / {b['interval_width']:.1f}"
+                                                                 for b in bands.values()])
         bands = merged[subset]["intervals"]["banded"]["test_every_cycle"]
         lowest = min(b["coverage"] for b in bands.values())
         targets.append(check(f"{subset} lowest 90 % coverage in a band of true RUL, every test cycle", lowest,
