@@ -265,7 +265,8 @@ def main() -> None:
                 return f"{summary[key]['mean']:.{digits}f} ± {summary[key]['std']:.{digits}f}" if key in summary else "-"
 
             ci = summary["rmse"]["ci95"]
-            rows.append([subset, system, cell("rmse"), f"[{ci[0]:.2f}, {ci[1]:.2f}]", cell("rmse_capped"),
+            ci = f"[{ci[0]:.2f}, {ci[1]:.2f}]" if None not in ci else "-"  # one seed: NaN, read back as null
+            rows.append([subset, system, cell("rmse"), ci, cell("rmse_capped"),
                          cell("nasa_score", 0), cell("coverage", 3), cell("train_minutes")])
         ours = merged[subset]["summary"]["shopfloor"]
         targets.append(check(f"{subset} RMSE, labels as given", ours["rmse"]["mean"], f"<= {TARGET_RMSE[subset]}",
