@@ -7,6 +7,11 @@ Protocol (also written into the JSON):
   at the training cap too, "rmse_capped" (labels clipped at 125) is reported beside it;
 - NASA score: sum over test units of exp(-d/13)-1 (early) or exp(d/10)-1 (late), d = predicted - true;
 - coverage: share of test units whose true RUL (as given) lies in the nominal 90 % interval;
+- interval by band of true RUL (0-25, 25-50, 50-75, 75-125, >= 125 cycles, fixed before measuring):
+  coverage and mean width of the model's interval (margins below and above the estimate per band
+  of the estimate) and of the one margin on P10-P90 it replaced, from the same model on the same
+  cycles: the out-of-fold cycles of the training units it calibrated on, every cycle of the test
+  units (true RUL = the given RUL of the last cycle + the cycles after) and their last cycles;
 - 5 seeds per subset (seed changes the unit folds, initialisation and batches); mean ± std and a
   95 % t confidence interval of the mean over seeds;
 - shopfloor: RULModel defaults (window 40, cap 125, 5 cross-fitted CNN members); training time is
@@ -21,6 +26,7 @@ Protocol (also written into the JSON):
     .venv/bin/python benchmarks/cmapss.py                                   # all four subsets x 5 seeds
     .venv/bin/python benchmarks/cmapss.py --subsets FD001,FD003 --seeds 5   # part of it (results merge)
     .venv/bin/python benchmarks/cmapss.py --quick                           # smoke test
+    .venv/bin/python benchmarks/cmapss.py --subsets FD002,FD003,FD004 --seeds 1 --out benchmarks/results/cmapss-seed0.json
 """
 
 from __future__ import annotations
@@ -28,9 +34,11 @@ from __future__ import annotations
 import argparse
 import json
 import math
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import torch
 from _common import (
     RESULTS,
     THREADS,
@@ -50,13 +58,25 @@ from _common import (
 from shopfloor.data.conditions import fit_conditions
 from shopfloor.data.runs import RunHistory, read_rul, read_runs
 from shopfloor.metrics import interval_metrics, rul_metrics
+from shopfloor.nn.rul import finish
 from shopfloor.tasks.rul import RULModel
+from shopfloor.tasks.rul_interval import by_band, finish_arguments, one_margin
 
 SUBSETS = ("FD001", "FD002", "FD003", "FD004")
 TARGET_RMSE = {"FD001": 11.5, "FD002": 12.5, "FD003": 11.5, "FD004": 13.0}
 CAP = 125.0
 INFERENCE_UNITS = 10_000
 REPORTED = ("rmse", "rmse_capped", "mae", "nasa_score", "coverage", "interval_width", "train_minutes")
+TRUE_RUL_EDGES = (25.0, 50.0, 75.0, 125.0)
+INTERVAL_SETS = ("out_of_fold", "test_every_cycle", "test_last_cycle")
+
+
+class KeepsOutOfFold(RULModel):
+    """RULModel that keeps the out-of-fold outputs it calibrates on, so both intervals score the same cycles."""
+
+    def _calibrate(self, outputs: np.ndarray, rul: np.ndarray) -> None:
+        self.out_of_fold_ = (outputs, rul)
+        super()._calibrate(outputs, rul)
 
 
 def score(truth: np.ndarray, rul: np.ndarray, low: np.ndarray | None = None, high: np.ndarray | None = None) -> dict:
@@ -107,6 +127,49 @@ def lightgbm_baseline(train: RunHistory, test: RunHistory, sensors: list[str], s
     return np.clip(model.predict(test_features[last]), 0, None), elapsed()
 
 
+def intervals(raw: np.ndarray, bands: dict) -> np.ndarray:
+    """[rul, low, high] from raw ensemble outputs under the given bands, as the model's graph computes them."""
+    *margins, around = finish_arguments(bands)
+    with torch.no_grad():
+        return finish(torch.as_tensor(raw, dtype=torch.float32), *(torch.tensor(m, dtype=torch.float32)
+                                                                   for m in margins), around).numpy().astype(float)
+
+
+def interval_comparison(model: KeepsOutOfFold, test: RunHistory, truth: np.ndarray, table: pd.DataFrame) -> dict:
+    """Coverage and width by band of true RUL, of the banded interval and of the one margin, on the same cycles."""
+    inputs, after, unit_index, _ = model._windows(test)
+    raw = model._member_outputs(inputs)
+    every = truth[unit_index] + after
+    last = np.r_[unit_index[1:] != unit_index[:-1], True]
+    cycles = {"out_of_fold": model.out_of_fold_, "test_every_cycle": (raw, every), "test_last_cycle": (raw[last], every[last])}
+    out = {}
+    for method, bands in (("banded", model.interval_bands_), ("one_margin", one_margin(model.interval_margin_))):
+        out[method] = {}
+        for name, (outputs, rul) in cycles.items():
+            _, low, high = intervals(outputs, bands).T
+            out[method][name] = {"all": interval_metrics(rul, low, high),
+                                 "by_true_rul": by_band(rul, rul, low, high, TRUE_RUL_EDGES)}
+        if method == "banded":  # the model's own predictions are the banded interval
+            check_last = intervals(raw[last], bands)
+            assert np.allclose(check_last, table[["rul", "rul_low", "rul_high"]].to_numpy(), atol=1e-3)
+    return out
+
+
+def summarise_intervals(runs: list[dict]) -> dict:
+    """Per method, set of cycles and band of true RUL: coverage and width, mean and std over seeds."""
+    out = {}
+    for method in ("banded", "one_margin"):
+        for name in INTERVAL_SETS:
+            for k, band in enumerate(runs[0]["intervals"][method][name]["by_true_rul"]):
+                rows = [r["intervals"][method][name]["by_true_rul"][k] for r in runs]
+                cell = out.setdefault(method, {}).setdefault(name, {})[band["band"]] = {"count": band["count"]}
+                for key in ("coverage", "interval_width"):
+                    values = np.array([row[key] for row in rows], dtype=float)
+                    cell[key] = float(np.mean(values))
+                    cell[f"{key}_std"] = float(values.std(ddof=1)) if len(values) > 1 else 0.0
+    return out
+
+
 def copies(runs: RunHistory, at_least: int) -> RunHistory:
     n = math.ceil(at_least / len(runs))
     frames = []
@@ -135,16 +198,17 @@ def run_subset(subset: str, seeds: int, params: dict) -> dict:
     runs = []
     for seed in range(seeds):
         with stopwatch() as elapsed:
-            model = RULModel(seed=seed, progress=False, **params).fit(train)
+            model = KeepsOutOfFold(seed=seed, progress=False, **params).fit(train)
         minutes = elapsed() / 60
         table = model.predict(test)
+        compared = interval_comparison(model, test, truth, table)
         ours = score(truth, table["rul"].to_numpy(), table["rul_low"].to_numpy(), table["rul_high"].to_numpy())
         baseline_pred, baseline_s = lightgbm_baseline(train, test, model.sensor_columns_, seed)
         theirs = score(truth, baseline_pred)
         run = {"seed": seed, "shopfloor": {**ours, "train_minutes": minutes, "epochs": model.training_log_["epochs"],
                                            "conditions": model.net_.conditions.n_conditions,
                                            "validation": model.validation_metrics_},
-               "lightgbm": {**theirs, "train_minutes": baseline_s / 60}}
+               "lightgbm": {**theirs, "train_minutes": baseline_s / 60}, "intervals": compared}
         if seed == 0:
             run["shopfloor"]["units_per_s"] = units_per_second(model, test)
         runs.append(run)
@@ -153,6 +217,7 @@ def run_subset(subset: str, seeds: int, params: dict) -> dict:
               f"({theirs['rmse_capped']:.2f})", flush=True)
     return {"test_units": len(test), "train_units": len(train), "runs": runs,
             "summary": {system: summarise_seeds([r[system] for r in runs]) for system in ("shopfloor", "lightgbm")},
+            "intervals": summarise_intervals(runs),
             "peak_rss_gib": peak_rss_bytes() / 2**30}
 
 
@@ -176,13 +241,15 @@ def main() -> None:
     parser.add_argument("--subsets", default=",".join(SUBSETS))
     parser.add_argument("--seeds", type=int, default=5)
     parser.add_argument("--quick", action="store_true", help="1 seed, 2 epochs: a smoke test")
+    parser.add_argument("--out", type=Path, help="write (and merge into) this file instead of results/cmapss.json, "
+                                                 "e.g. for a run of fewer seeds that must not replace the 5-seed figures")
     args = parser.parse_args()
     limit_threads()
     subsets = [s.strip().upper() for s in args.subsets.split(",")]
     params = {"max_epochs": 2} if args.quick else {}
     seeds = 1 if args.quick else args.seeds
     name = "cmapss-quick" if args.quick else "cmapss"
-    path = RESULTS / f"{name}.json"
+    path = args.out or RESULTS / f"{name}.json"
     results = {s: run_subset(s, seeds, params) for s in subsets}
     # read only now: another process may have written other subsets meanwhile
     previous = json.loads(path.read_text()).get("subsets", {}) if path.is_file() else {}
@@ -198,7 +265,8 @@ def main() -> None:
                 return f"{summary[key]['mean']:.{digits}f} ± {summary[key]['std']:.{digits}f}" if key in summary else "-"
 
             ci = summary["rmse"]["ci95"]
-            rows.append([subset, system, cell("rmse"), f"[{ci[0]:.2f}, {ci[1]:.2f}]", cell("rmse_capped"),
+            ci = f"[{ci[0]:.2f}, {ci[1]:.2f}]" if None not in ci else "-"  # one seed: NaN, read back as null
+            rows.append([subset, system, cell("rmse"), ci, cell("rmse_capped"),
                          cell("nasa_score", 0), cell("coverage", 3), cell("train_minutes")])
         ours = merged[subset]["summary"]["shopfloor"]
         targets.append(check(f"{subset} RMSE, labels as given", ours["rmse"]["mean"], f"<= {TARGET_RMSE[subset]}",
@@ -214,6 +282,22 @@ def main() -> None:
     print(__doc__.split("\n\n")[1])
     print_table("C-MAPSS, last cycle of each test unit, mean ± std over seeds", [
         "subset", "system", "RMSE", "RMSE 95% CI", "RMSE capped labels", "NASA score", "coverage", "train min"], rows)
+    interval_rows = []
+    for subset in SUBSETS:
+        if "intervals" not in merged.get(subset, {}):
+            continue
+        for cycles in INTERVAL_SETS:  # not `name`: that names the results file
+            for method in ("one_margin", "banded"):
+                bands = merged[subset]["intervals"][method][cycles]
+                interval_rows.append([subset, cycles, method] + [f"{b['coverage']:.3f} / {b['interval_width']:.1f}"
+                                                                 for b in bands.values()])
+        bands = merged[subset]["intervals"]["banded"]["test_every_cycle"]
+        lowest = min(b["coverage"] for b in bands.values())
+        targets.append(check(f"{subset} lowest 90 % coverage in a band of true RUL, every test cycle", lowest,
+                             ">= 0.85", lowest >= 0.85))
+    if interval_rows:
+        print_table("90 % interval by band of true RUL: coverage / mean width in cycles, mean over seeds",
+                    ["subset", "cycles", "interval", *[f"true RUL {b}" for b in bands]], interval_rows)
     total = sum(r["shopfloor"]["train_minutes"] + r["lightgbm"]["train_minutes"] for s in merged.values() for r in s["runs"])
     targets.append(check("whole benchmark training minutes", total, "<= 90", total <= 90))
     if "FD004" in merged:

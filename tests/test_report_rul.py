@@ -5,6 +5,9 @@ from __future__ import annotations
 import re
 from html.parser import HTMLParser
 
+from conftest import FIXTURES
+
+import shopfloor
 from shopfloor.report import _number, write_report
 
 IMG = '<img src="data:image/png;base64,'
@@ -42,10 +45,13 @@ def test_report_without_data_shows_the_validation(rul_model, tmp_path):
     page = path.read_text(encoding="utf-8")
     _check_page(page)
     assert "Remaining useful life" in page
-    for title in ["Metrics", "Predicted vs true with intervals", "Degradation curves", "Sensor importance",
-                  "Training log"]:
+    for title in ["Metrics", "Predicted vs true with intervals", "Interval by estimate", "Degradation curves",
+                  "Sensor importance", "Training log"]:
         assert f"<h2>{title}</h2>" in page
     assert "out-of-fold validation" in page
+    bands = rul_model.model.interval_bands_
+    assert f"estimate - {bands['below'][0]:.1f} to estimate + {bands['above'][0]:.1f}" in page  # near failure
+    assert f"&gt;= {bands['edges'][-1]:g}" in page  # the top band, healthy units
     assert _number(rul_model.model.validation_metrics_["rmse"]) in page
     assert "Pass test run histories" in page
     assert page.count(IMG) >= 2
@@ -84,3 +90,12 @@ def test_report_is_written_atomically(rul_model, tmp_path):
     write_report(rul_model.model, target)
     write_report(rul_model.model, target)  # replacing a page leaves no temporary file either
     assert [p.name for p in target.parent.iterdir()] == ["rul.html"]
+
+
+def test_report_of_a_model_saved_with_one_margin(tmp_path):
+    """Saved before the interval had bands: one row, P10-P90 widened by its margin."""
+    model = shopfloor.load(FIXTURES / "models" / "rul-v1")
+    page = write_report(model, tmp_path / "rul.html").read_text(encoding="utf-8")
+    _check_page(page)
+    margin = model.interval_margin_
+    assert f"P10 - {margin:.1f} to P90 + {margin:.1f}" in page and ">all<" in page

@@ -347,6 +347,7 @@ def _export_rul(model, path: Path, opset: int) -> Path:
         "shopfloor_version": __version__, "task": "rul", "exporter": exporter, "columns": json.dumps(columns),
         "window": str(model.window), "baseline_cycles": str(max(model.baseline_cycles, 1)),
         "interval_coverage": str(model.interval_coverage), "outputs": json.dumps(["rul", "rul_low", "rul_high"]),
+        "interval_bands": json.dumps(model.interval_bands_),
         "input_contract": "history [N, window, columns]: last cycles oldest first, padded at the front with the "
                           "first cycle; start [N, baseline_cycles, columns]: the first cycles (repeat the last "
                           "one if fewer); age [N]: cycles seen; NaN sensors read as their condition's mean"})

@@ -80,6 +80,7 @@ def write_rul_report(model, path: str | os.PathLike, data=None, rul=None, source
                  + "".join(f'<p class="warning">{_e(n)}</p>' for n in notes)
                  + _metrics_table(metrics, model.interval_coverage)),
         _predictions_section(model, table, truth),
+        _interval_section(model),
         _degradation_section(model, runs, table, truth),
         _importance_section(model.importance_, "Sensor importance", "sensors",
                             "Attribution in cycles of RUL, averaged in absolute value over a sample of training "
@@ -181,6 +182,30 @@ def _validation_figure(model) -> str:
     total = int(model.validation_metrics_.get("cycles", len(truth)))
     return _figure_to_img(fig, f"A sample of {len(truth):,} of {total:,} cycles of units no network trained on; "
                                "the band is the median interval at each true RUL.")
+
+
+def _interval_section(model) -> str:
+    """The interval by band of the estimate, on the out-of-fold sample the model keeps: how far it reaches
+    and how wide it is near failure and far from it."""
+    from shopfloor.tasks.rul_interval import by_band
+
+    bands = model.interval_bands_
+    estimate, low, high = model.validation_outputs_.numpy().astype(float).T
+    truth = model.validation_targets_.numpy().astype(float)
+    rows = []
+    for row, below, above in zip(by_band(estimate, truth, low, high, bands["edges"]), bands["below"], bands["above"],
+                                 strict=True):
+        reach = (f"estimate - {below:.1f} to estimate + {above:.1f}" if bands["around"] == "estimate"
+                 else f"P10 - {below:.1f} to P90 + {above:.1f}")
+        rows.append([_e(row["band"]), _e(reach), f"{row['count']:,}", _number(row["coverage"]),
+                     _number(row["interval_width"])])
+    text = ('<p class="note">Each band of the estimate has its own conformal margins, from cycles of units no '
+            "network trained on; a unit near failure gets the margins that units estimated near failure needed. "
+            f"Coverage and width on the stored sample of those cycles; nominal coverage {model.interval_coverage:.0%}."
+            "</p>")
+    table = _table(["estimate (cycles)", "interval (bounds at least 0)", "cycles", "coverage", "mean width"], rows,
+                   ["", "words", "number", "number", "number"])
+    return _section("Interval by estimate", text + table)
 
 
 # -- degradation over the life of a unit ----------------------------------------------------

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pandas as pd
 import pytest
 import torch
-from conftest import RUL_COLUMNS, cut_short, run_histories
+from conftest import FIXTURES, RUL_COLUMNS, cut_short, run_histories
 from manifests import edited_copy
 
 import shopfloor
@@ -85,6 +87,39 @@ def test_out_of_fold_intervals_cover_the_nominal_share(rul_model):
     assert rul_model.model.validation_metrics_["coverage"] == pytest.approx(0.9, abs=0.02)
 
 
+def test_interval_narrows_near_failure_and_covers_every_band_of_true_rul(rul_model):
+    """Every cycle of new units: the generated wear shows only late in life, so the estimate misses
+    more the more life is left. One margin for all gave units near failure intervals almost as wide
+    as healthy ones (51 against 63 cycles) and covered 69 % at true RUL 24-36; margins per band of
+    the estimate follow the misses."""
+    model = rul_model.model
+    inputs, rul, _, _ = model._windows(read_runs(run_histories(30, conditions=3, seed=7), **RUL_COLUMNS))
+    estimate, low, high = model.predict_windows(*(x.numpy() for x in inputs)).T
+    inside, width = (low <= rul) & (rul <= high), high - low
+    bands = [(0, 12), (12, 24), (24, 36), (36, 60), (60, np.inf)]  # true RUL; the cap is 60
+    coverage = {band: inside[(rul >= band[0]) & (rul < band[1])].mean() for band in bands}
+    assert 0.85 <= inside.mean() <= 0.95, inside.mean()
+    assert all(share >= 0.8 for share in coverage.values()), coverage
+    near, far = width[rul < 12].mean(), width[rul >= 60].mean()
+    assert near < 0.4 * far, (near, far)
+    assert len(model.interval_bands_["edges"]) == 4  # every band of the estimate had enough cycles
+
+
+def test_models_saved_with_one_margin_predict_as_before(tmp_path):
+    """tests/fixtures/make_rul_v1.py saved this model before the interval had bands: it keeps P10-P90
+    widened by its one margin, in Python and in ONNX."""
+    folder = FIXTURES / "models" / "rul-v1"
+    model = shopfloor.load(folder)
+    inputs = pd.read_csv(FIXTURES / "models" / "rul-v1.inputs.csv")
+    expected = pd.read_csv(FIXTURES / "models" / "rul-v1.expected.csv")
+    got = model.predict(inputs)
+    assert list(got.columns) == list(expected.columns)
+    np.testing.assert_allclose(got.to_numpy(float), expected.to_numpy(float), atol=1e-6, rtol=0)
+    assert model.interval_bands_["around"] == "quantiles"
+    path = export_onnx(model, tmp_path / "rul-v1.onnx")
+    assert check_parity(model, path, inputs) < 1e-4
+
+
 def test_health_index_falls_as_units_wear(rul_model):
     health = rul_model.model.health(rul_model.train[rul_model.train["engine"] <= 4])
     assert set(health.columns) == {"unit", "time", "rul", "health"}
@@ -137,6 +172,12 @@ def test_onnx_graph_matches_torch_with_conditions_inside(rul_model, tmp_path):
     out = run_onnx(path, {"history": inputs[0].numpy(), "start": inputs[1].numpy(), "age": inputs[2].numpy()})["rul"]
     table = rul_model.model.predict(rul_model.test)
     np.testing.assert_allclose(out, table[["rul", "rul_low", "rul_high"]].to_numpy(), atol=1e-3)
+    bands = np.searchsorted(rul_model.model.interval_bands_["edges"], table["rul"], side="right")
+    assert len(np.unique(bands)) >= 3  # the graph picks each unit's own band's margins
+    import onnx
+
+    props = {p.key: p.value for p in onnx.load(path).metadata_props}
+    assert json.loads(props["interval_bands"]) == rul_model.model.interval_bands_
 
 
 def test_fd001_onnx_parity(shared_data, tmp_path):

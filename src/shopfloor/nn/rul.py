@@ -117,22 +117,36 @@ class RULNet(nn.Module):
 class RULEstimate(nn.Module):
     """What a planner gets: [batch, 3] = RUL estimate, interval low, interval high, in cycles.
 
-    The conformal margin widens the P10-P90 band; no estimate or bound is below zero and the
-    estimate always lies inside its band. The estimator and the ONNX export both run this.
+    The interval is the estimate's band's conformal margins below and above the estimate (or, for
+    models saved with one margin, the P10-P90 band widened by it; `finish`). No estimate or bound is
+    below zero and the estimate always lies inside its interval. The estimator and the ONNX export
+    both run this.
     """
 
-    def __init__(self, net: RULNet, margin: float):
+    def __init__(self, net: RULNet, below: list[float], above: list[float], edges: list[float],
+                 around: str = "estimate"):
         super().__init__()
-        self.net = net
-        self.register_buffer("margin", torch.tensor(float(margin)))
+        self.net, self.around = net, around
+        self.register_buffer("below", torch.tensor(below, dtype=torch.float32))
+        self.register_buffer("above", torch.tensor(above, dtype=torch.float32))
+        self.register_buffer("edges", torch.tensor(edges, dtype=torch.float32))
 
     def forward(self, history: torch.Tensor, start: torch.Tensor, age: torch.Tensor) -> torch.Tensor:
-        return finish(self.net(history, start, age), self.margin)
+        return finish(self.net(history, start, age), self.below, self.above, self.edges, self.around)
 
 
-def finish(outputs: torch.Tensor, margin: torch.Tensor | float) -> torch.Tensor:
-    """Raw ensemble outputs [batch, 4] -> [batch, 3]: estimate, low, high."""
+def finish(outputs: torch.Tensor, below: torch.Tensor, above: torch.Tensor, edges: torch.Tensor,
+           around: str = "estimate") -> torch.Tensor:
+    """Raw ensemble outputs [batch, 4] -> [batch, 3]: estimate, low, high.
+
+    The estimate picks its band: band b holds estimates in [edges[b - 1], edges[b]), and its interval
+    reaches below[b] under and above[b] over the estimate (len(edges) + 1 of each). With `around`
+    "quantiles" the margins widen P10 and P90 instead: a model saved with one margin has edges [inf]
+    and that margin in every place, and so predicts as it always did.
+    """
     rul = torch.clamp(outputs[:, 0], min=0)
-    low = torch.clamp(torch.minimum(outputs[:, 1] - margin, rul), min=0)
-    high = torch.maximum(outputs[:, 3] + margin, rul)
+    band = (rul[:, None] >= edges[None, :]).sum(1)  # comparisons and a gather: plain ONNX
+    low, high = (rul, rul) if around == "estimate" else (outputs[:, 1], outputs[:, 3])
+    low = torch.clamp(torch.minimum(low - below[band], rul), min=0)
+    high = torch.maximum(high + above[band], rul)
     return torch.stack([rul, low, high], dim=1)

@@ -13,9 +13,9 @@ How a fit goes:
    without age), 13.8 with the baseline but no age, 12.7 with both; window 40: 12.0;
 4. the units are split into `members` folds; member k learns on the other folds and stops
    early on its own (cross-fitting, one grouped network for all members);
-5. the out-of-fold predictions, on units no member trained on, widen the P10-P90 band by the
-   conformal margin that makes it cover `interval_coverage` of the cycles (conformalised
-   quantile regression), and give honest validation metrics.
+5. the out-of-fold predictions, on units no member trained on, give honest validation metrics and
+   the interval: conformal margins below and above the estimate per band of the estimate, each
+   side missing at most half of 1 - `interval_coverage` (`rul_interval`).
 """
 
 from __future__ import annotations
@@ -37,6 +37,7 @@ from shopfloor.explain import path_attributions
 from shopfloor.metrics import interval_metrics, rul_metrics
 from shopfloor.nn.rul import QUANTILES, RULEstimate, RULNet, finish
 from shopfloor.tasks.base import Estimator
+from shopfloor.tasks.rul_interval import conformal_margin, finish_arguments, fit_bands, one_margin
 from shopfloor.training import TrainConfig, fit_module, seed_everything
 
 PREDICT_BATCH = 1_024  # windows per forward pass: 4,096 was half as fast (activations leave the cache)
@@ -247,21 +248,25 @@ class RULModel(Estimator):
 
     # -- calibration ------------------------------------------------------------------
     def _calibrate(self, outputs: np.ndarray, rul: np.ndarray) -> None:
-        """Conformalised quantile regression: widen P10-P90 until it covers `interval_coverage`."""
+        """The interval from out-of-fold cycles: margins below and above the estimate per band of the
+        estimate (`rul_interval`). `interval_margin_`, the one conformal margin on P10-P90 that models
+        saved before bands use, stays as the reference."""
         low, high = outputs[:, 1], outputs[:, 3]
-        score = np.maximum(low - rul, rul - high)
-        level = min(1.0, np.ceil((len(rul) + 1) * self.interval_coverage) / len(rul))
-        self.interval_margin_ = float(np.quantile(score, level))
+        self.interval_margin_ = conformal_margin(np.maximum(low - rul, rul - high), self.interval_coverage)
+        self.interval_bands_ = fit_bands(np.maximum(outputs[:, 0], 0), rul, self.rul_cap, self.interval_coverage)
 
     def _finish(self, outputs: np.ndarray) -> np.ndarray:
         """Raw outputs -> [rul, low, high] in cycles (`nn.rul.finish`, as in the ONNX graph)."""
+        *margins, around = finish_arguments(self.interval_bands_)
+        below, above, edges = (torch.tensor(x, dtype=torch.float32) for x in margins)
         with torch.no_grad():
-            return finish(torch.as_tensor(outputs, dtype=torch.float32), self.interval_margin_).numpy().astype(np.float64)
+            finished = finish(torch.as_tensor(outputs, dtype=torch.float32), below, above, edges, around)
+        return finished.numpy().astype(np.float64)
 
     def estimator_module(self) -> RULEstimate:
         """The whole prediction as one module: raw windows in, estimate and interval out (for export)."""
         self._check_fitted()
-        return RULEstimate(self.net_, self.interval_margin_).eval()
+        return RULEstimate(self.net_, *finish_arguments(self.interval_bands_)).eval()
 
     def _remember_validation(self, outputs: np.ndarray, rul: np.ndarray) -> None:
         """Out-of-fold metrics at every cycle of the held-out units, against the capped and true RUL."""
@@ -407,6 +412,7 @@ class RULModel(Estimator):
             "settings": self.setting_columns_,
             "sensors": self.sensor_columns_, "dropped_sensors": self.dropped_sensors_,
             "conditions": self.net_.conditions.n_conditions, "interval_margin": self.interval_margin_,
+            "interval_bands": self.interval_bands_,
             "validation_metrics": self.validation_metrics_, "importance": self.importance_,
             "training_log": self.training_log_, "train_seconds": self.train_seconds_,
             "data_fingerprint": self.fingerprint_,
@@ -446,6 +452,8 @@ class RULModel(Estimator):
         self.net_ = self._load_net(lambda: self._build_net(len(self.setting_columns_), len(self.sensor_columns_),
                                                           state["conditions"]), tensors)
         self.interval_margin_ = state["interval_margin"]
+        # saved before the interval followed the estimate: P10-P90 widened by the one margin
+        self.interval_bands_ = state.get("interval_bands") or one_margin(self.interval_margin_)
         self.validation_metrics_ = state["validation_metrics"]
         self.importance_ = state["importance"]
         self.training_log_ = state["training_log"]
