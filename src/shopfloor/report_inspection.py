@@ -76,7 +76,7 @@ def _defect_sections(model, data, source) -> str:
         metrics, confusion = dict(model.validation_metrics_), model.validation_confusion_
         origin = f"validation images held out in training ({model.training_log_['valid_images']})"
     header = _page_header("Defect classification report", {
-        "Backbone": model.backbone, "Classes": ", ".join(model.classes_),
+        "Backbone": model.backbone_, "Classes": ", ".join(model.classes_),
         "Image size": f"{model.image_size_} x {model.image_size_}, {'grey' if model.channels_ == 1 else 'colour'}",
         "Training images": f"{model.fingerprint_['images']:,}"}, model.train_seconds_, origin)
     parts = [header, _section("Metrics", _metrics_table(metrics)),
