@@ -10,6 +10,7 @@ from PIL import Image
 
 import shopfloor
 from shopfloor.data.inspection import read_inspection_folder
+from shopfloor.data.tables import ShopfloorWarning
 from shopfloor.errors import BadOption, BadTarget
 from shopfloor.export import check_parity, export_onnx
 from shopfloor.tasks.anomaly import AnomalyModel
@@ -71,6 +72,31 @@ def test_save_load_and_onnx_give_the_same_scores(anomaly_model, surfaces, tmp_pa
     np.testing.assert_array_equal(anomaly_model.model.predict(test)["score"], loaded.predict(test)["score"])
     path = export_onnx(loaded, tmp_path / "anomaly.onnx")
     assert check_parity(loaded, path, test) <= 1e-4
+
+
+def test_masks_named_label_bmp_score_pixels_and_are_counted(anomaly_model, surfaces, tmp_path):
+    """Masks named <image>_label.bmp were ignored without a word: pixel_auroc null (issue 13)."""
+    import shutil
+
+    root = shutil.copytree(surfaces.inspection, tmp_path / "labels")
+    for mask in (root / "ground_truth").rglob("*_mask.png"):
+        with Image.open(mask) as picture:
+            picture.save(mask.with_name(mask.name.replace("_mask.png", "_label.bmp")))
+        mask.unlink()
+    expected = anomaly_model.model.evaluate(surfaces.inspection)
+    metrics = anomaly_model.model.evaluate(root)
+    assert metrics["defect_masks"] == expected["defect_masks"] == 18
+    assert metrics["pixel_auroc"] == pytest.approx(expected["pixel_auroc"]) and metrics["pixel_auroc"] >= 0.9
+
+
+def test_defect_images_without_any_ground_truth_are_named_when_evaluated(anomaly_model, surfaces, tmp_path):
+    import shutil
+
+    root = shutil.copytree(surfaces.inspection, tmp_path / "no-masks")
+    shutil.rmtree(root / "ground_truth")
+    with pytest.warns(ShopfloorWarning, match=r"18 of 18 defect images have no mask \(\w+/\w+\.png, .* and 8 more\)"):
+        metrics = anomaly_model.model.evaluate(root)
+    assert metrics["defect_masks"] == 0 and np.isnan(metrics["pixel_auroc"])
 
 
 def test_tiles_find_a_small_defect_in_a_large_image(surfaces, tmp_path):

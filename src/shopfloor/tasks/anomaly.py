@@ -251,6 +251,8 @@ class AnomalyModel(Estimator):
                              else _mask_at(read_mask(mask_path, *image_size(found.paths[i])), width, height))
         metrics.update(_pixel_metrics(masks, maps, np.ones(len(kept), bool)))
         metrics["images"] = float(len(kept))
+        metrics["defect_masks"] = float(sum(m is not None for m, d in zip(masks, is_defect, strict=True) if d))
+        _warn_unmasked(found, kept, is_defect)
         for defect in sorted(set(labels) - {"good"}):
             pair = (labels == defect) | ~is_defect
             metrics[f"image_auroc/{defect}"] = anomaly_metrics(is_defect[pair], raw[pair], is_defect[pair])["image_auroc"]
@@ -309,6 +311,23 @@ def _pixel_metrics(masks: list, maps: list, chosen: np.ndarray, regions: bool = 
         return {"pixel_auroc": float("nan"), **({"aupro": float("nan")} if regions else {})}
     found, heat = [m for m, _ in pairs], [a for _, a in pairs]
     return {"pixel_auroc": pixel_auroc(found, heat), **({"aupro": aupro(found, heat)} if regions else {})}
+
+
+def _warn_unmasked(found, kept: np.ndarray, is_defect: np.ndarray) -> None:
+    """Name the defect images without a mask that the folder reader passed over in silence: those of defect
+    types with no ground-truth folder at all (pixel_auroc came out null without a word, issue 13)."""
+    from shopfloor.data.inspection import MASK_ENDINGS
+    from shopfloor.data.tables import warn
+
+    silent = [found.paths[i] for i, d in zip(kept, is_defect, strict=True)
+              if d and found.masks[i] is None and not (found.root / "ground_truth" / found.labels[i]).is_dir()]
+    if not silent:
+        return
+    named = ", ".join(f"{p.parent.name}/{p.name}" for p in silent[:10])
+    named += f" and {len(silent) - 10} more" if len(silent) > 10 else ""
+    endings = ", ".join(f"<image>{e}" for e in MASK_ENDINGS)
+    warn(f"{len(silent)} of {int(is_defect.sum())} defect images have no mask ({named}): pixel scores leave them out; "
+         f"put masks in {found.root / 'ground_truth'}/<defect>/ named {endings} (any image suffix)")
 
 
 def _mask_at(mask: np.ndarray, width: int, height: int) -> np.ndarray:
