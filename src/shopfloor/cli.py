@@ -217,6 +217,9 @@ def train_anomaly(
     image_size: Annotated[int, typer.Option("--image-size", help="Pixels a side the network sees.")] = 256,
     tile: Annotated[int | None, typer.Option("--tile", help="Cut large images into tiles of this many pixels "
                                              "(native resolution) instead of shrinking them.")] = None,
+    keep_aspect: Annotated[bool, typer.Option("--keep-aspect/--squash", help="Scale images to --image-size across "
+                                              "their shorter side, in tiles along the longer (default), or squash "
+                                              "every image into a square as models saved before this option.")] = True,
     seed: Annotated[int, typer.Option("--seed")] = 0,
     quiet: Annotated[bool, typer.Option("--quiet", help="No progress bars.")] = False,
 ):
@@ -225,8 +228,8 @@ def train_anomaly(
     from shopfloor.tasks.anomaly import AnomalyModel
 
     check_destination(out)
-    model = AnomalyModel(image_size=image_size, tile=tile, false_alarm_rate=false_alarm_rate, seed=seed,
-                         progress=not quiet)
+    model = AnomalyModel(image_size=image_size, tile=tile, keep_aspect=keep_aspect, false_alarm_rate=false_alarm_rate,
+                         seed=seed, progress=not quiet)
     model._check_options()
     model.fit(data, validation=validation)
     model.save(out)
@@ -468,7 +471,9 @@ def info(model: ModelOpt):
                       f"saved {manifest['created']}")
         console.print(plain(what))
         size = state.get("image_size") or params.get("image_size")
-        console.print(f"images: {size} x {size}, {'grey' if state['channels'] == 1 else 'colour'}"
+        shape = ("" if manifest["task"] != "anomaly" or params.get("tile") else
+                 ", aspect ratio kept" if state.get("keep_aspect", False) else ", squashed to a square")
+        console.print(f"images: {size} x {size}{shape}, {'grey' if state['channels'] == 1 else 'colour'}"
                       + (f", backbone {state.get('backbone', params['backbone'])}" if "backbone" in params else ""))
     else:
         console.print(f"[bold]{plain(model)}[/]: {manifest['task']} ({state.get('kind')}), shopfloor "

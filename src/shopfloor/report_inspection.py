@@ -101,7 +101,9 @@ def _confusion_figure(matrix: np.ndarray, names: list[str]) -> str:
 
 # -- anomaly detection ----------------------------------------------------------------------
 def _anomaly_sections(model, data, source) -> str:
-    facts = {"Image size": f"{model.image_size} x {model.image_size}" + (f", tiles of {model.tile} px" if model.tile else ""),
+    shape = (f", tiles of {model.tile} px" if model.tile else ", tiles as long as the shorter side (aspect ratio kept)"
+             if model.keep_aspect_ else ", squashed to a square")
+    facts = {"Image size": f"{model.image_size} x {model.image_size}{shape}",
              "Good images learned": f"{model.fingerprint_['good_images']:,}",
              "Memory bank": f"{model.net_.bank.shape[0]:,} patches",
              "Threshold": f"{float(model.net_.threshold):.4g} (raw distance; score 0.5): {model.threshold_rule_}"}

@@ -76,6 +76,7 @@ def test_anomaly_train_evaluate_predict_export_report(surfaces, tmp_path: Path):
     assert result.exit_code == 0, result.output
     assert shopfloor("report", "--model", model, "--out", tmp_path / "r.html", "--data", surfaces.inspection).exit_code == 0
     assert "ROC" in (tmp_path / "r.html").read_text()
+    assert "aspect ratio kept" in shopfloor("info", "--model", model).output
 
 
 def test_corrupt_and_non_image_files_are_skipped_with_a_warning(classes: Path, tmp_path: Path):

@@ -122,6 +122,58 @@ def test_tiles_find_a_small_defect_in_a_large_image(surfaces, tmp_path):
     assert abs(peak[0] - (256 + rows.mean())) < 40 and abs(peak[1] - (512 + cols.mean())) < 40, peak
 
 
+def _long_part(rng, defect=None) -> tuple[np.ndarray, np.ndarray]:
+    """A 1:2.5 part, 64 x 160 pixels, with the defect (if any) in its right half."""
+    from shopfloor.data.surfaces import surface
+
+    left, right = surface(rng, 96)[0][:64], surface(rng, 64, defect)
+    picture = np.hstack([left, right[0]])[:, :160]
+    mask = np.hstack([np.zeros((64, 96), bool), right[1]])[:, :160]
+    return picture, mask
+
+
+def test_parts_that_are_not_square_keep_their_shape(tmp_path):
+    """Every image was squashed into a square (issue 13): a 1:2.5 part is now seen at the network's size across
+    its short side, its heatmap has the part's shape, and masks are scored in that geometry."""
+    from shopfloor.data.images import view_size
+
+    rng = np.random.default_rng(7)
+    root = tmp_path / "long"
+    for folder in ("train/good", "test/good", "test/spot", "ground_truth/spot"):
+        (root / folder).mkdir(parents=True)
+    for i in range(12):
+        Image.fromarray(_long_part(rng)[0]).save(root / "train" / "good" / f"{i}.png")
+    for i in range(3):
+        Image.fromarray(_long_part(rng)[0]).save(root / "test" / "good" / f"{i}.png")
+        picture, mask = _long_part(rng, "spot")
+        Image.fromarray(picture).save(root / "test" / "spot" / f"{i}.png")
+        Image.fromarray(mask.astype(np.uint8) * 255).save(root / "ground_truth" / "spot" / f"{i}_mask.png")
+    model = AnomalyModel(image_size=64, bank_size=1000, progress=False).fit(root)
+    assert model.keep_aspect_ and model.get_params()["keep_aspect"] is True
+    table, maps = model.explain(root / "test" / "spot" / "0.png")
+    assert maps[0].shape == (64, 160) == view_size(160, 64, 64)[::-1]
+    with Image.open(root / "ground_truth" / "spot" / "0_mask.png") as mask:
+        rows, cols = np.nonzero(np.asarray(mask))
+    peak = np.unravel_index(maps[0].argmax(), maps[0].shape)
+    assert abs(peak[0] - rows.mean()) < 16 and abs(peak[1] - cols.mean()) < 16, peak
+    metrics = model.evaluate(root)
+    assert metrics["pixel_auroc"] >= 0.9 and metrics["image_auroc"] >= 0.9, metrics
+
+
+def test_a_model_saved_before_keep_aspect_still_squashes_and_scores_the_same():
+    """tests/fixtures/make_anomaly_v1.py wrote it with the code that squashed every image into a square."""
+    import pandas as pd
+    from conftest import FIXTURES
+
+    model = shopfloor.load(FIXTURES / "models" / "anomaly-v1")
+    assert model.keep_aspect_ is False and model.get_params()["keep_aspect"] is False
+    expected = pd.read_csv(FIXTURES / "models" / "anomaly-v1.expected.csv")
+    table, maps = model.explain(FIXTURES / "models" / "anomaly-v1.inputs")
+    assert [os.path.basename(f) for f in table["file"]] == list(expected["file"])
+    np.testing.assert_allclose(table["raw_score"], expected["raw_score"], rtol=1e-5)
+    assert list(table["verdict"]) == list(expected["verdict"]) and all(m.shape == (64, 64) for m in maps)
+
+
 @pytest.mark.parametrize("option", [{"image_size": 100}, {"blocks": (16,)}, {"false_alarm_rate": 0.7}, {"tile": 8}])
 def test_bad_options_are_refused(option, surfaces):
     with pytest.raises(BadOption):
