@@ -160,6 +160,15 @@ def test_parts_that_are_not_square_keep_their_shape(tmp_path):
     assert metrics["pixel_auroc"] >= 0.9 and metrics["image_auroc"] >= 0.9, metrics
 
 
+def test_an_image_too_thin_to_cut_into_tiles_is_named(anomaly_model, surfaces, tmp_path):
+    good = next((surfaces.inspection / "test" / "good").iterdir())
+    (tmp_path / good.name).write_bytes(good.read_bytes())
+    Image.new("L", (200, 5), 100).save(tmp_path / "sliver.png")
+    with pytest.warns(ShopfloorWarning, match=r"skipped 1 image.*sliver\.png \(tile must be"):
+        table = anomaly_model.model.predict(tmp_path)
+    assert [os.path.basename(f) for f in table["file"]] == [good.name]
+
+
 def test_a_model_saved_before_keep_aspect_still_squashes_and_scores_the_same():
     """tests/fixtures/make_anomaly_v1.py wrote it with the code that squashed every image into a square."""
     import pandas as pd

@@ -192,14 +192,14 @@ class AnomalyModel(Estimator):
         from shopfloor.data.images import read_tiles, stitch, view_size
         from shopfloor.errors import ShopfloorError
 
-        scores, maps, kept = [], [], []
+        scores, maps, kept, skipped = [], [], [], []
         for first in range(0, len(images.paths), chunk):
             read = []
             for i in range(first, min(first + chunk, len(images.paths))):
                 try:
                     read.append((i, *read_tiles(images.paths[i], self.channels_, self.tile, self.image_size_)))
-                except ShopfloorError:
-                    continue
+                except ShopfloorError as err:
+                    skipped.append(f"{images.paths[i].name} ({' '.join(str(err).split())})")
             if not read:
                 continue
             tiles = torch.from_numpy(np.rint(np.concatenate([r[1] for r in read])).astype(np.uint8))
@@ -215,6 +215,11 @@ class AnomalyModel(Estimator):
                 scores.append(float(heatmap.max()))
                 maps.append(heatmap)
                 kept.append(i)
+        if skipped:
+            from shopfloor.data.tables import warn
+
+            warn(f"skipped {len(skipped)} image(s) that could not be cut into tiles: {', '.join(skipped[:10])}"
+                 + (f" and {len(skipped) - 10} more" if len(skipped) > 10 else ""))
         if not kept:
             raise BadTarget(f"none of the images in {images.root} could be decoded")
         return np.asarray(scores), maps, np.asarray(kept)
