@@ -19,6 +19,7 @@ Protocol (also written into the JSON):
 
     .venv/bin/python benchmarks/magnetic_tile.py              # shopfloor (3 seeds) and the autoencoder
     .venv/bin/python benchmarks/magnetic_tile.py --seeds 1 --no-baseline
+    .venv/bin/python benchmarks/magnetic_tile.py --aspect  # keep_aspect against squashed squares, 1 seed each
 """
 
 from __future__ import annotations
@@ -167,14 +168,48 @@ def run_autoencoder(test, masks) -> dict:
     return {**result, **speed}
 
 
+ASPECT_PROTOCOL = """- the same train and test images; AnomalyModel defaults (seed 0) with keep_aspect=True (images cut into
+  tiles as long as their shorter side, at 256 px; heatmaps at that resolution with the image's shape) and with
+  keep_aspect=False (every image squashed to 256 x 256, as models saved before keep_aspect), one after the other
+  in the same process; pixel AUROC and AUPRO against the masks resized (nearest) to each model's heatmaps;
+- training minutes: wall clock of fit(); evaluate_files_per_s: test images over the wall clock of evaluate()."""
+
+
+def run_aspect() -> None:
+    """Keeping the aspect ratio against squashing, on the images of varied shape (aspect 1.0 to 2.8)."""
+    result = {"variants": {}}
+    for name, keep in (("keep_aspect", True), ("squashed", False)):
+        with stopwatch() as elapsed:
+            model = AnomalyModel(keep_aspect=keep, progress=False).fit(ROOT)
+        train_minutes = elapsed() / 60
+        with stopwatch() as scoring:
+            metrics = model.evaluate(ROOT)
+        result["variants"][name] = {"params": model.get_params(), "train_minutes": train_minutes,
+                                    "evaluate_files_per_s": metrics["images"] / scoring(), **metrics}
+        print(f"{name}: image AUROC {metrics['image_auroc']:.4f}, pixel AUROC {metrics['pixel_auroc']:.4f}, "
+              f"AUPRO {metrics['aupro']:.4f}, F1 {metrics['f1']:.4f}, recall {metrics['recall']:.4f}, "
+              f"{train_minutes:.1f} min, {metrics['images'] / scoring():.1f} files/s", flush=True)
+        result.update({"protocol": ASPECT_PROTOCOL, "machine": machine(), "versions": versions(),
+                       "peak_rss_gib": peak_rss_bytes() / 2**30})
+        write_json("magnetic_tile_aspect", result)  # after each variant: a busy machine may not see the end
+    keys = ("image_auroc", "pixel_auroc", "aupro", "f1", "recall", "false_alarm_rate")
+    print_table("magnetic tile: aspect ratio kept or squashed", ["model", *keys, "train min", "files/s"],
+                [[name, *(f"{v[k]:.4f}" for k in keys), f"{v['train_minutes']:.1f}", f"{v['evaluate_files_per_s']:.1f}"]
+                 for name, v in result["variants"].items()])
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--no-baseline", action="store_true")
+    parser.add_argument("--aspect", action="store_true", help="only: keep_aspect against squashed squares")
     args = parser.parse_args()
     limit_threads(THREADS)
     if not ROOT.is_dir():
         raise SystemExit(f"magnetic tile not found at {ROOT}: put the MVTec-layout folder there and run again")
+    if args.aspect:
+        run_aspect()
+        return
     test = read_inspection_folder(ROOT, "test")
     masks = masks_for(test)
     out_dir = Path(tempfile.mkdtemp(prefix="magnetic-tile-"))  # saved only to measure their size

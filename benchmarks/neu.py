@@ -16,12 +16,14 @@ Protocol (also written into the JSON):
     .venv/bin/python benchmarks/neu.py                 # both models, 5 folds
     .venv/bin/python benchmarks/neu.py --models lite0  # one model (results merge into neu.json)
     .venv/bin/python benchmarks/neu.py --quick         # 2 folds on a 20 % subsample, smoke test
+    .venv/bin/python benchmarks/neu.py --per-class 20  # small sets: see SMALL_PROTOCOL (neu-small20.json)
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import time
 
 import numpy as np
 import torch
@@ -49,6 +51,14 @@ from shopfloor.tasks.defects import DefectModel
 
 # the from-scratch baseline at 96 px and at most 20 epochs: 5 folds in about half an hour on one core
 MODELS = {"lite0": {"backbone": "lite0"}, "scratch": {"backbone": "scratch", "image_size": 96, "max_epochs": 20}}
+# small sets: both backbones as shipped (scratch: 128 px, at most 60 epochs), to choose the default backbone
+SMALL_MODELS = {"lite0": {"backbone": "lite0"}, "scratch": {"backbone": "scratch"}}
+SMALL_PROTOCOL = """- small sets: N images per class drawn at random (seed r) from ../shared/data/neu-det/images for training,
+  50 other images per class (same draw) for testing; repeated for seeds 0..R-1;
+- both backbones with their shipped defaults (DefectModel(backbone="lite0") at 224 px, DefectModel(backbone="scratch")
+  at 128 px with augmentation, at most 60 epochs), one after the other in the same process;
+- training minutes: wall clock of fit() from the image files; CPU minutes: the process's CPU time in fit()
+  (all threads), the fairer figure when other work shares the machine."""
 
 
 def images_per_second(model: DefectModel, test, repeats: int = 2) -> dict:
@@ -84,16 +94,59 @@ def run_model(name: str, folders, folds: list, quick: bool) -> dict:
     return {"params": MODELS[name], "folds": per_fold, **summarise(per_fold), "peak_rss_gib": peak_rss_bytes() / 2**30}
 
 
+def run_small(folders, per_class: int, repeats: int, models: list[str]) -> None:
+    """Both shipped backbones on `per_class` training images a class: which default wins on a small set."""
+    labels = np.array(folders.labels)
+    result = {"benchmark": f"neu-small{per_class}", "models": {name: {"params": SMALL_MODELS[name], "runs": []}
+                                                               for name in models}}
+    for r in range(repeats):
+        rng = np.random.default_rng(r)
+        picks = {c: rng.permutation(np.flatnonzero(labels == c)) for c in folders.classes}
+        train = sorted(int(i) for c in folders.classes for i in picks[c][:per_class])
+        test = sorted(int(i) for c in folders.classes for i in picks[c][per_class:per_class + 50])
+        for name in models:
+            cpu = time.process_time()
+            with stopwatch() as elapsed:
+                model = DefectModel(**SMALL_MODELS[name], seed=r, progress=False).fit(folders.subset(train))
+            cpu = time.process_time() - cpu  # every thread's: a fair measure when others load the machine
+            metrics = model.evaluate(folders.subset(test))
+            run = {"seed": r, "accuracy": metrics["accuracy"], "f1_macro": metrics["f1_macro"],
+                   "train_minutes": elapsed() / 60, "train_cpu_minutes": cpu / 60, "epochs": model.training_log_["epochs"],
+                   "backbone": model.backbone_, "image_size": model.image_size_}
+            result["models"][name]["runs"].append(run)
+            print(f"{name} seed {r}: accuracy {run['accuracy']:.4f}, {run['train_minutes']:.1f} min, "
+                  f"{run['epochs']} epochs", flush=True)
+            _write_small(result, folders, per_class)  # after every run: a slow machine may not see the end
+    print_table(f"NEU, {per_class} training images per class", ["model", "accuracy", "f1_macro", "train min"],
+                [[name, mean_std(e, "accuracy", 4), mean_std(e, "f1_macro", 4), mean_std(e, "train_minutes", 1)]
+                 for name, e in result["models"].items()])
+
+
+def _write_small(result: dict, folders, per_class: int) -> None:
+    for entry in result["models"].values():
+        if entry["runs"]:
+            entry.update(summarise(entry["runs"]))
+    result.update({"protocol": SMALL_PROTOCOL, "train_images": per_class * len(folders.classes),
+                   "test_images": 50 * len(folders.classes), "classes": folders.classes, "machine": machine(),
+                   "versions": versions()})
+    write_json(f"neu-small{per_class}", result, RESULTS / f"neu-small{per_class}.json")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--models", default=",".join(MODELS))
     parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--per-class", type=int, help="small-set comparison: training images per class")
+    parser.add_argument("--repeats", type=int, default=2, help="with --per-class: draws of the small set")
     args = parser.parse_args()
     limit_threads(THREADS)
     root = DATA_ROOT / "neu-det" / "images"
     if not root.is_dir():
         raise SystemExit(f"NEU not found at {root}: put the class folders there and run again")
     folders = read_class_folders(root)
+    if args.per_class:
+        run_small(folders, args.per_class, args.repeats, args.models.split(","))
+        return
     labels = np.array(folders.labels)
     rows = np.arange(len(folders))
     if args.quick:

@@ -153,7 +153,7 @@ def defect_model(surfaces, tmp_path_factory) -> SimpleNamespace:
     """A small from-scratch defect classifier on the generated classes, trained once per session."""
     from shopfloor.tasks.defects import DefectModel
 
-    model = DefectModel(image_size=64, max_epochs=30, patience=30, progress=False).fit(surfaces.classes)
+    model = DefectModel(backbone="scratch", image_size=64, max_epochs=30, patience=30, progress=False).fit(surfaces.classes)
     folder = model.save(tmp_path_factory.mktemp("models") / "defect-model")
     return SimpleNamespace(model=model, folder=folder)
 

@@ -142,6 +142,16 @@ def test_multiclass_metric_keys_and_values():
     assert 0.5 < result["roc_auc"] <= 1 and 0.5 < result["pr_auc"] <= 1
 
 
+def test_two_class_multiclass_metrics_have_a_roc_auc():
+    """A two-class defect model scored roc_auc null (issue 13): one-vs-rest needs one score column for two classes."""
+    y = np.array([0, 0, 0, 1, 1, 1, 0, 1])
+    p1 = np.array([0.1, 0.2, 0.6, 0.7, 0.8, 0.4, 0.3, 0.9])
+    result = multiclass_metrics(y, np.c_[1 - p1, p1], (p1 >= 0.5).astype(int))
+    assert result["roc_auc"] == pytest.approx(15 / 16)  # as binary_metrics on the same scores
+    three = np.c_[1 - p1, p1, np.zeros(8)]  # a model of three classes scored on a set that has two of them
+    assert multiclass_metrics(y, three, three.argmax(1))["roc_auc"] == pytest.approx(15 / 16)
+
+
 def test_regression_metric_keys_and_values():
     result = regression_metrics(np.array([1.0, 2.0, 3.0, 4.0]), np.array([1.0, 2.0, 3.0, 6.0]))
     assert tuple(result) == REGRESSION_KEYS

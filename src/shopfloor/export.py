@@ -376,8 +376,7 @@ def _export_inspection(model, path: Path, opset: int) -> Path:
 
     facts = {"shopfloor_version": __version__, "task": model.task_name, "exporter": exporter,
              "image_size": str(size), "channels": str(model.channels_), "outputs": json.dumps(outputs),
-             "input_contract": f"images float32 [N, {model.channels_}, {size}, {size}]: the picture resized to "
-                               f"{size} x {size} (bilinear), grey levels 0..255"
+             "input_contract": f"images float32 [N, {model.channels_}, {size}, {size}]: {_view(model)}, grey levels 0..255"
                                + (", grey" if model.channels_ == 1 else ", RGB order")}
     if model.task_name == "defects":
         facts["classes"] = json.dumps(model.classes_)
@@ -390,15 +389,36 @@ def _export_inspection(model, path: Path, opset: int) -> Path:
     return path
 
 
+def _view(model) -> str:
+    """How a picture becomes the graph's input, in words: the same steps as `shopfloor.data.images`."""
+    size = model.image_size_
+    if getattr(model, "tile", None) is not None:
+        return (f"tiles of {model.tile} x {model.tile} native pixels overlapping by 1/8 or more, each resized to "
+                f"{size} x {size} (bilinear); an image's heatmap is the maximum over its tiles, its score the "
+                "maximum of that (shopfloor.data.images.read_tiles and stitch)")
+    if getattr(model, "keep_aspect_", False):
+        return (f"the picture scaled so its shorter side is {size} pixels (bilinear, aspect ratio kept) and cut along "
+                f"its longer side into {size} x {size} tiles overlapping by 1/8 or more; an image's heatmap is the "
+                "maximum over its tiles, its score the maximum of that (shopfloor.data.images.read_tiles with no "
+                "tile size, and stitch)")
+    return f"the picture resized to {size} x {size} (bilinear)"
+
+
 def _inspection_parity(model, onnx_path, data) -> float:
-    """Largest difference over every output, on up to PARITY_IMAGES images of a file or folder."""
+    """Largest difference over every output, on up to PARITY_IMAGES images of a file or folder, fed as the
+    model feeds its network (whole images, or their tiles)."""
+    from shopfloor.data.images import read_tiles
     from shopfloor.data.inspection import list_images
     from shopfloor.tasks.imaging import decode, image_set
 
     found = image_set(data, list_images)
+    found = found.subset(list(range(min(len(found), PARITY_IMAGES))))
     size = model.image_size_
-    images, _ = decode(found.subset(list(range(min(len(found), PARITY_IMAGES)))), model.channels_, size)
-    images = images.float()
+    if getattr(model, "tile", None) is not None or getattr(model, "keep_aspect_", False):
+        tiles = [read_tiles(path, model.channels_, model.tile, size)[0] for path in found.paths]
+        images = torch.from_numpy(np.rint(np.concatenate(tiles)[:PARITY_IMAGES]).astype(np.float32))  # as the model rounds
+    else:
+        images = decode(found, model.channels_, size)[0].float()
     module = model.estimator_module()
     worst = 0.0
     for start in range(0, len(images), 4):

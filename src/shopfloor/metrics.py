@@ -36,8 +36,13 @@ def multiclass_metrics(y: np.ndarray, proba: np.ndarray, decision: np.ndarray) -
     labels = np.arange(proba.shape[1])
     present = np.unique(y)
     try:
-        roc = skm.roc_auc_score(y, proba[:, present] / proba[:, present].sum(1, keepdims=True),
-                                multi_class="ovr", labels=present) if len(present) > 2 else float("nan")
+        if len(present) == 2:  # two classes: sklearn's one-vs-rest wants one score column, the second class's
+            roc = skm.roc_auc_score(y == present[1], proba[:, present[1]] / proba[:, present].sum(1))
+        elif len(present) > 2:
+            roc = skm.roc_auc_score(y, proba[:, present] / proba[:, present].sum(1, keepdims=True),
+                                    multi_class="ovr", labels=present)
+        else:
+            roc = float("nan")
     except ValueError:
         roc = float("nan")
     onehot = (y[:, None] == labels[None, :]).astype(int)

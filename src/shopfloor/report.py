@@ -47,6 +47,7 @@ METRIC_WORDS = {
     "aupro": "per-region overlap up to 30 % false-positive pixels: every defect region counts the same",
     "false_alarm_rate": "share of good parts flagged as defective",
     "images": "images scored",
+    "defect_masks": "defect images with a mask: pixel_auroc and aupro are measured on these",
 }
 CSS = """
 body { margin: 0; background: #f4f5f7; color: #1f2933; line-height: 1.5;

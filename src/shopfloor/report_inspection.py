@@ -76,7 +76,7 @@ def _defect_sections(model, data, source) -> str:
         metrics, confusion = dict(model.validation_metrics_), model.validation_confusion_
         origin = f"validation images held out in training ({model.training_log_['valid_images']})"
     header = _page_header("Defect classification report", {
-        "Backbone": model.backbone, "Classes": ", ".join(model.classes_),
+        "Backbone": model.backbone_, "Classes": ", ".join(model.classes_),
         "Image size": f"{model.image_size_} x {model.image_size_}, {'grey' if model.channels_ == 1 else 'colour'}",
         "Training images": f"{model.fingerprint_['images']:,}"}, model.train_seconds_, origin)
     parts = [header, _section("Metrics", _metrics_table(metrics)),
@@ -101,7 +101,9 @@ def _confusion_figure(matrix: np.ndarray, names: list[str]) -> str:
 
 # -- anomaly detection ----------------------------------------------------------------------
 def _anomaly_sections(model, data, source) -> str:
-    facts = {"Image size": f"{model.image_size} x {model.image_size}" + (f", tiles of {model.tile} px" if model.tile else ""),
+    shape = (f", tiles of {model.tile} px" if model.tile else ", tiles as long as the shorter side (aspect ratio kept)"
+             if model.keep_aspect_ else ", squashed to a square")
+    facts = {"Image size": f"{model.image_size} x {model.image_size}{shape}",
              "Good images learned": f"{model.fingerprint_['good_images']:,}",
              "Memory bank": f"{model.net_.bank.shape[0]:,} patches",
              "Threshold": f"{float(model.net_.threshold):.4g} (raw distance; score 0.5): {model.threshold_rule_}"}

@@ -177,6 +177,35 @@ def test_defect_images_without_a_mask_are_kept_and_named(inspection):
     assert read_quietly(read_inspection_folder, inspection, "test").masks[1:] == [None] * 3
 
 
+def test_masks_named_the_common_ways_are_found(inspection):
+    """Only <image>_mask.png and <image>.png were looked for: a set with <image>_label.bmp masks scored no pixels
+    without a word (issue 13)."""
+    truth = inspection / "ground_truth"
+    for mask in truth.rglob("*.png"):
+        mask.unlink()
+    picture(inspection / "test" / "crack" / "002.png")
+    picture(truth / "crack" / "000_label.bmp", value=255)
+    picture(truth / "crack" / "001_GT.tif", value=255)  # any image suffix, any case
+    picture(truth / "crack" / "002.jpg", value=255)
+    picture(truth / "spot" / "000_mask.bmp", value=0)
+    picture(truth / "spot" / "000_mask.png", value=255)  # the PNG wins over another format of the same name
+    test = read_quietly(read_inspection_folder, inspection, "test")
+    masks = [None if m is None else m.relative_to(truth).as_posix() for m in test.masks]
+    assert masks == [None, "crack/000_label.bmp", "crack/001_GT.tif", "crack/002.jpg", "spot/000_mask.png"]
+
+
+def test_defect_images_without_a_mask_are_all_named_with_the_files_that_match_none(inspection):
+    truth = inspection / "ground_truth"
+    (truth / "crack" / "000_mask.png").rename(truth / "crack" / "000-annotation.png")
+    (truth / "crack" / "001.png").unlink()
+    with pytest.warns(ShopfloorWarning) as caught:
+        test = read_inspection_folder(inspection, "test")
+    message = str(caught[0].message)
+    assert "2 defect images" in message and "crack/000.png, crack/001.jpg" in message
+    assert "1 files there match no image (e.g. ground_truth/crack/000-annotation.png)" in message
+    assert "<image>_label" in message and test.masks[1:3] == [None, None]
+
+
 def test_bad_files_in_an_inspection_folder_are_skipped_with_a_warning(inspection):
     cut_jpeg(inspection / "train" / "good" / "cut.jpg")
     (inspection / "test" / "crack" / "readme.md").write_text("x")

@@ -12,7 +12,7 @@ import pytest
 from PIL import Image
 from test_cli import assert_refused, files_under, shopfloor
 
-FAST_DEFECTS = ["--image-size", "64", "--max-epochs", "2", "--quiet"]
+FAST_DEFECTS = ["--backbone", "scratch", "--image-size", "64", "--max-epochs", "2", "--quiet"]
 
 
 @pytest.fixture(scope="module")
@@ -32,6 +32,7 @@ def test_defects_train_evaluate_predict_export_report_info(classes: Path, tmp_pa
     model = tmp_path / "model"
     result = shopfloor("train", "defects", "--data", classes, "--out", model, *FAST_DEFECTS)
     assert result.exit_code == 0, result.output
+    assert "backbone scratch" in result.stderr  # which backbone was trained, now that the default is auto
     assert shopfloor("evaluate", "--model", model, "--data", classes, "--json", tmp_path / "m.json").exit_code == 0
     metrics = json.loads((tmp_path / "m.json").read_text())
     assert {"accuracy", "f1_macro"} <= set(metrics) and metrics["images"] == 36
@@ -56,7 +57,7 @@ def test_defects_train_evaluate_predict_export_report_info(classes: Path, tmp_pa
     assert "Confusion matrix" in (tmp_path / "r.html").read_text()
     assert shopfloor("report", "--model", model, "--out", tmp_path / "r2.html").exit_code == 0
     result = shopfloor("info", "--model", model)
-    assert result.exit_code == 0 and "crack, scratch, spot" in result.output
+    assert result.exit_code == 0 and "crack, scratch, spot" in result.output and "backbone scratch" in result.output
 
 
 def test_anomaly_train_evaluate_predict_export_report(surfaces, tmp_path: Path):
@@ -75,6 +76,7 @@ def test_anomaly_train_evaluate_predict_export_report(surfaces, tmp_path: Path):
     assert result.exit_code == 0, result.output
     assert shopfloor("report", "--model", model, "--out", tmp_path / "r.html", "--data", surfaces.inspection).exit_code == 0
     assert "ROC" in (tmp_path / "r.html").read_text()
+    assert "aspect ratio kept" in shopfloor("info", "--model", model).output
 
 
 def test_corrupt_and_non_image_files_are_skipped_with_a_warning(classes: Path, tmp_path: Path):

@@ -41,7 +41,7 @@ def line_models(tmp_path_factory) -> SimpleNamespace:
     rul = RULModel(**RUL_COLUMNS, window=10, rul_cap=60, members=1, max_epochs=2, patience=2, progress=False).fit(histories)
     classes = write_defect_classes(root / "classes", per_class=8, size=32, seed=0)
     inspection = write_inspection_set(root / "inspection", train_good=12, test_good=3, test_per_defect=2, size=64, seed=0)
-    defects = DefectModel(image_size=32, max_epochs=2, patience=2, augment=False, progress=False).fit(classes)
+    defects = DefectModel(backbone="scratch", image_size=32, max_epochs=2, patience=2, augment=False, progress=False).fit(classes)
     anomaly = AnomalyModel(image_size=64, bank_size=500, progress=False).fit(inspection)
     sim = SIMULATORS["snar"]
     reactor = ProcessOptimizer(list(sim.settings), maximize=[sim.objective], constraints=list(sim.constraints),

@@ -11,6 +11,7 @@ from PIL import Image
 
 import shopfloor
 from shopfloor.data.inspection import read_inspection_folder
+from shopfloor.data.tables import ShopfloorWarning
 from shopfloor.errors import BadOption, BadTarget, NotAModel
 from shopfloor.export import check_parity, export_onnx
 from shopfloor.tasks.anomaly import AnomalyModel
@@ -74,6 +75,31 @@ def test_save_load_and_onnx_give_the_same_scores(anomaly_model, surfaces, tmp_pa
     assert check_parity(loaded, path, test) <= 1e-4
 
 
+def test_masks_named_label_bmp_score_pixels_and_are_counted(anomaly_model, surfaces, tmp_path):
+    """Masks named <image>_label.bmp were ignored without a word: pixel_auroc null (issue 13)."""
+    import shutil
+
+    root = shutil.copytree(surfaces.inspection, tmp_path / "labels")
+    for mask in (root / "ground_truth").rglob("*_mask.png"):
+        with Image.open(mask) as picture:
+            picture.save(mask.with_name(mask.name.replace("_mask.png", "_label.bmp")))
+        mask.unlink()
+    expected = anomaly_model.model.evaluate(surfaces.inspection)
+    metrics = anomaly_model.model.evaluate(root)
+    assert metrics["defect_masks"] == expected["defect_masks"] == 18
+    assert metrics["pixel_auroc"] == pytest.approx(expected["pixel_auroc"]) and metrics["pixel_auroc"] >= 0.9
+
+
+def test_defect_images_without_any_ground_truth_are_named_when_evaluated(anomaly_model, surfaces, tmp_path):
+    import shutil
+
+    root = shutil.copytree(surfaces.inspection, tmp_path / "no-masks")
+    shutil.rmtree(root / "ground_truth")
+    with pytest.warns(ShopfloorWarning, match=r"18 of 18 defect images have no mask \(\w+/\w+\.png, .* and 8 more\)"):
+        metrics = anomaly_model.model.evaluate(root)
+    assert metrics["defect_masks"] == 0 and np.isnan(metrics["pixel_auroc"])
+
+
 def test_tiles_find_a_small_defect_in_a_large_image(surfaces, tmp_path):
     """A 20-pixel spot on a 768 x 512 frame: tiled, the heatmap peaks on it."""
     from shopfloor.data.surfaces import surface
@@ -95,6 +121,67 @@ def test_tiles_find_a_small_defect_in_a_large_image(surfaces, tmp_path):
     peak = np.unravel_index(heatmap.argmax(), heatmap.shape)
     rows, cols = np.nonzero(mask)
     assert abs(peak[0] - (256 + rows.mean())) < 40 and abs(peak[1] - (512 + cols.mean())) < 40, peak
+
+
+def _long_part(rng, defect=None) -> tuple[np.ndarray, np.ndarray]:
+    """A 1:2.5 part, 64 x 160 pixels, with the defect (if any) in its right half."""
+    from shopfloor.data.surfaces import surface
+
+    left, right = surface(rng, 96)[0][:64], surface(rng, 64, defect)
+    picture = np.hstack([left, right[0]])[:, :160]
+    mask = np.hstack([np.zeros((64, 96), bool), right[1]])[:, :160]
+    return picture, mask
+
+
+def test_parts_that_are_not_square_keep_their_shape(tmp_path):
+    """Every image was squashed into a square (issue 13): a 1:2.5 part is now seen at the network's size across
+    its short side, its heatmap has the part's shape, and masks are scored in that geometry."""
+    from shopfloor.data.images import view_size
+
+    rng = np.random.default_rng(7)
+    root = tmp_path / "long"
+    for folder in ("train/good", "test/good", "test/spot", "ground_truth/spot"):
+        (root / folder).mkdir(parents=True)
+    for i in range(12):
+        Image.fromarray(_long_part(rng)[0]).save(root / "train" / "good" / f"{i}.png")
+    for i in range(3):
+        Image.fromarray(_long_part(rng)[0]).save(root / "test" / "good" / f"{i}.png")
+        picture, mask = _long_part(rng, "spot")
+        Image.fromarray(picture).save(root / "test" / "spot" / f"{i}.png")
+        Image.fromarray(mask.astype(np.uint8) * 255).save(root / "ground_truth" / "spot" / f"{i}_mask.png")
+    model = AnomalyModel(image_size=64, bank_size=1000, progress=False).fit(root)
+    assert model.keep_aspect_ and model.get_params()["keep_aspect"] is True
+    table, maps = model.explain(root / "test" / "spot" / "0.png")
+    assert maps[0].shape == (64, 160) == view_size(160, 64, 64)[::-1]
+    with Image.open(root / "ground_truth" / "spot" / "0_mask.png") as mask:
+        rows, cols = np.nonzero(np.asarray(mask))
+    peak = np.unravel_index(maps[0].argmax(), maps[0].shape)
+    assert abs(peak[0] - rows.mean()) < 16 and abs(peak[1] - cols.mean()) < 16, peak
+    metrics = model.evaluate(root)
+    assert metrics["pixel_auroc"] >= 0.9 and metrics["image_auroc"] >= 0.9, metrics
+
+
+def test_an_image_too_thin_to_cut_into_tiles_is_named(anomaly_model, surfaces, tmp_path):
+    good = next((surfaces.inspection / "test" / "good").iterdir())
+    (tmp_path / good.name).write_bytes(good.read_bytes())
+    Image.new("L", (200, 5), 100).save(tmp_path / "sliver.png")
+    with pytest.warns(ShopfloorWarning, match=r"skipped 1 image.*sliver\.png \(tile must be"):
+        table = anomaly_model.model.predict(tmp_path)
+    assert [os.path.basename(f) for f in table["file"]] == [good.name]
+
+
+def test_a_model_saved_before_keep_aspect_still_squashes_and_scores_the_same():
+    """tests/fixtures/make_anomaly_v1.py wrote it with the code that squashed every image into a square."""
+    import pandas as pd
+    from conftest import FIXTURES
+
+    model = shopfloor.load(FIXTURES / "models" / "anomaly-v1")
+    assert model.keep_aspect_ is False and model.get_params()["keep_aspect"] is False
+    expected = pd.read_csv(FIXTURES / "models" / "anomaly-v1.expected.csv")
+    table, maps = model.explain(FIXTURES / "models" / "anomaly-v1.inputs")
+    assert [os.path.basename(f) for f in table["file"]] == list(expected["file"])
+    np.testing.assert_allclose(table["raw_score"], expected["raw_score"], rtol=1e-5)
+    assert list(table["verdict"]) == list(expected["verdict"]) and all(m.shape == (64, 64) for m in maps)
 
 
 @pytest.mark.parametrize("option", [{"image_size": 100}, {"blocks": (16,)}, {"false_alarm_rate": 0.7}, {"tile": 8}])

@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import json
+import shutil
+
 import numpy as np
 import pytest
 import torch
 from manifests import edited_copy
 
 import shopfloor
+from shopfloor.artifacts import MANIFEST, _sha256_json
+from shopfloor.data.tables import ShopfloorWarning
 from shopfloor.errors import BadOption, BadTarget, NotAModel
 from shopfloor.export import check_parity, export_onnx
 from shopfloor.nn.inspection import DefectNet, SurfaceCNN
@@ -71,7 +76,7 @@ def test_one_class_only_is_refused(tmp_path):
             file.unlink()
         (root / name).rmdir()
     with pytest.raises(BadTarget, match="class"):
-        DefectModel(max_epochs=1).fit(root)
+        DefectModel(backbone="scratch", max_epochs=1).fit(root)
 
 
 def test_unknown_backbone_is_refused(surfaces):
@@ -101,3 +106,54 @@ def test_a_declared_size_that_disagrees_with_the_weights_is_refused(defect_model
     folder = edited_copy(defect_model.folder, tmp_path / "edited", **change)
     with pytest.raises(NotAModel, match=named.replace(".", r"\.")):
         shopfloor.load(folder)
+
+
+def test_auto_backbone_is_the_imagenet_one_and_the_model_says_so(surfaces, tmp_path):
+    """The default was the slow from-scratch CNN (issue 13); lite0 is used when its weights are installed,
+    and the manifest, the loaded model and the report name the backbone that was trained."""
+    model = DefectModel(image_size=64, augment=False, progress=False).fit(surfaces.classes)
+    assert model.backbone == "auto" and model.backbone_ == "lite0"
+    folder = model.save(tmp_path / "m")
+    assert json.loads((folder / MANIFEST).read_text())["state"]["backbone"] == "lite0"
+    assert shopfloor.load(folder).backbone_ == "lite0"
+    assert model.evaluate(surfaces.classes_test)["accuracy"] >= 0.6
+
+
+def test_auto_backbone_without_the_weights_falls_back_to_scratch_with_a_warning(surfaces, monkeypatch):
+    monkeypatch.setattr("shopfloor.artifacts.lite0_installed", lambda: False)
+    with pytest.warns(ShopfloorWarning, match=r"shopfloor\[pretrained\]"):
+        model = DefectModel(image_size=32, max_epochs=1, progress=False).fit(surfaces.classes)
+    assert model.backbone_ == "scratch" and isinstance(model.net_.features, SurfaceCNN)
+
+
+def test_from_scratch_training_uses_every_core_outside_pytest_xdist(surfaces, monkeypatch):
+    """The CNN trained on one thread while the machine's other cores sat idle (issue 13)."""
+    import shopfloor.tasks.defects as defects
+
+    used, fit_module = [], defects.fit_module
+
+    def spy(module, loss, train, valid, config, *args):
+        used.append(config.threads)
+        return fit_module(module, loss, train, valid, config, *args)
+
+    monkeypatch.setattr(defects, "fit_module", spy)
+    monkeypatch.setattr("os.sched_getaffinity", lambda pid: {0, 1, 2}, raising=False)
+    monkeypatch.delenv("PYTEST_XDIST_WORKER", raising=False)
+    DefectModel(backbone="scratch", image_size=32, max_epochs=1, progress=False).fit(surfaces.classes)
+    monkeypatch.setenv("PYTEST_XDIST_WORKER", "gw0")  # sibling workers already keep the other cores busy
+    DefectModel(backbone="scratch", image_size=32, max_epochs=1, progress=False).fit(surfaces.classes)
+    assert used == [3, 1]
+
+
+def test_a_model_saved_before_auto_keeps_its_backbone(defect_model, surfaces, tmp_path):
+    """Old manifests name the backbone in the params only; they load and answer as before."""
+    folder = shutil.copytree(defect_model.folder, tmp_path / "old")
+    manifest = json.loads((folder / MANIFEST).read_text())
+    manifest.pop("manifest_sha256")
+    del manifest["state"]["backbone"]
+    manifest["manifest_sha256"] = _sha256_json(manifest)
+    (folder / MANIFEST).write_text(json.dumps(manifest))
+    loaded = shopfloor.load(folder)
+    assert loaded.backbone_ == "scratch"
+    np.testing.assert_array_equal(loaded.predict(surfaces.classes_test).filter(like="p_").to_numpy(),
+                                  defect_model.model.predict(surfaces.classes_test).filter(like="p_").to_numpy())

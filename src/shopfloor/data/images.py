@@ -5,7 +5,9 @@ thumbnails to line-scan panoramas. Everything comes out as float32 [channels, H,
 levels 0..255. Resizing happens inside PIL before any float array exists, so a 10,000 x 10,000
 image costs its decoded bytes, never four times that, and a JPEG is even decoded at reduced scale.
 Large images with small defects are cut into overlapping tiles at native resolution instead
-(`read_tiles`); the heatmaps of the tiles go back together with `stitch`.
+(`read_tiles`); the heatmaps of the tiles go back together with `stitch`. Parts that are not square
+are cut the same way into tiles as long as their shorter side, so that the network sees them at
+its resolution without squashing (`read_tiles` with no tile size, `view_size`).
 
 Pixels are read as stored: EXIF orientation is ignored, so that masks and tile boxes line up with
 the pixel grid the camera wrote.
@@ -95,11 +97,13 @@ def tile_boxes(width: int, height: int, tile: int) -> np.ndarray:
     return np.array([(x, y, x + across, y + down) for y in tops for x in lefts], dtype=np.int64)
 
 
-def read_tiles(path, channels: int, tile: int, size: int) -> tuple[np.ndarray, np.ndarray, tuple[int, int]]:
+def read_tiles(path, channels: int, tile: int | None, size: int) -> tuple[np.ndarray, np.ndarray, tuple[int, int]]:
     """Tiles [N, channels, size, size] float32 cut at native resolution, their boxes [N, 4] and (width, height).
 
     For large images with small defects: a 2-pixel scratch on a 8,000-pixel frame vanishes when the
     whole frame is shrunk to the network's input, but not in a 512-pixel tile shrunk to 256.
+    `tile` None: tiles as long as the image's shorter side, so a part of any shape is seen at the
+    network's size with its aspect ratio kept (a square image is one tile: the whole image).
     """
     _check_channels(channels)
     _check_at_least(size, 1, "size")
@@ -107,7 +111,7 @@ def read_tiles(path, channels: int, tile: int, size: int) -> tuple[np.ndarray, n
     with _opened(path) as image:
         image, scale = _grey_levels(image, channels, path)  # stays in PIL: 1 or 2 bytes a pixel, not 4
         width, height = image.size
-        boxes = tile_boxes(width, height, tile)
+        boxes = tile_boxes(width, height, tile or min(width, height))
         tiles = np.empty((len(boxes), channels, size, size), dtype=np.float32)
         for i, box in enumerate(boxes):
             tiles[i] = _array(_resize(image.crop(tuple(int(v) for v in box)), (size, size)), channels, scale)
@@ -137,6 +141,13 @@ def stitch(maps, boxes, image_size: tuple[int, int], out_size: tuple[int, int]) 
     if uncovered.any():  # only when the boxes do not cover the image: show no evidence there
         canvas[uncovered] = maps.min()
     return canvas
+
+
+def view_size(width: int, height: int, size: int) -> tuple[int, int]:
+    """(width, height) of an image scaled so that its shorter side is `size`: the resolution at which a
+    network that reads tiles as long as the shorter side sees the image, and its heatmaps' size."""
+    scale = size / min(width, height)
+    return max(1, round(width * scale)), max(1, round(height * scale))
 
 
 def read_mask(path, width: int, height: int) -> np.ndarray:

