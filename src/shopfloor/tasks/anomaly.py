@@ -36,7 +36,7 @@ import pandas as pd
 import torch
 
 from shopfloor.artifacts import check_size
-from shopfloor.errors import BadOption, BadTarget, NotAModel
+from shopfloor.errors import BadOption, BadTarget, DataFileError, NotAModel
 from shopfloor.metrics import anomaly_metrics, aupro, best_threshold, pixel_auroc
 from shopfloor.nn.efficientnet import BLOCK_CHANNELS
 from shopfloor.nn.inspection import AnomalyNet, Lite0Features
@@ -224,7 +224,7 @@ class AnomalyModel(Estimator):
             warn(f"skipped {len(skipped)} image(s) that could not be cut into tiles: {', '.join(skipped[:10])}"
                  + (f" and {len(skipped) - 10} more" if len(skipped) > 10 else ""))
         if not kept:
-            raise BadTarget(f"none of the images in {images.root} could be decoded")
+            raise DataFileError(f"none of the images in {images.root} could be decoded")
         return np.asarray(scores), maps, np.asarray(kept)
 
     def _squash(self, raw: np.ndarray) -> np.ndarray:
