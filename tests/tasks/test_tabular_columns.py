@@ -72,6 +72,17 @@ def test_predictions_and_explanations_keep_the_time_column(tmp_path):
     assert "time attribution" in why.columns  # the date's own share of the prediction, beside its value
 
 
+def test_a_numeric_time_column_named_for_validation_is_kept_in_outputs():
+    """Operating hours as the time: a number, a feature too, and the key results join back by."""
+    frame = failure_table(120).assign(hours=np.arange(120) * 0.25)
+    model = TabularModel("failure", time="hours", **TINY).fit(frame)
+    assert model.split_.kind == "time" and "hours" in model.schema_.features
+    table = model.predict(frame.drop(columns="failure").iloc[::-1])
+    assert "hours" in table.columns and table["hours"].tolist() == frame["hours"].iloc[::-1].tolist()
+    why = model.explain(frame.drop(columns="failure").head(4))
+    assert why["hours"].tolist() == frame["hours"].head(4).tolist() and "hours attribution" in why.columns
+
+
 def test_rul_predictions_and_explanations_keep_each_units_last_time(rul_model):
     test = rul_model.test
     last = test.groupby("engine")["cycle"].max()

@@ -356,8 +356,12 @@ class TabularModel(Estimator):
         return outputs
 
     def _kept_columns(self, frame: pd.DataFrame) -> dict[str, np.ndarray]:
-        """The id and date (time) columns as they came: results join back to the rows by them, not by row order."""
-        return {c: frame[c].to_numpy() for c in self.schema_.ids + self.schema_.dates if c in frame.columns}
+        """The id, date and time/run columns as they came: results join back to the rows by them, not by row order
+        (a numeric time such as operating hours is kept too when validation ran in its order or by its runs)."""
+        kept = self.schema_.ids + self.schema_.dates
+        if self.split_.column is not None and self.split_.column not in kept:
+            kept = [*kept, self.split_.column]
+        return {c: frame[c].to_numpy() for c in kept if c in frame.columns}
 
     def _prediction_table(self, frame: pd.DataFrame, outputs: np.ndarray) -> pd.DataFrame:
         table = self._kept_columns(frame)
@@ -458,7 +462,7 @@ class TabularModel(Estimator):
             table[f"{prefix}baseline"] = table[f"{prefix}prediction"] - attributions.sum(1)
             for k, feature in enumerate(self.schema_.features):
                 name = f"{prefix}{feature}"
-                table[f"{name} attribution" if name in self.schema_.dates else name] = attributions[:, k]
+                table[f"{name} attribution" if name in table else name] = attributions[:, k]
         return pd.DataFrame(table, index=frame.index)
 
     def _global_importance(self, numbers: np.ndarray, codes: np.ndarray) -> dict[str, float]:
