@@ -42,3 +42,27 @@ def test_a_sensor_null_from_the_first_reading_takes_the_first_value_that_arrives
     assert history[0].tolist() == [[1, 30], [2, 30], [3, 30]]
     assert start[0].tolist() == [[1, 30], [2, 30]]
     assert not windows.gappy[slot]
+
+
+def test_rul_is_estimated_once_per_message_at_its_newest_reading_however_batched(rul_model):
+    """An estimate per reading cost 25 forward passes and stored rows per gateway message (25 cycles) and cut
+    the line from 20,000 to 13,000 readings/s; one per message, at its newest cycle, keeps alerts independent
+    of how the worker batches messages."""
+    from shopfloor.stream.payload import encode_message, encode_reading, parse
+    from shopfloor.stream.scoring import score_rul, scorer_for
+
+    history = rul_model.test[rul_model.test["engine"] == 1]
+    columns = rul_model.model.input_columns
+    rows = [encode_reading(float(row["cycle"]), {c: float(row[c]) for c in columns}) for _, row in history.iterrows()]
+    messages = [parse("plant/line-1/unit-1/telemetry", encode_message(rows[i:i + 5], 0.0)) for i in range(0, 30, 5)]
+    answers = []
+    for batching in ([messages], [[m] for m in messages]):  # all messages in one batch, then one per batch
+        scorer = scorer_for("rul", 1, "rul", rul_model.model)
+        scored, estimates = [], []
+        for batch in batching:
+            readings, got = score_rul(scorer, [r for message in batch for r in message])
+            scored += [r["time"] for r in readings]
+            estimates.append(got)
+        assert scored == [max(r["time"] for r in message) for message in messages]  # one per message, its newest
+        answers.append(np.concatenate(estimates))
+    np.testing.assert_allclose(answers[0], answers[1], rtol=0, atol=1e-5)

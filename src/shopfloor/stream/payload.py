@@ -58,7 +58,8 @@ def topic_parts(topic: str) -> tuple[str, str, str]:
 
 
 def parse(topic: str, payload: bytes, numeric_columns: frozenset = frozenset(), max_bytes: int = MAX_PAYLOAD) -> list[dict]:
-    """Readings of one message as dicts: line, machine, time, sent_at, values (the settings and sensors).
+    """Readings of one message as dicts: line, machine, time, sent_at, values (the settings and sensors), and
+    whether it is the message's newest reading.
 
     `numeric_columns`: the columns a live model reads as numbers; text there is refused. Short text
     elsewhere (a product id, a category such as AI4I's 'Type') is kept as it came. orjson refuses NaN,
@@ -89,8 +90,13 @@ def parse(topic: str, payload: bytes, numeric_columns: frozenset = frozenset(), 
         if not set(map(type, item.values())) <= PLAIN:  # one pass in C; text or worse is looked at closely
             _check_text(item, numeric_columns, where)
         readings.append({"line": line, "machine": machine, "prefix": prefix, "time": float(time),
-                         "sent_at": None if sent_at is None else float(sent_at), "values": item})
+                         "sent_at": None if sent_at is None else float(sent_at), "values": item, "newest": False})
+    max(readings, key=_time)["newest"] = True  # RUL is estimated once per message, at its newest reading
     return readings
+
+
+def _time(reading: dict) -> float:
+    return reading["time"]
 
 
 def _check_text(values: dict, numeric_columns: frozenset, where: str) -> None:

@@ -2,9 +2,9 @@
 
 A machine is scored by every live model whose input columns its readings carry: a failure model
 (TabularModel, yes/no target) gives a risk per reading, a RUL model gives the remaining useful life
-with its interval at every reading (the window moves one cycle per reading; the estimates of a whole
-batch come from one forward pass, so that every reading can be judged by the alarm rule whatever the
-batching). The registry is asked every few seconds whether another version went
+with its interval at the newest reading of each message (every reading moves the window one cycle; the
+estimates of a whole batch come from one forward pass, and depend on the messages, not on the batching).
+The registry is asked every few seconds whether another version went
 live; a promotion or a rollback takes effect at the next batch. A new RUL version starts with empty
 windows when its window length or columns differ.
 """
@@ -179,15 +179,20 @@ def _matrix(readings: list[dict], columns: list[str]) -> np.ndarray:
 
 
 def score_rul(scorer: Scorer, readings: list[dict], histories=None) -> tuple[list[dict], np.ndarray]:
-    """Add the readings to the machines' windows; RUL, low, high [accepted readings, 3], one row per reading.
+    """Add the readings to the machines' windows; RUL, low, high [scored readings, 3].
+
+    Every reading goes into its machine's window; the RUL is estimated at the newest reading of each message
+    (a gateway's block of cycles), which depends on what the gateway sent, not on how the worker batched it.
+    At 25 readings per message, an estimate per reading cost 25 forward passes and stored rows per message and
+    cut the line from 20,000 to about 13,000 readings/s.
 
     `histories(machines, first, last)` (the store's) gives what machines sent before this worker first
     heard of them: its window then starts from the machine's stored first and last readings and its count,
     as the batch path starts from the whole history, instead of from nothing (a restarted worker would
     otherwise take a worn machine for a new one). The readings go in round by round (each machine's oldest
-    first) and the window of every accepted reading is taken as it stands after it, so that a reading's
-    estimate is the same however the readings were batched. Returns the accepted readings (each machine's in
-    time order) and their estimates; one forward pass for all of them.
+    first) and the window of each scored reading is taken as it stands after it, so that its estimate is the
+    same however the readings were batched. Returns the scored readings (each machine's in time order) and
+    their estimates; one forward pass for all of them.
     """
     windows = scorer.windows
     columns = windows.columns
@@ -206,6 +211,7 @@ def score_rul(scorer: Scorer, readings: list[dict], histories=None) -> tuple[lis
     for r in range(int(rank.max()) + 1 if len(order) else 0):
         rows = order[rank == r]  # at most one reading per machine
         rows = rows[windows.add(slots[rows], times[rows], values[rows])]
+        rows = rows[[readings[i].get("newest", True) for i in rows.tolist()]]  # one estimate per message
         if len(rows):
             scored.extend(rows.tolist())
             inputs.append(windows.inputs(slots[rows]))

@@ -23,9 +23,10 @@ Several workers split a plant in one of two ways:
   1,060 readings in one test; 0 with plain subscriptions), so the default is a plain subscription.
 
 Scoring: messages are gathered for `batch_ms` (or `max_batch` readings) and each live model runs once on
-the batch (`stream.scoring`). Every reading is judged, in time order, by its model's alarm rule (enter at one
-level, leave at another: `shopfloor models alarm`); alerts go to `plant/<line>/<machine>/alerts` when a machine
-enters the alarm state (`stream.machines.Fleet`), the same alerts however the readings were batched.
+the batch (`stream.scoring`). Every prediction (a risk per reading, a RUL per message) is judged, in time
+order, by its model's alarm rule (enter at one level, leave at another: `shopfloor models alarm`); alerts go
+to `plant/<line>/<machine>/alerts` when a machine enters the alarm state (`stream.machines.Fleet`), the same
+alerts however the readings were batched.
 Malformed messages are counted, logged, stored and published to
 the dead-letter topic with their reason, then acknowledged: one bad gateway must not stall the line.
 A reading stamped implausibly far ahead goes there alone (`stream.stamps`), so that it cannot freeze its
