@@ -3,6 +3,9 @@
 Known problems with the user's input (`ShopfloorError`) become a one-line message and exit
 code 2; nothing is written when a command fails. Heavy imports happen inside the commands
 so that `shopfloor --help` answers at once.
+
+Length: one thin function per command (parse, ask the estimator, print), kept in one file until the
+per-task packages of issue 15 give each task its own commands; until then a command is found by its name here.
 """
 
 from __future__ import annotations

@@ -22,6 +22,9 @@ The graph is three parts joined with `onnx.compose`:
 exported by torch; `decide` names the outputs and, for yes/no targets, compares each
 probability with the model's thresholds, baked in as constants. `onnx_inputs` builds the feed
 from a DataFrame and `check_parity` measures how far onnxruntime is from torch on real rows.
+
+Length: one exporter per task beside the fallback exporter and parity helpers they share; issue 15
+moves each exporter into its task's package and leaves the shared kit here.
 """
 
 from __future__ import annotations

@@ -23,6 +23,9 @@ service's own files. Changes take a lock on the registry folder
 (so that two processes adding or promoting at once cannot lose a version or a history entry) and
 replace `registry.json` atomically; readers notice a promotion or a rollback made by another process
 at their next look.
+
+Length: versions, signatures, alarm rules and the lock between processes are the rules of one folder
+format, read together when auditing what the service and the stream will trust.
 """
 
 from __future__ import annotations

@@ -4,6 +4,9 @@ Everything is inline (CSS, plots as base64 PNG), so the page can be mailed, atta
 ticket or opened on a shop-floor PC with no network. Plots are drawn on bare matplotlib
 Figures with the Agg canvas, never through pyplot: writing a report neither switches the
 caller's backend (a notebook keeps its inline plots) nor leaks figures in a long-running server.
+
+Length: the page kit (layout, tables, figures) and the tabular page share their helpers here; issue 15
+separates the kit from the pages, and each task's page moves to its package.
 """
 
 from __future__ import annotations

@@ -12,6 +12,9 @@ lets the worker acknowledge messages only after their batch is committed.
 
 Times: `time` is the machine's own clock (a cycle number or epoch seconds, as the reading carried it);
 `sent_at`, `received_at`, `stored_at`, `updated_at` and `at` are epoch seconds (floats, UTC).
+
+Length: every table and every query on them in one place, so that what SQLite and PostgreSQL are
+asked (and the columns added to older databases) is reviewed together.
 """
 
 from __future__ import annotations

@@ -15,6 +15,10 @@ How it goes:
    trust radius from past runs, so that the history can grow toward a better region;
 5. with several objectives, `pareto_front()` lists the best trade-offs and the recommendation is
    the balanced one (equal weights on each objective's range in the records).
+
+Length: one estimator whose steps (fit, recommend, suggest, predict, save and load) all work on the
+same encoded setting space; read whole, the order of those steps is the documentation. The per-task
+package of issue 15 splits the search and the checks of a saved model into modules of their own.
 """
 
 from __future__ import annotations

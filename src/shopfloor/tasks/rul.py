@@ -16,6 +16,9 @@ How a fit goes:
 5. the out-of-fold predictions, on units no member trained on, give honest validation metrics and
    the interval: conformal margins below and above the estimate per band of the estimate, each
    side missing at most half of 1 - `interval_coverage` (`rul_interval`).
+
+Length: one estimator (windows, fit, intervals, predict, explain, save and load) sharing its fitted
+state; the interval itself already lives in `rul_interval.py`, and issue 15's package splits the rest.
 """
 
 from __future__ import annotations

@@ -11,6 +11,10 @@ How a fit goes:
    least cost when the user prices a missed failure and a false alarm) and give honest
    validation metrics and regression intervals;
 4. the fold networks are merged into one ensemble module for prediction and export.
+
+Length: one estimator (fit, calibration, predict, explain, save and load) that shares its fitted state
+throughout; the per-task package of issue 15 gives the checks of inputs and of saved sizes modules of
+their own.
 """
 
 from __future__ import annotations
