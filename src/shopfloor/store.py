@@ -198,7 +198,6 @@ class Store:
         for attempt in range(2):
             try:
                 metadata.create_all(self.engine, checkfirst=True)
-                self._add_dead_letter_keys()
                 self._add_new_columns()
                 return
             except (sa.exc.OperationalError, sa.exc.IntegrityError, sa.exc.ProgrammingError):
@@ -207,7 +206,8 @@ class Store:
                 clock.sleep(0.2)
 
     def _add_new_columns(self) -> None:
-        """Columns added since a database was made (alarm states, acknowledgements): nullable, so an ALTER adds them."""
+        """Columns and indexes added since a database was made (alarm states, acknowledgements, dead-letter keys):
+        the columns are nullable, so an ALTER adds them and the rows already stored keep null there."""
         existing = sa.inspect(self.engine)
         with self.engine.begin() as db:
             for table in metadata.sorted_tables:
@@ -216,14 +216,8 @@ class Store:
                     if column.name not in have and column.nullable:
                         kind = column.type.compile(dialect=self.engine.dialect)
                         db.exec_driver_sql(f'ALTER TABLE {table.name} ADD COLUMN "{column.name}" {kind}')
-
-    def _add_dead_letter_keys(self) -> None:
-        """A database made before dead letters had a key gets the column and its unique index (rows kept, key null)."""
-        have = {c["name"] for c in sa.inspect(self.engine).get_columns("dead_letters")}
-        with self.engine.begin() as db:
-            if "message_key" not in have:
-                db.exec_driver_sql("ALTER TABLE dead_letters ADD COLUMN message_key VARCHAR(64)")
-            db.exec_driver_sql("CREATE UNIQUE INDEX IF NOT EXISTS dead_letters_once ON dead_letters (message_key)")
+                for index in table.indexes:
+                    index.create(db, checkfirst=True)
 
     def close(self) -> None:
         if self._checkpointer is not None:
