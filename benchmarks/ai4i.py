@@ -208,7 +208,7 @@ def run_single(frame: pd.DataFrame, folds: list, args) -> tuple[dict, dict]:
             test = frame.iloc[test_rows].reset_index(drop=True)
             extra: dict = {}
             if system == "shopfloor":
-                from shopfloor.tasks.tabular import TabularModel
+                from shopfloor.tasks.tabular.model import TabularModel
 
                 with stopwatch() as elapsed:
                     model = TabularModel(**shopfloor_params(args, TARGET)).fit(train)
@@ -253,7 +253,7 @@ def multilabel_folds(frame: pd.DataFrame, k: int, seed: int) -> list:
 
 
 def run_multilabel(frame: pd.DataFrame, args) -> dict:
-    from shopfloor.tasks.tabular import TabularModel
+    from shopfloor.tasks.tabular.model import TabularModel
 
     folds = multilabel_folds(frame, args.folds, args.seed)
     systems = {"shopfloor": [], "lightgbm-ovr": []}

@@ -55,12 +55,12 @@ from _common import (
     write_json,
 )
 
-from shopfloor.data.conditions import fit_conditions
 from shopfloor.data.runs import RunHistory, read_rul, read_runs
 from shopfloor.metrics import interval_metrics, rul_metrics
-from shopfloor.nn.rul import finish
-from shopfloor.tasks.rul import RULModel
-from shopfloor.tasks.rul_interval import by_band, finish_arguments, one_margin
+from shopfloor.tasks.rul.conditions import fit_conditions
+from shopfloor.tasks.rul.interval import by_band, finish_arguments, one_margin
+from shopfloor.tasks.rul.model import RULModel
+from shopfloor.tasks.rul.network import finish
 
 SUBSETS = ("FD001", "FD002", "FD003", "FD004")
 TARGET_RMSE = {"FD001": 11.5, "FD002": 12.5, "FD003": 11.5, "FD004": 13.0}

@@ -28,7 +28,7 @@ def measure(subset: str) -> dict:
     from cmapss import units_per_second
 
     from shopfloor.data.runs import read_runs
-    from shopfloor.tasks.rul import RULModel
+    from shopfloor.tasks.rul.model import RULModel
 
     limit_threads()
     with stopwatch() as elapsed:

@@ -150,7 +150,7 @@ def run(frame: pd.DataFrame, folds: list, args) -> tuple[dict, dict]:
             test = frame.iloc[test_rows].reset_index(drop=True)
             extra: dict = {}
             if system == "shopfloor":
-                from shopfloor.tasks.tabular import TabularModel
+                from shopfloor.tasks.tabular.model import TabularModel
 
                 with stopwatch() as elapsed:
                     model = TabularModel(**shopfloor_params(args)).fit(train)

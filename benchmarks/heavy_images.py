@@ -42,11 +42,11 @@ def main() -> None:
     import uvicorn
 
     from shopfloor import TabularModel
-    from shopfloor.data.surfaces import write_inspection_set
     from shopfloor.registry import Registry
     from shopfloor.serve.app import create_app
     from shopfloor.serve.auth import create_token
-    from shopfloor.tasks.anomaly import AnomalyModel
+    from shopfloor.tasks.anomaly.model import AnomalyModel
+    from shopfloor.vision.surfaces import write_inspection_set
 
     torch.set_num_threads(1)  # as `shopfloor serve` does
     work = Path(tempfile.mkdtemp(prefix="heavy-images-"))

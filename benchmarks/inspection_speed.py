@@ -22,10 +22,10 @@ import torch.nn.functional as F
 from _common import DATA_ROOT, THREADS, limit_threads, machine, median_rate, peak_rss_bytes, print_table, versions, write_json
 from PIL import Image
 
-from shopfloor.data.inspection import list_images, read_class_folders, read_inspection_folder
-from shopfloor.export import export_onnx
-from shopfloor.tasks.anomaly import AnomalyModel
-from shopfloor.tasks.defects import DefectModel
+from shopfloor.tasks.anomaly.model import AnomalyModel
+from shopfloor.tasks.defects.model import DefectModel
+from shopfloor.tasks.tabular.export import export_onnx
+from shopfloor.vision.folders import list_images, read_class_folders, read_inspection_folder
 
 IMAGES = 64
 

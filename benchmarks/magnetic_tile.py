@@ -53,13 +53,13 @@ from _common import (
 from sklearn.metrics import roc_auc_score
 from torch import nn
 
-from shopfloor.data.images import image_size, read_mask
-from shopfloor.data.inspection import read_inspection_folder
 from shopfloor.metrics import anomaly_metrics, aupro, pixel_auroc
-from shopfloor.nn.inspection import gaussian_kernel
-from shopfloor.tasks.anomaly import AnomalyModel, _mask_at
-from shopfloor.tasks.imaging import decode, in_batches
+from shopfloor.tasks.anomaly.model import AnomalyModel, _mask_at
 from shopfloor.training import TrainConfig, fit_module
+from shopfloor.vision.estimator import decode, in_batches
+from shopfloor.vision.folders import read_inspection_folder
+from shopfloor.vision.images import image_size, read_mask
+from shopfloor.vision.networks import gaussian_kernel
 
 ROOT = DATA_ROOT / "magnetic-tile"
 SIZE = 256

@@ -46,8 +46,8 @@ from _common import (
 )
 from sklearn.model_selection import StratifiedKFold
 
-from shopfloor.data.inspection import read_class_folders
-from shopfloor.tasks.defects import DefectModel
+from shopfloor.tasks.defects.model import DefectModel
+from shopfloor.vision.folders import read_class_folders
 
 # the from-scratch baseline at 96 px and at most 20 epochs: 5 folds in about half an hour on one core
 MODELS = {"lite0": {"backbone": "lite0"}, "scratch": {"backbone": "scratch", "image_size": 96, "max_epochs": 20}}

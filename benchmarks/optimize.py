@@ -42,7 +42,7 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 from _common import machine, versions, write_json  # noqa: E402
 
-from shopfloor.process.simulators import SIMULATORS, Simulator  # noqa: E402
+from shopfloor.tasks.optimize.simulators import SIMULATORS, Simulator  # noqa: E402
 
 HISTORY = {"hartmann6": 30, "branin_disk": 20, "snar": 20}
 ROUNDS, BATCH = 10, 5

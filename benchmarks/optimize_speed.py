@@ -30,7 +30,7 @@ from pathlib import Path
 import pandas as pd
 from _common import REPO_ROOT, THREADS, machine, peak_rss_bytes, versions, write_json
 
-from shopfloor.process.simulators import SIMULATORS
+from shopfloor.tasks.optimize.simulators import SIMULATORS
 
 RECORDS, FRESH, NOISE = 10_000, 2_000, 0.05
 SUBSETS = (500, 1000, 2000, 4000)

@@ -87,7 +87,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 # -- the model and the data -------------------------------------------------------------
 def train_model(folder: Path) -> dict:
-    from shopfloor.tasks.tabular import TabularModel
+    from shopfloor.tasks.tabular.model import TabularModel
 
     limit_threads()
     model = TabularModel(AI4I_TARGET, drop=AI4I_FAILURE_MODES, max_epochs=5, bags=2, progress=False)

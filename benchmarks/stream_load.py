@@ -68,7 +68,7 @@ def models_folder(work: Path) -> Path:
     if demo.is_dir():
         registry.add("rul", demo)
     else:  # no demo output: a small model trained here (about a minute)
-        from shopfloor.tasks.rul import RULModel
+        from shopfloor.tasks.rul.model import RULModel
 
         model = RULModel(members=2, max_epochs=5, progress=False).fit(ROOT / "src/shopfloor/data/files/train_FD001.txt.gz")
         registry.add("rul", model.save(work / "rul-model"))

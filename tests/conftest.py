@@ -106,7 +106,7 @@ RUL_COLUMNS = {"unit": "engine", "time": "cycle", "settings": ["altitude", "thro
 @pytest.fixture(scope="session")
 def rul_model(tmp_path_factory) -> SimpleNamespace:
     """A small RUL model on generated histories in 3 operating conditions, trained once per session."""
-    from shopfloor.tasks.rul import RULModel
+    from shopfloor.tasks.rul.model import RULModel
 
     train = run_histories(24, conditions=3, seed=0)
     test, truth = cut_short(run_histories(12, conditions=3, seed=1), seed=1)
@@ -139,7 +139,7 @@ def binary_model(tmp_path_factory) -> SimpleNamespace:
 @pytest.fixture(scope="session")
 def surfaces(tmp_path_factory) -> SimpleNamespace:
     """Generated surface images: defect classes (train and test) and an MVTec-layout inspection set."""
-    from shopfloor.data.surfaces import write_defect_classes, write_inspection_set
+    from shopfloor.vision.surfaces import write_defect_classes, write_inspection_set
 
     root = tmp_path_factory.mktemp("surfaces")
     return SimpleNamespace(classes=write_defect_classes(root / "classes", per_class=30, size=64, seed=0),
@@ -151,7 +151,7 @@ def surfaces(tmp_path_factory) -> SimpleNamespace:
 @pytest.fixture(scope="session")
 def defect_model(surfaces, tmp_path_factory) -> SimpleNamespace:
     """A small from-scratch defect classifier on the generated classes, trained once per session."""
-    from shopfloor.tasks.defects import DefectModel
+    from shopfloor.tasks.defects.model import DefectModel
 
     model = DefectModel(backbone="scratch", image_size=64, max_epochs=30, patience=30, progress=False).fit(surfaces.classes)
     folder = model.save(tmp_path_factory.mktemp("models") / "defect-model")
@@ -161,7 +161,7 @@ def defect_model(surfaces, tmp_path_factory) -> SimpleNamespace:
 @pytest.fixture(scope="session")
 def anomaly_model(surfaces, tmp_path_factory) -> SimpleNamespace:
     """A good-only anomaly model on the generated inspection set, trained once per session."""
-    from shopfloor.tasks.anomaly import AnomalyModel
+    from shopfloor.tasks.anomaly.model import AnomalyModel
 
     model = AnomalyModel(image_size=96, bank_size=2000).fit(surfaces.inspection)
     folder = model.save(tmp_path_factory.mktemp("models") / "anomaly-model")

@@ -12,8 +12,8 @@ import pytest
 import torch
 
 from shopfloor.errors import BadOption
-from shopfloor.export import check_parity, export_onnx, onnx_inputs, run_onnx
-from shopfloor.tasks.tabular import TabularModel
+from shopfloor.tasks.tabular.export import check_parity, export_onnx, onnx_inputs, run_onnx
+from shopfloor.tasks.tabular.model import TabularModel
 
 AI4I = Path(__file__).resolve().parents[2] / "shared" / "data" / "ai4i2020" / "ai4i2020.csv"
 FAST = {"bags": 2, "members": 2, "max_epochs": 5, "hidden": 32, "n_bins": 8, "d_embedding": 4, "progress": False}

@@ -13,7 +13,7 @@ import shopfloor
 from shopfloor import TabularModel
 from shopfloor.errors import NotFitted
 from shopfloor.metrics import CLASSIFICATION_KEYS, REGRESSION_KEYS
-from shopfloor.report import OUT_OF_FOLD, _number, write_report
+from shopfloor.tasks.tabular.report import OUT_OF_FOLD, _number, write_report
 
 NASTY = 'failure <script>alert("x")</script> & $1'
 IMG = '<img src="data:image/png;base64,'

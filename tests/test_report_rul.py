@@ -8,7 +8,7 @@ from html.parser import HTMLParser
 from conftest import FIXTURES
 
 import shopfloor
-from shopfloor.report import _number, write_report
+from shopfloor.tasks.tabular.report import _number, write_report
 
 IMG = '<img src="data:image/png;base64,'
 BY_UNIT = "One point per test unit"  # caption of the per-unit predicted-vs-true figure only

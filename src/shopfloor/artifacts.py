@@ -378,7 +378,7 @@ def pretrained_lite0():
     file cannot run code, and `strict=True` refuses any file whose tensors do not match the network.
     """
     from shopfloor.errors import BadOption
-    from shopfloor.nn.efficientnet import EfficientNetLite0
+    from shopfloor.vision.efficientnet import EfficientNetLite0
 
     try:
         package = __import__(LITE0_PACKAGE)

@@ -151,9 +151,9 @@ def train_tabular(
     from shopfloor.artifacts import check_destination
     from shopfloor.crossval import cross_validate, fold_indices, stratification_labels
     from shopfloor.data.tables import ShopfloorWarning, column_name, column_names, read_table
+    from shopfloor.data.targets import rows_with_targets, target_kind
     from shopfloor.data.times import date_order
-    from shopfloor.tasks.tabular import TabularModel
-    from shopfloor.tasks.targets import rows_with_targets, target_kind
+    from shopfloor.tasks.tabular.model import TabularModel
 
     check_destination(out)  # before training, not after it
     frame = read_table(data)
@@ -212,7 +212,7 @@ def train_rul(
     """Train a remaining-useful-life model on run-to-failure histories (every run ends in failure)."""
     from shopfloor.artifacts import check_destination
     from shopfloor.data.times import date_order
-    from shopfloor.tasks.rul import RULModel
+    from shopfloor.tasks.rul.model import RULModel
 
     check_destination(out)
     settings = [name.strip() for option in settings or [] for name in option.split(",") if name.strip()]
@@ -249,7 +249,7 @@ def train_defects(
 ):
     """Train a defect classifier on labelled images (DIR/<class>/*.png|jpg|bmp|tif)."""
     from shopfloor.artifacts import check_destination
-    from shopfloor.tasks.defects import DefectModel
+    from shopfloor.tasks.defects.model import DefectModel
 
     check_destination(out)
     model = DefectModel(backbone=backbone, image_size=image_size, augment=not no_augment, max_epochs=max_epochs,
@@ -283,7 +283,7 @@ def train_anomaly(
 ):
     """Train an anomaly detector on good images only: a score and a heatmap per image."""
     from shopfloor.artifacts import check_destination
-    from shopfloor.tasks.anomaly import AnomalyModel
+    from shopfloor.tasks.anomaly.model import AnomalyModel
 
     check_destination(out)
     model = AnomalyModel(image_size=image_size, tile=tile, keep_aspect=keep_aspect, false_alarm_rate=false_alarm_rate,
@@ -326,8 +326,8 @@ def optimize(
     from shopfloor.artifacts import check_destination
     from shopfloor.display import optimize_tables
     from shopfloor.errors import BadOption
-    from shopfloor.process.settings import parse_fixed
-    from shopfloor.tasks.optimize import ProcessOptimizer
+    from shopfloor.tasks.optimize.model import ProcessOptimizer
+    from shopfloor.tasks.optimize.settings import parse_fixed
 
     goals = _objectives(target, maximize, minimize)
     _refuse_output_over_input(json_out, "--json", data=data)
@@ -346,7 +346,7 @@ def optimize(
     if out is not None:
         optimizer.save(out)
     if report_out is not None:
-        from shopfloor.report_optimize import write_optimize_report
+        from shopfloor.tasks.optimize.report import write_optimize_report
 
         write_optimize_report(optimizer, report_out, result)
     _write_json(json_out, result)
@@ -463,7 +463,7 @@ def export(model: ModelOpt, out: Annotated[Path, typer.Option("--out", help="ONN
     """Export a model for edge devices (ONNX, preprocessing inside the graph)."""
     import shopfloor
     from shopfloor.errors import BadOption
-    from shopfloor.export import check_parity, export_onnx
+    from shopfloor.tasks.tabular.export import check_parity, export_onnx
 
     if format.lower() != "onnx":
         raise BadOption(f"unknown export format '{format}'; supported: onnx")
@@ -487,7 +487,7 @@ def report(model: ModelOpt, out: Annotated[Path, typer.Option("--out", help="HTM
            dayfirst: DayFirstOpt = None):
     """One self-contained HTML page: metrics, curves, feature importance (RUL: intervals, degradation curves)."""
     import shopfloor
-    from shopfloor.report import write_report
+    from shopfloor.tasks.tabular.report import write_report
 
     _refuse_output_over_input(out, "--out", data=data, rul=rul)
     estimator = shopfloor.load(model)

@@ -29,9 +29,9 @@ def run_demo(out: Path, console: Console, quick: bool = False, line: bool = True
     from sklearn.model_selection import train_test_split
 
     from shopfloor.data.tables import read_table, write_table
-    from shopfloor.export import check_parity, export_onnx
-    from shopfloor.report import write_report
-    from shopfloor.tasks.tabular import TabularModel
+    from shopfloor.tasks.tabular.export import check_parity, export_onnx
+    from shopfloor.tasks.tabular.model import TabularModel
+    from shopfloor.tasks.tabular.report import write_report
 
     out.mkdir(parents=True, exist_ok=True)
     data = read_table(demo_file("ai4i2020.csv.gz"))
@@ -87,9 +87,9 @@ def run_demo(out: Path, console: Console, quick: bool = False, line: bool = True
 def run_rul_demo(out: Path, console: Console, quick: bool = False) -> dict:
     from shopfloor.data.runs import read_runs
     from shopfloor.data.tables import write_table
-    from shopfloor.export import check_parity, export_onnx
-    from shopfloor.report import write_report
-    from shopfloor.tasks.rul import RULModel
+    from shopfloor.tasks.rul.model import RULModel
+    from shopfloor.tasks.tabular.export import check_parity, export_onnx
+    from shopfloor.tasks.tabular.report import write_report
 
     console.rule("[bold]2. Remaining useful life: NASA C-MAPSS FD001 (100 turbofan engines run to failure)")
     train, test = read_runs(demo_file("train_FD001.txt.gz")), read_runs(demo_file("test_FD001.txt.gz"))
@@ -116,11 +116,11 @@ def run_rul_demo(out: Path, console: Console, quick: bool = False) -> dict:
 
 
 def run_inspection_demo(out: Path, console: Console, quick: bool = False) -> dict:
-    from shopfloor.data.surfaces import write_defect_classes, write_inspection_set
-    from shopfloor.export import check_parity, export_onnx
-    from shopfloor.report import write_report
-    from shopfloor.tasks.anomaly import AnomalyModel
-    from shopfloor.tasks.defects import DefectModel
+    from shopfloor.tasks.anomaly.model import AnomalyModel
+    from shopfloor.tasks.defects.model import DefectModel
+    from shopfloor.tasks.tabular.export import check_parity, export_onnx
+    from shopfloor.tasks.tabular.report import write_report
+    from shopfloor.vision.surfaces import write_defect_classes, write_inspection_set
 
     console.rule("[bold]3. Visual inspection: generated metal surfaces with cracks, scratches and spots")
     images = out / "surfaces"
@@ -162,9 +162,9 @@ def run_optimize_demo(out: Path, console: Console, quick: bool = False) -> dict:
     import pandas as pd
 
     from shopfloor.display import optimize_tables
-    from shopfloor.process.simulators import SIMULATORS
-    from shopfloor.report_optimize import write_optimize_report
-    from shopfloor.tasks.optimize import ProcessOptimizer
+    from shopfloor.tasks.optimize.model import ProcessOptimizer
+    from shopfloor.tasks.optimize.report import write_optimize_report
+    from shopfloor.tasks.optimize.simulators import SIMULATORS
 
     console.rule("[bold]4. Process optimisation: a simulated SnAr flow reactor (Hone et al. 2017 kinetics)")
     reactor = SIMULATORS["snar"]

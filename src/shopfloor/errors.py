@@ -52,6 +52,10 @@ class BadOption(ShopfloorError):
     """A command-line option or constructor parameter has a value that cannot work."""
 
 
+class NotSupported(ShopfloorError):
+    """A model was asked for a capability its task does not have (an ONNX file of an optimiser, ...)."""
+
+
 class Infeasible(ShopfloorError):
     """No settings inside the bounds and the trust region meet the constraints; `closest` is the nearest miss."""
 

@@ -23,7 +23,7 @@ from collections.abc import Callable, Iterator
 
 import torch
 
-from shopfloor.nn.tabular import TabularNet
+from shopfloor.tasks.tabular.network import TabularNet
 
 
 def integrated_gradients(net: TabularNet, numbers: torch.Tensor, codes: torch.Tensor,

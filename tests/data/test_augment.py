@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from shopfloor.data.augment import augment
 from shopfloor.errors import BadOption
+from shopfloor.vision.augment import augment
 
 OFF = {"flips": False, "rotations": False, "brightness": 0.0, "contrast": 0.0, "crop": 1.0}
 

@@ -12,9 +12,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from PIL import Image, JpegImagePlugin
 
-from shopfloor.data import images
-from shopfloor.data.images import image_problem, image_size, read_image, read_mask, read_tiles, stitch, tile_boxes
 from shopfloor.errors import BadMask, BadOption, DataFileError, ImageUnreadable
+from shopfloor.vision import images
+from shopfloor.vision.images import image_problem, image_size, read_image, read_mask, read_tiles, stitch, tile_boxes
 
 GREY = (np.arange(12 * 16).reshape(12, 16) * 4 % 256).astype(np.uint8)  # 12 rows x 16 columns, all levels apart
 

@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from shopfloor.data.images import read_image, read_mask
-from shopfloor.data.inspection import ImageSet, is_inspection_folder, list_images, read_class_folders, read_inspection_folder
 from shopfloor.data.tables import ShopfloorWarning
 from shopfloor.errors import BadOption, BadTarget, DataFileError, ImageUnreadable
+from shopfloor.vision.folders import ImageSet, is_inspection_folder, list_images, read_class_folders, read_inspection_folder
+from shopfloor.vision.images import read_image, read_mask
 
 
 def picture(path, size=(16, 12), mode="L", value=100):

@@ -8,8 +8,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from shopfloor.data.schema import MISSING, UNKNOWN, TableSchema, category_codes, category_levels, infer_schema
 from shopfloor.errors import BadColumn, ColumnMissing
+from shopfloor.tasks.tabular.schema import MISSING, UNKNOWN, TableSchema, category_codes, category_levels, infer_schema
 
 
 def plant_log(rows: int = 40) -> pd.DataFrame:

@@ -9,10 +9,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from shopfloor.data.runs import read_runs
-from shopfloor.data.schema import EPOCH, TableSchema, infer_schema
 from shopfloor.data.times import parse_times
 from shopfloor.errors import BadColumn, BadOption
-from shopfloor.tasks.rul import RULModel
+from shopfloor.tasks.rul.model import RULModel
+from shopfloor.tasks.tabular.schema import EPOCH, TableSchema, infer_schema
 
 YEAR = pd.date_range("2018-01-01", "2018-12-31 23:45", freq="15min")
 

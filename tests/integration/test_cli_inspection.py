@@ -17,7 +17,7 @@ FAST_DEFECTS = ["--backbone", "scratch", "--image-size", "64", "--max-epochs", "
 
 @pytest.fixture(scope="module")
 def classes(tmp_path_factory) -> Path:
-    from shopfloor.data.surfaces import write_defect_classes
+    from shopfloor.vision.surfaces import write_defect_classes
 
     return write_defect_classes(tmp_path_factory.mktemp("cli-classes") / "classes", per_class=12, size=64)
 

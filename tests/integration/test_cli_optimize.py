@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 from test_cli import assert_refused, files_under, shopfloor
 
-from shopfloor.process.simulators import SIMULATORS
+from shopfloor.tasks.optimize.simulators import SIMULATORS
 
 SETTINGS = ["--setting", "residence_time=0.5:2", "--setting", "equivalents=1:5", "--setting", "concentration=0.1:0.5",
             "--setting", "temperature=30:120:1"]

@@ -10,7 +10,7 @@ from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 from shopfloor.errors import BadOption
-from shopfloor.process.constraints import parse_constraint, parse_constraints
+from shopfloor.tasks.optimize.constraints import parse_constraint, parse_constraints
 
 NAMES = ["temp", "pressure", "defect_rate", "Torque [Nm]"]
 VALUES = {"temp": 180.0, "pressure": 2.5, "defect_rate": 0.013, "Torque [Nm]": 41.0}

@@ -10,7 +10,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from shopfloor.errors import BadColumn, BadOption, ColumnMissing
-from shopfloor.process.settings import Setting, build_space, parse_fixed
+from shopfloor.tasks.optimize.settings import Setting, build_space, parse_fixed
 
 finite = st.floats(min_value=-1e6, max_value=1e6, allow_nan=False).map(lambda v: round(v, 4))
 

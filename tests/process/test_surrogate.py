@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 import torch
 
-from shopfloor.nn.gaussian_process import GaussianProcess
-from shopfloor.process.surrogate import HYPERPARAMETER_RECORDS, fit_gaussian_process
+from shopfloor.tasks.optimize.gaussian_process import GaussianProcess
+from shopfloor.tasks.optimize.surrogate import HYPERPARAMETER_RECORDS, fit_gaussian_process
 
 
 def _toy(n: int, noise: float, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:

@@ -26,12 +26,12 @@ from conftest import RUL_COLUMNS, failure_table, run_histories
 def line_models(tmp_path_factory) -> SimpleNamespace:
     """Saved model folders: failure (table), rul, defects, anomaly, reactor (optimiser), and a second failure model."""
     from shopfloor import TabularModel
-    from shopfloor.data.surfaces import write_defect_classes, write_inspection_set
-    from shopfloor.process.simulators import SIMULATORS
-    from shopfloor.tasks.anomaly import AnomalyModel
-    from shopfloor.tasks.defects import DefectModel
-    from shopfloor.tasks.optimize import ProcessOptimizer
-    from shopfloor.tasks.rul import RULModel
+    from shopfloor.tasks.anomaly.model import AnomalyModel
+    from shopfloor.tasks.defects.model import DefectModel
+    from shopfloor.tasks.optimize.model import ProcessOptimizer
+    from shopfloor.tasks.optimize.simulators import SIMULATORS
+    from shopfloor.tasks.rul.model import RULModel
+    from shopfloor.vision.surfaces import write_defect_classes, write_inspection_set
 
     root = tmp_path_factory.mktemp("line-models")
     train = failure_table(300, seed=0)

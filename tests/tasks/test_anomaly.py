@@ -10,11 +10,11 @@ from manifests import edited_copy
 from PIL import Image
 
 import shopfloor
-from shopfloor.data.inspection import read_inspection_folder
 from shopfloor.data.tables import ShopfloorWarning
 from shopfloor.errors import BadOption, BadTarget, NotAModel
-from shopfloor.export import check_parity, export_onnx
-from shopfloor.tasks.anomaly import AnomalyModel
+from shopfloor.tasks.anomaly.model import AnomalyModel
+from shopfloor.tasks.tabular.export import check_parity, export_onnx
+from shopfloor.vision.folders import read_inspection_folder
 
 
 def test_generated_defects_are_told_from_good_parts(anomaly_model, surfaces):
@@ -102,7 +102,7 @@ def test_defect_images_without_any_ground_truth_are_named_when_evaluated(anomaly
 
 def test_tiles_find_a_small_defect_in_a_large_image(surfaces, tmp_path):
     """A 20-pixel spot on a 768 x 512 frame: tiled, the heatmap peaks on it."""
-    from shopfloor.data.surfaces import surface
+    from shopfloor.vision.surfaces import surface
 
     rng = np.random.default_rng(5)
     root = tmp_path / "large"
@@ -125,7 +125,7 @@ def test_tiles_find_a_small_defect_in_a_large_image(surfaces, tmp_path):
 
 def _long_part(rng, defect=None) -> tuple[np.ndarray, np.ndarray]:
     """A 1:2.5 part, 64 x 160 pixels, with the defect (if any) in its right half."""
-    from shopfloor.data.surfaces import surface
+    from shopfloor.vision.surfaces import surface
 
     left, right = surface(rng, 96)[0][:64], surface(rng, 64, defect)
     picture = np.hstack([left, right[0]])[:, :160]
@@ -136,7 +136,7 @@ def _long_part(rng, defect=None) -> tuple[np.ndarray, np.ndarray]:
 def test_parts_that_are_not_square_keep_their_shape(tmp_path):
     """Every image was squashed into a square (issue 13): a 1:2.5 part is now seen at the network's size across
     its short side, its heatmap has the part's shape, and masks are scored in that geometry."""
-    from shopfloor.data.images import view_size
+    from shopfloor.vision.images import view_size
 
     rng = np.random.default_rng(7)
     root = tmp_path / "long"
@@ -200,7 +200,7 @@ def test_greedy_coreset_covers_every_cluster_that_random_sampling_misses():
     """Farthest-point sampling picks one point from each of 5 far-apart clusters, even a tiny one."""
     import torch
 
-    from shopfloor.tasks.anomaly import greedy_coreset
+    from shopfloor.tasks.anomaly.model import greedy_coreset
 
     g = torch.Generator().manual_seed(0)
     centres = torch.eye(5, 16) * 100
@@ -215,7 +215,7 @@ def test_greedy_coreset_covers_every_cluster_that_random_sampling_misses():
 def test_lighting_is_evened_out_per_image():
     import torch
 
-    from shopfloor.nn.inspection import even_out_lighting
+    from shopfloor.vision.networks import even_out_lighting
 
     dark = torch.rand(1, 1, 32, 32) * 20 + 10
     bright = dark * 3 + 100

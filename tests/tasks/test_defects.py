@@ -14,9 +14,9 @@ import shopfloor
 from shopfloor.artifacts import MANIFEST, _sha256_json
 from shopfloor.data.tables import ShopfloorWarning
 from shopfloor.errors import BadOption, BadTarget, NotAModel
-from shopfloor.export import check_parity, export_onnx
-from shopfloor.nn.inspection import DefectNet, SurfaceCNN
-from shopfloor.tasks.defects import DefectModel
+from shopfloor.tasks.defects.model import DefectModel
+from shopfloor.tasks.tabular.export import check_parity, export_onnx
+from shopfloor.vision.networks import DefectNet, SurfaceCNN
 
 
 def test_short_training_clearly_beats_chance_on_generated_defects(defect_model, surfaces):
@@ -68,7 +68,7 @@ def test_temperature_is_fitted_and_positive(defect_model):
 
 
 def test_one_class_only_is_refused(tmp_path):
-    from shopfloor.data.surfaces import write_defect_classes
+    from shopfloor.vision.surfaces import write_defect_classes
 
     root = write_defect_classes(tmp_path / "one", per_class=4, size=32)
     for name in ("scratch", "spot"):
@@ -86,7 +86,7 @@ def test_unknown_backbone_is_refused(surfaces):
 
 def test_lite0_backbone_learns_neu_from_a_few_images(shared_data):
     """ImageNet features separate NEU's six classes from 10 images each (chance: 0.17)."""
-    from shopfloor.data.inspection import read_class_folders
+    from shopfloor.vision.folders import read_class_folders
 
     folders = read_class_folders(shared_data / "neu-det" / "images")
     labels = np.array(folders.labels)
@@ -128,7 +128,7 @@ def test_auto_backbone_without_the_weights_falls_back_to_scratch_with_a_warning(
 
 def test_from_scratch_training_uses_every_core_outside_pytest_xdist(surfaces, monkeypatch):
     """The CNN trained on one thread while the machine's other cores sat idle (issue 13)."""
-    import shopfloor.tasks.defects as defects
+    import shopfloor.tasks.defects.model as defects
 
     used, fit_module = [], defects.fit_module
 

@@ -6,8 +6,8 @@ import numpy as np
 import torch
 from PIL import Image
 
-from shopfloor.data.inspection import list_images
-from shopfloor.tasks.imaging import image_channels, in_batches, stratified_split
+from shopfloor.vision.estimator import image_channels, in_batches, stratified_split
+from shopfloor.vision.folders import list_images
 
 
 def test_grey_saved_as_rgb_counts_as_grey_and_real_colour_does_not(tmp_path):

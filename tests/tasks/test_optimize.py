@@ -13,11 +13,11 @@ from manifests import edited_copy
 import shopfloor
 from shopfloor import ProcessOptimizer
 from shopfloor.errors import BadColumn, BadOption, ColumnMissing, Infeasible, NotAModel
-from shopfloor.nn.gaussian_process import GaussianProcess
-from shopfloor.process.search import distance_to_data, nondominated
-from shopfloor.process.simulators import SIMULATORS
-from shopfloor.process.surrogate import fit_gaussian_process
-from shopfloor.tasks.optimize import EXPERIMENT_REACH
+from shopfloor.tasks.optimize.gaussian_process import GaussianProcess
+from shopfloor.tasks.optimize.model import EXPERIMENT_REACH
+from shopfloor.tasks.optimize.search import distance_to_data, nondominated
+from shopfloor.tasks.optimize.simulators import SIMULATORS
+from shopfloor.tasks.optimize.surrogate import fit_gaussian_process
 
 
 def _optimizer(sim, **options) -> ProcessOptimizer:
@@ -198,7 +198,7 @@ def test_save_and_load_give_the_same_answers(snar_optimizer, tmp_path):
 
 
 def test_large_histories_are_thinned_keeping_the_best_records():
-    from shopfloor.process.surrogate import choose_records
+    from shopfloor.tasks.optimize.surrogate import choose_records
 
     values = np.arange(10_000, dtype=float)[:, None]
     rows = choose_records(values, 1000, [True], seed=0)

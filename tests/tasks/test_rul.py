@@ -12,13 +12,13 @@ from conftest import FIXTURES, RUL_COLUMNS, cut_short, run_histories
 from manifests import edited_copy
 
 import shopfloor
-from shopfloor.data.conditions import fit_conditions
 from shopfloor.data.runs import read_runs
 from shopfloor.errors import BadOption, BadTarget, ColumnMissing, NotAModel
-from shopfloor.export import check_parity, export_onnx, run_onnx
 from shopfloor.metrics import nasa_score, rul_metrics
-from shopfloor.nn.rul import OperatingConditions
-from shopfloor.tasks.rul import RULModel
+from shopfloor.tasks.rul.conditions import fit_conditions
+from shopfloor.tasks.rul.model import RULModel
+from shopfloor.tasks.rul.network import OperatingConditions
+from shopfloor.tasks.tabular.export import check_parity, export_onnx, run_onnx
 
 OUTPUT_COLUMNS = ["unit", "time", "rul", "rul_low", "rul_high"]
 

@@ -135,7 +135,7 @@ def test_integer_levels_taken_as_a_number_say_so_and_name_the_override():
 
 def test_integer_columns_of_the_real_data_sets(shared_data):
     """What the rule decides for every integer column of the shipped tables (task, and whether it warns)."""
-    from shopfloor.tasks.targets import read_integer_target
+    from shopfloor.data.targets import read_integer_target
 
     profile = shared_data / "hydraulic" / "profile.txt"
     if not profile.is_file():
@@ -238,9 +238,9 @@ def test_a_flag_set_only_on_failures_is_named():
 
 
 def test_leak_check_on_real_tables(shared_data):
-    from shopfloor.data.schema import infer_schema
-    from shopfloor.tasks.leaks import target_leaks
-    from shopfloor.tasks.targets import encode_labels, target_kind
+    from shopfloor.data.targets import encode_labels, target_kind
+    from shopfloor.tasks.tabular.leaks import target_leaks
+    from shopfloor.tasks.tabular.schema import infer_schema
 
     def flagged(frame, target, drop=()):
         kind, classes = target_kind(frame, [target])
@@ -260,7 +260,7 @@ def test_leak_check_on_real_tables(shared_data):
 def test_a_dated_table_is_validated_in_time_order_and_says_so(tmp_path):
     import shopfloor
     from shopfloor.crossval import Split
-    from shopfloor.report import write_report
+    from shopfloor.tasks.tabular.report import write_report
 
     frame = failure_table(200)
     stamps = pd.date_range("2024-01-01", periods=200, freq="h")[np.random.default_rng(0).permutation(200)]

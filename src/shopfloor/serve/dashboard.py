@@ -307,7 +307,7 @@ def _report_html(live) -> str:
     import tempfile
     from pathlib import Path
 
-    from shopfloor.report import write_report
+    from shopfloor.tasks.tabular.report import write_report
 
     key = (live.name, live.version, id(live.estimator))  # the loaded model itself: two registries may share a name
     if key not in _reports:

@@ -115,7 +115,7 @@ def inspect_files(estimator, files: list[tuple[str, bytes]], folder: Path, max_b
 
     The pixels of all files are added up from their headers before any is decoded: over `max_pixels`, the
     request is refused (413) without the work."""
-    from shopfloor.data.inspection import ImageSet
+    from shopfloor.vision.folders import ImageSet
 
     paths = []
     try:
@@ -146,7 +146,7 @@ def _as_upload(err: DataFileError, paths: list[Path], names: list[str]) -> Image
     """The error naming the client's files instead of the service's private temporary ones: the readers name
     the path they were given, or only the folder when every file failed, so the failed files are found again
     (on this error path only) by decoding each one."""
-    from shopfloor.data.images import read_image
+    from shopfloor.vision.images import read_image
 
     failed = []
     for path, name in zip(paths, names, strict=True):
@@ -164,14 +164,14 @@ def _as_upload(err: DataFileError, paths: list[Path], names: list[str]) -> Image
 
 
 def _pixels(path: Path) -> int:
-    from shopfloor.data.images import image_size
+    from shopfloor.vision.images import image_size
 
     width, height = image_size(path)
     return width * height
 
 
 def _written(name: str, content: bytes, folder: Path, max_bytes: int) -> Path:
-    from shopfloor.data.images import image_problem, image_size
+    from shopfloor.vision.images import image_problem, image_size
 
     if len(content) > max_bytes:
         raise BodyTooLarge(max_bytes, f"one image ('{name}' has {len(content):,} bytes)")

@@ -10,11 +10,11 @@ import importlib
 from shopfloor.errors import NotAModel
 
 TASKS: dict[str, str] = {
-    "tabular": "shopfloor.tasks.tabular:TabularModel",
-    "rul": "shopfloor.tasks.rul:RULModel",
-    "defects": "shopfloor.tasks.defects:DefectModel",
-    "anomaly": "shopfloor.tasks.anomaly:AnomalyModel",
-    "optimize": "shopfloor.tasks.optimize:ProcessOptimizer",
+    "tabular": "shopfloor.tasks.tabular.model:TabularModel",
+    "rul": "shopfloor.tasks.rul.model:RULModel",
+    "defects": "shopfloor.tasks.defects.model:DefectModel",
+    "anomaly": "shopfloor.tasks.anomaly.model:AnomalyModel",
+    "optimize": "shopfloor.tasks.optimize.model:ProcessOptimizer",
 }
 
 

@@ -1,14 +1,19 @@
-"""The estimator contract every shopfloor task follows (scikit-learn style).
+"""The estimator contract every shopfloor task follows (scikit-learn style), declared in one class.
 
 - `__init__` only stores typed keyword arguments: the signature is the config schema.
 - `fit(data) -> self`; learned state ends in `_`.
-- `predict`, `evaluate(data) -> dict of floats`, `explain(data)`.
-- `save(folder)` and `shopfloor.load(folder)`: safetensors + JSON through `artifacts`.
-Subclasses implement `_state()` / `_tensors()` for saving and `_restore()` for loading.
+- Every face of the project (CLI, report, ONNX export, REST service, stream, dashboard) asks the
+  estimator through the methods below and never switches on a task's name. A task that lacks a
+  capability keeps the default, which raises `NotSupported` naming the task and the capability:
+  one line from the CLI (exit 2), 422 from the service.
+- `save(folder)` and `shopfloor.load(folder)`: safetensors + JSON through `artifacts`. The state that
+  every task has (`COMMON_STATE`) is saved and restored here; a task declares its own plain values
+  once in `saved_state` and writes `_state()` / `_restore()` only for what needs converting.
 """
 
 from __future__ import annotations
 
+import copy
 import inspect
 import os
 from pathlib import Path
@@ -18,12 +23,104 @@ import pandas as pd
 import torch
 
 from shopfloor.artifacts import check_shapes, read_artifact, save_artifact
-from shopfloor.errors import BadOption, NotAModel, NotFitted
+from shopfloor.errors import BadOption, NotAModel, NotFitted, NotSupported
+
+# manifest key -> attribute, for the learned state that every task keeps (the default when absent)
+COMMON_STATE: dict[str, tuple[str, Any]] = {
+    "validation_metrics": ("validation_metrics_", None),
+    "training_log": ("training_log_", []),
+    "train_seconds": ("train_seconds_", None),
+    "data_fingerprint": ("fingerprint_", None),
+    "cross_validation": ("cv_metrics_", None),
+}
 
 
 class Estimator:
     task_name: ClassVar[str] = ""  # key in shopfloor.tasks.TASKS, written to the manifest
+    title: ClassVar[str] = ""  # what the task is, for pages and the dashboard: "remaining useful life"
+    described_as: ClassVar[str] = ""  # the model in a sentence: "a remaining-useful-life model"
+    # what one request to the service or one message on the stream carries to this model:
+    # "rows" (table rows), "runs" (run histories), "images", "settings" (process settings), or "" (none)
+    accepts: ClassVar[str] = ""
+    predicted_items: ClassVar[str] = "rows"  # what `predict_file` counts, for the CLI's one-line summary
     fitted_attribute: ClassVar[str] = "net_"
+    saved_state: ClassVar[dict[str, str]] = {}  # manifest key -> attribute: this task's plain JSON state
+
+    # -- the capabilities: defaults say plainly that this task has none ----------------------
+    def _unsupported(self, capability: str, instead: str = "") -> NotSupported:
+        return NotSupported(f"{self.described_as or self.task_name + ' model'} has no {capability}"
+                            + (f": {instead}" if instead else ""))
+
+    def fit(self, data) -> Estimator:
+        raise self._unsupported("training")
+
+    def predict(self, data) -> pd.DataFrame:
+        raise self._unsupported("predictions")
+
+    def predict_file(self, source: str | os.PathLike, destination: str | os.PathLike, chunk_rows: int = 200_000) -> int:
+        """Predict a file into a file; returns how many `predicted_items` were written."""
+        from shopfloor.data.tables import write_table
+
+        table = self.predict(source)
+        write_table(table, destination)
+        return len(table)
+
+    def predict_records(self, rows: list[dict]) -> list[dict]:
+        """The service's predict route: JSON rows in, one JSON answer per row (or per run) out."""
+        raise self._unsupported("JSON predictions")
+
+    def evaluate(self, data, truth=None) -> dict[str, float]:
+        """Metrics on labelled data; `truth` is for tasks whose labels live in a file of their own (RUL)."""
+        raise self._unsupported("evaluation")
+
+    def refuse_truth(self, truth) -> None:
+        """For tasks whose labels are in the data: a separate `truth` would be silently ignored."""
+        if truth is not None:
+            raise BadOption(f"{self.described_as or self.task_name} takes its labels from the data itself; "
+                            "a separate file of true values (--rul) is for remaining-useful-life models")
+
+    def explain(self, data) -> pd.DataFrame:
+        """Attributions, one row per prediction; images give their heatmaps through `explain_file`."""
+        raise self._unsupported("explanations")
+
+    def explain_file(self, source: str | os.PathLike, destination: str | os.PathLike) -> int:
+        """Explanations of a file into a file; returns how many rows (or images) were explained."""
+        from shopfloor.data.tables import write_table
+
+        table = self.explain(source)
+        write_table(table, destination)
+        return len(table)
+
+    def export_onnx(self, path: str | os.PathLike, opset: int = 18) -> Path:
+        raise self._unsupported("ONNX export")
+
+    def onnx_parity(self, path: str | os.PathLike, data) -> float:
+        """The largest difference between onnxruntime on `path` and torch, on `data` (a file or a table)."""
+        raise self._unsupported("ONNX export")
+
+    def write_report(self, path: str | os.PathLike, data=None, truth=None) -> Path:
+        raise self._unsupported("report page")
+
+    def quantities(self) -> tuple[str, ...]:
+        """The values this model gives that an alarm rule may watch on the line ("risk", "rul", ...)."""
+        return ()
+
+    @classmethod
+    def summary(cls, manifest: dict) -> dict:
+        """What `info`, the service's catalog and the dashboard show of a saved model, without loading weights.
+
+        Keys: task, title, headline, created, shopfloor_version, params, metrics, inputs, outputs, and `lines`:
+        sentences that describe the model for a person. Tasks add their inputs, outputs and lines.
+        """
+        saved = manifest.get("state", {})
+        return {"task": manifest["task"], "title": cls.title, "created": manifest.get("created"),
+                "shopfloor_version": manifest.get("shopfloor_version"), "params": manifest.get("params", {}),
+                "metrics": {"validation": saved.get("validation_metrics"),
+                            "cross_validation": saved.get("cross_validation"),
+                            "train_seconds": saved.get("train_seconds"),
+                            "training_data": {k: v for k, v in (saved.get("data_fingerprint") or {}).items()
+                                              if k != "columns"}},
+                "headline": manifest["task"], "inputs": {}, "outputs": {}, "lines": []}
 
     @classmethod
     def param_names(cls) -> list[str]:
@@ -56,7 +153,9 @@ class Estimator:
     # -- persistence -------------------------------------------------------------------
     def save(self, folder: str | os.PathLike) -> Path:
         self._check_fitted()
-        state = {**self._state(), "cross_validation": getattr(self, "cv_metrics_", None)}
+        common = {key: getattr(self, attr, default) for key, (attr, default) in COMMON_STATE.items()}
+        declared = {key: getattr(self, attr) for key, attr in self.saved_state.items()}
+        state = {**common, **declared, **self._state()}
         return save_artifact(folder, task=self.task_name, params=self.get_params(), state=state, tensors=self._tensors())
 
     @classmethod
@@ -65,9 +164,13 @@ class Estimator:
         if unknown:
             raise NotAModel(f"{source} has parameters this shopfloor does not know: {sorted(unknown)}")
         estimator = cls(**manifest["params"])
+        state = manifest["state"]
         try:
-            estimator._restore(manifest["state"], tensors)
-            estimator.cv_metrics_ = manifest["state"].get("cross_validation")
+            for key, (attr, default) in COMMON_STATE.items():
+                setattr(estimator, attr, copy.deepcopy(state.get(key, default)))
+            for key, attr in cls.saved_state.items():
+                setattr(estimator, attr, state[key])
+            estimator._restore(state, tensors)
         except NotAModel as err:
             raise NotAModel(f"{source}: {err}") from None
         except (AttributeError, IndexError, KeyError, RuntimeError, TypeError, ValueError) as err:  # a state of the wrong shape
@@ -85,7 +188,8 @@ class Estimator:
         """
 
     def _state(self) -> dict:
-        raise NotImplementedError
+        """State beyond `COMMON_STATE` and `saved_state` that needs converting to JSON."""
+        return {}
 
     NET_PREFIX: ClassVar[str] = "net."  # the network's weights among a model file's tensors
 
@@ -113,7 +217,7 @@ class Estimator:
         raise NotImplementedError
 
     def _restore(self, state: dict, tensors: dict[str, torch.Tensor]) -> None:
-        raise NotImplementedError
+        """Rebuild what `_state()` and `_tensors()` saved (the common and declared state is already set)."""
 
 
 def load(folder: str | os.PathLike, verify=None) -> Estimator:

@@ -15,7 +15,16 @@ from pathlib import Path
 import numpy as np
 
 from shopfloor.errors import NotFitted
-from shopfloor.report import _e, _figure_to_img, _metrics_table, _new_figure, _page_header, _plots, _section, _write_page
+from shopfloor.tasks.tabular.report import (
+    _e,
+    _figure_to_img,
+    _metrics_table,
+    _new_figure,
+    _page_header,
+    _plots,
+    _section,
+    _write_page,
+)
 
 OVERLAY_SIDE = 512
 EXAMPLES = 8
@@ -26,7 +35,7 @@ def overlay_image(image_path, heatmap: np.ndarray, caption: str = ""):
     from matplotlib import colormaps
     from PIL import Image, ImageDraw
 
-    from shopfloor.data.images import read_image
+    from shopfloor.vision.images import read_image
 
     height, width = heatmap.shape
     scale = min(1.0, OVERLAY_SIDE / max(width, height))
@@ -155,7 +164,7 @@ def _score_histogram(is_defect: np.ndarray, score: np.ndarray) -> str:
 # -- examples -------------------------------------------------------------------------------
 def _examples_section(model, data) -> str:
     """Heatmaps of a few images: for anomaly models the highest-scoring defects and good parts."""
-    from shopfloor.data.inspection import read_class_folders, read_inspection_folder
+    from shopfloor.vision.folders import read_class_folders, read_inspection_folder
 
     found = read_class_folders(data) if model.task_name == "defects" else read_inspection_folder(data, "test")
     rng = np.random.default_rng(0)

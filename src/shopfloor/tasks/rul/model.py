@@ -33,14 +33,14 @@ import torch
 from sklearn.model_selection import KFold
 
 from shopfloor.artifacts import check_count, check_size, declared_size
-from shopfloor.data.conditions import MAX_CONDITIONS, fit_conditions, sensor_moves
 from shopfloor.data.times import check_date_order
 from shopfloor.errors import BadOption, BadTarget, ColumnMissing
 from shopfloor.explain import path_attributions
 from shopfloor.metrics import interval_metrics, rul_metrics
-from shopfloor.nn.rul import QUANTILES, RULEstimate, RULNet, finish
 from shopfloor.tasks.base import Estimator
-from shopfloor.tasks.rul_interval import conformal_margin, finish_arguments, fit_bands, one_margin
+from shopfloor.tasks.rul.conditions import MAX_CONDITIONS, fit_conditions, sensor_moves
+from shopfloor.tasks.rul.interval import conformal_margin, finish_arguments, fit_bands, one_margin
+from shopfloor.tasks.rul.network import QUANTILES, RULEstimate, RULNet, finish
 from shopfloor.training import TrainConfig, fit_module, seed_everything
 
 PREDICT_BATCH = 1_024  # windows per forward pass: 4,096 was half as fast (activations leave the cache)
@@ -53,6 +53,10 @@ class RULModel(Estimator):
     """How many cycles each unit has left, with a P10-P90 interval and a health-index curve."""
 
     task_name = "rul"
+    title = "remaining useful life"
+    described_as = "a remaining-useful-life model"
+    accepts = "runs"
+    predicted_items = "units: unit, time, rul, rul_low, rul_high"
 
     def __init__(self, *, unit: str | None = None, time: str | None = None, settings: list[str] = (),
                  drop: list[str] = (), window: int = 40, rul_cap: float = 125.0, conditions: int | None = None,
@@ -428,6 +432,47 @@ class RULModel(Estimator):
         return tensors
 
     MAX_BASELINE_CYCLES = 10_000  # no weight sizes it, and every prediction holds that many cycles per unit
+
+    # -- the faces: report, ONNX, the line, info --------------------------------------------
+    def quantities(self) -> tuple[str, ...]:
+        return ("rul", "rul_low", "rul_high")
+
+    def predict_records(self, rows: list[dict]) -> list[dict]:
+        """Remaining useful life per unit, at its last cycle, from the rows of its run history."""
+        from shopfloor.data.runs import read_runs
+
+        frame = pd.DataFrame.from_records(rows)
+        runs = read_runs(frame, unit=self.unit_column_, time=self.time_column_,
+                         settings=list(self.setting_columns_), date_order=self.new_data_date_order())
+        table = self.predict(runs)
+        if pd.api.types.is_datetime64_any_dtype(table["time"]):  # a JSON answer holds text, not time stamps
+            table["time"] = table["time"].dt.strftime("%Y-%m-%dT%H:%M:%S")
+        return table.to_dict(orient="records")
+
+    def write_report(self, path, data=None, truth=None):
+        from shopfloor.tasks.tabular.report import write_report
+
+        return write_report(self, path, data, source=str(data) if data is not None else None, rul=truth)
+
+    def export_onnx(self, path, opset: int = 18):
+        from shopfloor.tasks.tabular.export import export_onnx
+
+        return export_onnx(self, path, opset)
+
+    def onnx_parity(self, path, data) -> float:
+        from shopfloor.tasks.tabular.export import check_parity
+
+        return check_parity(self, path, data)
+
+    @classmethod
+    def summary(cls, manifest: dict) -> dict:
+        out = super().summary(manifest)
+        state = manifest.get("state", {})
+        out["inputs"] = {k: state.get(k) for k in ("unit", "time", "settings", "sensors")}
+        out["headline"] = "remaining useful life"
+        out["lines"] = [f"units: {state['unit']}, time: {state['time']}, settings: {', '.join(state['settings']) or 'none'} "
+                        f"({state['conditions']} operating condition(s))", f"sensors: {', '.join(state['sensors'])}"]
+        return out
 
     @classmethod
     def check_sizes(cls, manifest: dict, shapes: dict[str, tuple[int, ...]]) -> None:

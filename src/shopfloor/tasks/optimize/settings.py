@@ -23,8 +23,8 @@ import pandas as pd
 import torch
 
 from shopfloor.data.tables import did_you_mean
+from shopfloor.data.targets import plain
 from shopfloor.errors import BadColumn, BadOption, ColumnMissing
-from shopfloor.tasks.targets import plain
 
 
 @dataclass(frozen=True)

@@ -16,7 +16,7 @@ import math
 import numpy as np
 import torch
 
-from shopfloor.nn.gaussian_process import NOISE_FLOOR, GaussianProcess
+from shopfloor.tasks.optimize.gaussian_process import NOISE_FLOOR, GaussianProcess
 
 FIT_ITERATIONS = 60
 # Hyperparameters are fitted on at most this many records (a random subset), then the model conditions on all

@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 
 from shopfloor.errors import NotFitted
-from shopfloor.report import (
+from shopfloor.tasks.tabular.report import (
     _e,
     _figure_to_img,
     _importance_section,
@@ -187,7 +187,7 @@ def _validation_figure(model) -> str:
 def _interval_section(model) -> str:
     """The interval by band of the estimate, on the out-of-fold sample the model keeps: how far it reaches
     and how wide it is near failure and far from it."""
-    from shopfloor.tasks.rul_interval import by_band
+    from shopfloor.tasks.rul.interval import by_band
 
     bands = model.interval_bands_
     estimate, low, high = model.validation_outputs_.numpy().astype(float).T

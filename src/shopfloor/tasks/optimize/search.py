@@ -18,7 +18,7 @@ import numpy as np
 import torch
 from scipy.optimize import minimize
 
-from shopfloor.process.settings import SettingSpace
+from shopfloor.tasks.optimize.settings import SettingSpace
 
 Score = Callable[[torch.Tensor], torch.Tensor]
 Allowed = Callable[[torch.Tensor], torch.Tensor]  # encoded settings -> bool mask

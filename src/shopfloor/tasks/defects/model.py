@@ -29,10 +29,10 @@ from shopfloor.artifacts import check_size, declared_size
 from shopfloor.data.tables import warn
 from shopfloor.errors import BadOption, BadTarget, NotAModel
 from shopfloor.metrics import fit_temperature, multiclass_metrics
-from shopfloor.nn.inspection import DefectEstimate, DefectNet, Lite0Features, SurfaceCNN
 from shopfloor.tasks.base import Estimator
-from shopfloor.tasks.imaging import decode, image_channels, image_set, in_batches, stratified_split, write_verdicts
 from shopfloor.training import TrainConfig, available_cores, fit_module, seed_everything
+from shopfloor.vision.estimator import decode, image_channels, image_set, in_batches, stratified_split, write_verdicts
+from shopfloor.vision.networks import DefectEstimate, DefectNet, Lite0Features, SurfaceCNN
 
 BACKBONES = ("auto", "scratch", "lite0")
 DEFAULT_SIZE = {"scratch": 128, "lite0": 224}
@@ -43,6 +43,10 @@ class DefectModel(Estimator):
     """Which defect class an image shows, with calibrated probabilities and a heatmap."""
 
     task_name = "defects"
+    title = "defect classes"
+    described_as = "a defect classifier"
+    accepts = "images"
+    predicted_items = "images, with heatmaps"
 
     def __init__(self, *, backbone: str = "auto", image_size: int | None = None, augment: bool = True,
                  validation_fraction: float = 0.15, lr: float | None = None, weight_decay: float = 1e-4,
@@ -63,7 +67,7 @@ class DefectModel(Estimator):
 
     # -- fitting ----------------------------------------------------------------------
     def fit(self, data) -> DefectModel:
-        from shopfloor.data.inspection import read_class_folders
+        from shopfloor.vision.folders import read_class_folders
 
         started = time.perf_counter()
         self._check_options()
@@ -138,7 +142,7 @@ class DefectModel(Estimator):
         def loss(net, batch, target):
             batch = batch.float()
             if net.training and self.augment:
-                from shopfloor.data.augment import augment
+                from shopfloor.vision.augment import augment
 
                 batch = augment(batch, generator)
             return F.cross_entropy(net(batch), target, label_smoothing=0.05)
@@ -171,7 +175,7 @@ class DefectModel(Estimator):
 
     # -- predicting -------------------------------------------------------------------
     def _images(self, data):
-        from shopfloor.data.inspection import list_images
+        from shopfloor.vision.folders import list_images
 
         self._check_fitted()
         found = image_set(data, list_images)
@@ -217,7 +221,7 @@ class DefectModel(Estimator):
 
     def evaluate(self, data) -> dict[str, float]:
         """Accuracy and macro F1 (and the other multiclass metrics) on a class-per-folder set."""
-        from shopfloor.data.inspection import read_class_folders
+        from shopfloor.vision.folders import read_class_folders
 
         self._check_fitted()
         folders = image_set(data, read_class_folders)
@@ -241,6 +245,39 @@ class DefectModel(Estimator):
 
     def _tensors(self) -> dict[str, torch.Tensor]:
         return self._net_tensors()
+
+    # -- the faces: report, ONNX, info -------------------------------------------------------
+    def explain_file(self, source, destination) -> int:
+        return self.predict_file(source, destination)  # an image's explanation is its heatmap
+
+    def write_report(self, path, data=None, truth=None):
+        from shopfloor.tasks.tabular.report import write_report
+
+        self.refuse_truth(truth)
+        return write_report(self, path, data, source=str(data) if data is not None else None)
+
+    def export_onnx(self, path, opset: int = 18):
+        from shopfloor.tasks.tabular.export import export_onnx
+
+        return export_onnx(self, path, opset)
+
+    def onnx_parity(self, path, data) -> float:
+        from shopfloor.tasks.tabular.export import check_parity
+
+        return check_parity(self, path, data)
+
+    @classmethod
+    def summary(cls, manifest: dict) -> dict:
+        out = super().summary(manifest)
+        state, params = manifest.get("state", {}), manifest.get("params", {})
+        size = state.get("image_size") or params.get("image_size")
+        out["inputs"] = {"image_size": size, "channels": state.get("channels")}
+        out["outputs"] = {"classes": state.get("classes")}
+        out["headline"] = manifest["task"]
+        out["lines"] = ["defect classes: " + ", ".join(state["classes"]),
+                        f"images: {size} x {size}, {'grey' if state['channels'] == 1 else 'colour'}"
+                        + (f", backbone {state.get('backbone', params['backbone'])}" if "backbone" in params else "")]
+        return out
 
     @classmethod
     def check_sizes(cls, manifest: dict, shapes: dict[str, tuple[int, ...]]) -> None:

@@ -18,7 +18,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from shopfloor.nn.tabular import MemberLinear
+from shopfloor.tasks.tabular.network import MemberLinear
 
 OUTPUTS = ("rul", "p10", "p50", "p90")
 QUANTILES = (0.1, 0.5, 0.9)

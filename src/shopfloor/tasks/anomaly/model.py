@@ -38,17 +38,21 @@ import torch
 from shopfloor.artifacts import check_size
 from shopfloor.errors import BadOption, BadTarget, DataFileError, NotAModel
 from shopfloor.metrics import anomaly_metrics, aupro, best_threshold, pixel_auroc
-from shopfloor.nn.efficientnet import BLOCK_CHANNELS
-from shopfloor.nn.inspection import AnomalyNet, Lite0Features
 from shopfloor.tasks.base import Estimator
-from shopfloor.tasks.imaging import decode, image_channels, image_set, in_batches, write_verdicts
 from shopfloor.training import seed_everything
+from shopfloor.vision.efficientnet import BLOCK_CHANNELS
+from shopfloor.vision.estimator import decode, image_channels, image_set, in_batches, write_verdicts
+from shopfloor.vision.networks import AnomalyNet, Lite0Features
 
 
 class AnomalyModel(Estimator):
     """Good-only inspection: image score and pixel heatmap, 0..1 with the decision at 0.5."""
 
     task_name = "anomaly"
+    title = "anomaly detection"
+    described_as = "an anomaly detector"
+    accepts = "images"
+    predicted_items = "images, with heatmaps"
 
     def __init__(self, *, image_size: int = 256, blocks: tuple[int, ...] = (3, 10), bank_size: int = 5_000,
                  candidates: int = 200_000, pooling: int = 3, sigma: float = 8.0, even_lighting: bool = True,
@@ -71,7 +75,7 @@ class AnomalyModel(Estimator):
     # -- fitting ----------------------------------------------------------------------
     def fit(self, data, validation=None) -> AnomalyModel:
         from shopfloor.artifacts import pretrained_lite0
-        from shopfloor.data.inspection import read_inspection_folder
+        from shopfloor.vision.folders import read_inspection_folder
 
         started = time.perf_counter()
         self._check_options()
@@ -156,7 +160,7 @@ class AnomalyModel(Estimator):
             for start in range(0, len(decoded), batch):
                 yield decoded[start:start + batch]
             return
-        from shopfloor.data.images import read_tiles
+        from shopfloor.vision.images import read_tiles
 
         for path in images.paths:
             tiles, _, _ = read_tiles(path, self.channels_, self.tile, self.image_size_)
@@ -164,7 +168,7 @@ class AnomalyModel(Estimator):
                 yield torch.from_numpy(np.rint(tiles[start:start + batch]).astype(np.uint8))
 
     def _threshold_from_validation(self, validation, fallback: float) -> float:
-        from shopfloor.data.inspection import read_inspection_folder
+        from shopfloor.vision.folders import read_inspection_folder
 
         found = image_set(validation, lambda root: read_inspection_folder(root, "test"))
         is_defect = np.array([label != "good" for label in found.labels])
@@ -192,8 +196,8 @@ class AnomalyModel(Estimator):
         """Tiles of `chunk` images at a time go through the network together (each core takes its own tiles),
         then each image's heatmap is stitched: at most 1024 pixels a side for `tile`, else at the network's
         resolution (`view_size`)."""
-        from shopfloor.data.images import read_tiles, stitch, view_size
         from shopfloor.errors import ShopfloorError
+        from shopfloor.vision.images import read_tiles, stitch, view_size
 
         scores, maps, kept, skipped = [], [], [], []
         for first in range(0, len(images.paths), chunk):
@@ -232,7 +236,7 @@ class AnomalyModel(Estimator):
             return self.net_.squash(torch.as_tensor(np.asarray(raw), dtype=torch.float32)).numpy()
 
     def _verdicts(self, images) -> tuple[pd.DataFrame, list[np.ndarray], object]:
-        from shopfloor.data.inspection import list_images
+        from shopfloor.vision.folders import list_images
 
         self._check_fitted()
         found = image_set(images, list_images)
@@ -264,8 +268,8 @@ class AnomalyModel(Estimator):
     def evaluate(self, data) -> dict[str, float]:
         """On an MVTec-layout folder's `test` part: image_auroc, pixel_auroc, aupro, f1 (+ precision, recall),
         and per defect type `image_auroc/<defect>` and `pixel_auroc/<defect>` (that defect against the good parts)."""
-        from shopfloor.data.images import image_size, read_mask
-        from shopfloor.data.inspection import read_inspection_folder
+        from shopfloor.vision.folders import read_inspection_folder
+        from shopfloor.vision.images import image_size, read_mask
 
         self._check_fitted()
         found = image_set(data, lambda root: read_inspection_folder(root, "test"))
@@ -302,6 +306,41 @@ class AnomalyModel(Estimator):
 
     def _tensors(self) -> dict[str, torch.Tensor]:
         return self._net_tensors()
+
+    # -- the faces: report, ONNX, info -------------------------------------------------------
+    def explain_file(self, source, destination) -> int:
+        return self.predict_file(source, destination)  # an image's explanation is its heatmap
+
+    def write_report(self, path, data=None, truth=None):
+        from shopfloor.tasks.tabular.report import write_report
+
+        self.refuse_truth(truth)
+        return write_report(self, path, data, source=str(data) if data is not None else None)
+
+    def export_onnx(self, path, opset: int = 18):
+        from shopfloor.tasks.tabular.export import export_onnx
+
+        return export_onnx(self, path, opset)
+
+    def onnx_parity(self, path, data) -> float:
+        from shopfloor.tasks.tabular.export import check_parity
+
+        return check_parity(self, path, data)
+
+    @classmethod
+    def summary(cls, manifest: dict) -> dict:
+        out = super().summary(manifest)
+        state, params = manifest.get("state", {}), manifest.get("params", {})
+        size = state.get("image_size") or params.get("image_size")
+        out["inputs"] = {"image_size": size, "channels": state.get("channels")}
+        out["outputs"] = {"threshold": state.get("threshold")}
+        out["headline"] = manifest["task"]
+        shape = ("" if params.get("tile") else
+                 ", aspect ratio kept" if state.get("keep_aspect", False) else ", squashed to a square")
+        out["lines"] = [f"good-only anomaly detection; threshold {state['threshold']:.4g} ({state['threshold_rule']})",
+                        f"images: {size} x {size}{shape}, {'grey' if state['channels'] == 1 else 'colour'}"
+                        + (f", backbone {state.get('backbone', params['backbone'])}" if "backbone" in params else "")]
+        return out
 
     @classmethod
     def check_sizes(cls, manifest: dict, shapes: dict[str, tuple[int, ...]]) -> None:
@@ -367,8 +406,8 @@ def _pixel_metrics(masks: list, maps: list, chosen: np.ndarray, regions: bool = 
 def _warn_unmasked(found, kept: np.ndarray, is_defect: np.ndarray) -> None:
     """Name the defect images without a mask that the folder reader passed over in silence: those of defect
     types with no ground-truth folder at all (pixel_auroc came out null without a word, issue 13)."""
-    from shopfloor.data.inspection import MASK_ENDINGS
     from shopfloor.data.tables import warn
+    from shopfloor.vision.folders import MASK_ENDINGS
 
     silent = [found.paths[i] for i, d in zip(kept, is_defect, strict=True)
               if d and found.masks[i] is None and not (found.root / "ground_truth" / found.labels[i]).is_dir()]

@@ -24,7 +24,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from shopfloor.nn.efficientnet import BLOCK_CHANNELS, HEAD_CHANNELS, EfficientNetLite0
+from shopfloor.vision.efficientnet import BLOCK_CHANNELS, HEAD_CHANNELS, EfficientNetLite0
 
 
 class SurfaceCNN(nn.Module):

@@ -31,8 +31,8 @@ import torch.nn.functional as F
 
 from shopfloor.artifacts import check_count, check_size, declared_size
 from shopfloor.crossval import Split, choose_split, holdout_folds
-from shopfloor.data.schema import TableSchema, infer_schema, report_extra_columns
 from shopfloor.data.tables import column_names, iter_table
+from shopfloor.data.targets import encode_labels, rows_with_targets, target_kind
 from shopfloor.data.times import check_date_order
 from shopfloor.errors import BadColumn, BadOption, BadTarget, ColumnMissing
 from shopfloor.explain import integrated_gradients
@@ -44,10 +44,10 @@ from shopfloor.metrics import (
     multiclass_metrics,
     regression_metrics,
 )
-from shopfloor.nn.tabular import TabularNet, merge_members
 from shopfloor.tasks.base import Estimator, as_frame
-from shopfloor.tasks.leaks import warn_target_leaks
-from shopfloor.tasks.targets import encode_labels, rows_with_targets, target_kind
+from shopfloor.tasks.tabular.leaks import warn_target_leaks
+from shopfloor.tasks.tabular.network import TabularNet, merge_members
+from shopfloor.tasks.tabular.schema import TableSchema, infer_schema, report_extra_columns
 from shopfloor.training import TrainConfig, fit_module, seed_everything
 
 STORED_VALIDATION_ROWS = 20_000
@@ -60,6 +60,9 @@ class TabularModel(Estimator):
     """Predict failures (yes/no, failure mode, several failure modes at once) or a KPI from a table."""
 
     task_name = "tabular"
+    title = "failure / KPI"
+    described_as = "a table model"
+    accepts = "rows"
 
     def __init__(self, target: str | list[str] = "target", *, drop: list[str] = (), ids: list[str] = (),
                  task: Literal["auto", "classification", "regression"] = "auto",
@@ -508,6 +511,44 @@ class TabularModel(Estimator):
         tensors["validation.outputs"] = self.validation_outputs_
         tensors["validation.targets"] = self.validation_targets_
         return tensors
+
+    # -- the faces: report, ONNX, the line, info --------------------------------------------
+    def quantities(self) -> tuple[str, ...]:
+        return ("risk",) if getattr(self, "kind_", None) == "binary" else ()
+
+    def write_report(self, path, data=None, truth=None):
+        from shopfloor.data.tables import read_table
+        from shopfloor.tasks.tabular.report import write_report
+
+        self.refuse_truth(truth)
+        frame = read_table(data) if data is not None and not isinstance(data, pd.DataFrame) else data
+        source = None if data is None else "the data" if isinstance(data, pd.DataFrame) else str(data)
+        return write_report(self, path, frame, source=source)
+
+    def export_onnx(self, path, opset: int = 18):
+        from shopfloor.tasks.tabular.export import export_onnx
+
+        return export_onnx(self, path, opset)
+
+    def onnx_parity(self, path, data) -> float:
+        from shopfloor.data.tables import read_table
+        from shopfloor.tasks.tabular.export import check_parity
+
+        frame = data if isinstance(data, pd.DataFrame) else read_table(data).head(5000)
+        return check_parity(self, path, frame)
+
+    @classmethod
+    def summary(cls, manifest: dict) -> dict:
+        out = super().summary(manifest)
+        saved = manifest.get("state", {})
+        schema = saved.get("schema", {})
+        out["inputs"] = {"numeric": schema.get("numeric", []), "dates": schema.get("dates", []),
+                         "categorical": schema.get("categorical", {}), "ids": schema.get("ids", [])}
+        out["outputs"] = {"kind": saved.get("kind"), "classes": saved.get("classes"), "thresholds": saved.get("thresholds")}
+        features = schema.get("numeric", []) + schema.get("dates", []) + list(schema.get("categorical", {}))
+        out["headline"] = f"{manifest['task']} ({saved.get('kind')})"
+        out["lines"] = [f"targets: {manifest['params'].get('target')}", f"features: {', '.join(features)}"]
+        return out
 
     @classmethod
     def check_sizes(cls, manifest: dict, shapes: dict[str, tuple[int, ...]]) -> None:

@@ -23,9 +23,9 @@ import numpy as np
 import pandas as pd
 
 import shopfloor
+from shopfloor.data.targets import encode_labels
 from shopfloor.errors import NotFitted
 from shopfloor.metrics import calibration_curve
-from shopfloor.tasks.targets import encode_labels
 
 OUT_OF_FOLD = "out-of-fold validation (rows no network trained on)"
 TOP_FEATURES = 30
@@ -87,15 +87,15 @@ def write_report(model, path: str | os.PathLike, data: pd.DataFrame | None = Non
     A RULModel gets its own page (`report_rul`): `data` are test run histories, `rul` their true RUL.
     """
     if getattr(model, "task_name", "") == "rul":
-        from shopfloor.report_rul import write_rul_report
+        from shopfloor.tasks.rul.report import write_rul_report
 
         return write_rul_report(model, path, data, rul, source)
     if getattr(model, "task_name", "") in ("defects", "anomaly"):
-        from shopfloor.report_inspection import write_inspection_report
+        from shopfloor.vision.report import write_inspection_report
 
         return write_inspection_report(model, path, data, source)
     if getattr(model, "task_name", "") == "optimize":
-        from shopfloor.report_optimize import write_optimize_report
+        from shopfloor.tasks.optimize.report import write_optimize_report
 
         return write_optimize_report(model, path)
     if getattr(model, "kind_", None) is None:

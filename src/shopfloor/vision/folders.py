@@ -19,9 +19,9 @@ from pathlib import Path
 
 import numpy as np
 
-from shopfloor.data.images import IMAGE_SUFFIXES, image_problem
 from shopfloor.data.tables import warn
 from shopfloor.errors import BadOption, BadTarget, DataFileError, ImageUnreadable
+from shopfloor.vision.images import IMAGE_SUFFIXES, image_problem
 
 GOOD = "good"
 PARTS = ("train", "test")

@@ -113,7 +113,7 @@ class Simulator:
         """[N, constraints] values g of the records' columns, feasible where g <= 0 (Optuna's convention)."""
         import torch
 
-        from shopfloor.process.constraints import parse_constraints
+        from shopfloor.tasks.optimize.constraints import parse_constraints
 
         columns = {c: torch.tensor(records[c].to_numpy(float)) for c in records.columns}
         parts = [c(columns).numpy() for c in parse_constraints(list(self.constraints))]

@@ -16,9 +16,9 @@ import numpy as np
 import pandas as pd
 import torch
 
-from shopfloor.data.inspection import ImageSet
 from shopfloor.data.tables import warn
 from shopfloor.errors import DataFileError, ShopfloorError
+from shopfloor.vision.folders import ImageSet
 
 # Small batches: EfficientNet-Lite0 to block 10 at 256 px ran 59 images/s a thread in batches of 1,
 # 45 in batches of 4 and 25 in batches of 8 (activations leave the cache).
@@ -53,7 +53,7 @@ def image_channels(images: ImageSet, sample: int = 50) -> int:
 
 def decode(images: ImageSet, channels: int, size: int) -> tuple[torch.Tensor, ImageSet]:
     """All images as uint8 [N, channels, size, size]; files that fail to decode are skipped with one warning."""
-    from shopfloor.data.images import read_image
+    from shopfloor.vision.images import read_image
 
     arrays, kept, skipped = [], [], []
     for i, path in enumerate(images.paths):
@@ -120,7 +120,7 @@ def write_verdicts(table: pd.DataFrame, heatmaps: np.ndarray, images: ImageSet,
     anything else is a folder that receives predictions.csv and heatmaps/.
     """
     from shopfloor.data.tables import write_table
-    from shopfloor.report_inspection import write_overlay
+    from shopfloor.vision.report import write_overlay
 
     destination = Path(destination)
     if destination.suffix.lower() in (".csv", ".parquet"):

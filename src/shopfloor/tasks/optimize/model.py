@@ -34,10 +34,12 @@ import torch
 
 from shopfloor.artifacts import check_count, check_size, declared_size
 from shopfloor.data.tables import column_name, did_you_mean, warn
+from shopfloor.data.targets import plain
 from shopfloor.errors import BadColumn, BadOption, BadTarget, ColumnMissing, Infeasible, NotAModel
-from shopfloor.nn.gaussian_process import GaussianProcess
-from shopfloor.process.constraints import Constraint, parse_constraints
-from shopfloor.process.search import (
+from shopfloor.tasks.base import Estimator, as_frame
+from shopfloor.tasks.optimize.constraints import Constraint, parse_constraints
+from shopfloor.tasks.optimize.gaussian_process import GaussianProcess
+from shopfloor.tasks.optimize.search import (
     best_of,
     candidate_pool,
     column_weights,
@@ -45,10 +47,8 @@ from shopfloor.process.search import (
     log_expected_improvement,
     nondominated,
 )
-from shopfloor.process.settings import Setting, SettingSpace, build_space, parse_fixed
-from shopfloor.process.surrogate import choose_records, fit_gaussian_process
-from shopfloor.tasks.base import Estimator, as_frame
-from shopfloor.tasks.targets import plain
+from shopfloor.tasks.optimize.settings import Setting, SettingSpace, build_space, parse_fixed
+from shopfloor.tasks.optimize.surrogate import choose_records, fit_gaussian_process
 
 INTERVAL_Z = 1.6448536269514722  # 90 % two-sided
 MIN_RECORDS = 5
@@ -68,6 +68,9 @@ class ProcessOptimizer(Estimator):
     """Recommend settings that maximise (or minimise) KPIs under constraints, from historical records."""
 
     task_name = "optimize"
+    title = "process optimiser"
+    described_as = "a process optimiser"
+    accepts = "settings"
     fitted_attribute = "models_"
 
     def __init__(self, settings: list[str] = (), *, maximize: list[str] = (), minimize: list[str] = (),
@@ -592,6 +595,38 @@ class ProcessOptimizer(Estimator):
         return tensors
 
     MAX_BATCH = 1000  # experiments proposed at once: no weight sizes it
+
+    # -- the faces: report, the service, info ------------------------------------------------
+    def predict_records(self, rows: list[dict]) -> list[dict]:
+        """Predicted outputs (mean and range) at each row's settings."""
+        return self.predict(pd.DataFrame.from_records(rows)).to_dict(orient="records")
+
+    def write_report(self, path, data=None, truth=None):
+        from shopfloor.tasks.tabular.report import write_report
+
+        self.refuse_truth(truth)
+        return write_report(self, path)
+
+    def export_onnx(self, path, opset: int = 18):
+        raise self._unsupported("ONNX export", "it answers by searching its records' models, which runs where the "
+                                "records are; use 'shopfloor predict' for its predictions at given settings")
+
+    def onnx_parity(self, path, data) -> float:
+        return self.export_onnx(path)
+
+    @classmethod
+    def summary(cls, manifest: dict) -> dict:
+        out = super().summary(manifest)
+        state, params = manifest.get("state", {}), manifest.get("params", {})
+        space = state.get("space", {})
+        out["inputs"] = {"settings": space.get("settings"), "fixed": space.get("fixed")}
+        out["outputs"] = {"columns": state.get("outputs")}
+        goals = [f"maximize {c}" for c in params["maximize"]] + [f"minimize {c}" for c in params["minimize"]]
+        out["headline"] = "process optimiser"
+        out["lines"] = [f"{', '.join(goals)}; constraints: {'; '.join(params['constraints']) or 'none'}",
+                        f"settings: {', '.join(space['settings'])}; fixed: {space['fixed'] or 'none'}; "
+                        f"{state['fit']['records']} records"]
+        return out
 
     @classmethod
     def check_sizes(cls, manifest: dict, shapes: dict[str, tuple[int, ...]]) -> None:

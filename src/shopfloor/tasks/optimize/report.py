@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from shopfloor.errors import NotFitted
-from shopfloor.report import (
+from shopfloor.tasks.tabular.report import (
     _e,
     _figure_to_img,
     _label,

@@ -393,16 +393,16 @@ def _export_inspection(model, path: Path, opset: int) -> Path:
 
 
 def _view(model) -> str:
-    """How a picture becomes the graph's input, in words: the same steps as `shopfloor.data.images`."""
+    """How a picture becomes the graph's input, in words: the same steps as `shopfloor.vision.images`."""
     size = model.image_size_
     if getattr(model, "tile", None) is not None:
         return (f"tiles of {model.tile} x {model.tile} native pixels overlapping by 1/8 or more, each resized to "
                 f"{size} x {size} (bilinear); an image's heatmap is the maximum over its tiles, its score the "
-                "maximum of that (shopfloor.data.images.read_tiles and stitch)")
+                "maximum of that (shopfloor.vision.images.read_tiles and stitch)")
     if getattr(model, "keep_aspect_", False):
         return (f"the picture scaled so its shorter side is {size} pixels (bilinear, aspect ratio kept) and cut along "
                 f"its longer side into {size} x {size} tiles overlapping by 1/8 or more; an image's heatmap is the "
-                "maximum over its tiles, its score the maximum of that (shopfloor.data.images.read_tiles with no "
+                "maximum over its tiles, its score the maximum of that (shopfloor.vision.images.read_tiles with no "
                 "tile size, and stitch)")
     return f"the picture resized to {size} x {size} (bilinear)"
 
@@ -410,9 +410,9 @@ def _view(model) -> str:
 def _inspection_parity(model, onnx_path, data) -> float:
     """Largest difference over every output, on up to PARITY_IMAGES images of a file or folder, fed as the
     model feeds its network (whole images, or their tiles)."""
-    from shopfloor.data.images import read_tiles
-    from shopfloor.data.inspection import list_images
-    from shopfloor.tasks.imaging import decode, image_set
+    from shopfloor.vision.estimator import decode, image_set
+    from shopfloor.vision.folders import list_images
+    from shopfloor.vision.images import read_tiles
 
     found = image_set(data, list_images)
     found = found.subset(list(range(min(len(found), PARITY_IMAGES))))

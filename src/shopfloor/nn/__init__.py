@@ -1,1 +1,0 @@
-"""Pure torch.nn modules: no I/O, no training logic."""
