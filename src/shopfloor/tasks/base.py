@@ -42,6 +42,7 @@ class Estimator:
     # what one request to the service or one message on the stream carries to this model:
     # "rows" (table rows), "runs" (run histories), "images", "settings" (process settings), or "" (none)
     accepts: ClassVar[str] = ""
+    gives: ClassVar[tuple[str, ...]] = ()  # values an alarm rule may watch on the line ("risk", "rul", ...)
     predicted_items: ClassVar[str] = "rows"  # what `predict_file` counts, for the CLI's one-line summary
     fitted_attribute: ClassVar[str] = "net_"
     saved_state: ClassVar[dict[str, str]] = {}  # manifest key -> attribute: this task's plain JSON state
@@ -102,8 +103,9 @@ class Estimator:
         raise self._unsupported("report page")
 
     def quantities(self) -> tuple[str, ...]:
-        """The values this model gives that an alarm rule may watch on the line ("risk", "rul", ...)."""
-        return ()
+        """The values this fitted model gives on the line: `gives`, or fewer (a table model gives a risk only
+        for a yes/no target)."""
+        return self.gives
 
     @classmethod
     def summary(cls, manifest: dict) -> dict:

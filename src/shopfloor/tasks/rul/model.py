@@ -56,6 +56,7 @@ class RULModel(Estimator):
     title = "remaining useful life"
     described_as = "a remaining-useful-life model"
     accepts = "runs"
+    gives = ("rul", "rul_low", "rul_high")
     predicted_items = "units: unit, time, rul, rul_low, rul_high"
 
     def __init__(self, *, unit: str | None = None, time: str | None = None, settings: list[str] = (),
@@ -434,9 +435,6 @@ class RULModel(Estimator):
     MAX_BASELINE_CYCLES = 10_000  # no weight sizes it, and every prediction holds that many cycles per unit
 
     # -- the faces: report, ONNX, the line, info --------------------------------------------
-    def quantities(self) -> tuple[str, ...]:
-        return ("rul", "rul_low", "rul_high")
-
     def predict_records(self, rows: list[dict]) -> list[dict]:
         """Remaining useful life per unit, at its last cycle, from the rows of its run history."""
         from shopfloor.data.runs import read_runs

@@ -63,6 +63,7 @@ class TabularModel(Estimator):
     title = "failure / KPI"
     described_as = "a table model"
     accepts = "rows"
+    gives = ("risk",)
 
     def __init__(self, target: str | list[str] = "target", *, drop: list[str] = (), ids: list[str] = (),
                  task: Literal["auto", "classification", "regression"] = "auto",
@@ -514,7 +515,7 @@ class TabularModel(Estimator):
 
     # -- the faces: report, ONNX, the line, info --------------------------------------------
     def quantities(self) -> tuple[str, ...]:
-        return ("risk",) if getattr(self, "kind_", None) == "binary" else ()
+        return self.gives if getattr(self, "kind_", None) == "binary" else ()
 
     def write_report(self, path, data=None, truth=None):
         from shopfloor.data.tables import read_table
