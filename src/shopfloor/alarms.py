@@ -9,8 +9,10 @@ stays where it is in between. Without that gap a value that wobbles around one l
 threshold, a RUL estimate near 20 cycles) raised an alert at every wobble and swamped the operators.
 
 The values a rule may watch are those the stream gives per reading: `risk` (a failure model's probability of
-failure, 0-1) and `rul`, `rul_low`, `rul_high` (a RUL model's estimate and its 90 % interval). A rule belongs
-to a model in the registry (`shopfloor models alarm`), so that the plant sets it where it knows the model.
+failure, 0-1) and `rul`, `rul_low`, `rul_high` (a RUL model's estimate and its 90 % interval). Each task
+declares the values it gives (`gives` on its estimator class); the rules ask the classes, so a new task that
+gives one of these values needs no line here. A rule belongs to a model in the registry (`shopfloor models
+alarm`), so that the plant sets it where it knows the model.
 """
 
 from __future__ import annotations
@@ -18,15 +20,43 @@ from __future__ import annotations
 import operator
 import re
 from dataclasses import dataclass
+from functools import lru_cache
 
 from shopfloor.errors import ShopfloorError
 
-QUANTITIES = {"risk": "tabular", "rul": "rul", "rul_low": "rul", "rul_high": "rul"}  # value -> the task that gives it
+# what each value is, for messages and the dashboard: the values the line stores (`store`'s prediction columns)
 WORDS = {"risk": "failure risk", "rul": "remaining useful life", "rul_low": "low end of the RUL interval",
          "rul_high": "high end of the RUL interval"}
+# the kinds of prediction the line stores, each with its own columns in the store (risk; rul, rul_low, rul_high):
+# a failure risk per reading, a remaining useful life with its interval per message. An alert has one of them.
+KINDS = ("risk", "rul")
 OPERATORS = {"<=": operator.le, ">=": operator.ge, "<": operator.lt, ">": operator.gt}
 OPPOSITE = {"<=": ">", "<": ">=", ">=": "<", ">": "<="}
 CONDITION = re.compile(r"^\s*([a-z_]+)\s*(<=|>=|<|>)\s*([-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?)\s*$")
+
+
+@lru_cache(maxsize=1)
+def givers() -> dict[str, list[type]]:
+    """Value -> the estimator classes that give it, in the registry's order (imports every task once, lazily:
+    `shopfloor --help` does not pay for it)."""
+    from shopfloor.tasks import TASKS, estimator_class
+
+    out: dict[str, list[type]] = {}
+    for task in TASKS:
+        cls = estimator_class(task)
+        for quantity in cls.gives:
+            out.setdefault(quantity, []).append(cls)
+    return out
+
+
+def described(cls) -> str:
+    """The model in a few words ("a remaining-useful-life model"), also for a task that declares none."""
+    return cls.described_as or f"a {cls.task_name} model"
+
+
+def plural(cls) -> str:
+    """"remaining-useful-life models" from "a remaining-useful-life model"."""
+    return described(cls).split(" ", 1)[-1] + "s"
 
 
 class BadAlarm(ShopfloorError):
@@ -44,11 +74,11 @@ class Condition:
         match = CONDITION.match(str(text))
         if match is None:
             raise BadAlarm(f"'{text}' is not an {role} condition: write VALUE OP LEVEL, e.g. 'rul<=20' or 'risk>=0.7' "
-                           f"(values: {', '.join(QUANTITIES)}; OP: <=, >=, <, >)")
+                           f"(values: {', '.join(givers())}; OP: <=, >=, <, >)")
         quantity, op, level = match.groups()
-        if quantity not in QUANTITIES:
+        if quantity not in givers():
             raise BadAlarm(f"'{quantity}' in '{text}' is not a value an alarm can watch: use one of "
-                           f"{', '.join(QUANTITIES)}")
+                           f"{', '.join(givers())}")
         return cls(quantity, op, float(level))
 
     def holds(self, value: float) -> bool:
@@ -75,7 +105,7 @@ class AlarmRule:
     def parse(cls, enter: str, clear: str | None = None, task: str | None = None) -> AlarmRule:
         """A rule from its two conditions; without `clear` the alarm leaves as soon as `enter` no longer holds.
 
-        `task` (the model's, e.g. "rul"): checks that the model gives the value the rule watches."""
+        `task` (the model's, e.g. "rul"): checks that the model's class gives the value the rule watches."""
         on = Condition.parse(enter)
         off = Condition.parse(clear, "alarm-clearing") if clear else Condition(on.quantity, OPPOSITE[on.op], on.level)
         if off.quantity != on.quantity:
@@ -87,12 +117,8 @@ class AlarmRule:
         if _overlap(on, off):
             raise BadAlarm(f"'{on.text}' and '{off.text}' both hold at some values: the clearing level must lie beyond "
                            f"the alarm level (e.g. enter 'rul<=20', clear 'rul>=30')")
-        if task is not None and QUANTITIES[on.quantity] != task:
-            givers = {"tabular": "failure-risk (yes/no table) models", "rul": "remaining-useful-life models"}
-            raise BadAlarm(f"'{on.text}' watches {WORDS[on.quantity]}, which only {givers[QUANTITIES[on.quantity]]} "
-                           f"give; this model's task is '{task}'"
-                           + (f" (use {', '.join(q for q, t in QUANTITIES.items() if t == task)})"
-                              if task in QUANTITIES.values() else ""))
+        if task is not None:
+            _check_given(on, task)
         return cls(on, off)
 
     @classmethod
@@ -113,6 +139,18 @@ class AlarmRule:
     @property
     def text(self) -> str:
         return f"{self.enter.text} (clears at {self.clear.text})"
+
+
+def _check_given(on: Condition, task: str) -> None:
+    """Refuse a rule on a value the model's task does not give, naming the models that give it."""
+    from shopfloor.tasks import estimator_class
+
+    model = estimator_class(task)
+    if on.quantity in model.gives:
+        return
+    those = " and ".join(plural(c) for c in givers()[on.quantity])
+    raise BadAlarm(f"'{on.text}' watches {WORDS[on.quantity]}, which only {those} give; this model's task is "
+                   f"'{task}'" + (f" (use {', '.join(model.gives)})" if model.gives else ""))
 
 
 def _overlap(on: Condition, off: Condition) -> bool:
