@@ -57,7 +57,8 @@ class Loaded:
         from shopfloor.tasks import TASKS, estimator_class
 
         takers = [plural(cls) for cls in map(estimator_class, TASKS) if cls.accepts in accepts]
-        inputs = " or ".join(INPUT_WORDS.get(a, a) for a in accepts)
+        words = [INPUT_WORDS.get(a, a) for a in accepts]
+        inputs = " or ".join([", ".join(words[:-1]), words[-1]] if len(words) > 1 else words)
         raise WrongTask(f"model '{self.name}' is {described(type(self.estimator))}; {route} serves models that take "
                         f"{inputs}" + (f" ({', '.join(takers)})" if takers else "") + f": {instead}")
 
