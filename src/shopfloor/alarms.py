@@ -8,11 +8,11 @@ and the state moves off -> on when the enter condition holds, on -> off when the
 stays where it is in between. Without that gap a value that wobbles around one level (a failure risk near its
 threshold, a RUL estimate near 20 cycles) raised an alert at every wobble and swamped the operators.
 
-The values a rule may watch are those the stream gives per reading: `risk` (a failure model's probability of
+The values a rule may watch are those the stream stores per reading: `risk` (a failure model's probability of
 failure, 0-1) and `rul`, `rul_low`, `rul_high` (a RUL model's estimate and its 90 % interval). Each task
-declares the values it gives (`gives` on its estimator class); the rules ask the classes, so a new task that
-gives one of these values needs no line here. A rule belongs to a model in the registry (`shopfloor models
-alarm`), so that the plant sets it where it knows the model.
+declares which of them it gives (`gives` on its estimator class); a rule set on a model is checked against its
+class, so a new task that gives one of these values needs no line here. A rule belongs to a model in the
+registry (`shopfloor models alarm`), so that the plant sets it where it knows the model.
 """
 
 from __future__ import annotations
@@ -20,11 +20,10 @@ from __future__ import annotations
 import operator
 import re
 from dataclasses import dataclass
-from functools import lru_cache
 
 from shopfloor.errors import ShopfloorError
 
-# what each value is, for messages and the dashboard: the values the line stores (`store`'s prediction columns)
+# the values an alarm may watch: those the line stores (`store`'s prediction columns), in words for messages
 WORDS = {"risk": "failure risk", "rul": "remaining useful life", "rul_low": "low end of the RUL interval",
          "rul_high": "high end of the RUL interval"}
 # the kinds of prediction the line stores, each with its own columns in the store (risk; rul, rul_low, rul_high):
@@ -35,18 +34,11 @@ OPPOSITE = {"<=": ">", "<": ">=", ">=": "<", ">": "<="}
 CONDITION = re.compile(r"^\s*([a-z_]+)\s*(<=|>=|<|>)\s*([-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?)\s*$")
 
 
-@lru_cache(maxsize=1)
-def givers() -> dict[str, list[type]]:
-    """Value -> the estimator classes that give it, in the registry's order (imports every task once, lazily:
-    `shopfloor --help` does not pay for it)."""
+def givers(quantity: str) -> list[type]:
+    """The estimator classes that give `quantity`, in the registry's order (for messages: it imports every task)."""
     from shopfloor.tasks import TASKS, estimator_class
 
-    out: dict[str, list[type]] = {}
-    for task in TASKS:
-        cls = estimator_class(task)
-        for quantity in cls.gives:
-            out.setdefault(quantity, []).append(cls)
-    return out
+    return [cls for cls in map(estimator_class, TASKS) if quantity in cls.gives]
 
 
 def described(cls) -> str:
@@ -74,11 +66,11 @@ class Condition:
         match = CONDITION.match(str(text))
         if match is None:
             raise BadAlarm(f"'{text}' is not an {role} condition: write VALUE OP LEVEL, e.g. 'rul<=20' or 'risk>=0.7' "
-                           f"(values: {', '.join(givers())}; OP: <=, >=, <, >)")
+                           f"(values: {', '.join(WORDS)}; OP: <=, >=, <, >)")
         quantity, op, level = match.groups()
-        if quantity not in givers():
+        if quantity not in WORDS:
             raise BadAlarm(f"'{quantity}' in '{text}' is not a value an alarm can watch: use one of "
-                           f"{', '.join(givers())}")
+                           f"{', '.join(WORDS)}")
         return cls(quantity, op, float(level))
 
     def holds(self, value: float) -> bool:
@@ -148,7 +140,7 @@ def _check_given(on: Condition, task: str) -> None:
     model = estimator_class(task)
     if on.quantity in model.gives:
         return
-    those = " and ".join(plural(c) for c in givers()[on.quantity])
+    those = " and ".join(plural(c) for c in givers(on.quantity)) or "no models of this shopfloor"
     raise BadAlarm(f"'{on.text}' watches {WORDS[on.quantity]}, which only {those} give; this model's task is "
                    f"'{task}'" + (f" (use {', '.join(model.gives)})" if model.gives else ""))
 
