@@ -8,9 +8,11 @@ and the state moves off -> on when the enter condition holds, on -> off when the
 stays where it is in between. Without that gap a value that wobbles around one level (a failure risk near its
 threshold, a RUL estimate near 20 cycles) raised an alert at every wobble and swamped the operators.
 
-The values a rule may watch are those the stream gives per reading: `risk` (a failure model's probability of
-failure, 0-1) and `rul`, `rul_low`, `rul_high` (a RUL model's estimate and its 90 % interval). A rule belongs
-to a model in the registry (`shopfloor models alarm`), so that the plant sets it where it knows the model.
+The values a rule may watch are those the stream stores per reading: `risk` (a failure model's probability of
+failure, 0-1) and `rul`, `rul_low`, `rul_high` (a RUL model's estimate and its 90 % interval). Each task
+declares which of them it gives (`gives` on its estimator class); a rule set on a model is checked against its
+class, so a new task that gives one of these values needs no line here. A rule belongs to a model in the
+registry (`shopfloor models alarm`), so that the plant sets it where it knows the model.
 """
 
 from __future__ import annotations
@@ -21,12 +23,32 @@ from dataclasses import dataclass
 
 from shopfloor.errors import ShopfloorError
 
-QUANTITIES = {"risk": "tabular", "rul": "rul", "rul_low": "rul", "rul_high": "rul"}  # value -> the task that gives it
+# the values an alarm may watch: those the line stores (`store`'s prediction columns), in words for messages
 WORDS = {"risk": "failure risk", "rul": "remaining useful life", "rul_low": "low end of the RUL interval",
          "rul_high": "high end of the RUL interval"}
+# the kinds of prediction the line stores, each with its own columns in the store (risk; rul, rul_low, rul_high):
+# a failure risk per reading, a remaining useful life with its interval per message. An alert has one of them.
+KINDS = ("risk", "rul")
 OPERATORS = {"<=": operator.le, ">=": operator.ge, "<": operator.lt, ">": operator.gt}
 OPPOSITE = {"<=": ">", "<": ">=", ">=": "<", ">": "<="}
 CONDITION = re.compile(r"^\s*([a-z_]+)\s*(<=|>=|<|>)\s*([-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?)\s*$")
+
+
+def givers(quantity: str) -> list[type]:
+    """The estimator classes that give `quantity`, in the registry's order (for messages: it imports every task)."""
+    from shopfloor.tasks import TASKS, estimator_class
+
+    return [cls for cls in map(estimator_class, TASKS) if quantity in cls.gives]
+
+
+def described(cls) -> str:
+    """The model in a few words ("a remaining-useful-life model"), also for a task that declares none."""
+    return cls.described_as or f"a {cls.task_name} model"
+
+
+def plural(cls) -> str:
+    """"remaining-useful-life models" from "a remaining-useful-life model"."""
+    return described(cls).split(" ", 1)[-1] + "s"
 
 
 class BadAlarm(ShopfloorError):
@@ -44,11 +66,11 @@ class Condition:
         match = CONDITION.match(str(text))
         if match is None:
             raise BadAlarm(f"'{text}' is not an {role} condition: write VALUE OP LEVEL, e.g. 'rul<=20' or 'risk>=0.7' "
-                           f"(values: {', '.join(QUANTITIES)}; OP: <=, >=, <, >)")
+                           f"(values: {', '.join(WORDS)}; OP: <=, >=, <, >)")
         quantity, op, level = match.groups()
-        if quantity not in QUANTITIES:
+        if quantity not in WORDS:
             raise BadAlarm(f"'{quantity}' in '{text}' is not a value an alarm can watch: use one of "
-                           f"{', '.join(QUANTITIES)}")
+                           f"{', '.join(WORDS)}")
         return cls(quantity, op, float(level))
 
     def holds(self, value: float) -> bool:
@@ -75,7 +97,7 @@ class AlarmRule:
     def parse(cls, enter: str, clear: str | None = None, task: str | None = None) -> AlarmRule:
         """A rule from its two conditions; without `clear` the alarm leaves as soon as `enter` no longer holds.
 
-        `task` (the model's, e.g. "rul"): checks that the model gives the value the rule watches."""
+        `task` (the model's, e.g. "rul"): checks that the model's class gives the value the rule watches."""
         on = Condition.parse(enter)
         off = Condition.parse(clear, "alarm-clearing") if clear else Condition(on.quantity, OPPOSITE[on.op], on.level)
         if off.quantity != on.quantity:
@@ -87,12 +109,8 @@ class AlarmRule:
         if _overlap(on, off):
             raise BadAlarm(f"'{on.text}' and '{off.text}' both hold at some values: the clearing level must lie beyond "
                            f"the alarm level (e.g. enter 'rul<=20', clear 'rul>=30')")
-        if task is not None and QUANTITIES[on.quantity] != task:
-            givers = {"tabular": "failure-risk (yes/no table) models", "rul": "remaining-useful-life models"}
-            raise BadAlarm(f"'{on.text}' watches {WORDS[on.quantity]}, which only {givers[QUANTITIES[on.quantity]]} "
-                           f"give; this model's task is '{task}'"
-                           + (f" (use {', '.join(q for q, t in QUANTITIES.items() if t == task)})"
-                              if task in QUANTITIES.values() else ""))
+        if task is not None:
+            _check_given(on, task)
         return cls(on, off)
 
     @classmethod
@@ -113,6 +131,18 @@ class AlarmRule:
     @property
     def text(self) -> str:
         return f"{self.enter.text} (clears at {self.clear.text})"
+
+
+def _check_given(on: Condition, task: str) -> None:
+    """Refuse a rule on a value the model's task does not give, naming the models that give it."""
+    from shopfloor.tasks import estimator_class
+
+    model = estimator_class(task)
+    if on.quantity in model.gives:
+        return
+    those = " and ".join(plural(c) for c in givers(on.quantity)) or "no models of this shopfloor"
+    raise BadAlarm(f"'{on.text}' watches {WORDS[on.quantity]}, which only {those} give; this model's task is "
+                   f"'{task}'" + (f" (use {', '.join(model.gives)})" if model.gives else ""))
 
 
 def _overlap(on: Condition, off: Condition) -> bool:

@@ -57,7 +57,7 @@ def test_rul_is_estimated_once_per_message_at_its_newest_reading_however_batched
     messages = [parse("plant/line-1/unit-1/telemetry", encode_message(rows[i:i + 5], 0.0)) for i in range(0, 30, 5)]
     answers = []
     for batching in ([messages], [[m] for m in messages]):  # all messages in one batch, then one per batch
-        scorer = scorer_for("rul", 1, "rul", rul_model.model)
+        scorer = scorer_for("rul", 1, rul_model.model)
         scored, estimates = [], []
         for batch in batching:
             readings, got = score_rul(scorer, [r for message in batch for r in message])

@@ -46,35 +46,31 @@ def version_summary(state, name: str, version: int) -> dict:
     """`summary` of a version's manifest, read once per service: a version's files never change."""
     key = (name, version)
     if key not in state.manifests:
-        state.manifests[key] = summary(state.registry.manifest(name, version))
+        state.manifests[key] = summary(state.registry.manifest(name, version), f"model '{name}' version {version}")
     return state.manifests[key]
 
 
-def summary(manifest: dict) -> dict:
-    """What to send and what to expect of a model version, from its manifest."""
-    saved = manifest.get("state", {})
-    out = {"task": manifest["task"], "created": manifest.get("created"), "shopfloor_version": manifest.get("shopfloor_version"),
-           "params": manifest.get("params", {}),
-           "metrics": {"validation": saved.get("validation_metrics"), "cross_validation": saved.get("cross_validation"),
-                       "train_seconds": saved.get("train_seconds"),
-                       "training_data": {k: v for k, v in (saved.get("data_fingerprint") or {}).items() if k != "columns"}}}
-    task = manifest["task"]
-    if task == "tabular":
-        schema = saved.get("schema", {})
-        out["inputs"] = {"numeric": schema.get("numeric", []), "dates": schema.get("dates", []),
-                         "categorical": schema.get("categorical", {}), "ids": schema.get("ids", [])}
-        out["outputs"] = {"kind": saved.get("kind"), "classes": saved.get("classes"), "thresholds": saved.get("thresholds")}
-    elif task == "rul":
-        out["inputs"] = {k: saved.get(k) for k in ("unit", "time", "settings", "sensors")}
-    elif task in ("defects", "anomaly"):
-        out["inputs"] = {"image_size": saved.get("image_size") or manifest.get("params", {}).get("image_size"),
-                         "channels": saved.get("channels")}
-        out["outputs"] = {"classes": saved.get("classes")} if task == "defects" else {"threshold": saved.get("threshold")}
-    elif task == "optimize":
-        space = saved.get("space", {})
-        out["inputs"] = {"settings": space.get("settings"), "fixed": space.get("fixed")}
-        out["outputs"] = {"columns": saved.get("outputs")}
-    return out
+SENT = ("task", "created", "shopfloor_version", "params", "metrics")  # of the task's summary, always
+SENT_IF_ANY = ("inputs", "outputs")
+
+
+def summary(manifest: dict, source: str = "the model") -> dict:
+    """What to send and what to expect of a model version, from its manifest: the task's own `summary` (the same
+    as `shopfloor info`, without loading weights), less its sentences for people. Inputs and outputs are sent
+    when the task declares any (a RUL model's outputs are its columns, the same for every model: none are sent).
+
+    A manifest of a task this shopfloor does not know, or one its task cannot read, is a `NotAModel` naming
+    `source` (503, one line), never another task's summary."""
+    from shopfloor.errors import NotAModel
+    from shopfloor.tasks import estimator_class
+
+    cls = estimator_class(manifest.get("task", "?"), source=source)
+    try:
+        described = cls.summary(manifest)
+    except (AttributeError, KeyError, TypeError, ValueError) as err:  # a manifest whose parts are not what they should be
+        raise NotAModel(f"{source}: its manifest could not be read ({type(err).__name__}: {err}); the folder is "
+                        "damaged") from None
+    return {key: described[key] for key in SENT} | {key: described[key] for key in SENT_IF_ANY if described.get(key)}
 
 
 @router.post("/models/{name}/promote", response_model=LiveChange, responses=problems(401, 403, 404, 422),
@@ -108,7 +104,7 @@ async def recommendation(name: str, request: Request, version: int | None = VERS
                          _: str = Depends(require("read"))) -> Response:
     state = request.app.state
     model: Loaded = await state.models.get(name, version)
-    model.expect(("optimize",), "/recommendation", "it has no settings to recommend")
+    model.expect(("settings",), "/recommendation", "it has no settings to recommend")
     from shopfloor.serve.recommendations import recommendation as computed_once  # shared with the dashboard
 
     result = await asyncio.get_running_loop().run_in_executor(state.executor, computed_once, model)

@@ -33,8 +33,6 @@ from shopfloor.serve.charts import trend_svg
 
 router = APIRouter(include_in_schema=False)
 STATIC = {"dashboard.css": "text/css", "dashboard.js": "text/javascript", "docs.js": "text/javascript"}
-TASK_NAMES = {"tabular": "failure / KPI", "rul": "remaining useful life", "defects": "defect classes",
-              "anomaly": "anomaly detection", "optimize": "process optimiser"}
 
 
 @lru_cache(maxsize=1)
@@ -44,7 +42,6 @@ def _templates():
     env = Environment(loader=PackageLoader("shopfloor.serve", "templates"), autoescape=select_autoescape(["html"]))
     env.filters["ago"] = _ago
     env.filters["num"] = _num
-    env.globals["task_names"] = TASK_NAMES
     return env
 
 
@@ -211,17 +208,18 @@ ALERT_STATES = {"open": False, "acknowledged": True, "all": None}
 def alerts_page(request: Request, line: str = "", machine: str = "", kind: str = "", state: str = "open",
                 sort: str = "newest"):
     """Alerts, sorted and filtered by query parameters (a plain GET form: the filter is a link one can share)."""
+    from shopfloor.alarms import KINDS
     from shopfloor.store import ALERT_ORDERS
 
     state = state if state in ALERT_STATES else "open"
     sort = sort if sort in ALERT_ORDERS else "newest"
-    kind = kind if kind in ("risk", "rul") else ""
+    kind = kind if kind in KINDS else ""
     store = _store(request)
     alerts = store.alerts(200, line=line or None, machine=machine or None, kind=kind or None,
                           acknowledged=ALERT_STATES[state], order=sort) if store else []
     query = request.url.query
     return _page(request, "alerts.html", alerts=alerts, now=time.time(), orders=list(ALERT_ORDERS), states=ALERT_STATES,
-                 filters={"line": line, "machine": machine, "kind": kind, "state": state, "sort": sort},
+                 kinds=KINDS, filters={"line": line, "machine": machine, "kind": kind, "state": state, "sort": sort},
                  back=request.url.path + (f"?{query}" if query else ""))
 
 
@@ -282,15 +280,37 @@ def inspection_image(request: Request, kind: str, id: int = PathParam(ge=1, le=2
 # -- models and optimisers -------------------------------------------------------------
 @router.get("/models", dependencies=PAGE, response_class=HTMLResponse)
 def models(request: Request):
+    from shopfloor.errors import ShopfloorError
     from shopfloor.serve.catalog import version_summary
 
     entries = request.app.state.registry.describe()
     for entry in entries:
+        task = _task_class(entry.get("task"))
+        entry["title"] = task.title if task is not None and task.title else entry.get("task")
+        entry["alarmed"] = bool(task is not None and task.gives)  # the stream judges its values: a default rule holds
         if entry["live"] is not None:
-            metrics = version_summary(request.app.state, entry["name"], entry["live"])["metrics"]["validation"]
+            try:
+                metrics = version_summary(request.app.state, entry["name"], entry["live"])["metrics"]["validation"]
+            except ShopfloorError as err:  # that version's manifest is damaged: the other models are still shown
+                entry["problem"] = entry.get("problem") or str(err)
+                continue
             entry["metrics"] = {k: v for k, v in metrics.items() if isinstance(v, int | float)} if isinstance(
                 metrics, dict) else {}
     return _page(request, "models.html", models=entries)
+
+
+def _task_class(task: str | None):
+    """The estimator class of a registry entry's task, or None where the entry has none or this shopfloor does not
+    know it (the entry then says why it cannot be served)."""
+    from shopfloor.errors import NotAModel
+    from shopfloor.tasks import estimator_class
+
+    if task is None:
+        return None
+    try:
+        return estimator_class(task)
+    except NotAModel:
+        return None
 
 
 @router.get("/models/{name}/report", dependencies=PAGE, response_class=HTMLResponse)
@@ -307,12 +327,10 @@ def _report_html(live) -> str:
     import tempfile
     from pathlib import Path
 
-    from shopfloor.tasks.tabular.report import write_report
-
     key = (live.name, live.version, id(live.estimator))  # the loaded model itself: two registries may share a name
     if key not in _reports:
         with tempfile.TemporaryDirectory() as folder:
-            page = write_report(live.estimator, Path(folder) / "report.html")
+            page = live.estimator.write_report(Path(folder) / "report.html")
             _reports[key] = page.read_text(encoding="utf-8")
     return _reports[key]
 
@@ -324,7 +342,7 @@ def optimizer(request: Request):
     registry = request.app.state.registry
     optimisers = []
     for entry in registry.describe():
-        if entry.get("task") == "optimize":
+        if getattr(_task_class(entry.get("task")), "accepts", None) == "settings":
             live = registry.live(entry["name"])
             result = recommendation(live)
             optimisers.append({"name": live.name, "version": live.version, "result": result,

@@ -38,7 +38,6 @@ router = APIRouter()
 SIGNATURES = {b"\x89PNG\r\n\x1a\n": ".png", b"\xff\xd8\xff": ".jpg", b"BM": ".bmp", b"II*\x00": ".tif", b"MM\x00*": ".tif"}
 MAX_PIXELS = 50_000_000  # a camera frame is a few megapixels; line-scan panoramas belong to the CLI
 THUMBNAIL = 160  # pixels a side of the pictures kept for the dashboard
-INSPECTION_TASKS = ("defects", "anomaly")
 INSTEAD = "send table rows or run histories to /predict instead"
 
 
@@ -63,7 +62,7 @@ async def _inspect(request: Request, name: str, version: int | None, uploads: li
         raise TooLarge(f"{len(uploads)} images in one request; this service takes at most {state.max_images}: "
                        "send them in several requests")
     model: Loaded = await state.models.get(name, version)
-    model.expect(INSPECTION_TASKS, "/inspect", INSTEAD)
+    model.expect(("images",), "/inspect", INSTEAD)
     with _one_of_a_few(state, _client(request)):
         files = []
         for upload in uploads:
@@ -199,11 +198,9 @@ def _written(name: str, content: bytes, folder: Path, max_bytes: int) -> Path:
 
 
 def _result(estimator, row: dict, name: str, heatmap: np.ndarray, path: Path) -> dict:
-    if estimator.task_name == "defects":
-        probabilities = {c: float(row[f"p_{c}"]) for c in estimator.classes_}
-        result = {"file": name, "verdict": row["defect"], "score": float(row["confidence"]), "probabilities": probabilities}
-    else:
-        result = {"file": name, "verdict": row["verdict"], "score": float(row["score"]), "raw_score": float(row["raw_score"])}
+    """The answer for one upload: the model's own verdict and score (`inspection_answer`), its heatmap, and the
+    pictures kept for the dashboard."""
+    result = {"file": name, **estimator.inspection_answer(row)}
     heat = np.clip(np.asarray(heatmap, dtype=np.float32), 0, 1)
     result["heatmap_png"] = base64.b64encode(_png(_coloured(heat))).decode("ascii")
     result["_pictures"] = _pictures(path, heat)

@@ -23,8 +23,8 @@ log = logging.getLogger("shopfloor.serve")
 
 LIVE_RECHECK_SECONDS = 1.0  # a promotion made by the CLI is served within this
 KEEP_OTHER_VERSIONS = 2  # versions that are not live, kept loaded after a request named them
-TASK_WORDS = {"tabular": "a table model", "rul": "a remaining-useful-life model", "optimize": "a process optimiser",
-              "defects": "a defect classifier", "anomaly": "an anomaly detector"}
+# what a route takes, in words, per `accepts` of the estimator contract (tasks/base.py)
+INPUT_WORDS = {"rows": "table rows", "runs": "run histories", "images": "images", "settings": "process settings"}
 
 
 class WrongTask(ShopfloorError):
@@ -43,10 +43,24 @@ class Loaded:
     estimator: object
     live: bool
 
-    def expect(self, tasks: tuple[str, ...], route: str, instead: str) -> None:
-        if self.task not in tasks:
-            raise WrongTask(f"model '{self.name}' is {TASK_WORDS.get(self.task, self.task)}; {route} serves "
-                            f"{' and '.join(TASK_WORDS[t] + 's' for t in tasks)}: {instead}")
+    @property
+    def accepts(self) -> str:
+        """What one request carries to this model ("rows", "runs", "images", "settings"; "" for none)."""
+        return type(self.estimator).accepts
+
+    def expect(self, accepts: tuple[str, ...], route: str, instead: str) -> None:
+        """Refuse (422, one line) a model that takes none of `accepts`, saying what the route serves and which
+        models take it: the estimator classes are asked, so a new task is served here without a line changed."""
+        if self.accepts in accepts:
+            return
+        from shopfloor.alarms import described, plural
+        from shopfloor.tasks import TASKS, estimator_class
+
+        takers = [plural(cls) for cls in map(estimator_class, TASKS) if cls.accepts in accepts]
+        words = [INPUT_WORDS.get(a, a) for a in accepts]
+        inputs = " or ".join([", ".join(words[:-1]), words[-1]] if len(words) > 1 else words)
+        raise WrongTask(f"model '{self.name}' is {described(type(self.estimator))}; {route} serves models that take "
+                        f"{inputs}" + (f" ({', '.join(takers)})" if takers else "") + f": {instead}")
 
 
 class LoadedModels:

@@ -1,11 +1,15 @@
-"""POST /api/models/{name}/predict: tables, run histories and process settings, as JSON rows.
+"""POST /api/models/{name}/predict: table rows, run histories and process settings, as JSON rows.
 
-The path a table row takes is kept short on purpose, because it is the one that runs a thousand
+The route asks the model what it takes (`accepts`, the estimator contract in tasks/base.py) and hands the
+rows to its own `predict_records`, the same code as the CLI and the stream worker use to predict, so the
+answers cannot drift apart. Images go to /inspect; a model that takes nothing from the service gets a 422.
+
+The path a table row takes ("rows") is kept short on purpose, because it is the one that runs a thousand
 times a second: pydantic checks the body's shape (objects of scalars), the event loop checks that
-every row carries the model's feature columns (a set comparison), and the micro-batcher
-(batching.py) builds one DataFrame for many requests in the thread pool and calls the model's own
-`predict`, the same code as the CLI and the stream worker, so the answers cannot drift apart.
-Answers are written as JSON bytes directly; identifier columns the client sent are echoed back.
+every row carries the model's input columns (a set comparison), and the micro-batcher
+(batching.py) puts the rows of many requests into one `predict_records` call in the thread pool.
+Run histories and settings ("runs", "settings") are scored per request in the thread pool: a unit's
+history or a set of settings is one answer, not one per row. Answers are written as JSON bytes directly.
 """
 
 from __future__ import annotations
@@ -15,7 +19,6 @@ import json
 import math
 import weakref
 
-import pandas as pd
 from fastapi import APIRouter, Query, Request, Response
 from fastapi.exceptions import RequestValidationError
 from pydantic import ValidationError
@@ -29,7 +32,8 @@ from shopfloor.serve.schemas import PredictRequest, PredictResponse, problems
 
 router = APIRouter()
 
-_FEATURES: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+_COLUMNS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+PREDICTED = ("rows", "runs", "settings")  # what /predict takes: JSON rows, one answer per row, unit or setting
 VERSION = Query(None, ge=1, le=999_999_999, description="score with this version instead of the live one")
 
 
@@ -64,16 +68,17 @@ async def _predict(request: Request, name: str) -> Response:
         raise TooLarge(f"{len(rows):,} rows in one request; this service takes at most {state.max_rows:,}: "
                           "split the rows over several requests")
     model: Loaded = await state.models.get(name, version)
-    model.expect(("tabular", "rul", "optimize"), "/predict", "send images to /inspect instead")
-    if model.task == "tabular":
-        features = table_features(model.estimator)
+    model.expect(PREDICTED, "/predict", "send images to /inspect instead" if model.accepts == "images"
+                 else "it makes no predictions from JSON rows")
+    if model.accepts == "rows":
+        columns = input_columns(model.estimator)
         for i, row in enumerate(rows):
-            if not features.issubset(row.keys()):
-                raise _missing(model, features, row, i)
+            if not columns.issubset(row.keys()):
+                raise _missing(model, columns, row, i)
         predictions = await state.batcher.submit((model.name, model.version), model.estimator, rows)
     else:
-        score = score_runs if model.task == "rul" else score_settings
-        predictions = await asyncio.get_running_loop().run_in_executor(state.executor, score, model.estimator, rows)
+        predictions = await asyncio.get_running_loop().run_in_executor(state.executor, model.estimator.predict_records,
+                                                                       rows)
     return json_response({"model": model.name, "version": model.version, "task": model.task, "predictions": predictions})
 
 
@@ -97,57 +102,35 @@ def query_version(request: Request) -> int | None:
 
 
 def batcher(executor, wait: float = 0.0) -> Batcher:
-    return Batcher(executor, score_tables, wait=wait)
+    return Batcher(executor, score_rows, wait=wait)
 
 
-def table_features(estimator) -> frozenset[str]:
-    """The feature columns of a table model, as a set (kept per loaded estimator: this runs on every request)."""
-    features = _FEATURES.get(estimator)
-    if features is None:
-        features = _FEATURES[estimator] = frozenset(estimator.schema_.features)
-    return features
+def input_columns(estimator) -> frozenset[str]:
+    """The columns every row must carry, as a set (kept per loaded estimator: this runs on every request).
+
+    A rows model without `input_columns` has its rows checked by its own `predict_records`."""
+    columns = _COLUMNS.get(estimator)
+    if columns is None:
+        columns = _COLUMNS[estimator] = frozenset(getattr(estimator, "input_columns", ()))
+    return columns
 
 
-def score_tables(estimator, requests: list[list[dict]]) -> list[list[dict]]:
-    """One predict call for the rows of several requests; each request's answers, with its id columns echoed."""
-    schema = estimator.schema_
+def score_rows(estimator, requests: list[list[dict]]) -> list[list[dict]]:
+    """One `predict_records` call for the rows of several requests (rows are independent), split back per request."""
     rows = requests[0] if len(requests) == 1 else [row for rows in requests for row in rows]
-    frame = pd.DataFrame.from_records(rows, columns=schema.features)
-    records = estimator.predict(frame, source="the request").to_dict(orient="records")
-    ids = schema.ids
+    records = estimator.predict_records(rows)
     answers, start = [], 0
     for rows in requests:
-        part = records[start:start + len(rows)]
-        if ids:
-            part = [{**{c: row[c] for c in ids if c in row}, **answer} for row, answer in zip(rows, part, strict=True)]
-        answers.append(part)
+        answers.append(records[start:start + len(rows)])
         start += len(rows)
     return answers
 
 
-def score_runs(estimator, rows: list[dict]) -> list[dict]:
-    """Remaining useful life per unit, at its last cycle, from the rows of its run history."""
-    from shopfloor.data.runs import read_runs
-
-    frame = pd.DataFrame.from_records(rows)
-    runs = read_runs(frame, unit=estimator.unit_column_, time=estimator.time_column_,
-                     settings=list(estimator.setting_columns_), date_order=estimator.new_data_date_order())
-    table = estimator.predict(runs)
-    if pd.api.types.is_datetime64_any_dtype(table["time"]):  # a JSON answer holds text, not time stamps
-        table["time"] = table["time"].dt.strftime("%Y-%m-%dT%H:%M:%S")
-    return table.to_dict(orient="records")
-
-
-def score_settings(estimator, rows: list[dict]) -> list[dict]:
-    """Predicted outputs (mean and range) of a process optimiser at each row's settings."""
-    return estimator.predict(pd.DataFrame.from_records(rows)).to_dict(orient="records")
-
-
-def _missing(model: Loaded, features: frozenset[str], row: dict, index: int) -> ColumnMissing:
-    absent = [c for c in model.estimator.schema_.features if c not in row]
+def _missing(model: Loaded, columns: frozenset[str], row: dict, index: int) -> ColumnMissing:
+    absent = [c for c in model.estimator.input_columns if c not in row]
     listed = ", ".join(f"'{c}'" for c in absent[:8]) + (" ..." if len(absent) > 8 else "")
     return ColumnMissing(f"row {index + 1} lacks {listed}, which model '{model.name}' was trained on; send every "
-                         f"feature column (null for a missing reading). Expected: {', '.join(sorted(features))}")
+                         f"feature column (null for a missing reading). Expected: {', '.join(sorted(columns))}")
 
 
 def json_response(payload: dict, status: int = 200) -> Response:

@@ -75,6 +75,18 @@ def mqtt_client(client_id: str, protocol: int | None = None, manual_ack: bool = 
     return client
 
 
+def stable_client_id(topic: str | list[str], group: str | None) -> str:
+    """The same id at every start on this host for the same subscriptions: the broker keeps a persistent session
+    (and the readings queued while the worker was away) under its client id, so a random id would lose them."""
+    import hashlib
+
+    topics = [topic] if isinstance(topic, str) else sorted(topic)
+    digest = hashlib.sha1("\n".join([*topics, group or ""]).encode()).hexdigest()[:10]
+    # the workers of a group share the subscription, not the session: two with one id would throw each other off
+    worker = f"-{os.getpid()}" if group else ""
+    return f"shopfloor-stream-{socket.gethostname()[:32]}-{digest}{worker}"
+
+
 def wait_for_port(host: str, port: int, timeout: float = 10.0) -> bool:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:

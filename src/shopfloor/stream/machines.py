@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from shopfloor.alarms import WORDS, AlarmRule, show
+from shopfloor.alarms import KINDS, WORDS, AlarmRule, show
 
 
 class Windows:
@@ -248,7 +248,7 @@ def _older_alarms(row: dict) -> dict:
     """Alarm states of a row written before they were stored: a failure model's from its threshold, else whether
     the machine was alerting (a RUL model's then stays on until its rule clears it)."""
     alarms = {}
-    for kind in ("risk", "rul"):
+    for kind in KINDS:
         model = row.get(f"{kind}_model")
         if not model:
             continue

@@ -1,9 +1,13 @@
 """Which live models score which machines, and scoring a batch of readings with one forward pass per model.
 
-A machine is scored by every live model whose input columns its readings carry: a failure model
-(TabularModel, yes/no target) gives a risk per reading, a RUL model gives the remaining useful life
-with its interval at the newest reading of each message (every reading moves the window one cycle; the
-estimates of a whole batch come from one forward pass, and depend on the messages, not on the batching).
+The stream asks each model's class what it takes (`accepts`, the estimator contract in tasks/base.py): a
+model of table rows or of run histories may score sensor readings; images and process settings are never
+loaded here. A machine is scored by every live model whose input columns its readings carry: a model of
+rows that gives a failure risk (a yes/no table model) gives a risk per reading; a model of run histories
+(RUL) gives the remaining useful life with its interval at the newest reading of each message (every reading
+moves the window one cycle; the estimates of a whole batch come from one forward pass, and depend on the
+messages, not on the batching). Risk and RUL with its interval are the line's quantities: the store keeps
+them in their own columns (risk; rul, rul_low, rul_high), whatever task gives them.
 The registry is asked every few seconds whether another version went
 live; a promotion or a rollback takes effect at the next batch. A new RUL version starts with empty
 windows when its window length or columns differ.
@@ -25,14 +29,14 @@ from shopfloor.stream.machines import Windows
 
 log = logging.getLogger("shopfloor.stream")
 REFRESH_SECONDS = 2.0
-STREAM_TASKS = ("tabular", "rul")  # the tasks that score sensor readings
+STREAMED = ("rows", "runs")  # what a model must take (`accepts`) to score sensor readings
 
 
 @dataclass
 class Scorer:
     name: str
     version: int
-    kind: str  # "risk" (TabularModel, yes/no) or "rul" (RULModel)
+    kind: str  # "risk" (per reading, a model of rows) or "rul" (per message, a model of run histories)
     columns: frozenset
     estimator: object
     threshold: float | None = None  # the risk model's alarm threshold
@@ -42,18 +46,33 @@ class Scorer:
 
     @property
     def features(self) -> list[str]:
-        if self.kind == "risk":
-            return list(self.estimator.schema_.features)
         return self.estimator.input_columns
 
 
-def scorer_for(name: str, version: int, task: str, estimator) -> Scorer | None:
-    """A scorer for a live model, or None for a model the stream does not apply (images, regression, ...)."""
-    if task == "tabular" and getattr(estimator, "kind_", None) == "binary":
-        schema = estimator.schema_
-        return Scorer(name, version, "risk", frozenset(schema.features), estimator, float(estimator.thresholds_[0]),
-                      numeric=frozenset(schema.numeric))
-    if task == "rul":
+def streamed(manifest: dict) -> bool:
+    """Whether the stream may apply a saved model, from its manifest alone (images and optimisers are not loaded).
+    A task this shopfloor does not know is not applied (said once: the version is then skipped)."""
+    from shopfloor.errors import NotAModel
+    from shopfloor.tasks import estimator_class
+
+    try:
+        return estimator_class(manifest.get("task", "?")).accepts in STREAMED
+    except NotAModel as err:
+        log.warning("%s; the stream skips it", err)
+        return False
+
+
+def scorer_for(name: str, version: int, estimator) -> Scorer | None:
+    """A scorer for a live model, or None for a model the stream does not apply (images, regression, ...).
+
+    A model of rows that gives a failure risk scores each reading; a model of run histories keeps a window of
+    each machine's cycles and scores the newest reading of each message."""
+    accepts = type(estimator).accepts
+    if accepts == "rows" and "risk" in estimator.quantities():
+        columns = estimator.input_columns
+        return Scorer(name, version, "risk", frozenset(columns), estimator, estimator.risk_threshold,
+                      numeric=frozenset(estimator.numeric_columns))
+    if accepts == "runs":
         columns = estimator.input_columns
         return Scorer(name, version, "rul", frozenset(columns), estimator,
                       windows=Windows(columns, estimator.window, estimator.baseline_cycles), numeric=frozenset(columns))
@@ -92,11 +111,11 @@ class Models:
                     continue
                 if version is None or (name, version) in self._skipped:
                     continue
-                if self.registry.manifest(name, version)["task"] not in STREAM_TASKS:  # images, optimisers: not loaded
+                if not streamed(self.registry.manifest(name, version)):  # images, optimisers: not loaded
                     self._skipped.add((name, version))
                     continue
                 live = self.registry.live(name)
-                scorer = scorer_for(name, live.version, live.task, live.estimator)
+                scorer = scorer_for(name, live.version, live.estimator)
             except Exception as err:  # a half-written or damaged model must not stop the stream
                 log.warning("model %s could not be loaded and is skipped: %s", name, err)
                 continue

@@ -24,9 +24,9 @@ Several workers split a plant in one of two ways:
 
 Scoring: messages are gathered for `batch_ms` (or `max_batch` readings) and each live model runs once on
 the batch (`stream.scoring`). Every prediction (a risk per reading, a RUL per message) is judged, in time
-order, by its model's alarm rule (enter at one level, leave at another: `shopfloor models alarm`); alerts go
-to `plant/<line>/<machine>/alerts` when a machine enters the alarm state (`stream.machines.Fleet`), the same
-alerts however the readings were batched.
+order, by its model's alarm rule (enter at one level, leave at another: `shopfloor models alarm`;
+`stream.judging`); alerts go to `plant/<line>/<machine>/alerts` when a machine enters the alarm state
+(`stream.machines.Fleet`), the same alerts however the readings were batched.
 Malformed messages are counted, logged, stored and published to
 the dead-letter topic with their reason, then acknowledged: one bad gateway must not stall the line.
 A reading stamped implausibly far ahead goes there alone (`stream.stamps`), so that it cannot freeze its
@@ -38,25 +38,23 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import queue
 import signal
 import sys
 import threading
 import time as clock
-from collections import Counter
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import orjson
 
-from shopfloor.alarms import risk_rule, rul_rule
-from shopfloor.stream.broker import BrokerUnreachable, mqtt_client, parse_url
+from shopfloor.stream.broker import BrokerUnreachable, mqtt_client, parse_url, stable_client_id
+from shopfloor.stream.judging import judge
 from shopfloor.stream.machines import Fleet
 from shopfloor.stream.payload import MAX_PAYLOAD, BadMessage, parse
-from shopfloor.stream.scoring import Models, score_risk, score_rul
+from shopfloor.stream.scoring import Models
 from shopfloor.stream.stamps import Stamps
+from shopfloor.stream.stats import Stats
 
 log = logging.getLogger("shopfloor.stream")
 DEAD_LETTER_TOPIC = "shopfloor/dead-letter"
@@ -65,53 +63,6 @@ SESSION_EXPIRY = 7 * 24 * 3600  # seconds the broker keeps a worker's queue whil
 # batch only once it is stored, so a worker that falls behind leaves the backlog queued at the broker (on
 # its disk with persistence) instead of growing without bound in its own memory.
 RECEIVE_MAXIMUM = 1_000
-LATENCY_BINS = 60_000  # 1 ms bins: a histogram keeps exact-enough percentiles of any run in constant memory
-
-
-@dataclass
-class Stats:
-    messages: int = 0
-    readings: int = 0
-    predictions: int = 0
-    alerts: int = 0
-    dead_letters: int = 0
-    batches: int = 0
-    store_retries: int = 0
-    scoring_errors: int = 0
-    reasons: Counter = field(default_factory=Counter)
-    latency_ms: np.ndarray = field(default_factory=lambda: np.zeros(LATENCY_BINS + 1, np.int64))  # sent_at -> commit
-    started: float = field(default_factory=clock.time)
-
-    def add_latencies(self, seconds: np.ndarray) -> None:
-        bins = np.clip((seconds * 1e3).astype(np.int64), 0, LATENCY_BINS)
-        self.latency_ms += np.bincount(bins, minlength=LATENCY_BINS + 1)
-
-    def latency_percentiles(self) -> dict:
-        total = int(self.latency_ms.sum())
-        if not total:
-            return {}
-        cumulative = np.cumsum(self.latency_ms)
-        out = {f"p{q}_ms": float(np.searchsorted(cumulative, total * q / 100) + 1) for q in (50, 90, 99)}
-        return out | {"max_ms": float(np.flatnonzero(self.latency_ms)[-1] + 1), "readings": total}
-
-    def summary(self) -> dict:
-        counts = {k: getattr(self, k) for k in ("messages", "readings", "predictions", "alerts", "dead_letters",
-                                                "batches", "store_retries", "scoring_errors")}
-        return {**counts, "seconds": clock.time() - self.started, "dead_letter_reasons": dict(self.reasons),
-                "latency": self.latency_percentiles()}
-
-
-def stable_client_id(topic: str | list[str], group: str | None) -> str:
-    """The same id at every start on this host for the same subscriptions: the broker keeps a persistent session
-    (and the readings queued while the worker was away) under its client id, so a random id would lose them."""
-    import hashlib
-    import socket
-
-    topics = [topic] if isinstance(topic, str) else sorted(topic)
-    digest = hashlib.sha1("\n".join([*topics, group or ""]).encode()).hexdigest()[:10]
-    # the workers of a group share the subscription, not the session: two with one id would throw each other off
-    worker = f"-{os.getpid()}" if group else ""
-    return f"shopfloor-stream-{socket.gethostname()[:32]}-{digest}{worker}"
 
 
 class Refused(Exception):
@@ -336,54 +287,10 @@ class Worker:
         self._count(batch, readings, predictions, alerts, dead, stored_at)
 
     def _score(self, readings: list[dict]) -> tuple[list[dict], list[dict]]:
-        groups: dict[int, tuple] = {}
-        for reading in readings:
-            for scorer in self.models.for_columns(frozenset(reading["values"])):
-                groups.setdefault(id(scorer), (scorer, []))[1].append(reading)
-        predictions, alerts = [], []
-        for scorer, group in groups.values():
-            try:
-                if scorer.kind == "risk":
-                    self._score_risk(scorer, group, predictions, alerts)
-                else:
-                    self._score_rul(scorer, group, predictions, alerts)
-            except Exception as err:  # a model that fails on odd values must not lose the readings
-                self.stats.scoring_errors += 1
-                log.error("model %s v%d failed on a batch of %d readings: %s", scorer.name, scorer.version, len(group), err)
+        """Predictions and the alerts they raise (`stream.judging`); a model that failed is counted."""
+        predictions, alerts, failed = judge(self.models, self.fleet, readings, self.rul_alert, self._histories)
+        self.stats.scoring_errors += failed
         return predictions, alerts
-
-    def _rule(self, scorer):
-        """The model's own alarm rule, else the failure model's threshold or the worker's --rul-alert."""
-        if scorer.alarm is not None:
-            return scorer.alarm
-        if scorer.kind == "risk":
-            return risk_rule(scorer.threshold)
-        return rul_rule(self.rul_alert) if self.rul_alert is not None else None
-
-    def _score_risk(self, scorer, group: list[dict], predictions: list, alerts: list) -> None:
-        risks = score_risk(scorer, group).tolist()
-        rule = self._rule(scorer)
-        for i in sorted(range(len(group)), key=lambda i: group[i]["time"]):  # each machine's readings in time order
-            reading, risk = group[i], risks[i]
-            predictions.append({"line": reading["line"], "machine": reading["machine"], "time": reading["time"],
-                                "model": scorer.name, "version": scorer.version, "risk": risk,
-                                "sent_at": reading["sent_at"]})
-            state = self.fleet.state(reading["line"], reading["machine"])
-            alert = self.fleet.risk(state, reading["time"], risk, scorer.threshold, scorer.name, scorer.version, rule)
-            if alert:
-                alerts.append(alert)
-
-    def _score_rul(self, scorer, group: list[dict], predictions: list, alerts: list) -> None:
-        scored, estimates = score_rul(scorer, group, self._histories)
-        rule = self._rule(scorer)
-        for reading, (rul, low, high) in zip(scored, estimates.tolist(), strict=True):
-            predictions.append({"line": reading["line"], "machine": reading["machine"], "time": reading["time"],
-                                "model": scorer.name, "version": scorer.version, "rul": rul, "rul_low": low,
-                                "rul_high": high, "sent_at": reading["sent_at"]})
-            state = self.fleet.state(reading["line"], reading["machine"])
-            alert = self.fleet.rul(state, reading["time"], rul, low, high, scorer.name, scorer.version, rule)
-            if alert:
-                alerts.append(alert)
 
     def _histories(self, machines, first: int, last: int) -> dict:
         """The store's histories without readings stamped beyond the clock (`stream.stamps`)."""

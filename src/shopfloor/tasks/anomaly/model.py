@@ -342,6 +342,11 @@ class AnomalyModel(Estimator):
                         + (f", backbone {state.get('backbone', params['backbone'])}" if "backbone" in params else "")]
         return out
 
+    def inspection_answer(self, row: dict) -> dict:
+        """The service's answer for one image from its row of `predict`: good or defect, the calibrated score
+        (defect from 0.5) and the uncalibrated distance."""
+        return {"verdict": row["verdict"], "score": float(row["score"]), "raw_score": float(row["raw_score"])}
+
     @classmethod
     def check_sizes(cls, manifest: dict, shapes: dict[str, tuple[int, ...]]) -> None:
         try:  # image size, tiles and blocks have no weight to check them against: the bounds that fit() sets

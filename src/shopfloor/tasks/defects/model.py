@@ -279,6 +279,12 @@ class DefectModel(Estimator):
                         + (f", backbone {state.get('backbone', params['backbone'])}" if "backbone" in params else "")]
         return out
 
+    def inspection_answer(self, row: dict) -> dict:
+        """The service's answer for one image from its row of `predict`: the most likely class as the verdict,
+        its probability as the score, and the probability of every class."""
+        return {"verdict": row["defect"], "score": float(row["confidence"]),
+                "probabilities": {c: float(row[f"p_{c}"]) for c in self.classes_}}
+
     @classmethod
     def check_sizes(cls, manifest: dict, shapes: dict[str, tuple[int, ...]]) -> None:
         state = manifest.get("state", {})

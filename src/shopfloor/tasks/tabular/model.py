@@ -551,6 +551,34 @@ class TabularModel(Estimator):
         out["lines"] = [f"targets: {manifest['params'].get('target')}", f"features: {', '.join(features)}"]
         return out
 
+    # the service and the stream: a row (or a reading) carries the input columns; ids are echoed back
+    @property
+    def input_columns(self) -> list[str]:
+        """The columns every row must carry (null for a missing reading), as RULModel's for every reading."""
+        self._check_fitted()
+        return list(self.schema_.features)
+
+    @property
+    def numeric_columns(self) -> list[str]:
+        """The inputs that must be numbers: text there makes a stream message a dead letter."""
+        self._check_fitted()
+        return list(self.schema_.numeric)
+
+    @property
+    def risk_threshold(self) -> float:
+        """The failure probability at and above which the model says failure: the line's alarm when none is set."""
+        self._check_fitted()
+        return float(self.thresholds_[0])
+
+    def predict_records(self, rows: list[dict]) -> list[dict]:
+        """One answer per row, with the row's id columns first (only the input columns are read)."""
+        frame = pd.DataFrame.from_records(rows, columns=self.schema_.features)
+        answers = self.predict(frame, source="the request").to_dict(orient="records")
+        ids = self.schema_.ids
+        if not ids:
+            return answers
+        return [{**{c: row[c] for c in ids if c in row}, **answer} for row, answer in zip(rows, answers, strict=True)]
+
     @classmethod
     def check_sizes(cls, manifest: dict, shapes: dict[str, tuple[int, ...]]) -> None:
         architecture = manifest.get("state", {}).get("architecture", {})

@@ -1,0 +1,76 @@
+"""A batch's predictions and the alerts they raise: every live model that reads the batch scores it, and each
+prediction is judged, in time order, by its model's alarm rule.
+
+Per model, one forward pass for the batch (`stream.scoring`); per prediction, the machine's alarm state moves
+through the rule (`stream.machines.Fleet`), so a machine alerts when it enters a model's alarm, the same alerts
+however the readings were batched. A model that fails on a batch costs its own predictions, never the readings.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from shopfloor.alarms import AlarmRule, risk_rule, rul_rule
+from shopfloor.stream.machines import Fleet
+from shopfloor.stream.scoring import Models, Scorer, score_risk, score_rul
+
+log = logging.getLogger("shopfloor.stream")
+
+
+def judge(models: Models, fleet: Fleet, readings: list[dict], rul_alert: float | None = None,
+          histories=None) -> tuple[list[dict], list[dict], int]:
+    """(predictions, alerts, how many models failed on their part of the batch).
+
+    `rul_alert`: the rule of RUL models without one of their own (the worker's --rul-alert); `histories`: the
+    store's, to start the window of a machine first heard of (`stream.scoring.score_rul`)."""
+    groups: dict[int, tuple] = {}
+    for reading in readings:
+        for scorer in models.for_columns(frozenset(reading["values"])):
+            groups.setdefault(id(scorer), (scorer, []))[1].append(reading)
+    predictions, alerts, failed = [], [], 0
+    for scorer, group in groups.values():
+        try:
+            if scorer.kind == "risk":
+                _judge_risks(fleet, scorer, rule_of(scorer, rul_alert), group, predictions, alerts)
+            else:
+                _judge_ruls(fleet, scorer, rule_of(scorer, rul_alert), group, histories, predictions, alerts)
+        except Exception as err:  # a model that fails on odd values must not lose the readings
+            failed += 1
+            log.error("model %s v%d failed on a batch of %d readings: %s", scorer.name, scorer.version, len(group), err)
+    return predictions, alerts, failed
+
+
+def rule_of(scorer: Scorer, rul_alert: float | None) -> AlarmRule | None:
+    """The model's own alarm rule, else the failure model's threshold or the worker's --rul-alert."""
+    if scorer.alarm is not None:
+        return scorer.alarm
+    if scorer.kind == "risk":
+        return risk_rule(scorer.threshold)
+    return rul_rule(rul_alert) if rul_alert is not None else None
+
+
+def _judge_risks(fleet: Fleet, scorer: Scorer, rule: AlarmRule | None, group: list[dict], predictions: list,
+                 alerts: list) -> None:
+    risks = score_risk(scorer, group).tolist()
+    for i in sorted(range(len(group)), key=lambda i: group[i]["time"]):  # each machine's readings in time order
+        reading, risk = group[i], risks[i]
+        predictions.append({"line": reading["line"], "machine": reading["machine"], "time": reading["time"],
+                            "model": scorer.name, "version": scorer.version, "risk": risk,
+                            "sent_at": reading["sent_at"]})
+        state = fleet.state(reading["line"], reading["machine"])
+        alert = fleet.risk(state, reading["time"], risk, scorer.threshold, scorer.name, scorer.version, rule)
+        if alert:
+            alerts.append(alert)
+
+
+def _judge_ruls(fleet: Fleet, scorer: Scorer, rule: AlarmRule | None, group: list[dict], histories,
+                predictions: list, alerts: list) -> None:
+    scored, estimates = score_rul(scorer, group, histories)
+    for reading, (rul, low, high) in zip(scored, estimates.tolist(), strict=True):
+        predictions.append({"line": reading["line"], "machine": reading["machine"], "time": reading["time"],
+                            "model": scorer.name, "version": scorer.version, "rul": rul, "rul_low": low,
+                            "rul_high": high, "sent_at": reading["sent_at"]})
+        state = fleet.state(reading["line"], reading["machine"])
+        alert = fleet.rul(state, reading["time"], rul, low, high, scorer.name, scorer.version, rule)
+        if alert:
+            alerts.append(alert)

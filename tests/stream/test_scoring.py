@@ -1,0 +1,35 @@
+"""Which saved models the stream applies, decided by asking each model's class what it takes (issue 15)."""
+
+from __future__ import annotations
+
+import pytest
+from conftest import FIXTURES
+
+from shopfloor.artifacts import MANIFEST
+from shopfloor.registry import Registry
+
+SAVED = sorted(p for p in (FIXTURES / "models").iterdir() if (p / MANIFEST).is_file())
+
+
+@pytest.fixture(scope="module")
+def registry(tmp_path_factory) -> Registry:
+    """Every saved model fixture, live in a registry."""
+    registry = Registry(tmp_path_factory.mktemp("stream") / "models", create=True)
+    for folder in SAVED:
+        registry.add(folder.name, folder)
+    return registry
+
+
+def test_the_stream_applies_table_and_run_models_only_deciding_from_the_manifest(registry, monkeypatch):
+    """Images and optimisers are never loaded by the stream; a yes/no table model scores a risk per reading and
+    a RUL model a remaining useful life per message."""
+    from shopfloor.stream.scoring import Models, streamed
+
+    assert {f.name: streamed(registry.manifest(f.name, 1)) for f in SAVED} == {
+        "tabular-v1": True, "rul-v1": True, "defects-v1": False, "anomaly-v1": False, "optimize-v1": False}
+    assert not streamed({"task": "forecast"})  # a task this shopfloor does not know: skipped, not a tabular model
+    loaded = []
+    monkeypatch.setattr(registry, "live", lambda name, _live=registry.live: loaded.append(name) or _live(name))
+    models = Models(registry)
+    assert {name: s.kind for name, s in models.scorers.items()} == {"tabular-v1": "risk", "rul-v1": "rul"}
+    assert sorted(loaded) == ["rul-v1", "tabular-v1"]
