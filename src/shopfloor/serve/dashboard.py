@@ -307,12 +307,10 @@ def _report_html(live) -> str:
     import tempfile
     from pathlib import Path
 
-    from shopfloor.tasks.tabular.report import write_report
-
     key = (live.name, live.version, id(live.estimator))  # the loaded model itself: two registries may share a name
     if key not in _reports:
         with tempfile.TemporaryDirectory() as folder:
-            page = write_report(live.estimator, Path(folder) / "report.html")
+            page = live.estimator.write_report(Path(folder) / "report.html")
             _reports[key] = page.read_text(encoding="utf-8")
     return _reports[key]
 
