@@ -12,8 +12,8 @@ import pytest
 import shopfloor
 from shopfloor import TabularModel
 from shopfloor.errors import NotFitted
-from shopfloor.metrics import CLASSIFICATION_KEYS, REGRESSION_KEYS
 from shopfloor.kits.page import number
+from shopfloor.metrics import CLASSIFICATION_KEYS, REGRESSION_KEYS
 from shopfloor.tasks.tabular.report import OUT_OF_FOLD, write_report
 
 NASTY = 'failure <script>alert("x")</script> & $1'
