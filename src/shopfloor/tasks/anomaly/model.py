@@ -312,10 +312,12 @@ class AnomalyModel(Estimator):
         return self.predict_file(source, destination)  # an image's explanation is its heatmap
 
     def write_report(self, path, data=None, truth=None):
-        from shopfloor.tasks.tabular.report import write_report
+        from shopfloor.tasks.anomaly.report import write_report
+        from shopfloor.vision.folders import read_inspection_folder
 
         self.refuse_truth(truth)
-        return write_report(self, path, data, source=str(data) if data is not None else None)
+        images = image_set(data, lambda root: read_inspection_folder(root, "test")) if data is not None else None
+        return write_report(self, path, images, source=str(data) if data is not None else None)
 
     def export_onnx(self, path, opset: int = 18):
         from shopfloor.tasks.tabular.export import export_onnx

@@ -251,10 +251,12 @@ class DefectModel(Estimator):
         return self.predict_file(source, destination)  # an image's explanation is its heatmap
 
     def write_report(self, path, data=None, truth=None):
-        from shopfloor.tasks.tabular.report import write_report
+        from shopfloor.tasks.defects.report import write_report
+        from shopfloor.vision.folders import read_class_folders
 
         self.refuse_truth(truth)
-        return write_report(self, path, data, source=str(data) if data is not None else None)
+        images = image_set(data, read_class_folders) if data is not None else None  # read once, used by every section
+        return write_report(self, path, images, source=str(data) if data is not None else None)
 
     def export_onnx(self, path, opset: int = 18):
         from shopfloor.tasks.tabular.export import export_onnx

@@ -602,7 +602,7 @@ class ProcessOptimizer(Estimator):
         return self.predict(pd.DataFrame.from_records(rows)).to_dict(orient="records")
 
     def write_report(self, path, data=None, truth=None):
-        from shopfloor.tasks.tabular.report import write_report
+        from shopfloor.tasks.optimize.report import write_report
 
         self.refuse_truth(truth)
         return write_report(self, path)

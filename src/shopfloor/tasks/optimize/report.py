@@ -1,7 +1,7 @@
 """The report page of a process optimiser: recommendation, next experiments, partial dependence, Pareto front.
 
-Reuses `report`'s helpers (CSS, inline figures, tables, the atomic write), so the page is one
-self-contained HTML file like every other shopfloor report.
+Built from the kit (`shopfloor.kits.page`: CSS, inline figures, tables, the atomic write), so the page
+is one self-contained HTML file like every other shopfloor report.
 """
 
 from __future__ import annotations
@@ -12,28 +12,35 @@ from pathlib import Path
 import numpy as np
 
 from shopfloor.errors import NotFitted
-from shopfloor.tasks.tabular.report import (
-    _e,
-    _figure_to_img,
-    _label,
-    _metrics_table,
-    _new_figure,
-    _number,
-    _page_header,
-    _plots,
-    _section,
-    _table,
-    _write_page,
+from shopfloor.kits.page import (
+    escape,
+    figure_to_img,
+    label,
+    metrics_table,
+    new_figure,
+    number,
+    page_header,
+    plots,
+    section,
+    table,
+    write_page,
 )
 
 
-def write_optimize_report(model, path: str | os.PathLike, result: dict | None = None) -> Path:
-    """Write the page for a fitted ProcessOptimizer; `result` is what `optimize()` returned (computed when absent)."""
+def write_report(model, path: str | os.PathLike, data=None, truth=None, source: str | None = None, *,
+                 result: dict | None = None) -> Path:
+    """Write the page of a fitted ProcessOptimizer to `path` and return the path.
+
+    The page is about the records the optimiser keeps, so `data` and `source` are not used; true values
+    (`truth`) are refused. `result` is what `optimize()` returned, computed when absent (a caller that has
+    it already saves a second search).
+    """
+    model.refuse_truth(truth)
     if not model.is_fitted:
         raise NotFitted("the report needs a fitted optimiser: call fit() first or load a saved one")
     result = result or model.optimize()
     goals = ", ".join(f"{o['goal']} {o['column']}" for o in result["objectives"])
-    header = _page_header("Process optimisation", {
+    header = page_header("Process optimisation", {
         "Objectives": goals,
         "Constraints": "; ".join(result["constraints"]) or "none",
         "Fixed context": ", ".join(f"{k}={v}" for k, v in result["fixed"].items()) or "none",
@@ -45,16 +52,16 @@ def write_optimize_report(model, path: str | os.PathLike, result: dict | None = 
             _partial_dependence_section(model, result)]
     if result.get("pareto_front"):
         body.append(_pareto_section(model, result))
-    body.append(_section("How well the models predict", '<p class="note">Each past run predicted by a model of all the '
-                         "others (exact leave-one-out of the Gaussian process); coverage is the share inside the 90 % "
-                         "range.</p>" + _metrics_table(model.validation_metrics_)))
-    return _write_page(path, f"shopfloor report: optimise {goals}", "".join(body))
+    body.append(section("How well the models predict", '<p class="note">Each past run predicted by a model of all the '
+                        "others (exact leave-one-out of the Gaussian process); coverage is the share inside the 90 % "
+                        "range.</p>" + metrics_table(model.validation_metrics_)))
+    return write_page(path, f"shopfloor report: optimise {goals}", "".join(body))
 
 
 def _recommendation_section(result: dict) -> str:
-    settings = _table(["setting", "value"], [[_e(k), _cell(v)] for k, v in result["recommended"].items()], ["", "number"])
-    predicted = _table(["output", "predicted", "low (5 %)", "high (95 %)"],
-                       [[_e(k), _number(p["mean"]), _number(p["low"]), _number(p["high"])]
+    settings = table(["setting", "value"], [[escape(k), _cell(v)] for k, v in result["recommended"].items()], ["", "number"])
+    predicted = table(["output", "predicted", "low (5 %)", "high (95 %)"],
+                       [[escape(k), number(p["mean"]), number(p["low"]), number(p["high"])]
                         for k, p in result["predicted"].items()],
                        ["", "number", "number", "number"])
     inside = "inside" if result["inside_trust_region"] else "OUTSIDE"
@@ -62,7 +69,7 @@ def _recommendation_section(result: dict) -> str:
             f"{result['confidence']:.0%}). Distance to the nearest past run: {result['distance_to_data']:.3f} "
             f"(root-mean-square share of each setting's range; {inside} the trust region). The range is where a single "
             f"run at these settings should land 9 times in 10.")
-    return _section("Recommended settings", f'<p class="note">{_e(note)}</p>{_plots([settings, predicted])}')
+    return section("Recommended settings", f'<p class="note">{escape(note)}</p>{plots([settings, predicted])}')
 
 
 def _experiments_section(result: dict) -> str:
@@ -70,7 +77,7 @@ def _experiments_section(result: dict) -> str:
     rows = [[str(i), *(_cell(e[n]) for n in names)] for i, e in enumerate(result["experiments"], 1)]
     text = ('<p class="note">The next runs that would teach the most about where the optimum lies (expected improvement '
             "under the constraints, each pick spread away from the others). Run them and add the results to the records.</p>")
-    return _section("Next experiments", text + _table(["#", *names], rows, ["number"] * (len(names) + 1)))
+    return section("Next experiments", text + table(["#", *names], rows, ["number"] * (len(names) + 1)))
 
 
 def _partial_dependence_section(model, result: dict) -> str:
@@ -79,7 +86,7 @@ def _partial_dependence_section(model, result: dict) -> str:
     for setting in model.space_.settings:
         curve = model.partial_dependence(setting.name)
         for column in model.outputs_:
-            fig, ax = _new_figure(3.6, 2.8)
+            fig, ax = new_figure(3.6, 2.8)
             if setting.is_choice:
                 ax.bar([str(v) for v in curve["value"]], curve[column], color="#486581")
             else:
@@ -91,18 +98,18 @@ def _partial_dependence_section(model, result: dict) -> str:
             for constraint in model.output_constraints:
                 if constraint.bound is not None and constraint.bound[0] == column:
                     ax.axhline(constraint.bound[2], color="#9f580a", linestyle=":", linewidth=1)
-            ax.set_xlabel(_label(setting.name))
-            ax.set_ylabel(_label(column))
-            images.append(_figure_to_img(fig, f"{column} against {setting.name}"))
+            ax.set_xlabel(label(setting.name))
+            ax.set_ylabel(label(column))
+            images.append(figure_to_img(fig, f"{column} against {setting.name}"))
     text = ('<p class="note">How each output moves with one setting on average, the other settings as in past runs '
             "(partial dependence of the models' mean). Dotted: a constraint's limit.</p>")
-    return _section("Partial dependence", text + _plots(images))
+    return section("Partial dependence", text + plots(images))
 
 
 def _pareto_section(model, result: dict) -> str:
     (first, first_up), (second, second_up) = [(o["column"], o["goal"] == "maximize") for o in result["objectives"][:2]]
     front = result["pareto_front"]
-    fig, ax = _new_figure(5.0, 3.8)
+    fig, ax = new_figure(5.0, 3.8)
     gp_first, gp_second = model.models_[first], model.models_[second]
     ax.scatter((gp_first.center + gp_first.scale * gp_first.targets).numpy(),
                (gp_second.center + gp_second.scale * gp_second.targets).numpy(), s=8, color="#9fb3c8", label="past runs")
@@ -111,16 +118,16 @@ def _pareto_section(model, result: dict) -> str:
     ax.plot(xs[order], ys[order], "o-", color="#243b53", markersize=3, label="Pareto front (predicted)")
     ax.scatter([result["predicted"][first]["mean"]], [result["predicted"][second]["mean"]], marker="*", s=160,
                color="#d64545", zorder=5, label="recommended (balanced)")
-    ax.set_xlabel(_label(f"{first} ({'max' if first_up else 'min'})"))
-    ax.set_ylabel(_label(f"{second} ({'max' if second_up else 'min'})"))
+    ax.set_xlabel(label(f"{first} ({'max' if first_up else 'min'})"))
+    ax.set_ylabel(label(f"{second} ({'max' if second_up else 'min'})"))
     ax.legend(fontsize=7)
     names = list(front[0])
     rows = [[_cell(p[n]) for n in names] for p in front]
     text = ('<p class="note">Settings no other allowed setting beats on every objective at once (predicted means, '
             "constraints met with the required confidence, inside the trust region).</p>")
-    return _section("Pareto front", text + _plots([_figure_to_img(fig, f"{first} against {second}")], wide=True)
-                    + _table(names, rows, ["number"] * len(names)))
+    return section("Pareto front", text + plots([figure_to_img(fig, f"{first} against {second}")], wide=True)
+                   + table(names, rows, ["number"] * len(names)))
 
 
 def _cell(value) -> str:
-    return _number(value) if isinstance(value, float) else _e(value)
+    return number(value) if isinstance(value, float) else escape(value)

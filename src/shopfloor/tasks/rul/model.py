@@ -448,9 +448,10 @@ class RULModel(Estimator):
         return table.to_dict(orient="records")
 
     def write_report(self, path, data=None, truth=None):
-        from shopfloor.tasks.tabular.report import write_report
+        from shopfloor.tasks.rul.report import write_report
 
-        return write_report(self, path, data, source=str(data) if data is not None else None, rul=truth)
+        runs = self._runs(data) if data is not None else None  # read once, used by every section of the page
+        return write_report(self, path, runs, truth, source=self._runs_source(data) if data is not None else None)
 
     def export_onnx(self, path, opset: int = 18):
         from shopfloor.tasks.tabular.export import export_onnx

@@ -1,9 +1,9 @@
-"""The report for remaining-useful-life models: the same self-contained page as `report`, in cycles.
+"""The report page of a remaining-useful-life model: the kit's self-contained page, in cycles.
 
 With test run histories and their true RUL the page scores the last cycle of every test unit;
 with histories alone it draws their degradation curves; with neither it shows the out-of-fold
-validation the model keeps from training. The page helpers (CSS, inline PNG figures, tables,
-escaping, the atomic write) are `report`'s own.
+validation the model keeps from training. The pieces of the page (CSS, inline PNG figures, tables,
+escaping, the atomic write) are the kit's, `shopfloor.kits.page`.
 """
 
 from __future__ import annotations
@@ -15,18 +15,18 @@ import numpy as np
 import pandas as pd
 
 from shopfloor.errors import NotFitted
-from shopfloor.tasks.tabular.report import (
-    _e,
-    _figure_to_img,
-    _importance_section,
-    _label,
-    _new_figure,
-    _number,
-    _page_header,
-    _plots,
-    _section,
-    _table,
-    _write_page,
+from shopfloor.kits.page import (
+    escape,
+    figure_to_img,
+    importance_section,
+    label,
+    new_figure,
+    number,
+    page_header,
+    plots,
+    section,
+    table,
+    write_page,
 )
 
 CURVE_UNITS = 8  # more lines than this on one plot cannot be told apart
@@ -46,54 +46,54 @@ METRIC_WORDS = {
 }
 
 
-def write_rul_report(model, path: str | os.PathLike, data=None, rul=None, source: str | None = None) -> Path:
-    """Write an HTML report of a fitted RULModel to `path` and return the path.
+def write_report(model, path: str | os.PathLike, data=None, truth=None, source: str | None = None) -> Path:
+    """Write the HTML report of a fitted RULModel to `path` and return the path.
 
-    `data`: test run histories (a path, a DataFrame or a RunHistory); `rul`: their true RUL per
-    unit (a C-MAPSS RUL text file, a CSV or a DataFrame with unit,rul). Both are optional;
-    `source` names the histories on the page.
+    `data`: test run histories, already read (a RunHistory); `truth`: their true RUL per unit (a
+    C-MAPSS RUL text file, a CSV or a DataFrame with unit,rul). Both are optional; `source` names
+    the histories on the page (their own name when absent).
     """
     if getattr(model, "fingerprint_", None) is None:
         raise NotFitted("the report needs a fitted model: call fit() first or load a saved model")
-    runs = model._runs(data) if data is not None else None  # read once, used by every section
+    runs = data  # read by the model's own reader (RULModel.write_report), once for every section
     name = source or (runs.source if runs is not None else "")
-    table = model.predict(runs) if runs is not None else None
-    truth = None
-    if runs is not None and rul is not None:
+    predictions = model.predict(runs) if runs is not None else None
+    actual = None
+    if runs is not None and truth is not None:
         from shopfloor.data.runs import read_rul
 
-        truth = read_rul(rul, list(table["unit"]), source_units=name)
+        actual = read_rul(truth, list(predictions["unit"]), source_units=name)
     notes = []
-    if truth is not None:
-        metrics = model.evaluate(runs, rul)
+    if actual is not None:
+        metrics = model.evaluate(runs, truth)
         origin = f"{name}: last cycle of each test unit, true RUL as given"
     else:
         metrics, origin = dict(model.validation_metrics_), VALIDATION
-        if runs is None and rul is not None:
+        if runs is None and truth is not None:
             notes.append("True RUL was given without the test histories it belongs to, so it is not used.")
         elif runs is not None:
             notes.append(f"No true RUL was given for {name}, so the metrics come from the model's own validation; "
                          "pass the true RUL per unit to score the test units.")
     body = "".join([
         _header(model, origin),
-        _section("Metrics", f'<p class="note">Computed on {_e(origin)}.</p>'
-                 + "".join(f'<p class="warning">{_e(n)}</p>' for n in notes)
-                 + _metrics_table(metrics, model.interval_coverage)),
-        _predictions_section(model, table, truth),
+        section("Metrics", f'<p class="note">Computed on {escape(origin)}.</p>'
+                + "".join(f'<p class="warning">{escape(n)}</p>' for n in notes)
+                + _metrics_table(metrics, model.interval_coverage)),
+        _predictions_section(model, predictions, actual),
         _interval_section(model),
-        _degradation_section(model, runs, table, truth),
-        _importance_section(model.importance_, "Sensor importance", "sensors",
-                            "Attribution in cycles of RUL, averaged in absolute value over a sample of training "
-                            "windows: how many cycles of the estimate each sensor accounts for, against the unit as "
-                            "it read when new."),
+        _degradation_section(model, runs, predictions, actual),
+        importance_section(model.importance_, "Sensor importance", "sensors",
+                           "Attribution in cycles of RUL, averaged in absolute value over a sample of training "
+                           "windows: how many cycles of the estimate each sensor accounts for, against the unit as "
+                           "it read when new."),
         _training_log_section(model),
     ])
-    return _write_page(path, "shopfloor report: remaining useful life", body)
+    return write_page(path, "shopfloor report: remaining useful life", body)
 
 
 def _header(model, origin: str) -> str:
     fingerprint, sensors = model.fingerprint_, model.sensor_columns_
-    return _page_header("Remaining useful life", {
+    return page_header("Remaining useful life", {
         "Task": "remaining useful life (cycles left before failure)",
         "Trained on": f"{fingerprint['units']:,} units, {fingerprint['rows']:,} rows from {fingerprint['source']}",
         "Sensors used": f"{len(sensors)}: {', '.join(map(str, sensors))}",
@@ -107,36 +107,36 @@ def _header(model, origin: str) -> str:
 
 
 def _metrics_table(metrics: dict[str, float], nominal: float) -> str:
-    rows = [[_e(name), f"{int(value):,}" if name in COUNTS else _number(value),
-             _e(METRIC_WORDS.get(name, "").format(nominal=f"{nominal:.0%}"))] for name, value in metrics.items()]
-    return _table(["metric", "value", "meaning"], rows, ["", "number", "words"])
+    rows = [[escape(name), f"{int(value):,}" if name in COUNTS else number(value),
+             escape(METRIC_WORDS.get(name, "").format(nominal=f"{nominal:.0%}"))] for name, value in metrics.items()]
+    return table(["metric", "value", "meaning"], rows, ["", "number", "words"])
 
 
 # -- estimates against the truth ------------------------------------------------------------
-def _predictions_section(model, table: pd.DataFrame | None, truth: np.ndarray | None) -> str:
+def _predictions_section(model, predictions: pd.DataFrame | None, truth: np.ndarray | None) -> str:
     cap = float(model.rul_cap)
     if truth is not None:
-        plots = [_units_scatter_figure(table, truth, cap), _units_sorted_figure(table, truth, cap)]
-        return _section("Predicted vs true with intervals", _plots(plots))
-    plots = [_validation_figure(model)]
-    if table is not None:
-        plots.append(_units_sorted_figure(table, None, cap))
-    return _section("Predicted vs true with intervals", _plots(plots))
+        figures = [_units_scatter_figure(predictions, truth, cap), _units_sorted_figure(predictions, truth, cap)]
+        return section("Predicted vs true with intervals", plots(figures))
+    figures = [_validation_figure(model)]
+    if predictions is not None:
+        figures.append(_units_sorted_figure(predictions, None, cap))
+    return section("Predicted vs true with intervals", plots(figures))
 
 
-def _columns(table: pd.DataFrame) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    return tuple(table[c].to_numpy(dtype=float) for c in ("rul", "rul_low", "rul_high"))
+def _columns(predictions: pd.DataFrame) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    return tuple(predictions[c].to_numpy(dtype=float) for c in ("rul", "rul_low", "rul_high"))
 
 
-def _units_scatter_figure(table: pd.DataFrame, truth: np.ndarray, cap: float) -> str:
-    estimate, low, high = _columns(table)
+def _units_scatter_figure(predictions: pd.DataFrame, truth: np.ndarray, cap: float) -> str:
+    estimate, low, high = _columns(predictions)
     inside = (low <= truth) & (truth <= high)
-    fig, ax = _new_figure(4.6, 3.8)
-    for mask, colour, label in [(inside, INSIDE, f"truth inside the interval ({inside.sum()})"),
+    fig, ax = new_figure(4.6, 3.8)
+    for mask, colour, legend in [(inside, INSIDE, f"truth inside the interval ({inside.sum()})"),
                                 (~inside, OUTSIDE, f"truth outside ({(~inside).sum()})")]:
         if mask.any():
             ax.vlines(truth[mask], low[mask], high[mask], color=colour, alpha=.4, lw=1.2)
-            ax.scatter(truth[mask], estimate[mask], s=16, color=colour, label=label, zorder=3)
+            ax.scatter(truth[mask], estimate[mask], s=16, color=colour, label=legend, zorder=3)
     top = 1.05 * float(max(truth.max(), high.max(), cap))
     ax.plot([0, top], [0, top], "--", color="grey", lw=1, label="estimate = truth")
     ax.axhline(cap, color=CAP, ls=":", lw=1.4, label=f"training cap ({cap:g} cycles)")
@@ -144,15 +144,15 @@ def _units_scatter_figure(table: pd.DataFrame, truth: np.ndarray, cap: float) ->
            xlabel="true remaining useful life (cycles)", ylabel="estimated remaining useful life (cycles)")
     ax.legend(fontsize=7, loc="upper left")
     ax.grid(alpha=.3)
-    return _figure_to_img(fig, "One point per test unit at its last cycle, its interval as a bar. A unit with more "
-                               "life left than the cap is estimated near the cap by design.")
+    return figure_to_img(fig, "One point per test unit at its last cycle, its interval as a bar. A unit with more "
+                              "life left than the cap is estimated near the cap by design.")
 
 
-def _units_sorted_figure(table: pd.DataFrame, truth: np.ndarray | None, cap: float) -> str:
-    estimate, low, high = _columns(table)
+def _units_sorted_figure(predictions: pd.DataFrame, truth: np.ndarray | None, cap: float) -> str:
+    estimate, low, high = _columns(predictions)
     order = np.argsort(truth if truth is not None else estimate, kind="stable")
     x = np.arange(1, len(order) + 1)
-    fig, ax = _new_figure(4.6, 3.8)
+    fig, ax = new_figure(4.6, 3.8)
     ax.fill_between(x, low[order], high[order], color=INSIDE, alpha=.18, step="mid", label="interval")
     ax.plot(x, estimate[order], "o-", ms=3, lw=1, color=INSIDE, label="estimate")
     if truth is not None:
@@ -162,7 +162,7 @@ def _units_sorted_figure(table: pd.DataFrame, truth: np.ndarray | None, cap: flo
     ax.set(xlabel=f"test unit, sorted by {by}", ylabel="remaining useful life (cycles)", title="Test units")
     ax.legend(fontsize=7, loc="upper left")
     ax.grid(alpha=.3)
-    return _figure_to_img(fig, f"Every test unit at its last cycle, sorted by {by}, with its interval as a band.")
+    return figure_to_img(fig, f"Every test unit at its last cycle, sorted by {by}, with its interval as a band.")
 
 
 def _validation_figure(model) -> str:
@@ -170,7 +170,7 @@ def _validation_figure(model) -> str:
     truth = model.validation_targets_.numpy().astype(float)
     cap = float(model.rul_cap)
     band = pd.DataFrame({"truth": truth, "low": low, "high": high}).groupby("truth").median()
-    fig, ax = _new_figure(4.6, 3.8)
+    fig, ax = new_figure(4.6, 3.8)
     ax.fill_between(band.index, band["low"], band["high"], color=INSIDE, alpha=.18, label="interval (median)")
     ax.scatter(truth, estimate, s=5, alpha=.3, color=INSIDE, linewidths=0, label="estimate")
     right = max(float(truth.max()), cap)
@@ -180,8 +180,8 @@ def _validation_figure(model) -> str:
     ax.legend(fontsize=7, loc="upper left")
     ax.grid(alpha=.3)
     total = int(model.validation_metrics_.get("cycles", len(truth)))
-    return _figure_to_img(fig, f"A sample of {len(truth):,} of {total:,} cycles of units no network trained on; "
-                               "the band is the median interval at each true RUL.")
+    return figure_to_img(fig, f"A sample of {len(truth):,} of {total:,} cycles of units no network trained on; "
+                              "the band is the median interval at each true RUL.")
 
 
 def _interval_section(model) -> str:
@@ -197,38 +197,38 @@ def _interval_section(model) -> str:
                                  strict=True):
         reach = (f"estimate - {below:.1f} to estimate + {above:.1f}" if bands["around"] == "estimate"
                  else f"P10 - {below:.1f} to P90 + {above:.1f}")
-        rows.append([_e(row["band"]), _e(reach), f"{row['count']:,}", _number(row["coverage"]),
-                     _number(row["interval_width"])])
+        rows.append([escape(row["band"]), escape(reach), f"{row['count']:,}", number(row["coverage"]),
+                     number(row["interval_width"])])
     text = ('<p class="note">Each band of the estimate has its own conformal margins, from cycles of units no '
             "network trained on; a unit near failure gets the margins that units estimated near failure needed. "
             f"Coverage and width on the stored sample of those cycles; nominal coverage {model.interval_coverage:.0%}."
             "</p>")
-    table = _table(["estimate (cycles)", "interval (bounds at least 0)", "cycles", "coverage", "mean width"], rows,
-                   ["", "words", "number", "number", "number"])
-    return _section("Interval by estimate", text + table)
+    by_band = table(["estimate (cycles)", "interval (bounds at least 0)", "cycles", "coverage", "mean width"], rows,
+                    ["", "words", "number", "number", "number"])
+    return section("Interval by estimate", text + by_band)
 
 
 # -- degradation over the life of a unit ----------------------------------------------------
-def _degradation_section(model, runs, table: pd.DataFrame | None, truth: np.ndarray | None) -> str:
+def _degradation_section(model, runs, predictions: pd.DataFrame | None, truth: np.ndarray | None) -> str:
     if runs is None:
-        return _section("Degradation curves", '<p class="note">Pass test run histories (and their true RUL) to '
-                                              "draw the estimate and health index of each unit over its cycles.</p>")
+        return section("Degradation curves", '<p class="note">Pass test run histories (and their true RUL) to '
+                                             "draw the estimate and health index of each unit over its cycles.</p>")
     health = model.health(runs)
     # units spread over the range of the truth (or of the estimate), not the first few
-    key = truth if truth is not None else table["rul"].to_numpy(dtype=float)
+    key = truth if truth is not None else predictions["rul"].to_numpy(dtype=float)
     order = np.argsort(key, kind="stable")
     picks = order[np.unique(np.linspace(0, len(order) - 1, min(len(order), CURVE_UNITS)).round().astype(int))]
-    units = [(table["unit"].iloc[i], None if truth is None else float(truth[i])) for i in picks]
+    units = [(predictions["unit"].iloc[i], None if truth is None else float(truth[i])) for i in picks]
     cap = float(model.rul_cap)
-    rul_fig, rul_ax = _new_figure(4.6, 3.8)
-    health_fig, health_ax = _new_figure(4.6, 3.8)
+    rul_fig, rul_ax = new_figure(4.6, 3.8)
+    health_fig, health_ax = new_figure(4.6, 3.8)
     for unit, last_truth in units:
         rows = health.loc[health["unit"] == unit]
         cycle = rows["time"].to_numpy(dtype=float)
-        line, = rul_ax.plot(cycle, rows["rul"], lw=1.3, label=_label(f"unit {unit}"))
+        line, = rul_ax.plot(cycle, rows["rul"], lw=1.3, label=label(f"unit {unit}"))
         if last_truth is not None:
             rul_ax.plot(cycle, np.minimum(last_truth + cycle[-1] - cycle, cap), "--", lw=1, color=line.get_color())
-        health_ax.plot(cycle, rows["health"], lw=1.3, color=line.get_color(), label=_label(f"unit {unit}"))
+        health_ax.plot(cycle, rows["health"], lw=1.3, color=line.get_color(), label=label(f"unit {unit}"))
     if truth is not None:
         rul_ax.plot([], [], "--", color="grey", lw=1, label="true RUL (capped)")
     rul_ax.set(xlabel="cycle", ylabel="remaining useful life (cycles)", title="Estimated RUL over cycles")
@@ -238,13 +238,17 @@ def _degradation_section(model, runs, table: pd.DataFrame | None, truth: np.ndar
         ax.legend(fontsize=7, loc="lower left")
         ax.grid(alpha=.3)
     chosen = "spread over the range of true RUL" if truth is not None else "spread over the range of the estimate"
-    text = (f'<p class="note">{len(units)} of {len(table)} units of {_e(runs.source)}, {chosen}. The estimate at each '
-            "cycle uses only that cycle and the ones before it; the health index is the estimate over the training "
+    text = (f'<p class="note">{len(units)} of {len(predictions)} units of {escape(runs.source)}, {chosen}. The estimate '
+            "at each cycle uses only that cycle and the ones before it; the health index is the estimate over the training "
             f"cap ({cap:g} cycles), clipped to 0..1.</p>")
-    plots = [_figure_to_img(rul_fig, "Solid: the estimate at each cycle" + ("; dashed: the true RUL, capped."
-                                                                           if truth is not None else ".")),
-             _figure_to_img(health_fig, "Health index of the same units.")]
-    return _section("Degradation curves", text + _plots(plots))
+    figures = [figure_to_img(rul_fig, "Solid: the estimate at each cycle" + ("; dashed: the true RUL, capped."
+                                                                            if truth is not None else ".")),
+               figure_to_img(health_fig, "Health index of the same units.")]
+    return section("Degradation curves", text + plots(figures))
+
+
+# the kit's helpers under the short names `_training_log_section` uses
+_e, _number, _section, _table = escape, number, section, table
 
 
 # -- how it was trained ---------------------------------------------------------------------

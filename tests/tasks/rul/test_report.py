@@ -5,10 +5,12 @@ from __future__ import annotations
 import re
 from html.parser import HTMLParser
 
-from conftest import FIXTURES
+from conftest import FIXTURES, RUL_COLUMNS
 
 import shopfloor
-from shopfloor.tasks.tabular.report import _number, write_report
+from shopfloor.data.runs import read_runs
+from shopfloor.kits.page import number
+from shopfloor.tasks.rul.report import write_report
 
 IMG = '<img src="data:image/png;base64,'
 BY_UNIT = "One point per test unit"  # caption of the per-unit predicted-vs-true figure only
@@ -29,6 +31,11 @@ class _Nesting(HTMLParser):
     def handle_endtag(self, tag):
         assert self.open and self.open[-1] == tag, f"</{tag}> closes <{self.open[-1] if self.open else None}>"
         self.open.pop()
+
+
+def _histories(rul_model):
+    """The test histories read as the model reads them: `RULModel.write_report` does this before the page."""
+    return read_runs(rul_model.test, **RUL_COLUMNS)
 
 
 def _check_page(page: str) -> None:
@@ -52,7 +59,7 @@ def test_report_without_data_shows_the_validation(rul_model, tmp_path):
     bands = rul_model.model.interval_bands_
     assert f"estimate - {bands['below'][0]:.1f} to estimate + {bands['above'][0]:.1f}" in page  # near failure
     assert f"&gt;= {bands['edges'][-1]:g}" in page  # the top band, healthy units
-    assert _number(rul_model.model.validation_metrics_["rmse"]) in page
+    assert number(rul_model.model.validation_metrics_["rmse"]) in page
     assert "Pass test run histories" in page
     assert page.count(IMG) >= 2
     assert BY_UNIT not in page
@@ -62,12 +69,12 @@ def test_report_without_data_shows_the_validation(rul_model, tmp_path):
 
 def test_report_with_data_and_truth_scores_the_test_units(rul_model, tmp_path):
     metrics = rul_model.model.evaluate(rul_model.test, rul_model.truth)
-    path = write_report(rul_model.model, tmp_path / "rul.html", data=rul_model.test, rul=rul_model.truth,
+    path = write_report(rul_model.model, tmp_path / "rul.html", data=_histories(rul_model), truth=rul_model.truth,
                         source='test <script>alert("x")</script>.csv')
     page = path.read_text(encoding="utf-8")
     _check_page(page)
     assert "last cycle of each test unit, true RUL as given" in page
-    assert _number(metrics["rmse"]) in page
+    assert number(metrics["rmse"]) in page
     assert "<h2>Degradation curves</h2>" in page and "dashed: the true RUL, capped" in page
     assert BY_UNIT in page
     assert page.count(IMG) >= 4
@@ -75,7 +82,7 @@ def test_report_with_data_and_truth_scores_the_test_units(rul_model, tmp_path):
 
 
 def test_report_with_data_but_no_truth_draws_the_curves(rul_model, tmp_path):
-    path = write_report(rul_model.model, tmp_path / "rul.html", data=rul_model.test)
+    path = write_report(rul_model.model, tmp_path / "rul.html", data=_histories(rul_model))
     page = path.read_text(encoding="utf-8")
     _check_page(page)
     assert "Solid: the estimate at each cycle." in page and "Health index of the same units" in page

@@ -12,8 +12,9 @@ import pytest
 import shopfloor
 from shopfloor import TabularModel
 from shopfloor.errors import NotFitted
+from shopfloor.kits.page import number
 from shopfloor.metrics import CLASSIFICATION_KEYS, REGRESSION_KEYS
-from shopfloor.tasks.tabular.report import OUT_OF_FOLD, _number, write_report
+from shopfloor.tasks.tabular.report import OUT_OF_FOLD, write_report
 
 NASTY = 'failure <script>alert("x")</script> & $1'
 IMG = '<img src="data:image/png;base64,'
@@ -98,7 +99,7 @@ def test_report_on_new_data(fitted, tmp_path):
     assert "line 3 &lt;march&gt;.csv (150 labelled rows)" in text
     assert OUT_OF_FOLD not in text and "optimistic" not in text
     value = model.evaluate(new)["rmse" if kind == "regression" else "f1"]
-    assert f'<td class="number">{_number(value)}</td>' in text
+    assert f'<td class="number">{number(value)}</td>' in text
 
 
 def test_user_strings_are_escaped(fitted, tmp_path):
@@ -136,8 +137,8 @@ def test_report_replaces_an_old_page(fitted, tmp_path):
 
 
 def test_numbers_are_readable():
-    assert _number(0.86904) == "0.8690" and _number(0.0) == "0.0000" and _number(-0.25) == "-0.2500"
-    assert _number(1234.5678) == "1,235" and _number(0.000123) == "0.000123" and _number(float("nan")) == "n/a"
+    assert number(0.86904) == "0.8690" and number(0.0) == "0.0000" and number(-0.25) == "-0.2500"
+    assert number(1234.5678) == "1,235" and number(0.000123) == "0.000123" and number(float("nan")) == "n/a"
 
 
 def test_unfitted_model_is_refused(tmp_path):

@@ -1,0 +1,1 @@
+"""Shared kits below the tasks: what several tasks use, with public names and no task of their own."""
