@@ -24,7 +24,6 @@ from PIL import Image
 
 from shopfloor.tasks.anomaly.model import AnomalyModel
 from shopfloor.tasks.defects.model import DefectModel
-from shopfloor.tasks.tabular.export import export_onnx
 from shopfloor.vision.folders import list_images, read_class_folders, read_inspection_folder
 
 IMAGES = 64
@@ -73,7 +72,7 @@ def main() -> None:
     results = {}
     for name, model, outputs in (("defects (lite0)", defects, ["probabilities", "heatmap"]),
                                  ("anomaly", anomaly, ["score", "heatmap"])):
-        onnx_path = export_onnx(model, work.with_name(work.name + "-onnx") / f"{name.split()[0]}.onnx")
+        onnx_path = model.export_onnx(work.with_name(work.name + "-onnx") / f"{name.split()[0]}.onnx")
         results[name] = measure(model, work, onnx_path, outputs)
         print(name, {k: round(v, 1) for k, v in results[name].items()}, flush=True)
     columns = list(next(iter(results.values())))

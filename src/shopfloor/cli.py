@@ -463,18 +463,17 @@ def export(model: ModelOpt, out: Annotated[Path, typer.Option("--out", help="ONN
     """Export a model for edge devices (ONNX, preprocessing inside the graph)."""
     import shopfloor
     from shopfloor.errors import BadOption
-    from shopfloor.tasks.tabular.export import check_parity, export_onnx
 
     if format.lower() != "onnx":
         raise BadOption(f"unknown export format '{format}'; supported: onnx")
     estimator = shopfloor.load(model)
-    export_onnx(estimator, out)
+    estimator.export_onnx(out)
     message = f"[green]wrote[/] {plain(out)}"
     if data is not None:
         from shopfloor.data.tables import read_table
 
         rows = data if estimator.task_name in ("rul", *INSPECTION) else read_table(data).head(5000)
-        difference = check_parity(estimator, out, rows)
+        difference = estimator.onnx_parity(out, rows)
         message += f"; ONNX Runtime vs torch max abs difference {difference:.2e}"
     _stderr().print(message)
 

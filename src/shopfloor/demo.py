@@ -29,7 +29,6 @@ def run_demo(out: Path, console: Console, quick: bool = False, line: bool = True
     from sklearn.model_selection import train_test_split
 
     from shopfloor.data.tables import read_table, write_table
-    from shopfloor.tasks.tabular.export import check_parity, export_onnx
     from shopfloor.tasks.tabular.model import TabularModel
     from shopfloor.tasks.tabular.report import write_report
 
@@ -53,8 +52,8 @@ def run_demo(out: Path, console: Console, quick: bool = False, line: bool = True
     top = ", ".join(f"{k} ({v:.3f})" for k, v in list(model.importance_.items())[:3])
     console.print(f"most influential sensors (mean |attribution|): {plain(top)}")
     write_report(model, out / "ai4i-report.html", test, source="the demo's held-out rows")
-    onnx_path = export_onnx(model, out / "ai4i-model.onnx")
-    difference = check_parity(model, onnx_path, test)
+    onnx_path = model.export_onnx(out / "ai4i-model.onnx")
+    difference = model.onnx_parity(onnx_path, test)
     console.print(f"ONNX export {onnx_path.name}: ONNX Runtime vs torch max abs difference {difference:.1e}")
     rul_metrics = run_rul_demo(out, console, quick)
     inspection_metrics = run_inspection_demo(out, console, quick)
@@ -89,7 +88,6 @@ def run_rul_demo(out: Path, console: Console, quick: bool = False) -> dict:
     from shopfloor.data.tables import write_table
     from shopfloor.tasks.rul.model import RULModel
     from shopfloor.tasks.rul.report import write_report
-    from shopfloor.tasks.tabular.export import check_parity, export_onnx
 
     console.rule("[bold]2. Remaining useful life: NASA C-MAPSS FD001 (100 turbofan engines run to failure)")
     train, test = read_runs(demo_file("train_FD001.txt.gz")), read_runs(demo_file("test_FD001.txt.gz"))
@@ -109,8 +107,8 @@ def run_rul_demo(out: Path, console: Console, quick: bool = False) -> dict:
     top = ", ".join(f"{k} ({v:.1f} cycles)" for k, v in list(model.importance_.items())[:3])
     console.print(f"most influential sensors (mean |attribution|): {plain(top)}")
     write_report(model, out / "cmapss-report.html", test, truth, source="the 100 FD001 test engines")
-    onnx_path = export_onnx(model, out / "cmapss-model.onnx")
-    difference = check_parity(model, onnx_path, test)
+    onnx_path = model.export_onnx(out / "cmapss-model.onnx")
+    difference = model.onnx_parity(onnx_path, test)
     console.print(f"ONNX export {onnx_path.name}: ONNX Runtime vs torch max abs difference {difference:.1e}")
     return metrics
 
@@ -120,7 +118,6 @@ def run_inspection_demo(out: Path, console: Console, quick: bool = False) -> dic
     from shopfloor.tasks.anomaly.report import write_report as write_anomaly_report
     from shopfloor.tasks.defects.model import DefectModel
     from shopfloor.tasks.defects.report import write_report as write_defects_report
-    from shopfloor.tasks.tabular.export import check_parity, export_onnx
     from shopfloor.vision.folders import read_class_folders, read_inspection_folder
     from shopfloor.vision.surfaces import write_defect_classes, write_inspection_set
 
@@ -154,8 +151,8 @@ def run_inspection_demo(out: Path, console: Console, quick: bool = False) -> dic
     detector.predict_file(inspection / "test", out / "anomaly-predictions.csv")
     write_anomaly_report(detector, out / "anomaly-report.html", read_inspection_folder(inspection, "test"),
                          source="the generated test parts")
-    onnx_path = export_onnx(detector, out / "anomaly-model.onnx")
-    difference = check_parity(detector, onnx_path, inspection / "test")
+    onnx_path = detector.export_onnx(out / "anomaly-model.onnx")
+    difference = detector.onnx_parity(onnx_path, inspection / "test")
     console.print(f"ONNX export {onnx_path.name}: ONNX Runtime vs torch max abs difference {difference:.1e}")
     (out / "inspection-metrics.json").write_text(json.dumps({"defects": metrics, "anomaly": found}, indent=2) + "\n")
     return {"defects": metrics, "anomaly": found}

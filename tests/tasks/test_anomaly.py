@@ -13,7 +13,7 @@ import shopfloor
 from shopfloor.data.tables import ShopfloorWarning
 from shopfloor.errors import BadOption, BadTarget, NotAModel
 from shopfloor.tasks.anomaly.model import AnomalyModel
-from shopfloor.tasks.tabular.export import check_parity, export_onnx
+from shopfloor.vision.export import check_parity, export_onnx
 from shopfloor.vision.folders import read_inspection_folder
 
 

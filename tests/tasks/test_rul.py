@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import json
-
 import numpy as np
 import pandas as pd
 import pytest
@@ -16,9 +14,9 @@ from shopfloor.data.runs import read_runs
 from shopfloor.errors import BadOption, BadTarget, ColumnMissing, NotAModel
 from shopfloor.metrics import nasa_score, rul_metrics
 from shopfloor.tasks.rul.conditions import fit_conditions
+from shopfloor.tasks.rul.export import check_parity, export_onnx
 from shopfloor.tasks.rul.model import RULModel
 from shopfloor.tasks.rul.network import OperatingConditions
-from shopfloor.tasks.tabular.export import check_parity, export_onnx, run_onnx
 
 OUTPUT_COLUMNS = ["unit", "time", "rul", "rul_low", "rul_high"]
 
@@ -164,29 +162,6 @@ def test_cmapss_text_and_generic_csv_give_the_same_predictions(tmp_path):
     from_csv = RULModel(unit="unit", time="cycle", settings=["setting_1", "setting_2", "setting_3"], **params)
     from_csv.fit(tmp_path / "train.csv")
     pd.testing.assert_frame_equal(from_text.predict(tmp_path / "train_FD009.txt"), from_csv.predict(tmp_path / "train.csv"))
-
-
-def test_onnx_graph_matches_torch_with_conditions_inside(rul_model, tmp_path):
-    path = export_onnx(rul_model.model, tmp_path / "rul.onnx")
-    assert check_parity(rul_model.model, path, rul_model.test) < 1e-4
-    inputs, _ = rul_model.model.last_windows(rul_model.test)
-    out = run_onnx(path, {"history": inputs[0].numpy(), "start": inputs[1].numpy(), "age": inputs[2].numpy()})["rul"]
-    table = rul_model.model.predict(rul_model.test)
-    np.testing.assert_allclose(out, table[["rul", "rul_low", "rul_high"]].to_numpy(), atol=1e-3)
-    bands = np.searchsorted(rul_model.model.interval_bands_["edges"], table["rul"], side="right")
-    assert len(np.unique(bands)) >= 3  # the graph picks each unit's own band's margins
-    import onnx
-
-    props = {p.key: p.value for p in onnx.load(path).metadata_props}
-    assert json.loads(props["interval_bands"]) == rul_model.model.interval_bands_
-
-
-def test_fd001_onnx_parity(shared_data, tmp_path):
-    train = read_runs(shared_data / "cmapss" / "train_FD001.txt")
-    train.frame = train.frame[train.frame["unit"] <= 10].reset_index(drop=True)
-    model = RULModel(members=2, max_epochs=1, progress=False).fit(train)
-    path = export_onnx(model, tmp_path / "fd001.onnx")
-    assert check_parity(model, path, shared_data / "cmapss" / "test_FD001.txt") < 1e-4
 
 
 def test_units_shorter_than_the_window_and_single_rows_are_padded(rul_model):

@@ -53,6 +53,9 @@ class AnomalyModel(Estimator):
     described_as = "an anomaly detector"
     accepts = "images"
     predicted_items = "images, with heatmaps"
+    onnx_outputs = ("score", "heatmap")  # the exported graph's outputs, as estimator_module() returns them
+    onnx_notes = {"threshold": "scores and heatmaps are 0..1 with the decision at 0.5",
+                  "memory": "memory grows with the batch (every patch against the bank): feed a few images per call"}
 
     def __init__(self, *, image_size: int = 256, blocks: tuple[int, ...] = (3, 10), bank_size: int = 5_000,
                  candidates: int = 200_000, pooling: int = 3, sigma: float = 8.0, even_lighting: bool = True,
@@ -320,12 +323,12 @@ class AnomalyModel(Estimator):
         return write_report(self, path, images, source=str(data) if data is not None else None)
 
     def export_onnx(self, path, opset: int = 18):
-        from shopfloor.tasks.tabular.export import export_onnx
+        from shopfloor.vision.export import export_onnx
 
         return export_onnx(self, path, opset)
 
     def onnx_parity(self, path, data) -> float:
-        from shopfloor.tasks.tabular.export import check_parity
+        from shopfloor.vision.export import check_parity
 
         return check_parity(self, path, data)
 

@@ -47,6 +47,7 @@ class DefectModel(Estimator):
     described_as = "a defect classifier"
     accepts = "images"
     predicted_items = "images, with heatmaps"
+    onnx_outputs = ("probabilities", "heatmap")  # the exported graph's outputs, as estimator_module() returns them
 
     def __init__(self, *, backbone: str = "auto", image_size: int | None = None, augment: bool = True,
                  validation_fraction: float = 0.15, lr: float | None = None, weight_decay: float = 1e-4,
@@ -259,12 +260,12 @@ class DefectModel(Estimator):
         return write_report(self, path, images, source=str(data) if data is not None else None)
 
     def export_onnx(self, path, opset: int = 18):
-        from shopfloor.tasks.tabular.export import export_onnx
+        from shopfloor.vision.export import export_onnx
 
         return export_onnx(self, path, opset)
 
     def onnx_parity(self, path, data) -> float:
-        from shopfloor.tasks.tabular.export import check_parity
+        from shopfloor.vision.export import check_parity
 
         return check_parity(self, path, data)
 

@@ -454,12 +454,12 @@ class RULModel(Estimator):
         return write_report(self, path, runs, truth, source=self._runs_source(data) if data is not None else None)
 
     def export_onnx(self, path, opset: int = 18):
-        from shopfloor.tasks.tabular.export import export_onnx
+        from shopfloor.tasks.rul.export import export_onnx
 
         return export_onnx(self, path, opset)
 
     def onnx_parity(self, path, data) -> float:
-        from shopfloor.tasks.tabular.export import check_parity
+        from shopfloor.tasks.rul.export import check_parity
 
         return check_parity(self, path, data)
 

@@ -23,19 +23,26 @@ exported by torch; `decide` names the outputs and, for yes/no targets, compares 
 probability with the model's thresholds, baked in as constants. `onnx_inputs` builds the feed
 from a DataFrame and `check_parity` measures how far onnxruntime is from torch on real rows.
 
-Length: one exporter per task beside the fallback exporter and parity helpers they share; issue 15
-moves each exporter into its task's package and leaves the shared kit here.
+Metadata: the keys every shopfloor file carries (`shopfloor.kits.onnx`: shopfloor_version, task =
+"tabular", exporter, outputs, input_contract) and the table's own:
+    kind         the kind of target: "binary" (yes/no targets, one or several), "multiclass" or
+                 "regression" (files written before this key had the kind under `task`:
+                 `read_facts` reads those as task "tabular" and this kind)
+    targets      JSON list of the target columns, in the order of the outputs' columns
+    classes      JSON list per target of its classes (a multiclass `decision` indexes the first)
+    thresholds   JSON list of the yes/no thresholds that `decision` applies, one per target
+    inputs       JSON list of the feature columns, in the order of the graph's inputs
+    dates        JSON list of the date columns among them
+    categorical  JSON object: categorical column -> its levels seen in training
+
+The exporting itself (torch.export with the TorchScript fallback, the checks, the atomic write) is the
+shared kit's, `shopfloor.kits.onnx`.
 """
 
 from __future__ import annotations
 
-import contextlib
-import copy
-import io
 import json
-import logging
 import os
-import warnings
 from pathlib import Path
 
 import numpy as np
@@ -44,137 +51,66 @@ import pandas as pd
 import torch
 from onnx import TensorProto, compose, helper
 
-from shopfloor.artifacts import atomic_write
-from shopfloor.errors import BadOption, NotAModel
+from shopfloor.errors import BadOption
+from shopfloor.kits.onnx import (
+    EXAMPLE_ROWS,
+    check_request,
+    dedupe_opsets,
+    export_module,
+    file_facts,
+    frozen_copy,
+    largest_difference,
+    read_metadata,
+    run_onnx,
+    write_onnx,
+)
 
-MIN_OPSET = 17  # older runtimes: the TorchScript exporter still writes 17
-DYNAMO_MIN_OPSET = 18  # below this the dynamo exporter silently writes 18
 ML_DOMAIN, ML_OPSET = "ai.onnx.ml", 3  # LabelEncoder-2: keys_strings / values_int64s / default_int64
 UNSEEN, MISSING, FIRST_LEVEL = 0, 1, 2  # the category codes of TableSchema
-log = logging.getLogger(__name__)
-TORCH_ONNX_LOGGER = "torch.onnx._internal.exporter._registration"
-EXAMPLE_ROWS = 4  # a batch size that no exporter mistakes for a constant 0 or 1
+GRAPH_PREFIXES = ("net/", "prepare/", "decide/")  # names the graph's parts use for themselves
+INPUT_CONTRACT = ("one input per column, shape [N, 1]; numbers and dates (days since 1970-01-01) as float32 with NaN "
+                  "for missing; categories as strings stripped of surrounding whitespace, \"\" for missing")
+KINDS = ("binary", "multiclass", "regression")  # what `kind` holds, and what `task` held in older files
 
 
 def export_onnx(model, path: str | os.PathLike, opset: int = 18) -> Path:
-    """Write `model` (a fitted TabularModel or RULModel) as one self-contained ONNX file; returns its path."""
-    path = Path(path)
-    if model.task_name == "optimize":
-        raise BadOption("a process optimiser is not exported to ONNX: it answers by searching its records' models, which "
-                        "runs where the records are; use 'shopfloor predict' for its predictions at given settings")
-    if model.task_name in TASK_EXPORTERS:
-        return TASK_EXPORTERS[model.task_name](model, path, opset)
-    _check_request(model, path, opset)
+    """Write a fitted TabularModel as one self-contained ONNX file; returns its path."""
+    path = check_request(model, path, opset)
+    _check_names(model)
     net, exporter = _export_net(model, opset)
     prepare = _prepare_graph(model.schema_, opset, net.ir_version)
     decide = _decide_graph(model, opset, net.ir_version)
     graph = compose.merge_models(prepare, net, io_map=_io_map(net), outputs=["net/scores"], prefix2="net/")
     graph = compose.merge_models(graph, decide, io_map=[("net/scores", "decide/scores")])
-    _dedupe_opsets(graph)
+    dedupe_opsets(graph)
     graph.graph.name = f"shopfloor tabular: {', '.join(model.targets)}"
-    helper.set_model_props(graph, _metadata(model) | {"exporter": exporter})
-    onnx.checker.check_model(graph, full_check=True)
-    _write_atomically(graph, path)
-    return path
+    return write_onnx(graph, path, _metadata(model, exporter))
 
 
 def output_name(model) -> str:
     return "values" if model.kind_ == "regression" else "probabilities"
 
 
-def _check_request(model, path: Path, opset: int) -> None:
-    _check_file_and_opset(model, path, opset)
-    outputs = _output_names(model)
-    clashes = [c for c in model.schema_.features if c in outputs or c.startswith(("net/", "prepare/", "decide/"))]
+def output_names(model) -> list[str]:
+    return [output_name(model)] + (["decision"] if model.kind_ in ("binary", "multiclass") else [])
+
+
+def _check_names(model) -> None:
+    outputs = output_names(model)
+    clashes = [c for c in model.schema_.features if c in outputs or c.startswith(GRAPH_PREFIXES)]
     if clashes:
         raise BadOption(f"feature column(s) {clashes} clash with names the ONNX graph uses itself (outputs "
                         f"{outputs}, names starting net/, prepare/, decide/); rename them and train again to export")
 
 
-def _check_file_and_opset(model, path: Path, opset: int) -> None:
-    model._check_fitted()
-    if path.suffix.lower() != ".onnx":
-        raise BadOption(f"{path}: ONNX export writes a '.onnx' file; other formats ('{path.suffix or 'none'}') "
-                        "are not supported")
-    newest = onnx.defs.onnx_opset_version()
-    if not MIN_OPSET <= opset <= newest:
-        raise BadOption(f"ONNX opset {opset} is not supported: choose {MIN_OPSET} to {newest} "
-                        "(18 runs on most runtimes)")
-
-
-def _output_names(model) -> list[str]:
-    return [output_name(model)] + (["decision"] if model.kind_ in ("binary", "multiclass") else [])
-
-
 # -- the network --------------------------------------------------------------------------
 def _export_net(model, opset: int) -> tuple[onnx.ModelProto, str]:
     """TabularNet (numbers, codes) -> scores, batch axis dynamic; torch.export first, TorchScript if that fails."""
-    net = _frozen_copy(model.net_)
+    net = frozen_copy(model.net_)
     schema = model.schema_
     example = (torch.zeros(EXAMPLE_ROWS, len(schema.numeric) + len(schema.dates)),
                torch.full((EXAMPLE_ROWS, len(schema.categorical)), MISSING, dtype=torch.int64))
-    return _export_module(net, example, opset, ["numbers", "codes"], "scores")
-
-
-def _export_module(net: torch.nn.Module, example: tuple, opset: int, inputs: list[str],
-                   output: str | list[str]) -> tuple[onnx.ModelProto, str]:
-    """Any module with a dynamic batch axis on every input: torch.export first, TorchScript if that fails."""
-    if opset >= DYNAMO_MIN_OPSET:
-        try:
-            return _export_dynamo(net, example, opset, inputs, output), "torch.export"
-        except Exception as err:  # whatever stops the new exporter, the TorchScript one has handled this network
-            log.info("torch.export could not export the network (%s: %s); using the TorchScript exporter",
-                     type(err).__name__, str(err).splitlines()[0] if str(err) else "")
-    return _export_torchscript(net, example, opset, inputs, output), "torchscript"
-
-
-def _export_dynamo(net: torch.nn.Module, example: tuple, opset: int, inputs: list[str],
-                   output: str | list[str]) -> onnx.ModelProto:
-    batch = torch.export.Dim("batch")
-    outputs = [output] if isinstance(output, str) else list(output)
-    with warnings.catch_warnings(), _quiet(TORCH_ONNX_LOGGER):
-        warnings.simplefilter("ignore")
-        program = torch.onnx.export(net, example, dynamo=True, verbose=False, opset_version=opset,
-                                    input_names=inputs, output_names=outputs,
-                                    dynamic_shapes=tuple({0: batch} for _ in inputs))
-    proto = program.model_proto
-    got = {entry.domain: entry.version for entry in proto.opset_import}.get("")
-    if got != opset:
-        raise ValueError(f"the dynamo exporter wrote opset {got}, not {opset}")
-    return proto
-
-
-@contextlib.contextmanager
-def _quiet(name: str):
-    """Silence the exporter's line per missing optional package (torchvision): not a table model's concern."""
-    logger = logging.getLogger(name)
-    level = logger.level
-    logger.setLevel(logging.ERROR)
-    try:
-        yield
-    finally:
-        logger.setLevel(level)
-
-
-def _export_torchscript(net: torch.nn.Module, example: tuple, opset: int, inputs: list[str],
-                        output: str | list[str]) -> onnx.ModelProto:
-    buffer = io.BytesIO()
-    outputs = [output] if isinstance(output, str) else list(output)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        torch.onnx.export(net, example, buffer, dynamo=False, opset_version=opset,
-                          input_names=inputs, output_names=outputs,
-                          dynamic_axes={name: {0: "batch"} for name in [*inputs, *outputs]})
-    return onnx.load_from_string(buffer.getvalue())
-
-
-def _frozen_copy(net: torch.nn.Module) -> torch.nn.Module:
-    """An inference copy: leftover gradients (merged members change parameter shapes) break torch.export."""
-    frozen = copy.deepcopy(net).eval()
-    for parameter in frozen.parameters():
-        parameter.grad = None
-        parameter.requires_grad_(False)
-    return frozen
+    return export_module(net, example, opset, ["numbers", "codes"], "scores")
 
 
 def _io_map(net: onnx.ModelProto) -> list[tuple[str, str]]:
@@ -246,36 +182,26 @@ def _model(graph: onnx.GraphProto, opset: int, ir_version: int, extra: dict[str,
     return helper.make_model(graph, opset_imports=imports, ir_version=ir_version)
 
 
-def _dedupe_opsets(proto: onnx.ModelProto) -> None:
-    """merge_models concatenates the parts' opset imports; some runtimes refuse a domain listed twice."""
-    versions = {entry.domain: entry.version for entry in proto.opset_import}
-    del proto.opset_import[:]
-    proto.opset_import.extend(helper.make_opsetid(domain, version) for domain, version in versions.items())
-
-
-def _metadata(model) -> dict[str, str]:
-    from shopfloor import __version__
-
+def _metadata(model, exporter: str) -> dict[str, str]:
     schema = model.schema_
-    return {
-        "shopfloor_version": __version__,
-        "task": model.kind_,
+    return file_facts(model, exporter, output_names(model), INPUT_CONTRACT) | {
+        "kind": model.kind_,
         "targets": json.dumps(model.targets),
         "classes": json.dumps(model.classes_, default=str),
         "thresholds": json.dumps([float(t) for t in getattr(model, "thresholds_", [])]),
         "inputs": json.dumps(schema.features),
         "dates": json.dumps(schema.dates),
         "categorical": json.dumps(schema.categorical),
-        "outputs": json.dumps(_output_names(model)),
-        "input_contract": "one input per column, shape [N, 1]; numbers and dates (days since 1970-01-01) as "
-                          "float32 with NaN for missing; categories as strings stripped of surrounding "
-                          "whitespace, \"\" for missing",
     }
 
 
-def _write_atomically(proto: onnx.ModelProto, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write(path, lambda temporary: onnx.save_model(proto, temporary))
+def read_facts(onnx_path: str | os.PathLike) -> dict[str, str]:
+    """A table model file's metadata, with files written before the `kind` key (whose `task` held the kind)
+    read as task "tabular" and that kind, so that every reader sees one meaning of each key."""
+    facts = read_metadata(onnx_path)
+    if "kind" not in facts and facts.get("task") in KINDS:
+        facts |= {"task": "tabular", "kind": facts["task"]}
+    return facts
 
 
 # -- running and checking -----------------------------------------------------------------
@@ -290,150 +216,8 @@ def onnx_inputs(model, frame: pd.DataFrame) -> dict[str, np.ndarray]:
     return feed
 
 
-def run_onnx(onnx_path: str | os.PathLike, feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-    """Run an exported model with onnxruntime on the CPU; outputs by name."""
-    import onnxruntime as ort
-
-    session = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
-    names = [o.name for o in session.get_outputs()]
-    return dict(zip(names, session.run(names, feed), strict=True))
-
-
-def check_parity(model, onnx_path: str | os.PathLike, frame) -> float:
-    """Largest absolute difference between onnxruntime's and torch's outputs on `frame` (a table, run
-    histories for a RUL model, an image folder or file for an inspection model)."""
-    if model.task_name in TASK_PARITY:
-        return TASK_PARITY[model.task_name](model, onnx_path, frame)
+def check_parity(model, onnx_path: str | os.PathLike, frame: pd.DataFrame) -> float:
+    """Largest absolute difference between onnxruntime's and torch's outputs on the rows of `frame`."""
     exported = run_onnx(onnx_path, onnx_inputs(model, frame))[output_name(model)]
     expected = model._outputs(*model.schema_.to_arrays(frame))
-    return _largest_difference(onnx_path, exported, expected)
-
-
-def _largest_difference(onnx_path, exported: np.ndarray, expected: np.ndarray) -> float:
-    if exported.shape != expected.shape:
-        raise NotAModel(f"{onnx_path} gives outputs of shape {exported.shape}, the model {expected.shape}: "
-                        "the file was exported from a different model")
-    return float(np.max(np.abs(exported - expected), initial=0.0))
-
-
-# -- remaining useful life ----------------------------------------------------------------
-RUL_INPUTS = ("history", "start", "age")
-
-
-def _rul_parity(model, onnx_path, runs) -> float:
-    inputs, _ = model.last_windows(runs)
-    exported = run_onnx(onnx_path, dict(zip(RUL_INPUTS, (x.numpy() for x in inputs), strict=True)))["rul"]
-    with torch.no_grad():
-        expected = model.estimator_module()(*inputs).numpy()
-    return _largest_difference(onnx_path, exported, expected)
-
-
-def _export_rul(model, path: Path, opset: int) -> Path:
-    """RULModel -> one graph: raw windows in (condition normalisation inside), estimate and interval out.
-
-    Inputs: history float32 [N, window, settings + sensors] (the unit's last cycles, oldest first,
-    a short history padded at the front with its first cycle), start float32 [N, baseline cycles,
-    same columns] (the unit's first cycles), age float32 [N] (cycles seen). Output: rul [N, 3] =
-    estimate, interval low, interval high, in cycles.
-    """
-    _check_file_and_opset(model, path, opset)
-    module = _frozen_copy(model.estimator_module())
-    columns = model.setting_columns_ + model.sensor_columns_
-    example = (torch.zeros(EXAMPLE_ROWS, model.window, len(columns)),
-               torch.zeros(EXAMPLE_ROWS, max(model.baseline_cycles, 1), len(columns)),
-               torch.full((EXAMPLE_ROWS,), 50.0))
-    proto, exporter = _export_module(module, example, opset, list(RUL_INPUTS), "rul")
-    proto.graph.name = "shopfloor remaining useful life"
-    from shopfloor import __version__
-
-    helper.set_model_props(proto, {
-        "shopfloor_version": __version__, "task": "rul", "exporter": exporter, "columns": json.dumps(columns),
-        "window": str(model.window), "baseline_cycles": str(max(model.baseline_cycles, 1)),
-        "interval_coverage": str(model.interval_coverage), "outputs": json.dumps(["rul", "rul_low", "rul_high"]),
-        "interval_bands": json.dumps(model.interval_bands_),
-        "input_contract": "history [N, window, columns]: last cycles oldest first, padded at the front with the "
-                          "first cycle; start [N, baseline_cycles, columns]: the first cycles (repeat the last "
-                          "one if fewer); age [N]: cycles seen; NaN sensors read as their condition's mean"})
-    onnx.checker.check_model(proto, full_check=True)
-    _write_atomically(proto, path)
-    return path
-
-
-# -- visual inspection --------------------------------------------------------------------
-INSPECTION_OUTPUTS = {"defects": ["probabilities", "heatmap"], "anomaly": ["score", "heatmap"]}
-PARITY_IMAGES = 16
-
-
-def _export_inspection(model, path: Path, opset: int) -> Path:
-    """DefectModel or AnomalyModel -> one graph: images [N, channels, size, size], grey levels 0..255 as
-    float32, in; scaling, network, memory-bank search (anomaly) and heatmap out. Decoding and resizing
-    to size x size stay with the caller, as every image library does them."""
-    _check_file_and_opset(model, path, opset)
-    module = _frozen_copy(model.estimator_module())
-    size = model.image_size_
-    example = (torch.rand(2, model.channels_, size, size, generator=torch.Generator().manual_seed(0)) * 255,)
-    outputs = INSPECTION_OUTPUTS[model.task_name]
-    proto, exporter = _export_module(module, example, opset, ["images"], outputs)
-    proto.graph.name = f"shopfloor {model.task_name}"
-    from shopfloor import __version__
-
-    facts = {"shopfloor_version": __version__, "task": model.task_name, "exporter": exporter,
-             "image_size": str(size), "channels": str(model.channels_), "outputs": json.dumps(outputs),
-             "input_contract": f"images float32 [N, {model.channels_}, {size}, {size}]: {_view(model)}, grey levels 0..255"
-                               + (", grey" if model.channels_ == 1 else ", RGB order")}
-    if model.task_name == "defects":
-        facts["classes"] = json.dumps(model.classes_)
-    else:
-        facts["threshold"] = "scores and heatmaps are 0..1 with the decision at 0.5"
-        facts["memory"] = "memory grows with the batch (every patch against the bank): feed a few images per call"
-    helper.set_model_props(proto, facts)
-    onnx.checker.check_model(proto, full_check=True)
-    _write_atomically(proto, path)
-    return path
-
-
-def _view(model) -> str:
-    """How a picture becomes the graph's input, in words: the same steps as `shopfloor.vision.images`."""
-    size = model.image_size_
-    if getattr(model, "tile", None) is not None:
-        return (f"tiles of {model.tile} x {model.tile} native pixels overlapping by 1/8 or more, each resized to "
-                f"{size} x {size} (bilinear); an image's heatmap is the maximum over its tiles, its score the "
-                "maximum of that (shopfloor.vision.images.read_tiles and stitch)")
-    if getattr(model, "keep_aspect_", False):
-        return (f"the picture scaled so its shorter side is {size} pixels (bilinear, aspect ratio kept) and cut along "
-                f"its longer side into {size} x {size} tiles overlapping by 1/8 or more; an image's heatmap is the "
-                "maximum over its tiles, its score the maximum of that (shopfloor.vision.images.read_tiles with no "
-                "tile size, and stitch)")
-    return f"the picture resized to {size} x {size} (bilinear)"
-
-
-def _inspection_parity(model, onnx_path, data) -> float:
-    """Largest difference over every output, on up to PARITY_IMAGES images of a file or folder, fed as the
-    model feeds its network (whole images, or their tiles)."""
-    from shopfloor.vision.estimator import decode, image_set
-    from shopfloor.vision.folders import list_images
-    from shopfloor.vision.images import read_tiles
-
-    found = image_set(data, list_images)
-    found = found.subset(list(range(min(len(found), PARITY_IMAGES))))
-    size = model.image_size_
-    if getattr(model, "tile", None) is not None or getattr(model, "keep_aspect_", False):
-        tiles = [read_tiles(path, model.channels_, model.tile, size)[0] for path in found.paths]
-        images = torch.from_numpy(np.rint(np.concatenate(tiles)[:PARITY_IMAGES]).astype(np.float32))  # as the model rounds
-    else:
-        images = decode(found, model.channels_, size)[0].float()
-    module = model.estimator_module()
-    worst = 0.0
-    for start in range(0, len(images), 4):
-        batch = images[start:start + 4]
-        exported = run_onnx(onnx_path, {"images": batch.numpy()})
-        with torch.no_grad():
-            expected = module(batch)
-        for name, value in zip(INSPECTION_OUTPUTS[model.task_name], expected, strict=True):
-            worst = max(worst, _largest_difference(onnx_path, exported[name], value.numpy()))
-    return worst
-
-
-# every task but the tabular one (the module's first part) has its own graph and parity check
-TASK_EXPORTERS = {"rul": _export_rul, "defects": _export_inspection, "anomaly": _export_inspection}
-TASK_PARITY = {"rul": _rul_parity, "defects": _inspection_parity, "anomaly": _inspection_parity}
+    return largest_difference(onnx_path, exported, expected)

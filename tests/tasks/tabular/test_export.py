@@ -1,4 +1,4 @@
-"""ONNX export: onnxruntime must give the torch model's answers from the raw table columns."""
+"""Table models' ONNX export: onnxruntime must give the torch model's answers from the raw table columns."""
 
 from __future__ import annotations
 
@@ -10,12 +10,14 @@ import onnx
 import pandas as pd
 import pytest
 import torch
+from conftest import SHARED_DATA
 
 from shopfloor.errors import BadOption
-from shopfloor.tasks.tabular.export import check_parity, export_onnx, onnx_inputs, run_onnx
+from shopfloor.kits.onnx import run_onnx
+from shopfloor.tasks.tabular.export import check_parity, export_onnx, onnx_inputs, read_facts
 from shopfloor.tasks.tabular.model import TabularModel
 
-AI4I = Path(__file__).resolve().parents[2] / "shared" / "data" / "ai4i2020" / "ai4i2020.csv"
+AI4I = SHARED_DATA / "ai4i2020" / "ai4i2020.csv"
 FAST = {"bags": 2, "members": 2, "max_epochs": 5, "hidden": 32, "n_bins": 8, "d_embedding": 4, "progress": False}
 TARGETS = ["failed", "mode", "overheat", "scrap_rate"]
 TOLERANCE = 1e-4
@@ -110,7 +112,7 @@ def test_graph_takes_one_input_per_column_and_carries_metadata(binary):
     meta = {p.key: p.value for p in proto.metadata_props}
     assert json.loads(meta["inputs"]) == model.schema_.features
     assert json.loads(meta["thresholds"]) == pytest.approx(model.thresholds_)
-    assert json.loads(meta["classes"]) == [["no", "yes"]] and meta["task"] == "binary"
+    assert json.loads(meta["classes"]) == [["no", "yes"]] and meta["kind"] == "binary"
     assert meta["exporter"] == "torch.export"  # the TorchScript fallback is for when it fails, not the rule
     assert len({entry.domain for entry in proto.opset_import}) == len(proto.opset_import)
     assert not list(path.parent.glob(".*tmp*"))  # the atomic write left nothing behind
@@ -176,3 +178,22 @@ def test_unsupported_formats_and_opsets_are_refused(binary, tmp_path):
         export_onnx(model, tmp_path / "model.pt")
     with pytest.raises(BadOption, match="opset 9"):
         export_onnx(model, tmp_path / "model.onnx", opset=9)
+
+
+def test_metadata_names_the_task_and_the_kind_of_target(binary):
+    model, path = binary
+    meta = read_facts(path)
+    assert (meta["task"], meta["kind"]) == ("tabular", model.kind_) == ("tabular", "binary")
+    assert meta == {p.key: p.value for p in onnx.load(path).metadata_props}  # today's files need no reading-in
+
+
+def test_files_written_before_the_kind_key_read_as_tabular_with_their_kind(binary, tmp_path):
+    # older files held the kind of target under `task`; readers see today's meaning of each key
+    _, path = binary
+    proto = onnx.load(path)
+    old = {p.key: p.value for p in proto.metadata_props if p.key != "kind"} | {"task": "multiclass"}
+    del proto.metadata_props[:]
+    onnx.helper.set_model_props(proto, old)
+    onnx.save_model(proto, tmp_path / "old.onnx")
+    meta = read_facts(tmp_path / "old.onnx")
+    assert (meta["task"], meta["kind"]) == ("tabular", "multiclass")
