@@ -20,7 +20,7 @@ from conftest import FIXTURES, failure_table, kpi_table, mode_table
 
 import shopfloor
 from shopfloor import TabularModel
-from shopfloor.artifacts import FORMAT_VERSION, MANIFEST, WEIGHTS, _sha256_json, read_manifest
+from shopfloor.artifacts import FORMAT_VERSION, MANIFEST, WEIGHTS, read_manifest, sha256_json
 from shopfloor.errors import ModelTooNew, NotAModel
 
 TINY = dict(bags=2, members=2, hidden=16, max_epochs=3, progress=False)
@@ -56,7 +56,7 @@ def _rewrite_manifest(folder, change, recompute_checksum: bool):
     manifest = json.loads(path.read_text(encoding="utf-8"))
     manifest.pop("manifest_sha256")
     change(manifest)
-    manifest["manifest_sha256"] = _sha256_json(manifest) if recompute_checksum else "0" * 64
+    manifest["manifest_sha256"] = sha256_json(manifest) if recompute_checksum else "0" * 64
     path.write_text(json.dumps(manifest, indent=2, ensure_ascii=False), encoding="utf-8")
 
 

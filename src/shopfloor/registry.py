@@ -45,7 +45,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-from shopfloor.artifacts import MANIFEST, WEIGHTS, _sha256_json, atomic_write, read_manifest, remove_debris
+from shopfloor.artifacts import MANIFEST, WEIGHTS, atomic_write, read_manifest, remove_debris, sha256_json
 from shopfloor.errors import NotAModel, ShopfloorError
 
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}\Z")  # \Z: '$' would let a trailing newline through
@@ -410,7 +410,7 @@ def _sign(key: bytes, name: str, version: int, manifest: dict) -> str:
     """HMAC-SHA256 of a version's name, number, manifest and weights (through the weights' SHA-256 that the
     manifest records and that loading checks against the bytes it loads)."""
     content = {k: v for k, v in manifest.items() if k != "manifest_sha256"}
-    message = f"shopfloor-registry-1\0{name}\0{version}\0{_sha256_json(content)}\0{content.get('weights_sha256')}"
+    message = f"shopfloor-registry-1\0{name}\0{version}\0{sha256_json(content)}\0{content.get('weights_sha256')}"
     return hmac.new(key, message.encode(), hashlib.sha256).hexdigest()
 
 
