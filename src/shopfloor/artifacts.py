@@ -28,8 +28,8 @@ from typing import TYPE_CHECKING
 
 from shopfloor.errors import ModelTooNew, NotAModel
 
-if TYPE_CHECKING:  # torch and safetensors are imported where tensors are read or written, so that the
-    import torch  # writers of plain files (tables, tokens, registry state) can import atomic_write cheaply
+if TYPE_CHECKING:  # torch is imported where tensors are, so that writers of plain files import atomic_write cheaply
+    import torch
 
 FORMAT = "shopfloor-model"
 FORMAT_VERSION = 1
@@ -49,8 +49,7 @@ def _sha256_file(path: Path) -> str:
 
 
 def sha256_json(data: dict) -> str:
-    """SHA-256 of a JSON object written canonically (sorted keys, no spaces): what a manifest's checksum and the
-    registry's signature are computed over, so that re-indenting a file does not change either."""
+    """SHA-256 of JSON written canonically (a manifest's checksum, a registry signature): indenting changes neither."""
     canonical = json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
     return hashlib.sha256(canonical.encode()).hexdigest()
 
@@ -228,10 +227,8 @@ def read_manifest(folder: str | os.PathLike) -> dict:
         )
     claimed = manifest.pop("manifest_sha256", None)
     if claimed != sha256_json(manifest):
-        raise NotAModel(
-            f"{path} has been modified since the model was saved (checksum mismatch); "
-            "retrain or restore the original folder"
-        )
+        raise NotAModel(f"{path} has been modified since the model was saved (checksum mismatch); "
+                        "retrain or restore the original folder")
     check_manifest_shape(manifest, path)
     return manifest
 
@@ -343,8 +340,6 @@ def check_size(path: str, value: int, shapes: dict[str, tuple[int, ...]], key: s
 def check_count(path: str, value: int, shapes: dict[str, tuple[int, ...]], pattern: str) -> None:
     """Refuse a manifest whose count at `path` (layers, columns) is not the number of tensors named like `pattern`
     (a regular expression such as `net\\.backbone\\.\\d+\\.weight`: one per layer)."""
-    import re
-
     found = sum(1 for name in shapes if re.fullmatch(pattern, name))
     if found != value:
         raise NotAModel(f"the manifest's {path} is {value} but {WEIGHTS} holds {found} tensors named like "
