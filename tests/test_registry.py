@@ -16,7 +16,8 @@ from manifests import edited_copy
 import shopfloor
 from shopfloor.artifacts import MANIFEST, WEIGHTS
 from shopfloor.errors import NotAModel
-from shopfloor.registry import KEY, SIGNATURE, BadName, Registry, UnknownModel
+from shopfloor.registry import BadName, Registry, UnknownModel
+from shopfloor.registry_signing import KEY, SIGNATURE
 
 SAVED = FIXTURES / "models" / "tabular-v1"
 
