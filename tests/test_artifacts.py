@@ -394,6 +394,16 @@ def test_a_killed_writer_debris_is_removed_by_the_next_write_and_modes_are_kept(
     assert (tmp_path / "tokens.json").stat().st_mode & 0o777 == 0o600
 
 
+def test_a_create_only_write_keeps_what_was_there_first_and_leaves_no_temporary(tmp_path):
+    from shopfloor.artifacts import atomic_write
+
+    atomic_write(tmp_path / "key", "first\n", mode=0o600, replace=False)
+    with pytest.raises(FileExistsError):
+        atomic_write(tmp_path / "key", "second\n", mode=0o600, replace=False)
+    assert (tmp_path / "key").read_text() == "first\n"
+    assert [p.name for p in tmp_path.iterdir()] == ["key"]
+
+
 def test_every_file_the_package_writes_goes_through_the_one_atomic_write():
     """Six copies of the same few lines had drifted apart (a fixed temporary name never cleaned up, JSON
     written in place); a new copy should be a conscious exception listed here."""

@@ -168,6 +168,19 @@ def test_the_signing_key_is_random_private_and_made_with_the_registry(tmp_path):
     assert all(len(bytes.fromhex(k)) == 32 for k in keys) and keys[0] != keys[1]
 
 
+def test_registries_opened_at_once_share_one_whole_key(tmp_path):
+    """The key is made once and whole (written aside, then linked into place only if none is there): processes
+    opening a new registry at the same moment all sign with the same key, and a kill never leaves it empty."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from shopfloor.registry_signing import registry_key
+
+    with ThreadPoolExecutor(8) as pool:
+        keys = set(pool.map(lambda _: registry_key(tmp_path, create=True), range(16)))
+    assert len(keys) == 1 and len(keys.pop()) == 32
+    assert sorted(p.name for p in tmp_path.iterdir()) == [KEY]
+
+
 @pytest.mark.parametrize("change", ["threshold, checksum recomputed", "weights of another model, checksums recomputed",
                                     "signature removed", "signature of another version"])
 def test_a_version_changed_without_the_key_is_refused(registry, tmp_path, change):

@@ -75,16 +75,9 @@ def save_artifact(folder: str | os.PathLike, *, task: str, params: dict, state: 
     tmp.mkdir()
     try:
         save_file({k: v.detach().contiguous().cpu() for k, v in tensors.items()}, str(tmp / WEIGHTS))
-        manifest = {
-            "format": FORMAT,
-            "format_version": FORMAT_VERSION,
-            "task": task,
-            "shopfloor_version": __version__,
-            "created": datetime.now(UTC).isoformat(timespec="seconds"),
-            "params": params,
-            "state": state,
-            "weights_sha256": _sha256_file(tmp / WEIGHTS),
-        }
+        manifest = {"format": FORMAT, "format_version": FORMAT_VERSION, "task": task, "shopfloor_version": __version__,
+                    "created": datetime.now(UTC).isoformat(timespec="seconds"), "params": params, "state": state,
+                    "weights_sha256": _sha256_file(tmp / WEIGHTS)}
         manifest["manifest_sha256"] = sha256_json(manifest)
         atomic_write(tmp / MANIFEST, json.dumps(manifest, indent=2, ensure_ascii=False))
         if folder.exists():
@@ -128,13 +121,15 @@ def _exchange(a: Path, b: Path) -> bool:
     raise OSError(code, os.strerror(code), str(b))
 
 
-def atomic_write(path: str | os.PathLike, content: str | bytes | Callable[[Path], object], mode: int = 0o644) -> Path:
+def atomic_write(path: str | os.PathLike, content: str | bytes | Callable[[Path], object], mode: int = 0o644,
+                 replace: bool = True) -> Path:
     """Write a file so that readers find the old content or the new one, never half a file.
 
     `content` is text (UTF-8), bytes, or a function that writes the file at the path it is given (safetensors,
     ONNX). It goes to `.NAME.tmp-PID-THREAD` beside the target (its own name per process and thread, created
     with `mode`), is flushed to disk and renamed over the target; any failure removes it, and what a killed
-    process left is removed by the next write to the same file.
+    process left is removed by the next write to the same file. With `replace=False` the file is only created:
+    `FileExistsError` when another process made it first (a key that must be made once, whole).
     """
     path = Path(path)
     remove_debris(path.parent, f".{path.name}.tmp-")
@@ -148,7 +143,11 @@ def atomic_write(path: str | os.PathLike, content: str | bytes | Callable[[Path]
                 os.fsync(file.fileno())
         if callable(content):
             content(temporary)
-        os.replace(temporary, path)
+        if replace:
+            os.replace(temporary, path)
+        else:
+            os.link(temporary, path)  # fails if anything is at path, a link included
+            temporary.unlink()
     except BaseException:
         temporary.unlink(missing_ok=True)
         raise

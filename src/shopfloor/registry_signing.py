@@ -35,9 +35,7 @@ def registry_key(root: Path, create: bool = False) -> bytes:
     path = root / KEY
     if create and not path.exists():
         with contextlib.suppress(FileExistsError):  # another process made it first: use theirs
-            handle = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
-            with os.fdopen(handle, "w") as out:
-                out.write(secrets.token_hex(32) + "\n")
+            atomic_write(path, secrets.token_hex(32) + "\n", mode=0o600, replace=False)  # never an empty key
     try:
         key = bytes.fromhex(path.read_text(encoding="ascii").strip())
     except FileNotFoundError:
