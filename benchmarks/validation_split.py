@@ -28,7 +28,8 @@ def main() -> None:
     args = parser.parse_args()
     limit_threads()
     from shopfloor import TabularModel
-    from shopfloor.data.tables import ShopfloorWarning, read_table
+    from shopfloor.data.tables import read_table
+    from shopfloor.errors import ShopfloorWarning
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ShopfloorWarning)

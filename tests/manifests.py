@@ -6,7 +6,7 @@ import json
 import shutil
 from pathlib import Path
 
-from shopfloor.artifacts import MANIFEST, _sha256_json
+from shopfloor.artifacts import MANIFEST, sha256_json
 
 
 def edited_copy(folder: Path, target: Path, **changes) -> Path:
@@ -21,6 +21,6 @@ def edited_copy(folder: Path, target: Path, **changes) -> Path:
         for part in parents:
             node = node[part]
         node[last] = value
-    manifest["manifest_sha256"] = _sha256_json(manifest)
+    manifest["manifest_sha256"] = sha256_json(manifest)
     path.write_text(json.dumps(manifest, indent=2, ensure_ascii=False), encoding="utf-8")
     return copy

@@ -20,7 +20,7 @@ from conftest import FIXTURES, failure_table, kpi_table, mode_table
 
 import shopfloor
 from shopfloor import TabularModel
-from shopfloor.artifacts import FORMAT_VERSION, MANIFEST, WEIGHTS, _sha256_json, read_manifest
+from shopfloor.artifacts import FORMAT_VERSION, MANIFEST, WEIGHTS, read_manifest, sha256_json
 from shopfloor.errors import ModelTooNew, NotAModel
 
 TINY = dict(bags=2, members=2, hidden=16, max_epochs=3, progress=False)
@@ -56,7 +56,7 @@ def _rewrite_manifest(folder, change, recompute_checksum: bool):
     manifest = json.loads(path.read_text(encoding="utf-8"))
     manifest.pop("manifest_sha256")
     change(manifest)
-    manifest["manifest_sha256"] = _sha256_json(manifest) if recompute_checksum else "0" * 64
+    manifest["manifest_sha256"] = sha256_json(manifest) if recompute_checksum else "0" * 64
     path.write_text(json.dumps(manifest, indent=2, ensure_ascii=False), encoding="utf-8")
 
 
@@ -392,6 +392,16 @@ def test_a_killed_writer_debris_is_removed_by_the_next_write_and_modes_are_kept(
     atomic_write(tmp_path / "tokens.json", b"{}\n", mode=0o600)
     assert [p.name for p in tmp_path.iterdir()] == ["tokens.json"]
     assert (tmp_path / "tokens.json").stat().st_mode & 0o777 == 0o600
+
+
+def test_a_create_only_write_keeps_what_was_there_first_and_leaves_no_temporary(tmp_path):
+    from shopfloor.artifacts import atomic_write
+
+    atomic_write(tmp_path / "key", "first\n", mode=0o600, replace=False)
+    with pytest.raises(FileExistsError):
+        atomic_write(tmp_path / "key", "second\n", mode=0o600, replace=False)
+    assert (tmp_path / "key").read_text() == "first\n"
+    assert [p.name for p in tmp_path.iterdir()] == ["key"]
 
 
 def test_every_file_the_package_writes_goes_through_the_one_atomic_write():

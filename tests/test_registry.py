@@ -16,7 +16,8 @@ from manifests import edited_copy
 import shopfloor
 from shopfloor.artifacts import MANIFEST, WEIGHTS
 from shopfloor.errors import NotAModel
-from shopfloor.registry import KEY, SIGNATURE, BadName, Registry, UnknownModel
+from shopfloor.registry import BadName, Registry, UnknownModel
+from shopfloor.registry_signing import KEY, SIGNATURE
 
 SAVED = FIXTURES / "models" / "tabular-v1"
 
@@ -165,6 +166,19 @@ def test_the_signing_key_is_random_private_and_made_with_the_registry(tmp_path):
         assert stat.S_IMODE(path.stat().st_mode) == 0o600
         keys.append(path.read_text().strip())
     assert all(len(bytes.fromhex(k)) == 32 for k in keys) and keys[0] != keys[1]
+
+
+def test_registries_opened_at_once_share_one_whole_key(tmp_path):
+    """The key is made once and whole (written aside, then linked into place only if none is there): processes
+    opening a new registry at the same moment all sign with the same key, and a kill never leaves it empty."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from shopfloor.registry_signing import registry_key
+
+    with ThreadPoolExecutor(8) as pool:
+        keys = set(pool.map(lambda _: registry_key(tmp_path, create=True), range(16)))
+    assert len(keys) == 1 and len(keys.pop()) == 32
+    assert sorted(p.name for p in tmp_path.iterdir()) == [KEY]
 
 
 @pytest.mark.parametrize("change", ["threshold, checksum recomputed", "weights of another model, checksums recomputed",

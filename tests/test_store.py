@@ -114,7 +114,7 @@ def test_a_database_from_before_alarm_states_gains_their_columns(store):
     """Tables made by an older version lack the alarm states and acknowledgements: opening the store adds them."""
     import sqlalchemy as sa
 
-    from shopfloor import store as tables
+    from shopfloor import store_schema as tables
     from shopfloor.stream.machines import Fleet
 
     new = {"alarms", "rule", "clear", "acked_by", "acked_at"}

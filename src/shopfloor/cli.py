@@ -67,7 +67,7 @@ def _one_line(err: Exception) -> str:
 
 
 def _show_warning(message, category, filename, lineno, file=None, line=None):
-    from shopfloor.data.tables import ShopfloorWarning
+    from shopfloor.errors import ShopfloorWarning
 
     if issubclass(category, ShopfloorWarning):
         _stderr().print(f"[yellow]warning:[/] {plain(message)}", soft_wrap=True)
@@ -150,9 +150,10 @@ def train_tabular(
     """Train a failure-prediction or KPI model on a table (CSV or Parquet)."""
     from shopfloor.artifacts import check_destination
     from shopfloor.crossval import cross_validate, fold_indices, stratification_labels
-    from shopfloor.data.tables import ShopfloorWarning, column_name, column_names, read_table
+    from shopfloor.data.tables import column_name, column_names, read_table
     from shopfloor.data.targets import rows_with_targets, target_kind
     from shopfloor.data.times import date_order
+    from shopfloor.errors import ShopfloorWarning
     from shopfloor.tasks.tabular.model import TabularModel
 
     check_destination(out)  # before training, not after it

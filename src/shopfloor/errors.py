@@ -2,10 +2,23 @@
 
 Every error the user can fix by changing their input derives from `ShopfloorError`.
 The CLI prints such errors as one line and exits with code 2; anything else is a bug
-and keeps its traceback.
+and keeps its traceback. What was fixed up or ignored without failing is a `ShopfloorWarning`
+(through `warn`), which the CLI prints as one line too: errors and warnings live together so
+that every module tells people about their input the same way, from one import.
 """
 
 from __future__ import annotations
+
+import warnings
+
+
+class ShopfloorWarning(UserWarning):
+    """Something was fixed up or ignored; the user should know, nothing failed."""
+
+
+def warn(message: str) -> None:
+    """Tell the user what was fixed up or ignored, pointing at the line that called the function that warns."""
+    warnings.warn(message, ShopfloorWarning, stacklevel=2)
 
 
 class ShopfloorError(Exception):

@@ -13,31 +13,20 @@ Names and versions are checked against a strict pattern before any path is built
 so a name that arrives in a URL can never walk out of the registry. Models are loaded through
 `shopfloor.load`, which reads only safetensors and JSON.
 
-`add` copies only the model's two files (a model folder with a symbolic link anywhere in it is refused),
-loads the copy to check it whole, and signs it: `<version>/signature.json` holds an HMAC-SHA256, under
-the registry's own key (`.registry.key`, 256 random bits, readable by its owner only), of the model's
-name, version, manifest and weights. The service and the stream load only versions whose signature
-matches. The checksums in a manifest catch accidental damage; the signature catches a version folder
-changed by someone without the key; neither helps against someone who holds the key or can write the
-service's own files. Changes take a lock on the registry folder
-(so that two processes adding or promoting at once cannot lose a version or a history entry) and
-replace `registry.json` atomically; readers notice a promotion or a rollback made by another process
-at their next look.
-
-Length: versions, signatures, alarm rules and the lock between processes are the rules of one folder
-format, read together when auditing what the service and the stream will trust.
+`add` copies only the model's two files, loads the copy to check it whole, and signs it; the service and
+the stream load only versions whose signature matches (what is trusted, and why, is in `registry_signing`).
+Changes take a lock on the registry folder (so that two processes adding or promoting at once cannot lose a
+version or a history entry) and replace `registry.json` atomically; readers notice a promotion or a rollback
+made by another process at their next look.
 """
 
 from __future__ import annotations
 
 import contextlib
 import fcntl
-import hashlib
-import hmac
 import json
 import os
 import re
-import secrets
 import shutil
 import threading
 from collections.abc import Iterator
@@ -45,13 +34,12 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-from shopfloor.artifacts import MANIFEST, WEIGHTS, _sha256_json, atomic_write, read_manifest, remove_debris
+from shopfloor.artifacts import atomic_write, read_manifest, remove_debris
 from shopfloor.errors import NotAModel, ShopfloorError
+from shopfloor.registry_signing import SIGNATURE, copy_model_files, refuse_links, registry_key, signature_check, write_signature
 
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}\Z")  # \Z: '$' would let a trailing newline through
 STATE = "registry.json"
-KEY = ".registry.key"
-SIGNATURE = "signature.json"
 
 
 @contextlib.contextmanager
@@ -99,7 +87,7 @@ class Registry:
         self.root = Path(root)
         if create:
             self.root.mkdir(parents=True, exist_ok=True)
-            self._key(create=True)
+            registry_key(self.root, create=True)
         if not self.root.is_dir():
             raise UnknownModel(f"the model registry {self.root} does not exist: create it with "
                                f"'shopfloor models add --models {self.root} NAME MODEL_FOLDER'")
@@ -162,21 +150,7 @@ class Registry:
         from shopfloor.tasks.base import load
 
         folder = self.path(check_name(name), version)
-        try:
-            signed = json.loads((folder / SIGNATURE).read_text(encoding="utf-8"))["hmac_sha256"]
-        except (OSError, ValueError, KeyError, TypeError):
-            raise NotAModel(f"model '{name}' version {version} in {self.root} has no valid {SIGNATURE}: it was not "
-                            f"added with 'shopfloor models add' or was changed since; add its model folder again (a "
-                            f"registry from before signatures: 'shopfloor models sign' signs what it holds)") from None
-        key = self._key()
-
-        def verify(manifest: dict) -> None:
-            if not isinstance(signed, str) or not hmac.compare_digest(signed, _sign(key, name, version, manifest)):
-                raise NotAModel(f"model '{name}' version {version} does not match the signature the registry gave it: "
-                                "its files were changed after 'shopfloor models add' by someone without the registry's "
-                                "key; add the model folder again")
-
-        return load(folder, verify=verify)
+        return load(folder, verify=signature_check(self.root, folder, name, version))
 
     def live(self, name: str) -> LiveModel:
         """The live version of a model, loaded once and kept until another version goes live."""
@@ -221,7 +195,7 @@ class Registry:
         """
         check_name(name)
         source = Path(model_folder)
-        _refuse_links(source)  # before anything is read through one
+        refuse_links(source)  # before anything is read through one
         read_manifest(source)  # a clear message first when it is not a shopfloor model at all
         folder = self.root / name
         created = not folder.exists()
@@ -229,7 +203,7 @@ class Registry:
         remove_debris(folder, ".add.tmp-")
         tmp = folder / f".add.tmp-{os.getpid()}-{threading.get_ident()}"
         try:
-            _copy_model(source, tmp)
+            copy_model_files(source, tmp)
             from shopfloor.tasks.base import load
 
             try:
@@ -240,9 +214,7 @@ class Registry:
             with self._changing():
                 existing = [int(p.name) for p in folder.iterdir() if p.is_dir() and p.name.isdigit()]
                 version = max(existing, default=0) + 1
-                signature = {"hmac_sha256": _sign(self._key(create=True), name, version, manifest),
-                             "signs": "name, version, manifest and weights, with the registry's key"}
-                atomic_write(tmp / SIGNATURE, json.dumps(signature, indent=2) + "\n")
+                write_signature(tmp, registry_key(self.root, create=True), name, version, manifest)
                 os.replace(tmp, folder / str(version))
                 state = self._read_state(name)
                 state.setdefault("task", manifest["task"])
@@ -266,16 +238,14 @@ class Registry:
 
         signed = []
         with self._changing():
-            key = self._key(create=True)
+            key = registry_key(self.root, create=True)
             for model in [check_name(name)] if name else self.names():
                 for version in self.versions(model):
                     folder = self.path(model, version)
                     if (folder / SIGNATURE).exists():
                         continue
                     load(folder)
-                    signature = {"hmac_sha256": _sign(key, model, version, read_manifest(folder)),
-                                 "signs": "name, version, manifest and weights, with the registry's key"}
-                    atomic_write(folder / SIGNATURE, json.dumps(signature, indent=2) + "\n")
+                    write_signature(folder, key, model, version, read_manifest(folder))
                     signed.append((model, version))
         return signed
 
@@ -331,25 +301,6 @@ class Registry:
         with self._lock, locked_file(self.root / ".registry.lock"):
             yield
 
-    def _key(self, create: bool = False) -> bytes:
-        """The registry's signing key: 256 random bits in `.registry.key`, mode 0600, made once."""
-        path = self.root / KEY
-        if create and not path.exists():
-            with contextlib.suppress(FileExistsError):  # another process made it first: use theirs
-                handle = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
-                with os.fdopen(handle, "w") as out:
-                    out.write(secrets.token_hex(32) + "\n")
-        try:
-            key = bytes.fromhex(path.read_text(encoding="ascii").strip())
-        except FileNotFoundError:
-            raise NotAModel(f"the registry {self.root} has no signing key ({KEY}), so no model in it can be trusted: "
-                            "add the models again with 'shopfloor models add'") from None
-        except (OSError, ValueError):
-            raise NotAModel(f"{path} is not a registry key (64 hex digits); restore it from a backup") from None
-        if len(key) != 32:
-            raise NotAModel(f"{path} is not a registry key (64 hex digits); restore it from a backup")
-        return key
-
     def _folder(self, name: str) -> Path:
         folder = self.root / check_name(name)
         if not folder.is_dir():
@@ -404,41 +355,6 @@ def settle_memory(forgotten: bool = False) -> None:
         gc.unfreeze()
     gc.collect()
     gc.freeze()
-
-
-def _sign(key: bytes, name: str, version: int, manifest: dict) -> str:
-    """HMAC-SHA256 of a version's name, number, manifest and weights (through the weights' SHA-256 that the
-    manifest records and that loading checks against the bytes it loads)."""
-    content = {k: v for k, v in manifest.items() if k != "manifest_sha256"}
-    message = f"shopfloor-registry-1\0{name}\0{version}\0{_sha256_json(content)}\0{content.get('weights_sha256')}"
-    return hmac.new(key, message.encode(), hashlib.sha256).hexdigest()
-
-
-def _refuse_links(source: Path) -> None:
-    """Refuse symbolic links anywhere in a model folder (a link to /etc/passwd must not become a file in the
-    registry, and a link loop must not become a traceback), and anything but plain files and folders."""
-    for parent, folders, files in os.walk(source, followlinks=False):
-        for entry in folders + files:
-            path = Path(parent) / entry
-            if path.is_symlink():
-                raise NotAModel(f"{path} is a symbolic link; a model folder to add may hold only plain files "
-                                "(copy the model's files into a folder of their own)")
-            if not (path.is_dir() or path.is_file()):
-                raise NotAModel(f"{path} is not a plain file; a model folder to add may hold only plain files")
-
-
-def _copy_model(source: Path, target: Path) -> None:
-    """Copy a model folder's manifest and weights, never through a link, into a new folder `target`."""
-    target.mkdir()
-    for name in (MANIFEST, WEIGHTS):
-        try:
-            handle = os.open(source / name, os.O_RDONLY | os.O_NOFOLLOW)
-        except FileNotFoundError:
-            raise NotAModel(f"{source} has no {name}; it is not a complete model folder") from None
-        except OSError as err:  # ELOOP: it became a link after the walk
-            raise NotAModel(f"{source / name} could not be read as a plain file ({err.strerror})") from None
-        with os.fdopen(handle, "rb") as src, open(target / name, "xb") as dst:
-            shutil.copyfileobj(src, dst)
 
 
 def _now() -> str:

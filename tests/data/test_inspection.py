@@ -8,8 +8,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from shopfloor.data.tables import ShopfloorWarning
-from shopfloor.errors import BadOption, BadTarget, DataFileError, ImageUnreadable
+from shopfloor.errors import BadOption, BadTarget, DataFileError, ImageUnreadable, ShopfloorWarning
 from shopfloor.vision.folders import ImageSet, is_inspection_folder, list_images, read_class_folders, read_inspection_folder
 from shopfloor.vision.images import read_image, read_mask
 

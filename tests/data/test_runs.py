@@ -10,8 +10,7 @@ import pandas as pd
 import pytest
 
 from shopfloor.data.runs import CMAPSS_COLUMNS, RunHistory, is_cmapss_file, read_rul, read_runs
-from shopfloor.data.tables import ShopfloorWarning
-from shopfloor.errors import BadColumn, BadOption, BadTarget, ColumnMissing, DataFileError
+from shopfloor.errors import BadColumn, BadOption, BadTarget, ColumnMissing, DataFileError, ShopfloorWarning
 
 
 def runs_table(units: int = 3, cycles: int = 5, seed: int = 0) -> pd.DataFrame:

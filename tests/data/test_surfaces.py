@@ -8,8 +8,7 @@ import numpy as np
 import pytest
 from PIL import Image, ImageFilter
 
-from shopfloor.data.tables import ShopfloorWarning
-from shopfloor.errors import BadOption
+from shopfloor.errors import BadOption, ShopfloorWarning
 from shopfloor.vision.folders import read_class_folders, read_inspection_folder
 from shopfloor.vision.images import read_image, read_mask
 from shopfloor.vision.surfaces import DEFECTS, surface, write_defect_classes, write_inspection_set

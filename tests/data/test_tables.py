@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import math
+import os
+import subprocess
+import sys
 import tempfile
 from pathlib import Path
 
@@ -12,8 +15,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from shopfloor.data.tables import ShopfloorWarning, TableWriter, iter_table, read_table, write_table
-from shopfloor.errors import DataFileError
+from shopfloor.data.tables import TableWriter, iter_table, read_table, write_table
+from shopfloor.errors import DataFileError, ShopfloorWarning
 
 # Words pandas reads as missing, boolean or infinite whatever the column: not plain text.
 SPECIAL_WORDS = {"na", "n/a", "nan", "null", "none", "true", "false", "inf", "infinity", "-inf", "-nan", "<na>"}
@@ -198,6 +201,19 @@ def test_table_writer_leaves_nothing_when_interrupted(tmp_path, name, existing):
         assert [p.name for p in tmp_path.iterdir()] == [name]
     else:
         assert list(tmp_path.iterdir()) == []
+
+
+def test_table_writer_removes_what_a_killed_writer_left_and_keeps_a_live_one(tmp_path):
+    """A fixed temporary name (`.NAME.PID.tmp`) was never cleaned up after a kill; now the next writer of the same
+    file removes a dead process's temporary, and leaves alone the one a running process is still writing."""
+    child = subprocess.Popen([sys.executable, "-c", "pass"])
+    child.wait()
+    dead, running = child.pid, os.getppid()
+    (tmp_path / f".out.csv.tmp-{dead}-1").write_text("x\n1\n")
+    (tmp_path / f".out.csv.tmp-{running}-1").write_text("x\n2\n")
+    write_table(pd.DataFrame({"x": [3]}), tmp_path / "out.csv")
+    assert sorted(p.name for p in tmp_path.iterdir()) == [f".out.csv.tmp-{running}-1", "out.csv"]
+    assert read_table(tmp_path / "out.csv")["x"].tolist() == [3]
 
 
 def test_write_table_refuses_unknown_extension_and_missing_folder(tmp_path):

@@ -19,7 +19,7 @@ import pytest
 from conftest import failure_table, kpi_table
 from typer.testing import CliRunner
 
-from shopfloor.artifacts import FORMAT_VERSION, MANIFEST, _sha256_json
+from shopfloor.artifacts import FORMAT_VERSION, MANIFEST, sha256_json
 from shopfloor.cli import app
 from shopfloor.metrics import CLASSIFICATION_KEYS, REGRESSION_KEYS
 
@@ -261,7 +261,7 @@ def _damaged_model(binary_model, tmp_path: Path, how: str) -> Path:
     else:
         manifest.pop("manifest_sha256")
         manifest["format_version"] = FORMAT_VERSION + 1
-        manifest["manifest_sha256"] = _sha256_json(manifest)
+        manifest["manifest_sha256"] = sha256_json(manifest)
     path.write_text(json.dumps(manifest, indent=2), encoding="utf-8")
     return folder
 

@@ -9,7 +9,7 @@ import sys
 
 from conftest import failure_table
 
-from shopfloor.artifacts import MANIFEST, _sha256_json
+from shopfloor.artifacts import MANIFEST, sha256_json
 
 
 def _run(*args) -> subprocess.CompletedProcess:
@@ -34,7 +34,7 @@ def _edited(binary_model, tmp_path, name: str, change=None, text: str | None = N
     manifest = json.loads((folder / MANIFEST).read_text(encoding="utf-8"))
     manifest.pop("manifest_sha256")
     change(manifest)
-    manifest["manifest_sha256"] = _sha256_json(manifest)  # edited with care: the checksum matches
+    manifest["manifest_sha256"] = sha256_json(manifest)  # edited with care: the checksum matches
     (folder / MANIFEST).write_text(json.dumps(manifest), encoding="utf-8")
     return folder
 

@@ -43,7 +43,7 @@ def test_a_damaged_registry_file_leaves_the_other_models_listed(plant):
 
 
 def test_a_report_of_a_model_whose_state_has_the_wrong_shape_is_not_a_500(plant, line_models, tmp_path):
-    from shopfloor.artifacts import MANIFEST, _sha256_json
+    from shopfloor.artifacts import MANIFEST, sha256_json
     from shopfloor.registry import Registry
 
     running, root, auth = plant
@@ -51,7 +51,7 @@ def test_a_report_of_a_model_whose_state_has_the_wrong_shape_is_not_a_500(plant,
     manifest = json.loads((folder / MANIFEST).read_text(encoding="utf-8"))
     manifest.pop("manifest_sha256")
     manifest["state"]["architecture"] = "mlp"
-    manifest["manifest_sha256"] = _sha256_json(manifest)  # edited with care: the checksum matches
+    manifest["manifest_sha256"] = sha256_json(manifest)  # edited with care: the checksum matches
     (folder / MANIFEST).write_text(json.dumps(manifest), encoding="utf-8")
     registry = Registry(root)
     with pytest.raises(NotAModel, match="damaged"):  # `models add` loads a version in full before it goes live

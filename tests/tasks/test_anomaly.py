@@ -10,8 +10,7 @@ from manifests import edited_copy
 from PIL import Image
 
 import shopfloor
-from shopfloor.data.tables import ShopfloorWarning
-from shopfloor.errors import BadOption, BadTarget, NotAModel
+from shopfloor.errors import BadOption, BadTarget, NotAModel, ShopfloorWarning
 from shopfloor.tasks.anomaly.model import AnomalyModel
 from shopfloor.vision.export import check_parity, export_onnx
 from shopfloor.vision.folders import read_inspection_folder

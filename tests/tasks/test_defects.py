@@ -11,9 +11,8 @@ import torch
 from manifests import edited_copy
 
 import shopfloor
-from shopfloor.artifacts import MANIFEST, _sha256_json
-from shopfloor.data.tables import ShopfloorWarning
-from shopfloor.errors import BadOption, BadTarget, NotAModel
+from shopfloor.artifacts import MANIFEST, sha256_json
+from shopfloor.errors import BadOption, BadTarget, NotAModel, ShopfloorWarning
 from shopfloor.tasks.defects.model import DefectModel
 from shopfloor.vision.networks import DefectNet, SurfaceCNN
 
@@ -145,7 +144,7 @@ def test_a_model_saved_before_auto_keeps_its_backbone(defect_model, surfaces, tm
     manifest = json.loads((folder / MANIFEST).read_text())
     manifest.pop("manifest_sha256")
     del manifest["state"]["backbone"]
-    manifest["manifest_sha256"] = _sha256_json(manifest)
+    manifest["manifest_sha256"] = sha256_json(manifest)
     (folder / MANIFEST).write_text(json.dumps(manifest))
     loaded = shopfloor.load(folder)
     assert loaded.backbone_ == "scratch"

@@ -12,8 +12,8 @@ from sklearn.metrics import r2_score, roc_auc_score
 from sklearn.model_selection import train_test_split
 
 from shopfloor import TabularModel
-from shopfloor.data.tables import ShopfloorWarning, read_table
-from shopfloor.errors import BadColumn, BadOption, BadTarget, ColumnMissing, NotFitted
+from shopfloor.data.tables import read_table
+from shopfloor.errors import BadColumn, BadOption, BadTarget, ColumnMissing, NotFitted, ShopfloorWarning
 from shopfloor.metrics import CLASSIFICATION_KEYS, REGRESSION_KEYS
 
 TINY = dict(bags=2, members=2, progress=False)

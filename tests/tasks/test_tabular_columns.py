@@ -12,8 +12,8 @@ from conftest import failure_table
 from shopfloor import TabularModel
 from shopfloor.crossval import fold_indices
 from shopfloor.data.runs import read_runs
-from shopfloor.data.tables import ShopfloorWarning, read_table
-from shopfloor.errors import BadColumn, ColumnMissing
+from shopfloor.data.tables import read_table
+from shopfloor.errors import BadColumn, ColumnMissing, ShopfloorWarning
 from shopfloor.tasks.tabular.schema import infer_schema, numeric_column
 
 TINY = dict(bags=2, members=1, hidden=8, max_epochs=2, progress=False)

@@ -18,9 +18,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from shopfloor.data.tables import column_name, column_names, did_you_mean, read_table, tidy_columns, warn
+from shopfloor.data.tables import column_name, column_names, did_you_mean, read_table, tidy_columns
 from shopfloor.data.times import parse_times
-from shopfloor.errors import BadColumn, BadOption, BadTarget, ColumnMissing, DataFileError
+from shopfloor.errors import BadColumn, BadOption, BadTarget, ColumnMissing, DataFileError, warn
 
 CMAPSS_COLUMNS = (["unit", "cycle", "setting_1", "setting_2", "setting_3"]
                   + [f"sensor_{i}" for i in range(1, 22)])

@@ -15,25 +15,18 @@ import gzip
 import io
 import os
 import re
-import warnings
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
 import pandas as pd
 
-from shopfloor.errors import DataFileError
+from shopfloor.artifacts import remove_debris
+from shopfloor.errors import DataFileError, warn
 
 SNIFF_BYTES = 64 * 1024
 DELIMITERS = ",;\t|"
 _DECIMAL_COMMA = re.compile(r"(?:^|;)\s*-?\d+,\d+\s*(?:;|$)", re.MULTILINE)
-
-
-class ShopfloorWarning(UserWarning):
-    """Something was fixed up or ignored; the user should know, nothing failed."""
-
-
-def warn(message: str) -> None:
-    warnings.warn(message, ShopfloorWarning, stacklevel=2)
 
 
 def _check_file(path: Path) -> None:
@@ -184,6 +177,11 @@ class TableWriter:
     Writes to a hidden temporary file next to the target and renames it into place on
     `close()`; if anything fails before, the temporary file is removed and an existing
     file at the target is left untouched.
+
+    Not `artifacts.atomic_write`, which takes the whole content at once: a table of predictions can be larger
+    than memory, so it is written chunk by chunk. The temporary file follows the same rules: its own name per
+    process and thread (`.NAME.tmp-PID-THREAD`), removed on failure, and what a killed writer left is removed
+    by the next writer of the same file.
     """
 
     def __init__(self, path: str | os.PathLike):
@@ -194,7 +192,8 @@ class TableWriter:
         self.parquet = suffix != ".csv"
         if not self.path.parent.exists():
             raise DataFileError(f"{self.path}: the folder {self.path.parent} does not exist")
-        self._tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
+        remove_debris(self.path.parent, f".{self.path.name}.tmp-")
+        self._tmp = self.path.with_name(f".{self.path.name}.tmp-{os.getpid()}-{threading.get_ident()}")
         self._parquet_writer = None
         self._csv_handle: io.TextIOBase | None = None
 
@@ -214,11 +213,16 @@ class TableWriter:
             frame.to_csv(self._csv_handle, index=False, header=first)
 
     def close(self) -> None:
-        if self._parquet_writer is not None:
-            self._parquet_writer.close()
-        if self._csv_handle is not None:
-            self._csv_handle.close()
-        os.replace(self._tmp, self.path)
+        try:
+            if self._parquet_writer is not None:
+                self._parquet_writer.close()
+            if self._csv_handle is not None:
+                self._csv_handle.close()
+            _flush_to_disk(self._tmp)
+            os.replace(self._tmp, self.path)
+        except BaseException:
+            self._tmp.unlink(missing_ok=True)
+            raise
 
     def abort(self) -> None:
         if self._parquet_writer is not None:
@@ -235,6 +239,15 @@ class TableWriter:
             self.close()
         else:
             self.abort()
+
+
+def _flush_to_disk(path: Path) -> None:
+    """Make the written bytes durable before the rename makes them visible (as `atomic_write` does)."""
+    handle = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(handle)
+    finally:
+        os.close(handle)
 
 
 def write_table(frame: pd.DataFrame, path: str | os.PathLike) -> None:

@@ -12,8 +12,8 @@ from functools import reduce
 import numpy as np
 import pandas as pd
 
-from shopfloor.data.tables import did_you_mean, warn
-from shopfloor.errors import BadTarget, ColumnMissing
+from shopfloor.data.tables import did_you_mean
+from shopfloor.errors import BadTarget, ColumnMissing, warn
 
 MIN_ROWS = 10
 # How an integer target is read (`read_integer_target`). Plant targets with integer values are of

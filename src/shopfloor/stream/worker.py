@@ -191,8 +191,10 @@ class Worker:
         self.connect()
         if self.ready is not None:
             self.ready.set()
-        if self.ready_file is not None:
-            self.ready_file.write_text(f"subscribed to {', '.join(self.subscriptions)}\n", encoding="utf-8")
+        if self.ready_file is not None:  # read by another process (the demo's line): whole or not there
+            from shopfloor.artifacts import atomic_write
+
+            atomic_write(self.ready_file, f"subscribed to {', '.join(self.subscriptions)}\n")
         last_progress = clock.monotonic()
         try:
             while not self.stopping.is_set():

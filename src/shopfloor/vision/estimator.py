@@ -16,8 +16,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from shopfloor.data.tables import warn
-from shopfloor.errors import DataFileError, ShopfloorError
+from shopfloor.errors import DataFileError, ShopfloorError, warn
 from shopfloor.vision.folders import ImageSet
 
 # Small batches: EfficientNet-Lite0 to block 10 at 256 px ran 59 images/s a thread in batches of 1,

@@ -19,8 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from shopfloor.data.tables import warn
-from shopfloor.errors import BadOption, BadTarget, DataFileError, ImageUnreadable
+from shopfloor.errors import BadOption, BadTarget, DataFileError, ImageUnreadable, warn
 from shopfloor.vision.images import IMAGE_SUFFIXES, image_problem
 
 GOOD = "good"

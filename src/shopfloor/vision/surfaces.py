@@ -158,6 +158,8 @@ def _grey(image: np.ndarray) -> np.ndarray:
 
 
 def _save(values: np.ndarray, path: Path) -> None:
+    # Not artifacts.atomic_write: a generated image set is made whole before anything reads it, and a picture
+    # half-written by a killed run is skipped by the folder readers as truncated, with a warning naming it.
     Image.fromarray(values).save(path)
 
 

@@ -226,7 +226,7 @@ class AnomalyModel(Estimator):
                 maps.append(heatmap)
                 kept.append(i)
         if skipped:
-            from shopfloor.data.tables import warn
+            from shopfloor.errors import warn
 
             warn(f"skipped {len(skipped)} image(s) that could not be cut into tiles: {', '.join(skipped[:10])}"
                  + (f" and {len(skipped) - 10} more" if len(skipped) > 10 else ""))
@@ -416,7 +416,7 @@ def _pixel_metrics(masks: list, maps: list, chosen: np.ndarray, regions: bool = 
 def _warn_unmasked(found, kept: np.ndarray, is_defect: np.ndarray) -> None:
     """Name the defect images without a mask that the folder reader passed over in silence: those of defect
     types with no ground-truth folder at all (pixel_auroc came out null without a word, issue 13)."""
-    from shopfloor.data.tables import warn
+    from shopfloor.errors import warn
     from shopfloor.vision.folders import MASK_ENDINGS
 
     silent = [found.paths[i] for i, d in zip(kept, is_defect, strict=True)

@@ -26,8 +26,7 @@ import torch
 import torch.nn.functional as F
 
 from shopfloor.artifacts import check_size, declared_size
-from shopfloor.data.tables import warn
-from shopfloor.errors import BadOption, BadTarget, NotAModel
+from shopfloor.errors import BadOption, BadTarget, NotAModel, warn
 from shopfloor.metrics import fit_temperature, multiclass_metrics
 from shopfloor.tasks.base import Estimator
 from shopfloor.training import TrainConfig, available_cores, fit_module, seed_everything

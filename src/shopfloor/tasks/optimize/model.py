@@ -33,9 +33,9 @@ import pandas as pd
 import torch
 
 from shopfloor.artifacts import check_count, check_size, declared_size
-from shopfloor.data.tables import column_name, did_you_mean, warn
+from shopfloor.data.tables import column_name, did_you_mean
 from shopfloor.data.targets import plain
-from shopfloor.errors import BadColumn, BadOption, BadTarget, ColumnMissing, Infeasible, NotAModel
+from shopfloor.errors import BadColumn, BadOption, BadTarget, ColumnMissing, Infeasible, NotAModel, warn
 from shopfloor.tasks.base import Estimator, as_frame
 from shopfloor.tasks.optimize.constraints import Constraint, parse_constraints
 from shopfloor.tasks.optimize.gaussian_process import GaussianProcess

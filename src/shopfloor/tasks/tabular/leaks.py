@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from shopfloor.data.tables import warn
+from shopfloor.errors import warn
 
 LEAK_ROWS = 10_000
 HELD_OUT = 0.3

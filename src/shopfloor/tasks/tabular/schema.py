@@ -15,9 +15,9 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 import pandas as pd
 
-from shopfloor.data.tables import did_you_mean, warn
+from shopfloor.data.tables import did_you_mean
 from shopfloor.data.times import check_date_order, parse_times
-from shopfloor.errors import BadColumn, ColumnMissing
+from shopfloor.errors import BadColumn, ColumnMissing, warn
 
 ID_NAME = re.compile(r"(^|[\s_\-])(id|udi|uid|uuid|serial|serial[\s_]?no)$", re.IGNORECASE)
 EPOCH = pd.Timestamp("1970-01-01")
