@@ -26,32 +26,15 @@ LONGEST = 400  # lines; a longer module says why in a docstring line starting "L
 KNOWN_CYCLES: dict[frozenset[str], str] = {
     frozenset({"shopfloor.cli", "shopfloor.cli_line"}):
         "cli.py and cli_line.py import each other; they become the cli/ package (CLI branch)",
-    frozenset({"shopfloor.tasks.tabular.report", "shopfloor.tasks.rul.report", "shopfloor.tasks.optimize.report",
-               "shopfloor.vision.report"}):
-        "the report pages import the dispatcher's helpers; the helpers become the page kit (reports branch)",
 }
 KNOWN_PRIVATE_IMPORTS: dict[str, str] = {
     "cli_line": "takes cli._stderr; the two become the cli/ package (CLI branch)",
-    "vision.report": "takes the tabular report's page helpers; they become the page kit (reports branch)",
-    "tasks.rul.report": "takes the tabular report's page helpers; they become the page kit (reports branch)",
-    "tasks.optimize.report": "takes the tabular report's page helpers; they become the page kit (reports branch)",
 }
 KNOWN_LONG_MODULES: dict[str, str] = {
-    "stream.worker": "the worker's loop, batching and scoring in one file (service and stream branch)",
     "tasks.anomaly.model": "the estimator with its tiling and pixel metrics (contract branch)",
 }
 KNOWN_TASK_SWITCHES: dict[str, str] = {
-    "alarms": "what each task gives an alarm to watch is a table by task; the class declares `gives` (stream branch)",
     "cli": "commands branch on the estimator's task; they ask the estimator (CLI branch)",
-    "serve.catalog": "inputs and outputs chosen by task; the class's summary gives them (service branch)",
-    "serve.dashboard": "task titles by name and an optimiser branch; the class's title and `accepts` (service branch)",
-    "serve.inspections": "defect classes against anomaly scores by task; the estimator's predict_records (service branch)",
-    "serve.live": "a table by task of what the live page shows (service branch)",
-    "serve.predictions": "rows and runs chosen by task; the class's `accepts` (service branch)",
-    "stream.scoring": "risk or RUL scoring chosen by task; the class's `gives` (stream branch)",
-    "tasks.tabular.export": "every task's exporter behind one table; each task exports itself (export branch)",
-    "tasks.tabular.report": "every task's report page behind one dispatch; each task writes its page (reports branch)",
-    "vision.report": "the shared image page branches on defects against anomaly (reports branch)",
 }
 # Modules that name tasks by design, not to choose what a model does: they are never an offence.
 ALLOWED_TASK_SWITCHES: dict[str, str] = {
