@@ -298,11 +298,14 @@ class AnomalyModel(Estimator):
         return metrics
 
     # -- persistence ------------------------------------------------------------------
+    # manifest key -> attribute: the fitted values that are JSON as they are (`_state` converts the rest)
+    saved_state = {"channels": "channels_", "threshold_rule": "threshold_rule_", "good_scores": "good_scores_"}
+
     def _state(self) -> dict:
-        return {"channels": self.channels_, "threshold": float(self.net_.threshold), "spread": float(self.net_.spread),
-                "threshold_rule": self.threshold_rule_, "good_scores": self.good_scores_,
-                "validation_metrics": self.validation_metrics_, "train_seconds": self.train_seconds_,
-                "data_fingerprint": self.fingerprint_, "keep_aspect": self.keep_aspect_}
+        """Threshold and spread are read from the network (the manifest shows them); models saved before
+        `keep_aspect` lack it, so `_restore` gives it its old default."""
+        return {"threshold": float(self.net_.threshold), "spread": float(self.net_.spread),
+                "keep_aspect": self.keep_aspect_}
 
     def _tensors(self) -> dict[str, torch.Tensor]:
         return self._net_tensors()
@@ -358,18 +361,12 @@ class AnomalyModel(Estimator):
         check_size("params.blocks (their features)", dims, shapes, "net.bank", 1)
 
     def _restore(self, state: dict, tensors: dict[str, torch.Tensor]) -> None:
-        self.channels_ = state["channels"]
         self.image_size_ = self.image_size
         # models saved before `keep_aspect` squashed every image into a square: they keep doing so
         self.keep_aspect = self.keep_aspect_ = state.get("keep_aspect", False)
         # a few small images give fewer patches than bank_size: the bank is as large as was saved
         bank_size = len(tensors[self.NET_PREFIX + "bank"])
         self.net_ = self._load_net(lambda: self._build_net(bank_size=bank_size), tensors)
-        self.threshold_rule_ = state["threshold_rule"]
-        self.good_scores_ = state["good_scores"]
-        self.validation_metrics_ = state["validation_metrics"]
-        self.train_seconds_ = state["train_seconds"]
-        self.fingerprint_ = state["data_fingerprint"]
 
 
 def greedy_coreset(points: torch.Tensor, size: int, generator: torch.Generator, dims: int = 128) -> torch.Tensor:

@@ -89,8 +89,8 @@ class DefectModel(Estimator):
             result = self._fit_head(images, y, train, valid)
         else:
             result = self._fit_end_to_end(images, y, train, valid)
-        self.training_log_ = {"best_epoch": result.best_epoch, "epochs": result.epochs_run,
-                              "valid_loss": result.best_loss, "train_images": len(train), "valid_images": len(valid)}
+        self.training_log_ = [{"best_epoch": result.best_epoch, "epochs": result.epochs_run,  # one network: one record
+                               "valid_loss": result.best_loss, "train_images": len(train), "valid_images": len(valid)}]
         logits = in_batches(self.net_, images[valid])[0]
         self.net_.temperature.fill_(fit_temperature(logits, labels[valid]))
         proba = torch.softmax(torch.from_numpy(logits) / self.net_.temperature, 1).numpy()
@@ -237,11 +237,12 @@ class DefectModel(Estimator):
         return {**metrics, "images": float(len(labels))}
 
     # -- persistence ------------------------------------------------------------------
+    # manifest key -> attribute: the fitted values that are JSON as they are
+    saved_state = {"classes": "classes_", "channels": "channels_", "image_size": "image_size_",
+                   "validation_confusion": "validation_confusion_"}
+
     def _state(self) -> dict:
-        return {"classes": self.classes_, "channels": self.channels_, "image_size": self.image_size_, "backbone": self.backbone_,
-                "validation_metrics": self.validation_metrics_, "validation_confusion": self.validation_confusion_,
-                "training_log": self.training_log_, "train_seconds": self.train_seconds_,
-                "data_fingerprint": self.fingerprint_}
+        return {"backbone": self.backbone_}
 
     def _tensors(self) -> dict[str, torch.Tensor]:
         return self._net_tensors()
@@ -295,15 +296,9 @@ class DefectModel(Estimator):
         declared_size(manifest, "state.image_size", limit=1024)  # every image is resized to it: no weight sizes it
 
     def _restore(self, state: dict, tensors: dict[str, torch.Tensor]) -> None:
-        self.classes_, self.channels_, self.image_size_ = state["classes"], state["channels"], state["image_size"]
         self.backbone_ = state.get("backbone", self.backbone)  # models saved before `auto` name theirs in the params
         # the file holds every weight it runs
         self.net_ = self._load_net(lambda: self._build_net(pretrained=False), tensors)
-        self.validation_metrics_ = state["validation_metrics"]
-        self.validation_confusion_ = state["validation_confusion"]
-        self.training_log_ = state["training_log"]
-        self.train_seconds_ = state["train_seconds"]
-        self.fingerprint_ = state["data_fingerprint"]
 
 
 def _confusion(truth: np.ndarray, predicted: np.ndarray, n: int) -> list[list[int]]:

@@ -584,9 +584,11 @@ class ProcessOptimizer(Estimator):
         return pd.DataFrame(out)
 
     # -- persistence -----------------------------------------------------------------
+    # manifest key -> attribute: the fitted values that are JSON as they are (`_state` converts the rest)
+    saved_state = {"outputs": "outputs_", "fit": "fit_info_"}
+
     def _state(self) -> dict:
-        return {"space": self.space_.to_json(), "outputs": self.outputs_, "fit": self.fit_info_,
-                "validation_metrics": self.validation_metrics_}
+        return {"space": self.space_.to_json()}
 
     def _tensors(self) -> dict[str, torch.Tensor]:
         tensors = {"records": self.records_.contiguous()}
@@ -652,9 +654,7 @@ class ProcessOptimizer(Estimator):
     def _restore(self, state: dict, tensors: dict[str, torch.Tensor]) -> None:
         self.space_, self._context = SettingSpace.from_json(state["space"]), None
         self.constraints_ = parse_constraints(_listed(self.constraints))
-        self.outputs_ = list(state["outputs"])
-        self.fit_info_ = state["fit"]
-        self.validation_metrics_ = state["validation_metrics"]
+        self.outputs_ = list(self.outputs_)
         self.records_ = tensors["records"].to(torch.float64)
         self.models_ = {}
         for j, column in enumerate(self.outputs_):

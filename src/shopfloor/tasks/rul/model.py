@@ -142,8 +142,8 @@ class RULModel(Estimator):
         result = fit_module(self.net_, self._loss, (*(x[train] for x in inputs), targets[train], trains_on[train]),
                             (*(x[valid] for x in inputs), targets[valid], ~trains_on[valid]), config,
                             score_fn=self._rul_error)
-        self.training_log_ = {"best_epoch": result.best_epoch, "epochs": result.epochs_run,
-                              "valid_loss": result.best_loss}
+        self.training_log_ = [{"best_epoch": result.best_epoch, "epochs": result.epochs_run,
+                               "valid_loss": result.best_loss}]  # one grouped network: one record
 
         held = np.flatnonzero(fold < self.members)  # every window, or the held-out fifth for one network
         out_of_fold = self._member_outputs(tuple(x[held] for x in inputs), member=torch.from_numpy(fold[held]))
@@ -414,17 +414,14 @@ class RULModel(Estimator):
         return torch.cat(parts).numpy().astype(np.float64), torch.cat(references).numpy().astype(np.float64)
 
     # -- persistence ------------------------------------------------------------------
+    # manifest key -> attribute: the fitted values that are JSON as they are (`_state` converts the rest)
+    saved_state = {"unit": "unit_column_", "time": "time_column_", "settings": "setting_columns_",
+                   "sensors": "sensor_columns_", "dropped_sensors": "dropped_sensors_",
+                   "interval_margin": "interval_margin_", "importance": "importance_"}
+
     def _state(self) -> dict:
-        return {
-            "unit": self.unit_column_, "time": self.time_column_, "time_order": self.time_order_,
-            "settings": self.setting_columns_,
-            "sensors": self.sensor_columns_, "dropped_sensors": self.dropped_sensors_,
-            "conditions": self.net_.conditions.n_conditions, "interval_margin": self.interval_margin_,
-            "interval_bands": self.interval_bands_,
-            "validation_metrics": self.validation_metrics_, "importance": self.importance_,
-            "training_log": self.training_log_, "train_seconds": self.train_seconds_,
-            "data_fingerprint": self.fingerprint_,
-        }
+        return {"time_order": self.time_order_, "conditions": self.net_.conditions.n_conditions,
+                "interval_bands": self.interval_bands_}
 
     def _tensors(self) -> dict[str, torch.Tensor]:
         tensors = self._net_tensors()
@@ -491,20 +488,11 @@ class RULModel(Estimator):
         declared_size(manifest, "params.baseline_cycles", limit=cls.MAX_BASELINE_CYCLES)
 
     def _restore(self, state: dict, tensors: dict[str, torch.Tensor]) -> None:
-        self.unit_column_, self.time_column_ = state["unit"], state["time"]
         self.time_order_ = state.get("time_order")  # absent from models saved before it was kept
-        self.setting_columns_, self.sensor_columns_ = state["settings"], state["sensors"]
-        self.dropped_sensors_ = state["dropped_sensors"]
         self.net_ = self._load_net(lambda: self._build_net(len(self.setting_columns_), len(self.sensor_columns_),
                                                           state["conditions"]), tensors)
-        self.interval_margin_ = state["interval_margin"]
         # saved before the interval followed the estimate: P10-P90 widened by the one margin
         self.interval_bands_ = state.get("interval_bands") or one_margin(self.interval_margin_)
-        self.validation_metrics_ = state["validation_metrics"]
-        self.importance_ = state["importance"]
-        self.training_log_ = state["training_log"]
-        self.train_seconds_ = state["train_seconds"]
-        self.fingerprint_ = state["data_fingerprint"]
         self.validation_outputs_ = tensors["validation.outputs"]
         self.validation_targets_ = tensors["validation.targets"]
 

@@ -249,7 +249,7 @@ def _degradation_section(model, runs, table: pd.DataFrame | None, truth: np.ndar
 
 # -- how it was trained ---------------------------------------------------------------------
 def _training_log_section(model) -> str:
-    log = model.training_log_
+    log = model.training_log_[-1] if model.training_log_ else {}  # one grouped network: one record
     loss = log.get("valid_loss")
     words = {"best_epoch": "epoch with the lowest validation error, counted from 0; its weights are kept",
              "epochs": f"epochs run, at most {model.max_epochs}; fewer when early stopping ended training",

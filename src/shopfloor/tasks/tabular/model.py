@@ -486,20 +486,15 @@ class TabularModel(Estimator):
         return dict(ranked)
 
     # -- persistence ------------------------------------------------------------------
+    # manifest key -> attribute: the fitted values that are JSON as they are (`_state` converts the rest)
+    saved_state = {"kind": "kind_", "classes": "classes_", "thresholds": "thresholds_",
+                   "interval_halfwidth": "interval_halfwidth_", "importance": "importance_"}
+
     def _state(self) -> dict:
         state = {
-            "kind": self.kind_,
-            "classes": self.classes_,
             "schema": self.schema_.to_json(),
             "architecture": {**self.architecture_, "members": self.net_.members},
-            "thresholds": self.thresholds_,
-            "interval_halfwidth": list(map(float, self.interval_halfwidth_)),
-            "validation_metrics": self.validation_metrics_,
             "split": {**self.split_.to_json(), "validated_rows": int(self.validated_rows_)},
-            "importance": self.importance_,
-            "training_log": self.training_log_,
-            "train_seconds": self.train_seconds_,
-            "data_fingerprint": self.fingerprint_,
         }
         if self.kind_ == "regression":
             state["target_center"] = np.asarray(self.target_center_).tolist()
@@ -573,21 +568,13 @@ class TabularModel(Estimator):
                     r"net\.category_embeddings\.\d+\.weight")
 
     def _restore(self, state: dict, tensors: dict[str, torch.Tensor]) -> None:
-        self.kind_, self.classes_ = state["kind"], state["classes"]
         self.schema_ = TableSchema.from_json(state["schema"])
         self.architecture_ = {k: v for k, v in state["architecture"].items() if k != "members"}
         members = state["architecture"]["members"]
         self.net_ = self._load_net(lambda: self._build_net(self.architecture_, members), tensors)
-        self.thresholds_ = state["thresholds"]
-        self.interval_halfwidth_ = state["interval_halfwidth"]
-        self.validation_metrics_ = state["validation_metrics"]
         split = state.get("split") or {"kind": "random", "column": None}  # models saved before splits were chosen
         self.split_ = Split(split["kind"], split["column"])
-        self.validated_rows_ = split.get("validated_rows", state["data_fingerprint"]["rows"])
-        self.importance_ = state["importance"]
-        self.training_log_ = state["training_log"]
-        self.train_seconds_ = state["train_seconds"]
-        self.fingerprint_ = state["data_fingerprint"]
+        self.validated_rows_ = split.get("validated_rows", self.fingerprint_["rows"])
         self.baseline_codes_ = tensors["baseline_codes"]
         self.validation_outputs_ = tensors["validation.outputs"]
         self.validation_targets_ = tensors["validation.targets"]
