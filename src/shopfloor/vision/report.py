@@ -170,7 +170,7 @@ def _examples_section(model, data) -> str:
     rng = np.random.default_rng(0)
     picks = [int(i) for i in rng.permutation(len(found))[:EXAMPLES]]
     subset = found.subset(sorted(picks))
-    table, maps = model.explain(subset)
+    table, maps = model.heatmaps(subset)
     images = []
     for i in range(len(table)):
         row = table.iloc[i]

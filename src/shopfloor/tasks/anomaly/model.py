@@ -41,7 +41,7 @@ from shopfloor.metrics import anomaly_metrics, aupro, best_threshold, pixel_auro
 from shopfloor.tasks.base import Estimator
 from shopfloor.training import seed_everything
 from shopfloor.vision.efficientnet import BLOCK_CHANNELS
-from shopfloor.vision.estimator import decode, image_channels, image_set, in_batches, write_verdicts
+from shopfloor.vision.estimator import decode, image_channels, image_set, in_batches, where_heatmaps_point, write_verdicts
 from shopfloor.vision.networks import AnomalyNet, Lite0Features
 
 
@@ -251,10 +251,15 @@ class AnomalyModel(Estimator):
         """One row per image: file, verdict (good/defect), score (0..1, defect at 0.5 and above), raw_score."""
         return self._verdicts(data)[0]
 
-    def explain(self, data) -> tuple[pd.DataFrame, list[np.ndarray]]:
+    def heatmaps(self, data) -> tuple[pd.DataFrame, list[np.ndarray]]:
         """The verdicts and, per image, its heatmap (0..1, 0.5 = the decision threshold)."""
         table, maps, _ = self._verdicts(data)
         return table, maps
+
+    def explain(self, data) -> pd.DataFrame:
+        """One row per image: the verdict and where its heatmap points (peak value, peak x/y as fractions of width
+        and height, share of the image above the threshold: see `vision.estimator.where_heatmaps_point`)."""
+        return where_heatmaps_point(*self.heatmaps(data))
 
     def predict_file(self, source, destination, chunk_rows: int = 0) -> int:
         table, maps, found = self._verdicts(source)
@@ -265,12 +270,13 @@ class AnomalyModel(Estimator):
         self._check_fitted()
         return self.net_.eval()
 
-    def evaluate(self, data) -> dict[str, float]:
+    def evaluate(self, data, truth=None) -> dict[str, float]:
         """On an MVTec-layout folder's `test` part: image_auroc, pixel_auroc, aupro, f1 (+ precision, recall),
         and per defect type `image_auroc/<defect>` and `pixel_auroc/<defect>` (that defect against the good parts)."""
         from shopfloor.vision.folders import read_inspection_folder
         from shopfloor.vision.images import image_size, read_mask
 
+        self.refuse_truth(truth)
         self._check_fitted()
         found = image_set(data, lambda root: read_inspection_folder(root, "test"))
         raw, maps, kept = self._score(found)

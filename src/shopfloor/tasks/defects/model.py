@@ -31,7 +31,15 @@ from shopfloor.errors import BadOption, BadTarget, NotAModel
 from shopfloor.metrics import fit_temperature, multiclass_metrics
 from shopfloor.tasks.base import Estimator
 from shopfloor.training import TrainConfig, available_cores, fit_module, seed_everything
-from shopfloor.vision.estimator import decode, image_channels, image_set, in_batches, stratified_split, write_verdicts
+from shopfloor.vision.estimator import (
+    decode,
+    image_channels,
+    image_set,
+    in_batches,
+    stratified_split,
+    where_heatmaps_point,
+    write_verdicts,
+)
 from shopfloor.vision.networks import DefectEstimate, DefectNet, Lite0Features, SurfaceCNN
 
 BACKBONES = ("auto", "scratch", "lite0")
@@ -206,11 +214,16 @@ class DefectModel(Estimator):
         images, found = self._images(data)
         return self._table(found, self._outputs(images)[0])
 
-    def explain(self, data) -> tuple[pd.DataFrame, np.ndarray]:
+    def heatmaps(self, data) -> tuple[pd.DataFrame, np.ndarray]:
         """The predictions and, per image, the heatmap [size, size] (0..1) of the predicted class."""
         images, found = self._images(data)
         proba, maps = self._outputs(images, heatmaps=True)
         return self._table(found, proba), maps
+
+    def explain(self, data) -> pd.DataFrame:
+        """One row per image: the prediction and where the predicted class's heatmap points (peak value, peak x/y
+        as fractions of width and height, share above 0.5: see `vision.estimator.where_heatmaps_point`)."""
+        return where_heatmaps_point(*self.heatmaps(data))
 
     def predict_file(self, source, destination, chunk_rows: int = 0) -> int:
         """Verdicts as CSV and a heatmap overlay per image (see `tasks.imaging.write_verdicts`)."""
@@ -219,10 +232,11 @@ class DefectModel(Estimator):
         write_verdicts(self._table(found, proba), maps, found, destination)
         return len(found)
 
-    def evaluate(self, data) -> dict[str, float]:
+    def evaluate(self, data, truth=None) -> dict[str, float]:
         """Accuracy and macro F1 (and the other multiclass metrics) on a class-per-folder set."""
         from shopfloor.vision.folders import read_class_folders
 
+        self.refuse_truth(truth)
         self._check_fitted()
         folders = image_set(data, read_class_folders)
         unknown = sorted(set(folders.labels) - set(self.classes_))

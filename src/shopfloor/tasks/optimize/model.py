@@ -539,8 +539,9 @@ class ProcessOptimizer(Estimator):
                 rows += len(chunk)
         return rows
 
-    def evaluate(self, data: pd.DataFrame | str | os.PathLike) -> dict[str, float]:
+    def evaluate(self, data: pd.DataFrame | str | os.PathLike, truth=None) -> dict[str, float]:
         """How well the process models predict records they did not see: RMSE, MAE and 90 % interval coverage per output."""
+        self.refuse_truth(truth)
         frame, source = as_frame(data)
         frame = _complete_rows(frame, [c for c in self.outputs_ if c in frame.columns], source)
         predicted = self.predict(frame)

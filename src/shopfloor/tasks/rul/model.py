@@ -368,12 +368,17 @@ class RULModel(Estimator):
                              "time": runs.frame[runs.time].to_numpy(), "rul": finished[:, 0],
                              "health": np.clip(finished[:, 0] / self.rul_cap, 0, 1)})
 
-    def evaluate(self, data, rul) -> dict[str, float]:
-        """RMSE, MAE and NASA score of the last-cycle estimates against the true RUL, and interval coverage."""
+    def evaluate(self, data, truth=None) -> dict[str, float]:
+        """RMSE, MAE and NASA score of the last-cycle estimates against the true RUL, and interval coverage.
+
+        `truth`: the true remaining life of each test unit (a file such as C-MAPSS's RUL_FD001.txt, or a table):
+        test histories stop before failure, so their labels cannot be in the data itself."""
         from shopfloor.data.runs import read_rul
 
+        if truth is None:
+            raise BadOption("a RUL model is scored against the true remaining life of each test unit: add --rul FILE")
         table = self.predict(data)
-        truth = read_rul(rul, list(table["unit"]), source_units=self._runs_source(data))
+        truth = read_rul(truth, list(table["unit"]), source_units=self._runs_source(data))
         return {**rul_metrics(truth, table["rul"].to_numpy()), **interval_metrics(truth, table["rul_low"], table["rul_high"])}
 
     # -- explaining -------------------------------------------------------------------

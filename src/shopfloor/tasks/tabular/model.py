@@ -410,8 +410,9 @@ class TabularModel(Estimator):
         return rows
 
     # -- evaluating and explaining ----------------------------------------------------
-    def evaluate(self, data) -> dict[str, float]:
+    def evaluate(self, data, truth=None) -> dict[str, float]:
         """Metrics on labelled data: see metrics.CLASSIFICATION_KEYS / REGRESSION_KEYS."""
+        self.refuse_truth(truth)
         frame, numbers, codes = self._prepare(data)
         missing = [t for t in self.targets if t not in frame.columns]
         if missing:
