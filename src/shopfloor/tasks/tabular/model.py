@@ -30,7 +30,7 @@ import torch
 import torch.nn.functional as F
 
 from shopfloor.artifacts import check_count, check_size, declared_size
-from shopfloor.crossval import Split, choose_split, holdout_folds
+from shopfloor.crossval import Folds, Split, choose_split, fold_indices, holdout_folds, stratification_labels
 from shopfloor.data.tables import column_names, iter_table
 from shopfloor.data.targets import encode_labels, rows_with_targets, target_kind
 from shopfloor.data.times import check_date_order
@@ -222,6 +222,20 @@ class TabularModel(Estimator):
                                         self.date_order)
         time, group = (None if n is None else column_names([n])[0] for n in (self.time, self.group))
         return choose_split(frame, self.split, time, group, schema.dates, schema.features + schema.ids)
+
+    def cv_folds(self, frame: pd.DataFrame, k: int) -> Folds:
+        """K folds of `frame` for `crossval.fit_with_cross_validation`: in time order or by whole runs as this
+        model's own validation splits (`validation_split`), else random rows stratified on the target (labels
+        of every target together) for classification."""
+        self._check_options()
+        labelled = rows_with_targets(frame, self.targets, column_names(self.drop), "the data")
+        kind, _ = target_kind(labelled, self.targets, self.task)
+        chosen = self.validation_split(labelled)
+        folds = fold_indices(frame, k, stratification_labels(frame, self.targets, kind != "regression"),
+                             group=chosen.column if chosen.kind == "group" else None,
+                             time=chosen.column if chosen.kind == "time" else None, seed=self.seed,
+                             date_order=self.date_order)
+        return Folds(folds, chosen.words())
 
     def _strata(self, y: np.ndarray) -> np.ndarray | None:
         if self.kind_ == "regression":
