@@ -200,7 +200,7 @@ def test_greedy_coreset_covers_every_cluster_that_random_sampling_misses():
     """Farthest-point sampling picks one point from each of 5 far-apart clusters, even a tiny one."""
     import torch
 
-    from shopfloor.tasks.anomaly.model import greedy_coreset
+    from shopfloor.tasks.anomaly.coreset import greedy_coreset
 
     g = torch.Generator().manual_seed(0)
     centres = torch.eye(5, 16) * 100
