@@ -71,7 +71,8 @@ def _can_stratify(labels: pd.Series, k: int) -> bool:
 def stratification_labels(frame: pd.DataFrame, targets: list[str], classification: bool) -> pd.Series | None:
     if not classification:
         return None
-    return frame[targets].astype(str).agg("|".join, axis=1)
+    # rows without a target (left out of every fit) are a stratum of their own: astype(str) keeps NaN a float
+    return frame[targets].fillna("missing").astype(str).agg("|".join, axis=1)
 
 
 def cross_validate(fit_and_score: Callable[[pd.DataFrame, pd.DataFrame], dict[str, float]],
