@@ -114,7 +114,7 @@ def fit_with_cross_validation(estimator, data: pd.DataFrame | str | os.PathLike,
     from shopfloor.data.tables import ShopfloorWarning, read_table, tidy_columns
 
     frame = tidy_columns(data) if isinstance(data, pd.DataFrame) else read_table(data)
-    with warnings.catch_warnings():  # rows left out, say: the fit on all rows below says so once
+    with warnings.catch_warnings():  # rows without a target, say: the fit on all rows below warns of them once
         warnings.simplefilter("ignore", ShopfloorWarning)
         folds = estimator.cv_folds(frame, k)
 
