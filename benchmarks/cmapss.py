@@ -205,7 +205,7 @@ def run_subset(subset: str, seeds: int, params: dict) -> dict:
         ours = score(truth, table["rul"].to_numpy(), table["rul_low"].to_numpy(), table["rul_high"].to_numpy())
         baseline_pred, baseline_s = lightgbm_baseline(train, test, model.sensor_columns_, seed)
         theirs = score(truth, baseline_pred)
-        run = {"seed": seed, "shopfloor": {**ours, "train_minutes": minutes, "epochs": model.training_log_["epochs"],
+        run = {"seed": seed, "shopfloor": {**ours, "train_minutes": minutes, "epochs": model.training_log_[-1]["epochs"],
                                            "conditions": model.net_.conditions.n_conditions,
                                            "validation": model.validation_metrics_},
                "lightgbm": {**theirs, "train_minutes": baseline_s / 60}, "intervals": compared}

@@ -35,7 +35,7 @@ def measure(subset: str) -> dict:
         model = RULModel(seed=0, progress=False).fit(read_runs(data_file(f"cmapss/train_{subset}.txt")))
     minutes = elapsed() / 60
     speed = units_per_second(model, read_runs(data_file(f"cmapss/test_{subset}.txt")))
-    return {"train_minutes": minutes, "epochs": model.training_log_["epochs"], "units_per_s": speed,
+    return {"train_minutes": minutes, "epochs": model.training_log_[-1]["epochs"], "units_per_s": speed,
             "peak_rss_gib": peak_rss_bytes() / 2**30}
 
 

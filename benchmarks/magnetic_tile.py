@@ -54,7 +54,8 @@ from sklearn.metrics import roc_auc_score
 from torch import nn
 
 from shopfloor.metrics import anomaly_metrics, aupro, pixel_auroc
-from shopfloor.tasks.anomaly.model import AnomalyModel, _mask_at
+from shopfloor.tasks.anomaly.masks import mask_at
+from shopfloor.tasks.anomaly.model import AnomalyModel
 from shopfloor.training import TrainConfig, fit_module
 from shopfloor.vision.estimator import decode, in_batches
 from shopfloor.vision.folders import read_inspection_folder
@@ -76,7 +77,7 @@ def per_defect(labels: list[str], scores: np.ndarray) -> dict[str, float]:
 def masks_for(test, shape=(SIZE, SIZE)) -> list[np.ndarray]:
     out = []
     for path, mask in zip(test.paths, test.masks, strict=True):
-        out.append(np.zeros(shape, bool) if mask is None else _mask_at(read_mask(mask, *image_size(path)), *shape[::-1]))
+        out.append(np.zeros(shape, bool) if mask is None else mask_at(read_mask(mask, *image_size(path)), *shape[::-1]))
     return out
 
 

@@ -88,7 +88,7 @@ def run_model(name: str, folders, folds: list, quick: bool) -> dict:
         metrics = model.evaluate(folders.subset(test))
         speed = images_per_second(model, folders.subset(test))
         per_fold.append({"fold": k, "accuracy": metrics["accuracy"], "f1_macro": metrics["f1_macro"],
-                         "train_minutes": elapsed() / 60, "epochs": model.training_log_["epochs"], **speed})
+                         "train_minutes": elapsed() / 60, "epochs": model.training_log_[-1]["epochs"], **speed})
         print(f"{name} fold {k}: accuracy {metrics['accuracy']:.4f}, {elapsed() / 60:.1f} min, "
               f"{speed['files_per_s']:.1f} files/s, network {speed['network_256_per_s']:.1f} images/s", flush=True)
     return {"params": MODELS[name], "folds": per_fold, **summarise(per_fold), "peak_rss_gib": peak_rss_bytes() / 2**30}
@@ -111,7 +111,7 @@ def run_small(folders, per_class: int, repeats: int, models: list[str]) -> None:
             cpu = time.process_time() - cpu  # every thread's: a fair measure when others load the machine
             metrics = model.evaluate(folders.subset(test))
             run = {"seed": r, "accuracy": metrics["accuracy"], "f1_macro": metrics["f1_macro"],
-                   "train_minutes": elapsed() / 60, "train_cpu_minutes": cpu / 60, "epochs": model.training_log_["epochs"],
+                   "train_minutes": elapsed() / 60, "train_cpu_minutes": cpu / 60, "epochs": model.training_log_[-1]["epochs"],
                    "backbone": model.backbone_, "image_size": model.image_size_}
             result["models"][name]["runs"].append(run)
             print(f"{name} seed {r}: accuracy {run['accuracy']:.4f}, {run['train_minutes']:.1f} min, "

@@ -83,7 +83,7 @@ def test_saved_model_loads_and_predicts_as_when_it_was_saved(folder):
                          ids=lambda p: p.name)
 def test_saved_model_draws_the_same_heatmaps(folder):
     expected = np.load(MODELS / f"{folder.name}.heatmaps.npy")
-    table, maps = shopfloor.load(folder).explain(_inputs(folder.name))
+    table, maps = shopfloor.load(folder).heatmaps(_inputs(folder.name))
     assert _by_name(table)["file"].tolist() == pd.read_csv(MODELS / f"{folder.name}.expected.csv")["file"].tolist()
     np.testing.assert_allclose(np.asarray(maps, dtype=np.float32), expected, **TOLERANCE)
 

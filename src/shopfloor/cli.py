@@ -149,11 +149,9 @@ def train_tabular(
 ):
     """Train a failure-prediction or KPI model on a table (CSV or Parquet)."""
     from shopfloor.artifacts import check_destination
-    from shopfloor.crossval import cross_validate, fold_indices, stratification_labels
+    from shopfloor.crossval import fit_with_cross_validation
     from shopfloor.data.tables import column_name, column_names, read_table
-    from shopfloor.data.targets import rows_with_targets, target_kind
     from shopfloor.data.times import date_order
-    from shopfloor.errors import ShopfloorWarning
     from shopfloor.tasks.tabular.model import TabularModel
 
     check_destination(out)  # before training, not after it
@@ -165,27 +163,13 @@ def train_tabular(
                   false_alarm_cost=false_alarm_cost, bags=bags, max_epochs=max_epochs,
                   date_order=date_order(dayfirst), progress=not quiet)
     console = _stderr()
-    cv_result = None
-    if cv:
-        TabularModel(**params)._check_options()
-        labelled = rows_with_targets(frame, target, drop or [], str(data))
-        kind, _ = target_kind(labelled, target, task)
-        chosen = TabularModel(**params).validation_split(labelled)
-        folds = fold_indices(frame, cv, stratification_labels(frame, target, kind != "regression"),
-                             group=chosen.column if chosen.kind == "group" else None,
-                             time=chosen.column if chosen.kind == "time" else None, seed=seed,
-                             date_order=date_order(dayfirst))
 
-        def fit_and_score(train, test):
-            with warnings.catch_warnings():  # the fit on all rows below says the same once, not once per fold
-                warnings.simplefilter("ignore", ShopfloorWarning)
-                return TabularModel(**params).fit(train).evaluate(test)
+    def show(result: dict) -> None:
+        console.print(metrics_table(f"{cv}-fold cross-validation ({data.name}; {result['split']})", result["mean"],
+                                    result["std"]))
 
-        cv_result = {**cross_validate(fit_and_score, frame, folds), "split": chosen.words()}
-        console.print(metrics_table(f"{cv}-fold cross-validation ({data.name}; {chosen.words()})", cv_result["mean"],
-                                    cv_result["std"]))
-    model = TabularModel(**params).fit(frame)
-    model.cv_metrics_ = cv_result
+    model = TabularModel(**params)
+    model = fit_with_cross_validation(model, frame, cv, report=show) if cv else model.fit(frame)
     model.save(out)
     console.print(metrics_table(f"out-of-fold validation (rows no network trained on; {model.split_.words()})",
                                 {k: v for k, v in model.validation_metrics_.items() if k != "split"}))

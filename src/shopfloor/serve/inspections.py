@@ -128,7 +128,7 @@ def inspect_files(estimator, files: list[tuple[str, bytes]], folder: Path, max_b
                                f"(at '{name}'), the most this service decodes for one request: send fewer or smaller "
                                "images per request")
         try:
-            table, heatmaps = estimator.explain(ImageSet(paths, ["upload"] * len(paths), [None] * len(paths), folder))
+            table, heatmaps = estimator.heatmaps(ImageSet(paths, ["upload"] * len(paths), [None] * len(paths), folder))
             if len(table) != len(paths):  # the checks above should make this impossible; say so rather than mismatch
                 raise ImageUnreadable("some uploads could not be decoded as images")
             return [_result(estimator, row, name, heatmaps[i], path)

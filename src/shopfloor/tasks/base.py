@@ -81,8 +81,14 @@ class Estimator:
                             "a separate file of true values (--rul) is for remaining-useful-life models")
 
     def explain(self, data) -> pd.DataFrame:
-        """Attributions, one row per prediction; images give their heatmaps through `explain_file`."""
+        """Attributions, one row per prediction (per image for image tasks, whose heatmaps themselves come
+        from their own `heatmaps` method and, as overlays, from `explain_file`)."""
         raise self._unsupported("explanations")
+
+    def cv_folds(self, frame: pd.DataFrame, k: int) -> list[tuple]:
+        """(train rows, test rows) for each of `k` folds of `frame`, split as this task's validation is
+        (`crossval.fit_with_cross_validation` fits and scores a fresh estimator on each)."""
+        raise self._unsupported("cross-validation")
 
     def explain_file(self, source: str | os.PathLike, destination: str | os.PathLike) -> int:
         """Explanations of a file into a file; returns how many rows (or images) were explained."""
@@ -170,6 +176,7 @@ class Estimator:
         try:
             for key, (attr, default) in COMMON_STATE.items():
                 setattr(estimator, attr, copy.deepcopy(state.get(key, default)))
+            estimator.training_log_ = training_records(estimator.training_log_)
             for key, attr in cls.saved_state.items():
                 setattr(estimator, attr, state[key])
             estimator._restore(state, tensors)
@@ -244,6 +251,14 @@ def load(folder: str | os.PathLike, verify=None) -> Estimator:
     manifest, tensors = read_artifact(folder, check=check)
     cls = estimator_class(manifest.get("task", "?"), source=str(folder))
     return cls.from_artifact(manifest, tensors, source=str(folder))
+
+
+def training_records(log: list[dict] | dict | None) -> list[dict]:
+    """A training log as a list of records, one per network trained (`fit_module` call), each with its
+    `best_epoch` and `epochs`. Models saved before every task kept a list hold one dict: it is one record."""
+    if log is None:
+        return []
+    return [log] if isinstance(log, dict) else list(log)
 
 
 def as_frame(data: pd.DataFrame | str | os.PathLike) -> tuple[pd.DataFrame, str]:

@@ -111,6 +111,26 @@ def stratified_split(labels: np.ndarray, fraction: float, seed: int) -> tuple[np
     return np.setdiff1d(np.arange(len(labels)), valid), valid
 
 
+def where_heatmaps_point(table: pd.DataFrame, heatmaps: list[np.ndarray] | np.ndarray) -> pd.DataFrame:
+    """The prediction table with, per image, where its heatmap (0..1) points, in numbers a table can hold:
+
+    heatmap_peak: the heatmap's largest value; heatmap_peak_x, heatmap_peak_y: where it is, as fractions of the
+    heatmap's width and height from the top left corner (the pixel's centre; the first such pixel on a tie),
+    so that they hold for the image at any size; heatmap_above_half: the share of the image whose heatmap
+    is above 0.5 (for the anomaly detector, the decision threshold), how large the suspect area is.
+    The maps themselves come from the task's `heatmaps`, and as overlays from `explain_file`.
+    """
+    peak, x, y, above = [], [], [], []
+    for heatmap in heatmaps:
+        heatmap = np.asarray(heatmap, dtype=np.float64)
+        row, column = np.unravel_index(int(heatmap.argmax()), heatmap.shape)
+        peak.append(float(heatmap[row, column]))
+        x.append((column + 0.5) / heatmap.shape[1])
+        y.append((row + 0.5) / heatmap.shape[0])
+        above.append(float((heatmap > 0.5).mean()))
+    return table.assign(heatmap_peak=peak, heatmap_peak_x=x, heatmap_peak_y=y, heatmap_above_half=above)
+
+
 def write_verdicts(table: pd.DataFrame, heatmaps: np.ndarray, images: ImageSet,
                    destination: str | os.PathLike) -> Path:
     """The verdict table as CSV/Parquet plus one PNG overlay per image.

@@ -64,7 +64,7 @@ def examples_section(model, images, caption: Callable[[str, pd.Series], str]) ->
     rng = np.random.default_rng(0)
     picks = [int(i) for i in rng.permutation(len(images))[:EXAMPLES]]
     subset = images.subset(sorted(picks))
-    verdicts, maps = model.explain(subset)
+    verdicts, maps = model.heatmaps(subset)
     figures = []
     for i in range(len(verdicts)):
         row = verdicts.iloc[i]

@@ -37,11 +37,13 @@ import torch
 
 from shopfloor.artifacts import check_size
 from shopfloor.errors import BadOption, BadTarget, DataFileError, NotAModel
-from shopfloor.metrics import anomaly_metrics, aupro, best_threshold, pixel_auroc
+from shopfloor.metrics import anomaly_metrics, best_threshold
+from shopfloor.tasks.anomaly.coreset import greedy_coreset
+from shopfloor.tasks.anomaly.masks import mask_at, pixel_metrics, warn_unmasked
 from shopfloor.tasks.base import Estimator
 from shopfloor.training import seed_everything
 from shopfloor.vision.efficientnet import BLOCK_CHANNELS
-from shopfloor.vision.estimator import decode, image_channels, image_set, in_batches, write_verdicts
+from shopfloor.vision.estimator import decode, image_channels, image_set, in_batches, where_heatmaps_point, write_verdicts
 from shopfloor.vision.networks import AnomalyNet, Lite0Features
 
 
@@ -254,10 +256,15 @@ class AnomalyModel(Estimator):
         """One row per image: file, verdict (good/defect), score (0..1, defect at 0.5 and above), raw_score."""
         return self._verdicts(data)[0]
 
-    def explain(self, data) -> tuple[pd.DataFrame, list[np.ndarray]]:
+    def heatmaps(self, data) -> tuple[pd.DataFrame, list[np.ndarray]]:
         """The verdicts and, per image, its heatmap (0..1, 0.5 = the decision threshold)."""
         table, maps, _ = self._verdicts(data)
         return table, maps
+
+    def explain(self, data) -> pd.DataFrame:
+        """One row per image: the verdict and where its heatmap points (peak value, peak x/y as fractions of width
+        and height, share of the image above the threshold: see `vision.estimator.where_heatmaps_point`)."""
+        return where_heatmaps_point(*self.heatmaps(data))
 
     def predict_file(self, source, destination, chunk_rows: int = 0) -> int:
         table, maps, found = self._verdicts(source)
@@ -268,12 +275,13 @@ class AnomalyModel(Estimator):
         self._check_fitted()
         return self.net_.eval()
 
-    def evaluate(self, data) -> dict[str, float]:
+    def evaluate(self, data, truth=None) -> dict[str, float]:
         """On an MVTec-layout folder's `test` part: image_auroc, pixel_auroc, aupro, f1 (+ precision, recall),
         and per defect type `image_auroc/<defect>` and `pixel_auroc/<defect>` (that defect against the good parts)."""
         from shopfloor.vision.folders import read_inspection_folder
         from shopfloor.vision.images import image_size, read_mask
 
+        self.refuse_truth(truth)
         self._check_fitted()
         found = image_set(data, lambda root: read_inspection_folder(root, "test"))
         raw, maps, kept = self._score(found)
@@ -288,24 +296,27 @@ class AnomalyModel(Estimator):
                 masks.append(None)  # a defect without a mask cannot be scored per pixel
             else:
                 masks.append(np.zeros((height, width), bool) if mask_path is None
-                             else _mask_at(read_mask(mask_path, *image_size(found.paths[i])), width, height))
-        metrics.update(_pixel_metrics(masks, maps, np.ones(len(kept), bool)))
+                             else mask_at(read_mask(mask_path, *image_size(found.paths[i])), width, height))
+        metrics.update(pixel_metrics(masks, maps, np.ones(len(kept), bool)))
         metrics["images"] = float(len(kept))
         metrics["defect_masks"] = float(sum(m is not None for m, d in zip(masks, is_defect, strict=True) if d))
-        _warn_unmasked(found, kept, is_defect)
+        warn_unmasked(found, kept, is_defect)
         for defect in sorted(set(labels) - {"good"}):
             pair = (labels == defect) | ~is_defect
             metrics[f"image_auroc/{defect}"] = anomaly_metrics(is_defect[pair], raw[pair], is_defect[pair])["image_auroc"]
-            metrics[f"pixel_auroc/{defect}"] = _pixel_metrics(masks, maps, pair, regions=False)["pixel_auroc"]
+            metrics[f"pixel_auroc/{defect}"] = pixel_metrics(masks, maps, pair, regions=False)["pixel_auroc"]
         self.last_scores_ = {"is_defect": is_defect.tolist(), "score": self._squash(raw).tolist(), "labels": labels.tolist()}
         return metrics
 
     # -- persistence ------------------------------------------------------------------
+    # manifest key -> attribute: the fitted values that are JSON as they are (`_state` converts the rest)
+    saved_state = {"channels": "channels_", "threshold_rule": "threshold_rule_", "good_scores": "good_scores_"}
+
     def _state(self) -> dict:
-        return {"channels": self.channels_, "threshold": float(self.net_.threshold), "spread": float(self.net_.spread),
-                "threshold_rule": self.threshold_rule_, "good_scores": self.good_scores_,
-                "validation_metrics": self.validation_metrics_, "train_seconds": self.train_seconds_,
-                "data_fingerprint": self.fingerprint_, "keep_aspect": self.keep_aspect_}
+        """Threshold and spread are read from the network (the manifest shows them); models saved before
+        `keep_aspect` lack it, so `_restore` gives it its old default."""
+        return {"threshold": float(self.net_.threshold), "spread": float(self.net_.spread),
+                "keep_aspect": self.keep_aspect_}
 
     def _tensors(self) -> dict[str, torch.Tensor]:
         return self._net_tensors()
@@ -368,72 +379,10 @@ class AnomalyModel(Estimator):
         check_size("params.blocks (their features)", dims, shapes, "net.bank", 1)
 
     def _restore(self, state: dict, tensors: dict[str, torch.Tensor]) -> None:
-        self.channels_ = state["channels"]
         self.image_size_ = self.image_size
         # models saved before `keep_aspect` squashed every image into a square: they keep doing so
         self.keep_aspect = self.keep_aspect_ = state.get("keep_aspect", False)
         # a few small images give fewer patches than bank_size: the bank is as large as was saved
         bank_size = len(tensors[self.NET_PREFIX + "bank"])
         self.net_ = self._load_net(lambda: self._build_net(bank_size=bank_size), tensors)
-        self.threshold_rule_ = state["threshold_rule"]
-        self.good_scores_ = state["good_scores"]
-        self.validation_metrics_ = state["validation_metrics"]
-        self.train_seconds_ = state["train_seconds"]
-        self.fingerprint_ = state["data_fingerprint"]
 
-
-def greedy_coreset(points: torch.Tensor, size: int, generator: torch.Generator, dims: int = 128) -> torch.Tensor:
-    """Indexes of `size` points chosen one by one, each the farthest from those already chosen
-    (farthest-point sampling), measured on a random projection to `dims` dimensions for speed."""
-    n = len(points)
-    if n <= size:
-        return torch.arange(n)
-    with torch.inference_mode():
-        projected = points @ (torch.randn(points.shape[1], dims, generator=generator) / math.sqrt(dims))
-        norms = (projected * projected).sum(1)
-        chosen = torch.empty(size, dtype=torch.long)
-        chosen[0] = int(torch.randint(n, (1,), generator=generator))
-        nearest = torch.full((n,), float("inf"))
-        distance = torch.empty(n)
-        for i in range(1, size):
-            last = int(chosen[i - 1])
-            torch.mv(projected, projected[last], out=distance)  # squared distance = |p|^2 + |c|^2 - 2 p.c
-            distance.mul_(-2).add_(norms).add_(norms[last])
-            torch.minimum(nearest, distance, out=nearest)
-            chosen[i] = int(nearest.argmax())
-    return chosen
-
-
-def _pixel_metrics(masks: list, maps: list, chosen: np.ndarray, regions: bool = True) -> dict[str, float]:
-    """Pixel AUROC (and AUPRO) over the chosen images that have a mask (good parts have an empty one)."""
-    pairs = [(m, a) for m, a, c in zip(masks, maps, chosen, strict=True) if c and m is not None]
-    if not any(m.any() for m, _ in pairs):
-        return {"pixel_auroc": float("nan"), **({"aupro": float("nan")} if regions else {})}
-    found, heat = [m for m, _ in pairs], [a for _, a in pairs]
-    return {"pixel_auroc": pixel_auroc(found, heat), **({"aupro": aupro(found, heat)} if regions else {})}
-
-
-def _warn_unmasked(found, kept: np.ndarray, is_defect: np.ndarray) -> None:
-    """Name the defect images without a mask that the folder reader passed over in silence: those of defect
-    types with no ground-truth folder at all (pixel_auroc came out null without a word, issue 13)."""
-    from shopfloor.errors import warn
-    from shopfloor.vision.folders import MASK_ENDINGS
-
-    silent = [found.paths[i] for i, d in zip(kept, is_defect, strict=True)
-              if d and found.masks[i] is None and not (found.root / "ground_truth" / found.labels[i]).is_dir()]
-    if not silent:
-        return
-    named = ", ".join(f"{p.parent.name}/{p.name}" for p in silent[:10])
-    named += f" and {len(silent) - 10} more" if len(silent) > 10 else ""
-    endings = ", ".join(f"<image>{e}" for e in MASK_ENDINGS)
-    warn(f"{len(silent)} of {int(is_defect.sum())} defect images have no mask ({named}): pixel scores leave them out; "
-         f"put masks in {found.root / 'ground_truth'}/<defect>/ named {endings} (any image suffix)")
-
-
-def _mask_at(mask: np.ndarray, width: int, height: int) -> np.ndarray:
-    """A defect mask at the heatmap's resolution (nearest neighbour, as anomalib and MVTec's tools do)."""
-    from PIL import Image
-
-    if mask.shape == (height, width):
-        return mask
-    return np.asarray(Image.fromarray(mask.astype(np.uint8) * 255).resize((width, height), Image.NEAREST)) > 127

@@ -30,7 +30,15 @@ from shopfloor.errors import BadOption, BadTarget, NotAModel, warn
 from shopfloor.metrics import fit_temperature, multiclass_metrics
 from shopfloor.tasks.base import Estimator
 from shopfloor.training import TrainConfig, available_cores, fit_module, seed_everything
-from shopfloor.vision.estimator import decode, image_channels, image_set, in_batches, stratified_split, write_verdicts
+from shopfloor.vision.estimator import (
+    decode,
+    image_channels,
+    image_set,
+    in_batches,
+    stratified_split,
+    where_heatmaps_point,
+    write_verdicts,
+)
 from shopfloor.vision.networks import DefectEstimate, DefectNet, Lite0Features, SurfaceCNN
 
 BACKBONES = ("auto", "scratch", "lite0")
@@ -89,8 +97,8 @@ class DefectModel(Estimator):
             result = self._fit_head(images, y, train, valid)
         else:
             result = self._fit_end_to_end(images, y, train, valid)
-        self.training_log_ = {"best_epoch": result.best_epoch, "epochs": result.epochs_run,
-                              "valid_loss": result.best_loss, "train_images": len(train), "valid_images": len(valid)}
+        self.training_log_ = [{"best_epoch": result.best_epoch, "epochs": result.epochs_run,  # one network: one record
+                               "valid_loss": result.best_loss, "train_images": len(train), "valid_images": len(valid)}]
         logits = in_batches(self.net_, images[valid])[0]
         self.net_.temperature.fill_(fit_temperature(logits, labels[valid]))
         proba = torch.softmax(torch.from_numpy(logits) / self.net_.temperature, 1).numpy()
@@ -206,11 +214,16 @@ class DefectModel(Estimator):
         images, found = self._images(data)
         return self._table(found, self._outputs(images)[0])
 
-    def explain(self, data) -> tuple[pd.DataFrame, np.ndarray]:
+    def heatmaps(self, data) -> tuple[pd.DataFrame, np.ndarray]:
         """The predictions and, per image, the heatmap [size, size] (0..1) of the predicted class."""
         images, found = self._images(data)
         proba, maps = self._outputs(images, heatmaps=True)
         return self._table(found, proba), maps
+
+    def explain(self, data) -> pd.DataFrame:
+        """One row per image: the prediction and where the predicted class's heatmap points (peak value, peak x/y
+        as fractions of width and height, share above 0.5: see `vision.estimator.where_heatmaps_point`)."""
+        return where_heatmaps_point(*self.heatmaps(data))
 
     def predict_file(self, source, destination, chunk_rows: int = 0) -> int:
         """Verdicts as CSV and a heatmap overlay per image (see `tasks.imaging.write_verdicts`)."""
@@ -219,10 +232,11 @@ class DefectModel(Estimator):
         write_verdicts(self._table(found, proba), maps, found, destination)
         return len(found)
 
-    def evaluate(self, data) -> dict[str, float]:
+    def evaluate(self, data, truth=None) -> dict[str, float]:
         """Accuracy and macro F1 (and the other multiclass metrics) on a class-per-folder set."""
         from shopfloor.vision.folders import read_class_folders
 
+        self.refuse_truth(truth)
         self._check_fitted()
         folders = image_set(data, read_class_folders)
         unknown = sorted(set(folders.labels) - set(self.classes_))
@@ -237,11 +251,12 @@ class DefectModel(Estimator):
         return {**metrics, "images": float(len(labels))}
 
     # -- persistence ------------------------------------------------------------------
+    # manifest key -> attribute: the fitted values that are JSON as they are
+    saved_state = {"classes": "classes_", "channels": "channels_", "image_size": "image_size_",
+                   "validation_confusion": "validation_confusion_"}
+
     def _state(self) -> dict:
-        return {"classes": self.classes_, "channels": self.channels_, "image_size": self.image_size_, "backbone": self.backbone_,
-                "validation_metrics": self.validation_metrics_, "validation_confusion": self.validation_confusion_,
-                "training_log": self.training_log_, "train_seconds": self.train_seconds_,
-                "data_fingerprint": self.fingerprint_}
+        return {"backbone": self.backbone_}
 
     def _tensors(self) -> dict[str, torch.Tensor]:
         return self._net_tensors()
@@ -303,15 +318,9 @@ class DefectModel(Estimator):
         declared_size(manifest, "state.image_size", limit=1024)  # every image is resized to it: no weight sizes it
 
     def _restore(self, state: dict, tensors: dict[str, torch.Tensor]) -> None:
-        self.classes_, self.channels_, self.image_size_ = state["classes"], state["channels"], state["image_size"]
         self.backbone_ = state.get("backbone", self.backbone)  # models saved before `auto` name theirs in the params
         # the file holds every weight it runs
         self.net_ = self._load_net(lambda: self._build_net(pretrained=False), tensors)
-        self.validation_metrics_ = state["validation_metrics"]
-        self.validation_confusion_ = state["validation_confusion"]
-        self.training_log_ = state["training_log"]
-        self.train_seconds_ = state["train_seconds"]
-        self.fingerprint_ = state["data_fingerprint"]
 
 
 def _confusion(truth: np.ndarray, predicted: np.ndarray, n: int) -> list[list[int]]:

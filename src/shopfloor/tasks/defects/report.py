@@ -33,7 +33,7 @@ def write_report(model, path: str | os.PathLike, data=None, truth=None, source: 
         origin = f"{source or data.root} ({int(metrics['images'])} labelled images)"
     else:
         metrics, confusion = dict(model.validation_metrics_), model.validation_confusion_
-        origin = f"validation images held out in training ({model.training_log_['valid_images']})"
+        origin = f"validation images held out in training ({model.training_log_[-1]['valid_images']})"
     header = page_header("Defect classification report", {
         "Backbone": model.backbone_, "Classes": ", ".join(model.classes_),
         "Image size": f"{model.image_size_} x {model.image_size_}, {'grey' if model.channels_ == 1 else 'colour'}",

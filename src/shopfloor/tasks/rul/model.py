@@ -17,30 +17,31 @@ How a fit goes:
    the interval: conformal margins below and above the estimate per band of the estimate, each
    side missing at most half of 1 - `interval_coverage` (`rul_interval`).
 
-Length: one estimator (windows, fit, intervals, predict, explain, save and load) sharing its fitted
-state; the interval itself already lives in `rul_interval.py`, and issue 15's package splits the rest.
+Beside it in this package: windows.py (the inputs cut from histories), fitting.py (normalisation, folds,
+loss), interval.py (the interval), attributions.py (explanations), checks.py (options, saved sizes).
 """
 
 from __future__ import annotations
 
 import os
 import time
+from functools import partial
 from typing import Literal
 
 import numpy as np
 import pandas as pd
 import torch
-from sklearn.model_selection import KFold
 
-from shopfloor.artifacts import check_count, check_size, declared_size
-from shopfloor.data.times import check_date_order
-from shopfloor.errors import BadOption, BadTarget, ColumnMissing
-from shopfloor.explain import path_attributions
+from shopfloor.errors import BadOption, BadTarget
 from shopfloor.metrics import interval_metrics, rul_metrics
 from shopfloor.tasks.base import Estimator
-from shopfloor.tasks.rul.conditions import MAX_CONDITIONS, fit_conditions, sensor_moves
+from shopfloor.tasks.rul.attributions import sensor_attributions
+from shopfloor.tasks.rul.checks import check_columns, check_options, check_saved_sizes
+from shopfloor.tasks.rul.conditions import fit_conditions, sensor_moves
+from shopfloor.tasks.rul.fitting import capped_rul_error, rul_loss, set_normalisation, unit_folds
 from shopfloor.tasks.rul.interval import conformal_margin, finish_arguments, fit_bands, one_margin
-from shopfloor.tasks.rul.network import QUANTILES, RULEstimate, RULNet, finish
+from shopfloor.tasks.rul.network import RULEstimate, RULNet, finish
+from shopfloor.tasks.rul.windows import run_windows
 from shopfloor.training import TrainConfig, fit_module, seed_everything
 
 PREDICT_BATCH = 1_024  # windows per forward pass: 4,096 was half as fast (activations leave the cache)
@@ -127,10 +128,10 @@ class RULModel(Estimator):
         self.dropped_sensors_ = [s for s in runs.sensors if s not in self.sensor_columns_]
 
         self.net_ = self._build_net(len(self.setting_columns_), len(self.sensor_columns_), condition_model["k"])
-        self._set_normalisation(condition_model, sensors[:, moving])
+        set_normalisation(self.net_, condition_model, sensors[:, moving])
         inputs, rul, unit_index, _ = self._windows(runs)
         targets = torch.from_numpy(rul.astype(np.float32))
-        fold = self._unit_folds(len(runs))[unit_index]
+        fold = unit_folds(len(runs), self.members, self.seed)[unit_index]
         trains_on = torch.from_numpy(fold[:, None] != np.arange(self.members)[None, :])  # [windows, members]
         valid = np.random.default_rng(self.seed).permutation(len(rul))[:VALID_WINDOWS]
         # neighbouring windows differ by one cycle: learning from every `train_stride`-th one (always
@@ -139,11 +140,12 @@ class RULModel(Estimator):
         config = TrainConfig(max_epochs=self.max_epochs, batch_size=self.batch_size, lr=self.lr,
                              weight_decay=self.weight_decay, patience=self.patience, seed=self.seed,
                              progress=self.progress, description="RUL ensemble")
-        result = fit_module(self.net_, self._loss, (*(x[train] for x in inputs), targets[train], trains_on[train]),
+        result = fit_module(self.net_, partial(rul_loss, self.rul_cap),
+                            (*(x[train] for x in inputs), targets[train], trains_on[train]),
                             (*(x[valid] for x in inputs), targets[valid], ~trains_on[valid]), config,
                             score_fn=self._rul_error)
-        self.training_log_ = {"best_epoch": result.best_epoch, "epochs": result.epochs_run,
-                              "valid_loss": result.best_loss}
+        self.training_log_ = [{"best_epoch": result.best_epoch, "epochs": result.epochs_run,
+                               "valid_loss": result.best_loss}]  # one grouped network: one record
 
         held = np.flatnonzero(fold < self.members)  # every window, or the held-out fifth for one network
         out_of_fold = self._member_outputs(tuple(x[held] for x in inputs), member=torch.from_numpy(fold[held]))
@@ -158,13 +160,7 @@ class RULModel(Estimator):
         return self
 
     def _check_options(self) -> None:
-        if self.window < 1 or self.members < 1 or self.rul_cap <= 0:
-            raise BadOption("window and members must be at least 1 and rul_cap positive")
-        if not 0 < self.interval_coverage < 1:
-            raise BadOption("interval_coverage must be between 0 and 1")
-        if self.conditions is not None and not 1 <= self.conditions <= MAX_CONDITIONS:
-            raise BadOption(f"conditions must be between 1 and {MAX_CONDITIONS} (or left out to find them)")
-        check_date_order(self.date_order)
+        check_options(self)
 
     def _build_net(self, n_settings: int, n_sensors: int, n_conditions: int) -> RULNet:
         return RULNet(n_settings, n_sensors, n_conditions, window=self.window, members=self.members,
@@ -172,74 +168,16 @@ class RULModel(Estimator):
                       dropout=self.dropout, scale=float(self.rul_cap), baseline=self.baseline_cycles > 0,
                       age=self.use_age)
 
-    def _set_normalisation(self, condition_model: dict, sensors: np.ndarray) -> None:
-        conditions = self.net_.conditions
-        labels = condition_model["labels"]
-        mean = np.stack([np.nanmean(sensors[labels == c], axis=0) for c in range(condition_model["k"])])
-        std = np.stack([np.nanstd(sensors[labels == c], axis=0) for c in range(condition_model["k"])])
-        std = np.where(np.isfinite(std) & (std > 1e-12), std, 1.0)  # a sensor constant in one condition
-        with torch.no_grad():
-            conditions.setting_scale.copy_(torch.as_tensor(condition_model["scale"], dtype=torch.float32))
-            conditions.centroids.copy_(torch.as_tensor(condition_model["centroids"], dtype=torch.float32))
-            conditions.sensor_mean.copy_(torch.as_tensor(np.nan_to_num(mean), dtype=torch.float32))
-            conditions.sensor_std.copy_(torch.as_tensor(std, dtype=torch.float32))
-
-    def _unit_folds(self, n_units: int) -> np.ndarray:
-        fold = np.zeros(n_units, dtype=np.int64)
-        if self.members == 1:  # one network: a fifth of the units held out for stopping and calibration
-            held_out = next(KFold(5, shuffle=True, random_state=self.seed).split(np.arange(n_units)))[1]
-            fold[:] = 1
-            fold[held_out] = 0
-            return fold
-        splits = min(self.members, n_units)
-        for k, (_, rows) in enumerate(KFold(splits, shuffle=True, random_state=self.seed).split(np.arange(n_units))):
-            fold[rows] = k
-        return fold
-
-    def _loss(self, net: RULNet, history: torch.Tensor, start: torch.Tensor, age: torch.Tensor, rul: torch.Tensor,
-              trains_on: torch.Tensor) -> torch.Tensor:
-        """Squared error on the capped RUL plus pinball loss on the uncapped one, per member on its own units."""
-        out = net.member_outputs(history, start, age) / net.scale  # [members, batch, 4]
-        y = (rul / net.scale)[None, :]
-        capped = torch.clamp(y, max=self.rul_cap / net.scale)
-        loss = (out[..., 0] - capped) ** 2
-        for j, q in enumerate(QUANTILES):
-            error = y - out[..., 1 + j]
-            loss = loss + torch.maximum(q * error, (q - 1) * error)
-        weight = trains_on.T.to(loss.dtype)
-        return (loss * weight).sum() / weight.sum().clamp(min=1)
-
-    def _rul_error(self, net: RULNet, history, start, age, rul, trains_on) -> float:
-        """Early stopping watches the capped-RUL error alone: the quantile heads follow the features."""
-        out = net.member_outputs(history, start, age)[..., 0] / net.scale
-        error = (out - torch.clamp(rul, max=self.rul_cap)[None, :] / net.scale) ** 2
-        weight = trains_on.T.to(error.dtype)
-        return float((error * weight).sum() / weight.sum().clamp(min=1))
+    def _rul_error(self, net: RULNet, *batch) -> float:
+        """Early stopping watches the capped-RUL error alone (`capped_rul_error`)."""
+        return capped_rul_error(self.rul_cap, net, *batch)
 
     # -- windows ----------------------------------------------------------------------
     def _windows(self, runs, last_only: bool = False):
-        """Windows of raw settings + sensors ending at every cycle (or the last) of every unit.
-
-        Returns the network's inputs (history [windows, window, features], the unit's first
-        `baseline_cycles` cycles, its age in cycles), the uncapped RUL at each window's end
-        (training runs end in failure), the unit index of each window and each unit's length.
-        """
+        """The network's inputs at every cycle (or the last) of every unit, the RUL at each, the unit of each
+        window and each unit's length (see `windows.run_windows`)."""
         values = runs.frame[self.setting_columns_ + self.sensor_columns_].to_numpy(np.float32)
-        unit_ids = runs.frame[runs.unit].to_numpy()
-        starts = np.flatnonzero(np.r_[True, unit_ids[1:] != unit_ids[:-1]])
-        lengths = np.diff(np.r_[starts, len(values)])
-        # one gather per input, no loop over units: row indices of every window, clamped to the
-        # unit's first row (the padding) and, for the as-new baseline, to its last row
-        unit_index = np.repeat(np.arange(len(starts)), lengths)
-        ends = starts + lengths - 1 if last_only else np.arange(len(values))
-        if last_only:
-            unit_index = np.arange(len(starts))
-        first, last = starts[unit_index], (starts + lengths - 1)[unit_index]
-        history = values[np.maximum(ends[:, None] + np.arange(1 - self.window, 1), first[:, None])]
-        start = values[np.minimum(first[:, None] + np.arange(max(self.baseline_cycles, 1)), last[:, None])]
-        age = (ends - first + 1).astype(np.float32)
-        inputs = tuple(torch.from_numpy(x) for x in (history, start, age))
-        return inputs, (last - ends).astype(np.float64), unit_index, lengths
+        return run_windows(values, runs.frame[runs.unit].to_numpy(), self.window, self.baseline_cycles, last_only)
 
     def _member_outputs(self, inputs: tuple[torch.Tensor, ...], member: torch.Tensor | None = None) -> np.ndarray:
         """Raw outputs [windows, 4]: the ensemble mean, or the given member's for each window."""
@@ -288,17 +226,11 @@ class RULModel(Estimator):
         self.validation_targets_ = torch.from_numpy(rul[keep].astype(np.float32))
 
     # -- predicting -------------------------------------------------------------------
-    def _check_columns(self, runs) -> None:
-        missing = [c for c in self.setting_columns_ + self.sensor_columns_ if c not in runs.frame.columns]
-        if missing:
-            raise ColumnMissing(f"{runs.source} lacks {', '.join(map(repr, missing))}, which the model was trained on "
-                                f"(columns found: {', '.join(map(str, runs.frame.columns))})")
-
     def _checked_runs(self, data):
         """Run histories to predict on, with every setting and sensor the model was trained on."""
         self._check_fitted()
         runs = self._runs(data)
-        self._check_columns(runs)
+        check_columns(runs, self.setting_columns_ + self.sensor_columns_)
         return runs
 
     def last_windows(self, data) -> tuple[tuple[torch.Tensor, ...], list]:
@@ -350,14 +282,7 @@ class RULModel(Estimator):
         return pd.DataFrame({"unit": runs.units, "time": self._last_times(runs), "rul": finished[:, 0],
                              "rul_low": finished[:, 1], "rul_high": finished[:, 2]})
 
-    def predict_file(self, source: str | os.PathLike, destination: str | os.PathLike, chunk_rows: int = 0) -> int:
-        """Write `predict(source)` to a CSV/Parquet file; returns the number of units. A unit's estimate
-        needs its whole history, so the file is read at once (`chunk_rows` is for the CLI's sake)."""
-        from shopfloor.data.tables import write_table
-
-        table = self.predict(source)
-        write_table(table, destination)
-        return len(table)
+    # predict_file is the contract's: a unit's estimate needs its whole history, so the file is read at once
 
     def health(self, data) -> pd.DataFrame:
         """Per unit and cycle: predicted RUL and a health index from 1 (as new) to 0 (at failure)."""
@@ -368,12 +293,17 @@ class RULModel(Estimator):
                              "time": runs.frame[runs.time].to_numpy(), "rul": finished[:, 0],
                              "health": np.clip(finished[:, 0] / self.rul_cap, 0, 1)})
 
-    def evaluate(self, data, rul) -> dict[str, float]:
-        """RMSE, MAE and NASA score of the last-cycle estimates against the true RUL, and interval coverage."""
+    def evaluate(self, data, truth=None) -> dict[str, float]:
+        """RMSE, MAE and NASA score of the last-cycle estimates against the true RUL, and interval coverage.
+
+        `truth`: the true remaining life of each test unit (a file such as C-MAPSS's RUL_FD001.txt, or a table):
+        test histories stop before failure, so their labels cannot be in the data itself."""
         from shopfloor.data.runs import read_rul
 
+        if truth is None:
+            raise BadOption("a RUL model is scored against the true remaining life of each test unit: add --rul FILE")
         table = self.predict(data)
-        truth = read_rul(rul, list(table["unit"]), source_units=self._runs_source(data))
+        truth = read_rul(truth, list(table["unit"]), source_units=self._runs_source(data))
         return {**rul_metrics(truth, table["rul"].to_numpy()), **interval_metrics(truth, table["rul_low"], table["rul_high"])}
 
     # -- explaining -------------------------------------------------------------------
@@ -394,45 +324,23 @@ class RULModel(Estimator):
         return table
 
     def _attributions(self, inputs: tuple[torch.Tensor, ...], steps: int = 32) -> tuple[np.ndarray, np.ndarray]:
-        """Per-sensor attributions [windows, sensors] (summed over the window's cycles) and the reference RUL."""
-        history, start, age = inputs
-        net, n_settings = self.net_, len(self.setting_columns_)
-        with torch.no_grad():
-            conditions = net.conditions
-            condition = conditions.condition(history[..., :n_settings])
-            as_new = conditions.standardise(start)[0].mean(1, keepdim=True)  # [windows, 1, sensors]
-            reference = history.clone()
-            reference[..., n_settings:] = conditions.sensor_mean[condition] + conditions.sensor_std[condition] * as_new
-        parts, references = [], []
-        for s in range(0, len(history), 256):
-            def rul_of(h, s=s):
-                return net(h, start[s:s + 256], age[s:s + 256])[:, 0]
-
-            a, r = path_attributions(rul_of, history[s:s + 256], reference[s:s + 256], steps)
-            parts.append(a[..., n_settings:].sum(1))
-            references.append(r)
-        return torch.cat(parts).numpy().astype(np.float64), torch.cat(references).numpy().astype(np.float64)
+        return sensor_attributions(self.net_, inputs, len(self.setting_columns_), steps)
 
     # -- persistence ------------------------------------------------------------------
+    # manifest key -> attribute: the fitted values that are JSON as they are (`_state` converts the rest)
+    saved_state = {"unit": "unit_column_", "time": "time_column_", "settings": "setting_columns_",
+                   "sensors": "sensor_columns_", "dropped_sensors": "dropped_sensors_",
+                   "interval_margin": "interval_margin_", "importance": "importance_"}
+
     def _state(self) -> dict:
-        return {
-            "unit": self.unit_column_, "time": self.time_column_, "time_order": self.time_order_,
-            "settings": self.setting_columns_,
-            "sensors": self.sensor_columns_, "dropped_sensors": self.dropped_sensors_,
-            "conditions": self.net_.conditions.n_conditions, "interval_margin": self.interval_margin_,
-            "interval_bands": self.interval_bands_,
-            "validation_metrics": self.validation_metrics_, "importance": self.importance_,
-            "training_log": self.training_log_, "train_seconds": self.train_seconds_,
-            "data_fingerprint": self.fingerprint_,
-        }
+        return {"time_order": self.time_order_, "conditions": self.net_.conditions.n_conditions,
+                "interval_bands": self.interval_bands_}
 
     def _tensors(self) -> dict[str, torch.Tensor]:
         tensors = self._net_tensors()
         tensors["validation.outputs"] = self.validation_outputs_
         tensors["validation.targets"] = self.validation_targets_
         return tensors
-
-    MAX_BASELINE_CYCLES = 10_000  # no weight sizes it, and every prediction holds that many cycles per unit
 
     # -- the faces: report, ONNX, the line, info --------------------------------------------
     def predict_records(self, rows: list[dict]) -> list[dict]:
@@ -475,37 +383,14 @@ class RULModel(Estimator):
 
     @classmethod
     def check_sizes(cls, manifest: dict, shapes: dict[str, tuple[int, ...]]) -> None:
-        state = manifest.get("state", {})
-        members, channels = declared_size(manifest, "params.members"), declared_size(manifest, "params.channels")
-        check_size("params.members", members, shapes, "net.hidden.weight", 0)
-        check_size("params.hidden", declared_size(manifest, "params.hidden"), shapes, "net.hidden.weight", 2)
-        check_size("params.members x params.channels", members * channels, shapes, "net.convs.0.weight", 0)
-        check_size("params.kernel", declared_size(manifest, "params.kernel"), shapes, "net.convs.0.weight", 2)
-        check_count("params.layers", declared_size(manifest, "params.layers"), shapes, r"net\.convs\.\d+\.weight")
-        window = declared_size(manifest, "params.window") * channels + int(bool(manifest["params"].get("use_age")))
-        check_size("params.window x params.channels (+ 1 for use_age)", window, shapes, "net.hidden.weight", 1)
-        check_size("state.conditions", declared_size(manifest, "state.conditions"), shapes,
-                   "net.conditions.sensor_mean", 0)
-        check_size("state.sensors (its length)", len(state.get("sensors") or []), shapes, "net.conditions.sensor_mean", 1)
-        check_size("state.settings (its length, at least 1)", max(len(state.get("settings") or []), 1), shapes,
-                   "net.conditions.centroids", 1)
-        declared_size(manifest, "params.baseline_cycles", limit=cls.MAX_BASELINE_CYCLES)
+        check_saved_sizes(manifest, shapes)
 
     def _restore(self, state: dict, tensors: dict[str, torch.Tensor]) -> None:
-        self.unit_column_, self.time_column_ = state["unit"], state["time"]
         self.time_order_ = state.get("time_order")  # absent from models saved before it was kept
-        self.setting_columns_, self.sensor_columns_ = state["settings"], state["sensors"]
-        self.dropped_sensors_ = state["dropped_sensors"]
         self.net_ = self._load_net(lambda: self._build_net(len(self.setting_columns_), len(self.sensor_columns_),
                                                           state["conditions"]), tensors)
-        self.interval_margin_ = state["interval_margin"]
         # saved before the interval followed the estimate: P10-P90 widened by the one margin
         self.interval_bands_ = state.get("interval_bands") or one_margin(self.interval_margin_)
-        self.validation_metrics_ = state["validation_metrics"]
-        self.importance_ = state["importance"]
-        self.training_log_ = state["training_log"]
-        self.train_seconds_ = state["train_seconds"]
-        self.fingerprint_ = state["data_fingerprint"]
         self.validation_outputs_ = tensors["validation.outputs"]
         self.validation_targets_ = tensors["validation.targets"]
 

@@ -247,21 +247,17 @@ def _degradation_section(model, runs, predictions: pd.DataFrame | None, truth: n
     return section("Degradation curves", text + plots(figures))
 
 
-# the kit's helpers under the short names `_training_log_section` uses
-_e, _number, _section, _table = escape, number, section, table
-
-
 # -- how it was trained ---------------------------------------------------------------------
-def _training_log_section(model) -> str:
-    log = model.training_log_
+def _training_logsection(model) -> str:
+    log = model.training_log_[-1] if model.training_log_ else {}  # one grouped network: one record
     loss = log.get("valid_loss")
     words = {"best_epoch": "epoch with the lowest validation error, counted from 0; its weights are kept",
              "epochs": f"epochs run, at most {model.max_epochs}; fewer when early stopping ended training",
              "valid_loss": "mean squared error of the capped estimate on held-out units, over the cap squared"}
-    rows = [[_e(k), _number(v) if isinstance(v, float) else _e(v), _e(words.get(k, ""))] for k, v in log.items()]
+    rows = [[escape(k), number(v) if isinstance(v, float) else escape(v), escape(words.get(k, ""))] for k, v in log.items()]
     if isinstance(loss, float) and np.isfinite(loss):
-        rows.append([_e("valid rmse"), _number(float(np.sqrt(loss)) * model.rul_cap),
-                     _e("the same error as cycles: sqrt(valid_loss) x training cap")])
+        rows.append([escape("valid rmse"), number(float(np.sqrt(loss)) * model.rul_cap),
+                     escape("the same error as cycles: sqrt(valid_loss) x training cap")])
     text = ('<p class="note">All ensemble members train at once, each on its own units, and stop together when '
             "their error on the units they did not train on stops improving.</p>")
-    return _section("Training log", text + _table(["entry", "value", "meaning"], rows, ["", "number", "words"]))
+    return section("Training log", text + table(["entry", "value", "meaning"], rows, ["", "number", "words"]))

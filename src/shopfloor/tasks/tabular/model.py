@@ -12,42 +12,44 @@ How a fit goes:
    validation metrics and regression intervals;
 4. the fold networks are merged into one ensemble module for prediction and export.
 
-Length: one estimator (fit, calibration, predict, explain, save and load) that shares its fitted state
-throughout; the per-task package of issue 15 gives the checks of inputs and of saved sizes modules of
-their own.
+The pieces that need no fitted model live beside it: fitting.py (network shape, bin edges, losses),
+validation.py (calibration, thresholds, intervals, metrics), predictions.py (the prediction columns),
+attributions.py (explanations), checks.py (options, readings, saved sizes).
+
+Length: a little over 400 lines, 50 of them the 25 parameters; the rest are the estimator's own steps, each a
+few lines that read and set the same fitted state (kind_, schema_, split_, net_, thresholds_), which is clearer
+in one class than passed between modules.
 """
 
 from __future__ import annotations
 
-import hashlib
 import os
 import time
+from functools import partial
 from typing import Literal
 
 import numpy as np
 import pandas as pd
 import torch
-import torch.nn.functional as F
 
-from shopfloor.artifacts import check_count, check_size, declared_size
-from shopfloor.crossval import Split, choose_split, holdout_folds
+from shopfloor.crossval import Folds, Split, choose_split, fold_indices, holdout_folds, stratification_labels
 from shopfloor.data.tables import column_names, iter_table
 from shopfloor.data.targets import encode_labels, rows_with_targets, target_kind
-from shopfloor.data.times import check_date_order
-from shopfloor.errors import BadColumn, BadOption, BadTarget, ColumnMissing
-from shopfloor.explain import integrated_gradients
-from shopfloor.metrics import (
-    best_threshold,
-    binary_metrics,
-    fit_platt,
-    fit_temperature,
-    multiclass_metrics,
-    regression_metrics,
-)
+from shopfloor.errors import BadOption, BadTarget, ColumnMissing
 from shopfloor.tasks.base import Estimator, as_frame
+from shopfloor.tasks.tabular.attributions import attribution_columns, feature_importance
+from shopfloor.tasks.tabular.checks import check_finite, check_options, check_readings, check_saved_sizes
+from shopfloor.tasks.tabular.fitting import architecture, bin_edges, frame_digest, member_loss, ranking_score, strata
 from shopfloor.tasks.tabular.leaks import warn_target_leaks
 from shopfloor.tasks.tabular.network import TabularNet, merge_members
+from shopfloor.tasks.tabular.predictions import decisions, prediction_columns
 from shopfloor.tasks.tabular.schema import TableSchema, infer_schema, report_extra_columns
+from shopfloor.tasks.tabular.validation import (
+    decision_thresholds,
+    interval_halfwidths,
+    output_calibration,
+    table_metrics,
+)
 from shopfloor.training import TrainConfig, fit_module, seed_everything
 
 STORED_VALIDATION_ROWS = 20_000
@@ -122,11 +124,7 @@ class TabularModel(Estimator):
                                     self.date_order, source)
         self.split_ = self.validation_split(frame, self.schema_)
         numbers, codes = self.schema_.to_arrays(frame)
-        if np.isinf(numbers).any():
-            position, column = (int(i[0]) for i in np.nonzero(np.isinf(numbers)))
-            name = self.schema_.numeric_inputs[column]
-            raise BadColumn(f"row {position + 1} of {source}: '{name}' is {_shown(frame[name].iloc[position])}, which is not "
-                            "a reading (infinite, or beyond the float range); correct it or leave the cell empty")
+        check_finite(frame, numbers, self.schema_.numeric_inputs, source)
         y = self._standardise(encode_labels(frame, self.targets, self.kind_, self.classes_))
         warn_target_leaks(numbers, codes, y, self.kind_, self.schema_.features, self.targets, self.classes_, self.seed)
         seed_everything(self.seed)
@@ -136,7 +134,7 @@ class TabularModel(Estimator):
         nets, out_of_fold = [], torch.zeros((len(frame), template.head.weight.shape[-1]))
         held_out = np.zeros(len(frame), dtype=bool)  # rows with an out-of-fold prediction
         self.training_log_ = []
-        folds = holdout_folds(frame, self.split_, self.bags_, self._strata(y), self.seed,
+        folds = holdout_folds(frame, self.split_, self.bags_, strata(self.kind_, y, self.bags_), self.seed,
                               self.schema_.date_orders.get(self.split_.column, self.date_order))
         self.bags_ = len(folds)  # fewer runs than bags: one network per run
         for bag, (train_rows, valid_rows) in enumerate(folds):
@@ -157,13 +155,14 @@ class TabularModel(Estimator):
             [int(np.bincount(codes[:, j]).argmax()) for j in range(codes.shape[1])], dtype=np.int64))
         self.importance_ = self._global_importance(numbers, codes)
         self.fingerprint_ = {"rows": int(len(frame)), "columns": list(map(str, frame.columns)),
-                             "sha256": _frame_digest(frame)}
+                             "sha256": frame_digest(frame)}
         self.train_seconds_ = time.perf_counter() - started
         return self
 
     def _fitted_template(self, numbers: torch.Tensor, y: np.ndarray) -> TabularNet:
         """A net whose preprocessing statistics and bin edges are fitted; every bag copies them."""
-        self.architecture_ = self._architecture(numbers.numpy())
+        n_outputs = len(self.classes_[0]) if self.kind_ == "multiclass" else len(self.targets)
+        self.architecture_ = architecture(numbers.numpy(), n_outputs, self.interactions)
         template = self._build_net(self.architecture_, self.members)
         template.preprocess.fit(numbers)
         with torch.no_grad():
@@ -182,30 +181,14 @@ class TabularModel(Estimator):
                              progress=self.progress, description=f"fold {bag + 1}/{self.bags_}")
         # a validation block without failures (time order) ranks nothing: stop on the loss there
         ranks = self.kind_ == "binary" and bool((valid[2].amin(0) < valid[2].amax(0)).any())
-        result = fit_module(net, self._loss, train, valid, config, score_fn=self._ranking_score if ranks else None)
+        result = fit_module(net, partial(member_loss, self.kind_), train, valid, config,
+                            score_fn=ranking_score if ranks else None)
         self.training_log_.append({"bag": bag, "best_epoch": result.best_epoch,
                                    "epochs": result.epochs_run, "valid_score": result.best_loss})
         return net
 
     def _check_options(self) -> None:
-        if not self.targets:
-            raise BadOption("name at least one target column")
-        if self.task not in ("auto", "classification", "regression"):
-            raise BadOption(f"task must be auto, classification or regression, not '{self.task}'")
-        if (self.bags is not None and self.bags < 1) or self.members < 1:
-            raise BadOption(f"bags and members must be at least 1, not bags={self.bags}, members={self.members}")
-        if self.max_epochs < 1:
-            raise BadOption(f"max_epochs must be at least 1, not {self.max_epochs}: a model that never trained "
-                            "would predict noise")
-        if self.patience < 1 or self.batch_size < 1 or not self.lr > 0:
-            raise BadOption("patience and batch_size must be at least 1 and lr positive")
-        for name in ("miss_cost", "false_alarm_cost"):
-            value = getattr(self, name)
-            if value is not None and not value > 0:
-                raise BadOption(f"{name} must be a positive number, not {value}")
-        if not 0 < self.interval_coverage < 1:
-            raise BadOption("interval_coverage must be between 0 and 1")
-        check_date_order(self.date_order)
+        check_options(self)
 
     def _standardise(self, y: np.ndarray) -> np.ndarray:
         """Regression targets are learned in standard units and reported in their own."""
@@ -223,31 +206,19 @@ class TabularModel(Estimator):
         time, group = (None if n is None else column_names([n])[0] for n in (self.time, self.group))
         return choose_split(frame, self.split, time, group, schema.dates, schema.features + schema.ids)
 
-    def _strata(self, y: np.ndarray) -> np.ndarray | None:
-        if self.kind_ == "regression":
-            return None
-        labels = y if self.kind_ == "multiclass" else (y * (2 ** np.arange(y.shape[1]))).sum(1).astype(int)
-        counts = np.bincount(labels)
-        folds = max(self.bags_, 5)
-        if (counts[labels] < folds).any():  # rare label combinations: stratify on 'any failure'
-            labels = np.where(counts[labels] < folds, -1, labels)
-            labels = np.unique(labels, return_inverse=True)[1]
-            if (np.bincount(labels) < folds).any():
-                return None
-        return labels
-
-    def _architecture(self, numbers: np.ndarray) -> dict:
-        """The shape of the network for these training numbers (saved in the manifest)."""
-        with np.errstate(invalid="ignore"):
-            minimum = np.nanmin(numbers, axis=0) if len(numbers) else np.zeros(numbers.shape[1])
-            levels = [len(np.unique(c[~np.isnan(c)])) for c in numbers.T]
-        return {
-            "n_outputs": len(self.classes_[0]) if self.kind_ == "multiclass" else len(self.targets),
-            "n_numeric": int(numbers.shape[1]),
-            "log_index": [j for j in range(numbers.shape[1]) if minimum[j] >= 0 and levels[j] > 2],
-            "missing_index": [j for j in range(numbers.shape[1]) if np.isnan(numbers[:, j]).any()],
-            "pairs": 1 < numbers.shape[1] <= self.interactions,
-        }
+    def cv_folds(self, frame: pd.DataFrame, k: int) -> Folds:
+        """K folds of `frame` for `crossval.fit_with_cross_validation`: in time order or by whole runs as this
+        model's own validation splits (`validation_split`), else random rows stratified on the target (labels
+        of every target together) for classification."""
+        self._check_options()
+        labelled = rows_with_targets(frame, self.targets, column_names(self.drop), "the data")
+        kind, _ = target_kind(labelled, self.targets, self.task)
+        chosen = self.validation_split(labelled)
+        folds = fold_indices(frame, k, stratification_labels(frame, self.targets, kind != "regression"),
+                             group=chosen.column if chosen.kind == "group" else None,
+                             time=chosen.column if chosen.kind == "time" else None, seed=self.seed,
+                             date_order=self.date_order)
+        return Folds(folds, chosen.words())
 
     def _build_net(self, architecture: dict, members: int) -> TabularNet:
         return TabularNet(kind=self.kind_, n_outputs=architecture["n_outputs"], n_numeric=architecture["n_numeric"],
@@ -256,44 +227,18 @@ class TabularModel(Estimator):
                           members=members, hidden=self.hidden, depth=self.depth, dropout=self.dropout,
                           n_bins=self.n_bins, d_embedding=self.d_embedding)
 
-    def _loss(self, net: TabularNet, numbers: torch.Tensor, codes: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        z = net.member_logits(numbers, codes)  # [k, batch, outputs]: every member learns on its own
-        if self.kind_ == "binary":
-            return F.binary_cross_entropy_with_logits(z, y.expand_as(z))
-        if self.kind_ == "multiclass":
-            return F.cross_entropy(z.flatten(0, 1), y.repeat(z.shape[0]))
-        return F.mse_loss(z, y.expand_as(z))
-
-    @staticmethod
-    def _ranking_score(net: TabularNet, numbers: torch.Tensor, codes: torch.Tensor, y: torch.Tensor) -> float:
-        """Minus the mean average precision of the labels: insensitive to overconfidence on random failures."""
-        from sklearn.metrics import average_precision_score
-
-        z = net.member_logits(numbers, codes).mean(0).numpy()
-        y = y.numpy()
-        scores = [average_precision_score(y[:, j], z[:, j]) for j in range(y.shape[1]) if 0 < y[:, j].sum() < len(y)]
-        return -float(np.mean(scores)) if scores else 0.0
-
     def _calibrate(self, logits: np.ndarray, y: np.ndarray) -> None:
         """Fit the output calibration into the net, then thresholds or intervals on its outputs."""
-        scale, shift = np.ones(logits.shape[1]), np.zeros(logits.shape[1])
-        if self.kind_ == "binary":
-            for j in range(logits.shape[1]):
-                scale[j], shift[j] = fit_platt(logits[:, j], y[:, j])
-        elif self.kind_ == "multiclass":
-            scale[:] = 1 / fit_temperature(logits, y)
-        else:
-            scale, shift = self.target_scale_, self.target_center_
+        scale, shift = output_calibration(self.kind_, logits, y, getattr(self, "target_scale_", None),
+                                          getattr(self, "target_center_", None))
         self.net_.output_scale.copy_(torch.as_tensor(scale, dtype=torch.float32))
         self.net_.output_shift.copy_(torch.as_tensor(shift, dtype=torch.float32))
         outputs = self._calibrated(logits)
-        self.thresholds_ = [best_threshold(y[:, j], outputs[:, j], self.miss_cost, self.false_alarm_cost)
-                            for j in range(outputs.shape[1])] if self.kind_ == "binary" else []
+        self.thresholds_ = decision_thresholds(y, outputs, self.miss_cost, self.false_alarm_cost) \
+            if self.kind_ == "binary" else []
         self.interval_halfwidth_ = []
-        if self.kind_ == "regression":
-            residual = np.abs(outputs - self._in_target_units(y))  # out-of-fold
-            level = min(1.0, np.ceil((len(y) + 1) * self.interval_coverage) / len(y))  # split conformal
-            self.interval_halfwidth_ = np.quantile(residual, level, axis=0).tolist()
+        if self.kind_ == "regression":  # out-of-fold residuals, split conformal
+            self.interval_halfwidth_ = interval_halfwidths(self._in_target_units(y), outputs, self.interval_coverage)
 
     def _calibrated(self, mean_logits: np.ndarray) -> np.ndarray:
         """Ensemble-mean raw outputs -> what the net returns (probabilities or target units)."""
@@ -325,24 +270,8 @@ class TabularModel(Estimator):
         source = source or name
         self.schema_.check_columns(frame, source)
         numbers, codes = self.schema_.to_arrays(frame, row_offset, self.date_order)
-        self._check_readings(frame, numbers, source, row_offset)
+        check_readings(frame, numbers, self.net_.preprocess, self.schema_.numeric_inputs, source, row_offset)
         return frame, numbers, codes
-
-    def _check_readings(self, frame: pd.DataFrame, numbers: np.ndarray, source: str, row_offset: int) -> None:
-        """Infinity, or a number beyond the float range or far outside training, is refused with its row and
-        column: the network holds such a value at a bound, and an answer from it would look like any other."""
-        low, high = (b.numpy() for b in self.net_.preprocess.reading_bounds())
-        with np.errstate(invalid="ignore"):
-            bad = ~np.isnan(numbers) & ((numbers < low) | (numbers > high))
-        if not bad.any():
-            return
-        position, column = (int(i[0]) for i in np.nonzero(bad))
-        name = self.schema_.numeric_inputs[column]
-        center = float(self.net_.preprocess.center[column])
-        raise BadColumn(f"row {row_offset + position + 1} of {source}: '{name}' is {_shown(frame[name].iloc[position])}, "
-                        f"not a plausible reading (training values centre on {center:.4g}; this model takes "
-                        f"{float(low[column]):.4g} to {float(high[column]):.4g}); correct it, or leave the cell empty "
-                        f"to treat it as missing ({int(bad.any(axis=1).sum())} such row(s))")
 
     def predict_proba(self, data) -> np.ndarray:
         """Calibrated probabilities: [N, labels] (yes/no targets) or [N, classes]."""
@@ -357,11 +286,7 @@ class TabularModel(Estimator):
         return self._prediction_table(frame, self._outputs(numbers, codes))
 
     def _decisions(self, outputs: np.ndarray) -> np.ndarray:
-        if self.kind_ == "binary":
-            return outputs >= np.asarray(self.thresholds_)[None, :]
-        if self.kind_ == "multiclass":
-            return outputs.argmax(1)
-        return outputs
+        return decisions(self.kind_, outputs, self.thresholds_)
 
     def _kept_columns(self, frame: pd.DataFrame) -> dict[str, np.ndarray]:
         """The id, date and time/run columns as they came: results join back to the rows by them, not by row order
@@ -372,23 +297,8 @@ class TabularModel(Estimator):
         return {c: frame[c].to_numpy() for c in kept if c in frame.columns}
 
     def _prediction_table(self, frame: pd.DataFrame, outputs: np.ndarray) -> pd.DataFrame:
-        table = self._kept_columns(frame)
-        decisions = self._decisions(outputs)
-        if self.kind_ == "binary":
-            for j, (name, classes) in enumerate(zip(self.targets, self.classes_, strict=True)):
-                table[f"{name} probability"] = outputs[:, j]
-                table[f"{name} predicted"] = np.where(decisions[:, j], classes[1], classes[0])
-        elif self.kind_ == "multiclass":
-            name, classes = self.targets[0], self.classes_[0]
-            for i, level in enumerate(classes):
-                table[f"{name} probability {level}"] = outputs[:, i]
-            table[f"{name} predicted"] = np.asarray(classes, dtype=object)[decisions]
-            table[f"{name} predicted"] = pd.Series(table[f"{name} predicted"]).infer_objects().to_numpy()
-        else:
-            for j, name in enumerate(self.targets):
-                table[f"{name} predicted"] = outputs[:, j]
-                table[f"{name} low"] = outputs[:, j] - self.interval_halfwidth_[j]
-                table[f"{name} high"] = outputs[:, j] + self.interval_halfwidth_[j]
+        table = prediction_columns(self._kept_columns(frame), self.kind_, self.targets, self.classes_, outputs,
+                                   self._decisions(outputs), self.interval_halfwidth_)
         return pd.DataFrame(table, index=frame.index)
 
     def predict_file(self, source: str | os.PathLike, destination: str | os.PathLike,
@@ -410,8 +320,9 @@ class TabularModel(Estimator):
         return rows
 
     # -- evaluating and explaining ----------------------------------------------------
-    def evaluate(self, data) -> dict[str, float]:
+    def evaluate(self, data, truth=None) -> dict[str, float]:
         """Metrics on labelled data: see metrics.CLASSIFICATION_KEYS / REGRESSION_KEYS."""
+        self.refuse_truth(truth)
         frame, numbers, codes = self._prepare(data)
         missing = [t for t in self.targets if t not in frame.columns]
         if missing:
@@ -425,27 +336,7 @@ class TabularModel(Estimator):
         return self._metrics(y, self._outputs(numbers, codes))
 
     def _metrics(self, y: np.ndarray, outputs: np.ndarray) -> dict[str, float]:
-        if self.kind_ == "binary":
-            decisions = self._decisions(outputs)
-            per_label = [binary_metrics(y[:, j], outputs[:, j], decisions[:, j]) for j in range(y.shape[1])]
-            if len(per_label) == 1:
-                return per_label[0]
-            result = {k: float(np.mean([m[k] for m in per_label])) for k in per_label[0]}
-            for name, m in zip(self.targets, per_label, strict=True):
-                result.update({f"{name} {k}": v for k, v in m.items() if k in ("f1", "pr_auc", "recall", "precision")})
-            return result
-        if self.kind_ == "multiclass":
-            return multiclass_metrics(np.asarray(y), outputs, outputs.argmax(1))
-        per_target = [regression_metrics(y[:, j], outputs[:, j]) for j in range(y.shape[1])]
-        if len(per_target) == 1:
-            result = per_target[0]
-            result["interval_coverage"] = float(np.mean(np.abs(y[:, 0] - outputs[:, 0]) <= self.interval_halfwidth_[0])) \
-                if self.interval_halfwidth_ else float("nan")
-            return result
-        result = {k: float(np.mean([m[k] for m in per_target])) for k in per_target[0]}
-        for name, m in zip(self.targets, per_target, strict=True):
-            result.update({f"{name} {k}": v for k, v in m.items()})
-        return result
+        return table_metrics(self.kind_, self.targets, y, outputs, self._decisions(outputs), self.interval_halfwidth_)
 
     def explain(self, data, steps: int = 32) -> pd.DataFrame:
         """Per-row attributions (integrated gradients) of every feature column.
@@ -457,49 +348,26 @@ class TabularModel(Estimator):
         kept as they came; a date's own attribution is then '<date> attribution'.
         """
         frame, numbers, codes = self._prepare(data)
-        outputs = self._outputs(numbers, codes)
-        table = self._kept_columns(frame)
-        labels = range(outputs.shape[1]) if self.kind_ != "multiclass" else [None]
-        for j in labels:
-            chosen = outputs.argmax(1) if j is None else np.full(len(frame), j)
-            num_attr, cat_attr = integrated_gradients(self.net_, torch.from_numpy(numbers), torch.from_numpy(codes),
-                                                      self.baseline_codes_, torch.from_numpy(chosen), steps)
-            prefix = "" if len(labels) == 1 else f"{self.targets[j]}: "
-            table[f"{prefix}prediction"] = outputs[np.arange(len(frame)), chosen]
-            attributions = np.concatenate([num_attr.numpy(), cat_attr.numpy()], axis=1)
-            table[f"{prefix}baseline"] = table[f"{prefix}prediction"] - attributions.sum(1)
-            for k, feature in enumerate(self.schema_.features):
-                name = f"{prefix}{feature}"
-                table[f"{name} attribution" if name in table else name] = attributions[:, k]
+        table = attribution_columns(self.net_, numbers, codes, self._outputs(numbers, codes), self.baseline_codes_,
+                                    self.kind_, self.targets, self.schema_.features, self._kept_columns(frame), steps)
         return pd.DataFrame(table, index=frame.index)
 
     def _global_importance(self, numbers: np.ndarray, codes: np.ndarray) -> dict[str, float]:
         """Mean |attribution| per feature over a sample of training rows, largest first."""
         rows = np.random.default_rng(self.seed).permutation(len(numbers))[:IMPORTANCE_ROWS]
-        outputs = self._outputs(numbers[rows], codes[rows])
-        chosen = outputs.argmax(1) if self.kind_ == "multiclass" else np.zeros(len(rows), dtype=np.int64)
-        num_attr, cat_attr = integrated_gradients(self.net_, torch.from_numpy(numbers[rows]),
-                                                  torch.from_numpy(codes[rows]), self.baseline_codes_,
-                                                  torch.from_numpy(chosen), steps=16)
-        scores = np.abs(np.concatenate([num_attr.numpy(), cat_attr.numpy()], axis=1)).mean(0)
-        ranked = sorted(zip(self.schema_.features, scores.tolist(), strict=True), key=lambda kv: -kv[1])
-        return dict(ranked)
+        return feature_importance(self.net_, numbers[rows], codes[rows], self._outputs(numbers[rows], codes[rows]),
+                                  self.baseline_codes_, self.kind_, self.schema_.features)
 
     # -- persistence ------------------------------------------------------------------
+    # manifest key -> attribute: the fitted values that are JSON as they are (`_state` converts the rest)
+    saved_state = {"kind": "kind_", "classes": "classes_", "thresholds": "thresholds_",
+                   "interval_halfwidth": "interval_halfwidth_", "importance": "importance_"}
+
     def _state(self) -> dict:
         state = {
-            "kind": self.kind_,
-            "classes": self.classes_,
             "schema": self.schema_.to_json(),
             "architecture": {**self.architecture_, "members": self.net_.members},
-            "thresholds": self.thresholds_,
-            "interval_halfwidth": list(map(float, self.interval_halfwidth_)),
-            "validation_metrics": self.validation_metrics_,
             "split": {**self.split_.to_json(), "validated_rows": int(self.validated_rows_)},
-            "importance": self.importance_,
-            "training_log": self.training_log_,
-            "train_seconds": self.train_seconds_,
-            "data_fingerprint": self.fingerprint_,
         }
         if self.kind_ == "regression":
             state["target_center"] = np.asarray(self.target_center_).tolist()
@@ -581,41 +449,16 @@ class TabularModel(Estimator):
 
     @classmethod
     def check_sizes(cls, manifest: dict, shapes: dict[str, tuple[int, ...]]) -> None:
-        architecture = manifest.get("state", {}).get("architecture", {})
-        n_numeric = declared_size(manifest, "state.architecture.n_numeric")
-        check_size("state.architecture.n_numeric", n_numeric, shapes, "net.preprocess.fill", 0)
-        pairs = n_numeric * (n_numeric - 1) // 2 if architecture.get("pairs") else 0
-        check_size("state.architecture.pairs", pairs, shapes, "net.preprocess.diff_a", 0)
-        for name, key in (("log_index", "log_offset"), ("missing_index", "missing_index")):
-            check_size(f"state.architecture.{name} (its length)", len(architecture.get(name) or []), shapes,
-                       f"net.preprocess.{key}", 0)
-        for path, key, axis in (("state.architecture.n_outputs", "net.output_scale", 0),
-                                ("state.architecture.members", "net.head.weight", 0),
-                                ("params.hidden", "net.head.weight", 1),
-                                ("params.n_bins", "net.numeric_embedding.weight", 2),
-                                ("params.d_embedding", "net.numeric_embedding.weight", 3)):
-            check_size(path, declared_size(manifest, path), shapes, key, axis)
-        check_count("params.depth", declared_size(manifest, "params.depth"), shapes, r"net\.backbone\.\d+\.weight")
-        categorical = (manifest.get("state", {}).get("schema") or {}).get("categorical") or {}
-        check_count("state.schema.categorical (columns)", len(categorical), shapes,
-                    r"net\.category_embeddings\.\d+\.weight")
+        check_saved_sizes(manifest, shapes)
 
     def _restore(self, state: dict, tensors: dict[str, torch.Tensor]) -> None:
-        self.kind_, self.classes_ = state["kind"], state["classes"]
         self.schema_ = TableSchema.from_json(state["schema"])
         self.architecture_ = {k: v for k, v in state["architecture"].items() if k != "members"}
         members = state["architecture"]["members"]
         self.net_ = self._load_net(lambda: self._build_net(self.architecture_, members), tensors)
-        self.thresholds_ = state["thresholds"]
-        self.interval_halfwidth_ = state["interval_halfwidth"]
-        self.validation_metrics_ = state["validation_metrics"]
         split = state.get("split") or {"kind": "random", "column": None}  # models saved before splits were chosen
         self.split_ = Split(split["kind"], split["column"])
-        self.validated_rows_ = split.get("validated_rows", state["data_fingerprint"]["rows"])
-        self.importance_ = state["importance"]
-        self.training_log_ = state["training_log"]
-        self.train_seconds_ = state["train_seconds"]
-        self.fingerprint_ = state["data_fingerprint"]
+        self.validated_rows_ = split.get("validated_rows", self.fingerprint_["rows"])
         self.baseline_codes_ = tensors["baseline_codes"]
         self.validation_outputs_ = tensors["validation.outputs"]
         self.validation_targets_ = tensors["validation.targets"]
@@ -623,33 +466,3 @@ class TabularModel(Estimator):
             self.target_center_ = np.asarray(state["target_center"])
             self.target_scale_ = np.asarray(state["target_scale"])
 
-
-def bin_edges(features: np.ndarray, y: np.ndarray, n_bins: int, kind: str) -> list[list[float]]:
-    """Target-aware bin edges per feature: the split points of a shallow decision tree.
-
-    Edges are fitted on all training rows, the cross-fitting folds included; a tree of at
-    most `n_bins` leaves per feature is too small to carry more than a trace of the labels.
-    """
-    from sklearn.tree import DecisionTreeClassifier, DecisionTreeRegressor
-
-    tree_class = DecisionTreeRegressor if kind == "regression" else DecisionTreeClassifier
-    min_leaf = max(3, len(features) // (40 * n_bins))
-    edges = []
-    for column in features.T:
-        tree = tree_class(max_leaf_nodes=n_bins, min_samples_leaf=min_leaf, random_state=0)
-        tree.fit(column[:, None], y)
-        splits = tree.tree_.threshold[tree.tree_.feature >= 0]
-        low, high = float(column.min()), float(column.max())
-        inner = sorted(float(t) for t in np.unique(splits) if low < t < high)
-        edges.append([low, *inner, high] if high > low else [low, low + 1.0])
-    return edges
-
-
-def _frame_digest(frame: pd.DataFrame) -> str:
-    hashed = pd.util.hash_pandas_object(frame, index=False).to_numpy()
-    return hashlib.sha256(hashed.tobytes()).hexdigest()[:16]
-
-
-def _shown(value) -> str:
-    """A cell as a person wrote it: 1e+308, inf, 'text' (not np.float64(1e+308))."""
-    return repr(value.item() if hasattr(value, "item") else value)

@@ -25,7 +25,7 @@ def test_generated_defects_are_told_from_good_parts(anomaly_model, surfaces):
 
 def test_scores_are_squashed_with_the_threshold_at_one_half(anomaly_model, surfaces):
     model = anomaly_model.model
-    table, maps = model.explain(surfaces.inspection / "test")
+    table, maps = model.heatmaps(surfaces.inspection / "test")
     assert table["score"].between(0, 1).all()
     assert ((table["score"] >= 0.5) == (table["raw_score"] >= float(model.net_.threshold))).all()
     assert (table["verdict"] == np.where(table["score"] >= 0.5, "defect", "good")).all()
@@ -114,7 +114,7 @@ def test_tiles_find_a_small_defect_in_a_large_image(surfaces, tmp_path):
     frame[256:384, 512:640] = spot
     Image.fromarray(frame).save(tmp_path / "frame.png")
     model = AnomalyModel(image_size=128, bank_size=3000, tile=128).fit(root)
-    table, maps = model.explain(tmp_path / "frame.png")
+    table, maps = model.heatmaps(tmp_path / "frame.png")
     heatmap = maps[0]
     assert heatmap.shape == (512, 768)
     peak = np.unravel_index(heatmap.argmax(), heatmap.shape)
@@ -150,7 +150,7 @@ def test_parts_that_are_not_square_keep_their_shape(tmp_path):
         Image.fromarray(mask.astype(np.uint8) * 255).save(root / "ground_truth" / "spot" / f"{i}_mask.png")
     model = AnomalyModel(image_size=64, bank_size=1000, progress=False).fit(root)
     assert model.keep_aspect_ and model.get_params()["keep_aspect"] is True
-    table, maps = model.explain(root / "test" / "spot" / "0.png")
+    table, maps = model.heatmaps(root / "test" / "spot" / "0.png")
     assert maps[0].shape == (64, 160) == view_size(160, 64, 64)[::-1]
     with Image.open(root / "ground_truth" / "spot" / "0_mask.png") as mask:
         rows, cols = np.nonzero(np.asarray(mask))
@@ -177,7 +177,7 @@ def test_a_model_saved_before_keep_aspect_still_squashes_and_scores_the_same():
     model = shopfloor.load(FIXTURES / "models" / "anomaly-v1")
     assert model.keep_aspect_ is False and model.get_params()["keep_aspect"] is False
     expected = pd.read_csv(FIXTURES / "models" / "anomaly-v1.expected.csv")
-    table, maps = model.explain(FIXTURES / "models" / "anomaly-v1.inputs")
+    table, maps = model.heatmaps(FIXTURES / "models" / "anomaly-v1.inputs")
     assert [os.path.basename(f) for f in table["file"]] == list(expected["file"])
     np.testing.assert_allclose(table["raw_score"], expected["raw_score"], rtol=1e-5)
     assert list(table["verdict"]) == list(expected["verdict"]) and all(m.shape == (64, 64) for m in maps)
@@ -199,7 +199,7 @@ def test_greedy_coreset_covers_every_cluster_that_random_sampling_misses():
     """Farthest-point sampling picks one point from each of 5 far-apart clusters, even a tiny one."""
     import torch
 
-    from shopfloor.tasks.anomaly.model import greedy_coreset
+    from shopfloor.tasks.anomaly.coreset import greedy_coreset
 
     g = torch.Generator().manual_seed(0)
     centres = torch.eye(5, 16) * 100

@@ -33,7 +33,7 @@ def test_predictions_name_a_class_with_probabilities_that_add_up(defect_model, s
 
 
 def test_heatmaps_cover_the_image_scaled_to_one(defect_model, surfaces):
-    table, maps = defect_model.model.explain(surfaces.classes_test)
+    table, maps = defect_model.model.heatmaps(surfaces.classes_test)
     assert maps.shape == (len(table), 64, 64)
     assert maps.min() >= 0 and np.allclose(maps.max(axis=(1, 2)), 1, atol=1e-5)
 

@@ -14,7 +14,7 @@ import shopfloor
 from shopfloor import ProcessOptimizer
 from shopfloor.errors import BadColumn, BadOption, ColumnMissing, Infeasible, NotAModel
 from shopfloor.tasks.optimize.gaussian_process import GaussianProcess
-from shopfloor.tasks.optimize.model import EXPERIMENT_REACH
+from shopfloor.tasks.optimize.recommend import EXPERIMENT_REACH
 from shopfloor.tasks.optimize.search import distance_to_data, nondominated
 from shopfloor.tasks.optimize.simulators import SIMULATORS
 from shopfloor.tasks.optimize.surrogate import fit_gaussian_process
