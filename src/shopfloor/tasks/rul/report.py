@@ -248,7 +248,7 @@ def _degradation_section(model, runs, predictions: pd.DataFrame | None, truth: n
 
 
 # -- how it was trained ---------------------------------------------------------------------
-def _training_logsection(model) -> str:
+def _training_log_section(model) -> str:
     log = model.training_log_[-1] if model.training_log_ else {}  # one grouped network: one record
     loss = log.get("valid_loss")
     words = {"best_epoch": "epoch with the lowest validation error, counted from 0; its weights are kept",
