@@ -210,5 +210,5 @@ def test_the_service_catalogs_and_predicts_with_it(line_model, tmp_path):
         assert answer.status_code == 200, answer.text
         expected = LineSpeedModel().fit(line_table(200, seed=0)).predict(pd.read_csv(rows).head(3))["speed"]
         assert np.allclose([p["speed"] for p in answer.json()["predictions"]], expected, atol=1e-5)
-        refused = client.post("/api/models/line-3/inspect", files={"images": ("a.png", b"not a png")})
+        refused = client.post("/api/models/line-3/inspect", files={"image": ("a.png", b"not a png")})
         assert refused.status_code == 422 and "line-speed model" in refused.text

@@ -31,7 +31,6 @@ KNOWN_PRIVATE_IMPORTS: dict[str, str] = {
     "cli_line": "takes cli._stderr; the two become the cli/ package (CLI branch)",
 }
 KNOWN_LONG_MODULES: dict[str, str] = {
-    "tasks.anomaly.model": "the estimator with its tiling and pixel metrics (contract branch)",
 }
 KNOWN_TASK_SWITCHES: dict[str, str] = {
     "cli": "commands branch on the estimator's task; they ask the estimator (CLI branch)",

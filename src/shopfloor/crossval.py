@@ -111,7 +111,8 @@ def fit_with_cross_validation(estimator, data: pd.DataFrame | str | os.PathLike,
     is called before that last fit (the CLI prints the table while the model trains). The result holds folds,
     mean, std and per_fold (see `cross_validate`) and, when the folds say it, "split": how rows were held out.
     """
-    from shopfloor.data.tables import ShopfloorWarning, read_table, tidy_columns
+    from shopfloor.data.tables import read_table, tidy_columns
+    from shopfloor.errors import ShopfloorWarning
 
     frame = tidy_columns(data) if isinstance(data, pd.DataFrame) else read_table(data)
     with warnings.catch_warnings():  # rows without a target, say: the fit on all rows below warns of them once

@@ -16,8 +16,7 @@ from conftest import FIXTURES, failure_table
 import shopfloor
 from shopfloor.artifacts import MANIFEST, read_manifest
 from shopfloor.crossval import cross_validate, fit_with_cross_validation, fold_indices, stratification_labels
-from shopfloor.data.tables import ShopfloorWarning
-from shopfloor.errors import BadOption, NotSupported
+from shopfloor.errors import BadOption, NotSupported, ShopfloorWarning
 from shopfloor.tasks import TASKS, estimator_class
 from shopfloor.tasks.base import COMMON_STATE, Estimator, training_records
 from shopfloor.tasks.tabular.model import TabularModel

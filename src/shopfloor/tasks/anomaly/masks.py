@@ -22,7 +22,7 @@ def pixel_metrics(masks: list, maps: list, chosen: np.ndarray, regions: bool = T
 def warn_unmasked(found, kept: np.ndarray, is_defect: np.ndarray) -> None:
     """Name the defect images without a mask that the folder reader passed over in silence: those of defect
     types with no ground-truth folder at all (pixel_auroc came out null without a word, issue 13)."""
-    from shopfloor.data.tables import warn
+    from shopfloor.errors import warn
     from shopfloor.vision.folders import MASK_ENDINGS
 
     silent = [found.paths[i] for i, d in zip(kept, is_defect, strict=True)
