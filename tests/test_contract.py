@@ -18,7 +18,7 @@ import torch
 from typer.testing import CliRunner
 
 from shopfloor.cli import app
-from shopfloor.kits.onnx import export_module, largest_difference, run_onnx, write_onnx
+from shopfloor.kits.onnx import EXAMPLE_ROWS, check_request, export_module, file_facts, largest_difference, run_onnx, write_onnx
 from shopfloor.kits.page import metrics_table, section, write_page
 from shopfloor.tasks import TASKS, register
 from shopfloor.tasks.base import Estimator, as_frame
@@ -95,9 +95,11 @@ class LineSpeedModel(Estimator):
         return pd.DataFrame(((x - self.net_.center) * weight).numpy(), columns=self.columns_)
 
     def export_onnx(self, path, opset: int = 18):
-        self._check_fitted()
-        proto, _ = export_module(self.net_, (torch.zeros(4, len(self.columns_)),), opset, ["settings"], "speed")
-        return write_onnx(proto, path, {"task": TASK, "inputs": json.dumps(self.columns_)})
+        path = check_request(self, path, opset)
+        example = (torch.zeros(EXAMPLE_ROWS, len(self.columns_)),)
+        proto, exporter = export_module(self.net_, example, opset, ["settings"], "speed")
+        facts = file_facts(self, exporter, ["speed"], "settings: float32 [N, columns], the columns in `inputs` order")
+        return write_onnx(proto, path, {**facts, "inputs": json.dumps(self.columns_)})
 
     def onnx_parity(self, path, data) -> float:
         _, x = self._x(data)
