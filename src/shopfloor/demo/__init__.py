@@ -9,7 +9,7 @@ The demo is what `make demo` runs on a fresh machine:
    shopfloor): a defect classifier (crack, scratch, spot) and a good-only anomaly detector with heatmaps;
 4. process optimisation of a simulated flow reactor (published SnAr kinetics): settings recommended
    from 40 past runs under an E-factor limit, then three rounds of the suggested experiments;
-5. on the line (`demo_line`): the models above in a registry behind the REST service and a stream
+5. on the line (`demo.line`): the models above in a registry behind the REST service and a stream
    worker, recorded engines and machines replayed over MQTT, and the live dashboard's address.
 """
 
@@ -20,7 +20,7 @@ from pathlib import Path
 
 from rich.console import Console
 
-from shopfloor.data.demo import AI4I_FAILURE_MODES, AI4I_TARGET, demo_file
+from shopfloor.demo.data import AI4I_FAILURE_MODES, AI4I_TARGET, demo_file
 from shopfloor.display import metrics_table, plain
 
 
@@ -29,7 +29,6 @@ def run_demo(out: Path, console: Console, quick: bool = False, line: bool = True
     from sklearn.model_selection import train_test_split
 
     from shopfloor.data.tables import read_table, write_table
-    from shopfloor.tasks.tabular.export import check_parity, export_onnx
     from shopfloor.tasks.tabular.model import TabularModel
     from shopfloor.tasks.tabular.report import write_report
 
@@ -53,15 +52,15 @@ def run_demo(out: Path, console: Console, quick: bool = False, line: bool = True
     top = ", ".join(f"{k} ({v:.3f})" for k, v in list(model.importance_.items())[:3])
     console.print(f"most influential sensors (mean |attribution|): {plain(top)}")
     write_report(model, out / "ai4i-report.html", test, source="the demo's held-out rows")
-    onnx_path = export_onnx(model, out / "ai4i-model.onnx")
-    difference = check_parity(model, onnx_path, test)
+    onnx_path = model.export_onnx(out / "ai4i-model.onnx")
+    difference = model.onnx_parity(onnx_path, test)
     console.print(f"ONNX export {onnx_path.name}: ONNX Runtime vs torch max abs difference {difference:.1e}")
     rul_metrics = run_rul_demo(out, console, quick)
     inspection_metrics = run_inspection_demo(out, console, quick)
     optimize_result = run_optimize_demo(out, console, quick)
     line_result = None
     if line:
-        from shopfloor.demo_line import run_line_demo
+        from shopfloor.demo.line import run_line_demo
 
         line_result = run_line_demo(out, console, port=port, serve_seconds=serve_seconds)
     console.rule("[bold]done")
@@ -88,7 +87,6 @@ def run_rul_demo(out: Path, console: Console, quick: bool = False) -> dict:
     from shopfloor.data.runs import read_runs
     from shopfloor.data.tables import write_table
     from shopfloor.tasks.rul.model import RULModel
-    from shopfloor.tasks.tabular.export import check_parity, export_onnx
     from shopfloor.tasks.tabular.report import write_report
 
     console.rule("[bold]2. Remaining useful life: NASA C-MAPSS FD001 (100 turbofan engines run to failure)")
@@ -109,8 +107,8 @@ def run_rul_demo(out: Path, console: Console, quick: bool = False) -> dict:
     top = ", ".join(f"{k} ({v:.1f} cycles)" for k, v in list(model.importance_.items())[:3])
     console.print(f"most influential sensors (mean |attribution|): {plain(top)}")
     write_report(model, out / "cmapss-report.html", test, rul=truth, source="the 100 FD001 test engines")
-    onnx_path = export_onnx(model, out / "cmapss-model.onnx")
-    difference = check_parity(model, onnx_path, test)
+    onnx_path = model.export_onnx(out / "cmapss-model.onnx")
+    difference = model.onnx_parity(onnx_path, test)
     console.print(f"ONNX export {onnx_path.name}: ONNX Runtime vs torch max abs difference {difference:.1e}")
     return metrics
 
@@ -118,7 +116,6 @@ def run_rul_demo(out: Path, console: Console, quick: bool = False) -> dict:
 def run_inspection_demo(out: Path, console: Console, quick: bool = False) -> dict:
     from shopfloor.tasks.anomaly.model import AnomalyModel
     from shopfloor.tasks.defects.model import DefectModel
-    from shopfloor.tasks.tabular.export import check_parity, export_onnx
     from shopfloor.tasks.tabular.report import write_report
     from shopfloor.vision.surfaces import write_defect_classes, write_inspection_set
 
@@ -150,8 +147,8 @@ def run_inspection_demo(out: Path, console: Console, quick: bool = False) -> dic
                                 {k: found[k] for k in ("image_auroc", "pixel_auroc", "aupro", "f1")}))
     detector.predict_file(inspection / "test", out / "anomaly-predictions.csv")
     write_report(detector, out / "anomaly-report.html", inspection, source="the generated test parts")
-    onnx_path = export_onnx(detector, out / "anomaly-model.onnx")
-    difference = check_parity(detector, onnx_path, inspection / "test")
+    onnx_path = detector.export_onnx(out / "anomaly-model.onnx")
+    difference = detector.onnx_parity(onnx_path, inspection / "test")
     console.print(f"ONNX export {onnx_path.name}: ONNX Runtime vs torch max abs difference {difference:.1e}")
     (out / "inspection-metrics.json").write_text(json.dumps({"defects": metrics, "anomaly": found}, indent=2) + "\n")
     return {"defects": metrics, "anomaly": found}
