@@ -195,9 +195,9 @@ def cli_chunk_rows() -> int | None:
     """The default of `shopfloor predict --chunk-rows`."""
     import inspect
 
-    from shopfloor import cli
+    from shopfloor.cli import use
 
-    parameter = inspect.signature(cli.predict).parameters.get("chunk_rows")
+    parameter = inspect.signature(use.predict).parameters.get("chunk_rows")
     return None if parameter is None else parameter.default
 
 
