@@ -22,8 +22,8 @@ from pathlib import Path
 import httpx
 from _common import REPO_ROOT, check, machine, print_table, print_targets, versions, write_json
 
-from shopfloor.data.demo import demo_file
-from shopfloor.demo_line import simulated_line
+from shopfloor.demo.data import demo_file
+from shopfloor.demo.line import simulated_line
 from shopfloor.store import Store, default_url
 from shopfloor.stream.replay import replay
 

@@ -43,7 +43,7 @@ from pathlib import Path
 
 from _common import REPO_ROOT, check, limit_threads, machine, print_table, print_targets, versions, write_json
 
-from shopfloor.data.demo import AI4I_FAILURE_MODES, AI4I_TARGET, demo_file
+from shopfloor.demo.data import AI4I_FAILURE_MODES, AI4I_TARGET, demo_file
 
 GNU_TIME = Path("/usr/bin/time")
 MIB = 1024**2
@@ -195,9 +195,9 @@ def cli_chunk_rows() -> int | None:
     """The default of `shopfloor predict --chunk-rows`."""
     import inspect
 
-    from shopfloor import cli
+    from shopfloor.cli import use
 
-    parameter = inspect.signature(cli.predict).parameters.get("chunk_rows")
+    parameter = inspect.signature(use.predict).parameters.get("chunk_rows")
     return None if parameter is None else parameter.default
 
 

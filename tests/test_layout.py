@@ -24,21 +24,16 @@ LONGEST = 400  # lines; a longer module says why in a docstring line starting "L
 
 # -- what the other branches of issue 15 remove (delete an entry when its test passes) --------------------------
 KNOWN_CYCLES: dict[frozenset[str], str] = {
-    frozenset({"shopfloor.cli", "shopfloor.cli_line"}):
-        "cli.py and cli_line.py import each other; they become the cli/ package (CLI branch)",
 }
 KNOWN_PRIVATE_IMPORTS: dict[str, str] = {
-    "cli_line": "takes cli._stderr; the two become the cli/ package (CLI branch)",
 }
 KNOWN_LONG_MODULES: dict[str, str] = {
 }
 KNOWN_TASK_SWITCHES: dict[str, str] = {
-    "cli": "commands branch on the estimator's task; they ask the estimator (CLI branch)",
 }
 # Modules that name tasks by design, not to choose what a model does: they are never an offence.
 ALLOWED_TASK_SWITCHES: dict[str, str] = {
     "demo": "the demo trains one model of each task and names its figures after them: it chooses the tasks",
-    "demo_line": "the demo line starts one model of each task and feeds each its own data folder",
 }
 
 

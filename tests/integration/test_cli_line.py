@@ -1,6 +1,6 @@
 """The line commands end to end: `models`, `token`, `serve` and `stream` as their own processes, `replay` through the CLI.
 
-`demo_line.simulated_line` starts a broker, `shopfloor serve` and `shopfloor stream` exactly as `make demo`
+`demo.line.simulated_line` starts a broker, `shopfloor serve` and `shopfloor stream` exactly as `make demo`
 does; the readings come from `shopfloor replay`, and the answers are read back from the dashboard and the API.
 """
 
@@ -43,7 +43,7 @@ def test_registry_and_token_commands(binary_model, tmp_path):
 
 @pytest.mark.skipif(mosquitto_path() is None, reason="Mosquitto is not installed (apt-get install mosquitto)")
 def test_serve_stream_and_replay_as_on_a_line(binary_model, rul_model, tmp_path):
-    from shopfloor.demo_line import simulated_line
+    from shopfloor.demo.line import simulated_line
     from shopfloor.store import Store, default_url
 
     history = tmp_path / "line-3.csv"

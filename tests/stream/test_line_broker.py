@@ -19,8 +19,8 @@ def test_the_demo_line_on_amqtt_stores_every_reading_replayed_as_soon_as_it_is_u
     """The demo replays as soon as `simulated_line` yields. It used to wait for the service only, while the worker
     spent 5 s on an MQTT 5 connection that amqtt leaves unanswered: what came before its subscription was lost
     (5,666 of 15,096 readings stored in the field test)."""
-    from shopfloor.data.demo import demo_file
-    from shopfloor.demo_line import simulated_line
+    from shopfloor.demo.data import demo_file
+    from shopfloor.demo.line import simulated_line
 
     with simulated_line(tmp_path / "line", {}, port=0, broker_kind="amqtt") as line:
         assert line.broker.kind == "amqtt"
@@ -53,7 +53,7 @@ def test_amqtt_keeps_what_arrives_while_the_worker_is_away(tmp_path, caplog):
 
 
 def test_the_demo_stops_with_an_error_when_readings_are_missing(tmp_path):
-    from shopfloor.demo_line import check_nothing_lost
+    from shopfloor.demo.line import check_nothing_lost
 
     line = SimpleNamespace(broker=SimpleNamespace(kind="amqtt"), folder=tmp_path)
     check_nothing_lost(15_096, 15_096, line)

@@ -1,8 +1,8 @@
 """The commands that put models on the line: `serve`, `stream`, `replay`, `models` and `token`.
 
-Kept apart from cli.py (training, scoring and reports) so that each file stays readable; the
-same conventions hold: known problems exit with code 2 and one line, heavy imports stay inside
-the commands.
+Kept apart from the training and scoring commands so that each file stays readable; the same
+conventions hold (`shopfloor.cli.app`): known problems exit with code 2 and one line, heavy imports
+stay inside the commands.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from typing import Annotated
 import typer
 
 from shopfloor.alarms import BadAlarm
-from shopfloor.cli import DayFirstOpt, _stderr, friendly
+from shopfloor.cli.app import DayFirstOpt, app, friendly, stderr, stdout
 from shopfloor.display import plain
 
 RegistryOpt = Annotated[Path, typer.Option("--models", help="The model registry folder (created by 'shopfloor models add').")]
@@ -29,6 +29,8 @@ DatabaseOpt = Annotated[str | None, typer.Option("--database", help="Where readi
 models_app = typer.Typer(no_args_is_help=True, rich_markup_mode=None,
                          help="The model registry: versions, which one is live, alarm rules.")
 token_app = typer.Typer(no_args_is_help=True, rich_markup_mode=None, help="API tokens for the REST service (stored hashed).")
+app.add_typer(models_app, name="models")
+app.add_typer(token_app, name="token")
 
 
 @models_app.command("add")
@@ -48,10 +50,10 @@ def models_add(models: RegistryOpt, name: Annotated[str, typer.Argument(help="Mo
         AlarmRule.parse(alarm, clear, task=read_manifest(folder)["task"])  # refused before anything is copied
     registry = Registry(models, create=True)
     version = registry.add(name, folder, promote=not stage)
-    _stderr().print(f"[green]added[/] {plain(name)} version {version}" + (" (staged, not live)" if stage else " (live)"))
+    stderr().print(f"[green]added[/] {plain(name)} version {version}" + (" (staged, not live)" if stage else " (live)"))
     if alarm:
         rule = registry.set_alarm(name, alarm, clear)
-        _stderr().print(f"alarm: {plain(rule.text)}")
+        stderr().print(f"alarm: {plain(rule.text)}")
 
 
 @models_app.command("alarm")
@@ -73,14 +75,13 @@ def models_alarm(models: RegistryOpt, name: Annotated[str, typer.Argument()], al
         typer.echo(rule.text if rule else "no rule of its own (the default applies)")
         return
     rule = registry.set_alarm(name, None if default else alarm, clear)
-    _stderr().print(f"[green]{plain(name)}[/]: " + (f"alarm {plain(rule.text)}" if rule else "the default alarm applies"))
+    stderr().print(f"[green]{plain(name)}[/]: " + (f"alarm {plain(rule.text)}" if rule else "the default alarm applies"))
 
 
 @models_app.command("list")
 @friendly
 def models_list(models: RegistryOpt):
     """Every model with its versions and the live one."""
-    from rich.console import Console
     from rich.table import Table
 
     from shopfloor.registry import Registry
@@ -92,10 +93,10 @@ def models_list(models: RegistryOpt):
         table.add_row(entry["name"], entry.get("task", "?"), str(entry["live"] or "-"),
                       ", ".join(map(str, entry["versions"])), entry.get("created") or "",
                       f"{alarm['enter']}, clears {alarm['clear']}" if alarm else "default")
-    Console().print(table)
+    stdout().print(table)
     for entry in entries:
         if entry.get("problem"):  # a damaged model is listed with the reason, the others as usual
-            _stderr().print(f"[red]{plain(entry['name'])}[/]: {plain(entry['problem'])}")
+            stderr().print(f"[red]{plain(entry['name'])}[/]: {plain(entry['problem'])}")
 
 
 @models_app.command("promote")
@@ -106,7 +107,7 @@ def models_promote(models: RegistryOpt, name: Annotated[str, typer.Argument()],
     from shopfloor.registry import Registry
 
     Registry(models).promote(name, version)
-    _stderr().print(f"[green]{plain(name)} version {version} is live[/]")
+    stderr().print(f"[green]{plain(name)} version {version} is live[/]")
 
 
 @models_app.command("sign")
@@ -118,8 +119,8 @@ def models_sign(models: RegistryOpt, name: Annotated[str | None, typer.Argument(
 
     signed = Registry(models).sign(name)
     for model, version in signed:
-        _stderr().print(f"signed {plain(model)} version {version}")
-    _stderr().print(f"[green]{len(signed)} version(s) signed[/]" if signed else "nothing to sign: every version is signed")
+        stderr().print(f"signed {plain(model)} version {version}")
+    stderr().print(f"[green]{len(signed)} version(s) signed[/]" if signed else "nothing to sign: every version is signed")
 
 
 @models_app.command("rollback")
@@ -129,7 +130,7 @@ def models_rollback(models: RegistryOpt, name: Annotated[str, typer.Argument()])
     from shopfloor.registry import Registry
 
     version = Registry(models).rollback(name)
-    _stderr().print(f"[green]{plain(name)} rolled back to version {version}[/]")
+    stderr().print(f"[green]{plain(name)} rolled back to version {version}[/]")
 
 
 @token_app.command("create")
@@ -144,14 +145,13 @@ def token_create(models: RegistryOpt, name: Annotated[str, typer.Option("--name"
     Registry(models)  # a clear message when the folder is not a registry
     token = create_token(models, name, scope)
     typer.echo(token)
-    _stderr().print(f"[green]created[/] {scope} token '{plain(name)}': copy it now, it is not stored in plain text")
+    stderr().print(f"[green]created[/] {scope} token '{plain(name)}': copy it now, it is not stored in plain text")
 
 
 @token_app.command("list")
 @friendly
 def token_list(models: RegistryOpt):
     """Name, scope and creation time of every token (never the token itself)."""
-    from rich.console import Console
     from rich.table import Table
 
     from shopfloor.serve.auth import list_tokens
@@ -159,7 +159,7 @@ def token_list(models: RegistryOpt):
     table = Table("name", "scope", "created", "starts with")
     for entry in list_tokens(models):
         table.add_row(entry["name"], entry["scope"], entry.get("created") or "", (entry.get("hint") or "") + "...")
-    Console().print(table)
+    stdout().print(table)
 
 
 @token_app.command("revoke")
@@ -169,9 +169,10 @@ def token_revoke(models: RegistryOpt, name: Annotated[str, typer.Argument(help="
     from shopfloor.serve.auth import revoke_token
 
     revoke_token(models, name)
-    _stderr().print(f"[green]revoked[/] token '{plain(name)}'")
+    stderr().print(f"[green]revoked[/] token '{plain(name)}'")
 
 
+@app.command()
 @friendly
 def serve(models: RegistryOpt,
           host: Annotated[str, typer.Option("--host", help="Address to listen on (0.0.0.0: every network).")] = "127.0.0.1",
@@ -184,11 +185,12 @@ def serve(models: RegistryOpt,
     from shopfloor.serve.app import run_service
 
     Registry(models)
-    _stderr().print(f"serving {plain(models)} on http://{host}:{port} (dashboard /, API docs /docs); Ctrl-C stops")
+    stderr().print(f"serving {plain(models)} on http://{host}:{port} (dashboard /, API docs /docs); Ctrl-C stops")
     run_service(models, host, port, database, max_body_bytes=int(max_body_mb * 2**20),
                 max_image_bytes=int(max_image_mb * 2**20))
 
 
+@app.command()
 @friendly
 def stream(broker: BrokerOpt, models: RegistryOpt,
            topic: Annotated[list[str] | None, typer.Option("--topic", help="Telemetry topics, repeatable; '+' matches "
@@ -213,9 +215,10 @@ def stream(broker: BrokerOpt, models: RegistryOpt,
     counts = run_worker(broker, topic or ["plant/+/+/telemetry"], models, database, group=group, client_id=client_id,
                         model_names=model or None,
                         rul_alert=rul_alert, ready_file=ready_file)
-    _stderr().print(f"stopped: {plain(_counts(counts))}")
+    stderr().print(f"stopped: {plain(_counts(counts))}")
 
 
+@app.command()
 @friendly
 def replay(broker: BrokerOpt,
            data: Annotated[Path, typer.Option("--data", help="Run histories (C-MAPSS text, CSV or Parquet with "
@@ -237,16 +240,9 @@ def replay(broker: BrokerOpt,
 
     counts = publish(data, broker, rate, line=line or ["line-1"], readings_per_message=readings_per_message, loop=loop,
                      machines=machines, unit=unit, time=time, date_order=date_order(dayfirst))
-    _stderr().print(f"[green]replayed[/] {plain(_counts(counts))}")
+    stderr().print(f"[green]replayed[/] {plain(_counts(counts))}")
 
 
 def _counts(counts: dict) -> str:
     return ", ".join(f"{v} {k.replace('_', ' ')}" for k, v in counts.items() if isinstance(v, int))
 
-
-def register(app: typer.Typer) -> None:
-    app.command()(serve)
-    app.command()(stream)
-    app.command()(replay)
-    app.add_typer(models_app, name="models")
-    app.add_typer(token_app, name="token")

@@ -9,7 +9,7 @@ The demo is what `make demo` runs on a fresh machine:
    shopfloor): a defect classifier (crack, scratch, spot) and a good-only anomaly detector with heatmaps;
 4. process optimisation of a simulated flow reactor (published SnAr kinetics): settings recommended
    from 40 past runs under an E-factor limit, then three rounds of the suggested experiments;
-5. on the line (`demo_line`): the models above in a registry behind the REST service and a stream
+5. on the line (`demo.line`): the models above in a registry behind the REST service and a stream
    worker, recorded engines and machines replayed over MQTT, and the live dashboard's address.
 """
 
@@ -20,7 +20,7 @@ from pathlib import Path
 
 from rich.console import Console
 
-from shopfloor.data.demo import AI4I_FAILURE_MODES, AI4I_TARGET, demo_file
+from shopfloor.demo.data import AI4I_FAILURE_MODES, AI4I_TARGET, demo_file
 from shopfloor.display import metrics_table, plain
 
 
@@ -60,7 +60,7 @@ def run_demo(out: Path, console: Console, quick: bool = False, line: bool = True
     optimize_result = run_optimize_demo(out, console, quick)
     line_result = None
     if line:
-        from shopfloor.demo_line import run_line_demo
+        from shopfloor.demo.line import run_line_demo
 
         line_result = run_line_demo(out, console, port=port, serve_seconds=serve_seconds)
     console.rule("[bold]done")

@@ -81,7 +81,7 @@ def simulated_line(folder: Path, models: dict[str, Path], port: int = 8000, rul_
 
 
 def run_line_demo(out: Path, console: Console, port: int = 8000, serve_seconds: float = 0.0) -> dict:
-    from shopfloor.data.demo import demo_file
+    from shopfloor.demo.data import demo_file
     from shopfloor.stream.replay import replay
 
     console.rule("[bold]5. On the line: REST service, MQTT stream worker and live dashboard")
