@@ -7,9 +7,15 @@ that `import shopfloor` (and `shopfloor --help`) stays fast.
 from __future__ import annotations
 
 __version__ = "0.1.0"
-__all__ = ["AnomalyModel", "DefectModel", "ProcessOptimizer", "RULModel", "TabularModel", "load", "__version__"]
-_ESTIMATORS = {"TabularModel": "tabular", "RULModel": "rul", "DefectModel": "defects", "AnomalyModel": "anomaly",
-               "ProcessOptimizer": "optimize"}
+# class name -> task: one line per task
+_ESTIMATORS = {
+    "TabularModel": "tabular",
+    "RULModel": "rul",
+    "DefectModel": "defects",
+    "AnomalyModel": "anomaly",
+    "ProcessOptimizer": "optimize",
+}
+__all__ = [*_ESTIMATORS, "load", "__version__"]
 
 
 def load(folder):

@@ -24,6 +24,9 @@ from shopfloor.display import plain
 # table showed every flag as '<bool>' although a flag takes no value
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False, rich_markup_mode=None,
                   help="Deep learning for the factory floor: train, evaluate, explain and export models.")
+# `train <task>`: each task's package adds its command here (tasks/<task>/command.py, gathered by cli/train.py)
+train_app = typer.Typer(no_args_is_help=True, rich_markup_mode=None, help="Train a model on your data.")
+app.add_typer(train_app, name="train")
 
 DataOpt = Annotated[Path, typer.Option("--data", help="CSV or Parquet file; for image models a folder or an image.")]
 ModelOpt = Annotated[Path, typer.Option("--model", help="A model folder written by 'shopfloor train'.")]
