@@ -16,9 +16,10 @@ The pieces that need no fitted model live beside it: fitting.py (network shape, 
 validation.py (calibration, thresholds, intervals, metrics), predictions.py (the prediction columns),
 attributions.py (explanations), checks.py (options, readings, saved sizes).
 
-Length: a little over 400 lines, 50 of them the 25 parameters; the rest are the estimator's own steps, each a
-few lines that read and set the same fitted state (kind_, schema_, split_, net_, thresholds_), which is clearer
-in one class than passed between modules.
+Length: about 470 lines, 50 of them the 25 parameters and 80 the faces (report, ONNX, the service's rows, info),
+each a thin call into this package; the rest are the estimator's own steps, each a few lines that read and set
+the same fitted state (kind_, schema_, split_, net_, thresholds_), which is clearer in one class than passed
+between modules.
 """
 
 from __future__ import annotations
