@@ -176,3 +176,18 @@ def _caption(row: pd.Series) -> str:
     if "defect" in row:
         return f"{row['defect']} ({row['confidence']:.2f})"
     return f"{row['verdict']} (score {row['score']:.2f})"
+
+
+def image_inputs(manifest: dict) -> dict:
+    """What an image model's `summary` says it reads: the image size and the number of channels."""
+    state, params = manifest.get("state", {}), manifest.get("params", {})
+    return {"image_size": state.get("image_size") or params.get("image_size"), "channels": state.get("channels")}
+
+
+def images_line(manifest: dict, shape: str = "") -> str:
+    """`info`'s line on the images a model reads: size (with `shape`, how a non-square image is fitted),
+    grey or colour, and the backbone when the task has one."""
+    state, params = manifest.get("state", {}), manifest.get("params", {})
+    size = image_inputs(manifest)["image_size"]
+    return (f"images: {size} x {size}{shape}, {'grey' if state['channels'] == 1 else 'colour'}"
+            + (f", backbone {state.get('backbone', params['backbone'])}" if "backbone" in params else ""))

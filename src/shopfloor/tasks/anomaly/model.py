@@ -43,7 +43,16 @@ from shopfloor.tasks.anomaly.masks import mask_at, pixel_metrics, warn_unmasked
 from shopfloor.tasks.base import Estimator
 from shopfloor.training import seed_everything
 from shopfloor.vision.efficientnet import BLOCK_CHANNELS
-from shopfloor.vision.estimator import decode, image_channels, image_set, in_batches, where_heatmaps_point, write_verdicts
+from shopfloor.vision.estimator import (
+    decode,
+    image_channels,
+    image_inputs,
+    image_set,
+    images_line,
+    in_batches,
+    where_heatmaps_point,
+    write_verdicts,
+)
 from shopfloor.vision.networks import AnomalyNet, Lite0Features
 
 
@@ -347,15 +356,12 @@ class AnomalyModel(Estimator):
     def summary(cls, manifest: dict) -> dict:
         out = super().summary(manifest)
         state, params = manifest.get("state", {}), manifest.get("params", {})
-        size = state.get("image_size") or params.get("image_size")
-        out["inputs"] = {"image_size": size, "channels": state.get("channels")}
-        out["outputs"] = {"threshold": state.get("threshold")}
+        out["inputs"], out["outputs"] = image_inputs(manifest), {"threshold": state.get("threshold")}
         out["headline"] = manifest["task"]
         shape = ("" if params.get("tile") else
                  ", aspect ratio kept" if state.get("keep_aspect", False) else ", squashed to a square")
         out["lines"] = [f"good-only anomaly detection; threshold {state['threshold']:.4g} ({state['threshold_rule']})",
-                        f"images: {size} x {size}{shape}, {'grey' if state['channels'] == 1 else 'colour'}"
-                        + (f", backbone {state.get('backbone', params['backbone'])}" if "backbone" in params else "")]
+                        images_line(manifest, shape)]
         return out
 
     def inspection_answer(self, row: dict) -> dict:

@@ -33,7 +33,9 @@ from shopfloor.training import TrainConfig, available_cores, fit_module, seed_ev
 from shopfloor.vision.estimator import (
     decode,
     image_channels,
+    image_inputs,
     image_set,
+    images_line,
     in_batches,
     stratified_split,
     where_heatmaps_point,
@@ -286,14 +288,10 @@ class DefectModel(Estimator):
     @classmethod
     def summary(cls, manifest: dict) -> dict:
         out = super().summary(manifest)
-        state, params = manifest.get("state", {}), manifest.get("params", {})
-        size = state.get("image_size") or params.get("image_size")
-        out["inputs"] = {"image_size": size, "channels": state.get("channels")}
-        out["outputs"] = {"classes": state.get("classes")}
+        state = manifest.get("state", {})
+        out["inputs"], out["outputs"] = image_inputs(manifest), {"classes": state.get("classes")}
         out["headline"] = manifest["task"]
-        out["lines"] = ["defect classes: " + ", ".join(state["classes"]),
-                        f"images: {size} x {size}, {'grey' if state['channels'] == 1 else 'colour'}"
-                        + (f", backbone {state.get('backbone', params['backbone'])}" if "backbone" in params else "")]
+        out["lines"] = ["defect classes: " + ", ".join(state["classes"]), images_line(manifest)]
         return out
 
     def inspection_answer(self, row: dict) -> dict:
