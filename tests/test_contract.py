@@ -79,6 +79,10 @@ class LineSpeedModel(Estimator):
         with torch.no_grad():
             return pd.DataFrame({"speed": self.net_(x).numpy()})
 
+    @property
+    def input_columns(self) -> list[str]:
+        return self.columns_
+
     def predict_records(self, rows: list[dict]) -> list[dict]:
         return self.predict(pd.DataFrame.from_records(rows)).to_dict(orient="records")
 
@@ -212,5 +216,7 @@ def test_the_service_catalogs_and_predicts_with_it(line_model, tmp_path):
         assert answer.status_code == 200, answer.text
         expected = LineSpeedModel().fit(line_table(200, seed=0)).predict(pd.read_csv(rows).head(3))["speed"]
         assert np.allclose([p["speed"] for p in answer.json()["predictions"]], expected, atol=1e-5)
+        lacking = client.post("/api/models/line-3/predict", json={"rows": [{"feed": 2.0}]})
+        assert lacking.status_code == 422 and "'heat'" in lacking.text
         refused = client.post("/api/models/line-3/inspect", files={"image": ("a.png", b"not a png")})
         assert refused.status_code == 422 and "line-speed model" in refused.text

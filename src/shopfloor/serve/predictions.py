@@ -108,10 +108,10 @@ def batcher(executor, wait: float = 0.0) -> Batcher:
 def input_columns(estimator) -> frozenset[str]:
     """The columns every row must carry, as a set (kept per loaded estimator: this runs on every request).
 
-    A rows model without `input_columns` has its rows checked by its own `predict_records`."""
+    A rows model whose `input_columns` is empty has its rows checked by its own `predict_records`."""
     columns = _COLUMNS.get(estimator)
     if columns is None:
-        columns = _COLUMNS[estimator] = frozenset(getattr(estimator, "input_columns", ()))
+        columns = _COLUMNS[estimator] = frozenset(estimator.input_columns)
     return columns
 
 

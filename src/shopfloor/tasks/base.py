@@ -70,6 +70,17 @@ class Estimator:
         """The service's predict route: JSON rows in, one JSON answer per row (or per run) out."""
         raise self._unsupported("JSON predictions")
 
+    @property
+    def input_columns(self) -> list[str]:
+        """The columns every row, history or reading sent to this model must carry (the service names the
+        missing ones before any work); empty when the task checks its rows itself."""
+        return []
+
+    def inspection_answer(self, row: dict) -> dict:
+        """An image model's answer for one image, from its prediction row: verdict, score and the task's own
+        fields (the service's /inspect route)."""
+        raise self._unsupported("image inspection")
+
     def evaluate(self, data, truth=None) -> dict[str, float]:
         """Metrics on labelled data; `truth` is for tasks whose labels live in a file of their own (RUL)."""
         raise self._unsupported("evaluation")
