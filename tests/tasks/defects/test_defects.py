@@ -113,7 +113,7 @@ def test_auto_backbone_is_the_imagenet_one_and_the_model_says_so(surfaces, tmp_p
 
 
 def test_auto_backbone_without_the_weights_falls_back_to_scratch_with_a_warning(surfaces, monkeypatch):
-    monkeypatch.setattr("shopfloor.artifacts.lite0_installed", lambda: False)
+    monkeypatch.setattr("shopfloor.vision.efficientnet.lite0_installed", lambda: False)
     with pytest.warns(ShopfloorWarning, match=r"shopfloor\[pretrained\]"):
         model = DefectModel(image_size=32, max_epochs=1, progress=False).fit(surfaces.classes)
     assert model.backbone_ == "scratch" and isinstance(model.net_.features, SurfaceCNN)

@@ -88,7 +88,7 @@ class AnomalyModel(Estimator):
 
     # -- fitting ----------------------------------------------------------------------
     def fit(self, data, validation=None) -> AnomalyModel:
-        from shopfloor.artifacts import pretrained_lite0
+        from shopfloor.vision.efficientnet import pretrained_lite0
         from shopfloor.vision.folders import read_inspection_folder
 
         started = time.perf_counter()

@@ -124,7 +124,7 @@ class DefectModel(Estimator):
         CNN's accuracy in a fifth of the time and beat it clearly on 20 images a class (benchmarks/README.md)."""
         if self.backbone != "auto":
             return self.backbone
-        from shopfloor.artifacts import lite0_installed
+        from shopfloor.vision.efficientnet import lite0_installed
 
         if lite0_installed():
             return "lite0"
@@ -134,7 +134,7 @@ class DefectModel(Estimator):
 
     def _build_net(self, pretrained: bool = True) -> DefectNet:
         if self.backbone_ == "lite0":
-            from shopfloor.artifacts import pretrained_lite0
+            from shopfloor.vision.efficientnet import pretrained_lite0
 
             features = Lite0Features(LITE0_BLOCKS, head=True, lite0=pretrained_lite0() if pretrained else None)
         else:
