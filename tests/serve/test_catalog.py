@@ -14,13 +14,14 @@ from shopfloor.serve.catalog import summary
 SAVED = sorted(p for p in (FIXTURES / "models").iterdir() if (p / MANIFEST).is_file())
 ALWAYS = ["task", "created", "shopfloor_version", "params", "metrics"]
 METRICS = {"validation", "cross_validation", "train_seconds", "training_data"}
-# fixture -> (inputs' keys, outputs' keys or None where none were sent), as the catalog sent them before
+# task -> (inputs' keys, outputs' keys or None where none were sent), as the catalog sent them before;
+# every fixture of the task (each format version) is described the same way
 BEFORE = {
-    "tabular-v1": ({"numeric", "dates", "categorical", "ids"}, {"kind", "classes", "thresholds"}),
-    "rul-v1": ({"unit", "time", "settings", "sensors"}, None),
-    "defects-v1": ({"image_size", "channels"}, {"classes"}),
-    "anomaly-v1": ({"image_size", "channels"}, {"threshold"}),
-    "optimize-v1": ({"settings", "fixed"}, {"columns"}),
+    "tabular": ({"numeric", "dates", "categorical", "ids"}, {"kind", "classes", "thresholds"}),
+    "rul": ({"unit", "time", "settings", "sensors"}, None),
+    "defects": ({"image_size", "channels"}, {"classes"}),
+    "anomaly": ({"image_size", "channels"}, {"threshold"}),
+    "optimize": ({"settings", "fixed"}, {"columns"}),
 }
 
 
@@ -33,10 +34,11 @@ def registry(tmp_path_factory) -> Registry:
 
 
 def test_every_fixture_is_described_with_the_keys_it_had(registry):
-    assert {p.name for p in SAVED} == set(BEFORE), "a new fixture: add the keys its catalog entry should have"
+    tasks = {folder.name: registry.manifest(folder.name, 1)["task"] for folder in SAVED}
+    assert set(tasks.values()) == set(BEFORE), "a new task's fixture: add the keys its catalog entry should have"
     for folder in SAVED:
         described = summary(registry.manifest(folder.name, 1))
-        inputs, outputs = BEFORE[folder.name]
+        inputs, outputs = BEFORE[tasks[folder.name]]
         assert list(described) == ALWAYS + ["inputs"] + (["outputs"] if outputs else []), folder.name
         assert set(described["inputs"]) == inputs, folder.name
         assert outputs is None or set(described["outputs"]) == outputs, folder.name

@@ -25,11 +25,13 @@ def test_the_stream_applies_table_and_run_models_only_deciding_from_the_manifest
     a RUL model a remaining useful life per message."""
     from shopfloor.stream.scoring import Models, streamed
 
-    assert {f.name: streamed(registry.manifest(f.name, 1)) for f in SAVED} == {
-        "tabular-v1": True, "rul-v1": True, "defects-v1": False, "anomaly-v1": False, "optimize-v1": False}
+    task = {f.name: registry.manifest(f.name, 1)["task"] for f in SAVED}
+    by_task = {"tabular": True, "rul": True, "defects": False, "anomaly": False, "optimize": False}
+    assert {name: streamed(registry.manifest(name, 1)) for name in task} == {name: by_task[task[name]] for name in task}
     assert not streamed({"task": "forecast"})  # a task this shopfloor does not know: skipped, not a tabular model
     loaded = []
     monkeypatch.setattr(registry, "live", lambda name, _live=registry.live: loaded.append(name) or _live(name))
     models = Models(registry)
-    assert {name: s.kind for name, s in models.scorers.items()} == {"tabular-v1": "risk", "rul-v1": "rul"}
-    assert sorted(loaded) == ["rul-v1", "tabular-v1"]
+    kinds = {"tabular": "risk", "rul": "rul"}
+    assert {name: s.kind for name, s in models.scorers.items()} == {n: kinds[t] for n, t in task.items() if t in kinds}
+    assert sorted(loaded) == sorted(n for n, t in task.items() if t in kinds)

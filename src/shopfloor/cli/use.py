@@ -76,8 +76,7 @@ def explain(model: ModelOpt, data: DataOpt, out: Annotated[Path, typer.Option("-
     estimator = shopfloor.load(model)
     set_date_order(estimator, dayfirst)
     count = estimator.explain_file(data, out)
-    what = "images, with heatmap overlays" if estimator.accepts == "images" else "rows"  # an image's explanation is its heatmap
-    stderr().print(f"[green]wrote[/] {plain(out)} ({count} {what})")
+    stderr().print(f"[green]wrote[/] {plain(out)} ({count} {estimator.explained_items})")
 
 
 @app.command()

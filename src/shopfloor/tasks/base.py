@@ -44,6 +44,7 @@ class Estimator:
     accepts: ClassVar[str] = ""
     gives: ClassVar[tuple[str, ...]] = ()  # values an alarm rule may watch on the line ("risk", "rul", ...)
     predicted_items: ClassVar[str] = "rows"  # what `predict_file` counts, for the CLI's one-line summary
+    explained_items: ClassVar[str] = "rows"  # what `explain_file` counts
     fitted_attribute: ClassVar[str] = "net_"
     saved_state: ClassVar[dict[str, str]] = {}  # manifest key -> attribute: this task's plain JSON state
 

@@ -64,6 +64,7 @@ class AnomalyModel(Estimator):
     described_as = "an anomaly detector"
     accepts = "images"
     predicted_items = "images, with heatmaps"
+    explained_items = "images, with heatmap overlays"
     onnx_outputs = ("score", "heatmap")  # the exported graph's outputs, as estimator_module() returns them
     onnx_notes = {"threshold": "scores and heatmaps are 0..1 with the decision at 0.5",
                   "memory": "memory grows with the batch (every patch against the bank): feed a few images per call"}

@@ -56,6 +56,7 @@ class DefectModel(Estimator):
     described_as = "a defect classifier"
     accepts = "images"
     predicted_items = "images, with heatmaps"
+    explained_items = "images, with heatmap overlays"
     onnx_outputs = ("probabilities", "heatmap")  # the exported graph's outputs, as estimator_module() returns them
 
     def __init__(self, *, backbone: str = "auto", image_size: int | None = None, augment: bool = True,
