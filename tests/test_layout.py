@@ -353,3 +353,41 @@ def test_no_new_switch_on_a_task_name():
 def test_known_switch_on_a_task_name_is_gone(module):
     places = [place for place, m in task_switches().items() if m == module]
     assert not places, "\n".join(places)
+
+
+# -- every name a module imports from another exists there ------------------------------------------------------
+def missing_names() -> list[str]:
+    """`module: from x import y` for each import of a shopfloor name that x does not define.
+
+    A lazy import (inside a function) of a name that moved fails only when that function runs, which a test may
+    never do: the demo's `from shopfloor.artifacts import LITE0_PACKAGE` outlived the constant's move. The names a
+    module defines are read from its source: its top-level assignments, functions, classes and imports."""
+    defined: dict[str, set[str]] = {}
+    for name in modules():
+        names = set()
+        for node in tree(name).body:
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+                names.add(node.name)
+            elif isinstance(node, (ast.Assign, ast.AnnAssign)):
+                targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+                names |= {n.id for t in targets for n in ast.walk(t) if isinstance(n, ast.Name)}
+            elif isinstance(node, (ast.Import, ast.ImportFrom)):
+                names |= {(alias.asname or alias.name).split(".")[0] for alias in node.names}
+            elif isinstance(node, (ast.If, ast.Try)):  # names defined under a guard count too
+                names |= {n.id for n in ast.walk(node) if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Store)}
+                names |= {(a.asname or a.name).split(".")[0] for n in ast.walk(node)
+                          if isinstance(n, (ast.Import, ast.ImportFrom)) for a in n.names}
+        if "__getattr__" in names:  # a module that makes names on demand (the package's lazy estimators)
+            names.add("*")
+        defined[name] = names
+    missing = []
+    for name in modules():
+        for module, attribute in imported(name):
+            if attribute is not None and module in defined and "*" not in defined[module] \
+                    and attribute not in defined[module]:
+                missing.append(f"{short(name)}: from {short(module)} import {attribute}")
+    return sorted(set(missing))
+
+
+def test_every_imported_name_exists_where_it_is_imported_from():
+    assert missing_names() == []

@@ -118,6 +118,7 @@ def run_inspection_demo(out: Path, console: Console, quick: bool = False) -> dic
     from shopfloor.tasks.anomaly.report import write_report as write_anomaly_report
     from shopfloor.tasks.defects.model import DefectModel
     from shopfloor.tasks.defects.report import write_report as write_defects_report
+    from shopfloor.vision.efficientnet import lite0_installed
     from shopfloor.vision.folders import read_class_folders, read_inspection_folder
     from shopfloor.vision.surfaces import write_defect_classes, write_inspection_set
 
@@ -128,7 +129,7 @@ def run_inspection_demo(out: Path, console: Console, quick: bool = False) -> dic
     inspection = write_inspection_set(images / "inspection", seed=0)
     console.print(f"generated 128 x 128 grey images in {plain(images)}: 3 defect classes x 60 for training and x 20 "
                   "for testing; 120 good parts for the anomaly detector, 75 test parts with masks")
-    backbone = "lite0" if _pretrained_installed() else "scratch"
+    backbone = "lite0" if lite0_installed() else "scratch"
     model = DefectModel(backbone=backbone, max_epochs=3 if quick else None).fit(classes)
     model.save(out / "defects-model")
     metrics = model.evaluate(classes_test)
@@ -199,11 +200,3 @@ def run_optimize_demo(out: Path, console: Console, quick: bool = False) -> dict:
                       f"({actual['sty'].iloc[0] / reactor.optimum:.1%} of the best possible)")
     return {"best_past_sty": best_past, "recommended_sty": float(actual["sty"].iloc[0]),
             "recommended_e_factor": float(actual["e_factor"].iloc[0]), "rounds": rounds}
-
-
-def _pretrained_installed() -> bool:
-    import importlib.util
-
-    from shopfloor.artifacts import LITE0_PACKAGE
-
-    return importlib.util.find_spec(LITE0_PACKAGE) is not None
