@@ -98,6 +98,7 @@ def test_false_alarm_rate_reads_alarms_per_day():
     (lambda f: pd.concat([f.iloc[:10], f.iloc[9:]], ignore_index=True), BadColumn, "two rows at time"),
     (lambda f: f.drop(columns="time"), ColumnMissing, "time column 'time'"),
 ])
+@pytest.mark.filterwarnings("ignore:ignored 1 non-numeric column")
 def test_bad_input_is_one_line_naming_what_to_fix(edit, error, words):
     with pytest.raises(error, match=words) as caught:
         quick().fit(edit(pump(rows=400)))

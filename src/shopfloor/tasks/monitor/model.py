@@ -33,6 +33,7 @@ from shopfloor.data.tables import warn
 from shopfloor.data.times import check_date_order
 from shopfloor.errors import BadColumn, BadOption, BadTarget
 from shopfloor.tasks.base import Estimator
+from shopfloor.tasks.monitor.crops import crop_starts, longest_run
 from shopfloor.tasks.monitor.history import SensorHistory, median_step, read_history, to_grid
 from shopfloor.tasks.monitor.network import MonitorNet
 from shopfloor.training import TrainConfig, fit_module, seed_everything
@@ -201,10 +202,10 @@ class MonitorModel(Estimator):
 
     def _train(self, grid, learn: np.ndarray, valid_rows: np.ndarray) -> None:
         series = torch.as_tensor(grid.values.T, dtype=torch.float32)  # [sensors, slots]
-        length = min(self.crop, _longest_run(learn, grid))
-        train = _crop_starts(learn, grid, length, MAX_CROPS)
-        valid_length = min(length, _longest_run(valid_rows, grid))
-        valid = _crop_starts(valid_rows, grid, valid_length, MAX_CROPS // 4)
+        length = min(self.crop, longest_run(learn, grid))
+        train = crop_starts(learn, grid, length, MAX_CROPS)
+        valid_length = min(length, longest_run(valid_rows, grid))
+        valid = crop_starts(valid_rows, grid, valid_length, MAX_CROPS // 4)
         offsets, valid_offsets = torch.arange(length), torch.arange(valid_length)
 
         def loss(net: MonitorNet, starts: torch.Tensor) -> torch.Tensor:
@@ -377,34 +378,3 @@ class MonitorModel(Estimator):
         check_count("the encoder's layers", 4, shapes, r"net\.encoder\.\d+\.weight")
         declared_size(manifest, "params.window", limit=1_000_000)
 
-
-def _longest_run(rows: np.ndarray, grid) -> int:
-    """The longest stretch of consecutive wanted slots inside one segment."""
-    best = 0
-    for segment in grid.segments():
-        flags = rows[segment].astype(np.int8)
-        if not flags.any():
-            continue
-        edges = np.diff(np.r_[0, flags, 0])
-        best = max(best, int((np.flatnonzero(edges == -1) - np.flatnonzero(edges == 1)).max()))
-    return best
-
-
-def _crop_starts(rows: np.ndarray, grid, length: int, limit: int) -> np.ndarray:
-    """First slots of every crop of `length` wanted consecutive slots (at most `limit`, evenly spread)."""
-    if length < 1:
-        return np.zeros(0, np.int64)
-    ok = rows.astype(np.int64)
-    segment = np.repeat(np.arange(len(grid.starts)), grid.lengths)
-    # a crop starting at s is usable when all of s .. s + length - 1 are wanted and in s's segment
-    total = np.r_[0, np.cumsum(ok)]
-    ends = np.arange(len(ok)) + length
-    usable = np.zeros(len(ok), bool)
-    inside = ends <= len(ok)
-    usable[inside] = total[ends[inside]] - total[np.flatnonzero(inside)] == length
-    last = np.minimum(ends - 1, len(ok) - 1)
-    usable &= segment[last] == segment
-    starts = np.flatnonzero(usable)
-    if len(starts) > limit:
-        starts = starts[np.linspace(0, len(starts) - 1, limit).round().astype(np.int64)]
-    return starts
