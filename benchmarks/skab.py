@@ -165,6 +165,42 @@ def scoring_speed(free: pd.DataFrame, seed: int, rows: int = 200_000) -> dict:
     return {"rows": len(big), "sensors": values.shape[1], "seconds": median, "rows_per_s": len(big) / median}
 
 
+def year_of_minutes(rows: int = 525_600, n_sensors: int = 20, seed: int = 0) -> pd.DataFrame:
+    """A year of 1-minute readings of one machine: a daily load cycle, sensors that follow it, noise."""
+    rng = np.random.default_rng(seed)
+    t = np.arange(rows)
+    load = 0.6 + 0.3 * np.sin(2 * np.pi * t / 1_440) + 0.05 * rng.standard_normal(rows)
+    gains = rng.uniform(0.5, 2.0, n_sensors)
+    values = load[:, None] * gains + 0.05 * rng.standard_normal((rows, n_sensors))
+    frame = pd.DataFrame(values.astype(np.float32), columns=[f"sensor_{i + 1}" for i in range(n_sensors)])
+    frame.insert(0, "time", pd.date_range("2025-01-01", periods=rows, freq="min"))
+    return frame
+
+
+def _train_year(queue) -> None:
+    import resource
+
+    limit_threads(THREADS)
+    frame = year_of_minutes()
+    with stopwatch() as elapsed:
+        MonitorModel(time="time", progress=False).fit(frame)
+    queue.put({"rows": len(frame), "sensors": frame.shape[1] - 1, "train_seconds": elapsed(),
+               "peak_rss_bytes": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024})
+
+
+def year_memory() -> dict:
+    """Peak memory of training on a year of 1-minute readings x 20 sensors, in a fresh process (its own peak)."""
+    import multiprocessing
+
+    context = multiprocessing.get_context("spawn")
+    queue = context.Queue()
+    child = context.Process(target=_train_year, args=(queue,))
+    child.start()
+    result = queue.get()
+    child.join()
+    return result
+
+
 def table(name: str, protocol: dict) -> None:
     rows = [[k, f"{v['f1']:.3f}", f"{100 * v['far']:.2f}", f"{100 * v['mar']:.2f}", f"{v['nab_standard']:.2f}",
              f"{v['nab_low_fp']:.2f}", f"{v['nab_low_fn']:.2f}"] for k, v in protocol["scores"].items()]
@@ -179,6 +215,7 @@ def main() -> None:
     parser.add_argument("--protocols", default="leaderboard,with-anomaly-free")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--no-speed", action="store_true", help="skip the scoring-speed measurement")
+    parser.add_argument("--no-year", action="store_true", help="skip training on a year of 1-minute readings (memory)")
     parser.add_argument("--out", help="JSON path (default benchmarks/results/skab.json)")
     args = parser.parse_args()
     limit_threads(THREADS)
@@ -195,6 +232,10 @@ def main() -> None:
     if not args.no_speed:
         result["scoring"] = scoring_speed(free, args.seed)
         print(f"scoring: {result['scoring']['rows_per_s']:,.0f} rows/s of {result['scoring']['sensors']} sensors")
+    if not args.no_year:
+        result["year"] = year_memory()
+        print(f"a year of 1-minute readings x {result['year']['sensors']} sensors: trained in "
+              f"{result['year']['train_seconds']:.0f} s, peak RSS {result['year']['peak_rss_bytes'] / 2**30:.2f} GiB")
     main_run = result.get("leaderboard") or result[args.protocols.split(",")[0]]
     mine, baselines = main_run["scores"]["shopfloor monitor"], main_run["scores"]
     slowest = max(main_run["train_seconds"].values())
@@ -208,6 +249,9 @@ def main() -> None:
     if "scoring" in result:
         rate = result["scoring"]["rows_per_s"]
         targets.append(check("batch scoring (rows/s, 8 sensors)", rate, ">= 200,000", rate >= 200_000))
+    if "year" in result:
+        peak = result["year"]["peak_rss_bytes"] / 2**30
+        targets.append(check("peak RSS training a year of 1-minute data (GiB)", peak, "<= 2 GiB", peak <= 2))
     result["targets"] = targets
     print_targets(targets)
     path = write_json("skab", result, args.out)
