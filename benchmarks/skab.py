@@ -177,24 +177,24 @@ def year_of_minutes(rows: int = 525_600, n_sensors: int = 20, seed: int = 0) -> 
     return frame
 
 
-def _train_year(queue) -> None:
+def _train_year(queue, rows: int) -> None:
     import resource
 
     limit_threads(THREADS)
-    frame = year_of_minutes()
+    frame = year_of_minutes(rows)
     with stopwatch() as elapsed:
         MonitorModel(time="time", progress=False).fit(frame)
     queue.put({"rows": len(frame), "sensors": frame.shape[1] - 1, "train_seconds": elapsed(),
                "peak_rss_bytes": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024})
 
 
-def year_memory() -> dict:
+def year_memory(rows: int = 525_600) -> dict:
     """Peak memory of training on a year of 1-minute readings x 20 sensors, in a fresh process (its own peak)."""
     import multiprocessing
 
     context = multiprocessing.get_context("spawn")
     queue = context.Queue()
-    child = context.Process(target=_train_year, args=(queue,))
+    child = context.Process(target=_train_year, args=(queue, rows))
     child.start()
     result = queue.get()
     child.join()
@@ -216,6 +216,7 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--no-speed", action="store_true", help="skip the scoring-speed measurement")
     parser.add_argument("--no-year", action="store_true", help="skip training on a year of 1-minute readings (memory)")
+    parser.add_argument("--year-rows", type=int, default=525_600, help="rows of the memory test (a smaller smoke test)")
     parser.add_argument("--out", help="JSON path (default benchmarks/results/skab.json)")
     args = parser.parse_args()
     limit_threads(THREADS)
@@ -233,7 +234,7 @@ def main() -> None:
         result["scoring"] = scoring_speed(free, args.seed)
         print(f"scoring: {result['scoring']['rows_per_s']:,.0f} rows/s of {result['scoring']['sensors']} sensors")
     if not args.no_year:
-        result["year"] = year_memory()
+        result["year"] = year_memory(args.year_rows)
         print(f"a year of 1-minute readings x {result['year']['sensors']} sensors: trained in "
               f"{result['year']['train_seconds']:.0f} s, peak RSS {result['year']['peak_rss_bytes'] / 2**30:.2f} GiB")
     main_run = result.get("leaderboard") or result[args.protocols.split(",")[0]]
