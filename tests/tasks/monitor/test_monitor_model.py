@@ -101,3 +101,10 @@ def test_a_real_skab_file(shared_data):
     assert scores["f1"] > 0.7  # the leaderboard's best over all files is 0.78
     biggest = events.sort_values("rows").iloc[-1]
     assert biggest["top_sensor"] == "Volume Flow RateRMS"  # the valve at the pump's inlet closes
+
+
+def test_json_rows_in_json_answers_out(fitted):
+    rows = pump(rows=120, seed=2).assign(time=lambda f: f["time"].dt.strftime("%Y-%m-%d %H:%M")).to_dict("records")
+    answers = fitted.predict_records(rows)
+    assert len(answers) == 120 and answers[0]["time"] == "2024-01-01T00:00:00"
+    assert json.loads(json.dumps(answers))[5]["sensor_1"] in fitted.sensor_columns_

@@ -21,6 +21,7 @@ per row and window; the causal one shares its work between overlapping windows: 
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 from torch import nn
 from torch.nn import functional as F
@@ -86,3 +87,23 @@ class MonitorNet(nn.Module):
     def squash(self, raw: torch.Tensor) -> torch.Tensor:
         """Raw score -> 0..1 with the threshold at 0.5 (raw / (raw + threshold))."""
         return raw / (raw + self.threshold)
+
+
+JUMP = 6.0  # a step this many robust spreads of the usual step is a jump between operating modes
+
+
+def slow_sensors(steps: np.ndarray, spread: np.ndarray, below: float) -> np.ndarray:
+    """Which sensors wander slowly, as temperatures do: their step-to-step changes are small against their
+    spread (below `below`), and small steps, not jumps between operating modes, make that spread.
+
+    `steps` are the changes from one time step to the next within segments, [steps, sensors]. A sensor that
+    switches between the levels of idle and load has small steps too, but its spread comes from the switches:
+    taken without its jumps its path stays narrow, and it is judged by its level.
+    """
+    if not len(steps):
+        return np.zeros(len(spread), bool)
+    centre = np.median(steps, axis=0)
+    usual = 1.4826 * np.median(np.abs(steps - centre), axis=0)
+    smooth = np.where(np.abs(steps - centre) > JUMP * np.maximum(usual, 1e-12), 0.0, steps)
+    wander = np.cumsum(smooth, axis=0).std(0) / spread
+    return (steps.std(0) / spread < below) & (wander >= 0.5)
