@@ -108,3 +108,14 @@ def test_bad_input_is_one_line_naming_what_to_fix(edit, error, words):
 def test_no_time_column_named_is_an_error():
     with pytest.raises(BadOption, match="name the time column"):
         MonitorModel(progress=False).fit(pump(rows=400))
+
+
+def test_a_long_history_scored_in_pieces_scores_as_a_whole(model, monkeypatch):
+    import shopfloor.tasks.monitor.model as monitor_model
+
+    frame = pump(rows=600, seed=4)
+    whole = model.predict(frame)
+    monkeypatch.setattr(monitor_model, "CHUNK", 97)  # pieces shorter than the network's reach
+    pieces = model.predict(frame)
+    np.testing.assert_allclose(pieces["score"], whole["score"], rtol=1e-5, atol=1e-6)
+    assert (pieces["anomaly"] == whole["anomaly"]).all()
