@@ -162,15 +162,19 @@ class MonitorModel(Estimator):
         return float(rate)
 
     def _drop_constant(self, history: SensorHistory) -> SensorHistory:
-        spread = np.nanstd(history.values, axis=0)
-        moving = np.isfinite(spread) & (spread > 1e-12 * np.maximum(1.0, np.nanmax(np.abs(history.values), axis=0)))
+        present = ~np.isnan(history.values)
+        spread = np.array([history.values[present[:, j], j].std() if present[:, j].any() else 0.0
+                           for j in range(history.values.shape[1])])
+        largest = np.array([np.abs(history.values[present[:, j], j]).max() if present[:, j].any() else 0.0
+                            for j in range(history.values.shape[1])])
+        moving = spread > 1e-12 * np.maximum(1.0, largest)
         self.constant_sensors_ = [s for s, m in zip(history.sensors, moving, strict=True) if not m]
         if not moving.any():
             raise BadColumn(f"no sensor of {history.source} ever changes ({', '.join(history.sensors)}); "
                             "there is no behaviour to learn")
         if self.constant_sensors_:
-            warn(f"sensor(s) {', '.join(map(repr, self.constant_sensors_))} of {history.source} never change in the "
-                 "training history; left out of the model")
+            warn(f"sensor(s) {', '.join(map(repr, self.constant_sensors_))} of {history.source} never change (or have no "
+                 "readings) in the training history; left out of the model")
             history.sensors = [s for s, m in zip(history.sensors, moving, strict=True) if m]
             history.values = history.values[:, moving]
         return history
