@@ -20,7 +20,7 @@ The design was chosen by measurement on SKAB with its leaderboard's protocol (be
 F1, one seed, best over threshold margins 1-3: a window autoencoder (encode 32 steps, decode them) 0.79 with
 every sensor judged by its level and 0.81 with slow sensors judged by their movement, but it scored about
 4,000 rows/s on one core; a forecasting network (the next step from the last 32) 0.79; this causal
-autoencoder 0.80 (at 2x) and 400,000 rows/s. Latent 2 or 8 channels (0.78 each) and a 64-step window (0.78)
+autoencoder 0.80 (at 2x) and 300,000 rows/s (benchmarks/skab.py). Latent 2 or 8 channels (0.78 each) and a 64-step window (0.78)
 did worse than 4 and 32. Most false alarms are in the rows
 after an anomaly (the rig does not come back to where it started), most misses in files whose anomaly moves
 no sensor beyond its normal spread.
