@@ -17,6 +17,7 @@ TASKS: dict[str, str | type] = {
     "defects": "shopfloor.tasks.defects.model:DefectModel",
     "anomaly": "shopfloor.tasks.anomaly.model:AnomalyModel",
     "optimize": "shopfloor.tasks.optimize.model:ProcessOptimizer",
+    "monitor": "shopfloor.tasks.monitor.model:MonitorModel",
 }
 
 
