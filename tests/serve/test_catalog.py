@@ -22,6 +22,7 @@ BEFORE = {
     "defects": ({"image_size", "channels"}, {"classes"}),
     "anomaly": ({"image_size", "channels"}, {"threshold"}),
     "optimize": ({"settings", "fixed"}, {"columns"}),
+    "monitor": ({"time", "machine", "sensors"}, {"score", "sensors"}),
 }
 
 

@@ -34,14 +34,19 @@ def evaluate(model: ModelOpt, data: DataOpt,
              json_out: Annotated[Path | None, typer.Option("--json", help="Write the metrics as a flat JSON object.")] = None,
              rul: Annotated[Path | None, typer.Option(
                  "--rul", help="RUL models: true RUL per test unit (C-MAPSS RUL_FD00x.txt, or CSV unit,rul).")] = None,
+             label: Annotated[str | None, typer.Option(
+                 "--label", help="Monitoring models: the 0/1 column of known anomalies in the data.")] = None,
              dayfirst: DayFirstOpt = None):
     """Score a model on labelled data."""
     import shopfloor
+    from shopfloor.errors import BadOption
 
     refuse_output_over_input(json_out, "--json", data=data, rul=rul)
+    if rul is not None and label is not None:
+        raise BadOption("give the truth once: --rul FILE (remaining useful life) or --label COL (a label column)")
     estimator = shopfloor.load(model)
     set_date_order(estimator, dayfirst)
-    metrics = json_safe(estimator.evaluate(data, rul))
+    metrics = json_safe(estimator.evaluate(data, rul if rul is not None else label))
     if json_out is not None:
         write_json(json_out, metrics)
     stdout().print(metrics_table(f"{data.name} ({model.name})", metrics))

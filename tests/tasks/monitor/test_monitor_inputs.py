@@ -10,8 +10,7 @@ import pandas as pd
 import pytest
 from monitor_processes import SENSORS, pump
 
-from shopfloor.data.tables import ShopfloorWarning
-from shopfloor.errors import BadColumn, BadOption, BadTarget, ColumnMissing, ShopfloorError
+from shopfloor.errors import BadColumn, BadOption, BadTarget, ColumnMissing, ShopfloorError, ShopfloorWarning
 from shopfloor.tasks.monitor.history import median_step, read_history, to_grid
 from shopfloor.tasks.monitor.model import MonitorModel
 

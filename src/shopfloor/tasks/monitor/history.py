@@ -20,9 +20,9 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from shopfloor.data.tables import column_name, column_names, did_you_mean, warn
+from shopfloor.data.tables import column_name, column_names, did_you_mean
 from shopfloor.data.times import parse_times
-from shopfloor.errors import BadColumn, BadOption, ColumnMissing, DataFileError
+from shopfloor.errors import BadColumn, BadOption, ColumnMissing, DataFileError, warn
 
 MOSTLY_NUMBERS = 0.9  # an object column whose values are at least this share numbers is a sensor with typos
 

@@ -36,9 +36,8 @@ import pandas as pd
 import torch
 
 from shopfloor.artifacts import check_count, check_size, declared_size
-from shopfloor.data.tables import warn
 from shopfloor.data.times import check_date_order
-from shopfloor.errors import BadColumn, BadOption, BadTarget
+from shopfloor.errors import BadColumn, BadOption, BadTarget, warn
 from shopfloor.tasks.base import Estimator
 from shopfloor.tasks.monitor.crops import crop_starts, longest_run
 from shopfloor.tasks.monitor.history import SensorHistory, median_step, read_history, to_grid
@@ -225,8 +224,9 @@ class MonitorModel(Estimator):
                              progress=self.progress, description="monitor autoencoder")
         sample = train[:: max(1, len(train) // 256)]
         result = fit_module(self.net_, loss, (torch.as_tensor(train),), (torch.as_tensor(sample),), config)
-        self.training_log_ = [{"epoch": h["epoch"], "train_loss": h["train_loss"], "sample_loss": h["valid_loss"]}
-                              for h in result.history]
+        self.training_log_ = [{"best_epoch": result.best_epoch, "epochs": result.epochs_run,  # one network: one record
+                               "history": [{"epoch": h["epoch"], "train_loss": h["train_loss"],
+                                            "sample_loss": h["valid_loss"]} for h in result.history]}]
 
     def _calibrate(self, contributions: np.ndarray, held_normal: np.ndarray, held: np.ndarray,
                    anomalous: np.ndarray | None) -> None:
