@@ -53,18 +53,16 @@ from shopfloor.vision.estimator import (
     where_heatmaps_point,
     write_verdicts,
 )
+from shopfloor.vision.faces import ImageFaces
 from shopfloor.vision.networks import AnomalyNet, Lite0Features
 
 
-class AnomalyModel(Estimator):
+class AnomalyModel(ImageFaces, Estimator):
     """Good-only inspection: image score and pixel heatmap, 0..1 with the decision at 0.5."""
 
     task_name = "anomaly"
     title = "anomaly detection"
     described_as = "an anomaly detector"
-    accepts = "images"
-    predicted_items = "images, with heatmaps"
-    explained_items = "images, with heatmap overlays"
     onnx_outputs = ("score", "heatmap")  # the exported graph's outputs, as estimator_module() returns them
     onnx_notes = {"threshold": "scores and heatmaps are 0..1 with the decision at 0.5",
                   "memory": "memory grows with the batch (every patch against the bank): feed a few images per call"}
@@ -332,9 +330,6 @@ class AnomalyModel(Estimator):
         return self._net_tensors()
 
     # -- the faces: report, ONNX, info -------------------------------------------------------
-    def explain_file(self, source, destination) -> int:
-        return self.predict_file(source, destination)  # an image's explanation is its heatmap
-
     def write_report(self, path, data=None, truth=None):
         from shopfloor.tasks.anomaly.report import write_report
         from shopfloor.vision.folders import read_inspection_folder
@@ -342,16 +337,6 @@ class AnomalyModel(Estimator):
         self.refuse_truth(truth)
         images = image_set(data, lambda root: read_inspection_folder(root, "test")) if data is not None else None
         return write_report(self, path, images, source=str(data) if data is not None else None)
-
-    def export_onnx(self, path, opset: int = 18):
-        from shopfloor.vision.export import export_onnx
-
-        return export_onnx(self, path, opset)
-
-    def onnx_parity(self, path, data) -> float:
-        from shopfloor.vision.export import check_parity
-
-        return check_parity(self, path, data)
 
     @classmethod
     def summary(cls, manifest: dict) -> dict:

@@ -41,6 +41,7 @@ from shopfloor.vision.estimator import (
     where_heatmaps_point,
     write_verdicts,
 )
+from shopfloor.vision.faces import ImageFaces
 from shopfloor.vision.networks import DefectEstimate, DefectNet, Lite0Features, SurfaceCNN
 
 BACKBONES = ("auto", "scratch", "lite0")
@@ -48,15 +49,12 @@ DEFAULT_SIZE = {"scratch": 128, "lite0": 224}
 LITE0_BLOCKS = (15,)  # the last block and the head: 320 + 1280 features at stride 32
 
 
-class DefectModel(Estimator):
+class DefectModel(ImageFaces, Estimator):
     """Which defect class an image shows, with calibrated probabilities and a heatmap."""
 
     task_name = "defects"
     title = "defect classes"
     described_as = "a defect classifier"
-    accepts = "images"
-    predicted_items = "images, with heatmaps"
-    explained_items = "images, with heatmap overlays"
     onnx_outputs = ("probabilities", "heatmap")  # the exported graph's outputs, as estimator_module() returns them
 
     def __init__(self, *, backbone: str = "auto", image_size: int | None = None, augment: bool = True,
@@ -265,9 +263,6 @@ class DefectModel(Estimator):
         return self._net_tensors()
 
     # -- the faces: report, ONNX, info -------------------------------------------------------
-    def explain_file(self, source, destination) -> int:
-        return self.predict_file(source, destination)  # an image's explanation is its heatmap
-
     def write_report(self, path, data=None, truth=None):
         from shopfloor.tasks.defects.report import write_report
         from shopfloor.vision.folders import read_class_folders
@@ -275,16 +270,6 @@ class DefectModel(Estimator):
         self.refuse_truth(truth)
         images = image_set(data, read_class_folders) if data is not None else None  # read once, used by every section
         return write_report(self, path, images, source=str(data) if data is not None else None)
-
-    def export_onnx(self, path, opset: int = 18):
-        from shopfloor.vision.export import export_onnx
-
-        return export_onnx(self, path, opset)
-
-    def onnx_parity(self, path, data) -> float:
-        from shopfloor.vision.export import check_parity
-
-        return check_parity(self, path, data)
 
     @classmethod
     def summary(cls, manifest: dict) -> dict:
