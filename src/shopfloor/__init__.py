@@ -14,6 +14,7 @@ _ESTIMATORS = {
     "DefectModel": "defects",
     "AnomalyModel": "anomaly",
     "ProcessOptimizer": "optimize",
+    "MonitorModel": "monitor",
 }
 __all__ = [*_ESTIMATORS, "load", "__version__"]
 
