@@ -90,7 +90,8 @@ class Estimator:
         """For tasks whose labels are in the data: a separate `truth` would be silently ignored."""
         if truth is not None:
             raise BadOption(f"{self.described_as or self.task_name} takes its labels from the data itself; "
-                            "a separate file of true values (--rul) is for remaining-useful-life models")
+                            "--rul (a file of true remaining life) is for remaining-useful-life models and --label "
+                            "(a column of known anomalies) for sensor-monitoring models")
 
     def explain(self, data) -> pd.DataFrame:
         """Attributions, one row per prediction (per image for image tasks, whose heatmaps themselves come
