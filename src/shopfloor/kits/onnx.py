@@ -5,13 +5,14 @@ Each task's package writes its own graph (`tasks/tabular/export.py`, `tasks/rul/
 
 - `check_request`: a fitted model, a '.onnx' file name and an opset this exporter can write, refused in
   one line before any work;
-- `export_module`: a torch network with a dynamic batch axis, through torch.export (the dynamo exporter)
-  and, when that fails, the TorchScript exporter, which has handled every shopfloor network; both quiet;
+- `export_module`: a torch network with a dynamic batch axis (and any other axes the task names dynamic:
+  a sensor sequence's time), through torch.export (the dynamo exporter) and, when that fails, the
+  TorchScript exporter, which has handled every shopfloor network; both quiet;
 - `frozen_copy`: the inference copy of a network that torch.export accepts;
 - `file_facts` and `write_onnx`: the metadata keys every file carries, then the checked file written
   through `shopfloor.artifacts.atomic_write`, so a reader finds the old file or the new one, never half;
-- `run_onnx`, `largest_difference`, `read_metadata`: running a file with onnxruntime and comparing
-  it with torch, which is how every task's parity check measures its export.
+- `run_onnx` (`onnx_session` for many runs), `largest_difference`, `read_metadata`: running a file with
+  onnxruntime and comparing it with torch, which is how every task's parity check measures its export.
 
 Metadata keys every file carries (strings, as ONNX stores them):
     shopfloor_version  the package version that wrote the file
@@ -65,27 +66,35 @@ def check_request(model, path: str | os.PathLike, opset: int) -> Path:
 
 # -- from torch ---------------------------------------------------------------------------
 def export_module(net: torch.nn.Module, example: tuple, opset: int, inputs: list[str],
-                  output: str | Iterable[str]) -> tuple[onnx.ModelProto, str]:
+                  output: str | Iterable[str], dynamic: dict[str, dict[int, str]] | None = None,
+                  ) -> tuple[onnx.ModelProto, str]:
     """Any module with a dynamic batch axis on every input -> (proto, exporter name): torch.export first,
-    TorchScript if that fails."""
+    TorchScript if that fails.
+
+    `dynamic` names the dynamic axes of inputs and outputs instead, name -> {axis: dimension name}: axes
+    that share a dimension name have one length ({"readings": {0: "batch", 2: "time"}, "score": {0: "batch",
+    1: "time"}}). An input or output it leaves out has axis 0 dynamic, named "batch", as without it.
+    """
     outputs = [output] if isinstance(output, str) else list(output)
+    axes = {name: {0: "batch"} for name in [*inputs, *outputs]} | (dynamic or {})
     if opset >= DYNAMO_MIN_OPSET:
         try:
-            return _export_dynamo(net, example, opset, inputs, outputs), "torch.export"
+            return _export_dynamo(net, example, opset, inputs, outputs, axes), "torch.export"
         except Exception as err:  # whatever stops the new exporter, the TorchScript one has handled this network
             log.info("torch.export could not export the network (%s: %s); using the TorchScript exporter",
                      type(err).__name__, str(err).splitlines()[0] if str(err) else "")
-    return _export_torchscript(net, example, opset, inputs, outputs), "torchscript"
+    return _export_torchscript(net, example, opset, inputs, outputs, axes), "torchscript"
 
 
-def _export_dynamo(net: torch.nn.Module, example: tuple, opset: int, inputs: list[str],
-                   outputs: list[str]) -> onnx.ModelProto:
-    batch = torch.export.Dim("batch")
+def _export_dynamo(net: torch.nn.Module, example: tuple, opset: int, inputs: list[str], outputs: list[str],
+                   axes: dict[str, dict[int, str]]) -> onnx.ModelProto:
+    dims = {dim: torch.export.Dim(dim) for name in inputs for dim in axes[name].values()}  # one Dim per name
     with warnings.catch_warnings(), quiet(TORCH_ONNX_LOGGER):
         warnings.simplefilter("ignore")
         program = torch.onnx.export(net, example, dynamo=True, verbose=False, opset_version=opset,
                                     input_names=inputs, output_names=outputs,
-                                    dynamic_shapes=tuple({0: batch} for _ in inputs))
+                                    dynamic_shapes=tuple({axis: dims[dim] for axis, dim in axes[name].items()}
+                                                         for name in inputs))
     proto = program.model_proto
     got = {entry.domain: entry.version for entry in proto.opset_import}.get("")
     if got != opset:
@@ -93,14 +102,13 @@ def _export_dynamo(net: torch.nn.Module, example: tuple, opset: int, inputs: lis
     return proto
 
 
-def _export_torchscript(net: torch.nn.Module, example: tuple, opset: int, inputs: list[str],
-                        outputs: list[str]) -> onnx.ModelProto:
+def _export_torchscript(net: torch.nn.Module, example: tuple, opset: int, inputs: list[str], outputs: list[str],
+                        axes: dict[str, dict[int, str]]) -> onnx.ModelProto:
     buffer = io.BytesIO()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         torch.onnx.export(net, example, buffer, dynamo=False, opset_version=opset,
-                          input_names=inputs, output_names=outputs,
-                          dynamic_axes={name: {0: "batch"} for name in [*inputs, *outputs]})
+                          input_names=inputs, output_names=outputs, dynamic_axes=axes)
     return onnx.load_from_string(buffer.getvalue())
 
 
@@ -158,11 +166,16 @@ def read_metadata(onnx_path: str | os.PathLike) -> dict[str, str]:
 
 
 # -- running and checking -----------------------------------------------------------------
-def run_onnx(onnx_path: str | os.PathLike, feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-    """Run an exported model with onnxruntime on the CPU; outputs by name."""
+def onnx_session(onnx_path: str | os.PathLike):
+    """An onnxruntime session on the CPU, for a check that runs one file many times (one call per sequence)."""
     import onnxruntime as ort
 
-    session = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
+    return ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
+
+
+def run_onnx(onnx_path: str | os.PathLike, feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """Run an exported model with onnxruntime on the CPU; outputs by name."""
+    session = onnx_session(onnx_path)
     names = [o.name for o in session.get_outputs()]
     return dict(zip(names, session.run(names, feed), strict=True))
 

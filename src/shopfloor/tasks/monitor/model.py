@@ -40,6 +40,7 @@ from shopfloor.data.times import check_date_order
 from shopfloor.errors import BadColumn, BadOption, BadTarget, warn
 from shopfloor.tasks.base import Estimator
 from shopfloor.tasks.monitor.crops import crop_starts, longest_run
+from shopfloor.tasks.monitor.faces import MonitorFaces
 from shopfloor.tasks.monitor.history import SensorHistory, median_step, read_history, to_grid
 from shopfloor.tasks.monitor.network import MonitorNet, slow_sensors
 from shopfloor.training import TrainConfig, fit_module, seed_everything
@@ -49,7 +50,7 @@ MAX_CROPS = 1_024  # training sequences per epoch, evenly spread: a year of 1-mi
 CHUNK = 262_144  # steps scored in one network pass (memory stays bounded on a year of readings)
 
 
-class MonitorModel(Estimator):
+class MonitorModel(MonitorFaces, Estimator):
     """Anomaly score per row (0..1, anomaly at 0.5) with the sensors behind it, from normal histories."""
 
     task_name = "monitor"
@@ -57,7 +58,7 @@ class MonitorModel(Estimator):
     described_as = "a sensor-monitoring model"
     accepts = "rows"
     gives = ("score",)
-    predicted_items = "rows: time, score, anomaly, top sensors"
+    predicted_items = "rows: time, score, anomaly, top sensors; events in <name>-events beside them"
     saved_state: ClassVar[dict[str, str]] = {
         "time": "time_column_", "machine": "machine_column_", "label": "label_column_",
         "sensors": "sensor_columns_", "constant_sensors": "constant_sensors_", "slow_sensors": "slow_sensors_",
