@@ -38,6 +38,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from shopfloor.errors import NotAModel
 from shopfloor.kits.onnx import (
     EXAMPLE_ROWS,
     check_request,
@@ -46,6 +47,7 @@ from shopfloor.kits.onnx import (
     frozen_copy,
     largest_difference,
     onnx_session,
+    read_metadata,
     write_onnx,
 )
 
@@ -98,6 +100,10 @@ def check_parity(model, onnx_path: str | os.PathLike, data) -> float:
     rounding of a contribution of 5,000 does not read as a disagreement."""
     from shopfloor.tasks.monitor.history import to_grid
 
+    sensors = read_metadata(onnx_path).get("sensors")
+    if sensors != json.dumps(model.sensor_columns_):
+        raise NotAModel(f"{onnx_path} reads the sensors {sensors or '(none named)'}, the model "
+                        f"{json.dumps(model.sensor_columns_)}: the file was exported from a different model")
     history = model._history(data)
     grid = to_grid(history, model.step_, model.max_gap, fill=model.net_.mean.numpy().astype(np.float64))
     expected_contributions, raw = model._score_grid(grid)
