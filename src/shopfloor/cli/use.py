@@ -109,14 +109,20 @@ def export(model: ModelOpt, out: Annotated[Path, typer.Option("--out", help="ONN
 def report(model: ModelOpt, out: Annotated[Path, typer.Option("--out", help="HTML file to write.")],
            data: Annotated[Path | None, typer.Option("--data", help="Labelled data (or test histories) to evaluate on.")] = None,
            rul: Annotated[Path | None, typer.Option("--rul", help="RUL models: true RUL per test unit.")] = None,
+           label: Annotated[str | None, typer.Option(
+               "--label", help="Monitoring models: the 0/1 column of known anomalies in the data.")] = None,
            dayfirst: DayFirstOpt = None):
-    """One self-contained HTML page: metrics, curves, feature importance (RUL: intervals, degradation curves)."""
+    """One self-contained HTML page: metrics, curves, feature importance (RUL: intervals, degradation curves;
+    monitoring: sensors and score over time, events)."""
     import shopfloor
+    from shopfloor.errors import BadOption
 
     refuse_output_over_input(out, "--out", data=data, rul=rul)
+    if rul is not None and label is not None:
+        raise BadOption("give the truth once: --rul FILE (remaining useful life) or --label COL (a label column)")
     estimator = shopfloor.load(model)
     set_date_order(estimator, dayfirst)
-    estimator.write_report(out, data, rul)
+    estimator.write_report(out, data, rul if rul is not None else label)
     stderr().print(f"[green]wrote[/] {plain(out)}")
 
 
