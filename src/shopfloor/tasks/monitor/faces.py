@@ -6,6 +6,7 @@ not loaded with a model)."""
 from __future__ import annotations
 
 import os
+import warnings
 from pathlib import Path
 
 EVENTS_SUFFIX = "-events"  # PREDS.csv -> PREDS-events.csv beside it
@@ -29,7 +30,9 @@ class MonitorFaces:
             raise BadOption(f"the events of {destination} go to {events_file}, which is the data file itself; "
                             "give --out another name")
         rows = self.predict(source)
-        events = self.events(source)  # reads the file again: the price of keeping predict and events as they are
+        with warnings.catch_warnings():  # the file is read again: its warnings were given once already
+            warnings.simplefilter("ignore")
+            events = self.events(source)
         write_table(rows, destination)
         write_table(events, events_file)
         return len(rows)
