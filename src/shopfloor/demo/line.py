@@ -1,4 +1,4 @@
-"""Part 5 of `shopfloor demo`: the demo's models on a simulated line.
+"""Part 6 of `shopfloor demo`: the demo's models on a simulated line.
 
 1. the models trained in parts 1-4 go into a registry (`<out>/line/models`) and a read token is made;
 2. an MQTT broker starts (Mosquitto when installed, else the pure-Python amqtt), then the REST service
@@ -84,7 +84,7 @@ def run_line_demo(out: Path, console: Console, port: int = 8000, serve_seconds: 
     from shopfloor.demo.data import demo_file
     from shopfloor.stream.replay import replay
 
-    console.rule("[bold]5. On the line: REST service, MQTT stream worker and live dashboard")
+    console.rule("[bold]6. On the line: REST service, MQTT stream worker and live dashboard")
     models = {name: out / folder for name, folder in [("failure", "ai4i-model"), ("rul", "cmapss-model"),
                                                       ("defects", "defects-model"), ("anomaly", "anomaly-model"),
                                                       ("reactor", "reactor-model")] if (out / folder).is_dir()}

@@ -105,7 +105,8 @@ def test_export_and_report_through_the_command_line(saved, tmp_path):
     (lambda f: f[["time"]].assign(status="on"), "no numeric sensor"),
     (lambda f: f.iloc[:20], "needs at least"),  # fewer rows than one window
     (lambda f: f.assign(time=f["time"].astype(str).where(f.index != 7, "yesterday")), "row 8"),
-    (lambda f: f.assign(flow=f["flow"].astype(object).where(f.index != 12, "broken")), "'flow' of history.csv holds text at row 13"),
+    (lambda f: f.assign(flow=f["flow"].astype(object).where(f.index != 12, "broken")),
+     "'flow' of history.csv holds text at row 13"),
     (lambda f: pd.concat([f.iloc[:10], f.iloc[9:]], ignore_index=True), "two rows at time"),
 ])
 def test_bad_training_input_is_one_line_exit_2_and_no_model_folder(edit, words, tmp_path):
