@@ -127,3 +127,36 @@ def test_a_task_without_an_exporter_says_so_through_the_contract(tmp_path):
         Tiny().export_onnx(tmp_path / "tiny.onnx")  # the base default: no tabular fall-through
     assert not list(tmp_path.iterdir())
 
+
+
+class Sequence(torch.nn.Module):
+    """A network over sequences [batch, channels, time], as the monitor task's: one output per step, one per
+    channel and step, each step with the one before it (the first with itself)."""
+
+    def forward(self, readings):
+        pairs = readings + torch.nn.functional.pad(readings, (1, 0), mode="replicate")[..., :-1]
+        return pairs.amax(dim=1), pairs * 2
+
+
+@pytest.mark.parametrize("dynamo", [True, False])
+def test_named_axes_beyond_the_batch_are_dynamic_with_either_exporter(tmp_path, monkeypatch, dynamo):
+    if not dynamo:
+        real_export = torch.onnx.export
+
+        def dynamo_broken(*args, dynamo=True, **kwargs):
+            if dynamo:
+                raise RuntimeError("simulated torch.export failure")
+            return real_export(*args, dynamo=False, **kwargs)
+
+        monkeypatch.setattr(torch.onnx, "export", dynamo_broken)
+    axes = {"readings": {0: "batch", 2: "time"}, "top": {0: "batch", 1: "time"}, "all": {0: "batch", 2: "time"}}
+    proto, exporter = kit.export_module(Sequence(), (torch.rand(kit.EXAMPLE_ROWS, 3, 9),), 18, ["readings"],
+                                        ["top", "all"], dynamic=axes)
+    assert exporter == ("torch.export" if dynamo else "torchscript")
+    path = kit.write_onnx(proto, tmp_path / "sequence.onnx", kit.file_facts(Tiny(), exporter, ["top", "all"], ""))
+    for batch, steps in [(1, 1), (2, 5), (7, 40)]:
+        readings = torch.rand(batch, 3, steps)
+        out = kit.run_onnx(path, {"readings": readings.numpy()})
+        top, every = Sequence()(readings)
+        assert kit.largest_difference(path, out["top"], top.numpy()) <= 1e-5
+        assert kit.largest_difference(path, out["all"], every.numpy()) <= 1e-5
