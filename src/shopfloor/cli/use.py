@@ -57,7 +57,8 @@ def evaluate(model: ModelOpt, data: DataOpt,
 def predict(model: ModelOpt,
             data: Annotated[Path, typer.Option("--data", help="CSV or Parquet file; for image models an image or a folder.")],
             out: Annotated[Path, typer.Option("--out", help="Output file, .csv or .parquet; image models also write "
-                                              "heatmap overlays beside it (or give a folder).")],
+                                              "heatmap overlays beside it (or give a folder), monitoring models "
+                                              "their events (OUT-events.csv).")],
             chunk_rows: Annotated[int, typer.Option("--chunk-rows", help="Rows per chunk (bounds memory).")] = 200_000,
             dayfirst: DayFirstOpt = None):
     """Predict every row of a file (keeps id and time columns), every unit's remaining useful life, or every image's verdict."""
