@@ -132,3 +132,12 @@ def test_bad_input_to_predict_writes_neither_rows_nor_events(saved, edit, words,
         lines = error_lines(done)
         assert done.exit_code == 2 and len(lines) == 1 and re.search(words, lines[0]), (command, done.output)
         assert not out.exists() and not (tmp_path / "out-events.csv").exists()
+
+
+def test_the_events_file_never_replaces_the_data(saved, tmp_path):
+    data = tmp_path / "today-events.csv"
+    data.write_bytes((saved / "new.csv").read_bytes())
+    done = shopfloor("predict", "--model", saved / "model", "--data", data, "--out", tmp_path / "today.csv")
+    lines = error_lines(done)
+    assert done.exit_code == 2 and len(lines) == 1 and "the data file itself" in lines[0]
+    assert data.read_bytes() == (saved / "new.csv").read_bytes() and not (tmp_path / "today.csv").exists()
