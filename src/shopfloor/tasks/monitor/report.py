@@ -37,6 +37,7 @@ MAX_MACHINES = 4  # machines drawn, those with the most flagged rows first
 MAX_PANELS = 12  # sensors drawn per machine, those that carry the most of its events first
 MAX_EVENTS = 12  # events with contribution bars, the highest peaks first
 EVENT_BARS = 8  # sensors per event's bars
+WIDEN = 2  # buckets added on each side of a band drawn from buckets, so that a short event is seen
 LINE, FLAGGED, LABELLED, THRESHOLD = "#2680c2", "#d64545", "#f0b429", "#1f2933"
 METRIC_WORDS = {
     "f1": "TP / (TP + (FP + FN) / 2), row by row, without point adjustment",
@@ -104,8 +105,9 @@ def _read(model, data, truth: str | None) -> SensorHistory:
             return model._history(data)
     if truth is None:
         return model._history(data)
+    ignore = [c for c in (model.label_column_, *model.constant_sensors_, *model.drop) if c and c != truth]
     return read_history(data, model.time_column_, model.machine_column_, label=truth, sensors=model.sensor_columns_,
-                        ignore=[*model.constant_sensors_, *model.drop], date_order=model.new_data_date_order())
+                        ignore=ignore, date_order=model.new_data_date_order())
 
 
 # -- what the model is ----------------------------------------------------------------------
@@ -173,7 +175,7 @@ def _timeline_section(model, history: SensorHistory, contributions: np.ndarray, 
     if bucketed:
         notes.append(f"Long histories are drawn in at most {MAX_BUCKETS:,} time buckets per machine: each sensor as the "
                      "range of its readings in a bucket, the score as its highest value; a bucket is banded when any of "
-                     "its rows is.")
+                     f"its rows is, and every band is widened by {WIDEN} buckets on each side to be seen.")
     if len(machines) > MAX_MACHINES:
         notes.append(f"{MAX_MACHINES} of {len(machines)} machines are drawn, those with the most flagged rows.")
     if len(model.sensor_columns_) > MAX_PANELS:
@@ -192,7 +194,7 @@ def _timeline_figure(model, history: SensorHistory, order: np.ndarray, panels: l
     times = history.stamps.iloc[order].to_numpy()[starts]
     fig = Figure(figsize=(10, 0.95 * (len(panels) + 1) + 0.7), dpi=110, layout="constrained")
     axes = fig.subplots(len(panels) + 1, 1, sharex=True, squeeze=False)[:, 0]
-    bands = [(_bucket_any(flagged[order], starts), dict(facecolor=FLAGGED, alpha=0.18, linewidth=0))]
+    bands = [(_bucket_any(flagged[order], starts), dict(facecolor=FLAGGED, alpha=0.25, linewidth=0))]
     if history.label is not None:
         bands.append((_bucket_any(history.label[order] == 1, starts),
                       dict(facecolor="none", hatch="///", edgecolor=LABELLED, linewidth=0)))
@@ -230,7 +232,13 @@ def _bucket_range(values: np.ndarray, starts: np.ndarray) -> tuple[np.ndarray, n
 
 
 def _bucket_any(flags: np.ndarray, starts: np.ndarray) -> np.ndarray:
-    return np.logical_or.reduceat(np.asarray(flags, bool), starts)
+    """Whether any row of each bucket is flagged; when rows were bucketed, a band is widened by `WIDEN` buckets
+    on each side, or an event of a few hours in a year would be narrower than a pixel."""
+    flags = np.asarray(flags, bool)
+    found = np.logical_or.reduceat(flags, starts)
+    if len(starts) < len(flags):
+        found = np.convolve(found, np.ones(2 * WIDEN + 1), mode="same") > 0
+    return found
 
 
 # -- events ---------------------------------------------------------------------------------
