@@ -37,7 +37,7 @@ def pump_day(number: int, start: str, minutes: int, seed: int, wear_from: int | 
     if wear_from is not None:
         wear[wear_from:] = np.arange(minutes - wear_from) / 60  # grows by one per hour
     slow_motor = lfilter([0.02], [1, -0.98], load, zi=[0.98 * load[0]])[0]  # a time constant of about 50 minutes
-    slow_bearing = lfilter([0.03], [1, -0.97], load + 0.3 * wear, zi=[0.97 * load[0]])[0]
+    slow_bearing = lfilter([0.03], [1, -0.97], load + 0.1 * wear, zi=[0.97 * load[0]])[0]
     noise = rng.normal(size=(minutes, len(SENSORS)))
     readings = {
         SENSORS[0]: 12 + 30 * load + 0.3 * noise[:, 0],
