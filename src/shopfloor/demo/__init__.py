@@ -241,7 +241,7 @@ def run_monitor_demo(out: Path, console: Console, quick: bool = False) -> dict:
         difference = model.onnx_parity(onnx_path, today)
     (out / "pumps-metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
     minutes = int(metrics["tp"] + metrics["fp"] + metrics["fn"] + metrics["tn"])
-    console.print(metrics_table(f"the new day: {minutes:,} pump-minutes, row by row",
+    console.print(metrics_table(f"{minutes:,} pump-minutes, row by row",
                                 {k: metrics[k] for k in ("f1", "precision", "recall", "far", "event_f1")}))
     events = read_table(out / "pumps-predictions-events.csv")
     console.print(f"{len(events)} event(s) in pumps-predictions-events.csv")
