@@ -119,3 +119,22 @@ def test_refusals_come_before_any_work(exported, tmp_path):
     with pytest.raises(NotAModel, match="different model"):
         other.onnx_parity(path, pump(rows=100, seed=2))
     assert not (tmp_path / "unfitted.onnx").exists() and not (tmp_path / "model.bin").exists()
+
+
+def test_a_stream_sending_the_last_reach_readings_gets_the_newest_score(exported):
+    model, path = exported
+    frame, _ = with_fault(pump(rows=400, seed=8), "spike", start=330)
+    answers = model.predict(frame)
+    last = model.net_.reach() + 1
+    for end in (200, 340, 400):  # before, in and after the fault
+        readings = frame[SENSORS].iloc[end - last:end].to_numpy(np.float32).T[None]
+        newest = run_onnx(path, {"readings": readings})["score"][0, -1]
+        assert abs(newest - answers["score"].iloc[end - 1]) <= PARITY
+
+
+def test_opset_17_takes_the_torchscript_exporter_with_both_axes_dynamic(exported, tmp_path):
+    model, _ = exported
+    path = model.export_onnx(tmp_path / "old-runtime.onnx", opset=17)
+    assert read_metadata(path)["exporter"] == "torchscript"
+    frame, _ = pieces([5, 90])
+    assert model.onnx_parity(path, frame) <= PARITY
