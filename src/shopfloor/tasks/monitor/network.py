@@ -43,7 +43,7 @@ def causal_mean(x: torch.Tensor, window: int) -> torch.Tensor:
 
     A sliding sum, not a running sum less the running sum `window` steps before: over a year of minutes the
     running sum grew so large that float32 kept 1e-4 of the score's digits (and ONNX Runtime, summing in
-    another order, other digits); the sliding sum holds 1e-6 and is faster."""
+    another order, other digits); the sliding sum holds 1e-6, at about the same speed."""
     total = F.avg_pool1d(F.pad(x, (window - 1, 0)).flatten(0, -2)[:, None], window, stride=1)[:, 0] * window
     count = torch.clamp(torch.arange(1, x.shape[-1] + 1, device=x.device, dtype=x.dtype), max=window)
     return total.reshape(x.shape) / count
