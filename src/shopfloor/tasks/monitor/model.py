@@ -28,6 +28,7 @@ no sensor beyond its normal spread.
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from typing import ClassVar, Literal
 
@@ -41,6 +42,7 @@ from shopfloor.errors import BadColumn, BadOption, BadTarget, warn
 from shopfloor.tasks.base import Estimator
 from shopfloor.tasks.monitor.crops import crop_starts, longest_run
 from shopfloor.tasks.monitor.history import SensorHistory, median_step, read_history, to_grid
+from shopfloor.tasks.monitor.levels import MachineLevels, learn_levels
 from shopfloor.tasks.monitor.network import MonitorNet, slow_sensors
 from shopfloor.training import TrainConfig, fit_module, seed_everything
 
@@ -71,7 +73,7 @@ class MonitorModel(Estimator):
                  channels: int = 32, latent: int = 4, kernel: int = 5, crop: int = 96, lr: float = 2e-3,
                  weight_decay: float = 1e-4, batch_size: int = 16, max_epochs: int = 40, patience: int = 8,
                  event_gap: int | None = None, date_order: Literal["auto", "dayfirst", "monthfirst"] = "auto",
-                 seed: int = 0, progress: bool = True):
+                 levels: Literal["machine", "fleet"] = "machine", persist: int = 5, seed: int = 0, progress: bool = True):
         self.time = time
         self.machine = machine
         self.drop = drop
@@ -93,6 +95,8 @@ class MonitorModel(Estimator):
         self.patience = patience
         self.event_gap = event_gap
         self.date_order = date_order
+        self.levels = levels
+        self.persist = persist
         self.seed = seed
         self.progress = progress
 
@@ -115,6 +119,7 @@ class MonitorModel(Estimator):
             normal = ~flagged
         held = self._held_out(grid)
         learn = normal & ~held
+        self._learn_levels(grid, learn)
         if learn.sum() < 2 * self.window or (normal & held).sum() < self.window:
             raise BadTarget(f"{history.source} has {int(normal.sum())} normal time steps; a monitor model with "
                             f"window {self.window} needs at least {int(np.ceil(2 * self.window / (1 - self.holdout)))} "
@@ -122,7 +127,7 @@ class MonitorModel(Estimator):
         self.net_ = self._build_net(len(self.sensor_columns_))
         self._set_normalisation(grid, learn)
         self._train(grid, learn)
-        contributions, raw = self._score_grid(grid)
+        contributions, _ = self._score_grid(grid)
         self._calibrate(contributions, normal & held, held, None if history.label is None else ~normal)
         self.fingerprint_ = {"rows": len(history), "machines": 1 if history.machines is None
                              else int(pd.Series(history.machines).nunique()), "sensors": len(self.sensor_columns_),
@@ -131,13 +136,15 @@ class MonitorModel(Estimator):
         return self
 
     def _check_options(self) -> None:
-        if self.window < 2 or self.max_gap < 1 or self.crop < 2 or self.latent < 1 or self.channels < 1:
-            raise BadOption("window and crop must be at least 2; max_gap, latent and channels at least 1")
+        if self.window < 2 or self.max_gap < 1 or self.crop < 2 or min(self.latent, self.channels, self.persist) < 1:
+            raise BadOption("window and crop must be at least 2; max_gap, latent, channels and persist at least 1")
         if not 0 < self.holdout < 1:
             raise BadOption(f"holdout is the share of history held out for the threshold, between 0 and 1, not {self.holdout}")
         if self.margin <= 0:
             raise BadOption(f"margin multiplies the threshold and must be positive, not {self.margin}")
         check_date_order(self.date_order)
+        if self.levels not in ("machine", "fleet"):
+            raise BadOption(f"levels is 'machine' (each machine standardised on its own history) or 'fleet', not {self.levels!r}")
         self._alarm_share(1.0)  # refuses a false_alarm_rate it cannot read
 
     def _alarm_share(self, step_seconds: float) -> float:
@@ -187,8 +194,37 @@ class MonitorModel(Estimator):
             held[slots[int(np.floor(len(slots) * (1 - self.holdout))):]] = True
         return held
 
+    def _learn_levels(self, grid, learn: np.ndarray) -> None:
+        """With a machine column (and levels='machine') every machine is standardised on its own normal rows
+        before the hold-out (levels.py): the grid moves into the fleet's units in place."""
+        self.machine_levels_ = None
+        if self.machine_column_ and self.levels == "machine":
+            owners = np.repeat(np.asarray(grid.machine_of_segment, dtype=object), grid.lengths)
+            self.machine_levels_ = learn_levels(grid.values, owners, learn)
+            grid.values = self.machine_levels_.to_fleet(grid.values, owners)[0]
+
+    def machine_levels(self, machines) -> tuple[np.ndarray, np.ndarray]:
+        """Gain and offset [machines, sensors] that move each machine's readings into the units the network learnt:
+        `net_(readings * gain[i, :, None] + offset[i, :, None])` scores machine i's readings [batch, sensors, time]
+        as `predict` does. Ones and zeros for a model of fleet levels and for a machine it never saw."""
+        self._check_fitted()
+        if self.machine_levels_ is None:
+            return np.ones((len(machines), len(self.sensor_columns_))), np.zeros((len(machines), len(self.sensor_columns_)))
+        gain, offset, _ = self.machine_levels_.gain_offset(list(machines))
+        return gain, offset
+
+    def _in_fleet_units(self, history: SensorHistory) -> SensorHistory:
+        if self.machine_levels_ is None or history.machines is None:
+            return history
+        values, unknown = self.machine_levels_.to_fleet(history.values, history.machines)
+        if unknown:
+            warn(f"machine(s) {', '.join(unknown[:5])}{' ...' if len(unknown) > 5 else ''} of {history.source} were not in "
+                 "the training history; judged against the fleet's usual level")
+        return dataclasses.replace(history, values=values)
+
     def _build_net(self, n_sensors: int) -> MonitorNet:
-        return MonitorNet(n_sensors, window=self.window, channels=self.channels, latent=self.latent, kernel=self.kernel)
+        return MonitorNet(n_sensors, window=self.window, channels=self.channels, latent=self.latent, kernel=self.kernel,
+                          persist=self.persist)
 
     def _set_normalisation(self, grid, learn: np.ndarray) -> None:
         values = grid.values[learn]
@@ -256,6 +292,7 @@ class MonitorModel(Estimator):
     def _score_grid(self, grid) -> tuple[np.ndarray, np.ndarray]:
         """Contributions [slots, sensors] and raw scores [slots], one network pass per segment (or chunk)."""
         contributions = np.empty(grid.values.shape, np.float32)
+        raw = np.empty(len(grid.values), np.float32)
         reach = self.net_.reach()
         previous = torch.get_num_threads()
         torch.set_num_threads(max(1, min(previous, 4)))
@@ -266,11 +303,13 @@ class MonitorModel(Estimator):
                     for start in range(0, len(values), CHUNK):
                         first = max(0, start - reach)  # enough history that the chunk scores as the whole would
                         piece = torch.as_tensor(values[first:start + CHUNK].T[None], dtype=torch.float32)
-                        out = self.net_(piece)[0][0, :, start - first:].T.numpy()
+                        out, top = self.net_(piece)
+                        out, top = out[0, :, start - first:].T.numpy(), top[0, start - first:].numpy()
                         contributions[segment.start + start:segment.start + start + len(out)] = out
+                        raw[segment.start + start:segment.start + start + len(out)] = top
         finally:
             torch.set_num_threads(previous)
-        return contributions, contributions.max(1)
+        return contributions, raw
 
     def _history(self, data) -> SensorHistory:
         self._check_fitted()
@@ -283,7 +322,7 @@ class MonitorModel(Estimator):
 
     def _rows(self, history: SensorHistory) -> tuple[np.ndarray, np.ndarray]:
         """Contributions [rows, sensors] and 0..1 scores [rows] in the input's row order."""
-        grid = to_grid(history, self.step_, self.max_gap, fill=self.net_.mean.numpy().astype(np.float64))
+        grid = to_grid(self._in_fleet_units(history), self.step_, self.max_gap, fill=self.net_.mean.numpy().astype(np.float64))
         contributions, raw = self._score_grid(grid)
         with torch.no_grad():
             score = self.net_.squash(torch.as_tensor(raw)).numpy()
@@ -354,7 +393,17 @@ class MonitorModel(Estimator):
     def _tensors(self) -> dict[str, torch.Tensor]:
         return self._net_tensors()
 
+    def _state(self) -> dict:
+        return {"persist": self.persist,
+                "machine_levels": None if self.machine_levels_ is None else self.machine_levels_.to_json()}
+
     def _restore(self, state: dict, tensors: dict[str, torch.Tensor]) -> None:
+        self.persist = state.get("persist", 1)  # folders saved before the persistence rule flag a step alone
+        levels = state.get("machine_levels")  # absent from folders saved before per-machine levels
+        self.machine_levels_ = None if levels is None else MachineLevels.from_json(levels)
+        if levels is not None and len(self.machine_levels_.fleet_mean) != len(self.sensor_columns_):
+            raise ValueError(f"machine levels for {len(self.machine_levels_.fleet_mean)} sensors, the model has "
+                             f"{len(self.sensor_columns_)}")
         self.net_ = self._load_net(lambda: self._build_net(len(self.sensor_columns_)), tensors)
 
     # -- the faces: the service, info --------------------------------------------------------
