@@ -38,7 +38,9 @@ of the defaults before this round (margin 2, no persistence), seeds 0/1/2: F1 0.
   (0.792/0.775/0.776) and gave 4.4, 4.5 and 3.2 NAB (34.7/39.4/33.3): fewer, steadier changepoints. 3 steps
   +1.7 NAB (seed 0), 10 steps +3.9 NAB and -0.011 F1. Kept: `persist=5`, and its 4 steps of delay;
 - a median of 3 seeds' scores: F1 0.791, NAB 31.9 (0.787 and 36.8 with persistence): between the members,
-  at 3x the training; not kept;
+  at 3x the training; not kept. Windows of 16 and 64 steps alone (persist 5): F1 0.767 (FAR 11.0 %, MAR
+  31.9 %, NAB 37.8) and 0.801 (30.6 %, 15.5 %, 26.8); the median of 16, 32 and 64: 0.796 (18.4 %, 23.5 %,
+  34.6), as 32 alone at 3x the training; not kept;
 - the row's score from its 2 largest contributions (mean) 0.788, their root mean square 0.786, their mean
   0.773 (each at its best margin): the largest alone is kept; the error scale from the held-out median, 90th,
   99th percentile or maximum instead of the 95th: 0.786-0.798, no change;
