@@ -1,5 +1,6 @@
-"""SKAB, the monitor's decision rules: seed-to-seed spread, threshold margin x persistence, a median of seeds, and
-the half-split check of the settings chosen on SKAB (which files chose them, which files report them).
+"""SKAB, the monitor's decision rules: seed-to-seed spread, threshold margin x persistence, a median of seeds, other
+ways to score a row (how the sensors combine, the error scale, a level branch),
+and the half-split check of the settings chosen on SKAB (which files chose them, which files report them).
 
 The leaderboard's protocol of benchmarks/skab.py (first 400 rows learnt, the rest scored, counts pooled). Each
 file's model is trained once per seed with `persist=1`; its contributions on every row are kept, and every
@@ -27,6 +28,10 @@ HELD = slice(300, TRAIN_ROWS)  # the rows the model holds out of its 400 (holdou
 MARGINS = (1.5, 2.0, 2.5, 3.0)
 PERSISTS = (1, 3, 5, 10)
 DEFAULT = (2.0, 5)
+VARIANTS = {"mean of 2 largest": {"combine": "mean of 2 largest"}, "root mean square": {"combine": "root mean square"},
+            "mean": {"combine": "mean"}, "error scale: median": {"quantile": 0.5},
+            "error scale: 99th percentile": {"quantile": 0.99}, "level branch x0.25": {"levels": 0.25},
+            "level branch x1": {"levels": 1.0}}
 
 
 def contributions(name: str, seed: int) -> tuple[np.ndarray, object]:
@@ -40,11 +45,36 @@ def contributions(name: str, seed: int) -> tuple[np.ndarray, object]:
     return table[model.sensor_columns_].to_numpy(np.float64) * model.net_.error_scale.numpy(), frame
 
 
-def relative_score(c: np.ndarray, margin: float) -> np.ndarray:
-    """Raw score / threshold (1 = at the threshold), as the model computes them from its held-out rows."""
-    scale = np.quantile(c[HELD], 0.95, axis=0)
-    raw = (c / np.where(scale > 1e-12, scale, max(float(scale.max()), 1e-12))).max(1)
+def relative_score(c: np.ndarray, margin: float, combine: str = "largest", quantile: float | None = 0.95) -> np.ndarray:
+    """Raw score / threshold (1 = at the threshold), as the model computes them from its held-out rows; `combine`
+    turns the scaled contributions of a row into its raw score (the model: the largest)."""
+    scaled = c  # `quantile` None: scaled already (with_levels)
+    if quantile is not None:
+        scale = np.quantile(c[HELD], quantile, axis=0)
+        scaled = c / np.where(scale > 1e-12, scale, max(float(scale.max()), 1e-12))
+    raw = {"largest": lambda x: x.max(1), "mean of 2 largest": lambda x: np.sort(x, 1)[:, -2:].mean(1),
+           "root mean square": lambda x: np.sqrt((x ** 2).mean(1)), "mean": lambda x: x.mean(1)}[combine](scaled)
     return raw / (margin * np.quantile(raw[HELD], 0.99))
+
+
+def with_levels(c: np.ndarray, frame, weight: float) -> np.ndarray:
+    """The contributions beside a level branch: every sensor not judged by its movement, its mean over the last 32
+    steps against its mean and spread on the learnt rows 0-299, squared, x `weight` after its own held-out scale."""
+    from shopfloor.tasks.monitor.network import slow_sensors
+
+    x = frame.drop(columns=["datetime", "anomaly", "changepoint"]).to_numpy(np.float64)
+    learnt = x[: HELD.start]
+    mean, spread = learnt.mean(0), learnt.std(0)
+    spread = np.where(spread > 1e-12, spread, 1.0)
+    z = np.cumsum((x - mean) / spread, axis=0)
+    window = 32
+    before = np.vstack([np.zeros((window, x.shape[1])), z])[: len(z)]
+    level = ((z - before) / np.minimum(np.arange(1, len(z) + 1), window)[:, None]) ** 2
+    level[:, slow_sensors(np.diff(learnt, axis=0), spread, 1.0)] = 0.0
+    level = level[:, level.max(0) > 0]
+    scale = np.quantile(level[HELD], 0.95, axis=0)
+    scale = np.where(scale > 1e-12, scale, 1.0)
+    return np.hstack([c / np.quantile(c[HELD], 0.95, axis=0).clip(1e-12), weight * level / scale])
 
 
 def persisted(flags: np.ndarray, steps: int) -> np.ndarray:
@@ -56,11 +86,15 @@ def persisted(flags: np.ndarray, steps: int) -> np.ndarray:
     return run >= steps
 
 
-def evaluate(cache: dict, files: list[str], seeds: list[int], margin: float, persist: int) -> dict:
+def evaluate(cache: dict, files: list[str], seeds: list[int], margin: float, persist: int, levels: float = 0.0,
+             **rule) -> dict:
     """Pooled scores of the median of the seeds' relative scores (one seed: that seed's)."""
     results = []
     for name in files:
-        relative = np.median([relative_score(cache[name, s][0], margin) for s in seeds], axis=0)
+        c = {s: with_levels(*cache[name, s], levels) if levels else cache[name, s][0] for s in seeds}
+        if levels:
+            rule = {**rule, "quantile": None}
+        relative = np.median([relative_score(c[s], margin, **rule) for s in seeds], axis=0)
         flags = persisted(relative >= 1, persist).astype(np.int64)
         results.append(file_result(cache[name, seeds[0]][1], flags[TRAIN_ROWS:]))
     out = score(results)
@@ -117,10 +151,14 @@ def main() -> None:
                                        for m in MARGINS for p in PERSISTS},
               "median_of_seeds": {f"margin {m:g}, persist {p}": evaluate(cache, files, seeds, m, p)
                                   for m, p in ((2.0, 1), DEFAULT)},
-              "half_split": half_split(cache, files, seeds)}
+              "half_split": half_split(cache, files, seeds),
+              "variants_seed_0": {f"{name}, margin {m:g}": evaluate(cache, files, seeds[:1], m, 1, **rule)
+                                  for name, rule in VARIANTS.items() for m in MARGINS}}
     columns = ["F1", "FAR %", "MAR %", "NAB"]
     print_table("per seed", ["seed, rule", *columns], [[k, *line(v)] for k, v in result["per_seed"].items()])
     print_table("mean over seeds", ["rule", *columns], [[k, *line(v)] for k, v in result["grid_mean_over_seeds"].items()])
+    print_table("other rules (seed 0, persist 1)", ["rule", *columns],
+                [[k, *line(v)] for k, v in result["variants_seed_0"].items()])
     print_table("median of the seeds' scores", ["rule", *columns], [[k, *line(v)] for k, v in result["median_of_seeds"].items()])
     print_table("half split: chosen on one half, reported on the other (mean over seeds)",
                 ["chosen on", "margin, persist", "reported on", *columns, "defaults there: F1"],
