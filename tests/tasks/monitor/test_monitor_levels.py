@@ -4,6 +4,8 @@ normal history; a fault on one is found and its sensor named, the other stays qu
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -95,8 +97,12 @@ def test_every_machine_mean_maps_onto_the_fleet_reference():
 
 def test_levels_survive_save_and_load_and_an_unknown_machine_is_said(model, tmp_path):
     data = fleet(300, seed=2, start="2024-03-01")
-    again = base.load(model.save(tmp_path / "fleet-monitor"))
+    folder = model.save(tmp_path / "fleet-monitor")
+    again = base.load(folder)
     pd.testing.assert_frame_equal(again.predict(data), model.predict(data))
+    lines = MonitorModel.summary(json.loads((folder / "manifest.json").read_text()))["lines"]
+    assert any("each of 2 machines judged against its own" in line for line in lines)
+    assert any("a step flagged after 5 steps above it" in line for line in lines)
     stranger = of(data, "A").assign(pump="C")
     with pytest.warns(ShopfloorWarning, match="C.*not in the training history"):
         model.predict(stranger)
