@@ -10,7 +10,8 @@ Protocol (the leaderboard's, also written into the JSON):
   changepoint (the `changepoint` column) counted from row 400 on; a detected changepoint is a row where
   the flag changes; scores pooled over files and normalised (no detection 0, perfect 100);
 - a second protocol adds anomaly-free/anomaly-free.csv to every file's training rows (as a second machine:
-  its stamps are a different session, so its readings never share a window with the file's);
+  its stamps are a different session, so its readings never share a window with the file's; each session
+  is standardised on its own rows, the model's per-machine levels);
 - baselines in the same run, same rows: PCA T-squared + Q (standardised on the training rows, components
   explaining 90 % of the variance, a row flagged when T-squared or Q exceeds its 99th percentile on the
   training rows, as the leaderboard's T-squared+Q); Isolation Forest (scikit-learn defaults, seed 0);

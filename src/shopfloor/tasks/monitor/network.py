@@ -11,6 +11,8 @@ turns readings into a score lives here, so that Python, the service, the stream 
 - every layer is causal (a step sees itself and the past only) with the first reading repeated before
   the start, so a stream scores its newest reading as a file does, and early rows get a score from
   what there is;
+- a step is anomalous only when its `persist` last steps all score above the threshold: a lone step above
+  it is noise more often than a fault, and a flag that flickers on and off makes many false changepoints;
 - the bottleneck (`latent` channels per step, fewer than the sensors) makes the network learn how the
   sensors move together: a sensor that leaves the others (stuck, drifting, a broken correlation)
   cannot be reconstructed.
@@ -50,9 +52,11 @@ def causal_mean(x: torch.Tensor, window: int) -> torch.Tensor:
 
 
 class MonitorNet(nn.Module):
-    def __init__(self, n_sensors: int, window: int = 32, channels: int = 32, latent: int = 4, kernel: int = 5):
+    def __init__(self, n_sensors: int, window: int = 32, channels: int = 32, latent: int = 4, kernel: int = 5,
+                 persist: int = 1):
         super().__init__()
         self.window = window
+        self.persist = persist
         self.register_buffer("mean", torch.zeros(n_sensors))
         self.register_buffer("std", torch.ones(n_sensors))
         self.register_buffer("slow", torch.zeros(n_sensors))  # 1 for a sensor judged by its movement
@@ -69,7 +73,7 @@ class MonitorNet(nn.Module):
         convolutions, the error's window. A sequence scored in pieces that overlap by this much
         scores as the whole."""
         convolutions = sum(m.reach for m in self.modules() if isinstance(m, CausalConv))
-        return 2 * (self.window - 1) + convolutions
+        return 2 * (self.window - 1) + convolutions + self.persist - 1
 
     def standardise(self, readings: torch.Tensor) -> torch.Tensor:
         """[batch, sensors, time] readings -> what the autoencoder sees and reconstructs."""
@@ -83,13 +87,23 @@ class MonitorNet(nn.Module):
         return (self.decoder(self.encoder(z)) - z) ** 2
 
     def forward(self, readings: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Contributions [batch, sensors, time] (1 = a sensor's usual error on normal rows) and raw score [batch, time]."""
+        """Contributions [batch, sensors, time] (1 = a sensor's usual error on normal rows) and raw score [batch, time]:
+        the largest contribution, at its lowest over the last `persist` steps (a step is anomalous only when the
+        `persist` steps up to it all are)."""
         contributions = causal_mean(self.errors(readings), self.window) / self.error_scale[:, None]
-        return contributions, contributions.amax(dim=1)
+        return contributions, persisted(contributions.amax(dim=1), self.persist)
 
     def squash(self, raw: torch.Tensor) -> torch.Tensor:
         """Raw score -> 0..1 with the threshold at 0.5 (raw / (raw + threshold))."""
         return raw / (raw + self.threshold)
+
+
+def persisted(raw: torch.Tensor, steps: int) -> torch.Tensor:
+    """The lowest of the last `steps` raw scores [batch, time] (the first score repeated before the start)."""
+    if steps <= 1:
+        return raw
+    padded = F.pad(raw[:, None], (steps - 1, 0), mode="replicate")
+    return -F.max_pool1d(-padded, steps, stride=1)[:, 0]
 
 
 JUMP = 6.0  # a step this many robust spreads of the usual step is a jump between operating modes
