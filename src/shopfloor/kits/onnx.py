@@ -99,7 +99,21 @@ def _export_dynamo(net: torch.nn.Module, example: tuple, opset: int, inputs: lis
     got = {entry.domain: entry.version for entry in proto.opset_import}.get("")
     if got != opset:
         raise ValueError(f"the dynamo exporter wrote opset {got}, not {opset}")
+    check_dynamic_axes(proto, inputs, axes)
     return proto
+
+
+def check_dynamic_axes(proto: onnx.ModelProto, inputs: list[str], axes: dict[str, dict[int, str]]) -> None:
+    """Refuse a graph whose input came out with a fixed length on an axis asked to be dynamic: the new exporter
+    may fix an axis to the example's length (an operation it cannot trace symbolically) and say nothing, and
+    the file would then refuse every other length on the line."""
+    for entry in proto.graph.input:
+        if entry.name not in inputs:
+            continue
+        dims = entry.type.tensor_type.shape.dim
+        fixed = [axis for axis in axes.get(entry.name, {}) if axis < len(dims) and dims[axis].HasField("dim_value")]
+        if fixed:
+            raise ValueError(f"input {entry.name} came out with fixed axes {fixed}, asked to be dynamic")
 
 
 def _export_torchscript(net: torch.nn.Module, example: tuple, opset: int, inputs: list[str], outputs: list[str],

@@ -89,7 +89,13 @@ def test_a_fleet_with_gaps_and_missing_readings_keeps_parity(tmp_path):
                      for s in range(2)], ignore_index=True)
     new.loc[30:34, "flow"] = np.nan  # carried forward, as the caller of the graph is told to
     new = new.drop(index=range(60, 90))  # half an hour without readings: a new sequence
-    assert read_metadata(path)["machine"] == "machine"
+    meta = read_metadata(path)
+    assert meta["machine"] == "machine"
+    levels = json.loads(meta["machine_levels"])  # each pump judged against its own level: the caller maps it first
+    assert levels["machines"] == ["P0", "P1"]
+    gain, offset = fleet.machine_levels(["P1"])
+    np.testing.assert_allclose(levels["gain"][1], gain[0])
+    np.testing.assert_allclose(levels["offset"][1], offset[0])
     assert fleet.onnx_parity(path, new) <= PARITY
 
 

@@ -26,6 +26,10 @@ Metadata: the keys every shopfloor file carries (`shopfloor.kits.onnx`: shopfloo
     reach            earlier steps a step's score depends on (`MonitorNet.reach()`)
     threshold        the raw score at which `score` is 0.5
     threshold_rule   how the threshold was chosen, in words
+    machine_levels   only for a fleet model whose machines are judged against their own levels: JSON
+                     {"machines": [...], "gain": [[...]], "offset": [[...]]}, one row per machine and a value
+                     per sensor; machine m's readings go in as `readings * gain[m] + offset[m]` (a machine not
+                     listed goes in unchanged: judged against the fleet's reference level)
 """
 
 from __future__ import annotations
@@ -88,6 +92,10 @@ def export_onnx(model, path: str | os.PathLike, opset: int = 18) -> Path:
         "time": model.time_column_, "machine": model.machine_column_ or "", "step": repr(float(model.step_)),
         "max_gap": str(model.max_gap), "window": str(model.window), "reach": str(model.net_.reach()),
         "threshold": repr(float(model.net_.threshold)), "threshold_rule": model.threshold_rule_}
+    if model.machine_levels_ is not None:
+        machines = model.machine_levels_.machines
+        gain, offset = model.machine_levels(machines)
+        facts["machine_levels"] = json.dumps({"machines": machines, "gain": gain.tolist(), "offset": offset.tolist()})
     return write_onnx(proto, path, facts)
 
 
@@ -104,7 +112,7 @@ def check_parity(model, onnx_path: str | os.PathLike, data) -> float:
     if sensors != json.dumps(model.sensor_columns_):
         raise NotAModel(f"{onnx_path} reads the sensors {sensors or '(none named)'}, the model "
                         f"{json.dumps(model.sensor_columns_)}: the file was exported from a different model")
-    history = model._history(data)
+    history = model._in_fleet_units(model._history(data))  # as the caller maps each machine by machine_levels
     grid = to_grid(history, model.step_, model.max_gap, fill=model.net_.mean.numpy().astype(np.float64))
     expected_contributions, raw = model._score_grid(grid)
     with torch.no_grad():

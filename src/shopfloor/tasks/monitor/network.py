@@ -102,8 +102,14 @@ def persisted(raw: torch.Tensor, steps: int) -> torch.Tensor:
     """The lowest of the last `steps` raw scores [batch, time] (the first score repeated before the start)."""
     if steps <= 1:
         return raw
-    padded = F.pad(raw[:, None], (steps - 1, 0), mode="replicate")
-    return -F.max_pool1d(-padded, steps, stride=1)[:, 0]
+    # shifted slices, not max_pool1d: torch.export fixes the time axis of a pooling to the example's length,
+    # and an exported monitor takes any length
+    length = raw.shape[-1]
+    padded = F.pad(raw[:, None], (steps - 1, 0), mode="replicate")[:, 0]
+    lowest = padded[:, steps - 1:]
+    for shift in range(steps - 1):
+        lowest = torch.minimum(lowest, padded[:, shift:shift + length])
+    return lowest
 
 
 JUMP = 6.0  # a step this many robust spreads of the usual step is a jump between operating modes
