@@ -10,7 +10,8 @@ import numpy as np
 
 RATE = 12_000
 SHAFT = 29.95  # Hz
-DEFECTS = {"inner": 162.2, "outer": 107.4, "ball": 141.2, "cage": 11.9}
+DEFECTS = {"inner": 162.2, "outer": 107.4, "ball": 141.2, "looseness": 2 * SHAFT}
+RESONANCE = {"looseness": 900.0}  # a fault that rings another part of the machine (3 kHz otherwise)
 
 
 def vibration(defect: float | None, seconds: float = 2.0, rate: int = RATE, seed: int = 0,
@@ -25,8 +26,8 @@ def vibration(defect: float | None, seconds: float = 2.0, rate: int = RATE, seed
         times = times + rng.normal(0, 0.01 / defect, len(times))  # slip
         where = np.clip((times * rate).astype(int), 0, len(t) - 1)
         impacts[where] = 1.0 + 0.5 * np.cos(2 * np.pi * SHAFT * times)
-        ring = np.exp(-np.arange(int(0.004 * rate)) / (0.0006 * rate)) * np.sin(2 * np.pi * resonance
-                                                                                 * np.arange(int(0.004 * rate)) / rate)
+        after = np.arange(int(0.01 * rate)) / rate
+        ring = np.exp(-after / 0.002) * np.sin(2 * np.pi * resonance * after)  # a lightly damped resonance
         signal += 0.6 * np.convolve(impacts, ring)[: len(t)]
     return signal.astype(np.float32)
 
@@ -38,7 +39,8 @@ def write_classes(root: Path, classes=("normal", "inner", "outer", "ball"), reco
         folder = root / name
         folder.mkdir(parents=True, exist_ok=True)
         for i in range(recordings):
-            values = vibration(DEFECTS.get(name), seconds, seed=seed * 1000 + 10 * c + i)
+            values = vibration(DEFECTS.get(name), seconds, seed=seed * 1000 + 10 * c + i,
+                               resonance=RESONANCE.get(name, 3_000.0))
             if kind == "npy":
                 np.save(folder / f"{name}_{i}.npy", values)
             else:

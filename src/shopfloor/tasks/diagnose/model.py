@@ -9,9 +9,11 @@ How a fit goes:
    amplitude and with noise added (augmentation for small data), with classes weighted equally; it stops when
    the held-out loss stops falling;
 4. the temperature of the probabilities is fitted on the held-out windows (`metrics.fit_temperature`);
-5. the unknown verdict: each class's centroid in the embedding (training windows) and its radius, the
-   `unknown_quantile` of its held-out windows' distances times `unknown_margin`; a window farther than its
-   radius from every centroid is unknown. `benchmarks/cwru.py` measures it by holding one class out.
+5. the unknown verdict: each class's mean and covariance of the windows' spectral descriptions (training
+   windows), and its radius: its median held-out distance times one level for all classes (`unknown_margin`
+   times the `unknown_quantile` of the held-out windows' distances in those units); a window farther than its
+   radius from every class is unknown (`network` says why the spectra, not the embedding).
+   `benchmarks/cwru.py` measures it by holding one class out.
 
 The front end was chosen by measurement on CWRU (benchmarks/cwru.py, leakage-free time split, see its
 results file): the module `network` describes the two branches; `front="both"` is the default.
@@ -111,10 +113,11 @@ class DiagnoseModel(Estimator):
             raise BadOption(f"{recordings[0].source} has no sample rate; the model works at {self.sample_rate_:g} Hz: "
                             "give --rate HZ for files that do not carry their own")
         out = [resample(r, self.sample_rate_) if self.sample_rate_ else r for r in recordings]
+        at = f" at {self.sample_rate_:g} Hz" if self.sample_rate_ else ""
         for r in out:
             if r.samples < self.window:
-                raise BadColumn(f"{r.source} has {r.samples} samples{f' at {self.sample_rate_:g} Hz' if self.sample_rate_ else ''}, "
-                                f"shorter than one window of {self.window}; give a longer recording (or train with a smaller --window)")
+                raise BadColumn(f"{r.source} has {r.samples} samples{at}, shorter than one window of {self.window}; "
+                                "give a longer recording (or train with a smaller --window)")
         return out
 
     # -- fitting ---------------------------------------------------------------------------
@@ -204,28 +207,40 @@ class DiagnoseModel(Estimator):
 
         from shopfloor.metrics import fit_temperature
 
-        logits, embedded = self._logits(x_valid)
-        k_classes, size = len(self.classes_), self.embedding
-        centroids, precision = torch.zeros(k_classes, size), torch.zeros(k_classes, size, size)
+        logits, _ = self._logits(x_valid)
+        net, k_classes = self.net_, len(self.classes_)
         generator = torch.Generator().manual_seed(self.seed)
+        picked = []
         for k in range(k_classes):
             items = torch.nonzero(sampler.labels == k)[:, 0]
-            items = items[torch.randperm(len(items), generator=generator)[:CENTROID_WINDOWS]]
-            own = self._logits(sampler.windows(items, shift=False))[1].double().numpy()
-            fitted = LedoitWolf().fit(own) if len(own) > 1 else None
-            centroids[k] = torch.as_tensor(own.mean(0))
-            precision[k] = torch.as_tensor(fitted.precision_) if fitted is not None else torch.eye(size)
+            picked.append(items[torch.randperm(len(items), generator=generator)[:CENTROID_WINDOWS]])
+        with torch.inference_mode():
+            described = [net.log_spectrum(net.normalise(sampler.windows(items, shift=False))).flatten(1).double()
+                         for items in picked]
+            everything = torch.cat(described)
+            mean, std = everything.mean(0), everything.std(0) + 1e-3
+            centroids = torch.zeros(net.centroids.shape)
+            precision = torch.zeros(net.precision.shape)
+            for k, own in enumerate(described):
+                own = ((own - mean) / std).numpy()
+                fitted = LedoitWolf().fit(own) if len(own) > 1 else None
+                centroids[k] = torch.as_tensor(own.mean(0))
+                precision[k] = torch.as_tensor(fitted.precision_) if fitted is not None else torch.eye(len(mean))
         with torch.no_grad():
-            self.net_.centroids.copy_(centroids)
-            self.net_.precision.copy_(precision)
-            own = self.net_.distances(embedded)[torch.arange(len(y_valid)), y_valid]
+            net.feature_mean.copy_(mean)
+            net.feature_std.copy_(std)
+            net.centroids.copy_(centroids)
+            net.precision.copy_(precision)
+            apart = torch.cat([net.distances(net.described(x_valid[i:i + BATCH])) for i in range(0, len(x_valid), BATCH)])
+        own = apart[torch.arange(len(y_valid)), y_valid]
         spread = torch.stack([own[y_valid == k].median() for k in range(k_classes)])  # each class's usual distance
-        level = torch.quantile(own / spread[y_valid], self.unknown_quantile) * self.unknown_margin
+        nearest = (apart / spread[None]).amin(1)  # the novelty of each held-out window, in those units
+        level = torch.quantile(nearest, self.unknown_quantile) * self.unknown_margin
         radius = spread * level
         with torch.no_grad():
             self.net_.temperature.fill_(fit_temperature(logits.numpy(), y_valid.numpy()))
             self.net_.radius.copy_(radius.clamp(min=1e-6))
-        self.unknown_rule_ = (f"farther from every class in the embedding (Mahalanobis) than {float(level):.3g} x that class's "
+        self.unknown_rule_ = (f"farther from every class's spectra (Mahalanobis) than {float(level):.3g} x that class's "
                               f"median held-out distance ({self.unknown_margin:g} x the {self.unknown_quantile:.1%} "
                               f"quantile of {len(y_valid)} held-out windows)")
         probability, novelty = self._forward(x_valid)

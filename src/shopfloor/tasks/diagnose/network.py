@@ -5,11 +5,15 @@
   then small kernels: Zhang et al. 2017) over the normalised samples; `spectrum`, the log magnitude of the
   window's spectrum (Hann-tapered), averaged into `bands` bands and read by a small perceptron, which keeps
   where in frequency the energy is (a defect frequency) rather than only how much.
-- The embedding (the layer before the classes) serves the unknown verdict: `novelty` is the Mahalanobis distance
-  to the nearest class (its training windows' mean and shrunk covariance, Ledoit-Wolf) in units of that class's
-  radius (set on held-out windows), so a window farther than 1 from every class is like none of them. Measured
-  on CWRU with one class held out (see benchmarks/cwru.py): the Euclidean distance to centroids, and the
-  Mahalanobis distance on the input log spectra, each missed more held-out ball faults.
+- The unknown verdict reads the window's spectral description (log band spectrum and envelope spectrum,
+  standardised): `novelty` is the Mahalanobis distance to the nearest class (its training windows' mean and
+  shrunk covariance, Ledoit-Wolf) in units of that class's radius (set on held-out windows), so a window
+  farther than 1 from every class is like none of them. Measured on CWRU, each of the 10 classes held out in
+  turn, spectrum front, one seed (first 70 % trains, last 30 % tests): this description found 97 % of the
+  held-out class's windows on average (B007 71 %, every other class 100 %) with 0-2 % of known windows called
+  unknown; the same rule on the network's embedding (the layer before the classes) found 18-100 % (mean 84 %),
+  Euclidean distances to the embedding's centroids less (12-100 % on four classes tried), since a network
+  trained to tell the known classes apart keeps only what separates them.
 - Probabilities are temperature-scaled (`temperature`, fitted on held-out windows).
 """
 
@@ -29,8 +33,13 @@ class DiagnoseNet(nn.Module):
         self.register_buffer("mean", torch.zeros(channels))
         self.register_buffer("std", torch.ones(channels))
         self.register_buffer("temperature", torch.ones(()))
-        self.register_buffer("centroids", torch.zeros(classes, embedding))
-        self.register_buffer("precision", torch.eye(embedding).repeat(classes, 1, 1))
+        self.bands = min(bands, window // 2 + 1)
+        self.register_buffer("taper", torch.hann_window(window, periodic=False), persistent=False)
+        described = 2 * channels * self.bands  # the spectral description of a window, which the unknown verdict reads
+        self.register_buffer("feature_mean", torch.zeros(described))
+        self.register_buffer("feature_std", torch.ones(described))
+        self.register_buffer("centroids", torch.zeros(classes, described))
+        self.register_buffer("precision", torch.eye(described).repeat(classes, 1, 1))
         self.register_buffer("radius", torch.ones(classes))
         features = 0
         if front in ("raw", "both"):
@@ -46,8 +55,6 @@ class DiagnoseNet(nn.Module):
             )
             features += 4 * width  # average and largest of every map
         if front in ("spectrum", "both"):
-            self.bands = min(bands, window // 2 + 1)
-            self.register_buffer("taper", torch.hann_window(window, periodic=False), persistent=False)
             self.spectrum = nn.Sequential(nn.Linear(2 * channels * self.bands, 4 * width), nn.ReLU(), nn.Dropout(dropout))
             features += 4 * width
         self.embed = nn.Sequential(nn.Linear(features, embedding), nn.ReLU())
@@ -85,16 +92,21 @@ class DiagnoseNet(nn.Module):
         embedded = self.embedding(windows)
         return self.head(embedded), embedded
 
-    def distances(self, embedded: torch.Tensor) -> torch.Tensor:
-        """[batch, classes]: the Mahalanobis distance of each window's embedding to each class."""
-        apart = embedded[:, None, :] - self.centroids[None]  # [batch, classes, embedding]
+    def described(self, windows: torch.Tensor) -> torch.Tensor:
+        """[batch, 2 x channels x bands]: each window's log spectrum and envelope spectrum, standardised."""
+        features = self.log_spectrum(self.normalise(windows)).flatten(1)
+        return (features - self.feature_mean) / self.feature_std
+
+    def distances(self, described: torch.Tensor) -> torch.Tensor:
+        """[batch, classes]: the Mahalanobis distance of each window's description to each class."""
+        apart = described[:, None, :] - self.centroids[None]  # [batch, classes, features]
         return torch.einsum("bke,kef,bkf->bk", apart, self.precision, apart).clamp(min=0).sqrt()
 
-    def novelty(self, embedded: torch.Tensor) -> torch.Tensor:
+    def novelty(self, windows: torch.Tensor) -> torch.Tensor:
         """Distance to the nearest class, in units of that class's radius (above 1: unknown)."""
-        return (self.distances(embedded) / self.radius[None]).amin(1)
+        return (self.distances(self.described(windows)) / self.radius[None]).amin(1)
 
     def forward(self, windows: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Windows [batch, channels, window] in plant units -> (probabilities [batch, classes], novelty [batch])."""
-        logits, embedded = self.logits(windows)
-        return torch.softmax(logits / self.temperature, dim=1), self.novelty(embedded)
+        logits, _ = self.logits(windows)
+        return torch.softmax(logits / self.temperature, dim=1), self.novelty(windows)

@@ -145,9 +145,13 @@ def _pick(values: np.ndarray, names: list[str], channels: list[str], path: Path)
 
 
 def _read_wav(path: Path) -> tuple[np.ndarray, list[str], float]:
+    import warnings
+
     from scipy.io import wavfile
 
-    own, data = wavfile.read(path)
+    with warnings.catch_warnings():  # scipy's remarks on chunks it skips: a broken file fails below, named
+        warnings.simplefilter("ignore", wavfile.WavFileWarning)
+        own, data = wavfile.read(path)
     data = np.asarray(data)
     if np.issubdtype(data.dtype, np.integer):
         info = np.iinfo(data.dtype)
