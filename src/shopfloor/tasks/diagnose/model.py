@@ -374,6 +374,6 @@ class DiagnoseModel(Estimator):
         state = manifest.get("state", {})
         check_size("state.classes (its length)", len(state.get("classes") or []), shapes, "net.radius", 0)
         check_size("state.channels (its length)", len(state.get("channels") or []), shapes, "net.mean", 0)
-        check_size("params.embedding", declared_size(manifest, "params.embedding"), shapes, "net.centroids", 1)
+        check_size("params.embedding", declared_size(manifest, "params.embedding"), shapes, "net.embed.0.weight", 0)
         declared_size(manifest, "params.window", limit=1 << 22)
         declared_size(manifest, "params.width", limit=4096)
