@@ -7,8 +7,8 @@ recordings; it predicts a folder of recordings (labelled or not) or a single fil
 - NumPy `.npy`: [samples] or [samples, channels] (an array with more columns than rows is [channels, samples]);
 - WAV: channels and sample rate from the header; integer samples scaled to -1..1;
 - MATLAB `.mat` (CWRU's files): the variables named by `channels`, each matched whole or as the end of the
-  variable's name ("DE_time" finds `X097_DE_time`); without `channels`, those ending in `_DE_time`, the CWRU
-  convention, or the file's only signal.
+  variable's name ("DE_time" finds `X097_DE_time`); without `channels`, the one ending in `_DE_time`, the CWRU
+  convention (a file without it is refused, listing what it has, rather than read from a guessed variable).
 
 Sample rates. A WAV file carries its own; other files take `rate` (Hz), or the rate of the first `rates` pattern
 (a file-name pattern such as "normal_*", or a class folder's name) that matches the file. This is how CWRU's
@@ -203,8 +203,6 @@ def _read_mat(path: Path, channels: list[str] | None) -> tuple[np.ndarray, list[
     values, names = [], []
     for channel in wanted:
         found = [k for k in signals if k == channel or k.endswith(channel if channel.startswith("_") else "_" + channel)]
-        if not found and not channels and len(signals) == 1:  # a file of one signal, named as it may be
-            found, channel = list(signals), next(iter(signals))
         if len(found) != 1:
             what = "no variable" if not found else f"{len(found)} variables ({', '.join(found)})"
             raise BadColumn(f"{path} has {what} named '{channel}'{'' if channels else ' (the CWRU convention)'}; "
