@@ -46,7 +46,9 @@ class DiagnoseModel(Estimator):
     task_name = "diagnose"
     title = "fault diagnosis"
     described_as = "a fault-diagnosis model"
-    accepts = "runs"
+    # "rows" (a long table's), not "runs": the stream's run scorer keeps RUL cycle windows; until windows of samples
+    # are streamed (issue 17, later), the service refuses JSON predictions in one line and the stream passes it by
+    accepts = "rows"
     gives = ("probability",)
     predicted_items = "windows: recording, class, probability, runner-up, unknown"
     explained_items = "windows"
