@@ -181,13 +181,14 @@ class DiagnoseModel(Estimator):
     def _train(self, sampler: WindowSampler, x_valid: torch.Tensor, y_valid: torch.Tensor) -> None:
         counts = torch.bincount(sampler.labels, minlength=len(self.classes_)).float()
         weight = counts.sum() / (len(counts) * counts.clamp(min=1))  # every class counts alike
-        std = self.net_.std.clone()
+        mean, std = self.net_.mean.clone()[None, :, None], self.net_.std.clone()[None, :, None]
 
         def loss(net: DiagnoseNet, items: torch.Tensor) -> torch.Tensor:
             windows = sampler.windows(items, shift=self.augment)
             if self.augment:
                 gain = torch.exp(torch.empty(len(items), 1, 1).uniform_(-self.scale, self.scale))
-                windows = windows * gain + self.noise * std[None, :, None] * torch.randn_like(windows)
+                # amplitude scaled about the channel's mean (a process signal's level is what tells its classes apart)
+                windows = mean + (windows - mean) * gain + self.noise * std * torch.randn_like(windows)
             logits, _ = net.logits(windows)
             return torch.nn.functional.cross_entropy(logits, sampler.labels[items], weight=weight)
 

@@ -2,7 +2,9 @@
 
 Windows of one recording never sit on both sides of a split (overlapping windows of one signal on both sides
 made CWRU look solved: Hendriks et al. 2022, Abburi et al. 2023). A class with recordings of two or more runs
-keeps its last runs apart; a class with one run (CWRU has one recording per class) keeps the last part of each
+keeps every (1/holdout)-th of its runs apart (whole runs, spread over the class's time: on the hydraulic rig the
+last runs of a class ran under other conditions, and their loss rose from the third epoch on, stopping a network
+that had not learnt the class); a class with one run (CWRU has one recording per class) keeps the last part of each
 recording apart, in time order: the first part trains, the last part tests.
 """
 
@@ -28,14 +30,15 @@ class Segment:
 
 
 def holdout_segments(recordings: list[Recording], holdout: float, window: int) -> tuple[list[Segment], list[Segment]]:
-    """(training, held-out) segments: per class, its last runs when it has two or more, else the last `holdout`
-    share of each of its recordings."""
+    """(training, held-out) segments: per class, every (1/holdout)-th run when it has two or more, else the last
+    `holdout` share of each of its recordings."""
     train, held = [], []
     for label in dict.fromkeys(r.label for r in recordings):
         members = [i for i, r in enumerate(recordings) if r.label == label]
         runs = list(dict.fromkeys(recordings[i].run for i in members))
         if len(runs) >= 2:
-            kept = set(runs[len(runs) - max(1, round(holdout * len(runs))):])
+            share = max(holdout, 1 / len(runs))  # every (1/holdout)-th run, so that held-out runs span the class's time
+            kept = {run for i, run in enumerate(runs) if np.floor((i + 1) * share) > np.floor(i * share)}
             for i in members:
                 (held if recordings[i].run in kept else train).append(Segment(i, 0, recordings[i].samples))
             continue
