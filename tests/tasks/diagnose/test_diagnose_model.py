@@ -112,3 +112,14 @@ def test_a_long_table_of_process_signals_trains_per_run(tmp_path):
     assert model.sample_rate_ == 1.0 and model.channels_ == ["pressure", "temperature"]
     metrics = model.evaluate(table[table["cycle"] >= 30])
     assert metrics["windows"] == 10 and metrics["accuracy"] >= 0.9
+
+
+def test_the_onnx_graph_takes_raw_windows_and_answers_as_torch_does(bearings, tmp_path):
+    from shopfloor.kits.onnx import read_metadata
+
+    root, model = bearings
+    path = model.export_onnx(tmp_path / "diagnose.onnx")
+    facts = read_metadata(path)
+    assert facts["task"] == "diagnose" and facts["window"] == "1024" and facts["rate"] == "12000"
+    assert __import__("json").loads(facts["classes"]) == model.classes_
+    assert model.onnx_parity(path, root / "test") <= 1e-4

@@ -351,6 +351,17 @@ class DiagnoseModel(Estimator):
         table = self._window_table(recordings, owner, first, *self.score_windows(windows))
         return occlusion_table(self, windows, table)
 
+    def export_onnx(self, path, opset: int = 18):
+        """Raw windows in, probabilities and novelty out (`diagnose.export` says what the graph takes)."""
+        from shopfloor.tasks.diagnose.export import export_onnx
+
+        return export_onnx(self, path, opset)
+
+    def onnx_parity(self, path, data) -> float:
+        from shopfloor.tasks.diagnose.export import check_parity
+
+        return check_parity(self, path, data)
+
     # -- persistence -------------------------------------------------------------------------
     def _tensors(self) -> dict[str, torch.Tensor]:
         return self._net_tensors()

@@ -74,14 +74,40 @@ class DiagnoseNet(nn.Module):
         and of its envelope spectrum's lowest `bands` lines (where impacts' repetition rates, a bearing's defect
         frequencies, show: the raw spectrum holds them only as sidebands of a resonance)."""
         tapered = normalised * self.taper
-        spectrum = torch.fft.rfft(tapered, dim=-1)
-        magnitude = spectrum.abs() / self.window ** 0.5
+        magnitude = self.magnitude(tapered) / self.window ** 0.5
         bands = nn.functional.adaptive_avg_pool1d(torch.log(magnitude + 1e-3), self.bands)
-        analytic = torch.fft.ifft(torch.cat([spectrum, torch.zeros_like(spectrum[..., 1:self.window - spectrum.shape[-1] + 1])],
-                                            -1) * 2, dim=-1)  # the negative frequencies left out: |x + i H(x)|
-        envelope = analytic.abs()
-        lines = torch.fft.rfft((envelope - envelope.mean(-1, keepdim=True)) * self.taper, dim=-1).abs()[..., :self.bands]
+        envelope = torch.sqrt(tapered ** 2 + self.hilbert(tapered) ** 2)  # |x + i H(x)|, the analytic signal's size
+        lines = self.magnitude((envelope - envelope.mean(-1, keepdim=True)) * self.taper, self.bands)
         return torch.cat([bands, torch.log(lines / self.window ** 0.5 + 1e-3)], -1)
+
+    def magnitude(self, x: torch.Tensor, lines: int | None = None) -> torch.Tensor:
+        """|rfft(x)| over the last axis (its first `lines` lines): by FFT, or by the DFT's matrices in an ONNX graph."""
+        if getattr(self, "dft_real", None) is None:
+            spectrum = torch.fft.rfft(x, dim=-1)
+            return (spectrum if lines is None else spectrum[..., :lines]).abs()
+        real, imaginary = self.dft_real[:, :lines], self.dft_imaginary[:, :lines]
+        return torch.sqrt((x @ real) ** 2 + (x @ imaginary) ** 2)
+
+    def hilbert(self, x: torch.Tensor) -> torch.Tensor:
+        """The Hilbert transform over the last axis (the analytic signal's imaginary part)."""
+        if getattr(self, "hilbert_matrix", None) is not None:
+            return x @ self.hilbert_matrix
+        spectrum = torch.fft.rfft(x, dim=-1)
+        keep = torch.ones(spectrum.shape[-1], device=x.device)
+        keep[0] = 0
+        if self.window % 2 == 0:
+            keep[-1] = 0
+        return torch.fft.irfft(spectrum * keep * -1j, n=self.window, dim=-1)
+
+    def use_matrices(self) -> DiagnoseNet:
+        """Compute the spectra by matrix products (what ONNX runs everywhere) instead of FFTs: the same linear maps,
+        applied to the identity to build them; slower, so only exported copies use them."""
+        identity = torch.eye(self.window)
+        spectrum = torch.fft.rfft(identity, dim=-1)
+        self.register_buffer("dft_real", spectrum.real.contiguous(), persistent=False)
+        self.register_buffer("dft_imaginary", spectrum.imag.contiguous(), persistent=False)
+        self.register_buffer("hilbert_matrix", self.hilbert(identity).contiguous(), persistent=False)
+        return self
 
     def embedding(self, windows: torch.Tensor) -> torch.Tensor:
         x = self.normalise(windows)
