@@ -130,3 +130,17 @@ def test_bad_rate_options_are_refused(tmp_path):
         assert result.exit_code == 2 and words in one_line(result), result.output
     result = shopfloor("train", "diagnose", "--data", tmp_path / "data", "--out", tmp_path / "model", "--run", "cycle")
     assert result.exit_code == 2 and "give its --time column too" in one_line(result)
+
+
+def test_the_report_page_shows_the_confusion_matrix_spectra_and_explained_examples(tmp_path):
+    write_classes(tmp_path / "train", ("normal", "inner"), seconds=0.6, seed=0)
+    write_classes(tmp_path / "test", ("normal", "inner"), seconds=0.3, seed=1)
+    assert shopfloor("train", "diagnose", "--data", tmp_path / "train", "--out", tmp_path / "model", "--rate", 12000,
+                     "--window", 256, "--front", "spectrum", "--quiet").exit_code == 0
+    done = shopfloor("report", "--model", tmp_path / "model", "--data", tmp_path / "test", "--out", tmp_path / "r.html")
+    assert done.exit_code == 0, done.output
+    page = (tmp_path / "r.html").read_text()
+    for words in ("Fault diagnosis report", "Confusion matrix", "Average spectrum of each class", "Explained examples",
+                  "band that mattered most", "recording_accuracy"):
+        assert words in page, words
+    assert page.count("data:image/png;base64") == 3

@@ -293,9 +293,10 @@ class DiagnoseModel(Estimator):
         probability, novelty (distance to the nearest class in its radii) and unknown (1: like no class)."""
         recordings, windows, owner, first = self.windows_of(data)
         probability, novelty = self.score_windows(windows)
-        return self._window_table(recordings, owner, first, probability, novelty)
+        return self.window_table(recordings, owner, first, probability, novelty)
 
-    def _window_table(self, recordings, owner, first, probability, novelty) -> pd.DataFrame:
+    def window_table(self, recordings, owner, first, probability, novelty) -> pd.DataFrame:
+        """The answer per window (`predict`'s table) from `windows_of`'s places and `score_windows`' outputs."""
         rate = self.sample_rate_ or 1.0
         order = np.argsort(-probability, axis=1, kind="stable")
         names = np.asarray(self.classes_, dtype=object)
@@ -340,7 +341,7 @@ class DiagnoseModel(Estimator):
 
     def _predict_labelled(self, data, label: str) -> pd.DataFrame:
         recordings, windows, owner, first = self.windows_of(data, label)
-        return self._window_table(recordings, owner, first, *self.score_windows(windows))
+        return self.window_table(recordings, owner, first, *self.score_windows(windows))
 
     def explain(self, data) -> pd.DataFrame:
         """Per window, which time span and which frequency band drove its verdict: the drop of the class's probability
@@ -348,7 +349,7 @@ class DiagnoseModel(Estimator):
         from shopfloor.tasks.diagnose.explanations import occlusion_table
 
         recordings, windows, owner, first = self.windows_of(data)
-        table = self._window_table(recordings, owner, first, *self.score_windows(windows))
+        table = self.window_table(recordings, owner, first, *self.score_windows(windows))
         return occlusion_table(self, windows, table)
 
     def export_onnx(self, path, opset: int = 18):
@@ -361,6 +362,12 @@ class DiagnoseModel(Estimator):
         from shopfloor.tasks.diagnose.export import check_parity
 
         return check_parity(self, path, data)
+
+    def write_report(self, path, data=None, truth=None):
+        """One HTML page: metrics, confusion matrix, each class's average spectrum, explained examples."""
+        from shopfloor.tasks.diagnose.report import write_report
+
+        return write_report(self, path, data, truth)
 
     # -- persistence -------------------------------------------------------------------------
     def _tensors(self) -> dict[str, torch.Tensor]:
