@@ -60,7 +60,7 @@ class DiagnoseModel(Estimator):
                  channels: list[str] | None = None, time: str | None = None, label: str | None = None,
                  run: str | None = None, machine: str | None = None, mixed_runs: bool = False, front: str = "both",
                  width: int = 32, embedding: int = 64, holdout: float = 0.2, unknown_quantile: float = 0.99,
-                 unknown_margin: float = 1.0, augment: bool = True, scale: float = 0.2, noise: float = 0.05,
+                 unknown_margin: float = 1.1, augment: bool = True, scale: float = 0.2, noise: float = 0.05,
                  lr: float = 2e-3, weight_decay: float = 1e-4, batch_size: int = 64, max_epochs: int = 40,
                  patience: int = 6, seed: int = 0, progress: bool = True):
         self.window = window
