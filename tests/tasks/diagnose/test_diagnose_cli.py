@@ -36,6 +36,8 @@ def test_train_info_predict_evaluate_and_explain_class_folders_of_csv_files(tmp_
     assert predicted.exit_code == 0, predicted.output
     table = pd.read_csv(tmp_path / "p.csv")
     assert len(table) == 3 * 11 and (table["class"] == table["truth"]).mean() > 0.8
+    recordings = pd.read_csv(tmp_path / "p.recordings.csv")  # and one answer per recording beside it
+    assert len(recordings) == 3 and (recordings["class"] == recordings["truth"]).all()
 
     scored = shopfloor("evaluate", "--model", tmp_path / "model", "--data", tmp_path / "test", "--json", tmp_path / "m.json")
     assert scored.exit_code == 0, scored.output

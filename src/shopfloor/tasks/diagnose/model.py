@@ -282,6 +282,19 @@ class DiagnoseModel(Estimator):
             table.insert(1, "truth", [recordings[i].label for i in owner])
         return table
 
+    def predict_file(self, source, destination, chunk_rows: int = 200_000) -> int:
+        """The windows' answers into `destination`, and each recording's beside it (NAME.recordings.csv for NAME.csv)."""
+        from pathlib import Path
+
+        from shopfloor.data.tables import write_table
+        from shopfloor.tasks.diagnose.evaluation import by_recording
+
+        table = self.predict(source)
+        destination = Path(destination)
+        write_table(table, destination)
+        write_table(by_recording(table), destination.with_name(f"{destination.stem}.recordings{destination.suffix}"))
+        return len(table)
+
     def predict_recordings(self, data) -> pd.DataFrame:
         """One row per recording: the class most of its windows give, that share, the mean probability of the class,
         the share of unknown windows, and unknown (1 when most windows are unknown)."""
