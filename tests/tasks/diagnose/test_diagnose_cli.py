@@ -61,6 +61,11 @@ def test_a_long_table_trains_from_the_command_line_and_its_mixed_runs_are_refuse
     assert ok.exit_code == 0, ok.output
     scored = shopfloor("evaluate", "--model", tmp_path / "model", "--data", tmp_path / "cycles.csv")
     assert scored.exit_code == 0 and "recording_accuracy" in scored.output
+    crossed = shopfloor("train", "diagnose", "--data", tmp_path / "cycles.csv", "--out", tmp_path / "cv", "--time", "t",
+                        "--label", "state", "--run", "cycle", "--window", 20, "--cv", 3, "--quiet")
+    assert crossed.exit_code == 0 and "3-fold cross-validation (whole runs of 'cycle')" in one_line(crossed)
+    saved = json.loads((tmp_path / "cv" / "manifest.json").read_text())["state"]["cross_validation"]
+    assert saved["folds"] == 3 and "accuracy" in saved["mean"] and not any(k.startswith("confusion") for k in saved["mean"])
     table.loc[5, "state"] = "leak"  # cycle 0 changes type part-way
     table.to_csv(tmp_path / "mixed.csv", index=False)
     mixed = shopfloor("train", "diagnose", "--data", tmp_path / "mixed.csv", "--out", tmp_path / "m2", "--time", "t",
@@ -132,6 +137,10 @@ def test_bad_rate_options_are_refused(tmp_path):
         assert result.exit_code == 2 and words in one_line(result), result.output
     result = shopfloor("train", "diagnose", "--data", tmp_path / "data", "--out", tmp_path / "model", "--run", "cycle")
     assert result.exit_code == 2 and "give its --time column too" in one_line(result)
+    result = shopfloor("train", "diagnose", "--data", tmp_path / "data", "--out", tmp_path / "model", "--rate", 12000,
+                       "--cv", 2)
+    assert result.exit_code == 2 and "--cv folds a long table by its runs" in one_line(result)
+    assert not (tmp_path / "model").exists()
 
 
 def test_the_report_page_shows_the_confusion_matrix_spectra_and_explained_examples(tmp_path):

@@ -49,6 +49,7 @@ def train_diagnose(
     mixed_runs: Annotated[bool, typer.Option("--mixed-runs", help="Long table: a run may change fault type; each "
                                              "stretch of one type is a recording.")] = False,
     front: Annotated[str, typer.Option("--front", help="Front end: raw, spectrum or both.")] = "both",
+    cv: Annotated[int, typer.Option("--cv", help="Long table: also report K-fold cross-validation by whole runs.")] = 0,
     seed: Annotated[int, typer.Option("--seed")] = 0,
     quiet: Annotated[bool, typer.Option("--quiet", help="No progress bars.")] = False,
 ):
@@ -69,9 +70,14 @@ def train_diagnose(
                           label=None if label is None else column_name(label),
                           run=None if run is None else column_name(run),
                           machine=None if machine is None else column_name(machine), mixed_runs=mixed_runs,
-                          progress=not quiet).fit(data)
-    model.save(out)
+                          progress=not quiet)
     console = stderr()
+    if cv:
+        result = model.cross_validate(data, cv)
+        console.print(metrics_table(f"{cv}-fold cross-validation ({result['split']})", result["mean"], result["std"]))
+    else:
+        model.fit(data)
+    model.save(out)
     console.print(metrics_table("held-out windows", model.validation_metrics_))
     console.print(f"[green]saved[/] {plain(out)}  ({len(model.classes_)} classes: {plain(', '.join(model.classes_))}; "
                   f"{model.train_seconds_:.1f} s)")

@@ -25,7 +25,7 @@ schedule. `both` is the default, the one front far behind on neither kind of dat
 vibration model 3-4 times faster, `raw` suits slow process signals. Scoring: 6,400 windows/s of 2,048 samples
 with `both` on one thread (`score_windows`).
 
-Left for later (issue 17): `--cv K` by run, REST and stream scoring of windows of samples.
+Left for later (issue 17): REST and stream scoring of windows of samples.
 """
 
 from __future__ import annotations
@@ -347,6 +347,35 @@ class DiagnoseModel(Estimator):
         from shopfloor.tasks.diagnose.report import write_report
 
         return write_report(self, path, data, truth)
+
+    def cv_folds(self, frame: pd.DataFrame, k: int) -> list[tuple]:
+        """K folds of a long table by whole runs (stratified by fault type where every type has k runs)."""
+        from shopfloor.crossval import Folds, fold_indices
+
+        if not (self.time and self.run):
+            raise BadOption("--cv folds a long table by its runs: give --time, --label and --run (a folder of "
+                            "recordings is split by the model's own hold-out)")
+        stratify = frame[self.label].astype(str) if self.label in frame.columns else None
+        return Folds(fold_indices(frame, k, stratify=stratify, group=self.run, seed=self.seed),
+                     split=f"whole runs of '{self.run}'")
+
+    def cross_validate(self, data, k: int) -> dict:
+        """`k`-fold cross-validation by runs (`cv_folds`), then this model fitted on all of `data`; the mean, spread
+        and folds of every metric but the confusion cells are kept in `cv_metrics_` and returned."""
+        from shopfloor.crossval import cross_validate
+        from shopfloor.tasks.base import as_frame
+
+        frame, _ = as_frame(data)
+        folds = self.cv_folds(frame, k)
+
+        def fit_and_score(train: pd.DataFrame, test: pd.DataFrame) -> dict[str, float]:
+            scores = type(self)(**{**self.get_params(), "progress": False}).fit(train).evaluate(test)
+            return {name: value for name, value in scores.items() if not name.startswith("confusion")}
+
+        result = {**cross_validate(fit_and_score, frame, folds), "split": folds.split}
+        self.fit(frame)
+        self.cv_metrics_ = result
+        return result
 
     # -- persistence -------------------------------------------------------------------------
     def _tensors(self) -> dict[str, torch.Tensor]:
