@@ -352,12 +352,15 @@ class DiagnoseModel(Estimator):
         """K folds of a long table by whole runs (stratified by fault type where every type has k runs)."""
         from shopfloor.crossval import Folds, fold_indices
 
-        if not (self.time and self.run):
-            raise BadOption("--cv folds a long table by its runs: give --time, --label and --run (a folder of "
-                            "recordings is split by the model's own hold-out)")
+        self._check_cv()
         stratify = frame[self.label].astype(str) if self.label in frame.columns else None
         return Folds(fold_indices(frame, k, stratify=stratify, group=self.run, seed=self.seed),
                      split=f"whole runs of '{self.run}'")
+
+    def _check_cv(self) -> None:
+        if not (self.time and self.run):
+            raise BadOption("--cv folds a long table by its runs: give --time, --label and --run (a folder of "
+                            "recordings is split by the model's own hold-out)")
 
     def cross_validate(self, data, k: int) -> dict:
         """`k`-fold cross-validation by runs (`cv_folds`), then this model fitted on all of `data`; the mean, spread
@@ -365,6 +368,7 @@ class DiagnoseModel(Estimator):
         from shopfloor.crossval import cross_validate
         from shopfloor.tasks.base import as_frame
 
+        self._check_cv()  # before reading: a folder is not a table
         frame, _ = as_frame(data)
         folds = self.cv_folds(frame, k)
 
