@@ -1,9 +1,12 @@
-"""What a diagnosis is judged by: windows, recordings, the confusion matrix and the unknown verdict."""
+"""What a diagnosis is judged by: windows, recordings, the confusion matrix and the unknown verdict; and
+cross-validation of a long table by whole runs."""
 
 from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+
+from shopfloor.errors import BadOption
 
 
 def by_recording(table: pd.DataFrame) -> pd.DataFrame:
@@ -53,3 +56,38 @@ def diagnosis_metrics(table: pd.DataFrame, classes: list[str]) -> dict[str, floa
             if cells.loc[true_class, predicted]:
                 out[f"confusion: {true_class} -> {predicted}"] = float(cells.loc[true_class, predicted])
     return out
+
+
+def check_cv(model) -> None:
+    if not (model.time and model.run):
+        raise BadOption("--cv folds a long table by its runs: give --time, --label and --run (a folder of "
+                        "recordings is split by the model's own hold-out)")
+
+
+def run_folds(model, frame: pd.DataFrame, k: int):
+    """(train rows, test rows) of `k` folds of a long table, whole runs on one side (`DiagnoseModel.cv_folds`)."""
+    from shopfloor.crossval import Folds, fold_indices
+
+    check_cv(model)
+    stratify = frame[model.label].astype(str) if model.label in frame.columns else None
+    return Folds(fold_indices(frame, k, stratify=stratify, group=model.run, seed=model.seed),
+                 split=f"whole runs of '{model.run}'")
+
+
+def cross_validate_by_runs(model, data, k: int) -> dict:
+    """What `DiagnoseModel.cross_validate` does: score a fresh model per fold, then fit `model` on all of `data`."""
+    from shopfloor.crossval import cross_validate
+    from shopfloor.tasks.base import as_frame
+
+    check_cv(model)  # before reading: a folder is not a table
+    frame, _ = as_frame(data)
+    folds = run_folds(model, frame, k)
+
+    def fit_and_score(train: pd.DataFrame, test: pd.DataFrame) -> dict[str, float]:
+        scores = type(model)(**{**model.get_params(), "progress": False}).fit(train).evaluate(test)
+        return {name: value for name, value in scores.items() if not name.startswith("confusion")}
+
+    result = {**cross_validate(fit_and_score, frame, folds), "split": folds.split}
+    model.fit(frame)
+    model.cv_metrics_ = result
+    return result

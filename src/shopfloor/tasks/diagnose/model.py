@@ -350,36 +350,16 @@ class DiagnoseModel(Estimator):
 
     def cv_folds(self, frame: pd.DataFrame, k: int) -> list[tuple]:
         """K folds of a long table by whole runs (stratified by fault type where every type has k runs)."""
-        from shopfloor.crossval import Folds, fold_indices
+        from shopfloor.tasks.diagnose.evaluation import run_folds
 
-        self._check_cv()
-        stratify = frame[self.label].astype(str) if self.label in frame.columns else None
-        return Folds(fold_indices(frame, k, stratify=stratify, group=self.run, seed=self.seed),
-                     split=f"whole runs of '{self.run}'")
-
-    def _check_cv(self) -> None:
-        if not (self.time and self.run):
-            raise BadOption("--cv folds a long table by its runs: give --time, --label and --run (a folder of "
-                            "recordings is split by the model's own hold-out)")
+        return run_folds(self, frame, k)
 
     def cross_validate(self, data, k: int) -> dict:
         """`k`-fold cross-validation by runs (`cv_folds`), then this model fitted on all of `data`; the mean, spread
         and folds of every metric but the confusion cells are kept in `cv_metrics_` and returned."""
-        from shopfloor.crossval import cross_validate
-        from shopfloor.tasks.base import as_frame
+        from shopfloor.tasks.diagnose.evaluation import cross_validate_by_runs
 
-        self._check_cv()  # before reading: a folder is not a table
-        frame, _ = as_frame(data)
-        folds = self.cv_folds(frame, k)
-
-        def fit_and_score(train: pd.DataFrame, test: pd.DataFrame) -> dict[str, float]:
-            scores = type(self)(**{**self.get_params(), "progress": False}).fit(train).evaluate(test)
-            return {name: value for name, value in scores.items() if not name.startswith("confusion")}
-
-        result = {**cross_validate(fit_and_score, frame, folds), "split": folds.split}
-        self.fit(frame)
-        self.cv_metrics_ = result
-        return result
+        return cross_validate_by_runs(self, data, k)
 
     # -- persistence -------------------------------------------------------------------------
     def _tensors(self) -> dict[str, torch.Tensor]:
