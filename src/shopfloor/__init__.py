@@ -15,6 +15,7 @@ _ESTIMATORS = {
     "AnomalyModel": "anomaly",
     "ProcessOptimizer": "optimize",
     "MonitorModel": "monitor",
+    "DiagnoseModel": "diagnose",
 }
 __all__ = [*_ESTIMATORS, "load", "__version__"]
 

@@ -23,6 +23,7 @@ BEFORE = {
     "anomaly": ({"image_size", "channels"}, {"threshold"}),
     "optimize": ({"settings", "fixed"}, {"columns"}),
     "monitor": ({"time", "machine", "sensors"}, {"score", "sensors"}),
+    "diagnose": ({"channels", "rate", "window"}, {"class", "unknown"}),
 }
 
 

@@ -26,7 +26,8 @@ def test_the_stream_applies_table_and_run_models_only_deciding_from_the_manifest
     from shopfloor.stream.scoring import Models, streamed
 
     task = {f.name: registry.manifest(f.name, 1)["task"] for f in SAVED}
-    by_task = {"tabular": True, "rul": True, "defects": False, "anomaly": False, "optimize": False, "monitor": True}
+    by_task = {"tabular": True, "rul": True, "defects": False, "anomaly": False, "optimize": False, "monitor": True,
+               "diagnose": True}
     assert {name: streamed(registry.manifest(name, 1)) for name in task} == {name: by_task[task[name]] for name in task}
     assert not streamed({"task": "forecast"})  # a task this shopfloor does not know: skipped, not a tabular model
     loaded = []

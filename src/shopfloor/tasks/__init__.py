@@ -18,6 +18,7 @@ TASKS: dict[str, str | type] = {
     "anomaly": "shopfloor.tasks.anomaly.model:AnomalyModel",
     "optimize": "shopfloor.tasks.optimize.model:ProcessOptimizer",
     "monitor": "shopfloor.tasks.monitor.model:MonitorModel",
+    "diagnose": "shopfloor.tasks.diagnose.model:DiagnoseModel",
 }
 
 

@@ -1,0 +1,1 @@
+"""Fault diagnosis from windows of vibration or process signals (issue 17)."""
