@@ -10,10 +10,11 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from manifests import edited_copy
 from monitor_processes import FAULT_START, SENSORS, pump, with_fault
 
 import shopfloor.tasks.base as base
-from shopfloor.errors import ShopfloorWarning
+from shopfloor.errors import NotAModel, ShopfloorWarning
 from shopfloor.tasks.monitor.levels import learn_levels, machine_key
 from shopfloor.tasks.monitor.model import MonitorModel
 
@@ -106,3 +107,14 @@ def test_levels_survive_save_and_load_and_an_unknown_machine_is_said(model, tmp_
     stranger = of(data, "A").assign(pump="C")
     with pytest.warns(ShopfloorWarning, match="C.*not in the training history"):
         model.predict(stranger)
+
+
+
+def test_a_damaged_persistence_or_levels_table_is_refused(model, tmp_path):
+    """Edited by someone who recomputes the checksum: a huge persistence or a zero spread is still refused."""
+    folder = model.save(tmp_path / "fleet-monitor")
+    levels = json.loads((folder / "manifest.json").read_text())["state"]["machine_levels"]
+    for name, change in (("persist", {"state__persist": 10 ** 9}),
+                         ("levels", {"state__machine_levels": {**levels, "std": [[0.0] * len(levels["fleet_mean"])] * 2}})):
+        with pytest.raises(NotAModel, match="persist" if name == "persist" else "damaged"):
+            base.load(edited_copy(folder, tmp_path / name, **change))
