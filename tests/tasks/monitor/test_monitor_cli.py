@@ -141,3 +141,12 @@ def test_the_events_file_never_replaces_the_data(saved, tmp_path):
     lines = error_lines(done)
     assert done.exit_code == 2 and len(lines) == 1 and "the data file itself" in lines[0]
     assert data.read_bytes() == (saved / "new.csv").read_bytes() and not (tmp_path / "today.csv").exists()
+
+
+def test_levels_other_than_machine_or_fleet_are_refused_before_training(tmp_path):
+    pump(rows=400).assign(machine="P1").to_csv(tmp_path / "history.csv", index=False)
+    trained = shopfloor("train", "monitor", "--data", tmp_path / "history.csv", "--time", "time", "--machine", "machine",
+                        "--levels", "plant", "--out", tmp_path / "model", "--quiet")
+    lines = error_lines(trained)
+    assert trained.exit_code == 2 and len(lines) == 1 and "'machine'" in lines[0] and "'fleet'" in lines[0], trained.output
+    assert not (tmp_path / "model").exists()

@@ -25,6 +25,9 @@ def train_monitor(
     false_alarm_rate: Annotated[str, typer.Option("--false-alarm-rate", help="Target false alarms on held-out normal "
                                                   "rows: a share of rows (0.01) or alarms per day ('2/day').")] = "0.01",
     window: Annotated[int, typer.Option("--window", help="Time steps the model looks at for each row.")] = 32,
+    levels: Annotated[str, typer.Option("--levels", help="With --machine: 'machine' judges each machine against its own "
+                                        "normal level where the machines read a sensor at different levels; 'fleet' "
+                                        "judges every machine against the fleet's.")] = "machine",
     seed: Annotated[int, typer.Option("--seed")] = 0,
     dayfirst: DayFirstOpt = None,
     quiet: Annotated[bool, typer.Option("--quiet", help="No progress bars.")] = False,
@@ -44,7 +47,7 @@ def train_monitor(
         pass  # alarms per day, read by the model
     model = MonitorModel(time=column_name(time), machine=None if machine is None else column_name(machine),
                          drop=column_names(drop), label=None if label is None else column_name(label),
-                         window=window, false_alarm_rate=rate, seed=seed, date_order=date_order(dayfirst),
+                         window=window, levels=levels, false_alarm_rate=rate, seed=seed, date_order=date_order(dayfirst),
                          progress=not quiet).fit(data)
     model.save(out)
     console = stderr()
