@@ -112,8 +112,8 @@ class Store:
         """Store one batch in one transaction; readings and predictions already stored are ignored.
 
         readings: dicts with line, machine, time, values (dict or JSON text), sent_at (or None), received_at.
-        predictions: line, machine, time, model, version, risk, rul, rul_low, rul_high (None where the model
-        does not give it), sent_at. machines: the latest state per machine (see MACHINE_KEYS), upserted.
+        predictions: line, machine, time, model, version, risk, rul, rul_low, rul_high, score, score_sensors (None
+        where the model does not give it), sent_at. machines: the latest state per machine (see MACHINE_KEYS), upserted.
         dead letters: see `write_dead_letters`; in the same transaction, so that a retried batch never
         stores its alerts twice, and each once (a redelivered message's dead letter is ignored). Returns the
         stored_at time written on the predictions (epoch seconds, taken as the rows are built: the commit
@@ -177,9 +177,10 @@ class Store:
         return rows[0] if rows else None
 
     def trend(self, line: str, machine: str, limit: int = 200) -> list[dict]:
-        """A machine's latest predictions, oldest first: one row per reading and model (risk or rul set)."""
+        """A machine's latest predictions, oldest first: one row per reading and model (risk, rul or score set)."""
         p = predictions.c
-        query = (sa.select(p.time, p.model, p.version, p.risk, p.rul, p.rul_low, p.rul_high, p.stored_at)
+        query = (sa.select(p.time, p.model, p.version, p.risk, p.rul, p.rul_low, p.rul_high, p.score, p.score_sensors,
+                           p.stored_at)
                  .where(p.line == line, p.machine == machine).order_by(p.time.desc(), p.model).limit(int(limit)))
         return self._rows(query)[::-1]
 

@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import logging
 
-from shopfloor.alarms import AlarmRule, risk_rule, rul_rule
+from shopfloor.alarms import AlarmRule, risk_rule, rul_rule, score_rule
 from shopfloor.stream.machines import Fleet
-from shopfloor.stream.scoring import Models, Scorer, score_risk, score_rul
+from shopfloor.stream.scoring import Models, Scorer, score_readings, score_risk, score_rul
 
 log = logging.getLogger("shopfloor.stream")
 
@@ -32,6 +32,8 @@ def judge(models: Models, fleet: Fleet, readings: list[dict], rul_alert: float |
         try:
             if scorer.kind == "risk":
                 _judge_risks(fleet, scorer, rule_of(scorer, rul_alert), group, predictions, alerts)
+            elif scorer.kind == "score":
+                _judge_scores(fleet, scorer, rule_of(scorer, rul_alert), group, histories, predictions, alerts)
             else:
                 _judge_ruls(fleet, scorer, rule_of(scorer, rul_alert), group, histories, predictions, alerts)
         except Exception as err:  # a model that fails on odd values must not lose the readings
@@ -41,11 +43,14 @@ def judge(models: Models, fleet: Fleet, readings: list[dict], rul_alert: float |
 
 
 def rule_of(scorer: Scorer, rul_alert: float | None) -> AlarmRule | None:
-    """The model's own alarm rule, else the failure model's threshold or the worker's --rul-alert."""
+    """The model's own alarm rule, else the failure model's threshold, the monitor model's 0.5 (clearing below 0.4)
+    or the worker's --rul-alert."""
     if scorer.alarm is not None:
         return scorer.alarm
     if scorer.kind == "risk":
         return risk_rule(scorer.threshold)
+    if scorer.kind == "score":
+        return score_rule()
     return rul_rule(rul_alert) if rul_alert is not None else None
 
 
@@ -72,5 +77,18 @@ def _judge_ruls(fleet: Fleet, scorer: Scorer, rule: AlarmRule | None, group: lis
                             "rul_high": high, "sent_at": reading["sent_at"]})
         state = fleet.state(reading["line"], reading["machine"])
         alert = fleet.rul(state, reading["time"], rul, low, high, scorer.name, scorer.version, rule)
+        if alert:
+            alerts.append(alert)
+
+
+def _judge_scores(fleet: Fleet, scorer: Scorer, rule: AlarmRule | None, group: list[dict], histories,
+                  predictions: list, alerts: list) -> None:
+    scored, scores, sensors = score_readings(scorer, group, histories)
+    for reading, score, named in zip(scored, scores.tolist(), sensors, strict=True):
+        predictions.append({"line": reading["line"], "machine": reading["machine"], "time": reading["time"],
+                            "model": scorer.name, "version": scorer.version, "score": score, "score_sensors": named,
+                            "sent_at": reading["sent_at"]})
+        state = fleet.state(reading["line"], reading["machine"])
+        alert = fleet.score(state, reading["time"], score, named, scorer.name, scorer.version, rule)
         if alert:
             alerts.append(alert)

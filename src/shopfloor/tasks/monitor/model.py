@@ -24,6 +24,8 @@ autoencoder 0.80 (at 2x) and 300,000 rows/s (benchmarks/skab.py). Latent 2 or 8 
 did worse than 4 and 32. Most false alarms are in the rows
 after an anomaly (the rig does not come back to where it started), most misses in files whose anomaly moves
 no sensor beyond its normal spread.
+
+Length: just over 400 lines, with the faces (the service's rows, the stream's windows, info and size checks).
 """
 
 from __future__ import annotations
@@ -392,4 +394,18 @@ class MonitorModel(Estimator):
         check_count("the encoder's layers", 4, shapes, r"net\.encoder\.\d+\.weight")
         declared_size(manifest, "params.window", limit=1_000_000)
 
+    # -- on the line: the stream worker scores windows of live readings ---------------------
+    reads_windows: ClassVar[bool] = True  # the rows of one request are one window: never merged with another's
 
+    def score_windows(self, readings: np.ndarray, newest: int) -> tuple[np.ndarray, np.ndarray]:
+        """Scores [machines, newest] (0..1) and contributions [machines, newest, sensors] of the `newest` last steps of
+        each machine's readings [machines, steps, sensors] (plant units, `sensor_columns_` order, one per step).
+
+        A step's answer depends on the `net_.reach()` steps before it: where a sequence holds them, its newest steps
+        score as `predict` scores those rows of the whole history; a sequence that starts a machine's history
+        scores as the first rows of a file do. One network pass for all the machines."""
+        self._check_fitted()
+        with torch.inference_mode():
+            contributions, raw = self.net_(torch.as_tensor(readings, dtype=torch.float32).permute(0, 2, 1))
+            score = self.net_.squash(raw[:, -newest:])
+        return score.numpy(), contributions[:, :, -newest:].permute(0, 2, 1).numpy()
