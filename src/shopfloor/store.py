@@ -197,13 +197,14 @@ class Store:
     def histories(self, machines: Iterable[tuple[str, str]], first: int, last: int,
                   until: float | None = None) -> dict[tuple[str, str], dict]:
         """What each (line, machine) has sent: count, its `first` earliest and `last` latest sensor values (oldest
-        first), and the time of the newest reading; a stream worker starts a machine's window from it. One
+        first) with the times of the latest (`times`), and the time of the newest reading; a stream worker starts a
+        machine's window from it. One
         query counts them all, so machines never heard of cost almost nothing. `until`: readings stamped later
         are left out (one from the future, stored before the worker quarantined such stamps, froze the window)."""
         keys = list(machines)
         r = readings.c
         bound = (r.time <= until,) if until is not None else ()
-        out = {key: {"count": 0, "first": [], "last": [], "newest": None} for key in keys}
+        out = {key: {"count": 0, "first": [], "last": [], "times": [], "newest": None} for key in keys}
         if not keys:
             return out
         with self.engine.connect() as db:
@@ -215,11 +216,11 @@ class Store:
             for line, machine, count, newest in counts:
                 mine = (r.line == line, r.machine == machine, *bound)
                 early = db.execute(sa.select(r["values"]).where(*mine).order_by(r.time).limit(int(first))).scalars().all()
-                late = db.execute(sa.select(r["values"]).where(*mine).order_by(r.time.desc())
-                                  .limit(int(last))).scalars().all()
+                late = db.execute(sa.select(r.time, r["values"]).where(*mine).order_by(r.time.desc())
+                                  .limit(int(last))).all()[::-1]
                 out[(line, machine)] = {"count": int(count), "newest": float(newest),
                                         "first": [orjson.loads(v) for v in early],
-                                        "last": [orjson.loads(v) for v in late][::-1]}
+                                        "last": [orjson.loads(v) for _, v in late], "times": [t for t, _ in late]}
         return out
 
     def alerts(self, limit: int = 50, line: str | None = None, machine: str | None = None, kind: str | None = None,

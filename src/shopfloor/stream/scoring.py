@@ -262,7 +262,13 @@ def score_readings(scorer: Scorer, readings: list[dict], histories=None) -> tupl
     new = {(r["line"], r["machine"]) for r in readings} - sequences.slots.keys()
     if histories is not None and new:
         for key, stored in histories(new, sequences.baseline, sequences.window).items():
-            _seed(sequences, key, stored)
+            if not stored["count"]:
+                continue
+            try:
+                last = _matrix([{"values": v} for v in stored["last"]], sequences.columns)
+            except KeyError:  # stored under other sensors (an older model's): start afresh
+                continue
+            sequences.restore(sequences.slot_of(key), stored["times"], last)
     slots = np.fromiter((sequences.slot_of((r["line"], r["machine"])) for r in readings), np.int64, len(readings))
     times = np.fromiter((r["time"] for r in readings), np.float64, len(readings))
     rows, scores, contributions = [], [], []

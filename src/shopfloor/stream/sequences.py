@@ -74,12 +74,11 @@ class Sequences:
 
         self.ring, self.seen, self.newest = bigger(self.ring, 0), bigger(self.seen, 0), bigger(self.newest, -np.inf)
 
-    def seed(self, slot: int, first: np.ndarray, last: np.ndarray, count: int, newest: float) -> None:
-        """Start a machine from its stored history (a restarted worker): its last readings, oldest first, how many
-        it sent and the time of the newest, as `Windows.seed` takes them (`first` is not needed here)."""
-        last = self._held(np.asarray(last, np.float32)[-self.window:], self.fill)
-        self._append(slot, last, skipped=max(int(count) - len(last), 0))
-        self.newest[slot] = newest
+    def restore(self, slot: int, times: np.ndarray, values: np.ndarray) -> None:
+        """Start a machine from its stored latest readings (a restarted worker): they go through the ring as live
+        ones would, gaps and all, unscored. With `window` readings or the whole history since a gap, the
+        machine's next readings score as they would have without the restart."""
+        self.take(np.full(len(times), slot), np.asarray(times, np.float64), np.asarray(values, np.float32))
 
     def take(self, slots: np.ndarray, times: np.ndarray, values: np.ndarray) -> list[Group]:
         """Add readings (any order, several per machine: slots [n], times [n], values [n, sensors]) and return
