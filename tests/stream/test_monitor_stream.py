@@ -15,12 +15,12 @@ import pandas as pd
 import pytest
 from services import Listener, OfflineMessage, mosquitto, offline_worker, running_worker, wait_for
 
-from shopfloor.alarms import AlarmRule, BadAlarm
+from shopfloor.alarms import AlarmRule, BadAlarm, score_rule
 from shopfloor.registry import Registry
 from shopfloor.store import Store
 from shopfloor.stream.broker import mqtt_client, parse_url
 from shopfloor.stream.payload import encode_message, encode_reading
-from shopfloor.stream.scoring import score_readings, scorer_for
+from shopfloor.stream.scoring import score_readings, scorer_for, sensor_shares
 from shopfloor.tasks.monitor.model import MonitorModel
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tasks" / "monitor"))
@@ -78,7 +78,7 @@ def test_a_message_of_readings_scores_as_predict_scores_the_whole_history(monito
             got = score_readings(scorer, rows[start:start + size][::-1])  # any order within a batch
             scored += got[0]
             scores.append(got[1])
-            named += got[2]
+            named += sensor_shares(model.sensor_columns_, got[2])
         assert [r["time"] for r in scored] == seconds(data).tolist()
         np.testing.assert_allclose(np.concatenate(scores), batch["score"], atol=1e-5)
         first = [text.split(",")[0].split(" ")[0] for text in named]
@@ -89,7 +89,9 @@ def test_a_message_of_readings_scores_as_predict_scores_the_whole_history(monito
 
 
 def test_a_restarted_worker_continues_each_machine_from_the_store(monitor, tmp_path):
-    """Each machine's stored latest readings start its window again: the scores after a restart are the batch's."""
+    """Each machine's stored latest readings start its window again: the scores after a restart are the batch's. One
+    score is stored per message, at its newest reading; every reading is judged, so the alerts are where the batch
+    scores enter the alarm."""
     model, store = monitor.model, Store(f"sqlite:///{tmp_path / 'plant.db'}")
     frames = {"pump-1": pump(rows=420, seed=2, start="2024-03-01"), "pump-2": gappy(seed=4).iloc[:420]}
     sent = {m: messages(f, model.sensor_columns_, m, per_message=10) for m, f in frames.items()}
@@ -101,8 +103,16 @@ def test_a_restarted_worker_continues_each_machine_from_the_store(monitor, tmp_p
         worker.process([(worker.session, m) for m in batch])
     for machine, frame in frames.items():
         stored = store.trend("line-1", machine, limit=10_000)
-        assert len(stored) == 420 and all(p["model"] == "pump" and p["rul"] is None for p in stored)
-        np.testing.assert_allclose([p["score"] for p in stored], model.predict(frame)["score"], atol=1e-5)
+        assert len(stored) == 42 and all(p["model"] == "pump" and p["rul"] is None for p in stored)
+        newest = model.predict(frame)["score"].iloc[9::10]
+        np.testing.assert_allclose([p["score"] for p in stored], newest, atol=1e-5)
+        assert [p["time"] for p in stored] == seconds(frame)[9::10].tolist()
+        entries, on = [], False
+        for t, score in zip(seconds(frame), model.predict(frame)["score"], strict=True):
+            entries += [t] if not on and score_rule().next(on, score) else []
+            on = score_rule().next(on, score)
+        assert [a["time"] for a in store.alerts(line="line-1", machine=machine)][::-1] == entries
+        assert len(entries) == (machine == "pump-2")  # the drifting pump, once
     store.close()
 
 
@@ -135,14 +145,14 @@ def test_live_readings_through_mosquitto_are_scored_stored_and_a_fault_alerts_on
                 info.wait_for_publish(10)
             client.disconnect()
             client.loop_stop()
-            assert wait_for(lambda: store.counts()["predictions"] >= 900, 60), store.counts()
+            assert wait_for(lambda: store.counts()["predictions"] >= 36, 60), store.counts()  # one per message
             assert wait_for(lambda: alerts.messages and dead.messages, 10)
         alerts.close()
         dead.close()
     assert stats["readings"] == 900 and stats["dead_letters"] == 1
     for machine, frame in (("pump-1", healthy), ("pump-2", faulty)):
         stored = store.trend("line-1", machine, limit=10_000)
-        np.testing.assert_allclose([p["score"] for p in stored], model.predict(frame)["score"], atol=1e-5)
+        np.testing.assert_allclose([p["score"] for p in stored], model.predict(frame)["score"].iloc[24::25], atol=1e-5)
     [alert] = store.alerts()
     assert (alert["machine"], alert["kind"], alert["model"]) == ("pump-2", "score", "pump")
     assert alert["sensors"].startswith(culprit) and f"sensors: {culprit}" in alert["message"]

@@ -250,9 +250,10 @@ def score_rul(scorer: Scorer, readings: list[dict], histories=None) -> tuple[lis
     return [readings[i] for i in scored], scorer.estimator.predict_windows(history, start, age)
 
 
-def score_readings(scorer: Scorer, readings: list[dict], histories=None) -> tuple[list[dict], np.ndarray, list[str]]:
+def score_readings(scorer: Scorer, readings: list[dict], histories=None) -> tuple[list[dict], np.ndarray, np.ndarray]:
     """A monitor model's anomaly score of every reading (0-1, anomaly at 0.5) and the sensors behind it; returns the
-    scored readings (each machine's in time order), their scores and "sensor share, ..." of each.
+    scored readings (each machine's together, in time order), their scores and contributions [readings, sensors]
+    (`sensor_shares` names the top ones).
 
     Each machine's readings are scored after the steps before them that its ring holds (`stream.sequences`), so a
     score is the one `predict` gives that reading in the machine's whole history, however the readings were
@@ -278,11 +279,10 @@ def score_readings(scorer: Scorer, readings: list[dict], histories=None) -> tupl
         scores.append(score[group.sequence, group.step])
         contributions.append(contribution[group.sequence, group.step])
     if not rows:
-        return [], np.zeros(0), []
+        return [], np.zeros(0), np.zeros((0, len(sequences.columns)), np.float32)
     rows, scores, contributions = np.concatenate(rows), np.concatenate(scores), np.concatenate(contributions)
     order = np.lexsort((times[rows], slots[rows]))
-    return [readings[i] for i in rows[order].tolist()], scores[order].astype(np.float64), \
-        sensor_shares(sequences.columns, contributions[order])
+    return [readings[i] for i in rows[order].tolist()], scores[order].astype(np.float64), contributions[order]
 
 
 def sensor_shares(sensors: list[str], contributions: np.ndarray, top: int = 3) -> list[str]:
