@@ -92,9 +92,9 @@ class Sequences:
             rows = rows[times[rows] > self.newest[slot]]
             if not len(rows):
                 continue
-            rows = rows[np.r_[True, np.diff(times[rows]) > 0]]  # one reading per time stamp
-            after = np.r_[self.newest[slot] if self.seen[slot] else np.nan, times[rows]]
-            steps = np.rint(np.diff(after) / self.step)  # NaN before a machine's first reading
+            if len(rows) > 1:
+                rows = rows[np.concatenate(([True], np.diff(times[rows]) > 0))]  # one reading per time stamp
+            steps = np.rint(np.diff(times[rows], prepend=self.newest[slot] if self.seen[slot] else np.nan) / self.step)
             for run in np.split(np.arange(len(rows)), np.flatnonzero(steps[1:] > self.max_gap) + 1):
                 fresh = run[0] > 0 or not steps[0] <= self.max_gap  # a gap (or nothing) before the run
                 whole = not fresh and self.seen[slot] >= self.window  # the ring holds all the run's answers need
@@ -118,8 +118,12 @@ class Sequences:
         pads = np.maximum(np.nan_to_num(steps, nan=1.0), 1).astype(np.int64) - 1  # missing grid slots before each
         if not held:
             pads[0] = 0
-        expanded = np.repeat(np.vstack([before[None], values]), np.r_[pads[0], 1 + pads[1:], 1], axis=0)
-        where = pads[0] + np.arange(len(values)) + np.r_[0, np.cumsum(pads[1:])]
+        if pads.any():
+            repeats = np.concatenate((pads[:1], 1 + pads[1:], [1]))
+            expanded = np.repeat(np.vstack([before[None], values]), repeats, axis=0)
+        else:  # readings at every step: nothing to fill
+            expanded = values
+        where = pads[0] + np.arange(len(values)) + np.cumsum(np.concatenate(([0], pads[1:])))
         history = self._history(slot)
         self._append(slot, expanded)
         return np.vstack([history, expanded]), len(expanded) - where
