@@ -83,29 +83,67 @@ class Sequences:
     def take(self, slots: np.ndarray, times: np.ndarray, values: np.ndarray) -> list[Group]:
         """Add readings (any order, several per machine: slots [n], times [n], values [n, sensors]) and return
         them as sequences to score, grouped by length; readings not later than their machine's newest are not in
-        any group."""
+        any group.
+
+        A running line's usual batch (one reading per step, no nulls) goes through in a few array operations per
+        length of history held (`_steady`); machines that leave gaps or send nulls go one by one."""
         order = np.lexsort((times, slots))
-        bounds = np.flatnonzero(np.diff(slots[order])) + 1
+        order = order[times[order] > self.newest[slots[order]]]
+        if len(order) > 1:  # one reading per machine and time stamp
+            s, t = slots[order], times[order]
+            order = order[np.concatenate(([True], (s[1:] != s[:-1]) | (t[1:] != t[:-1])))]
+        if not len(order):
+            return []
+        s, t = slots[order], times[order]
+        first = np.concatenate(([True], s[1:] != s[:-1]))
+        starts = np.flatnonzero(first)
+        counts = np.diff(np.append(starts, len(order)))
+        before = np.where(first, np.where(self.seen[s] > 0, self.newest[s], np.nan), np.roll(t, 1))
+        steps = np.rint((t - before) / self.step)  # NaN before a machine's first reading
+        plain = ((steps == 1) | (first & (self.seen[s] == 0))) & ~np.isnan(values[order]).any(1)
+        machines = s[starts]
+        steady = np.logical_and.reduceat(plain, starts) & (counts <= self.window)
         full, young = [], {}
-        for rows in np.split(order, bounds) if len(order) else []:
-            slot = int(slots[rows[0]])
-            rows = rows[times[rows] > self.newest[slot]]
-            if not len(rows):
-                continue
-            if len(rows) > 1:
-                rows = rows[np.concatenate(([True], np.diff(times[rows]) > 0))]  # one reading per time stamp
-            steps = np.rint(np.diff(times[rows], prepend=self.newest[slot] if self.seen[slot] else np.nan) / self.step)
-            for run in np.split(np.arange(len(rows)), np.flatnonzero(steps[1:] > self.max_gap) + 1):
-                fresh = run[0] > 0 or not steps[0] <= self.max_gap  # a gap (or nothing) before the run
-                whole = not fresh and self.seen[slot] >= self.window  # the ring holds all the run's answers need
-                sequence, ends = self._sequence(slot, values[rows[run]], steps[run], fresh)
-                self.newest[slot] = times[rows[run[-1]]]
-                if not whole:
-                    young.setdefault(len(sequence), []).append((sequence, rows[run], ends))
-                else:
-                    full.append((sequence, rows[run], ends))
+        for m in np.flatnonzero(~steady).tolist():
+            part = slice(starts[m], starts[m] + counts[m])
+            self._runs(int(machines[m]), order[part], steps[part], times, values, full, young)
         groups = [self._group(parts, pad=False) for parts in young.values()]
-        return groups + ([self._group(full, pad=True)] if full else [])
+        groups += [self._group(full, pad=True)] if full else []
+        held = np.minimum(self.seen[machines], self.window)  # steps before the new ones: a full ring, or all there are
+        kind = held * (self.window + 1) + counts
+        for key in np.unique(kind[steady]).tolist():
+            chosen = np.flatnonzero(steady & (kind == key))
+            k = int(counts[chosen[0]])
+            rows = order[(starts[chosen][:, None] + np.arange(k)).ravel()]
+            groups.append(self._steady(machines[chosen], rows, times, values, k, int(held[chosen[0]])))
+        return groups
+
+    def _steady(self, slots: np.ndarray, rows: np.ndarray, times: np.ndarray, values: np.ndarray, k: int,
+                held: int) -> Group:
+        """k readings of each machine (rows: machine by machine, in time order) after the `held` steps its ring
+        holds (the whole ring, or the machine's whole history): one array, one ring write."""
+        seen = self.seen[slots]
+        held = self.ring[slots[:, None], (seen[:, None] - held + np.arange(held)) % self.window]
+        new = values[rows].reshape(len(slots), k, -1)
+        self.ring[slots[:, None], (seen[:, None] + np.arange(k)) % self.window] = new
+        self.seen[slots] += k
+        self.newest[slots] = times[rows].reshape(len(slots), k)[:, -1]
+        return Group(np.concatenate([held, new], axis=1), k, rows, np.repeat(np.arange(len(slots)), k),
+                     np.tile(np.arange(k), len(slots)))
+
+    def _runs(self, slot: int, rows: np.ndarray, steps: np.ndarray, times: np.ndarray, values: np.ndarray,
+              full: list, young: dict) -> None:
+        """One machine's readings as sequences, split where a gap ends its history: `full` takes those after a
+        whole ring, `young` (by length) those that start the machine's history or follow a short one."""
+        for run in np.split(np.arange(len(rows)), np.flatnonzero(steps[1:] > self.max_gap) + 1):
+            fresh = run[0] > 0 or not steps[0] <= self.max_gap  # a gap (or nothing) before the run
+            whole = not fresh and self.seen[slot] >= self.window  # the ring holds all the run's answers need
+            sequence, ends = self._sequence(slot, values[rows[run]], steps[run], fresh)
+            self.newest[slot] = times[rows[run[-1]]]
+            if whole:
+                full.append((sequence, rows[run], ends))
+            else:
+                young.setdefault(len(sequence), []).append((sequence, rows[run], ends))
 
     def _sequence(self, slot: int, values: np.ndarray, steps: np.ndarray, fresh: bool) -> tuple[np.ndarray, np.ndarray]:
         """The steps the run's readings are scored after (the ring's, unless fresh), the run's own steps with short
