@@ -116,11 +116,28 @@ def test_a_restarted_worker_continues_each_machine_from_the_store(monitor, tmp_p
     store.close()
 
 
-def test_a_score_alarm_is_a_rule_of_monitor_models_only():
+def test_a_score_alarm_is_a_rule_of_monitor_models_only(monitor, tmp_path):
     rule = AlarmRule.parse("score>=0.7", "score<0.5", task="monitor")
     assert (rule.quantity, rule.next(False, 0.7), rule.next(True, 0.6), rule.next(True, 0.4)) == ("score", True, True, False)
     with pytest.raises(BadAlarm, match="sensor-monitoring models"):
         AlarmRule.parse("score>=0.5", task="rul")
+    from typer.testing import CliRunner
+
+    from shopfloor.cli import app
+    from shopfloor.stream.judging import rule_of
+    from shopfloor.stream.scoring import Models
+
+    models, folder = tmp_path / "models", monitor.model.save(tmp_path / "pump-monitor")
+    runner = CliRunner()
+    added = runner.invoke(app, ["models", "add", "--models", str(models), "pump", str(folder), "--alarm", "score>=0.8",
+                                "--clear", "score<0.6"])
+    assert added.exit_code == 0, added.output
+    refused = runner.invoke(app, ["models", "alarm", "--models", str(models), "pump", "--alarm", "risk>=0.5"])
+    assert refused.exit_code == 2 and "use score" in refused.output
+    scorer = Models(Registry(models)).scorers["pump"]
+    assert (scorer.kind, rule_of(scorer, None).text) == ("score", "score>=0.8 (clears at score<0.6)")
+    assert runner.invoke(app, ["models", "alarm", "--models", str(models), "pump", "--default"]).exit_code == 0
+    assert rule_of(Models(Registry(models)).scorers["pump"], None).text == "score>=0.5 (clears at score<0.4)"
 
 
 def test_live_readings_through_mosquitto_are_scored_stored_and_a_fault_alerts_once_naming_its_sensor(monitor, tmp_path):

@@ -63,7 +63,8 @@ def models_alarm(models: RegistryOpt, name: Annotated[str, typer.Argument()], al
                  clear: ClearOpt = None,
                  default: Annotated[bool, typer.Option("--default", help="Remove the model's own rule (failure models "
                                                        "then alarm at their threshold; RUL models at the stream's "
-                                                       "--rul-alert).")] = False):
+                                                       "--rul-alert; monitor models at a score of 0.5, clearing "
+                                                       "below 0.4).")] = False):
     """Set when NAME's alarm enters and clears, e.g. --alarm 'rul<=20' --clear 'rul>=30'; stream workers apply it within
     seconds. Without options, show the rule in force."""
     from shopfloor.registry import Registry
