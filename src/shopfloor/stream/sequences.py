@@ -107,16 +107,18 @@ class Sequences:
         for m in np.flatnonzero(~steady).tolist():
             part = slice(starts[m], starts[m] + counts[m])
             self._runs(int(machines[m]), order[part], steps[part], times, values, full, young)
-        groups = [self._group(parts, pad=False) for parts in young.values()]
-        groups += [self._group(full, pad=True)] if full else []
+        whole = [self._group(full, pad=True)] if full else []
+        exact = {length: [self._group(parts, pad=False)] for length, parts in young.items()}
         held = np.minimum(self.seen[machines], self.window)  # steps before the new ones: a full ring, or all there are
         kind = held * (self.window + 1) + counts
         for key in np.unique(kind[steady]).tolist():
             chosen = np.flatnonzero(steady & (kind == key))
-            k = int(counts[chosen[0]])
+            k, before = int(counts[chosen[0]]), int(held[chosen[0]])
             rows = order[(starts[chosen][:, None] + np.arange(k)).ravel()]
-            groups.append(self._steady(machines[chosen], rows, times, values, k, int(held[chosen[0]])))
-        return groups
+            group = self._steady(machines[chosen], rows, times, values, k, before)
+            (whole if before == self.window else exact.setdefault(before + k, [])).append(group)
+        # one network pass per length: its fixed cost (about half a millisecond) was most of a small batch's
+        return ([merged(whole)] if whole else []) + [merged(same) for same in exact.values()]
 
     def _steady(self, slots: np.ndarray, rows: np.ndarray, times: np.ndarray, values: np.ndarray, k: int,
                 held: int) -> Group:
@@ -206,3 +208,17 @@ class Sequences:
         sequence = np.concatenate([np.full(len(r), i) for i, (_, r, _) in enumerate(parts)])
         step = newest - np.concatenate([ends for _, _, ends in parts])
         return Group(inputs, newest, rows, sequence, step)
+
+
+def merged(groups: list[Group]) -> Group:
+    """One group of several: shorter sequences are preceded by copies of their first step, which only sequences
+    after a whole ring may be (their answers depend on the steps they hold)."""
+    if len(groups) == 1:
+        return groups[0]
+    length, newest = max(g.inputs.shape[1] for g in groups), max(g.newest for g in groups)
+    inputs = np.concatenate([np.concatenate([np.repeat(g.inputs[:, :1], length - g.inputs.shape[1], axis=1), g.inputs],
+                                            axis=1) for g in groups])
+    offsets = np.cumsum([0] + [len(g.inputs) for g in groups[:-1]])
+    return Group(inputs, newest, np.concatenate([g.rows for g in groups]),
+                 np.concatenate([g.sequence + offset for g, offset in zip(groups, offsets, strict=True)]),
+                 np.concatenate([g.step + newest - g.newest for g in groups]))
