@@ -225,7 +225,7 @@ class Worker:
                 item = self.inbox.get(timeout=remaining)
             except queue.Empty:
                 break
-            if item is None:
+            if item is None:  # `stop`'s wake-up
                 break
             batch.append(item)
         return batch
@@ -341,9 +341,8 @@ class Worker:
               + (f", p99 latency {p99:.0f} ms" if p99 is not None else ""), file=sys.stderr, flush=True)
 
     def stop(self, *_args) -> None:
-        """Stop after the batch at hand (SIGINT, SIGTERM). The inbox gets a wake-up: CPython 3.11's
-        `SimpleQueue.get(timeout=...)` waits for good when a signal lands near its deadline (its remaining time turns
-        negative, which means no limit), and a benchmark's worker sat there after SIGTERM, idle, until killed."""
+        """Stop after the batch at hand; the inbox gets a wake-up, as CPython 3.11's `SimpleQueue.get(timeout)` waits
+        for good when a signal lands near its deadline (a benchmark's worker sat there after SIGTERM until killed)."""
         self.stopping.set()
         self.inbox.put(None)
 
