@@ -125,12 +125,12 @@ class Sequences:
         """k readings of each machine (rows: machine by machine, in time order) after the `held` steps its ring
         holds (the whole ring, or the machine's whole history): one array, one ring write."""
         seen = self.seen[slots]
-        held = self.ring[slots[:, None], (seen[:, None] - held + np.arange(held)) % self.window]
+        history = self.ring[slots[:, None], (seen[:, None] - held + np.arange(held)) % self.window]
         new = values[rows].reshape(len(slots), k, -1)
         self.ring[slots[:, None], (seen[:, None] + np.arange(k)) % self.window] = new
         self.seen[slots] += k
         self.newest[slots] = times[rows].reshape(len(slots), k)[:, -1]
-        return Group(np.concatenate([held, new], axis=1), k, rows, np.repeat(np.arange(len(slots)), k),
+        return Group(np.concatenate([history, new], axis=1), k, rows, np.repeat(np.arange(len(slots)), k),
                      np.tile(np.arange(k), len(slots)))
 
     def _runs(self, slot: int, rows: np.ndarray, steps: np.ndarray, times: np.ndarray, values: np.ndarray,
