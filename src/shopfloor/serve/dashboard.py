@@ -165,13 +165,13 @@ def machine_page(request: Request, line: str, machine: str):
     last_event = next(iter(store.alerts(1, line=line, machine=machine, kind="score")), None)
     return _page(request, "machine.html", machine=state, charts=charts, sensors=sensors, alerts=alerts,
                  reasons=_reasons(state), now=time.time(), last_event=last_event,
-                 event_sensors=sensor_shares(last_event["sensors"] if last_event else None))
+                 event_sensors=shares_in(last_event["sensors"] if last_event else None))
 
 
 SENSOR_CHARTS = 40  # at most this many sensors get a chart on a machine's page
 
 
-def sensor_shares(text: str | None) -> list[tuple[str, float]]:
+def shares_in(text: str | None) -> list[tuple[str, float]]:
     """[(sensor, share), ...] from a stored "flow 0.62, pressure 0.21, ..." (the sensors behind a monitor model's
     score); a part that does not end in a number is left out."""
     shares = []
