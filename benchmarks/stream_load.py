@@ -2,13 +2,18 @@
 broker restart, and the worker's peak RSS with 10,000 machines' windows.
 
     .venv/bin/python benchmarks/stream_load.py [--rate 20000] [--seconds 20] [--machines 10000]
-                                               [--readings-per-message 25] [--shared]
+                                               [--readings-per-message 25] [--shared] [--live rul|monitor|both]
 
 Mosquitto (the embedded config: persistence on, no queue caps) on a free port; the stream worker in its own
 process (one torch thread, SQLite, the demo's C-MAPSS RUL model live: every message gets a RUL estimate
 with its interval); a publisher process replaying the C-MAPSS FD001 test engines as `--machines` machines,
 `--readings-per-message` consecutive cycles of one machine per message, at `--rate` readings/s. All three
 share the machine's 2 cores.
+
+With `--live monitor` (or `both`), a sensor-monitoring model is live instead of (or beside) the RUL model:
+trained here on the C-MAPSS FD001 training engines' columns (the ones the replay sends; a minute or so), it
+scores every reading after its machine's latest steps and stores a score with the sensors behind it per reading
+(issue 16: `results/stream_load_monitor*.json`).
 
 With `--workers W`, W worker processes each subscribe to their own lines (the machines are dealt to W lines),
 as a plant splits its lines among workers.
@@ -60,10 +65,28 @@ def publisher_process(url: str, line: list[str], rate: float, readings: int, mac
     Path(out).write_text(json.dumps(result))
 
 
-def models_folder(work: Path) -> Path:
+def monitor_model(work: Path) -> Path:
+    """A monitor model of the FD001 training engines' settings and sensors (those the replay sends), a few epochs."""
+    from shopfloor.data.runs import read_runs
+    from shopfloor.tasks.monitor.model import MonitorModel
+
+    runs = read_runs(ROOT / "src/shopfloor/data/files/train_FD001.txt.gz")
+    frame = runs.frame[[runs.unit, runs.time, *runs.settings, *runs.sensors]]
+    started = time.perf_counter()
+    model = MonitorModel(time=runs.time, machine=runs.unit, max_epochs=6, progress=False).fit(frame)
+    print(f"monitor model: {len(model.sensor_columns_)} sensors, reach {model.net_.reach()} steps, trained in "
+          f"{time.perf_counter() - started:.0f} s", flush=True)
+    return model.save(work / "monitor-model")
+
+
+def models_folder(work: Path, live: str = "rul") -> Path:
     from shopfloor.registry import Registry
 
     registry = Registry(work / "models", create=True)
+    if live in ("monitor", "both"):
+        registry.add("monitor", monitor_model(work))
+    if live == "monitor":
+        return registry.root
     demo = ROOT / "demo-output" / "cmapss-model"
     if demo.is_dir():
         registry.add("rul", demo)
@@ -117,11 +140,13 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=1, help="worker processes, each with its own lines")
     parser.add_argument("--out", type=Path, help="write the JSON here instead of results/stream_load*.json")
     parser.add_argument("--shared", action="store_true", help="subscribe with $share/ (Mosquitto 2.0.11 loses messages)")
+    parser.add_argument("--live", choices=("rul", "monitor", "both"), default="rul",
+                        help="the live models: the demo's RUL model, a monitor model trained here, or both")
     args = parser.parse_args()
     from shopfloor.stream.broker import start_broker
 
     work = Path(tempfile.mkdtemp(prefix="stream-load-"))
-    models = models_folder(work)
+    models = models_folder(work, args.live)
     database = work / "plant.db"
     broker = start_broker(kind="mosquitto")
     ctx = mp.get_context("spawn")
@@ -167,7 +192,7 @@ def main() -> None:
     result = {
         "rate_asked": args.rate, "machines": args.machines, "readings_per_message": args.readings_per_message,
         "workers": args.workers, "batch_ms": args.batch_ms, "warm_up_s": args.warm_up, "seconds": args.seconds,
-        "shared_subscription": args.shared,
+        "shared_subscription": args.shared, "live": args.live,
         "steady": {"published": steady["readings"], "publisher_readings_per_s": steady["readings_per_s"],
                    "stored": count, "sustained_readings_per_s": sustained, "latency_p50_ms": p50,
                    "latency_p99_ms": p99, "latency_max_ms": float(latency.max()), "predictions": len(latency)},
@@ -178,7 +203,7 @@ def main() -> None:
         "machine": machine(),
     }
     print_table(f"stream: {args.machines:,} machines, {args.readings_per_message} readings per message, "
-                f"{args.workers} worker(s), asked {args.rate:,.0f}/s", ["measure", "value"],
+                f"{args.workers} worker(s), {args.live} live, asked {args.rate:,.0f}/s", ["measure", "value"],
                 [["readings/s sustained (steady)", f"{sustained:,.0f}"], ["latency p50 / p99 (ms)", f"{p50:.0f} / {p99:.0f}"],
                  ["lost across the broker restart", f"{restart['readings'] - kept:,} of {restart['readings']:,}"],
                  ["worker peak RSS (GiB)", f"{rss:.2f}"]])
@@ -187,7 +212,8 @@ def main() -> None:
                check("readings lost across a broker restart", restart["readings"] - kept, "0", restart["readings"] == kept),
                check(f"worker peak RSS with {args.machines // args.workers:,} machines (GiB)", rss, "<= 1", rss <= 1)]
     print_targets(targets)
-    name = "stream_load" if args.workers == 1 else f"stream_load_{args.workers}_workers"
+    name = "stream_load" + ("" if args.live == "rul" else f"_{args.live}") \
+        + ("" if args.workers == 1 else f"_{args.workers}_workers")
     write_json(name, {**result, "targets": targets}, args.out)
 
 

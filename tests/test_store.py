@@ -144,3 +144,39 @@ def test_a_database_from_before_alarm_states_gains_their_columns(store):
         assert reopened.alerts()[0]["rule"] == "risk>=0.5" and reopened.fleet()[0]["alarms"]
     finally:
         reopened.close()
+
+
+def test_a_database_from_before_monitor_models_gains_the_score_columns(store):
+    """Predictions, machines and alerts stored before monitor models lack the score and its sensors: opening the store
+    adds the columns, the old rows keep null there, and a score is then stored beside them."""
+    import sqlalchemy as sa
+
+    from shopfloor import store_schema as tables
+
+    new = {"score", "score_sensors", "score_model", "sensors"}
+    engine = sa.create_engine(store.url)
+    old = sa.MetaData()
+    for table in (tables.predictions, tables.machines, tables.alerts):
+        sa.Table(table.name, old, *(c._copy() for c in table.columns if c.name not in new))
+    readings, predictions, machines = batch("press-1", range(3))
+    with engine.begin() as db:
+        for table in (tables.predictions, tables.machines, tables.alerts):
+            db.execute(sa.text(f"DROP TABLE {table.name}"))
+        old.create_all(db)
+        db.execute(old.tables["predictions"].insert(), [{**p, "stored_at": 1.0} for p in predictions])
+    engine.dispose()
+    reopened = Store(store.url)
+    try:
+        assert [p["score"] for p in reopened.trend("line-1", "press-1")] == [None] * 3
+        scored = [{"line": "line-1", "machine": "pump-1", "time": 3.0, "model": "pump", "version": 1, "score": 0.8,
+                   "score_sensors": "flow 0.90, pressure 0.05, current 0.02", "sent_at": 3.0}]
+        state = {"line": "line-1", "machine": "pump-1", "time": 3.0, "score": 0.8, "score_model": "pump@1",
+                 "score_sensors": "flow 0.90, pressure 0.05, current 0.02", "alerting": True}
+        alert = {"line": "line-1", "machine": "pump-1", "time": 3.0, "kind": "score", "model": "pump", "version": 1,
+                 "value": 0.8, "threshold": 0.5, "message": "anomaly", "sensors": "flow 0.90, pressure 0.05, current 0.02"}
+        reopened.write_batch([], scored, [alert], [state])
+        assert reopened.trend("line-1", "pump-1")[0]["score_sensors"].startswith("flow 0.90")
+        assert reopened.machine("line-1", "pump-1")["score_model"] == "pump@1"
+        assert reopened.alerts(kind="score")[0]["sensors"].startswith("flow")
+    finally:
+        reopened.close()

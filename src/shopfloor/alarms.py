@@ -9,7 +9,8 @@ stays where it is in between. Without that gap a value that wobbles around one l
 threshold, a RUL estimate near 20 cycles) raised an alert at every wobble and swamped the operators.
 
 The values a rule may watch are those the stream stores per reading: `risk` (a failure model's probability of
-failure, 0-1) and `rul`, `rul_low`, `rul_high` (a RUL model's estimate and its 90 % interval). Each task
+failure, 0-1), `rul`, `rul_low`, `rul_high` (a RUL model's estimate and its 90 % interval) and `score` (a
+sensor-monitoring model's anomaly score, 0-1, anomaly at 0.5). Each task
 declares which of them it gives (`gives` on its estimator class); a rule set on a model is checked against its
 class, so a new task that gives one of these values needs no line here. A rule belongs to a model in the
 registry (`shopfloor models alarm`), so that the plant sets it where it knows the model.
@@ -25,10 +26,12 @@ from shopfloor.errors import ShopfloorError
 
 # the values an alarm may watch: those the line stores (`store`'s prediction columns), in words for messages
 WORDS = {"risk": "failure risk", "rul": "remaining useful life", "rul_low": "low end of the RUL interval",
-         "rul_high": "high end of the RUL interval"}
-# the kinds of prediction the line stores, each with its own columns in the store (risk; rul, rul_low, rul_high):
-# a failure risk per reading, a remaining useful life with its interval per message. An alert has one of them.
-KINDS = ("risk", "rul")
+         "rul_high": "high end of the RUL interval", "score": "anomaly score"}
+# the kinds of prediction the line stores, each with its own columns in the store (risk; rul, rul_low, rul_high;
+# score, score_sensors): a failure risk per reading, a remaining useful life with its interval per message, an
+# anomaly score with the sensors behind it per reading. An alert has one of them.
+KINDS = ("risk", "rul", "score")
+SCORE_ALARM, SCORE_CLEAR = 0.5, 0.4  # a monitor model's default rule: its own decision level in, clear a step lower
 OPERATORS = {"<=": operator.le, ">=": operator.ge, "<": operator.lt, ">": operator.gt}
 OPPOSITE = {"<=": ">", "<": ">=", ">=": "<", ">": "<="}
 CONDITION = re.compile(r"^\s*([a-z_]+)\s*(<=|>=|<|>)\s*([-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?)\s*$")
@@ -163,6 +166,14 @@ def rul_rule(cycles: float) -> AlarmRule:
     return AlarmRule(Condition("rul_low", "<=", float(cycles)), Condition("rul_low", ">", float(cycles)))
 
 
+def score_rule(enter: float = SCORE_ALARM, clear: float = SCORE_CLEAR) -> AlarmRule:
+    """A monitor model's rule when none is set: anomaly at its decision level (0.5), clearing only below 0.4, so
+    that a score that wobbles around 0.5 through an event raises one alert, not one per wobble."""
+    return AlarmRule(Condition("score", ">=", float(enter)), Condition("score", "<", float(clear)))
+
+
 def show(quantity: str, value: float) -> str:
-    """A watched value as people read it: a risk in percent, cycles as whole numbers."""
+    """A watched value as people read it: a risk in percent, a score with two decimals, cycles as whole numbers."""
+    if quantity == "score":
+        return f"{value:.2f}"
     return f"{100 * value:.0f} %" if quantity == "risk" else f"{value:.0f} cycles"

@@ -112,8 +112,8 @@ class Store:
         """Store one batch in one transaction; readings and predictions already stored are ignored.
 
         readings: dicts with line, machine, time, values (dict or JSON text), sent_at (or None), received_at.
-        predictions: line, machine, time, model, version, risk, rul, rul_low, rul_high (None where the model
-        does not give it), sent_at. machines: the latest state per machine (see MACHINE_KEYS), upserted.
+        predictions: line, machine, time, model, version, risk, rul, rul_low, rul_high, score, score_sensors (None
+        where the model does not give it), sent_at. machines: the latest state per machine (see MACHINE_KEYS), upserted.
         dead letters: see `write_dead_letters`; in the same transaction, so that a retried batch never
         stores its alerts twice, and each once (a redelivered message's dead letter is ignored). Returns the
         stored_at time written on the predictions (epoch seconds, taken as the rows are built: the commit
@@ -177,9 +177,10 @@ class Store:
         return rows[0] if rows else None
 
     def trend(self, line: str, machine: str, limit: int = 200) -> list[dict]:
-        """A machine's latest predictions, oldest first: one row per reading and model (risk or rul set)."""
+        """A machine's latest predictions, oldest first: one row per reading and model (risk, rul or score set)."""
         p = predictions.c
-        query = (sa.select(p.time, p.model, p.version, p.risk, p.rul, p.rul_low, p.rul_high, p.stored_at)
+        query = (sa.select(p.time, p.model, p.version, p.risk, p.rul, p.rul_low, p.rul_high, p.score, p.score_sensors,
+                           p.stored_at)
                  .where(p.line == line, p.machine == machine).order_by(p.time.desc(), p.model).limit(int(limit)))
         return self._rows(query)[::-1]
 
@@ -196,13 +197,14 @@ class Store:
     def histories(self, machines: Iterable[tuple[str, str]], first: int, last: int,
                   until: float | None = None) -> dict[tuple[str, str], dict]:
         """What each (line, machine) has sent: count, its `first` earliest and `last` latest sensor values (oldest
-        first), and the time of the newest reading; a stream worker starts a machine's window from it. One
+        first) with the times of the latest (`times`), and the time of the newest reading; a stream worker starts a
+        machine's window from it. One
         query counts them all, so machines never heard of cost almost nothing. `until`: readings stamped later
         are left out (one from the future, stored before the worker quarantined such stamps, froze the window)."""
         keys = list(machines)
         r = readings.c
         bound = (r.time <= until,) if until is not None else ()
-        out = {key: {"count": 0, "first": [], "last": [], "newest": None} for key in keys}
+        out = {key: {"count": 0, "first": [], "last": [], "times": [], "newest": None} for key in keys}
         if not keys:
             return out
         with self.engine.connect() as db:
@@ -214,11 +216,11 @@ class Store:
             for line, machine, count, newest in counts:
                 mine = (r.line == line, r.machine == machine, *bound)
                 early = db.execute(sa.select(r["values"]).where(*mine).order_by(r.time).limit(int(first))).scalars().all()
-                late = db.execute(sa.select(r["values"]).where(*mine).order_by(r.time.desc())
-                                  .limit(int(last))).scalars().all()
+                late = db.execute(sa.select(r.time, r["values"]).where(*mine).order_by(r.time.desc())
+                                  .limit(int(last))).all()[::-1]
                 out[(line, machine)] = {"count": int(count), "newest": float(newest),
                                         "first": [orjson.loads(v) for v in early],
-                                        "last": [orjson.loads(v) for v in late][::-1]}
+                                        "last": [orjson.loads(v) for _, v in late], "times": [t for t, _ in late]}
         return out
 
     def alerts(self, limit: int = 50, line: str | None = None, machine: str | None = None, kind: str | None = None,

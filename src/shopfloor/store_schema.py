@@ -15,6 +15,7 @@ import time as clock
 import sqlalchemy as sa
 
 metadata = sa.MetaData()
+SENSORS_TEXT = 400  # characters of "sensor share, ..." kept with a score (three sensors with long historian names fit)
 
 # Keyed by (line, machine, time) itself, without a row id (SQLite's WITHOUT ROWID): one B-tree per insert
 # instead of a table and a unique index, which halved the cost of storing a reading.
@@ -43,6 +44,8 @@ predictions = sa.Table(
     sa.Column("rul_low", sa.Float),
     sa.Column("rul_high", sa.Float),
     sa.Column("sent_at", sa.Float),  # copied from the reading, so that latency needs no join
+    sa.Column("score", sa.Float),  # a monitor model's anomaly score (0-1, anomaly at 0.5)
+    sa.Column("score_sensors", sa.String(SENSORS_TEXT)),  # and the sensors behind it: "flow 0.62, pressure 0.21, ..."
     sa.Column("stored_at", sa.Float, nullable=False),
     sa.UniqueConstraint("line", "machine", "time", "model", name="predictions_once"),
 )
@@ -62,6 +65,9 @@ machines = sa.Table(
     sa.Column("alerting", sa.Boolean, nullable=False, default=False),
     sa.Column("updated_at", sa.Float, nullable=False),
     sa.Column("alarms", sa.Text),  # JSON: each model's alarm state (stream.machines.MachineState), for restarts
+    sa.Column("score", sa.Float),
+    sa.Column("score_sensors", sa.String(SENSORS_TEXT)),
+    sa.Column("score_model", sa.String(80)),
 )
 
 alerts = sa.Table(
@@ -70,10 +76,10 @@ alerts = sa.Table(
     sa.Column("line", sa.String(128), nullable=False),
     sa.Column("machine", sa.String(128), nullable=False),
     sa.Column("time", sa.Float, nullable=False),
-    sa.Column("kind", sa.String(16), nullable=False),  # "risk" or "rul"
+    sa.Column("kind", sa.String(16), nullable=False),  # "risk", "rul" or "score"
     sa.Column("model", sa.String(64), nullable=False),
     sa.Column("version", sa.Integer, nullable=False),
-    sa.Column("value", sa.Float, nullable=False),  # the risk, or the low end of the RUL interval
+    sa.Column("value", sa.Float, nullable=False),  # the value the rule watches (risk, low end of the RUL interval, score)
     sa.Column("threshold", sa.Float, nullable=False),
     sa.Column("message", sa.Text, nullable=False),
     sa.Column("at", sa.Float, nullable=False),
@@ -81,6 +87,7 @@ alerts = sa.Table(
     sa.Column("clear", sa.String(64)),  # and where the alarm clears, e.g. "rul>=30"
     sa.Column("acked_by", sa.String(64)),  # the name of the token that acknowledged the alert
     sa.Column("acked_at", sa.Float),
+    sa.Column("sensors", sa.String(SENSORS_TEXT)),  # a monitor model's alert: the sensors behind it, with their shares
     sa.Index("alerts_by_time", "at"),
     sa.Index("alerts_by_machine", "line", "machine", "at"),
 )
@@ -112,11 +119,12 @@ inspections = sa.Table(
 )
 
 READING_KEYS = ("line", "machine", "time", "values", "sent_at", "received_at")
-PREDICTION_KEYS = ("line", "machine", "time", "model", "version", "risk", "rul", "rul_low", "rul_high", "sent_at")
+PREDICTION_KEYS = ("line", "machine", "time", "model", "version", "risk", "rul", "rul_low", "rul_high", "sent_at", "score",
+                   "score_sensors")
 MACHINE_KEYS = ("line", "machine", "time", "risk", "risk_threshold", "risk_model", "rul", "rul_low", "rul_high",
-                "rul_model", "alerting", "alarms")
+                "rul_model", "alerting", "alarms", "score", "score_sensors", "score_model")
 ALERT_KEYS = ("line", "machine", "time", "kind", "model", "version", "value", "threshold", "message", "at", "rule",
-              "clear")
+              "clear", "sensors")
 
 
 def create_tables(engine: sa.Engine) -> None:
@@ -134,7 +142,8 @@ def create_tables(engine: sa.Engine) -> None:
 
 
 def add_new_columns(engine: sa.Engine) -> None:
-    """Columns and indexes added since a database was made (alarm states, acknowledgements, dead-letter keys):
+    """Columns and indexes added since a database was made (alarm states, acknowledgements, dead-letter keys, the
+    monitor models' scores and sensors):
     the columns are nullable, so an ALTER adds them and the rows already stored keep null there."""
     existing = sa.inspect(engine)
     with engine.begin() as db:

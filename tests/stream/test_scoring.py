@@ -22,7 +22,7 @@ def registry(tmp_path_factory) -> Registry:
 
 def test_the_stream_applies_table_and_run_models_only_deciding_from_the_manifest(registry, monkeypatch):
     """Images and optimisers are never loaded by the stream; a yes/no table model scores a risk per reading and
-    a RUL model a remaining useful life per message."""
+    a RUL model a remaining useful life per message, a monitor model an anomaly score per reading."""
     from shopfloor.stream.scoring import Models, streamed
 
     task = {f.name: registry.manifest(f.name, 1)["task"] for f in SAVED}
@@ -33,6 +33,6 @@ def test_the_stream_applies_table_and_run_models_only_deciding_from_the_manifest
     loaded = []
     monkeypatch.setattr(registry, "live", lambda name, _live=registry.live: loaded.append(name) or _live(name))
     models = Models(registry)
-    kinds = {"tabular": "risk", "rul": "rul"}
+    kinds = {"tabular": "risk", "rul": "rul", "monitor": "score"}
     assert {name: s.kind for name, s in models.scorers.items()} == {n: kinds[t] for n, t in task.items() if t in kinds}
-    assert sorted(loaded) == sorted(n for n, t in task.items() if by_task[t])  # a monitor model is loaded, gives no risk yet
+    assert sorted(loaded) == sorted(n for n, t in task.items() if by_task[t])

@@ -19,7 +19,8 @@ from shopfloor.display import plain
 RegistryOpt = Annotated[Path, typer.Option("--models", help="The model registry folder (created by 'shopfloor models add').")]
 BrokerOpt = Annotated[str, typer.Option("--broker", help="MQTT broker, mqtt://HOST:PORT.")]
 AlarmOpt = Annotated[str | None, typer.Option("--alarm", help="Enter the alarm when this holds, e.g. 'rul<=20' (values: "
-                                              "rul, rul_low, rul_high for RUL models; risk for failure models).")]
+                                              "rul, rul_low, rul_high for RUL models; risk for failure models; score for "
+                                              "sensor-monitoring models).")]
 ClearOpt = Annotated[str | None, typer.Option("--clear", help="Leave the alarm when this holds, e.g. 'rul>=30' (default: "
                                               "as soon as --alarm no longer holds).")]
 DatabaseOpt = Annotated[str | None, typer.Option("--database", help="Where readings and predictions are stored: a "
@@ -62,7 +63,8 @@ def models_alarm(models: RegistryOpt, name: Annotated[str, typer.Argument()], al
                  clear: ClearOpt = None,
                  default: Annotated[bool, typer.Option("--default", help="Remove the model's own rule (failure models "
                                                        "then alarm at their threshold; RUL models at the stream's "
-                                                       "--rul-alert).")] = False):
+                                                       "--rul-alert; monitor models at a score of 0.5, clearing "
+                                                       "below 0.4).")] = False):
     """Set when NAME's alarm enters and clears, e.g. --alarm 'rul<=20' --clear 'rul>=30'; stream workers apply it within
     seconds. Without options, show the rule in force."""
     from shopfloor.registry import Registry

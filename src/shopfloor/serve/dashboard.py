@@ -157,13 +157,31 @@ def machine_page(request: Request, line: str, machine: str):
                         empty="not enough readings yet" if state.get("rul_model") else none),
               trend_svg(points, "risk", "failure risk", limit=state.get("risk_threshold"), limit_label="alarm threshold",
                         fixed_range=(0.0, 1.0), empty="not enough readings yet" if state.get("risk_model") else none)]
+    if state.get("score_model"):  # a monitor model watches it: its anomaly score, 0.5 the model's own decision
+        charts.append(trend_svg(points, "score", "anomaly score", limit=0.5, limit_label="anomaly",
+                                fixed_range=(0.0, 1.0)))
     sensors = _sensor_charts(store.readings(line, machine, limit=200))
     alerts = store.alerts(50, line=line, machine=machine)
+    last_event = next(iter(store.alerts(1, line=line, machine=machine, kind="score")), None)
     return _page(request, "machine.html", machine=state, charts=charts, sensors=sensors, alerts=alerts,
-                 reasons=_reasons(state), now=time.time())
+                 reasons=_reasons(state), now=time.time(), last_event=last_event,
+                 event_sensors=shares_in(last_event["sensors"] if last_event else None))
 
 
 SENSOR_CHARTS = 40  # at most this many sensors get a chart on a machine's page
+
+
+def shares_in(text: str | None) -> list[tuple[str, float]]:
+    """[(sensor, share), ...] from a stored "flow 0.62, pressure 0.21, ..." (the sensors behind a monitor model's
+    score); a part that does not end in a number is left out."""
+    shares = []
+    for part in (text or "").split(", "):
+        name, _, share = part.rpartition(" ")
+        try:
+            shares.append((name, float(share)))
+        except ValueError:
+            continue
+    return [(name, share) for name, share in shares if name]
 
 
 def _sensor_charts(readings: list[dict]) -> list[str]:

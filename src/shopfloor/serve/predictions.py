@@ -8,8 +8,10 @@ The path a table row takes ("rows") is kept short on purpose, because it is the 
 times a second: pydantic checks the body's shape (objects of scalars), the event loop checks that
 every row carries the model's input columns (a set comparison), and the micro-batcher
 (batching.py) puts the rows of many requests into one `predict_records` call in the thread pool.
-Run histories and settings ("runs", "settings") are scored per request in the thread pool: a unit's
-history or a set of settings is one answer, not one per row. Answers are written as JSON bytes directly.
+Run histories, settings and windows of readings ("runs", "settings", and "rows" of a model that
+`reads_windows`: a monitor model's rows are a stretch of a machine's history, one answer per row but each
+depending on the rows before it) are scored per request in the thread pool, never merged with another
+request's rows. Answers are written as JSON bytes directly.
 """
 
 from __future__ import annotations
@@ -70,7 +72,7 @@ async def _predict(request: Request, name: str) -> Response:
     model: Loaded = await state.models.get(name, version)
     model.expect(PREDICTED, "/predict", "send images to /inspect instead" if model.accepts == "images"
                  else "it makes no predictions from JSON rows")
-    if model.accepts == "rows":
+    if model.accepts == "rows" and not model.estimator.reads_windows:
         columns = input_columns(model.estimator)
         for i, row in enumerate(rows):
             if not columns.issubset(row.keys()):

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from shopfloor.alarms import KINDS, WORDS, AlarmRule, show
+from shopfloor.alarms import WORDS, AlarmRule, show
 
 
 class Windows:
@@ -152,6 +152,9 @@ class MachineState:
     rul_low: float | None = None
     rul_high: float | None = None
     rul_model: str | None = None
+    score: float | None = None
+    score_sensors: str | None = None  # "flow 0.62, pressure 0.21, current 0.09": the sensors behind the score
+    score_model: str | None = None
     alarms: dict = field(default_factory=dict)  # model -> {"kind", "version", "on", "judged", "rule", "clear", "value", "since"}
 
     @property
@@ -162,6 +165,7 @@ class MachineState:
         return {"line": self.line, "machine": self.machine, "time": self.time, "risk": self.risk,
                 "risk_threshold": self.risk_threshold, "risk_model": self.risk_model, "rul": self.rul,
                 "rul_low": self.rul_low, "rul_high": self.rul_high, "rul_model": self.rul_model,
+                "score": self.score, "score_sensors": self.score_sensors, "score_model": self.score_model,
                 "alerting": self.alerting, "alarms": json.dumps(self.alarms, separators=(",", ":"))}
 
 
@@ -191,7 +195,8 @@ class Fleet:
         """States from the machines table, so that a restarted worker continues the alarms (and never alerts twice)."""
         for row in rows:
             state = self.machines[(row["line"], row["machine"])] = MachineState(row["line"], row["machine"])
-            for name in ("time", "risk", "risk_threshold", "risk_model", "rul", "rul_low", "rul_high", "rul_model"):
+            for name in ("time", "risk", "risk_threshold", "risk_model", "rul", "rul_low", "rul_high", "rul_model",
+                         "score", "score_sensors", "score_model"):
                 setattr(state, name, row.get(name))
             state.alarms = json.loads(row["alarms"]) if row.get("alarms") else _older_alarms(row)
 
@@ -213,6 +218,15 @@ class Fleet:
         state.rul, state.rul_low, state.rul_high, state.rul_model = rul, low, high, f"{model}@{version}"
         return self._judge(state, "rul", model, version, rule, time, {"rul": rul, "rul_low": low, "rul_high": high})
 
+    def score(self, state: MachineState, time: float, score: float, sensors: str, model: str, version: int,
+              rule: AlarmRule | None) -> dict | None:
+        """A monitor model's anomaly score of one reading; the alert, when the machine enters the alarm, names the
+        sensors behind the score with their shares."""
+        if self._judged(state, model, time):
+            return None
+        state.score, state.score_sensors, state.score_model = score, sensors, f"{model}@{version}"
+        return self._judge(state, "score", model, version, rule, time, {"score": score}, sensors)
+
     @staticmethod
     def _judged(state: MachineState, model: str, time: float) -> bool:
         """Whether this model has judged a reading of the machine at `time` or later already (a redelivery)."""
@@ -221,7 +235,7 @@ class Fleet:
 
     @staticmethod
     def _judge(state: MachineState, kind: str, model: str, version: int, rule: AlarmRule | None, time: float,
-               values: dict) -> dict | None:
+               values: dict, sensors: str | None = None) -> dict | None:
         before = state.alarms.get(model) or {}
         was = bool(before.get("on"))
         if rule is None:  # no alarm for this model (a RUL model without a rule): only remember what was judged
@@ -238,17 +252,18 @@ class Fleet:
             return None
         message = (f"{state.machine} on {state.line}: {WORDS[rule.quantity]} {show(rule.quantity, value)} at time "
                    f"{time:g} meets the alarm rule {rule.enter.text} of model {model} v{version} "
-                   f"(the alarm clears at {rule.clear.text})")
+                   f"(the alarm clears at {rule.clear.text})" + (f"; sensors: {sensors}" if sensors else ""))
         return {"line": state.line, "machine": state.machine, "time": time, "kind": kind, "model": model,
                 "version": version, "value": value, "threshold": rule.enter.level, "rule": rule.enter.text,
-                "clear": rule.clear.text, "message": message}
+                "clear": rule.clear.text, "message": message, "sensors": sensors}
 
 
 def _older_alarms(row: dict) -> dict:
     """Alarm states of a row written before they were stored: a failure model's from its threshold, else whether
-    the machine was alerting (a RUL model's then stays on until its rule clears it)."""
+    the machine was alerting (a RUL model's then stays on until its rule clears it). Monitor models came later
+    than alarm states: no such row has their score."""
     alarms = {}
-    for kind in KINDS:
+    for kind in ("risk", "rul"):
         model = row.get(f"{kind}_model")
         if not model:
             continue

@@ -6,8 +6,11 @@ loaded here. A machine is scored by every live model whose input columns its rea
 rows that gives a failure risk (a yes/no table model) gives a risk per reading; a model of run histories
 (RUL) gives the remaining useful life with its interval at the newest reading of each message (every reading
 moves the window one cycle; the estimates of a whole batch come from one forward pass, and depend on the
-messages, not on the batching). Risk and RUL with its interval are the line's quantities: the store keeps
-them in their own columns (risk; rul, rul_low, rul_high), whatever task gives them.
+messages, not on the batching); a model of rows that gives an anomaly score (a sensor-monitoring model) scores
+every reading after its machine's latest steps (`stream.sequences`), a message's readings as one sequence, with
+the sensors behind each score. Risk, RUL with its interval and the score with its sensors are the line's
+quantities: the store keeps them in their own columns (risk; rul, rul_low, rul_high; score, score_sensors),
+whatever task gives them.
 The registry is asked every few seconds whether another version went
 live; a promotion or a rollback takes effect at the next batch. A new RUL version starts with empty
 windows when its window length or columns differ.
@@ -26,6 +29,7 @@ import pandas as pd
 from shopfloor.alarms import AlarmRule
 from shopfloor.registry import Registry, settle_memory
 from shopfloor.stream.machines import Windows
+from shopfloor.stream.sequences import Sequences
 
 log = logging.getLogger("shopfloor.stream")
 REFRESH_SECONDS = 2.0
@@ -36,11 +40,11 @@ STREAMED = ("rows", "runs")  # what a model must take (`accepts`) to score senso
 class Scorer:
     name: str
     version: int
-    kind: str  # "risk" (per reading, a model of rows) or "rul" (per message, a model of run histories)
+    kind: str  # "risk" or "score" (per reading, a model of rows) or "rul" (per message, a model of run histories)
     columns: frozenset
     estimator: object
     threshold: float | None = None  # the risk model's alarm threshold
-    windows: Windows | None = None  # the RUL model's per-machine windows
+    windows: Windows | Sequences | None = None  # the RUL or monitor model's per-machine windows
     numeric: frozenset = frozenset()  # inputs that must be numbers
     alarm: AlarmRule | None = None  # the model's own alarm rule from the registry (None: the worker's default)
 
@@ -66,8 +70,13 @@ def scorer_for(name: str, version: int, estimator) -> Scorer | None:
     """A scorer for a live model, or None for a model the stream does not apply (images, regression, ...).
 
     A model of rows that gives a failure risk scores each reading; a model of run histories keeps a window of
-    each machine's cycles and scores the newest reading of each message."""
+    each machine's cycles and scores the newest reading of each message; a model of rows that gives an anomaly
+    score keeps each machine's latest steps and scores every reading."""
     accepts = type(estimator).accepts
+    if accepts == "rows" and "score" in estimator.quantities():
+        sensors, net = estimator.sensor_columns_, estimator.net_
+        sequences = Sequences(sensors, net.reach(), estimator.step_, estimator.max_gap, net.mean.numpy())
+        return Scorer(name, version, "score", frozenset(sensors), estimator, windows=sequences, numeric=frozenset(sensors))
     if accepts == "rows" and "risk" in estimator.quantities():
         columns = estimator.input_columns
         return Scorer(name, version, "risk", frozenset(columns), estimator, estimator.risk_threshold,
@@ -121,10 +130,11 @@ class Models:
                 continue
             if scorer is None:
                 if self.names is not None:
-                    log.warning("model %s (%s) gives neither a failure risk nor a RUL; the stream skips it", name, live.task)
+                    log.warning("model %s (%s) gives no failure risk, RUL or anomaly score; the stream skips it", name,
+                                live.task)
                 self._skipped.add((name, version))
                 continue
-            if current and current.windows is not None and scorer.windows is not None \
+            if current and current.windows is not None and type(scorer.windows) is type(current.windows) \
                     and current.windows.columns == scorer.windows.columns \
                     and current.windows.window == scorer.windows.window \
                     and current.windows.baseline == scorer.windows.baseline:
@@ -238,3 +248,53 @@ def score_rul(scorer: Scorer, readings: list[dict], histories=None) -> tuple[lis
         return [], np.zeros((0, 3))
     history, start, age = (np.concatenate(parts) for parts in zip(*inputs, strict=True))
     return [readings[i] for i in scored], scorer.estimator.predict_windows(history, start, age)
+
+
+def score_readings(scorer: Scorer, readings: list[dict], histories=None) -> tuple[list[dict], np.ndarray, np.ndarray]:
+    """A monitor model's anomaly score of every reading (0-1, anomaly at 0.5) and the sensors behind it; returns the
+    scored readings (each machine's together, in time order), their scores and contributions [readings, sensors]
+    (`sensor_shares` names the top ones).
+
+    A fleet model's readings go into its rings in the units its network learnt (each machine from its own level:
+    `in_fleet_units`). Each machine's readings are scored after the steps before them that its ring holds (`stream.sequences`), so a
+    score is the one `predict` gives that reading in the machine's whole history, however the readings were
+    batched; the sequences of a batch go through the network in one pass per length (one in a running line).
+    `histories`: as for `score_rul`, a machine first heard of starts from what the store holds of it."""
+    sequences = scorer.windows
+    new = {(r["line"], r["machine"]) for r in readings} - sequences.slots.keys()
+    if histories is not None and new:
+        for key, stored in histories(new, sequences.baseline, sequences.window).items():
+            if not stored["count"]:
+                continue
+            try:
+                last = _matrix([{"values": v} for v in stored["last"]], sequences.columns)
+            except KeyError:  # stored under other sensors (an older model's): start afresh
+                continue
+            last = scorer.estimator.in_fleet_units(last, [key[1]] * len(last))
+            sequences.restore(sequences.slot_of(key), stored["times"], last)
+    slots = np.fromiter((sequences.slot_of((r["line"], r["machine"])) for r in readings), np.int64, len(readings))
+    times = np.fromiter((r["time"] for r in readings), np.float64, len(readings))
+    values = scorer.estimator.in_fleet_units(_matrix(readings, sequences.columns), [r["machine"] for r in readings])
+    rows, scores, contributions = [], [], []
+    for group in sequences.take(slots, times, values):
+        score, contribution = scorer.estimator.score_windows(group.inputs, group.newest)
+        rows.append(group.rows)
+        scores.append(score[group.sequence, group.step])
+        contributions.append(contribution[group.sequence, group.step])
+    if not rows:
+        return [], np.zeros(0), np.zeros((0, len(sequences.columns)), np.float32)
+    rows, scores, contributions = np.concatenate(rows), np.concatenate(scores), np.concatenate(contributions)
+    order = np.lexsort((times[rows], slots[rows]))
+    return [readings[i] for i in rows[order].tolist()], scores[order].astype(np.float64), contributions[order]
+
+
+def sensor_shares(sensors: list[str], contributions: np.ndarray, top: int = 3) -> list[str]:
+    """"flow 0.62, pressure 0.21, current 0.09" per row of contributions [rows, sensors]: the `top` sensors behind
+    each score, with their shares of its contributions (as `predict`'s sensor_1..3 and share_1..3)."""
+    if not len(contributions):
+        return []
+    shares = contributions / np.maximum(contributions.sum(1, keepdims=True), 1e-12)
+    best = np.argsort(-contributions, axis=1, kind="stable")[:, :top]
+    picked = np.take_along_axis(shares, best, axis=1).tolist()
+    return [", ".join(f"{sensors[j]} {share:.2f}" for j, share in zip(row, values, strict=True))
+            for row, values in zip(best.tolist(), picked, strict=True)]

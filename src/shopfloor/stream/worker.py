@@ -214,15 +214,20 @@ class Worker:
             first = self.inbox.get(timeout=0.2)
         except queue.Empty:
             return []
+        if first is None:  # `stop`'s wake-up
+            return []
         batch, deadline = [first], clock.monotonic() + self.batch_seconds
         while len(batch) < self.max_batch:
             remaining = deadline - clock.monotonic()
             if remaining <= 0:
                 break
             try:
-                batch.append(self.inbox.get(timeout=remaining))
+                item = self.inbox.get(timeout=remaining)
             except queue.Empty:
                 break
+            if item is None:  # `stop`'s wake-up
+                break
+            batch.append(item)
         return batch
 
     def process(self, batch: list) -> None:
@@ -336,7 +341,10 @@ class Worker:
               + (f", p99 latency {p99:.0f} ms" if p99 is not None else ""), file=sys.stderr, flush=True)
 
     def stop(self, *_args) -> None:
+        """Stop after the batch at hand; the inbox gets a wake-up, as CPython 3.11's `SimpleQueue.get(timeout)` waits
+        for good when a signal lands near its deadline (a benchmark's worker sat there after SIGTERM until killed)."""
         self.stopping.set()
+        self.inbox.put(None)
 
     def close(self) -> None:
         if self.ready_file is not None:

@@ -42,6 +42,7 @@ class Estimator:
     # what one request to the service or one message on the stream carries to this model:
     # "rows" (table rows), "runs" (run histories), "images", "settings" (process settings), or "" (none)
     accepts: ClassVar[str] = ""
+    reads_windows: ClassVar[bool] = False  # "rows" that make one window (a machine's recent readings), not rows alone
     gives: ClassVar[tuple[str, ...]] = ()  # values an alarm rule may watch on the line ("risk", "rul", ...)
     predicted_items: ClassVar[str] = "rows"  # what `predict_file` counts, for the CLI's one-line summary
     explained_items: ClassVar[str] = "rows"  # what `explain_file` counts

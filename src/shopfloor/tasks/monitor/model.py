@@ -479,4 +479,26 @@ class MonitorModel(MonitorFaces, Estimator):
         if "persist" in manifest.get("state", {}):  # absent before the persistence rule
             declared_size(manifest, "state.persist", limit=1_000_000)
 
+    # -- on the line: the stream worker scores windows of live readings ---------------------
+    reads_windows: ClassVar[bool] = True  # the rows of one request are one window: never merged with another's
 
+    def in_fleet_units(self, values: np.ndarray, machines) -> np.ndarray:
+        """Readings [rows, sensors] of the machines named row by row, in the units the network learnt: each machine
+        moved from its own level where it reads a sensor unlike the fleet (`levels.py`); unchanged for a model
+        without per-machine levels and for a machine it never saw."""
+        if self.machine_levels_ is None:
+            return values
+        return self.machine_levels_.to_fleet(values, np.asarray(machines, dtype=object))[0].astype(values.dtype)
+
+    def score_windows(self, readings: np.ndarray, newest: int) -> tuple[np.ndarray, np.ndarray]:
+        """Scores [machines, newest] (0..1) and contributions [machines, newest, sensors] of the `newest` last steps of
+        each machine's readings [machines, steps, sensors] (`in_fleet_units`, `sensor_columns_` order, one per step).
+
+        A step's answer depends on the `net_.reach()` steps before it: where a sequence holds them, its newest steps
+        score as `predict` scores those rows of the whole history; a sequence that starts a machine's history
+        scores as the first rows of a file do. One network pass for all the machines."""
+        self._check_fitted()
+        with torch.inference_mode():
+            contributions, raw = self.net_(torch.as_tensor(readings, dtype=torch.float32).permute(0, 2, 1))
+            score = self.net_.squash(raw[:, -newest:])
+        return score.numpy(), contributions[:, :, -newest:].permute(0, 2, 1).numpy()
