@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from shopfloor.stream.machines import Windows
+from shopfloor.stream.machines import Windows, shown_time
 
 
 def test_a_null_reading_holds_the_sensors_last_value():
@@ -66,3 +66,8 @@ def test_rul_is_estimated_once_per_message_at_its_newest_reading_however_batched
         assert scored == [max(r["time"] for r in message) for message in messages]  # one per message, its newest
         answers.append(np.concatenate(estimates))
     np.testing.assert_allclose(answers[0], answers[1], rtol=0, atol=1e-5)
+
+
+def test_an_alert_shows_a_historians_stamp_as_a_date_and_a_cycle_as_a_number():
+    assert shown_time(1_772_634_420.0) == "2026-03-04 14:27:00 UTC"
+    assert shown_time(19.0) == "time 19"

@@ -1,10 +1,12 @@
 """Part 6 of `shopfloor demo`: the demo's models on a simulated line.
 
-1. the models trained in parts 1-4 go into a registry (`<out>/line/models`) and a read token is made;
+1. the models trained in parts 1-5 go into a registry (`<out>/line/models`) and a read token is made;
 2. an MQTT broker starts (Mosquitto when installed, else the pure-Python amqtt), then the REST service
    and a stream worker, each in its own process as they would run in a plant;
 3. the 100 C-MAPSS FD001 test engines are replayed as `line-1` (RUL with its interval per engine and
-   cycle) and the AI4I hold-out rows as 20 machines of `line-2` (failure risk per reading);
+   cycle) and the AI4I hold-out rows as 20 machines of `line-2` (failure risk per reading), and the monitoring
+   part's three pumps as `line-3` (an anomaly score per reading; the wearing bearing raises a score alert naming
+   the vibration);
 4. a few generated parts are sent to the inspection endpoint;
 5. the demo checks what arrived (every reading stored, else it stops with an error saying how many are
    missing; the fleet page answering) and prints the dashboard's address. Interactively it keeps serving
@@ -87,7 +89,8 @@ def run_line_demo(out: Path, console: Console, port: int = 8000, serve_seconds: 
     console.rule("[bold]6. On the line: REST service, MQTT stream worker and live dashboard")
     models = {name: out / folder for name, folder in [("failure", "ai4i-model"), ("rul", "cmapss-model"),
                                                       ("defects", "defects-model"), ("anomaly", "anomaly-model"),
-                                                      ("reactor", "reactor-model")] if (out / folder).is_dir()}
+                                                      ("reactor", "reactor-model"), ("pumps", "pumps-model")]
+              if (out / folder).is_dir()}
     with simulated_line(out / "line", models, port) as line:
         console.print(f"registry {plain(line.registry.root)}: {', '.join(models)}; a read token is in "
                       f"{plain(line.folder / 'demo-token.txt')}")
@@ -96,9 +99,14 @@ def run_line_demo(out: Path, console: Console, port: int = 8000, serve_seconds: 
         engines = replay(demo_file("test_FD001.txt.gz"), line.broker.url, ENGINES_RATE, line="line-1", progress=None)
         snapshots = replay(out / "ai4i-holdout.csv", line.broker.url, ENGINES_RATE, line="line-2",
                            machines=SNAPSHOT_MACHINES, progress=None)
-        sent = engines["readings"] + snapshots["readings"]
-        console.print(f"replayed {engines['readings']:,} cycles of {engines['machines']} engines (line-1) and "
-                      f"{snapshots['readings']:,} AI4I snapshots over {snapshots['machines']} machines (line-2)")
+        pumps = {"readings": 0, "machines": 0}
+        if (out / "pumps-today.csv").exists():
+            pumps = replay(out / "pumps-today.csv", line.broker.url, ENGINES_RATE, line="line-3", unit="pump",
+                           time="time", progress=None)
+        sent = engines["readings"] + snapshots["readings"] + pumps["readings"]
+        console.print(f"replayed {engines['readings']:,} cycles of {engines['machines']} engines (line-1), "
+                      f"{snapshots['readings']:,} AI4I snapshots over {snapshots['machines']} machines (line-2) and "
+                      f"{pumps['readings']:,} minutes of {pumps['machines']} pumps (line-3)")
         inspected = _inspect_parts(line.url, line.token, out, list(models))
         summary = _wait_stored(line.registry.root, sent)
         console.print(f"stored {summary['readings']:,} of {sent:,} readings and {summary['predictions']:,} predictions; "

@@ -250,12 +250,24 @@ class Fleet:
         state.alarms[model] = entry
         if not on or was:
             return None
-        message = (f"{state.machine} on {state.line}: {WORDS[rule.quantity]} {show(rule.quantity, value)} at time "
-                   f"{time:g} meets the alarm rule {rule.enter.text} of model {model} v{version} "
+        message = (f"{state.machine} on {state.line}: {WORDS[rule.quantity]} {show(rule.quantity, value)} at "
+                   f"{shown_time(time)} meets the alarm rule {rule.enter.text} of model {model} v{version} "
                    f"(the alarm clears at {rule.clear.text})" + (f"; sensors: {sensors}" if sensors else ""))
         return {"line": state.line, "machine": state.machine, "time": time, "kind": kind, "model": model,
                 "version": version, "value": value, "threshold": rule.enter.level, "rule": rule.enter.text,
                 "clear": rule.clear.text, "message": message, "sensors": sensors}
+
+
+def shown_time(time: float) -> str:
+    """A reading's time in an alert: a date for seconds since 1970 (a historian's stamps), else the number (cycles)."""
+    if time >= EPOCH_SECONDS:
+        import datetime as dt
+
+        return dt.datetime.fromtimestamp(time, dt.UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+    return f"time {time:g}"
+
+
+EPOCH_SECONDS = 1e8  # 1973 as seconds since 1970; no machine counts this many cycles
 
 
 def _older_alarms(row: dict) -> dict:
