@@ -258,7 +258,8 @@ def score_readings(scorer: Scorer, readings: list[dict], histories=None) -> tupl
     A fleet model's readings go into its rings in the units its network learnt (each machine from its own level:
     `in_fleet_units`). Each machine's readings are scored after the steps before them that its ring holds
     (`stream.sequences`), so a score is the one `predict` gives that reading in the machine's whole history,
-    however the readings were batched; the sequences of a batch go through the network in one pass per length (one in a running line).
+    however the readings were batched; the sequences of a batch go through the network in one pass per length
+    (one in a running line).
     `histories`: as for `score_rul`, a machine first heard of starts from what the store holds of it."""
     sequences = scorer.windows
     new = {(r["line"], r["machine"]) for r in readings} - sequences.slots.keys()
