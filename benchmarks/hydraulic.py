@@ -107,6 +107,18 @@ def shopfloor_model(table_train, table_test, target, seed, settings: dict) -> tu
     return {k: metrics[k] for k in ("accuracy", "f1_macro", "unknown_rate", "accepted_accuracy")}, elapsed()
 
 
+def ensemble(table_train, table_test, target, seed, settings: dict, members: int) -> tuple[dict, float]:
+    """Accuracy of the mean probabilities of `members` models of seeds seed x members ... (an ensemble of seeds)."""
+    with stopwatch() as elapsed:
+        models = [DiagnoseModel(window=60, time="second", label=target, run="cycle", seed=seed * members + m, **settings,
+                                progress=False).fit(table_train) for m in range(members)]
+    recordings, windows, owner, _ = models[0].windows_of(table_test)
+    probability = np.mean([m.score_windows(windows)[0] for m in models], axis=0)
+    truth = np.array([recordings[i].label for i in owner])
+    accuracy = float((np.asarray(models[0].classes_)[probability.argmax(1)] == truth).mean())
+    return {"accuracy": accuracy, "members": members}, elapsed()
+
+
 def choose(readings, profile, train, names: list[str], targets: list[str]) -> dict:
     """The candidate with the best mean accuracy over `targets` on validation blocks cut from the training blocks
     (every fourth of them, in time order), seed 0; the test blocks are never read."""
@@ -131,6 +143,8 @@ def main() -> None:
     parser.add_argument("--choose", help="candidates (of CANDIDATES, comma-separated) to score on validation blocks "
                         "inside the training blocks (every fourth training block, seed 0, every target): no test block "
                         "is read; the one with the best mean validation accuracy is then measured on the test blocks")
+    parser.add_argument("--ensemble", type=int, default=1, help="average the probabilities of this many seeds' models")
+    parser.add_argument("--settings", help="a name of CANDIDATES to use without choosing")
     parser.add_argument("--out", help="JSON path (default benchmarks/results/hydraulic.json)")
     args = parser.parse_args()
     limit_threads(THREADS)
@@ -143,15 +157,18 @@ def main() -> None:
     if args.choose:
         chosen = choose(readings, profile, train, args.choose.split(","), args.targets.split(","))
         settings = CANDIDATES[chosen["best"]]
+    elif args.settings:
+        settings = CANDIDATES[args.settings]
     result = {"protocol": __doc__.split("Protocol")[1].split("The data set is")[0].strip(), "settings": settings,
-              "chosen_on_validation": chosen, "train_cycles": len(train), "test_cycles": len(test),
+              "ensemble": args.ensemble, "chosen_on_validation": chosen, "train_cycles": len(train), "test_cycles": len(test),
               "seeds": args.seeds, "threads": THREADS,
               "machine": machine(), "versions": versions(), "published": PUBLISHED, "targets_measured": {}}
     rows, targets = [], []
     for target in args.targets.split(","):
         mine, theirs, seconds = [], [], []
         for seed in range(args.seeds):
-            metrics, took = shopfloor_model(table_train, table_test, target, seed, settings)
+            metrics, took = (shopfloor_model(table_train, table_test, target, seed, settings) if args.ensemble == 1
+                             else ensemble(table_train, table_test, target, seed, settings, args.ensemble))
             mine.append(metrics)
             seconds.append(took)
             theirs.append(boosting(readings, profile, train, test, target, seed)[0])
