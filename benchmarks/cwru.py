@@ -108,13 +108,19 @@ def indicators(x: np.ndarray) -> np.ndarray:
 
 
 def boosting(train, test, classes, seed) -> tuple[dict, float]:
+    with stopwatch() as elapsed:
+        decide = train_boosting(train, classes, seed)
+    xt, yt, owner = windows_and_labels(test, classes, WINDOW)
+    return scores(yt, decide(xt), owner), elapsed()
+
+
+def train_boosting(train, classes, seed):
+    """The fitted baseline as a function of windows [n, 1, WINDOW] -> class indices."""
     lgb = import_lightgbm()
     x, y, _ = windows_and_labels(train, classes, WINDOW // 4)
-    xt, yt, owner = windows_and_labels(test, classes, WINDOW)
-    with stopwatch() as elapsed:
-        model = lgb.LGBMClassifier(n_estimators=300, learning_rate=0.05, num_leaves=15, random_state=seed,
-                                   n_jobs=THREADS, verbose=-1).fit(indicators(x), y)
-    return scores(yt, model.predict(indicators(xt)), owner), elapsed()
+    model = lgb.LGBMClassifier(n_estimators=300, learning_rate=0.05, num_leaves=15, random_state=seed,
+                               n_jobs=THREADS, verbose=-1).fit(indicators(x), y)
+    return lambda windows: model.predict(indicators(windows))
 
 
 # -- baseline 2: a WDCNN-style CNN on raw windows ---------------------------------------------------------------
@@ -129,29 +135,38 @@ def wdcnn(classes: int) -> torch.nn.Module:
 
 
 def cnn(train, test, classes, seed, epochs: int = 30) -> tuple[dict, float]:
+    with stopwatch() as elapsed:
+        decide = train_cnn(train, classes, seed, epochs)
+    xt, yt, owner = windows_and_labels(test, classes, WINDOW)
+    return scores(yt, decide(xt), owner), elapsed()
+
+
+def train_cnn(train, classes, seed, epochs: int = 30):
+    """The trained WDCNN-style baseline as a function of windows [n, 1, WINDOW] -> class indices."""
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
     x, y, _ = windows_and_labels(train, classes, WINDOW // 4)
-    xt, yt, owner = windows_and_labels(test, classes, WINDOW)
     mean, std = x.mean(), x.std()
-    with stopwatch() as elapsed:
-        net = wdcnn(len(classes))
-        net(torch.zeros(2, 1, WINDOW))  # sizes the lazy layer
-        optimizer = torch.optim.Adam(net.parameters(), lr=1e-3)
-        data, target = torch.as_tensor((x - mean) / std), torch.as_tensor(y)
-        for _ in range(epochs):
-            net.train()
-            shift = int(rng.integers(0, WINDOW // 4))
-            rolled = torch.roll(data, shift, dims=-1)  # a random shift per epoch
-            for batch in torch.randperm(len(data)).split(64):
-                loss = torch.nn.functional.cross_entropy(net(rolled[batch]), target[batch])
-                optimizer.zero_grad()
-                loss.backward()
-                optimizer.step()
+    net = wdcnn(len(classes))
+    net(torch.zeros(2, 1, WINDOW))  # sizes the lazy layer
+    optimizer = torch.optim.Adam(net.parameters(), lr=1e-3)
+    data, target = torch.as_tensor((x - mean) / std), torch.as_tensor(y)
+    for _ in range(epochs):
+        net.train()
+        shift = int(rng.integers(0, WINDOW // 4))
+        rolled = torch.roll(data, shift, dims=-1)  # a random shift per epoch
+        for batch in torch.randperm(len(data)).split(64):
+            loss = torch.nn.functional.cross_entropy(net(rolled[batch]), target[batch])
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
     net.eval()
-    with torch.no_grad():
-        decision = net(torch.as_tensor((xt - mean) / std)).argmax(1).numpy()
-    return scores(yt, decision, owner), elapsed()
+
+    def decide(windows: np.ndarray) -> np.ndarray:
+        with torch.no_grad():
+            return net(torch.as_tensor((windows - mean) / std)).argmax(1).numpy()
+
+    return decide
 
 
 # -- shopfloor --------------------------------------------------------------------------------------------------

@@ -36,3 +36,6 @@ def test_the_stream_applies_table_and_run_models_only_deciding_from_the_manifest
     kinds = {"tabular": "risk", "rul": "rul", "monitor": "score"}
     assert {name: s.kind for name, s in models.scorers.items()} == {n: kinds[t] for n, t in task.items() if t in kinds}
     assert sorted(loaded) == sorted(n for n, t in task.items() if by_task[t])
+    loaded.clear()
+    models.refresh(force=True)
+    assert loaded == []  # a model the stream loaded and cannot apply (diagnose) is not loaded again every refresh

@@ -81,7 +81,7 @@ def scorer_for(name: str, version: int, estimator) -> Scorer | None:
         columns = estimator.input_columns
         return Scorer(name, version, "risk", frozenset(columns), estimator, estimator.risk_threshold,
                       numeric=frozenset(estimator.numeric_columns))
-    if accepts == "runs":
+    if accepts == "runs" and "rul" in estimator.quantities():  # not a diagnose model: its runs are recordings
         columns = estimator.input_columns
         return Scorer(name, version, "rul", frozenset(columns), estimator,
                       windows=Windows(columns, estimator.window, estimator.baseline_cycles), numeric=frozenset(columns))
