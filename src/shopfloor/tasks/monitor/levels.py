@@ -57,9 +57,9 @@ class MachineLevels:
 
     def to_fleet(self, values: np.ndarray, machines: np.ndarray) -> tuple[np.ndarray, list[str]]:
         """Readings [rows, sensors] of the machines named row by row -> fleet units; and the unknown ids."""
-        codes, ids = _factorize(machines)
-        gain, offset, unknown = self.gain_offset(ids)
-        return values * gain[codes] + offset[codes], unknown
+        codes, ids = pd.factorize(np.asarray(machines, dtype=object), sort=False)  # 7 and '7' meet in gain_offset
+        gain, offset, unknown = self.gain_offset(list(ids))
+        return values * gain[codes] + offset[codes], list(dict.fromkeys(unknown))
 
     def to_json(self) -> dict:
         return {"machines": self.machines, "mean": self.mean.tolist(), "std": self.std.tolist(),
