@@ -71,3 +71,13 @@ def test_rul_is_estimated_once_per_message_at_its_newest_reading_however_batched
 def test_an_alert_shows_a_historians_stamp_as_a_date_and_a_cycle_as_a_number():
     assert shown_time(1_772_634_420.0) == "2026-03-04 14:27:00 UTC"
     assert shown_time(19.0) == "time 19"
+
+
+def test_slots_grow_past_their_capacity_keeping_what_they_hold():
+    windows = Windows(["a", "b"], window=3, baseline=1, capacity=2)
+    first = windows.slot_of(("line-1", "m0"))
+    windows.add(np.array([first]), np.array([1.0]), np.array([[5.0, 6.0]]))
+    slots = [windows.slot_of(("line-1", f"m{i}")) for i in range(1, 300)]
+    assert slots == list(range(1, 300)) and len(windows) == 300 and len(windows.seen) >= 300
+    assert windows.seen[first] == 1 and windows.newest[first] == 1.0 and windows.newest[299] == -np.inf
+    assert windows.ring.shape[0] == windows.first.shape[0] == windows.gappy.shape[0] == len(windows.seen)

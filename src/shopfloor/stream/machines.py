@@ -15,14 +15,44 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
+from typing import ClassVar
 
 import numpy as np
 
 from shopfloor.alarms import WORDS, AlarmRule, show
 
 
-class Windows:
+class MachineSlots:
+    """One slot per machine (line, machine) in arrays whose first axis is the slot and doubles when full.
+    `GROWN` names the arrays and what a new slot holds."""
+
+    GROWN: ClassVar[dict[str, float]] = {}
+    slots: dict[tuple[str, str], int]
+    seen: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.slots)
+
+    def slot_of(self, key: tuple[str, str]) -> int:
+        slot = self.slots.get(key)
+        if slot is None:
+            slot = self.slots[key] = len(self.slots)
+            if slot >= len(self.seen):
+                self._grow(2 * len(self.seen))
+        return slot
+
+    def _grow(self, capacity: int) -> None:
+        for name, fill in self.GROWN.items():
+            array = getattr(self, name)
+            bigger = np.full((capacity, *array.shape[1:]), fill, array.dtype)
+            bigger[:len(array)] = array
+            setattr(self, name, bigger)
+
+
+class Windows(MachineSlots):
     """Ring buffers of raw readings (in one model's column order) for many machines."""
+
+    GROWN: ClassVar[dict[str, float]] = {"ring": 0, "first": 0, "seen": 0, "newest": -np.inf, "gappy": False}
 
     def __init__(self, columns: list[str], window: int, baseline: int, capacity: int = 256):
         self.columns = list(columns)
@@ -35,30 +65,9 @@ class Windows:
         self.newest = np.full(capacity, -np.inf)
         self.gappy = np.zeros(capacity, bool)  # machines with a sensor that has been null since their first reading
 
-    def __len__(self) -> int:
-        return len(self.slots)
-
     @property
     def nbytes(self) -> int:
         return self.ring.nbytes + self.first.nbytes + self.seen.nbytes + self.newest.nbytes
-
-    def slot_of(self, key: tuple[str, str]) -> int:
-        slot = self.slots.get(key)
-        if slot is None:
-            slot = self.slots[key] = len(self.slots)
-            if slot >= len(self.seen):
-                self._grow(2 * len(self.seen))
-        return slot
-
-    def _grow(self, capacity: int) -> None:
-        def bigger(array: np.ndarray, fill: float) -> np.ndarray:
-            out = np.full((capacity, *array.shape[1:]), fill, array.dtype)
-            out[:len(array)] = array
-            return out
-
-        self.ring, self.first = bigger(self.ring, 0), bigger(self.first, 0)
-        self.seen, self.newest = bigger(self.seen, 0), bigger(self.newest, -np.inf)
-        self.gappy = bigger(self.gappy, False)
 
     def add(self, slots: np.ndarray, times: np.ndarray, values: np.ndarray) -> np.ndarray:
         """Append readings (any order, several per machine); returns which ones were new to their window.

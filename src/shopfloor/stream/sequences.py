@@ -21,8 +21,11 @@ reading by reading:
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar
 
 import numpy as np
+
+from shopfloor.stream.machines import MachineSlots
 
 
 @dataclass
@@ -37,8 +40,10 @@ class Group:
     step: np.ndarray
 
 
-class Sequences:
+class Sequences(MachineSlots):
     """Ring buffers of each machine's latest steps (in one model's sensor order), for many machines."""
+
+    GROWN: ClassVar[dict[str, float]] = {"ring": 0, "seen": 0, "newest": -np.inf}
 
     def __init__(self, columns: list[str], reach: int, step: float, max_gap: int, fill: np.ndarray, capacity: int = 256):
         self.columns = list(columns)
@@ -51,28 +56,9 @@ class Sequences:
         self.seen = np.zeros(capacity, np.int64)  # steps since the machine's history (re)started
         self.newest = np.full(capacity, -np.inf)
 
-    def __len__(self) -> int:
-        return len(self.slots)
-
     @property
     def nbytes(self) -> int:
         return self.ring.nbytes + self.seen.nbytes + self.newest.nbytes
-
-    def slot_of(self, key: tuple[str, str]) -> int:
-        slot = self.slots.get(key)
-        if slot is None:
-            slot = self.slots[key] = len(self.slots)
-            if slot >= len(self.seen):
-                self._grow(2 * len(self.seen))
-        return slot
-
-    def _grow(self, capacity: int) -> None:
-        def bigger(array: np.ndarray, fill: float) -> np.ndarray:
-            out = np.full((capacity, *array.shape[1:]), fill, array.dtype)
-            out[:len(array)] = array
-            return out
-
-        self.ring, self.seen, self.newest = bigger(self.ring, 0), bigger(self.seen, 0), bigger(self.newest, -np.inf)
 
     def restore(self, slot: int, times: np.ndarray, values: np.ndarray) -> None:
         """Start a machine from its stored latest readings (a restarted worker): they go through the ring as live
