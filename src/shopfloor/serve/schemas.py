@@ -50,7 +50,10 @@ class PredictResponse(BaseModel):
     predictions: list[dict[str, Value]] = Field(
         description="tables: per row the id columns sent, '<target> probability' and '<target> predicted' (or "
                     "'<target> predicted', '<target> low', '<target> high' for numbers); run histories: per unit "
-                    "unit, rul, rul_low, rul_high; optimisers: per row '<output> predicted/low/high', distance_to_data")
+                    "unit, rul, rul_low, rul_high; optimisers: per row '<output> predicted/low/high', distance_to_data; "
+                    "sensor monitoring: per reading time (and machine), score, anomaly, sensor_1..3, share_1..3; "
+                    "fault diagnosis: per window (level 'window') class, probability, runner_up, unknown, and per "
+                    "block (level 'block') its majority class")
 
 
 class Inspection(BaseModel):
