@@ -1,8 +1,10 @@
 """Sensor monitoring: learn a machine's normal behaviour from unlabelled histories, flag what departs
 from it, and name the sensors responsible.
 
-Length: about 480 lines, 40 of them the 25 parameters and 60 the faces (the service's rows, info, size checks)
-that every task's model carries; the history, crops, per-machine levels and events are their own modules.
+Length: about 475 lines, 60 of them this docstring (half of it the record of what was measured), 40 the 25
+parameters and 40 the info and size checks every task's model carries; the fit, its calibration and the
+scoring read best together. The history, crops, per-machine levels, events and the faces (the service, the
+stream, files) are their own modules.
 
 How a fit goes:
 1. the history is read (`history.read_history`): a time column, an optional machine column (one model
@@ -438,14 +440,7 @@ class MonitorModel(MonitorFaces, Estimator):
                              f"{len(self.sensor_columns_)}")
         self.net_ = self._load_net(lambda: self._build_net(len(self.sensor_columns_)), tensors)
 
-    # -- the faces: the service, info --------------------------------------------------------
-    def predict_records(self, rows: list[dict]) -> list[dict]:
-        """The service's JSON predictions: the readings of a window (one or more machines) in, one answer per row."""
-        table = self.predict(pd.DataFrame.from_records(rows))
-        if pd.api.types.is_datetime64_any_dtype(table[self.time_column_]):  # a JSON answer holds text
-            table[self.time_column_] = table[self.time_column_].dt.strftime("%Y-%m-%dT%H:%M:%S")
-        return table.to_dict(orient="records")
-
+    # -- the faces: info, size checks (the service, the stream, files: faces.py) -------------
     @classmethod
     def summary(cls, manifest: dict) -> dict:
         out = super().summary(manifest)
@@ -478,27 +473,3 @@ class MonitorModel(MonitorFaces, Estimator):
         declared_size(manifest, "params.window", limit=1_000_000)
         if "persist" in manifest.get("state", {}):  # absent before the persistence rule
             declared_size(manifest, "state.persist", limit=1_000_000)
-
-    # -- on the line: the stream worker scores windows of live readings ---------------------
-    reads_windows: ClassVar[bool] = True  # the rows of one request are one window: never merged with another's
-
-    def in_fleet_units(self, values: np.ndarray, machines) -> np.ndarray:
-        """Readings [rows, sensors] of the machines named row by row, in the units the network learnt: each machine
-        moved from its own level where it reads a sensor unlike the fleet (`levels.py`); unchanged for a model
-        without per-machine levels and for a machine it never saw."""
-        if self.machine_levels_ is None:
-            return values
-        return self.machine_levels_.to_fleet(values, np.asarray(machines, dtype=object))[0].astype(values.dtype)
-
-    def score_windows(self, readings: np.ndarray, newest: int) -> tuple[np.ndarray, np.ndarray]:
-        """Scores [machines, newest] (0..1) and contributions [machines, newest, sensors] of the `newest` last steps of
-        each machine's readings [machines, steps, sensors] (`in_fleet_units`, `sensor_columns_` order, one per step).
-
-        A step's answer depends on the `net_.reach()` steps before it: where a sequence holds them, its newest steps
-        score as `predict` scores those rows of the whole history; a sequence that starts a machine's history
-        scores as the first rows of a file do. One network pass for all the machines."""
-        self._check_fitted()
-        with torch.inference_mode():
-            contributions, raw = self.net_(torch.as_tensor(readings, dtype=torch.float32).permute(0, 2, 1))
-            score = self.net_.squash(raw[:, -newest:])
-        return score.numpy(), contributions[:, :, -newest:].permute(0, 2, 1).numpy()
