@@ -7,7 +7,6 @@ with a model)."""
 from __future__ import annotations
 
 import os
-import warnings
 from pathlib import Path
 from typing import ClassVar
 
@@ -35,10 +34,8 @@ class MonitorFaces:
         if isinstance(source, (str, os.PathLike)) and Path(source).resolve() == events_file.resolve():
             raise BadOption(f"the events of {destination} go to {events_file}, which is the data file itself; "
                             "give --out another name")
-        rows = self.predict(source)
-        with warnings.catch_warnings():  # the file is read again: its warnings were given once already
-            warnings.simplefilter("ignore")
-            events = self.events(source)
+        scored = self._scored(source)  # read and scored once for both tables
+        rows, events = self._answer_rows(*scored), self._events(*scored)
         write_table(rows, destination)
         write_table(events, events_file)
         return len(rows)

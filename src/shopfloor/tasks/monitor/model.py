@@ -1,7 +1,7 @@
 """Sensor monitoring: learn a machine's normal behaviour from unlabelled histories, flag what departs
 from it, and name the sensors responsible.
 
-Length: about 475 lines, 60 of them this docstring (half of it the record of what was measured), 40 the 25
+Length: about 480 lines, 60 of them this docstring (half of it the record of what was measured), 40 the 25
 parameters and 40 the info and size checks every task's model carries; the fit, its calibration and the
 scoring read best together. The history, crops, per-machine levels, events and the faces (the service, the
 stream, files) are their own modules.
@@ -368,11 +368,18 @@ class MonitorModel(MonitorFaces, Estimator):
             keys.insert(0, history.machine, history.machines)
         return keys
 
+    def _scored(self, data) -> tuple[SensorHistory, np.ndarray, np.ndarray]:
+        """The history read from `data`, its contributions [rows, sensors] and scores [rows]: what `predict`,
+        `explain` and `events` answer from (`predict_file` answers two of them from one reading and scoring)."""
+        history = self._history(data)
+        return (history, *self._rows(history))
+
     def predict(self, data) -> pd.DataFrame:
         """One row per input row, in order: time (and machine), score (0..1, anomaly at 0.5), anomaly (0/1), and
         the three sensors that contribute most with their shares of the contributions."""
-        history = self._history(data)
-        contributions, score = self._rows(history)
+        return self._answer_rows(*self._scored(data))
+
+    def _answer_rows(self, history: SensorHistory, contributions: np.ndarray, score: np.ndarray) -> pd.DataFrame:
         table = self._keys(history)
         table["score"] = score.astype(np.float64)
         table["anomaly"] = (score >= 0.5).astype(np.int64)
@@ -386,8 +393,7 @@ class MonitorModel(MonitorFaces, Estimator):
 
     def explain(self, data) -> pd.DataFrame:
         """Every sensor's contribution on every row (1 = its usual error on normal rows), beside the score."""
-        history = self._history(data)
-        contributions, score = self._rows(history)
+        history, contributions, score = self._scored(data)
         table = self._keys(history)
         table["score"] = score.astype(np.float64)
         for j, name in enumerate(self.sensor_columns_):
@@ -398,10 +404,11 @@ class MonitorModel(MonitorFaces, Estimator):
         """Anomalous rows grouped into events per machine: start, end, rows, peak score and the sensors ranked
         by their share of the event's contributions. Flags closer than `event_gap` steps (the window by
         default) make one event."""
+        return self._events(*self._scored(data))
+
+    def _events(self, history: SensorHistory, contributions: np.ndarray, score: np.ndarray) -> pd.DataFrame:
         from shopfloor.tasks.monitor.events import group_events
 
-        history = self._history(data)
-        contributions, score = self._rows(history)
         gap = self.window if self.event_gap is None else self.event_gap
         return group_events(history, contributions, score, self.sensor_columns_, gap * self.step_)
 
