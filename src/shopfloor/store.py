@@ -34,7 +34,9 @@ from shopfloor.store_schema import (
     MACHINE_KEYS,
     PREDICTION_KEYS,
     READING_KEYS,
+    TAIL_KEYS,
     alerts,
+    block_tails,
     create_tables,
     dead_letters,
     inspections,
@@ -73,7 +75,7 @@ def database_url(url: str | os.PathLike) -> str:
 
 
 class Store:
-    """Readings, predictions, machines, alerts, dead letters and inspections in one SQL database."""
+    """Readings, predictions, machines, alerts, dead letters, block tails and inspections in one SQL database."""
 
     def __init__(self, url: str | os.PathLike):
         self.url = database_url(url)
@@ -108,14 +110,15 @@ class Store:
 
     # -- writing ------------------------------------------------------------------------------------------
     def write_batch(self, readings_: Iterable[dict], predictions_: Iterable[dict] = (), alerts_: Iterable[dict] = (),
-                    machines_: Iterable[dict] = (), dead_letters_: Iterable[dict] = ()) -> float:
+                    machines_: Iterable[dict] = (), dead_letters_: Iterable[dict] = (), tails: Iterable[dict] = ()) -> float:
         """Store one batch in one transaction; readings and predictions already stored are ignored.
 
         readings: dicts with line, machine, time, values (dict or JSON text), sent_at (or None), received_at.
         predictions: line, machine, time, model, version, risk, rul, rul_low, rul_high, score, score_sensors (None
         where the model does not give it), sent_at. machines: the latest state per machine (see MACHINE_KEYS), upserted.
         dead letters: see `write_dead_letters`; in the same transaction, so that a retried batch never
-        stores its alerts twice, and each once (a redelivered message's dead letter is ignored). Returns the
+        stores its alerts twice, and each once (a redelivered message's dead letter is ignored). tails: the samples
+        of machines that wait for a full window of a fault-diagnosis model (`stream.blocks`), upserted. Returns the
         stored_at time written on the predictions (epoch seconds, taken as the rows are built: the commit
         follows a few milliseconds later).
         """
@@ -128,6 +131,7 @@ class Store:
         states = [{**{k: m.get(k) for k in MACHINE_KEYS}, "alerting": bool(m.get("alerting")), "updated_at": stored_at}
                   for m in machines_]
         letters = _dead_letter_rows(dead_letters_, stored_at)
+        tail_rows = [{**{k: t[k] for k in TAIL_KEYS}, "updated_at": stored_at} for t in tails]
         with self.engine.begin() as db:
             # readings and predictions go straight to the driver's executemany: at 20,000 readings a second,
             # SQLAlchemy's per-row parameter handling cost three times the insert itself
@@ -143,6 +147,11 @@ class Store:
                 db.execute(upsert.on_conflict_do_update(index_elements=["line", "machine"], set_=changed), states)
             if letters:
                 db.execute(self._insert(dead_letters).on_conflict_do_nothing(), letters)
+            if tail_rows:
+                upsert = self._insert(block_tails)
+                changed = {c: upsert.excluded[c] for c in (*TAIL_KEYS[3:], "updated_at")}
+                db.execute(upsert.on_conflict_do_update(index_elements=["line", "machine", "model"], set_=changed),
+                           tail_rows)
         return stored_at
 
     def write_dead_letter(self, topic: str, payload: bytes, reason: str) -> None:
@@ -177,10 +186,11 @@ class Store:
         return rows[0] if rows else None
 
     def trend(self, line: str, machine: str, limit: int = 200) -> list[dict]:
-        """A machine's latest predictions, oldest first: one row per reading and model (risk, rul or score set)."""
+        """A machine's latest predictions, oldest first: one row per reading and model (risk, rul or score set), or
+        per window of a block (verdict set)."""
         p = predictions.c
         query = (sa.select(p.time, p.model, p.version, p.risk, p.rul, p.rul_low, p.rul_high, p.score, p.score_sensors,
-                           p.stored_at)
+                           p.verdict, p.verdict_probability, p.runner_up, p.unknown, p.stored_at)
                  .where(p.line == line, p.machine == machine).order_by(p.time.desc(), p.model).limit(int(limit)))
         return self._rows(query)[::-1]
 
@@ -221,6 +231,16 @@ class Store:
                 out[(line, machine)] = {"count": int(count), "newest": float(newest),
                                         "first": [orjson.loads(v) for v in early],
                                         "last": [orjson.loads(v) for _, v in late], "times": [t for t, _ in late]}
+        return out
+
+    def block_tails(self, machines: Iterable[tuple[str, str]], model: str) -> dict[tuple[str, str], dict]:
+        """The samples each (line, machine) has waiting for a full window of `model` (`stream.blocks`), where stored."""
+        keys, t = list(machines), block_tails.c
+        out = {}
+        for k in range(0, len(keys), 200):
+            found = sa.or_(*(sa.and_(t.line == line, t.machine == machine) for line, machine in keys[k:k + 200]))
+            for row in self._rows(sa.select(block_tails).where(found, t.model == model)):
+                out[(row["line"], row["machine"])] = {**row, "samples": bytes(row["samples"])}
         return out
 
     def alerts(self, limit: int = 50, line: str | None = None, machine: str | None = None, kind: str | None = None,

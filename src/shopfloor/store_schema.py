@@ -15,6 +15,7 @@ import time as clock
 import sqlalchemy as sa
 
 metadata = sa.MetaData()
+CLASS_TEXT = 128  # characters of a fault class's name (a class folder's name)
 SENSORS_TEXT = 400  # characters of "sensor share, ..." kept with a score (three sensors with long historian names fit)
 
 # Keyed by (line, machine, time) itself, without a row id (SQLite's WITHOUT ROWID): one B-tree per insert
@@ -47,6 +48,11 @@ predictions = sa.Table(
     sa.Column("score", sa.Float),  # a monitor model's anomaly score (0-1, anomaly at 0.5)
     sa.Column("score_sensors", sa.String(SENSORS_TEXT)),  # and the sensors behind it: "flow 0.62, pressure 0.21, ..."
     sa.Column("stored_at", sa.Float, nullable=False),
+    # a fault-diagnosis model's verdict on one window of a block of samples (time: the window's last sample)
+    sa.Column("verdict", sa.String(CLASS_TEXT)),
+    sa.Column("verdict_probability", sa.Float),
+    sa.Column("runner_up", sa.String(CLASS_TEXT)),
+    sa.Column("unknown", sa.Boolean),
     sa.UniqueConstraint("line", "machine", "time", "model", name="predictions_once"),
 )
 
@@ -68,6 +74,11 @@ machines = sa.Table(
     sa.Column("score", sa.Float),
     sa.Column("score_sensors", sa.String(SENSORS_TEXT)),
     sa.Column("score_model", sa.String(80)),
+    sa.Column("verdict", sa.String(CLASS_TEXT)),
+    sa.Column("verdict_probability", sa.Float),
+    sa.Column("runner_up", sa.String(CLASS_TEXT)),
+    sa.Column("unknown", sa.Boolean),
+    sa.Column("verdict_model", sa.String(80)),
 )
 
 alerts = sa.Table(
@@ -76,7 +87,7 @@ alerts = sa.Table(
     sa.Column("line", sa.String(128), nullable=False),
     sa.Column("machine", sa.String(128), nullable=False),
     sa.Column("time", sa.Float, nullable=False),
-    sa.Column("kind", sa.String(16), nullable=False),  # "risk", "rul" or "score"
+    sa.Column("kind", sa.String(16), nullable=False),  # "risk", "rul", "score" or "verdict"
     sa.Column("model", sa.String(64), nullable=False),
     sa.Column("version", sa.Integer, nullable=False),
     sa.Column("value", sa.Float, nullable=False),  # the value the rule watches (risk, low end of the RUL interval, score)
@@ -105,6 +116,23 @@ dead_letters = sa.Table(
     sa.Index("dead_letters_once", "message_key", unique=True),
 )
 
+# A fault-diagnosis model's samples of a machine that wait for a full window (`stream.blocks`): at most one window
+# per machine and model, written with the batch, so that a restarted worker cuts the windows one that ran on would.
+block_tails = sa.Table(
+    "block_tails", metadata,
+    sa.Column("line", sa.String(128), primary_key=True),
+    sa.Column("machine", sa.String(128), primary_key=True),
+    sa.Column("model", sa.String(64), primary_key=True),
+    sa.Column("window", sa.Integer, nullable=False),
+    sa.Column("rate", sa.Float),
+    sa.Column("channels", sa.Text, nullable=False),  # the model's channels, comma-separated, in its order
+    sa.Column("seen", sa.BigInteger, nullable=False),  # samples since the machine's samples (re)started
+    sa.Column("next_time", sa.Float, nullable=False),  # where they end: the time of the next sample
+    sa.Column("newest", sa.Float, nullable=False),  # the newest block's time
+    sa.Column("samples", sa.LargeBinary, nullable=False),  # float32 [channels, seen % window], C order
+    sa.Column("updated_at", sa.Float, nullable=False),
+)
+
 inspections = sa.Table(
     "inspections", metadata,
     sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
@@ -120,9 +148,11 @@ inspections = sa.Table(
 
 READING_KEYS = ("line", "machine", "time", "values", "sent_at", "received_at")
 PREDICTION_KEYS = ("line", "machine", "time", "model", "version", "risk", "rul", "rul_low", "rul_high", "sent_at", "score",
-                   "score_sensors")
+                   "score_sensors", "verdict", "verdict_probability", "runner_up", "unknown")
 MACHINE_KEYS = ("line", "machine", "time", "risk", "risk_threshold", "risk_model", "rul", "rul_low", "rul_high",
-                "rul_model", "alerting", "alarms", "score", "score_sensors", "score_model")
+                "rul_model", "alerting", "alarms", "score", "score_sensors", "score_model", "verdict", "verdict_probability",
+                "runner_up", "unknown", "verdict_model")
+TAIL_KEYS = ("line", "machine", "model", "window", "rate", "channels", "seen", "next_time", "newest", "samples")
 ALERT_KEYS = ("line", "machine", "time", "kind", "model", "version", "value", "threshold", "message", "at", "rule",
               "clear", "sensors")
 
@@ -143,7 +173,8 @@ def create_tables(engine: sa.Engine) -> None:
 
 def add_new_columns(engine: sa.Engine) -> None:
     """Columns and indexes added since a database was made (alarm states, acknowledgements, dead-letter keys, the
-    monitor models' scores and sensors):
+    monitor models' scores and sensors, the fault-diagnosis models' verdicts; new tables such as block_tails come
+    from `create_all`):
     the columns are nullable, so an ALTER adds them and the rows already stored keep null there."""
     existing = sa.inspect(engine)
     with engine.begin() as db:

@@ -3,14 +3,17 @@ prediction is judged, in time order, by its model's alarm rule.
 
 Per model, one forward pass for the batch (`stream.scoring`); per prediction, the machine's alarm state moves
 through the rule (`stream.machines.Fleet`), so a machine alerts when it enters a model's alarm, the same alerts
-however the readings were batched. A model that fails on a batch costs its own predictions, never the readings.
+however the readings were batched. A block of samples (`stream.blocks`) goes to the fault-diagnosis models whose
+channels it carries, and each window it completes is judged by its fault run (`alarms.verdict_rule`). A model that
+fails on a batch costs its own predictions, never the readings.
 """
 
 from __future__ import annotations
 
 import logging
 
-from shopfloor.alarms import AlarmRule, risk_rule, rul_rule, score_rule
+from shopfloor.alarms import AlarmRule, risk_rule, rul_rule, score_rule, verdict_rule
+from shopfloor.stream.blocks import score_blocks
 from shopfloor.stream.machines import Fleet
 from shopfloor.stream.scoring import Models, Scorer, score_readings, score_risk, score_rul, sensor_shares
 
@@ -18,14 +21,17 @@ log = logging.getLogger("shopfloor.stream")
 
 
 def judge(models: Models, fleet: Fleet, readings: list[dict], rul_alert: float | None = None,
-          histories=None) -> tuple[list[dict], list[dict], int]:
+          histories=None, tails=None) -> tuple[list[dict], list[dict], int]:
     """(predictions, alerts, how many models failed on their part of the batch).
 
     `rul_alert`: the rule of RUL models without one of their own (the worker's --rul-alert); `histories`: the
-    store's, to start the window of a machine first heard of (`stream.scoring.score_rul`)."""
+    store's, to start the window of a machine first heard of (`stream.scoring.score_rul`); `tails`: the store's
+    samples waiting for a window, for a block's machine first heard of (`stream.blocks.score_blocks`)."""
     groups: dict[int, tuple] = {}
     for reading in readings:
-        for scorer in models.for_columns(frozenset(reading["values"])):
+        block = reading.get("block")
+        scorers = models.for_block(block["channels"]) if block else models.for_columns(frozenset(reading["values"]))
+        for scorer in scorers:
             groups.setdefault(id(scorer), (scorer, []))[1].append(reading)
     predictions, alerts, failed = [], [], 0
     for scorer, group in groups.values():
@@ -34,6 +40,8 @@ def judge(models: Models, fleet: Fleet, readings: list[dict], rul_alert: float |
                 _judge_risks(fleet, scorer, rule_of(scorer, rul_alert), group, predictions, alerts)
             elif scorer.kind == "score":
                 _judge_scores(fleet, scorer, rule_of(scorer, rul_alert), group, histories, predictions, alerts)
+            elif scorer.kind == "verdict":
+                _judge_verdicts(fleet, scorer, rule_of(scorer, rul_alert), group, tails, predictions, alerts)
             else:
                 _judge_ruls(fleet, scorer, rule_of(scorer, rul_alert), group, histories, predictions, alerts)
         except Exception as err:  # a model that fails on odd values must not lose the readings
@@ -43,14 +51,16 @@ def judge(models: Models, fleet: Fleet, readings: list[dict], rul_alert: float |
 
 
 def rule_of(scorer: Scorer, rul_alert: float | None) -> AlarmRule | None:
-    """The model's own alarm rule, else the failure model's threshold, the monitor model's 0.5 (clearing below 0.4)
-    or the worker's --rul-alert."""
+    """The model's own alarm rule, else the failure model's threshold, the monitor model's 0.5 (clearing below 0.4),
+    the diagnose model's 3 fault windows in a row (clearing after 3 normal ones) or the worker's --rul-alert."""
     if scorer.alarm is not None:
         return scorer.alarm
     if scorer.kind == "risk":
         return risk_rule(scorer.threshold)
     if scorer.kind == "score":
         return score_rule()
+    if scorer.kind == "verdict":
+        return verdict_rule()
     return rul_rule(rul_alert) if rul_alert is not None else None
 
 
@@ -110,6 +120,24 @@ def _judge_scores(fleet: Fleet, scorer: Scorer, rule: AlarmRule | None, group: l
                 predictions.append({"line": reading["line"], "machine": reading["machine"], "time": reading["time"],
                                     "model": scorer.name, "version": scorer.version, "score": float(scores[i]),
                                     "score_sensors": text, "sent_at": reading["sent_at"]})
+
+
+def _judge_verdicts(fleet: Fleet, scorer: Scorer, rule: AlarmRule | None, group: list[dict], tails, predictions: list,
+                    alerts: list) -> None:
+    """Every window a block completes is stored with its verdict and judged, each machine's in time order."""
+    places, verdicts = score_blocks(scorer, group, tails)
+    runner_ups = verdicts.get("runner_up")
+    for i, place in enumerate(places):
+        verdict = {"class": str(verdicts["class"][i]), "probability": float(verdicts["probability"][i]),
+                   "runner_up": None if runner_ups is None else str(runner_ups[i]),
+                   "unknown": bool(verdicts["unknown"][i])}
+        predictions.append({**place, "model": scorer.name, "version": scorer.version, "verdict": verdict["class"],
+                            "verdict_probability": verdict["probability"], "runner_up": verdict["runner_up"],
+                            "unknown": verdict["unknown"]})
+        state = fleet.state(place["line"], place["machine"])
+        alert = fleet.verdict(state, place["time"], verdict, scorer.normal, scorer.name, scorer.version, rule)
+        if alert:
+            alerts.append(alert)
 
 
 def _may_move(state, model: str, rule: AlarmRule | None, scores) -> bool:

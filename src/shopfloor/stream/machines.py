@@ -164,6 +164,11 @@ class MachineState:
     score: float | None = None
     score_sensors: str | None = None  # "flow 0.62, pressure 0.21, current 0.09": the sensors behind the score
     score_model: str | None = None
+    verdict: str | None = None  # a fault-diagnosis model's latest window: its class, probability, runner-up, unknown
+    verdict_probability: float | None = None
+    runner_up: str | None = None
+    unknown: bool | None = None
+    verdict_model: str | None = None
     alarms: dict = field(default_factory=dict)  # model -> {"kind", "version", "on", "judged", "rule", "clear", "value", "since"}
 
     @property
@@ -175,6 +180,8 @@ class MachineState:
                 "risk_threshold": self.risk_threshold, "risk_model": self.risk_model, "rul": self.rul,
                 "rul_low": self.rul_low, "rul_high": self.rul_high, "rul_model": self.rul_model,
                 "score": self.score, "score_sensors": self.score_sensors, "score_model": self.score_model,
+                "verdict": self.verdict, "verdict_probability": self.verdict_probability, "runner_up": self.runner_up,
+                "unknown": self.unknown, "verdict_model": self.verdict_model,
                 "alerting": self.alerting, "alarms": json.dumps(self.alarms, separators=(",", ":"))}
 
 
@@ -205,7 +212,8 @@ class Fleet:
         for row in rows:
             state = self.machines[(row["line"], row["machine"])] = MachineState(row["line"], row["machine"])
             for name in ("time", "risk", "risk_threshold", "risk_model", "rul", "rul_low", "rul_high", "rul_model",
-                         "score", "score_sensors", "score_model"):
+                         "score", "score_sensors", "score_model", "verdict", "verdict_probability", "runner_up",
+                         "unknown", "verdict_model"):
                 setattr(state, name, row.get(name))
             state.alarms = json.loads(row["alarms"]) if row.get("alarms") else _older_alarms(row)
 
@@ -236,6 +244,26 @@ class Fleet:
         state.score, state.score_sensors, state.score_model = score, sensors, f"{model}@{version}"
         return self._judge(state, "score", model, version, rule, time, {"score": score}, sensors)
 
+    def verdict(self, state: MachineState, time: float, verdict: dict, normal: str | None, model: str, version: int,
+                rule: AlarmRule | None) -> dict | None:
+        """A fault-diagnosis model's verdict on one window (class, probability, runner_up, unknown): the machine's
+        fault run (windows in a row with a fault class or unknown; negative, in a row of the `normal` class) moves and
+        is judged; it is kept with the alarm state, so a restarted worker counts on."""
+        if self._judged(state, model, time):
+            return None
+        faulty = bool(verdict["unknown"]) or verdict["class"] != normal
+        run = float((state.alarms.get(model) or {}).get("run", 0))
+        run = max(run, 0) + 1 if faulty else min(run, 0) - 1
+        state.verdict, state.verdict_probability = verdict["class"], verdict["probability"]
+        state.runner_up, state.unknown, state.verdict_model = verdict.get("runner_up"), bool(verdict["unknown"]), \
+            f"{model}@{version}"
+        said = f"unknown (nearest {verdict['class']})" if verdict["unknown"] else verdict["class"]
+        detail = f"verdict {said}, probability {verdict['probability']:.2f}" + (
+            f", runner-up {verdict['runner_up']}" if verdict.get("runner_up") is not None else "")
+        alert = self._judge(state, "verdict", model, version, rule, time, {"fault_run": run}, detail=detail)
+        state.alarms[model]["run"] = run
+        return alert
+
     @staticmethod
     def _judged(state: MachineState, model: str, time: float) -> bool:
         """Whether this model has judged a reading of the machine at `time` or later already (a redelivery)."""
@@ -244,7 +272,7 @@ class Fleet:
 
     @staticmethod
     def _judge(state: MachineState, kind: str, model: str, version: int, rule: AlarmRule | None, time: float,
-               values: dict, sensors: str | None = None) -> dict | None:
+               values: dict, sensors: str | None = None, detail: str | None = None) -> dict | None:
         before = state.alarms.get(model) or {}
         was = bool(before.get("on"))
         if rule is None:  # no alarm for this model (a RUL model without a rule): only remember what was judged
@@ -261,7 +289,8 @@ class Fleet:
             return None
         message = (f"{state.machine} on {state.line}: {WORDS[rule.quantity]} {show(rule.quantity, value)} at "
                    f"{shown_time(time)} meets the alarm rule {rule.enter.text} of model {model} v{version} "
-                   f"(the alarm clears at {rule.clear.text})" + (f"; sensors: {sensors}" if sensors else ""))
+                   f"(the alarm clears at {rule.clear.text})" + (f"; sensors: {sensors}" if sensors else "")
+                   + (f"; {detail}" if detail else ""))
         return {"line": state.line, "machine": state.machine, "time": time, "kind": kind, "model": model,
                 "version": version, "value": value, "threshold": rule.enter.level, "rule": rule.enter.text,
                 "clear": rule.clear.text, "message": message, "sensors": sensors}

@@ -17,6 +17,16 @@ machine (a gateway's batch, at most `MAX_READINGS`). A reading is a flat JSON ob
   (missing); short text (at most 64 characters) is accepted in columns no live model reads as a number
   (a category such as AI4I's `Type`, a product id).
 
+A vibration gateway sends a block of high-rate samples of that machine instead, one JSON object per message:
+
+    {"time": 1795357000.0, "rate": 12000, "channels": {"DE": [0.012, -0.034, ...], "FE": [0.008, ...]}}
+
+- `time`: the machine's clock at the block's first sample (epoch seconds); the block's samples follow it at `rate`
+  samples a second (Hz, required), so the next block of a steady gateway starts at time + samples / rate;
+- `channels`: every channel's samples, as many for each (at most `MAX_CHANNELS` channels), numbers only;
+- `sent_at` as above. A fault-diagnosis model whose channels the block carries scores it (`stream.blocks`); the
+  store keeps the block's rate, sample count and each channel's RMS as its reading, not the samples.
+
 Anything else (not JSON, not an object or a list of objects, no `time`, text where a number belongs,
 nested values, too large, a topic of another shape) is rejected whole with a reason, and the worker
 sends it to the dead-letter topic.
@@ -26,12 +36,15 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import orjson
 
 MAX_PAYLOAD = 1 << 20  # bytes
 MAX_READINGS = 10_000  # per message
 MAX_TEXT = 64  # characters in a category value
 MAX_NAME = 128  # characters in a line or machine name (the database's column width)
+MAX_CHANNELS = 64  # channels in a block of samples
+MAX_RATE = 1e7  # samples a second in a block (10 MHz: beyond any vibration or acoustic sensor)
 NUMBER = frozenset((int, float))  # exact types: JSON true/false parse as bool, which is not a reading
 PLAIN = frozenset((int, float, type(None)))
 
@@ -74,6 +87,8 @@ def parse(topic: str, payload: bytes, numeric_columns: frozenset = frozenset(), 
         body = orjson.loads(payload)
     except orjson.JSONDecodeError as err:
         raise BadMessage("not JSON", f"payload is not JSON ({err})") from None
+    if type(body) is dict and "channels" in body:
+        return [block_reading(body, line, machine, prefix)]
     items = body if isinstance(body, list) else [body]
     if not items or len(items) > MAX_READINGS:
         raise BadMessage("shape", f"a message carries 1 to {MAX_READINGS:,} readings, not {len(items):,}")
@@ -93,6 +108,45 @@ def parse(topic: str, payload: bytes, numeric_columns: frozenset = frozenset(), 
                          "sent_at": None if sent_at is None else float(sent_at), "values": item, "newest": False})
     max(readings, key=_time)["newest"] = True  # RUL is estimated once per message, at its newest reading
     return readings
+
+
+def block_reading(body: dict, line: str, machine: str, prefix: str) -> dict:
+    """A block of samples (module docstring) as one reading: its values are what the store keeps of it (rate, sample
+    count, each channel's RMS), `block` holds the samples [channels, samples] (float32) and their channel names."""
+    time, sent_at, rate, channels = (body.pop(k, None) for k in ("time", "sent_at", "rate", "channels"))
+    if body:
+        raise BadMessage("shape", f"a block carries time, rate, channels and sent_at only, not {', '.join(body)[:80]}")
+    if type(time) not in NUMBER:
+        raise BadMessage("time", f"the block has no numeric 'time' (got {time!r:.40})")
+    if sent_at is not None and type(sent_at) not in NUMBER:
+        raise BadMessage("time", f"the block has a 'sent_at' that is not epoch seconds (got {sent_at!r:.40})")
+    if type(rate) not in NUMBER or not 0 < rate <= MAX_RATE:
+        raise BadMessage("rate", f"a block names its sample rate in Hz ('rate', above 0 and at most {MAX_RATE:g}), "
+                                 f"not {rate!r:.40}")
+    if type(channels) is not dict or not 0 < len(channels) <= MAX_CHANNELS:
+        raise BadMessage("shape", f"a block's 'channels' is an object of 1 to {MAX_CHANNELS} channels, each a list of "
+                                  "samples")
+    lengths = set()
+    for name, samples in channels.items():
+        if type(samples) is not list or not samples:
+            raise BadMessage("shape", f"channel '{name[:64]}' of the block is not a list of samples")
+        if not set(map(type, samples)) <= NUMBER:  # one pass in C
+            at = next(i for i, v in enumerate(samples) if type(v) not in NUMBER)
+            raise BadMessage("type", f"sample {at} of channel '{name[:64]}' is {samples[at]!r:.40}, not a number")
+        lengths.add(len(samples))
+    if len(lengths) > 1:
+        raise BadMessage("shape", f"the block's channels carry {min(lengths)} to {max(lengths)} samples; every channel "
+                                  "of a block carries as many")
+    values = np.array(list(channels.values()), dtype=np.float64)
+    if not (np.abs(values) <= np.finfo(np.float32).max).all():
+        raise BadMessage("type", "a sample of the block is beyond the range of a 32-bit float")
+    values = values.astype(np.float32)
+    rms = np.sqrt(np.mean(np.square(values, dtype=np.float64), axis=1))  # of the float32 samples the models read
+    summary = {"rate": float(rate), "samples": values.shape[1],
+               **{f"{n} rms": float(v) for n, v in zip(channels, rms, strict=True)}}
+    return {"line": line, "machine": machine, "prefix": prefix, "time": float(time),
+            "sent_at": None if sent_at is None else float(sent_at), "values": summary, "newest": True,
+            "block": {"channels": list(channels), "samples": values, "rate": float(rate)}}
 
 
 def _time(reading: dict) -> float:

@@ -8,8 +8,10 @@ rows that gives a failure risk (a yes/no table model) gives a risk per reading; 
 moves the window one cycle; the estimates of a whole batch come from one forward pass, and depend on the
 messages, not on the batching); a model of rows that gives an anomaly score (a sensor-monitoring model) scores
 every reading after its machine's latest steps (`stream.sequences`), a message's readings as one sequence, with
-the sensors behind each score. Risk, RUL with its interval and the score with its sensors are the line's
-quantities: the store keeps them in their own columns (risk; rul, rul_low, rul_high; score, score_sensors),
+the sensors behind each score; a fault-diagnosis model (a model of runs that reads windows of samples) scores the
+blocks of high-rate samples that carry its channels, every window they complete (`stream.blocks`). Risk, RUL with
+its interval, the score with its sensors and the verdict are the line's quantities: the store keeps them in their
+own columns (risk; rul, rul_low, rul_high; score, score_sensors; verdict, verdict_probability, runner_up, unknown),
 whatever task gives them.
 The registry is asked every few seconds whether another version went
 live; a promotion or a rollback takes effect at the next batch. A new RUL version starts with empty
@@ -28,6 +30,7 @@ import pandas as pd
 
 from shopfloor.alarms import AlarmRule
 from shopfloor.registry import Registry, settle_memory
+from shopfloor.stream.blocks import Blocks, refusal
 from shopfloor.stream.machines import Windows
 from shopfloor.stream.sequences import Sequences
 
@@ -40,13 +43,16 @@ STREAMED = ("rows", "runs")  # what a model must take (`accepts`) to score senso
 class Scorer:
     name: str
     version: int
-    kind: str  # "risk" or "score" (per reading, a model of rows) or "rul" (per message, a model of run histories)
+    # "risk" or "score" (per reading, a model of rows), "rul" (per message, a model of run histories) or "verdict" (per
+    # window of a block of samples, a fault-diagnosis model)
+    kind: str
     columns: frozenset
     estimator: object
     threshold: float | None = None  # the risk model's alarm threshold
-    windows: Windows | Sequences | None = None  # the RUL or monitor model's per-machine windows
+    windows: Windows | Sequences | Blocks | None = None  # the RUL, monitor or diagnose model's per-machine windows
     numeric: frozenset = frozenset()  # inputs that must be numbers
     alarm: AlarmRule | None = None  # the model's own alarm rule from the registry (None: the worker's default)
+    normal: str | None = None  # a fault-diagnosis model's class for the machine's normal state
 
     @property
     def features(self) -> list[str]:
@@ -71,8 +77,15 @@ def scorer_for(name: str, version: int, estimator) -> Scorer | None:
 
     A model of rows that gives a failure risk scores each reading; a model of run histories keeps a window of
     each machine's cycles and scores the newest reading of each message; a model of rows that gives an anomaly
-    score keeps each machine's latest steps and scores every reading."""
+    score keeps each machine's latest steps and scores every reading; a fault-diagnosis model keeps each machine's
+    samples that wait for a full window and scores every window its blocks complete."""
     accepts = type(estimator).accepts
+    if accepts == "runs" and "fault_run" in estimator.quantities():
+        from shopfloor.tasks.diagnose.records import normal_class
+
+        channels = list(estimator.channels_)
+        return Scorer(name, version, "verdict", frozenset(channels), estimator, normal=normal_class(estimator),
+                      windows=Blocks(channels, estimator.window, estimator.sample_rate_))
     if accepts == "rows" and "score" in estimator.quantities():
         sensors, net = estimator.sensor_columns_, estimator.net_
         sequences = Sequences(sensors, net.reach(), estimator.step_, estimator.max_gap, net.mean.numpy())
@@ -137,7 +150,8 @@ class Models:
             if current and current.windows is not None and type(scorer.windows) is type(current.windows) \
                     and current.windows.columns == scorer.windows.columns \
                     and current.windows.window == scorer.windows.window \
-                    and current.windows.baseline == scorer.windows.baseline:
+                    and current.windows.baseline == scorer.windows.baseline \
+                    and getattr(current.windows, "rate", None) == getattr(scorer.windows, "rate", None):
                 scorer.windows = current.windows  # same inputs: the machines keep their history
             scorer.alarm = self._alarm(name, None)
             log.info("scoring with %s v%d (%s)", name, scorer.version, scorer.kind)
@@ -156,11 +170,40 @@ class Models:
             return current
 
     def for_columns(self, columns: frozenset) -> list[Scorer]:
-        """The scorers whose every input column is among a reading's columns."""
+        """The scorers whose every input column is among a reading's columns (a diagnose model reads blocks only)."""
         scorers = self._by_columns.get(columns)
         if scorers is None:
-            scorers = self._by_columns[columns] = [s for s in self.scorers.values() if s.columns <= columns]
+            scorers = self._by_columns[columns] = [s for s in self.scorers.values()
+                                                   if s.columns <= columns and s.kind != "verdict"]
         return scorers
+
+    def for_block(self, channels) -> list[Scorer]:
+        """The fault-diagnosis scorers whose every channel a block of samples carries."""
+        return [s for s in self.block_scorers() if s.columns <= frozenset(channels)]
+
+    def block_scorers(self) -> list[Scorer]:
+        return [s for s in self.scorers.values() if s.kind == "verdict"]
+
+    def refusal(self, reading: dict) -> str | None:
+        """Why a block cannot be scored by a live model whose channels it carries (its rate is another), or None (and
+        for readings that are not blocks)."""
+        block = reading.get("block")
+        if block is None:
+            return None
+        for scorer in self.for_block(block["channels"]):
+            reason = refusal(block["rate"], scorer.estimator.sample_rate_, scorer.name, scorer.version)
+            if reason:
+                return reason
+        return None
+
+    def tails(self) -> list[dict]:
+        """The waiting samples of blocks (`stream.blocks`) changed since the last call, as the store's rows."""
+        rows = []
+        for scorer in self.block_scorers():
+            if scorer.windows.dirty:
+                keys = {slot: key for key, slot in scorer.windows.slots.items()}
+                rows += scorer.windows.dirty_tails(scorer.name, keys)
+        return rows
 
 
 def score_risk(scorer: Scorer, readings: list[dict]) -> np.ndarray:

@@ -23,7 +23,7 @@ part (0 dB) 0.82-0.84 against the CNN's 0.72. On the hydraulic rig's valve condi
 seed 0, its test blocks) the spectrum front reached 0.34, raw 0.70-0.82, both 0.75-0.80 (hydraulic.py now chooses on validation
 blocks). `both` is the default, the one front far behind on neither kind of data; `front="spectrum"` trains a vibration model 3-4
 times faster, `raw` suits slow process signals. Scoring: 6,400 windows/s of 2,048 samples with `both` on one thread
-(`score_windows`). The service scores blocks of samples (`records`); the stream: later.
+(`score_windows`). The service scores blocks of samples (`records`), and so does the stream (`stream.blocks`).
 """
 
 from __future__ import annotations
@@ -54,7 +54,7 @@ class DiagnoseModel(Estimator):
     described_as = "a fault-diagnosis model"
     # "runs": each request's block of samples is scored on its own (`records`); "rows" are batched across requests
     accepts = "runs"
-    gives = ("probability",)
+    gives = ("fault_run",)  # the stream judges windows in a row with a fault verdict (`alarms.verdict_rule`)
     predicted_items = "windows: recording, class, probability, runner-up, unknown"
     explained_items = "windows"
     saved_state: ClassVar[dict[str, str]] = {

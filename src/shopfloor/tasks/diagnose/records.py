@@ -14,6 +14,9 @@ novelty, unknown) and then one per block (`level` "block": the majority class of
 and mean probability, the share of unknown windows, unknown when most are). Bad blocks are refused in one line
 before any scoring: a channel missing (named, with the channels the model takes), a sample that is not a number,
 a block shorter than one window.
+
+The stream's face (`stream.blocks`) is at the end: a batch of windows' verdicts as `predict` gives them, and which
+class is the machine's normal state (the alarm counts the windows in a row that are not).
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ from shopfloor.tasks.diagnose.signals import Recording
 from shopfloor.tasks.diagnose.windows import cut_windows
 
 RECORDING_KEY = "recording"  # the block's name when the model has no run column of its own
+NORMAL_NAMES = ("normal", "healthy", "good", "ok", "no_fault", "nofault", "no fault", "none", "baseline")
 
 
 def block_answers(model, rows: list[dict]) -> list[dict]:
@@ -95,3 +99,24 @@ def _plain(table: pd.DataFrame) -> list[dict]:
     """Records of JSON's own types (numpy scalars are not JSON)."""
     return [{k: v.item() if isinstance(v, np.generic) else v for k, v in row.items()}
             for row in table.to_dict(orient="records")]
+
+
+def window_verdicts(model, windows: np.ndarray) -> dict[str, np.ndarray]:
+    """Windows [n, channels, window] in plant units scored in one pass: class, probability, runner_up,
+    runner_up_probability, novelty and unknown per window, from `window_table` itself, so the stream answers what
+    `predict` answers."""
+    probability, novelty = model.score_windows(windows)
+    place = Recording("stream", np.empty((len(model.channels_), 0), np.float32), model.sample_rate_, model.channels_)
+    zeros = np.zeros(len(windows), np.int64)
+    table = model.window_table([place], zeros, zeros, probability, novelty)
+    return {c: table[c].to_numpy() for c in ("class", "probability", "runner_up", "runner_up_probability", "novelty",
+                                             "unknown") if c in table.columns}
+
+
+def normal_class(model) -> str | None:
+    """The class that is the machine's normal state: one named normal, healthy, good, ok, ... (case aside), else
+    None (then only unknown windows count as faults on the line: no class can be told to be the healthy one)."""
+    for name in model.classes_:
+        if str(name).strip().lower() in NORMAL_NAMES or str(name).lower().startswith("normal"):
+            return name
+    return None
