@@ -22,7 +22,8 @@ def registry(tmp_path_factory) -> Registry:
 
 def test_the_stream_applies_table_and_run_models_only_deciding_from_the_manifest(registry, monkeypatch):
     """Images and optimisers are never loaded by the stream; a yes/no table model scores a risk per reading and
-    a RUL model a remaining useful life per message, a monitor model an anomaly score per reading."""
+    a RUL model a remaining useful life per message, a monitor model an anomaly score per reading, a diagnose model a
+    verdict per window of a block of samples."""
     from shopfloor.stream.scoring import Models, streamed
 
     task = {f.name: registry.manifest(f.name, 1)["task"] for f in SAVED}
@@ -33,9 +34,9 @@ def test_the_stream_applies_table_and_run_models_only_deciding_from_the_manifest
     loaded = []
     monkeypatch.setattr(registry, "live", lambda name, _live=registry.live: loaded.append(name) or _live(name))
     models = Models(registry)
-    kinds = {"tabular": "risk", "rul": "rul", "monitor": "score"}
+    kinds = {"tabular": "risk", "rul": "rul", "monitor": "score", "diagnose": "verdict"}
     assert {name: s.kind for name, s in models.scorers.items()} == {n: kinds[t] for n, t in task.items() if t in kinds}
     assert sorted(loaded) == sorted(n for n, t in task.items() if by_task[t])
     loaded.clear()
     models.refresh(force=True)
-    assert loaded == []  # a model the stream loaded and cannot apply (diagnose) is not loaded again every refresh
+    assert loaded == []  # a live version already loaded is not loaded again every refresh

@@ -116,7 +116,10 @@ def window_verdicts(model, windows: np.ndarray) -> dict[str, np.ndarray]:
 def normal_class(model) -> str | None:
     """The class that is the machine's normal state: one named normal, healthy, good, ok, ... (case aside), else
     None (then only unknown windows count as faults on the line: no class can be told to be the healthy one)."""
-    for name in model.classes_:
-        if str(name).strip().lower() in NORMAL_NAMES or str(name).lower().startswith("normal"):
-            return name
-    return None
+    return next((name for name in model.classes_ if is_normal(name)), None)
+
+
+def is_normal(name) -> bool:
+    """Whether a class name says the machine is healthy: normal, healthy, good, ok, ... or normal_<anything>."""
+    text = str(name).strip().lower()
+    return text in NORMAL_NAMES or text.startswith("normal")
