@@ -180,3 +180,20 @@ def test_the_fault_run_rule_is_the_default_and_can_be_set_on_a_diagnose_model():
     assert AlarmRule.parse("fault_run>=5", "fault_run<=-2", task="diagnose").enter.level == 5
     with pytest.raises(BadAlarm, match="fault"):
         AlarmRule.parse("score>=0.5", task="diagnose")
+
+
+def test_a_rule_set_with_models_alarm_moves_the_alert(bearing, tmp_path):
+    """`shopfloor models alarm bearing --alarm 'fault_run>=6'`: the alert comes at the sixth fault window in a row."""
+    registry = Registry(bearing.registry)
+    registry.set_alarm("bearing", "fault_run>=6", "fault_run<=-2")
+    try:
+        store = Store(f"sqlite:///{tmp_path / 'plant.db'}")
+        signal = machine_signal(("normal", "inner"), 0.7, seed=11)
+        table, ends = expected(bearing.model, signal)
+        worker = offline_worker(bearing.registry, store)
+        worker.process([(worker.session, OfflineMessage(*m, mid=k)) for k, m in enumerate(blocks(signal, 2000))])
+        faulty = ((table["class"] != "normal") | (table["unknown"] == 1)).to_numpy()
+        sixth = next(i for i in range(5, len(faulty)) if faulty[i - 5:i + 1].all())
+        assert [(a["time"], a["rule"]) for a in store.alerts(10)] == [(pytest.approx(ends[sixth]), "fault_run>=6")]
+    finally:
+        registry.set_alarm("bearing", None)

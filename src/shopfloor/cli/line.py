@@ -20,7 +20,8 @@ RegistryOpt = Annotated[Path, typer.Option("--models", help="The model registry 
 BrokerOpt = Annotated[str, typer.Option("--broker", help="MQTT broker, mqtt://HOST:PORT.")]
 AlarmOpt = Annotated[str | None, typer.Option("--alarm", help="Enter the alarm when this holds, e.g. 'rul<=20' (values: "
                                               "rul, rul_low, rul_high for RUL models; risk for failure models; score for "
-                                              "sensor-monitoring models).")]
+                                              "sensor-monitoring models; fault_run, fault windows in a row, for "
+                                              "fault-diagnosis models: default 'fault_run>=3', clear 'fault_run<=-3').")]
 ClearOpt = Annotated[str | None, typer.Option("--clear", help="Leave the alarm when this holds, e.g. 'rul>=30' (default: "
                                               "as soon as --alarm no longer holds).")]
 DatabaseOpt = Annotated[str | None, typer.Option("--database", help="Where readings and predictions are stored: a "

@@ -87,7 +87,7 @@ def parse(topic: str, payload: bytes, numeric_columns: frozenset = frozenset(), 
         body = orjson.loads(payload)
     except orjson.JSONDecodeError as err:
         raise BadMessage("not JSON", f"payload is not JSON ({err})") from None
-    if type(body) is dict and "channels" in body:
+    if type(body) is dict and type(body.get("channels")) is dict:  # a block of samples, not a reading
         return [block_reading(body, line, machine, prefix)]
     items = body if isinstance(body, list) else [body]
     if not items or len(items) > MAX_READINGS:
