@@ -16,7 +16,12 @@ Protocol (fixed before the run, also written into the JSON):
   for readings by stream_load.py); one torch thread;
 - reported: windows/s (verdicts stored per second of processing), messages/s and samples/s, over `--seconds` of
   processing after a 2 s warm-up, and the share of stored verdicts that name the recording's own class (the
-  line's window accuracy, a check that the stream scores what the model learnt).
+  line's window accuracy, a check that the stream scores what the model learnt);
+- `--broker`: also through Mosquitto (the embedded config) with the worker in its own process (`run_worker`, one
+  torch thread, SQLite) and a publisher process whose `--machines` gateways each send a block of the first
+  `--blocks` size every block's time (real time: 12,000 samples a second per machine) for `--seconds`; reported
+  are the windows stored per second against those offered, the latency from a block's `sent_at` to its windows'
+  stored verdicts (p50, p99), and the blocks stored of those published.
 
 CWRU states no license: the files are read from ../shared/data/cwru and never copied.
 
@@ -26,7 +31,9 @@ CWRU states no license: the files are read from ../shared/data/cwru and never co
 from __future__ import annotations
 
 import argparse
+import json
 import os
+import signal
 import sqlite3
 import tempfile
 import time
@@ -117,6 +124,81 @@ def through_worker(model_folder: Path, work: Path, gateways: Gateways, batch: in
             "database": str(work / "plant.db")}
 
 
+def worker_process(url: str, models: str, database: str, stats: str) -> None:
+    import torch
+
+    torch.set_num_threads(1)
+    from shopfloor.stream.worker import run_worker
+
+    run_worker(url, "plant/+/+/telemetry", Path(models), database, progress=5.0, stats_file=Path(stats))
+
+
+def publisher_process(url: str, test, channels: list[str], machines: int, block: int, seconds: float, out: str) -> None:
+    """Every machine's gateway sends a block each `block / RATE` seconds, in real time, for `seconds`."""
+    from shopfloor.stream.broker import mqtt_client, parse_url
+
+    client = mqtt_client(f"gateways-{os.getpid()}")
+    client.connect(*parse_url(url))
+    client.loop_start()
+    gateways = Gateways(test, channels, machines, block)
+    began, sent, behind = time.time(), 0, 0.0
+    for k in range(int(seconds * RATE / block)):
+        due = began + k * block / RATE
+        behind = max(behind, time.time() - due)
+        time.sleep(max(0.0, due - time.time()))
+        for message in gateways.batch(machines):
+            info = client.publish(message.topic, message.payload, qos=1)
+            sent += 1
+        info.wait_for_publish(30)  # at most one tick of blocks in flight
+    client.loop_stop()
+    client.disconnect()
+    Path(out).write_text(json.dumps({"messages": sent, "seconds": time.time() - began, "most_behind_s": behind}))
+
+
+def through_broker(model_folder: Path, work: Path, test, channels: list[str], machines: int, block: int,
+                   seconds: float) -> dict:
+    """Mosquitto, a worker process and a publisher process of real-time gateways (`--broker`): the windows stored
+    per second and the latency from a block's sending to its windows' stored verdicts."""
+    import multiprocessing as mp
+
+    from shopfloor.registry import Registry
+    from shopfloor.stream.broker import start_broker
+
+    registry = Registry(work / "models", create=True)
+    registry.add("bearing", model_folder)
+    database = work / "plant.db"
+    broker = start_broker(kind="mosquitto")
+    ctx = mp.get_context("spawn")
+    worker = ctx.Process(target=worker_process, args=(broker.url, str(registry.root), f"sqlite:///{database}",
+                                                      str(work / "worker.json")))
+    worker.start()
+    time.sleep(8)  # model load and subscription
+    publisher = ctx.Process(target=publisher_process, args=(broker.url, test, channels, machines, block, seconds,
+                                                            str(work / "publisher.json")))
+    publisher.start()
+    publisher.join(seconds * 4 + 120)
+    sent = json.loads((work / "publisher.json").read_text())
+    deadline, stored = time.time() + 120, -1
+    while time.time() < deadline:  # until every block is stored
+        time.sleep(2)
+        with sqlite3.connect(database) as db:
+            count = db.execute("SELECT COUNT(*) FROM readings").fetchone()[0]
+        if count >= sent["messages"] or count == stored:
+            break
+        stored = count
+    os.kill(worker.pid, signal.SIGTERM)
+    worker.join(60)
+    broker.close()
+    with sqlite3.connect(database) as db:
+        first, last, windows = db.execute("SELECT MIN(stored_at), MAX(stored_at), COUNT(*) FROM predictions").fetchone()
+        latency = np.array([r[0] for r in db.execute("SELECT (stored_at - sent_at) * 1000 FROM predictions")])
+        blocks = db.execute("SELECT COUNT(*) FROM readings").fetchone()[0]
+    return {"published": sent, "blocks_stored": blocks, "windows_stored": windows,
+            "windows_per_s": windows / max(last - first, 1e-9), "offered_windows_per_s": machines * RATE / WINDOW,
+            "latency_p50_ms": float(np.percentile(latency, 50)), "latency_p99_ms": float(np.percentile(latency, 99)),
+            "latency_max_ms": float(latency.max())}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--machines", type=int, default=100)
@@ -124,6 +206,7 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=100, help="messages per worker batch")
     parser.add_argument("--seconds", type=float, default=20)
     parser.add_argument("--out", type=Path)
+    parser.add_argument("--broker", action="store_true", help="also through Mosquitto: real-time gateways, a worker process")
     args = parser.parse_args()
     limit_threads(1)
     os.environ.setdefault("OMP_NUM_THREADS", "1")
@@ -146,16 +229,30 @@ def main() -> None:
             line = through_worker(folder, work / str(block), gateways, args.batch, args.seconds)
             with sqlite3.connect(line.pop("database")) as db:
                 stored = db.execute("SELECT machine, verdict FROM predictions").fetchall()
-            runs[block] = {**line, "windows_per_s": line["windows"] / line["seconds"],
+            runs[f"blocks_of_{block}"] = {**line, "windows_per_s": line["windows"] / line["seconds"],
                            "messages_per_s": line["messages"] / line["seconds"],
                            "samples_per_s": line["messages"] * block / line["seconds"], "stored_verdicts": len(stored),
                            "stored_verdicts_right": float(np.mean([gateways.truth[m] == v for m, v in stored]))}
+        if args.broker:
+            block = int(args.blocks.split(",")[0])
+            (work / "broker").mkdir()
+            broker_run = through_broker(folder, work / "broker", test, list(model.channels_), args.machines, block,
+                                        args.seconds)
+            runs[f"broker_blocks_of_{block}"] = broker_run
     result = {"protocol": __doc__.split("Protocol")[1].split("CWRU states")[0].strip(),
               "machines": args.machines, "batch_messages": args.batch, "window": WINDOW, "train_seconds": trained(),
-              "raw_scoring_windows_per_s": raw, "line": {f"blocks_of_{b}": r for b, r in runs.items()}, "threads": 1,
+              "raw_scoring_windows_per_s": raw, "line": runs, "threads": 1,
               "load_average_at_end": os.getloadavg(), "machine": machine(), "versions": versions(("shopfloor", "torch", "numpy"))}
     rows = [["raw scoring (windows of 2,048 /s)", f"{raw:,.0f}"]]
-    for block, r in runs.items():
+    for name, r in runs.items():
+        block = name.rsplit("_", 1)[1]
+        if name.startswith("broker"):
+            rows += [[f"through Mosquitto, {block}-sample blocks in real time: windows/s (offered)",
+                      f"{r['windows_per_s']:,.0f} ({r['offered_windows_per_s']:,.0f})"],
+                     ["latency p50 / p99, block sent -> verdict stored (ms)",
+                      f"{r['latency_p50_ms']:,.0f} / {r['latency_p99_ms']:,.0f}"],
+                     ["blocks stored of published", f"{r['blocks_stored']:,} of {r['published']['messages']:,}"]]
+            continue
         rows += [[f"blocks of {block}: windows/s through the worker", f"{r['windows_per_s']:,.0f}"],
                  [f"blocks of {block}: messages/s, samples/s", f"{r['messages_per_s']:,.0f}, {r['samples_per_s']:,.0f}"],
                  [f"blocks of {block}: verdicts naming the machine's class",

@@ -1,38 +1,41 @@
-"""The stream worker: MQTT telemetry in, every live model's answers out, everything stored.
+"""The stream worker: MQTT telemetry in, failure risk and remaining useful life out, everything stored.
 
     shopfloor stream --broker mqtt://HOST:1883 --topic 'plant/+/+/telemetry' --models DIR [--database URL]
 
-Message format (details and limits in `stream.payload`): topic `plant/<line>/<machine>/telemetry`, payload UTF-8 JSON,
-one reading or a list of readings of that machine (a gateway's batch), or a block of high-rate samples
-(`stream.blocks`); a reading is a flat object `{"time": <cycle or epoch s>, "sent_at": <epoch s, optional>,
-"<sensor>": <number>, ...}`.
+Message format (details and limits in `stream.payload`): topic `plant/<line>/<machine>/telemetry`,
+payload UTF-8 JSON, one reading or a list of readings of that machine (a gateway's batch); a reading is
+a flat object `{"time": <cycle or epoch s>, "sent_at": <epoch s, optional>, "<sensor>": <number>, ...}`.
 
-Delivery: MQTT 5, QoS 1, and a persistent session (clean_start False, session expiry) so that the broker keeps what
-arrives while a worker or the broker itself restarts (a clean restart: Mosquitto writes its state at shutdown; after a
-crash, what arrived since its last autosave is gone). Messages are acknowledged by hand, and only after their batch is
-committed to the database: a crash before the commit means redelivery, never loss, and redelivered readings are stored
-once (readings are unique per line, machine and time). The broker sends at most RECEIVE_MAXIMUM unacknowledged
-messages, which bounds the worker's memory.
+Delivery: MQTT 5, QoS 1, and a persistent session (clean_start False, session expiry) so that the broker
+keeps what arrives while a worker or the broker itself restarts (a clean restart: Mosquitto writes its
+state at shutdown; after a crash, what arrived since its last autosave is gone). Messages are acknowledged by hand, and
+only after their batch is committed to the database: a crash before the commit means redelivery, never
+loss, and redelivered readings are stored once (readings are unique per line, machine and time). The
+broker sends at most RECEIVE_MAXIMUM unacknowledged messages, which bounds the worker's memory.
 
 Several workers split a plant in one of two ways:
-- by lines (the default, and the one to use with RUL models, which need each machine's whole history in one
-  worker): each worker subscribes to its own lines, `--topic 'plant/line-1/+/telemetry'` (repeatable);
-- with `group`, an MQTT 5 shared subscription `$share/<group>/<topic>`: the broker deals the messages to the
-  group's workers, so a machine's messages spread among them (fine for failure risk, which scores each reading on
-  its own). Measured on Mosquitto 2.0.11 (Debian 12): a shared subscription does not survive a restart of the
-  broker itself, and what is published before the workers subscribe again is lost (420 of 1,060 readings in one
-  test; 0 with plain subscriptions), so the default is a plain subscription.
+- by lines (the default, and the one to use with RUL models, which need each machine's whole history in
+  one worker): each worker subscribes to its own lines, `--topic 'plant/line-1/+/telemetry'` (repeatable);
+- with `group`, an MQTT 5 shared subscription `$share/<group>/<topic>`: the broker deals the messages to
+  the group's workers, so a machine's messages spread among them (fine for failure risk, which scores each
+  reading on its own). Measured on Mosquitto 2.0.11 (Debian 12): a shared subscription does not survive a
+  restart of the broker itself, and what is published before the workers subscribe again is lost (420 of
+  1,060 readings in one test; 0 with plain subscriptions), so the default is a plain subscription.
 
-Scoring: messages are gathered for `batch_ms` (or `max_batch` readings) and each live model runs once on the batch
-(`stream.scoring`; a block of samples at another rate than its model's is a dead letter: `stream.blocks`). Every
-prediction (a risk per reading, a RUL per message) is judged, in time order, by its model's alarm rule (enter at
-one level, leave at another: `shopfloor models alarm`; `stream.judging`); alerts go to
-`plant/<line>/<machine>/alerts` when a machine enters the alarm state (`stream.machines.Fleet`), the same alerts
-however the readings were batched. Malformed messages are counted, logged, stored and published to the dead-letter
-topic with their reason, then acknowledged: one bad gateway must not stall the line. A reading stamped implausibly
-far ahead goes there alone (`stream.stamps`), so that it cannot freeze its machine. The worker's own output (dead
-letters, alerts) is never read as telemetry, also where a subscription such as '#' matches it: each dead letter
-would have come back as a new one, without end.
+Scoring: messages are gathered for `batch_ms` (or `max_batch` readings) and each live model runs once on
+the batch (`stream.scoring`). Every prediction (a risk per reading, a RUL per message) is judged, in time
+order, by its model's alarm rule (enter at one level, leave at another: `shopfloor models alarm`;
+`stream.judging`); alerts go to `plant/<line>/<machine>/alerts` when a machine enters the alarm state
+(`stream.machines.Fleet`), the same alerts however the readings were batched.
+Malformed messages are counted, logged, stored and published to
+the dead-letter topic with their reason, then acknowledged: one bad gateway must not stall the line.
+A reading stamped implausibly far ahead goes there alone (`stream.stamps`), so that it cannot freeze its
+machine. The worker's own output (dead letters, alerts) is never read as telemetry, also where a subscription
+such as '#' matches it: each dead letter would have come back as a new one, without end.
+A block of high-rate samples (`stream.payload`) goes to the fault-diagnosis models whose channels it carries
+(`stream.blocks`); one at another rate than its model's is a dead letter.
+Length: about 405 lines, 40 of them this docstring; the MQTT session, the loop and the batch's one transaction read
+best together.
 """
 
 from __future__ import annotations
@@ -60,9 +63,9 @@ from shopfloor.stream.stats import Stats
 log = logging.getLogger("shopfloor.stream")
 DEAD_LETTER_TOPIC = "shopfloor/dead-letter"
 SESSION_EXPIRY = 7 * 24 * 3600  # seconds the broker keeps a worker's queue while it is away
-# Flow control: the broker sends at most this many unacknowledged messages, and the worker acknowledges a batch only
-# once it is stored, so a worker that falls behind leaves the backlog queued at the broker (on its disk with
-# persistence) instead of growing without bound in its own memory.
+# Flow control: the broker sends at most this many unacknowledged messages, and the worker acknowledges a
+# batch only once it is stored, so a worker that falls behind leaves the backlog queued at the broker (on
+# its disk with persistence) instead of growing without bound in its own memory.
 RECEIVE_MAXIMUM = 1_000
 
 
@@ -81,7 +84,8 @@ class Worker:
         self.host, self.port = parse_url(broker)
         self.topic, self.group = topic, group
         self.client_id = client_id or stable_client_id(topic, group)
-        self.store, self.models, self.fleet = store, models, Fleet()
+        self.store, self.models = store, models
+        self.fleet = Fleet()
         self.rul_alert = rul_alert  # the rule of RUL models without one of their own
         self.stamps = Stamps()  # readings stamped implausibly far ahead go to the dead letters (`stream.stamps`)
         self.fleet.restore(self.stamps.restore(store.fleet(), clock.time()))
@@ -96,7 +100,8 @@ class Worker:
         self.refused = threading.Event()  # the broker answered the CONNECT with a refusal: no use waiting
         self.leaving = False  # the worker itself is disconnecting: not a lost broker
         self.session = 0  # bumps at every (re)connection: acks of messages from an older session are not sent
-        self.client, self.mqtt5 = None, True
+        self.client = None
+        self.mqtt5 = True
 
     # -- MQTT -------------------------------------------------------------------------------------------
     @property
@@ -250,7 +255,7 @@ class Worker:
                     readings.append(reading)
                     continue
                 self.stats.reasons["time ahead" if ahead else "rate"] += 1
-                body = {"time": reading["time"], **reading["values"]}  # the reading alone (a block: what is stored of it)
+                body = {"time": reading["time"], **reading["values"]}  # the reading alone, as its gateway sent it
                 dead.append({"topic": message.topic, "reason": reason, "payload": orjson.dumps(body), "position": position})
         received = clock.time()
         for reading in readings:
@@ -305,8 +310,9 @@ class Worker:
         return self.store.histories(machines, first, last, until=clock.time() + self.stamps.ahead_of_clock)
 
     def _store(self, readings, predictions, alerts, machines, dead, tails=()) -> float | None:
-        """Commit the batch. While the database is unreachable, retry (the messages stay unacknowledged); a batch the
-        database refuses for what it holds raises `Refused`, so that its messages become dead letters, not a stall."""
+        """Commit the batch. While the database is unreachable, retry (the messages stay unacknowledged); a batch
+        the database refuses for what it holds raises `Refused`, so that its messages become dead letters
+        instead of stalling the line."""
         import sqlalchemy as sa
 
         while True:
@@ -364,11 +370,11 @@ def run_worker(broker: str, topic: str | list[str], models: Path | None, databas
                ready: threading.Event | None = None, ready_file: Path | None = None) -> dict:
     """Run a worker until SIGINT/SIGTERM (or `stop` is set); returns (and writes to `stats_file`) its counts and latency.
 
-    `models`: the registry folder (every live failure or RUL model applies, or only `model_names`); `database`: a
-    SQLAlchemy URL, by default `sqlite:///<models>/shopfloor.db`; `rul_alert`: for RUL models without an alarm rule of
-    their own, alert when the low end of a machine's RUL interval is at or below this many cycles (no alerts from such
-    models when None); `ready_file`: written once the worker is subscribed and removed when it stops, for a process
-    that must not publish before.
+    `models`: the registry folder (every live failure or RUL model applies, or only `model_names`);
+    `database`: a SQLAlchemy URL, by default `sqlite:///<models>/shopfloor.db`; `rul_alert`: for RUL models
+    without an alarm rule of their own, alert when the low end of a machine's RUL interval is at or below this
+    many cycles (no alerts from such models when None); `ready_file`:
+    written once the worker is subscribed and removed when it stops, for a process that must not publish before.
     """
     from shopfloor.registry import Registry
     from shopfloor.store import Store, default_url
