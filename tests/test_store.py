@@ -180,3 +180,46 @@ def test_a_database_from_before_monitor_models_gains_the_score_columns(store):
         assert reopened.alerts(kind="score")[0]["sensors"].startswith("flow")
     finally:
         reopened.close()
+
+
+def test_a_database_from_before_diagnose_models_gains_the_verdict_columns_and_the_block_tails(store):
+    """Predictions and machines stored before diagnose models on the line lack the verdict columns, and the database
+    has no block_tails table: opening the store adds both; a verdict and a machine's waiting samples then go in."""
+    import numpy as np
+    import sqlalchemy as sa
+
+    from shopfloor import store_schema as tables
+
+    new = {"verdict", "verdict_probability", "runner_up", "unknown", "verdict_model"}
+    engine = sa.create_engine(store.url)
+    old = sa.MetaData()
+    for table in (tables.predictions, tables.machines):
+        sa.Table(table.name, old, *(c._copy() for c in table.columns if c.name not in new))
+    readings, predictions, machines = batch("press-1", range(3))
+    with engine.begin() as db:
+        for table in (tables.predictions, tables.machines, tables.block_tails):
+            db.execute(sa.text(f"DROP TABLE {table.name}"))
+        old.create_all(db)
+        db.execute(old.tables["predictions"].insert(), [{**p, "stored_at": 1.0} for p in predictions])
+    engine.dispose()
+    reopened = Store(store.url)
+    try:
+        assert [p["verdict"] for p in reopened.trend("line-1", "press-1")] == [None] * 3
+        verdict = {"line": "line-1", "machine": "fan-1", "time": 3.5, "model": "bearing", "version": 1, "verdict": "inner",
+                   "verdict_probability": 0.97, "runner_up": "ball", "unknown": False, "sent_at": 3.0}
+        state = {"line": "line-1", "machine": "fan-1", "time": 3.0, "verdict": "inner", "verdict_probability": 0.97,
+                 "runner_up": "ball", "unknown": False, "verdict_model": "bearing@1", "alerting": False}
+        waiting = np.arange(6, dtype=np.float32).reshape(2, 3)
+        tail = {"line": "line-1", "machine": "fan-1", "model": "bearing", "window": 4, "rate": 12000.0,
+                "channels": "DE,FE", "seen": 7, "next_time": 3.0 + 7 / 12000, "newest": 3.0, "samples": waiting.tobytes()}
+        reopened.write_batch([], [verdict], [], [state], [], [tail])
+        reopened.write_batch([], [], [], [], [], [{**tail, "seen": 11}])  # a later batch's tail replaces it
+        row = reopened.trend("line-1", "fan-1")[0]
+        assert (row["verdict"], row["runner_up"], bool(row["unknown"])) == ("inner", "ball", False)
+        assert reopened.machine("line-1", "fan-1")["verdict_model"] == "bearing@1"
+        stored = reopened.block_tails([("line-1", "fan-1"), ("line-1", "press-1")], "bearing")
+        assert list(stored) == [("line-1", "fan-1")] and stored[("line-1", "fan-1")]["seen"] == 11
+        np.testing.assert_array_equal(np.frombuffer(stored[("line-1", "fan-1")]["samples"], np.float32).reshape(2, 3), waiting)
+        assert reopened.block_tails([("line-1", "fan-1")], "another model") == {}
+    finally:
+        reopened.close()

@@ -23,7 +23,8 @@ A vibration gateway sends a block of high-rate samples of that machine instead, 
 
 - `time`: the machine's clock at the block's first sample (epoch seconds); the block's samples follow it at `rate`
   samples a second (Hz, required), so the next block of a steady gateway starts at time + samples / rate;
-- `channels`: every channel's samples, as many for each (at most `MAX_CHANNELS` channels), numbers only;
+- `channels`: every channel's samples, as many for each (at most `MAX_CHANNELS` channels), numbers only; the
+  message's `MAX_PAYLOAD` bytes hold about 50,000 samples of one channel at a float's full precision;
 - `sent_at` as above. A fault-diagnosis model whose channels the block carries scores it (`stream.blocks`); the
   store keeps the block's rate, sample count and each channel's RMS as its reading, not the samples.
 
