@@ -197,3 +197,27 @@ def test_a_rule_set_with_models_alarm_moves_the_alert(bearing, tmp_path):
         assert [(a["time"], a["rule"]) for a in store.alerts(10)] == [(pytest.approx(ends[sixth]), "fault_run>=6")]
     finally:
         registry.set_alarm("bearing", None)
+
+
+def test_the_fault_run_counts_fault_classes_and_unknown_windows_in_a_row():
+    from shopfloor.stream.machines import Fleet
+
+    def run(verdicts, normal="normal"):
+        fleet, alerts, runs = Fleet(), [], []
+        state = fleet.state("line-1", "fan-1")
+        for t, (name, unknown) in enumerate(verdicts):
+            verdict = {"class": name, "probability": 0.9, "runner_up": "ball", "unknown": unknown}
+            alert = fleet.verdict(state, float(t), verdict, normal, "bearing", 1, verdict_rule())
+            alerts += [t] if alert else []
+            runs.append(state.alarms["bearing"]["run"])
+        return runs, alerts, state
+
+    flicker = [("normal", False), ("inner", False), ("outer", False), ("normal", True), ("normal", False),
+               ("normal", False), ("inner", False), ("normal", False), ("normal", False), ("normal", False)]
+    runs, alerts, state = run(flicker)
+    assert runs == [-1, 1, 2, 3, -1, -2, 1, -1, -2, -3]  # an unknown window counts as a fault, whatever its nearest class
+    assert alerts == [3] and not state.alerting  # one alert; three normal windows in a row cleared it
+    assert state.verdict == "normal" and state.runner_up == "ball" and state.verdict_model == "bearing@1"
+    runs, alerts, _ = run([("inner", False)] * 3 + [("outer", True)], normal=None)  # no class is the healthy one
+    assert runs == [-1, -2, -3, 1] and alerts == []
+    assert run([("inner", False)] * 2)[0] == [1, 2] and run([("inner", False)] * 2)[1] == []

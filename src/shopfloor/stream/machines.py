@@ -248,10 +248,11 @@ class Fleet:
                 rule: AlarmRule | None) -> dict | None:
         """A fault-diagnosis model's verdict on one window (class, probability, runner_up, unknown): the machine's
         fault run (windows in a row with a fault class or unknown; negative, in a row of the `normal` class) moves and
-        is judged; it is kept with the alarm state, so a restarted worker counts on."""
+        is judged; it is kept with the alarm state, so a restarted worker counts on. Without a normal class (None) only
+        unknown windows count as faults: no class can be told to be the healthy one."""
         if self._judged(state, model, time):
             return None
-        faulty = bool(verdict["unknown"]) or verdict["class"] != normal
+        faulty = bool(verdict["unknown"]) or (normal is not None and verdict["class"] != normal)
         run = float((state.alarms.get(model) or {}).get("run", 0))
         run = max(run, 0) + 1 if faulty else min(run, 0) - 1
         state.verdict, state.verdict_probability = verdict["class"], verdict["probability"]
