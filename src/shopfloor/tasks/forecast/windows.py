@@ -69,3 +69,17 @@ def spread_evenly(count: int, limit: int) -> np.ndarray:
     if count <= limit:
         return np.arange(count)
     return np.unique(np.linspace(0, count - 1, limit).round().astype(np.int64))
+
+
+def last_windows(model, history: SeriesHistory):
+    """(history, known_history, known_future) in plant units of the window ending at every series' last row, a
+    known covariate's future taken as its last value (explanations and the ONNX check take no future file)."""
+    flat = flatten(extend(history, model.horizon, None), model.calendar_cycles_)
+    known = len(model.known_columns_)
+    ends = flat.offsets + history.lengths()
+    if known:
+        for end in ends:
+            flat.values[end:end + model.horizon, -known:] = flat.values[end - 1, -known:]
+    starts = starts_of(flat, np.arange(len(history.ids)), history.lengths(), model.lookback)
+    targets = len(model.target_columns_)
+    return gather(flat, starts, model.lookback, model.horizon, targets + len(model.past_columns_), targets)[:3]
