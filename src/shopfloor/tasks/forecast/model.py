@@ -146,7 +146,8 @@ class ForecastModel(Estimator):
         self.time_column_, self.series_column_ = history.time, history.series_column
         self.target_columns_, self.past_columns_, self.known_columns_ = history.targets, history.past, history.known
         self.step_, self.stamped_, self.time_order_ = history.step, history.stamped, history.time_order
-        self.calendar_cycles_ = calendar_cycles(history.step, history.stamped)
+        span = max(float(t[-1] - t[0]) + history.step for t in history.seconds)
+        self.calendar_cycles_ = calendar_cycles(history.step, history.stamped, span)
         self.series_ids_ = [str(name) for name in history.ids]
 
     def _cuts(self, history: SeriesHistory) -> list[int]:
