@@ -70,10 +70,10 @@ def test_predict_gives_every_step_with_quantiles_that_never_cross(line):
 
 
 def test_one_model_learns_many_lines_of_different_levels_and_starts():
-    data = plant_output(steps=400, lines=4, seed=2, shift=0.0)
+    data = plant_output(steps=300, lines=4, seed=2, shift=0.0)
     data = data[~((data["line"] == "L3") & (data.groupby("line").cumcount() < 60))]  # L3 starts later
     cut = data.groupby("line").cumcount(ascending=False) >= 24  # every line's last day held back
-    model = fit(data[cut], series="line", horizon=12)
+    model = fit(data[cut], series="line", horizon=12, max_epochs=12, batch_size=128)
     assert model.series_ids_ == ["L1", "L2", "L3", "L4"]
     future = data[~cut].groupby("line").head(12)[["line", "time", "planned"]]
     table = model.predict(data[cut], future=future)
@@ -104,16 +104,14 @@ def test_a_series_too_short_is_left_out_with_a_warning_and_too_short_for_all_is_
         ForecastModel(time="time", targets=["output"], **FAST).fit(plant_output(steps=60))
 
 
-@pytest.mark.xfail(strict=True, reason="ForecastNet cannot be built on the meta device yet (asked of forecast-net)")
-def test_save_and_load_give_the_same_forecasts_and_onnx_matches_torch(line, tmp_path):
+def test_save_and_load_give_the_same_forecasts(line, tmp_path):
+    """(ONNX parity is checked through the CLI's export, test_forecast_cli.py.)"""
     data, model = line
     history, future = data.iloc[:TRAIN], data.iloc[TRAIN:TRAIN + model.horizon][["time", "planned"]]
     model.save(tmp_path / "model")
     loaded = shopfloor.load(tmp_path / "model")
     pd.testing.assert_frame_equal(loaded.predict(history, future=future), model.predict(history, future=future))
     assert loaded.validation_metrics_ == model.validation_metrics_
-    loaded.export_onnx(tmp_path / "model.onnx")
-    assert loaded.onnx_parity(tmp_path / "model.onnx", history) <= 1e-4
 
 
 def test_explain_ranks_the_known_covariate_above_a_noise_covariate(line):
