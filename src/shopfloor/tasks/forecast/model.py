@@ -71,6 +71,7 @@ class ForecastModel(Estimator):
         "time": "time_column_", "series_column": "series_column_", "targets": "target_columns_",
         "past": "past_columns_", "known": "known_columns_", "calendar": "calendar_cycles_", "step": "step_",
         "stamped": "stamped_", "series_ids": "series_ids_", "time_order": "time_order_", "skipped": "skipped_series_",
+        "architecture": "architecture_",
     }
 
     def __init__(self, *, time: str | None = None, targets: list[str] = (), series: str | None = None,
@@ -102,6 +103,7 @@ class ForecastModel(Estimator):
     def fit(self, data) -> ForecastModel:
         started = time.perf_counter()
         self._check_options()
+        self.architecture_ = self._architecture()
         seed_everything(self.seed)
         if not self.time:
             raise BadOption("name the time column (--time COL, time='COL' in Python)")
@@ -180,12 +182,27 @@ class ForecastModel(Estimator):
                  + ", ".join(f"{name} ({n} steps)" for name, n in short[:5]) + (" ..." if len(short) > 5 else ""))
         return train, valid
 
+    def _architecture(self) -> dict:
+        """Every architecture keyword of the network, the defaults included: a saved model is rebuilt as it was
+        trained, whatever later versions choose as their defaults."""
+        import inspect
+
+        net_class, _ = network()
+        fixed = {"self", "lookback", "horizon", "targets", "past", "known", "quantiles", "series"}
+        defaults = {name: p.default for name, p in inspect.signature(net_class.__init__).parameters.items()
+                    if name not in fixed and p.default is not inspect.Parameter.empty}
+        unknown = set(self.architecture or {}) - set(defaults)
+        if unknown:
+            raise BadOption(f"the forecast network has no architecture option {', '.join(sorted(unknown))} (it has: "
+                            f"{', '.join(defaults)})")
+        return {**defaults, **(self.architecture or {})}
+
     def _build(self, n_series: int) -> Forecaster:
         net_class, _ = network()
         calendar = 2 * len(self.calendar_cycles_)
         net = net_class(lookback=self.lookback, horizon=self.horizon, targets=len(self.target_columns_),
                         past=len(self.past_columns_), known=calendar + len(self.known_columns_),
-                        quantiles=self.levels, series=n_series, **(self.architecture or {}))
+                        quantiles=self.levels, series=n_series, **self.architecture_)
         return Forecaster(net, series=n_series, targets=len(self.target_columns_), past=len(self.past_columns_),
                           calendar=calendar, known=len(self.known_columns_), horizon=self.horizon,
                           quantiles=len(self.levels))
