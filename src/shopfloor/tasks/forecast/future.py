@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 
 from shopfloor.errors import BadColumn, BadOption, ColumnMissing
-from shopfloor.tasks.forecast.history import SeriesHistory, numbers, read_times
+from shopfloor.tasks.forecast.history import SeriesHistory, numbers, read_times, series_ids
 
 
 def read_future(model, history: SeriesHistory, future) -> list[np.ndarray]:
@@ -31,7 +31,7 @@ def read_future(model, history: SeriesHistory, future) -> list[np.ndarray]:
             raise ColumnMissing(f"the future file {source} lacks the column '{column}'; it needs the time"
                                 f"{', series' if model.series_column_ else ''} and known covariate columns")
     seconds, _, _ = read_times(frame[model.time_column_], model.time_column_, source, model.new_data_date_order())
-    ids = frame[model.series_column_].astype(str).str.strip().to_numpy() if model.series_column_ \
+    ids = series_ids(frame[model.series_column_]) if model.series_column_ \
         else np.full(len(frame), "(all)", object)
     values = {c: numbers(frame[c], c, source, "known covariate") for c in model.known_columns_ if c in frame.columns}
     out = []

@@ -98,10 +98,10 @@ def read_series(data, *, time: str, targets: list[str], series: str | None = Non
     values = np.column_stack([numbers(frame[c], c, source, "target" if c in targets else "covariate")
                               for c in columns])
     seconds, stamped, order = read_times(frame[time], time, source, date_order)
-    ids = frame[series].astype(str).str.strip().to_numpy() if series else np.full(len(frame), "(all)", object)
     if series and frame[series].isna().any():
         raise BadColumn(f"row {int(np.argmax(frame[series].isna().to_numpy())) + 1} of {source} has no {series}; "
                         "every row needs its series")
+    ids = series_ids(frame[series]) if series else np.full(len(frame), "(all)", object)
     groups = _group_rows(ids)
     if step is None:
         step = infer_step(seconds, groups, time, source)
@@ -158,6 +158,13 @@ def read_times(column: pd.Series, name: str, source: str, date_order: str) -> tu
     return stamps.to_numpy(dtype="datetime64[ns]").astype("int64") / 1e9, True, order
 
 
+def series_ids(column: pd.Series) -> np.ndarray:
+    """Every row's series id as text without stray spaces (each distinct value is converted once)."""
+    codes, uniques = pd.factorize(column, sort=False)
+    names = np.array([str(u).strip() for u in uniques], dtype=object)
+    return names[codes]
+
+
 def _group_rows(ids: np.ndarray) -> list[np.ndarray]:
     codes, _ = pd.factorize(pd.Series(ids), sort=False)
     order = np.argsort(codes, kind="stable")
@@ -207,7 +214,10 @@ def _add_series(history: SeriesHistory, rows: np.ndarray, seconds: np.ndarray, v
         column = history.targets[int(np.argmax(missing[:, :n_targets].all(axis=0)))]
         raise BadColumn(f"{who}of {history.source} has no value of target '{column}' at all; "
                         "drop the series or give its values")
-    stats["values"] += int(missing[np.isin(np.arange(len(grid)), slot)].sum())
+    if missing.any():
+        read = np.zeros(len(grid), bool)
+        read[slot] = True
+        stats["values"] += int(missing[read].sum())
     history.flagged.append(missing[:, :n_targets].any(axis=1))
     history.values.append(fill_gaps(grid, fill))
     history.seconds.append(t[0] + np.arange(len(grid)) * history.step)
