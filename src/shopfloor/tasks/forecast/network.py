@@ -31,6 +31,7 @@ from torch import Tensor, nn
 from torch.nn import functional as F
 
 DEFAULT_QUANTILES = (0.1, 0.5, 0.9)
+SQUEEZE = 8  # features per patch that reach the flattened head
 
 
 class ForecastNet(nn.Module):
@@ -43,7 +44,7 @@ class ForecastNet(nn.Module):
 
     def __init__(self, *, lookback: int, horizon: int, targets: int, past: int = 0, known: int = 0,
                  quantiles: tuple[float, ...] = DEFAULT_QUANTILES, series: int = 1, mixer: bool = True,
-                 mixing: bool = False, patch: int = 16, stride: int = 8, width: int = 32, kernel: int = 25,
+                 mixing: bool = False, patch: int = 16, stride: int = 8, width: int = 16, kernel: int = 25,
                  dropout: float = 0.1, revin: bool = True) -> None:
         super().__init__()
         check_shape(lookback=lookback, horizon=horizon, targets=targets, past=past, known=known, series=series)
@@ -53,16 +54,16 @@ class ForecastNet(nn.Module):
         self.channels = targets + past + (known if mixing else 0)
         self.trend = nn.Linear(lookback, horizon)
         self.seasonal = nn.Linear(lookback, horizon)
-        features = lookback
+        summary = 1  # without the mixer, the quantiles see the window's recent volatility
         if mixer:
             self.mixer = PatchMixer(lookback, self.channels, series, patch=min(patch, lookback),
                                     stride=min(stride, patch, lookback), width=width, dropout=dropout, mixing=mixing)
-            features = self.mixer.features
-            self.correction = nn.Linear(features, horizon)
+            summary = width
+            self.correction = nn.Linear(self.mixer.features, horizon)
             nn.init.zeros_(self.correction.weight)
             nn.init.zeros_(self.correction.bias)
         self.ahead = StepCovariates(known, targets, width) if known else None
-        self.quantile_head = QuantileHead(features, horizon, self.quantiles)
+        self.quantile_head = QuantileHead(summary, horizon, self.quantiles)
 
     def forward(self, history: Tensor, known_history: Tensor, known_future: Tensor, series: Tensor) -> Tensor:
         values = history[..., :self.targets + self.past]
@@ -72,20 +73,22 @@ class ForecastNet(nn.Module):
         x = ((values - centre) / spread).transpose(1, 2)  # [b, channels, lookback]
         trend = moving_average(x, self.kernel)
         point = self.trend(trend) + self.seasonal(x - trend)  # [b, channels, horizon]
-        features = x
         if self.use_mixer:
-            features = self.mixer(x, series)
+            features, summary = self.mixer(x, series)
             point = point + self.correction(features)
-        point, features = point[:, :self.targets], features[:, :self.targets]
+        else:
+            summary = x[..., -min(24, self.lookback):].std(dim=-1, keepdim=True, unbiased=False)
+        point, summary = point[:, :self.targets], summary[:, :self.targets]
         if self.ahead is not None:
             point = point + self.ahead(known_future).transpose(1, 2)
-        bands = self.quantile_head(features, point)  # [b, targets, horizon, q]
+        bands = self.quantile_head(summary, point)  # [b, targets, horizon, q]
         out = torch.cat([point.unsqueeze(-1), bands], dim=-1).transpose(1, 2)  # [b, horizon, targets, 1 + q]
         return out * spread[:, :, :self.targets].unsqueeze(-1) + centre[:, :, :self.targets].unsqueeze(-1)
 
 
 class PatchMixer(nn.Module):
-    """Overlapping patches of each channel's look-back, embedded, mixed across patches (and channels) -> features."""
+    """Overlapping patches of each channel's look-back, embedded, mixed across patches (and channels) ->
+    (flattened features [b, channels, patches * SQUEEZE], a summary per channel [b, channels, width])."""
 
     def __init__(self, lookback: int, channels: int, series: int, *, patch: int, stride: int, width: int,
                  dropout: float, mixing: bool) -> None:
@@ -100,8 +103,9 @@ class PatchMixer(nn.Module):
                                           nn.Dropout(dropout), nn.Linear(2 * width, width))
         self.across_channels = nn.Sequential(nn.LayerNorm(channels), nn.Linear(channels, channels), nn.GELU(),
                                              nn.Dropout(dropout)) if mixing and channels > 1 else None
+        self.squeeze = nn.Linear(width, SQUEEZE)  # the flattened head's cost grows with width x patches x horizon
         self.dropout = nn.Dropout(dropout)
-        self.features = width * self.patches
+        self.features = SQUEEZE * self.patches
 
     def forward(self, x: Tensor, series: Tensor) -> Tensor:
         batch, channels, lookback = x.shape
@@ -115,7 +119,9 @@ class PatchMixer(nn.Module):
             by_channel = z.reshape(batch, channels, width * self.patches).transpose(1, 2)
             z = (by_channel + self.across_channels(by_channel)).transpose(1, 2).reshape(batch * channels, width,
                                                                                           self.patches)
-        return self.dropout(z.reshape(batch, channels, -1))
+        summary = z.mean(dim=-1).reshape(batch, channels, -1)  # [b, channels, width]
+        flat = self.squeeze(z.transpose(1, 2)).reshape(batch, channels, -1)  # [b, channels, patches * SQUEEZE]
+        return self.dropout(flat), summary
 
 
 class StepCovariates(nn.Module):
@@ -142,22 +148,24 @@ class QuantileHead(nn.Module):
         levels = [quantiles[i] for i in ordered]
         self.count, self.horizon = len(levels), horizon
         self.anchor = min(range(len(levels)), key=lambda i: abs(levels[i] - 0.5), default=0)
-        self.layer = nn.Linear(features, horizon * max(self.count, 1))
+        self.layer = nn.Linear(features, max(self.count, 1))  # a window's shift of every step's spread
         nn.init.zeros_(self.layer.weight)
+        nn.init.zeros_(self.layer.bias)
+        self.steps = nn.Parameter(torch.zeros(horizon, max(self.count, 1)))  # how spread grows with the step
         # start with the steps of a unit normal between neighbouring levels
         normal = torch.distributions.Normal(0.0, 1.0)
         z = [float(normal.icdf(torch.tensor(min(max(q, 1e-4), 1 - 1e-4)))) for q in levels] or [0.0]
         start = [0.0 if i == self.anchor else inverse_softplus(max(abs(z[i] - z[i + (1 if i < self.anchor else -1)]),
                                                                    1e-3)) for i in range(len(z))]
         with torch.no_grad():
-            self.layer.bias.copy_(torch.tensor(start).repeat(horizon))
+            self.steps.copy_(torch.tensor(start).expand(horizon, -1))
         self.register_buffer("given_order", torch.tensor([ordered.index(i) for i in range(len(levels))],
                                                          dtype=torch.long))
 
     def forward(self, features: Tensor, point: Tensor) -> Tensor:
         if self.count == 0:
             return point.new_zeros(*point.shape, 0)
-        raw = self.layer(features).reshape(*features.shape[:2], self.horizon, self.count)  # [b, targets, horizon, q]
+        raw = self.layer(features).unsqueeze(-2) + self.steps  # [b, targets, horizon, q]
         anchor = point.unsqueeze(-1) + raw[..., self.anchor:self.anchor + 1]
         steps = F.softplus(raw)
         below = anchor - torch.flip(torch.cumsum(torch.flip(steps[..., :self.anchor], [-1]), -1), [-1])
