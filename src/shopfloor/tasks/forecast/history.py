@@ -108,8 +108,9 @@ def read_series(data, *, time: str, targets: list[str], series: str | None = Non
     history = SeriesHistory(source, time, series, targets, list(past), known, [ids[g[0]] for g in groups], [], [], [],
                             float(step), stamped, order)
     stats = {"stamps": 0, "values": 0}
-    for rows in groups:
-        _add_series(history, rows, seconds, values, frame, fill, stats)
+    if not _add_clean(history, groups, seconds, values):
+        for rows in groups:
+            _add_series(history, rows, seconds, values, frame, fill, stats)
     history.filled = stats
     if stats["stamps"] or stats["values"]:
         how = "interpolated linearly" if fill == "linear" else "carried forward from the last reading"
@@ -183,6 +184,26 @@ def infer_step(seconds: np.ndarray, groups: list[np.ndarray], time: str, source:
 
 def step_words(step: float, stamped: bool) -> str:
     return str(pd.Timedelta(seconds=step)) if stamped else f"{step:g}"
+
+
+def _add_clean(history: SeriesHistory, groups: list[np.ndarray], seconds: np.ndarray, values: np.ndarray) -> bool:
+    """Every series at once when the data is clean (every value there, one row per step, no gap): a service
+    request of 1,000 series' recent rows is read in milliseconds. False (nothing added) otherwise: the series are
+    then read one by one, which fills the gaps and names what is wrong."""
+    if np.isnan(values).any():
+        return False
+    order = np.concatenate(groups)
+    t = seconds[order]
+    lengths = np.array([len(g) for g in groups])
+    first = np.repeat(t[np.cumsum(lengths) - lengths], lengths)
+    expected = np.concatenate([np.arange(n) for n in lengths]) * history.step
+    if not np.allclose(t - first, expected, rtol=0, atol=OFF_GRID * history.step):
+        return False  # out of order, a gap, an irregular step or two rows at one time: read one by one
+    bounds = np.cumsum(lengths)[:-1]
+    history.values = np.split(values[order], bounds)
+    history.seconds = [part[0] + np.arange(len(part)) * history.step for part in np.split(t, bounds)]
+    history.flagged = [np.zeros(n, bool) for n in lengths]
+    return True
 
 
 def _add_series(history: SeriesHistory, rows: np.ndarray, seconds: np.ndarray, values: np.ndarray,
