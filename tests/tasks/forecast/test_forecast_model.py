@@ -70,7 +70,7 @@ def test_predict_gives_every_step_with_quantiles_that_never_cross(line):
 
 
 def test_one_model_learns_many_lines_of_different_levels_and_starts():
-    data = plant_output(steps=300, lines=4, seed=2, shift=0.0)
+    data = plant_output(steps=300, lines=4, seed=2, shift=0.0).assign(never=0.0)  # a covariate that never moves
     data = data[~((data["line"] == "L3") & (data.groupby("line").cumcount() < 60))]  # L3 starts later
     cut = data.groupby("line").cumcount(ascending=False) >= 24  # every line's last day held back
     model = fit(data[cut], series="line", horizon=12, max_epochs=12, batch_size=128)
@@ -87,10 +87,11 @@ def test_zeros_and_intermittent_demand_train_without_dividing_by_zero():
     rng = np.random.default_rng(0)
     steps = 300
     demand = np.where(rng.random(steps) < 0.1, rng.integers(1, 5, steps), 0).astype(float)
-    data = pd.DataFrame({"time": pd.date_range("2024-01-01", periods=steps, freq="D"), "demand": demand,
-                         "never": np.zeros(steps)})
-    model = fit(data, targets=["demand"], known=[], horizon=7, lookback=28)
+    data = pd.DataFrame({"week": np.arange(steps), "demand": demand})  # no covariate, no calendar: 0 of each
+    model = fit(data, time="week", targets=["demand"], known=[], horizon=7, lookback=28)
+    assert model.past_columns_ == [] and model.calendar_cycles_ == [] and not model.stamped_
     table = model.predict(data)
+    assert list(table["week"]) == list(range(steps, steps + 7))
     assert np.isfinite(table[["forecast", "q0.1", "q0.9"]].to_numpy()).all()
     assert table["forecast"].abs().max() < 5
 

@@ -13,6 +13,7 @@ How a fit goes:
 2. the last `holdout` share of every series' steps (at least one horizon) is held out: training windows end
    before it, held-out windows forecast into it (their look-back may reach back into the training part);
    a window whose horizon holds a filled (flagged) target step is not used, so filled values weigh nothing;
+   at most `max_windows` training windows, evenly spread over every series' history, are used in each epoch;
    a series too short for any window is skipped with a warning naming it (an error when every series is);
 3. every series and column is standardised with its own mean and spread over its training part
    (`forecaster.series_statistics`), inside the model;
