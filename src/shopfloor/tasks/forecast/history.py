@@ -195,8 +195,9 @@ def _add_clean(history: SeriesHistory, groups: list[np.ndarray], seconds: np.nda
     order = np.concatenate(groups)
     t = seconds[order]
     lengths = np.array([len(g) for g in groups])
-    first = np.repeat(t[np.cumsum(lengths) - lengths], lengths)
-    expected = np.concatenate([np.arange(n) for n in lengths]) * history.step
+    starts = np.cumsum(lengths) - lengths
+    first = np.repeat(t[starts], lengths)
+    expected = (np.arange(len(t)) - np.repeat(starts, lengths)) * history.step
     if not np.allclose(t - first, expected, rtol=0, atol=OFF_GRID * history.step):
         return False  # out of order, a gap, an irregular step or two rows at one time: read one by one
     bounds = np.cumsum(lengths)[:-1]
