@@ -111,6 +111,13 @@ def test_onnx_export_matches_torch(sizes):
     assert abs(exported - expected).max() <= 1e-4
 
 
+def test_builds_on_the_meta_device_as_a_saved_model_is_loaded():
+    """shopfloor.load builds the network on the meta device to check shapes before reading the weights."""
+    with torch.device("meta"):
+        net = ForecastNet(lookback=LOOKBACK, horizon=HORIZON, targets=2, known=3, series=4, quantiles=(0.05, 0.5, 0.95))
+    assert all(p.device.type == "meta" for p in net.parameters())
+
+
 def test_sizes_no_window_can_have_are_refused():
     with pytest.raises(ValueError, match="horizon"):
         ForecastNet(lookback=LOOKBACK, horizon=0, targets=1)

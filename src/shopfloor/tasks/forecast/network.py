@@ -26,6 +26,9 @@ validation months only).
 
 from __future__ import annotations
 
+import math
+from statistics import NormalDist
+
 import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
@@ -153,8 +156,8 @@ class QuantileHead(nn.Module):
         nn.init.zeros_(self.layer.bias)
         self.steps = nn.Parameter(torch.zeros(horizon, max(self.count, 1)))  # how spread grows with the step
         # start with the steps of a unit normal between neighbouring levels
-        normal = torch.distributions.Normal(0.0, 1.0)
-        z = [float(normal.icdf(torch.tensor(min(max(q, 1e-4), 1 - 1e-4)))) for q in levels] or [0.0]
+        # plain floats, no tensor read back: a saved model is rebuilt on the meta device before its weights load
+        z = [NormalDist().inv_cdf(min(max(q, 1e-4), 1 - 1e-4)) for q in levels] or [0.0]
         start = [0.0 if i == self.anchor else inverse_softplus(max(abs(z[i] - z[i + (1 if i < self.anchor else -1)]),
                                                                    1e-3)) for i in range(len(z))]
         with torch.no_grad():
@@ -194,7 +197,7 @@ def moving_average(x: Tensor, kernel: int) -> Tensor:
 
 
 def inverse_softplus(y: float) -> float:
-    return float(torch.log(torch.expm1(torch.tensor(y))))
+    return math.log(math.expm1(y))
 
 
 def check_shape(**sizes: int) -> None:
