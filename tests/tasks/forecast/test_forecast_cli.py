@@ -133,3 +133,15 @@ def test_a_series_shorter_than_the_lookback_is_refused_naming_it(trained: Path, 
                              "--future", trained / "future.csv", "--out", tmp_path / "next.csv"),
                    "has 20 steps", "looks back 48 steps")
     assert not (tmp_path / "next.csv").exists()
+
+
+def test_a_future_file_for_a_model_that_does_not_forecast_is_refused(tmp_path: Path):
+    from conftest import FIXTURES
+
+    models = FIXTURES / "models"
+    assert_refused(shopfloor("predict", "--model", models / "tabular-v1", "--data", models / "tabular-v1.inputs.csv",
+                             "--future", models / "tabular-v1.inputs.csv", "--out", tmp_path / "p.csv"),
+                   "--future is for forecasting models", "tabular")
+    assert_refused(shopfloor("backtest", "--model", models / "tabular-v1", "--data", models / "tabular-v1.inputs.csv",
+                             "--start", "2024-01-01", "--out", tmp_path / "bt.csv"), "has no backtests")
+    assert list(tmp_path.iterdir()) == []
