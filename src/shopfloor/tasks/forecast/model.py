@@ -319,7 +319,8 @@ class ForecastModel(Estimator):
         flat = flatten(history, self.calendar_cycles_, self.horizon, known_future)
         origins = history.lengths()
         out = self.answer(flat, np.arange(len(series)), origins, series)
-        times = [history.seconds[i][-1] + self.step_ * np.arange(1, self.horizon + 1) for i in range(len(series))]
+        last = np.array([seconds[-1] for seconds in history.seconds])
+        times = last[:, None] + self.step_ * np.arange(1, self.horizon + 1)[None, :]  # [series, horizon]
         return self.rows(history, out, times, origins=None)
 
     def _future_known(self, history: SeriesHistory, future) -> list[np.ndarray] | None:
@@ -329,7 +330,7 @@ class ForecastModel(Estimator):
             return None
         return read_future(self, history, future)
 
-    def rows(self, history: SeriesHistory, out: np.ndarray, times: list[np.ndarray], origins: list | None,
+    def rows(self, history: SeriesHistory, out: np.ndarray, times: list[np.ndarray] | np.ndarray, origins: list | None,
              series_of: np.ndarray | None = None, actual: np.ndarray | None = None) -> pd.DataFrame:
         """The long answer table: one row per window, step and target."""
         n, horizon, targets, _ = out.shape
