@@ -157,21 +157,23 @@ class ForecastModel(Estimator):
         """Where every series' held-out end begins."""
         return [max(1, len(v) - max(int(np.ceil(self.holdout * len(v))), self.horizon)) for v in history.values]
 
-    def _windows(self, history: SeriesHistory, cuts: list[int]) -> tuple[list, list]:
-        """(series, origin) pairs of the training and of the held-out windows."""
+    def _windows(self, history: SeriesHistory, cuts: list[int]) -> tuple[np.ndarray, np.ndarray]:
+        """(series, origin) pairs [windows, 2] of the training and of the held-out windows."""
         train, valid, short = [], [], []
         for i, (flags, cut) in enumerate(zip(history.flagged, cuts, strict=True)):
             length = len(flags)
             origins = np.arange(self.lookback, length - self.horizon + 1)
-            clean = np.array([not flags[o:o + self.horizon].any() for o in origins], bool)
+            filled = np.concatenate([[0], np.cumsum(flags)])
+            clean = filled[origins + self.horizon] == filled[origins]  # no filled target step in the horizon
             fit_part = origins[(origins + self.horizon <= cut) & clean]
             held = origins[(origins >= cut) & clean]
             if not len(fit_part) and not len(held):
                 short.append((history.ids[i], length))
-            train += [(i, o) for o in fit_part]
-            valid += [(i, o) for o in held]
+            train.append(np.column_stack([np.full(len(fit_part), i), fit_part]))
+            valid.append(np.column_stack([np.full(len(held), i), held]))
+        train, valid = np.concatenate(train).astype(np.int64), np.concatenate(valid).astype(np.int64)
         self.skipped_series_ = [str(name) for name, _ in short]
-        if not train or not valid:
+        if not len(train) or not len(valid):
             longest = int(history.lengths().max())
             raise BadTarget(f"a horizon of {self.horizon} steps with a look-back of {self.lookback} needs at least "
                             f"{self.lookback + 2 * self.horizon + 1} steps in a series (more with --holdout "
@@ -208,10 +210,8 @@ class ForecastModel(Estimator):
                           calendar=calendar, known=len(self.known_columns_), horizon=self.horizon,
                           quantiles=len(self.levels))
 
-    def _pairs(self, flat: Flat, pairs: list) -> tuple[torch.Tensor, torch.Tensor]:
-        series = np.array([i for i, _ in pairs], dtype=np.int64)
-        origins = np.array([o for _, o in pairs], dtype=np.int64)
-        return starts_of(flat, series, origins, self.lookback), torch.as_tensor(series)
+    def _pairs(self, flat: Flat, pairs: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
+        return starts_of(flat, pairs[:, 0], pairs[:, 1], self.lookback), torch.as_tensor(pairs[:, 0])
 
     def _standard_batch(self, forecaster: Forecaster, flat: Flat, starts: torch.Tensor, series: torch.Tensor):
         """Standardised (output, actual) of a batch of windows: what the loss and the calibration compare."""
@@ -221,11 +221,11 @@ class ForecastModel(Estimator):
         actual = (actual - forecaster.center[series][:, None, :targets]) / forecaster.scale[series][:, None, :targets]
         return out, actual
 
-    def _train(self, flat: Flat, train: list, valid: list) -> None:
+    def _train(self, flat: Flat, train: np.ndarray, valid: np.ndarray) -> None:
         _, forecast_loss = network()
         keep = spread_evenly(len(train), self.max_windows)
-        train_tensors = self._pairs(flat, [train[k] for k in keep])
-        valid_tensors = self._pairs(flat, [valid[k] for k in spread_evenly(len(valid), self.max_windows)])
+        train_tensors = self._pairs(flat, train[keep])
+        valid_tensors = self._pairs(flat, valid[spread_evenly(len(valid), self.max_windows)])
         levels = self.levels
 
         def loss(forecaster: Forecaster, starts: torch.Tensor, series: torch.Tensor) -> torch.Tensor:
@@ -238,7 +238,7 @@ class ForecastModel(Estimator):
         self.training_log_ = [{"best_epoch": result.best_epoch, "epochs": result.epochs_run,
                                "training_windows": len(keep), "held_out_windows": len(valid), "history": result.history}]
 
-    def _calibrate(self, flat: Flat, valid: list) -> None:
+    def _calibrate(self, flat: Flat, valid: np.ndarray) -> None:
         starts, series = self._pairs(flat, valid)
         outs, actuals = [], []
         with torch.no_grad():
