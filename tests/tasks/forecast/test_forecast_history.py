@@ -10,7 +10,7 @@ import pytest
 from shopfloor.errors import BadColumn, ShopfloorWarning
 from shopfloor.tasks.forecast.calendar import calendar_cycles, calendar_features
 from shopfloor.tasks.forecast.conformal import conformal_offsets, intervals
-from shopfloor.tasks.forecast.history import read_series
+from shopfloor.tasks.forecast.history import read_series, step_words
 from tasks.forecast.forecast_series import plant_output
 
 
@@ -45,7 +45,7 @@ def test_missing_stamps_and_values_are_filled_flagged_and_counted_in_a_warning()
 def test_irregular_steps_are_refused_naming_the_rows():
     data = plant_output(steps=50)
     data.loc[20, "time"] += pd.Timedelta(minutes=17)
-    with pytest.raises(BadColumn, match=r"irregular time steps: row\(s\) 21 \(2024-01-01 20:17:00\).*1:00:00"):
+    with pytest.raises(BadColumn, match=r"irregular time steps: row\(s\) 21 \(2024-01-01 20:17:00\).*frequency \(1 h\)"):
         read_series(data, time="time", targets=["output"])
 
 
@@ -77,6 +77,9 @@ def test_the_calendar_keeps_the_cycles_a_step_can_resolve():
     assert calendar_cycles(3600, True) == ["hour of day", "day of week", "day of year"]
     assert calendar_cycles(86_400, True) == ["day of week", "day of year"]
     assert calendar_cycles(30 * 86_400, True) == ["day of year"]
+    assert calendar_cycles(3600, True, span=20 * 86_400) == ["hour of day", "day of week"]  # a year not seen twice
+    assert [step_words(s, True) for s in (900, 3600, 86_400, 7 * 86_400, 90)] == ["15 min", "1 h", "1 day", "7 days",
+                                                                                  "90 s"]
     features = calendar_features(np.array([0.0, 6 * 3600, 86_400]), ["hour of day"])
     np.testing.assert_allclose(features, [[0, 1], [1, 0], [0, 1]], atol=1e-6)
 

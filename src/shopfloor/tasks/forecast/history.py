@@ -183,7 +183,14 @@ def infer_step(seconds: np.ndarray, groups: list[np.ndarray], time: str, source:
 
 
 def step_words(step: float, stamped: bool) -> str:
-    return str(pd.Timedelta(seconds=step)) if stamped else f"{step:g}"
+    """'1 h', '15 min', '1 day', '7 days' for stamps; the number itself (in the time column's units) otherwise."""
+    if not stamped:
+        return f"{step:g}"
+    for unit, seconds in (("day", 86_400), ("h", 3_600), ("min", 60)):
+        if step >= seconds and step % seconds == 0:
+            count = int(step // seconds)
+            return f"{count} {unit}{'s' if unit == 'day' and count > 1 else ''}"
+    return f"{step:g} s"
 
 
 def _add_clean(history: SeriesHistory, groups: list[np.ndarray], seconds: np.ndarray, values: np.ndarray) -> bool:
