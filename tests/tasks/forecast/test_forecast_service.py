@@ -67,3 +67,15 @@ def test_rows_without_the_future_known_covariates_are_refused_in_one_line(served
     answer = client.post("/api/models/lines/predict", json={"rows": records(history)})
     assert answer.status_code == 422, answer.text
     assert "known covariate 'planned' has no value for series L1" in answer.text
+
+
+def test_rows_in_any_order_give_the_same_forecasts(served):
+    client, model, data = served
+    history = data.groupby("line").head(HISTORY).groupby("line").tail(60)
+    future = data.groupby("line").tail(12).assign(output=np.nan, temperature=np.nan)
+    sent = pd.concat([history, future]).sample(frac=1, random_state=1)  # any order: the time column sorts them
+    answer = client.post("/api/models/lines/predict", json={"rows": records(sent)})
+    assert answer.status_code == 200, answer.text
+    got = pd.DataFrame(answer.json()["predictions"]).sort_values(["line", "time"])
+    expected = model.predict(history, future=future[["line", "time", "planned"]])
+    np.testing.assert_allclose(got["forecast"], expected["forecast"], rtol=1e-5)
