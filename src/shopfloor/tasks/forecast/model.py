@@ -45,7 +45,7 @@ from shopfloor.tasks.forecast.calendar import calendar_columns, calendar_cycles
 from shopfloor.tasks.forecast.conformal import conformal_offsets, intervals
 from shopfloor.tasks.forecast.forecaster import Forecaster, series_statistics
 from shopfloor.tasks.forecast.history import SeriesHistory, read_series, step_words
-from shopfloor.tasks.forecast.windows import Flat, flatten, gather, spread_evenly, starts_of
+from shopfloor.tasks.forecast.windows import Flat, flatten, gather, recent, spread_evenly, starts_of
 from shopfloor.training import TrainConfig, fit_module, seed_everything
 
 BATCH = 4096  # windows per network pass when answering
@@ -316,6 +316,7 @@ class ForecastModel(Estimator):
         self.check_lookback(history)
         series = self.series_index(history)
         known_future = self._future_known(history, future)
+        history = recent(history, self.lookback)  # only the look-back reaches the network
         flat = flatten(history, self.calendar_cycles_, self.horizon, known_future)
         origins = history.lengths()
         out = self.answer(flat, np.arange(len(series)), origins, series)

@@ -65,6 +65,14 @@ def gather(flat: Flat, starts: torch.Tensor, lookback: int, horizon: int, ends: 
     return block[:, :lookback, :ends], known[:, :lookback], known[:, lookback:], block[:, lookback:, :targets]
 
 
+def recent(history: SeriesHistory, steps: int) -> SeriesHistory:
+    """The history cut to every series' last `steps` steps."""
+    from dataclasses import replace
+
+    return replace(history, values=[v[-steps:] for v in history.values], seconds=[t[-steps:] for t in history.seconds],
+                   flagged=[f[-steps:] for f in history.flagged])
+
+
 def spread_evenly(count: int, limit: int) -> np.ndarray:
     """At most `limit` of `count` positions, evenly spread (all of them when there are few enough)."""
     if count <= limit:
