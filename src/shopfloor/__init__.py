@@ -16,6 +16,7 @@ _ESTIMATORS = {
     "ProcessOptimizer": "optimize",
     "MonitorModel": "monitor",
     "DiagnoseModel": "diagnose",
+    "ForecastModel": "forecast",
 }
 __all__ = [*_ESTIMATORS, "load", "__version__"]
 

@@ -60,14 +60,24 @@ def predict(model: ModelOpt,
                                               "heatmap overlays beside it (or give a folder), monitoring models "
                                               "their events (OUT-events.csv).")],
             chunk_rows: Annotated[int, typer.Option("--chunk-rows", help="Rows per chunk (bounds memory).")] = 200_000,
+            future: Annotated[Path | None, typer.Option("--future", help="Forecasting models: the known covariates over "
+                                                        "the steps to forecast (time, series, covariates).")] = None,
             dayfirst: DayFirstOpt = None):
-    """Predict every row of a file (keeps id and time columns), every unit's remaining useful life, or every image's verdict."""
-    import shopfloor
+    """Predict every row of a file (keeps id and time columns), every unit's remaining useful life, every image's
+    verdict, or every series' next steps."""
+    import inspect
 
-    refuse_output_over_input(out, "--out", data=data)
+    import shopfloor
+    from shopfloor.errors import BadOption
+
+    refuse_output_over_input(out, "--out", data=data, future=future)
     estimator = shopfloor.load(model)
     set_date_order(estimator, dayfirst)
-    count = estimator.predict_file(data, out, chunk_rows=chunk_rows)
+    takes_future = "future" in inspect.signature(estimator.predict_file).parameters
+    if future is not None and not takes_future:
+        raise BadOption(f"--future is for forecasting models; this is a {estimator.task_name} model")
+    extra = {"future": future} if takes_future else {}
+    count = estimator.predict_file(data, out, chunk_rows=chunk_rows, **extra)
     stderr().print(f"[green]wrote[/] {plain(out)} ({count} {estimator.predicted_items})")
 
 

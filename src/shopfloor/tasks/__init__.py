@@ -19,6 +19,7 @@ TASKS: dict[str, str | type] = {
     "optimize": "shopfloor.tasks.optimize.model:ProcessOptimizer",
     "monitor": "shopfloor.tasks.monitor.model:MonitorModel",
     "diagnose": "shopfloor.tasks.diagnose.model:DiagnoseModel",
+    "forecast": "shopfloor.tasks.forecast.model:ForecastModel",
 }
 
 
