@@ -158,7 +158,7 @@ def info(model: ModelOpt):
                   f"saved {summary['created']}")
     for line in summary["lines"]:
         console.print(plain(line))
-    console.print(metrics_table("out-of-fold validation", summary["metrics"]["validation"] or {}))
+    console.print(metrics_table(cls.validated_on, summary["metrics"]["validation"] or {}))
 
 
 @app.command()

@@ -67,3 +67,48 @@ def _number(value) -> bool:
 
 def _short(value: float) -> str:
     return f"{value:.3g}" if abs(value) < 1000 else f"{value:,.0f}"
+
+
+def fan_svg(past_times, past, times, forecast, bands: list[tuple], title: str, width: int = WIDTH,
+            height: int = HEIGHT) -> str:
+    """A forecast fan beside the readings it came from: the readings as a line, then after the last one the point
+    forecast (dashed) inside its quantile bands, widest palest (`bands`: (low, high, nominal coverage) arrays over
+    the forecast's `times`). The axis spans readings and fan."""
+    seen = [(float(t), float(v)) for t, v in zip(past_times, past, strict=True) if _number(float(v))]
+    ahead = [float(t) for t in times]
+    ys = [v for _, v in seen] + [float(v) for v in forecast] + [float(v) for low, high, _ in bands for v in (*low, *high)]
+    ys = [v for v in ys if math.isfinite(v)]
+    if not ahead or not ys:
+        return trend_svg([], "value", title, empty="no forecast")
+    y_min, y_max = min(ys), max(ys)
+    if y_max - y_min < 1e-9:
+        y_min, y_max = y_min - 1, y_max + 1
+    t_min, t_max = min([t for t, _ in seen] + ahead), max(ahead)
+    t_span = max(t_max - t_min, 1e-9)
+
+    def x(t: float) -> float:
+        return PAD + (t - t_min) / t_span * (width - 2 * PAD)
+
+    def y(v: float) -> float:
+        return height - PAD + 8 - (v - y_min) / (y_max - y_min) * (height - 2 * PAD)
+
+    parts = [f'<svg class="chart fan" viewBox="0 0 {width} {height}" role="img" aria-label="{escape(title)}">',
+             f'<text x="{PAD}" y="16" class="chart-title">{escape(title)}</text>']
+    for low, high, nominal in bands:
+        upper = " ".join(f"{x(t):.1f},{y(float(v)):.1f}" for t, v in zip(ahead, high, strict=True))
+        lower = " ".join(f"{x(t):.1f},{y(float(v)):.1f}" for t, v in reversed(list(zip(ahead, low, strict=True))))
+        parts.append(f'<polygon class="band" points="{upper} {lower}"><title>{nominal:.0%} interval</title></polygon>')
+    if seen:
+        line = " ".join(f"{x(t):.1f},{y(v):.1f}" for t, v in seen)
+        parts.append(f'<polyline class="line" points="{line}"/>')
+        parts.append(f'<line class="now" x1="{x(seen[-1][0]):.1f}" x2="{x(seen[-1][0]):.1f}" y1="{PAD - 8}" '
+                     f'y2="{height - PAD + 8}"/>')
+    start = [seen[-1]] if seen else []  # the forecast line starts at the last reading
+    points = " ".join(f"{x(t):.1f},{y(v):.1f}" for t, v in start + list(zip(ahead, map(float, forecast), strict=True)))
+    parts.append(f'<polyline class="forecast" points="{points}"/>')
+    for v in (y_min, y_max):
+        parts.append(f'<text x="{PAD - 4}" y="{y(v) + 4:.1f}" text-anchor="end" class="axis">{_short(v)}</text>')
+    for t in (t_min, t_max):
+        parts.append(f'<text x="{x(t):.1f}" y="{height - 6}" text-anchor="middle" class="axis">{_short(t)}</text>')
+    parts.append("</svg>")
+    return "".join(parts)

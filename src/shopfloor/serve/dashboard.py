@@ -3,7 +3,7 @@
 Pages
 - `/`                      fleet: every machine's latest failure risk and RUL with its interval, why it is in
                            alarm, recent alerts
-- `/machines/{line}/{id}`  one machine: risk, RUL and verdict trends, a trend per sensor, why it is in alarm, its alerts
+- `/machines/{line}/{id}`  one machine: risk, RUL, verdict trends, forecast fans, a trend per sensor, why in alarm, its alerts
 - `/alerts`                alerts sorted and filtered; each can be acknowledged (a form POST with a token derived
                            from the sign-in cookie, so another site cannot make the browser send it)
 - `/inspection`            recent inspected images with their verdicts and heatmaps
@@ -30,6 +30,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from starlette.concurrency import run_in_threadpool
 
 from shopfloor.serve.charts import trend_svg
+from shopfloor.serve.forecasts import forecast_fans
 from shopfloor.serve.verdicts import verdict_strip
 
 router = APIRouter(include_in_schema=False)
@@ -166,7 +167,8 @@ def machine_page(request: Request, line: str, machine: str):
     last_event = next(iter(store.alerts(1, line=line, machine=machine, kind="score")), None)
     return _page(request, "machine.html", machine=state, charts=charts, sensors=sensors, alerts=alerts,
                  reasons=_reasons(state), now=time.time(), last_event=last_event,
-                 event_sensors=shares_in(last_event["sensors"] if last_event else None), verdicts=verdict_strip(points))
+                 event_sensors=shares_in(last_event["sensors"] if last_event else None), verdicts=verdict_strip(points),
+                 forecasts=forecast_fans(request.app.state.registry, store, line, machine))
 
 
 SENSOR_CHARTS = 40  # at most this many sensors get a chart on a machine's page
@@ -269,7 +271,6 @@ def _form_key(request: Request) -> str:
     token = presented_token(request)
     return hmac.new(token.encode("utf-8", "surrogatepass"), b"shopfloor dashboard form", hashlib.sha256).hexdigest() \
         if token else ""
-
 
 
 # -- inspection ------------------------------------------------------------------------

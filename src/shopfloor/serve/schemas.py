@@ -53,7 +53,10 @@ class PredictResponse(BaseModel):
                     "unit, rul, rul_low, rul_high; optimisers: per row '<output> predicted/low/high', distance_to_data; "
                     "sensor monitoring: per reading time (and machine), score, anomaly, sensor_1..3, share_1..3; "
                     "fault diagnosis: per window (level 'window') class, probability, runner_up, unknown, and per "
-                    "block (level 'block') its majority class")
+                    "block (level 'block') its majority class; forecasting: per series, step and target: series, "
+                    "time, target, forecast, q<level>... (one per quantile); the rows sent are histories (time, "
+                    "series, targets, covariates), and rows without targets carry the known covariates of the "
+                    "steps to forecast")
 
 
 class Inspection(BaseModel):

@@ -44,6 +44,8 @@ class Estimator:
     accepts: ClassVar[str] = ""
     reads_windows: ClassVar[bool] = False  # "rows" that make one window (a machine's recent readings), not rows alone
     gives: ClassVar[tuple[str, ...]] = ()  # values an alarm rule may watch on the line ("risk", "rul", ...)
+    forecasts_readings: ClassVar[bool] = False  # forecasts a series' next steps from its recent readings (a fan)
+    validated_on: ClassVar[str] = "out-of-fold validation"  # what its held-out metrics were measured on, for `info`
     predicted_items: ClassVar[str] = "rows"  # what `predict_file` counts, for the CLI's one-line summary
     explained_items: ClassVar[str] = "rows"  # what `explain_file` counts
     fitted_attribute: ClassVar[str] = "net_"

@@ -67,6 +67,8 @@ class ForecastModel(Estimator):
     described_as = "a forecasting model"
     accepts = "rows"
     reads_windows = True  # the service's rows are histories, answered per series, not per row
+    forecasts_readings = True  # the dashboard draws its fan after a machine's readings (serve/forecasts.py)
+    validated_on = "held-out end of each series"
     predicted_items = "forecast rows (series x step x target)"
     explained_items = "attribution rows (series x target x input x lags)"
     saved_state: ClassVar[dict[str, str]] = {
