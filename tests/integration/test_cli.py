@@ -346,6 +346,7 @@ def test_info_describes_the_model(trained):
     result = shopfloor("info", "--model", trained / "model")
     assert result.exit_code == 0, result.output
     assert "tabular (binary)" in result.stdout and "Torque [Nm]" in result.stdout
+    assert "out-of-fold validation" in result.stdout  # the label every task but forecasting keeps
 
 
 def test_regression_evaluate_keys(tmp_path):

@@ -5,13 +5,16 @@ that no forecasting model knows is shown as before."""
 
 from __future__ import annotations
 
+import os
 import re
+import shutil
 import time
 import warnings
 
 import numpy as np
 import pandas as pd
 import pytest
+from tasks.forecast.forecast_series import FAST, plant_output
 
 from shopfloor.errors import ShopfloorWarning
 from shopfloor.registry import Registry
@@ -19,9 +22,9 @@ from shopfloor.serve import forecasts
 from shopfloor.serve.auth import COOKIE, create_token
 from shopfloor.store import Store, default_url
 from shopfloor.tasks.forecast.model import ForecastModel
-from tasks.forecast.forecast_series import FAST, plant_output
 
 STEPS = 160
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 
 
 def _fit(data: pd.DataFrame, **options) -> ForecastModel:
@@ -84,6 +87,8 @@ def test_the_machine_page_draws_the_fan_after_the_readings(line):
     assert ahead[0] == readings[-1] and all(b[0] > a[0] for a, b in zip(ahead, ahead[1:], strict=False))
     band_x = [float(p.split(",")[0]) for p in bands[0].split()]
     assert min(band_x) > readings[-1][0]  # the bands lie after the last reading
+    last = line["l1"]["time"].iloc[-1] + pd.Timedelta(hours=12)
+    assert f">{last:%Y-%m-%d %H:%M} UTC</text>" in fan  # the time axis ends at the last forecast step, as a date
     # the model that needs the plan says so in one line instead of a fan
     assert re.search(r"model planned v1: needs the plan: its known covariates \(planned\) over the next 12 steps", page)
 
@@ -122,3 +127,27 @@ def test_pages_no_forecasting_model_applies_to_are_unchanged(line):
     assert "Forecasts" not in unknown and 'class="chart fan"' not in unknown
     undated = _page(line, "L2")  # a machine that counts time: the dated model says why it draws nothing
     assert "readings count time without dates" in undated and 'class="chart fan"' not in undated
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="Debian's chromium is not installed (apt-get install chromium)")
+def test_the_fan_draws_in_a_browser(line):
+    """Chromium lays out the fan: the forecast starts where the readings end and runs right of them, inside the
+    band's width."""
+    from playwright.sync_api import sync_playwright
+    from rest_service import Service
+
+    with Service(line["root"]) as running, sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
+        page = chromium.new_page()
+        page.goto(running.url + "/login?next=/machines/line-1/L1")
+        page.fill("input[name=token]", line["token"])
+        page.click("button[type=submit]")
+        page.wait_for_selector("svg.fan .forecast")
+        box = {name: page.eval_on_selector(f"svg.fan .{name}", "e => { const b = e.getBoundingClientRect(); "
+                                           "return [b.x, b.width, b.height]; }") for name in ("line", "forecast", "band")}
+        if os.environ.get("SHOPFLOOR_SCREENSHOTS"):
+            page.locator("svg.fan").screenshot(path=os.environ["SHOPFLOOR_SCREENSHOTS"])
+        chromium.close()
+    (line_x, line_w, _), (fan_x, fan_w, _), (band_x, band_w, band_h) = box["line"], box["forecast"], box["band"]
+    assert line_w > 0 and fan_w > 0 and band_h > 0
+    assert abs(fan_x - (line_x + line_w)) < 3 and band_x >= fan_x and band_x + band_w <= fan_x + fan_w + 3

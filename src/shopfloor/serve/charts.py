@@ -69,11 +69,11 @@ def _short(value: float) -> str:
     return f"{value:.3g}" if abs(value) < 1000 else f"{value:,.0f}"
 
 
-def fan_svg(past_times, past, times, forecast, bands: list[tuple], title: str, width: int = WIDTH,
-            height: int = HEIGHT) -> str:
+def fan_svg(past_times, past, times, forecast, bands: list[tuple], title: str, time_words=_short,
+            width: int = WIDTH, height: int = HEIGHT) -> str:
     """A forecast fan beside the readings it came from: the readings as a line, then after the last one the point
     forecast (dashed) inside its quantile bands, widest palest (`bands`: (low, high, nominal coverage) arrays over
-    the forecast's `times`). The axis spans readings and fan."""
+    the forecast's `times`). The axis spans readings and fan; `time_words` labels its ends (a date for stamps)."""
     seen = [(float(t), float(v)) for t, v in zip(past_times, past, strict=True) if _number(float(v))]
     ahead = [float(t) for t in times]
     ys = [v for _, v in seen] + [float(v) for v in forecast] + [float(v) for low, high, _ in bands for v in (*low, *high)]
@@ -108,7 +108,8 @@ def fan_svg(past_times, past, times, forecast, bands: list[tuple], title: str, w
     parts.append(f'<polyline class="forecast" points="{points}"/>')
     for v in (y_min, y_max):
         parts.append(f'<text x="{PAD - 4}" y="{y(v) + 4:.1f}" text-anchor="end" class="axis">{_short(v)}</text>')
-    for t in (t_min, t_max):
-        parts.append(f'<text x="{x(t):.1f}" y="{height - 6}" text-anchor="middle" class="axis">{_short(t)}</text>')
+    for t, anchor in ((t_min, "start"), (t_max, "end")):
+        parts.append(f'<text x="{x(t):.1f}" y="{height - 6}" text-anchor="{anchor}" class="axis">'
+                     f'{escape(time_words(t))}</text>')
     parts.append("</svg>")
     return "".join(parts)

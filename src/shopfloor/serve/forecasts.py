@@ -107,7 +107,8 @@ def _fans_of(model, label: str, store, line: str, machine: str, sent: set[str]) 
         bands = [(table[f"q{model.levels[i]:g}"].to_numpy()[rows], table[f"q{model.levels[j]:g}"].to_numpy()[rows],
                   nominal) for i, j, nominal in intervals(model.levels)]
         chart = fan_svg(past, drawn[target].to_numpy(dtype=float), ahead[rows], table["forecast"].to_numpy()[rows],
-                        bands, f"{target}: forecast {model.horizon} steps ahead ({label})")
+                        bands, f"{target}: forecast {model.horizon} steps ahead ({label})",
+                        time_words=_date if model.stamped_ else _number)
         fans.append({"model": label, "target": target, "chart": chart})
     return fans
 
@@ -146,6 +147,14 @@ def grid_history(model, readings: list[dict], machine: str) -> pd.DataFrame:
     if model.series_column_:
         frame.insert(1, model.series_column_, machine)
     return frame
+
+
+def _date(seconds: float) -> str:
+    return pd.Timestamp(seconds, unit="s").strftime("%Y-%m-%d %H:%M UTC")
+
+
+def _number(seconds: float) -> str:
+    return f"{seconds:g}"
 
 
 def _value(value) -> float:

@@ -83,6 +83,7 @@ def test_train_predict_backtest_evaluate_explain_export_report_info(trained: Pat
 
     result = shopfloor("info", "--model", trained / "model")
     assert result.exit_code == 0 and "forecast output 12 steps ahead" in " ".join(result.output.split())
+    assert "held-out end of each series" in result.output and "out-of-fold" not in result.output  # the model's label
 
 
 def test_a_target_with_text_names_the_column_and_row(tmp_path: Path):
