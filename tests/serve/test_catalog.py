@@ -24,6 +24,7 @@ BEFORE = {
     "optimize": ({"settings", "fixed"}, {"columns"}),
     "monitor": ({"time", "machine", "sensors"}, {"score", "sensors"}),
     "diagnose": ({"channels", "rate", "window"}, {"class", "unknown"}),
+    "forecast": ({"time", "series", "targets", "past", "known"}, {"forecast", "q0.1", "q0.5", "q0.9"}),
 }
 
 
@@ -49,8 +50,8 @@ def test_every_fixture_is_described_with_the_keys_it_had(registry):
 
 
 def test_a_task_this_shopfloor_does_not_know_is_one_line_naming_it(registry):
-    manifest = {**registry.manifest("tabular-v1", 1), "task": "forecast"}
-    with pytest.raises(NotAModel, match="model 'press' version 3 is a 'forecast' model, which this shopfloor does not know"):
+    manifest = {**registry.manifest("tabular-v1", 1), "task": "schedule"}
+    with pytest.raises(NotAModel, match="model 'press' version 3 is a 'schedule' model, which this shopfloor does not know"):
         summary(manifest, "model 'press' version 3")
 
 
