@@ -151,3 +151,16 @@ def test_the_fan_draws_in_a_browser(line):
     (line_x, line_w, _), (fan_x, fan_w, _), (band_x, band_w, band_h) = box["line"], box["forecast"], box["band"]
     assert line_w > 0 and fan_w > 0 and band_h > 0
     assert abs(fan_x - (line_x + line_w)) < 3 and band_x >= fan_x and band_x + band_w <= fan_x + fan_w + 3
+
+
+def test_the_api_docs_say_what_a_forecast_answer_holds(line):
+    from fastapi.testclient import TestClient
+
+    from shopfloor.serve.app import create_app
+
+    with TestClient(create_app(line["root"]), base_url="http://testserver") as client:
+        schema = client.get("/openapi.json").json()
+        assert client.get("/docs").status_code == 200
+    words = schema["components"]["schemas"]["PredictResponse"]["properties"]["predictions"]["description"]
+    assert "forecasting: per series, step and target: series, time, target, forecast, q<level>" in words
+    assert "rows without targets carry the known covariates of the steps to forecast" in words
