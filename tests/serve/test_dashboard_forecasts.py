@@ -79,7 +79,7 @@ def test_the_machine_page_draws_the_fan_after_the_readings(line):
     assert "<h2>Forecasts" in page
     fan = re.search(r'<svg class="chart fan".*?</svg>', page, re.S).group(0)
     assert "output: forecast 12 steps ahead (output v1)" in fan
-    bands = re.findall(r'<polygon class="band" points="([^"]+)"><title>80% interval</title>', fan)
+    bands = re.findall(r'<polygon class="band" points="([^"]+)"><title>80 % interval</title>', fan)
     assert len(bands) == 1
     readings = [tuple(map(float, p.split(","))) for p in re.search(r'class="line" points="([^"]+)"', fan)[1].split()]
     ahead = [tuple(map(float, p.split(","))) for p in re.search(r'class="forecast" points="([^"]+)"', fan)[1].split()]
@@ -164,3 +164,20 @@ def test_the_api_docs_say_what_a_forecast_answer_holds(line):
     words = schema["components"]["schemas"]["PredictResponse"]["properties"]["predictions"]["description"]
     assert "forecasting: per series, step and target: series, time, target, forecast, q<level>" in words
     assert "rows without targets carry the known covariates of the steps to forecast" in words
+
+
+def test_which_machines_a_model_forecasts_and_a_past_covariate_the_machine_does_not_send(line, tmp_path):
+    from types import SimpleNamespace
+
+    one = SimpleNamespace(series_column_=None, series_ids_=["(all)"])
+    assert forecasts.knows(one, "any-press") and forecasts.knows(line["plain"], "L1")
+    assert not forecasts.knows(line["plain"], "L9")
+    model = SimpleNamespace(target_columns_=["output"], past_columns_=["temperature", "vibration"], known_columns_=[],
+                            series_column_=None, series_ids_=["(all)"])
+    store = Store(default_url(tmp_path))
+    store.write_batch([dict(line="a", machine="m", time=1.7e9, values={"output": 1.0, "temperature": 40.0},
+                            sent_at=None, received_at=1.7e9)])
+    live = SimpleNamespace(name="heat", version=2, estimator=model)
+    fans = forecasts.machine_fans(live, store, "a", "m")
+    store.close()
+    assert fans == [{"model": "heat v2", "note": "reads vibration as well, which this machine does not send"}]

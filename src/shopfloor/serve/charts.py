@@ -97,7 +97,7 @@ def fan_svg(past_times, past, times, forecast, bands: list[tuple], title: str, t
     for low, high, nominal in bands:
         upper = " ".join(f"{x(t):.1f},{y(float(v)):.1f}" for t, v in zip(ahead, high, strict=True))
         lower = " ".join(f"{x(t):.1f},{y(float(v)):.1f}" for t, v in reversed(list(zip(ahead, low, strict=True))))
-        parts.append(f'<polygon class="band" points="{upper} {lower}"><title>{nominal:.0%} interval</title></polygon>')
+        parts.append(f'<polygon class="band" points="{upper} {lower}"><title>{nominal * 100:g} % interval</title></polygon>')
     if seen:
         line = " ".join(f"{x(t):.1f},{y(v):.1f}" for t, v in seen)
         parts.append(f'<polyline class="line" points="{line}"/>')

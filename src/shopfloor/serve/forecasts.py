@@ -88,7 +88,7 @@ def _fans_of(model, label: str, store, line: str, machine: str, sent: set[str]) 
     if model.known_columns_:
         return [{"model": label, "note": f"needs the plan: its known covariates "
                  f"({', '.join(model.known_columns_)}) over the next {model.horizon} steps, which the line does not "
-                 f"send; forecast with `shopfloor predict --future` or the service"}]
+                 f"send (forecast with shopfloor predict --future, or the service with the plan's rows)"}]
     missing = [name for name in model.past_columns_ if name not in sent]
     if missing:
         return [{"model": label, "note": f"reads {', '.join(missing)} as well, which this machine does not send"}]
@@ -114,8 +114,9 @@ def _fans_of(model, label: str, store, line: str, machine: str, sent: set[str]) 
 
 
 def look_back(store, line: str, machine: str, span: float) -> list[dict]:
-    """The machine's latest readings covering `span` (the look-back in time units) where the store holds them: as
-    many as one per step first, more (up to `MAX_READINGS`) where the readings come faster than the steps."""
+    """The machine's latest readings covering `span` (the look-back in time units) where the store holds them:
+    the newest two tell how fast they come, then as many as cover the span at that pace (twice as many again
+    while they fall short), at most `MAX_READINGS`."""
     readings = store.readings(line, machine, limit=1)
     wanted = 1
     while readings and len(readings) == wanted and wanted < MAX_READINGS:
