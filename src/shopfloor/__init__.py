@@ -17,7 +17,7 @@ _ESTIMATORS = {
     "MonitorModel": "monitor",
     "DiagnoseModel": "diagnose",
 }
-__all__ = [*_ESTIMATORS, "load", "__version__"]
+__all__ = [*_ESTIMATORS, "load", "use_device", "__version__"]
 
 
 def load(folder):
@@ -25,6 +25,13 @@ def load(folder):
     from shopfloor.tasks.base import load as _load
 
     return _load(folder)
+
+
+def use_device(device):
+    """`with shopfloor.use_device("cuda"): model.fit(data)`: where networks train (see `shopfloor.devices`)."""
+    from shopfloor.devices import use_device as _use_device
+
+    return _use_device(device)
 
 
 def __getattr__(name: str):
