@@ -90,10 +90,21 @@ def launch(processes: int, argv: list[str]) -> None:
     try:
         elastic_launch(config, entrypoint=sys.executable)("-m", "shopfloor", *argv)
     except ChildFailedError as err:
-        failed = sorted(err.failures.items())
-        ranks = ", ".join(f"rank {r} (exit code {f.exitcode})" for r, f in failed)
-        raise TrainingProcessDied(f"training process {ranks} of {processes} stopped; torchrun stopped the others "
-                                  "and no model folder was written") from None
+        first, failure = err.get_first_failure()  # the others were stopped by the agent (SIGTERM) after it
+        raise TrainingProcessDied(f"training process rank {first} of {processes} {how_it_ended(failure.exitcode)}; "
+                                  "torchrun stopped the others and no model folder was written") from None
+
+
+def how_it_ended(exitcode: int) -> str:
+    """'was killed (SIGKILL)' for a signal (negative exit codes), 'exited with code 1' otherwise."""
+    import signal
+
+    if exitcode < 0:
+        try:
+            return f"was killed ({signal.Signals(-exitcode).name})"
+        except ValueError:
+            return f"was killed (signal {-exitcode})"
+    return f"exited with code {exitcode}"
 
 
 class TrainingProcessDied(ShopfloorError):
