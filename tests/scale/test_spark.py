@@ -122,3 +122,23 @@ def test_one_model_per_machine_into_the_registry_small_groups_skipped(spark, tmp
     assert registry.names() == ["press-1", "press-2"]
     model = shopfloor.load(registry.path("press-1", 1))
     assert model.fingerprint_["rows"] == 300 and len(model.predict(parts[0])) == 300
+
+
+def test_spark_commands_write_parquet_folders_and_refuse_missing_columns_in_one_line(spark, binary_model, tmp_path):
+    data = tmp_path / "lake"
+    data.mkdir()
+    binary_model.new.iloc[:150].to_parquet(data / "part-0.parquet", index=False)
+    binary_model.new.iloc[150:].to_parquet(data / "part-1.parquet", index=False)
+    result = CliRunner().invoke(app, ["spark", "predict", "--model", str(binary_model.folder), "--data", str(data),
+                                      "--out", str(tmp_path / "scored")])
+    assert result.exit_code == 0, result.output
+    assert f"({len(binary_model.new)} rows)" in result.output
+    scored = pd.read_parquet(tmp_path / "scored")
+    same_rows(scored, cli_predictions(binary_model.folder, data / "part-0.parquet", tmp_path / "a.parquet")
+              .pipe(lambda a: pd.concat([a, cli_predictions(binary_model.folder, data / "part-1.parquet",
+                                                             tmp_path / "b.parquet")])), ["UDI"])
+    binary_model.new.drop(columns=["Type"]).to_parquet(tmp_path / "no-type.parquet", index=False)
+    result = CliRunner().invoke(app, ["spark", "predict", "--model", str(binary_model.folder), "--data",
+                                      str(tmp_path / "no-type.parquet"), "--out", str(tmp_path / "never")])
+    assert result.exit_code == 2 and result.output.startswith("error: the Spark DataFrame lacks 'Type'")
+    assert len(result.output.strip().splitlines()) == 1 and not (tmp_path / "never").exists()
