@@ -128,6 +128,8 @@ def parse_args(argv=None):
     parser.add_argument("--max-epochs", type=int, default=None, help="ddp: smoke tests only (the protocol uses defaults)")
     parser.add_argument("--rows", default="1000000,5000000", help="spark: rows to score, two sizes (driver RSS)")
     parser.add_argument("--machines", type=int, default=200, help="spark: per-machine models to train")
+    parser.add_argument("--scratch", default=None, help="spark: folder for the generated Parquet (default: the temp dir)")
+    parser.add_argument("--quick", action="store_true", help="spark: a 2-epoch model, a smoke test only")
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args(argv)
     args.tasks = [t.strip() for t in args.tasks.split(",") if t.strip()]

@@ -22,13 +22,15 @@ app.add_typer(spark_app, name="spark")
 
 MasterOpt = Annotated[str | None, typer.Option(
     "--master", help="Spark master: local[*] (this machine, the default), spark://HOST:7077, yarn, k8s://...")]
-ParquetOpt = Annotated[Path, typer.Option("--data", help="A Parquet file or folder of Parquet files.")]
+ParquetOpt = Annotated[str, typer.Option("--data", help="A Parquet file or folder of Parquet files (a local path, "
+                                         "or a URL Spark reads: hdfs://, s3a://, abfss://).")]
 
 
 @spark_app.command("predict")
 @friendly
 def spark_predict(model: ModelOpt, data: ParquetOpt,
-                  out: Annotated[Path, typer.Option("--out", help="Parquet folder to write the predictions to.")],
+                  out: Annotated[str, typer.Option("--out", help="Parquet folder to write the predictions to (a local "
+                                                   "path or a URL Spark writes).")],
                   master: MasterOpt = None):
     """Score every row (every unit's history, every machine's readings, every image) of a Parquet data set."""
     import shopfloor.spark as on_spark
@@ -78,26 +80,35 @@ def parse_options(pairs: list[str]) -> dict:
     return options
 
 
-def read_parquet(session, data: Path):
+def is_local(location: str) -> bool:
+    return "://" not in location
+
+
+def read_parquet(session, data: str):
     from shopfloor.errors import DataFileError
 
-    if not data.exists():
+    if is_local(data) and not Path(data).exists():
         raise DataFileError(f"{data}: no such Parquet file or folder")
     return session.read.parquet(str(data))
 
 
-def refuse_existing(out: Path) -> None:
+def refuse_existing(out: str) -> None:
     from shopfloor.errors import BadOption
 
-    if out.exists():
+    if is_local(out) and Path(out).exists():
         raise BadOption(f"--out {out} exists: give a new folder (Spark writes a folder of Parquet parts)")
 
 
-def write_parquet(frame, out: Path) -> int:
-    """Spark writes under a temporary name beside `out`, renamed once the job succeeded; the row count after."""
+def write_parquet(frame, out: str) -> int:
+    """Spark writes under a temporary name beside a local `out`, renamed once the job succeeded (on a cluster's
+    storage, Spark's own commit protocol does that); the row count after."""
     import os
     import shutil
 
+    if not is_local(out):
+        frame.write.mode("errorifexists").parquet(out)
+        return frame.sparkSession.read.parquet(out).count()
+    out = Path(out)
     temporary = out.with_name(f".{out.name}.tmp-{os.getpid()}")
     try:
         frame.write.mode("overwrite").parquet(str(temporary))
