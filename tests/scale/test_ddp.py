@@ -78,6 +78,7 @@ def test_two_processes_give_the_same_model_folder_as_one(tmp_path):
     assert one.exit_code == 0, one.output
     _, err = two.communicate(timeout=300)
     assert two.returncode == 0, err[-2000:]
+    assert err.count("saved ") == 1  # rank 1 trains silently: it saves nothing
     assert sorted(p.name for p in tmp_path.iterdir()) == ["log.csv", "one", "two"]  # nothing else: no debris
     assert sorted(p.name for p in (tmp_path / "one").iterdir()) == sorted(p.name for p in (tmp_path / "two").iterdir())
     manifests = [json.loads((tmp_path / name / MANIFEST).read_text()) for name in ("one", "two")]

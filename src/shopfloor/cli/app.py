@@ -65,7 +65,7 @@ def on_devices(trains: bool):
             resolve_device(device)  # before any process starts: no GPU, one line
             if processes > 1 and not distributed.is_distributed():
                 return distributed.launch(processes, without_processes_option(sys.argv[1:]))
-            with use_device(device):
+            with use_device(device), silent_unless_writer():
                 return command(*args, **kwargs)
 
         signature = inspect.signature(command, eval_str=True)  # Typer reads __signature__ as it is
@@ -75,6 +75,23 @@ def on_devices(trains: bool):
         wrapper.__annotations__ = {**command.__annotations__, **{name: option for name, (option, _) in extra.items()}}
         return wrapper
     return decorate
+
+
+def silent_unless_writer():
+    """Ranks other than 0 print nothing: they save nothing, and N copies of every table and 'saved ...' line would
+    say otherwise. Their errors still reach the terminal (`friendly` prints them after this block)."""
+    import contextlib
+    import os
+
+    from shopfloor.distributed import is_writer
+
+    if is_writer():
+        return contextlib.nullcontext()
+    stack = contextlib.ExitStack()
+    sink = stack.enter_context(open(os.devnull, "w"))  # noqa: SIM115 (closed by the stack)
+    stack.enter_context(contextlib.redirect_stdout(sink))
+    stack.enter_context(contextlib.redirect_stderr(sink))
+    return stack
 
 
 def without_processes_option(argv: list[str]) -> list[str]:
