@@ -37,6 +37,13 @@ def is_distributed() -> bool:
     return world_size() > 1
 
 
+def rank_device(device: torch.device) -> torch.device:
+    """Each rank on its own GPU of its node (torchrun's LOCAL_RANK); CPUs are shared."""
+    if device.type != "cuda":
+        return device
+    return torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0") or 0) % max(torch.cuda.device_count(), 1))
+
+
 def is_writer() -> bool:
     """True in the process that writes files: the only one, or rank 0 of a distributed run."""
     return rank() == 0

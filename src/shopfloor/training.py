@@ -105,6 +105,7 @@ def fit_module(module: nn.Module, loss_fn: LossFn, train: tuple[torch.Tensor, ..
 
     device = current_device()
     if distributed.is_distributed():
+        device = distributed.rank_device(device)
         distributed.ensure_process_group(device)
     seed_everything(config.seed)
     previous_threads = torch.get_num_threads()
