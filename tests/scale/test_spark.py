@@ -142,3 +142,6 @@ def test_spark_commands_write_parquet_folders_and_refuse_missing_columns_in_one_
                                       str(tmp_path / "no-type.parquet"), "--out", str(tmp_path / "never")])
     assert result.exit_code == 2 and result.output.startswith("error: the Spark DataFrame lacks 'Type'")
     assert len(result.output.strip().splitlines()) == 1 and not (tmp_path / "never").exists()
+    result = CliRunner().invoke(app, ["spark", "train", "--data", str(data), "--task", "tabular", "--group", "Type",
+                                      "--models", str(tmp_path / "models"), "--set", "target=failure", "--set", "colour=red"])
+    assert result.exit_code == 2 and "no parameter 'colour'" in result.output and len(result.output.strip().splitlines()) == 1

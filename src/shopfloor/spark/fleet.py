@@ -27,10 +27,13 @@ def train_per_group(df, group: str, task: str, options: dict, registry: str | os
     """Train `task` with `options` on each `group` of `df`; returns one row per group: group, status ('trained'
     or 'skipped'), reason, seconds, version (in the registry, under the group's name)."""
     require_spark()
+    from shopfloor.errors import BadOption
     from shopfloor.registry import Registry
-    from shopfloor.tasks import estimator_class
+    from shopfloor.tasks import TASKS, estimator_class
 
-    estimator_class(task)().set_params(**options)  # an unknown task or option: one line before any Spark job
+    if task not in TASKS:
+        raise BadOption(f"unknown task '{task}' (known: {', '.join(TASKS)})")
+    estimator_class(task)().set_params(**options)  # an unknown option: one line before any Spark job
     if group not in df.columns:
         raise ColumnMissing(f"the Spark DataFrame has no group column '{group}' (its columns: {', '.join(df.columns)})")
     store = Registry(registry, create=True)
