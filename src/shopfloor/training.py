@@ -3,17 +3,24 @@
 Every estimator trains its network through `fit_module`. The loop knows nothing about the
 task: the estimator hands it a module, a loss function and tensors for training and
 validation. The best weights (lowest validation loss) are restored at the end.
+
+Where it trains is the run's choice, not the task's: the device of the innermost
+`devices.use_device` block (`--device`), and, under torchrun (`--processes N`), DistributedDataParallel
+over every rank (`distributed`). Every rank takes the same shuffled order and its own slice of each
+batch, so a step sees the same rows as one process would and DDP averages the gradients; the
+validation score is averaged over the ranks, so every rank stops on the same epoch. The module goes
+back to the CPU at the end: a model folder never depends on where it was trained.
 """
 
 from __future__ import annotations
 
-import copy
 import json
 import os
 import random
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -93,17 +100,47 @@ def fit_module(module: nn.Module, loss_fn: LossFn, train: tuple[torch.Tensor, ..
         from shopfloor.errors import BadOption
 
         raise BadOption(f"max_epochs must be at least 1, not {config.max_epochs}")
+    from shopfloor import distributed
+    from shopfloor.devices import current_device, to_device
+
+    device = current_device()
+    if distributed.is_distributed():
+        device = distributed.rank_device(device)
+        distributed.ensure_process_group(device)
     seed_everything(config.seed)
     previous_threads = torch.get_num_threads()
     torch.set_num_threads(config.threads)
     try:
-        return _fit(module, loss_fn, train, valid, config, score_fn)
+        module.to(device)
+        return _fit(module, loss_fn, to_device(train, device), to_device(valid, device), config, score_fn, device)
     finally:
+        module.cpu()
         torch.set_num_threads(previous_threads)
 
 
-def _fit(module, loss_fn, train, valid, config, score_fn) -> TrainResult:
+class LossStep(nn.Module):
+    """The loss as a module's forward, so that DistributedDataParallel sees every step: the tasks' losses call
+    their networks' own methods (`member_outputs`, `errors`), which DDP's wrapper would not pass through."""
+
+    def __init__(self, net: nn.Module, loss_fn: LossFn):
+        super().__init__()
+        self.net, self.loss_fn = net, loss_fn
+
+    def forward(self, *batch: torch.Tensor) -> torch.Tensor:
+        return self.loss_fn(self.net, *batch)
+
+
+def _fit(module, loss_fn, train, valid, config, score_fn, device) -> TrainResult:
+    from shopfloor import distributed
+    from shopfloor.devices import autocast
+
     optimizer = torch.optim.AdamW(module.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    step, ranks, rank = partial(loss_fn, module), distributed.world_size(), distributed.rank()
+    if ranks > 1:
+        from torch.nn.parallel import DistributedDataParallel
+
+        step = DistributedDataParallel(LossStep(module, loss_fn), device_ids=[device] if device.type == "cuda" else None)
+        seed_everything(distributed.rank_seed(config.seed))  # own dropout per rank; weights came from rank 0
     generator = torch.Generator().manual_seed(config.seed)
     n = len(train[0])
     batch_size = min(config.batch_size, n)
@@ -123,8 +160,9 @@ def _fit(module, loss_fn, train, valid, config, score_fn) -> TrainResult:
             running = 0.0
             # drop the last incomplete batch: a batch of a handful of rows gives noisy steps
             for start in range(0, n - batch_size + 1, batch_size):
-                index = order[start:start + batch_size]
-                loss = loss_fn(module, *(t[index] for t in train))
+                index = order[start:start + batch_size][rank::ranks].to(device)  # this rank's share of the batch
+                with autocast(device):
+                    loss = step(*(t[index] for t in train))
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 optimizer.step()
@@ -135,11 +173,13 @@ def _fit(module, loss_fn, train, valid, config, score_fn) -> TrainResult:
                 module.eval()
                 with torch.no_grad():
                     valid_loss = float(score_fn(module, *valid))
+            if ranks > 1:  # equal already (equal weights, equal rows), made equal to the last bit: one stopping epoch
+                valid_loss = distributed.mean_over_ranks(valid_loss, device)
             history.append({"epoch": epoch, "train_loss": running / max(n // batch_size, 1), "valid_loss": valid_loss})
             if best_state is None or valid_loss < best_loss - 1e-6 * abs(best_loss):
                 best_loss, best_epoch = valid_loss, epoch
-                best_state = copy.deepcopy(module.state_dict())
-                if checkpoint:
+                best_state = {k: v.detach().clone() for k, v in module.state_dict().items()}
+                if checkpoint and distributed.is_writer():
                     checkpoint.save(best_state, {"epoch": epoch, "best_epoch": epoch, "best_loss": best_loss})
             if bar is not None:
                 bar.update(task, advance=1, description=progress_text(config, epoch, valid_loss, score_fn))

@@ -35,6 +35,78 @@ DayFirstOpt = Annotated[bool | None, typer.Option(
     "by default the data decides, and a model reads new files the way it was trained.", show_default=False)]
 
 
+DeviceOpt = Annotated[str, typer.Option(
+    "--device", help="Where networks train: auto (a GPU when there is one), cpu, cuda or cuda:N. Model folders do not "
+    "depend on it; predictions run on the CPU.")]
+ProcessesOpt = Annotated[int, typer.Option(
+    "--processes", help="Train one model in N processes on this machine (torchrun, DistributedDataParallel); "
+    "or start the command under 'torchrun --nproc-per-node N -m shopfloor'.", min=1)]
+
+
+def on_devices(trains: bool):
+    """Give a command `--device` (and, for a command that trains, `--processes N`) with one decorator line.
+
+    The command runs inside `devices.use_device`, which the training loop reads; `--processes N` above 1 starts
+    the same command line in N processes under torchrun's agent (`distributed.launch`) and returns when they
+    are done. Put it under `@friendly`, so that a missing GPU or a dead rank is one line and exit 2.
+    """
+    import inspect
+
+    def decorate(command):
+        extra = {"device": (DeviceOpt, "cpu")} | ({"processes": (ProcessesOpt, 1)} if trains else {})
+
+        @functools.wraps(command)
+        def wrapper(*args, device: str = "cpu", processes: int = 1, **kwargs):
+            import sys
+
+            from shopfloor import distributed
+            from shopfloor.devices import resolve_device, use_device
+
+            resolve_device(device)  # before any process starts: no GPU, one line
+            if processes > 1 and not distributed.is_distributed():
+                return distributed.launch(processes, without_processes_option(sys.argv[1:]))
+            with use_device(device), silent_unless_writer():
+                return command(*args, **kwargs)
+
+        signature = inspect.signature(command, eval_str=True)  # Typer reads __signature__ as it is
+        added = [inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=default, annotation=option)
+                 for name, (option, default) in extra.items()]
+        wrapper.__signature__ = signature.replace(parameters=[*signature.parameters.values(), *added])
+        wrapper.__annotations__ = {**command.__annotations__, **{name: option for name, (option, _) in extra.items()}}
+        return wrapper
+    return decorate
+
+
+def silent_unless_writer():
+    """Ranks other than 0 print nothing: they save nothing, and N copies of every table and 'saved ...' line would
+    say otherwise. Their errors still reach the terminal (`friendly` prints them after this block)."""
+    import contextlib
+    import os
+
+    from shopfloor.distributed import is_writer
+
+    if is_writer():
+        return contextlib.nullcontext()
+    stack = contextlib.ExitStack()
+    sink = stack.enter_context(open(os.devnull, "w"))  # noqa: SIM115 (closed by the stack)
+    stack.enter_context(contextlib.redirect_stdout(sink))
+    stack.enter_context(contextlib.redirect_stderr(sink))
+    return stack
+
+
+def without_processes_option(argv: list[str]) -> list[str]:
+    """The command line each process runs: the same, less `--processes N` (they must not launch again)."""
+    kept, skip = [], False
+    for arg in argv:
+        if skip:
+            skip = False
+        elif arg == "--processes":
+            skip = True
+        elif not arg.startswith("--processes="):
+            kept.append(arg)
+    return kept
+
+
 def stderr():
     """The console for messages (progress, 'wrote ...', warnings, errors); results go to stdout."""
     from rich.console import Console

@@ -19,6 +19,7 @@ from shopfloor.cli.app import (
     app,
     friendly,
     json_safe,
+    on_devices,
     refuse_output_over_input,
     set_date_order,
     stderr,
@@ -30,6 +31,7 @@ from shopfloor.display import metrics_table, plain
 
 @app.command()
 @friendly
+@on_devices(trains=False)
 def evaluate(model: ModelOpt, data: DataOpt,
              json_out: Annotated[Path | None, typer.Option("--json", help="Write the metrics as a flat JSON object.")] = None,
              rul: Annotated[Path | None, typer.Option(
@@ -54,6 +56,7 @@ def evaluate(model: ModelOpt, data: DataOpt,
 
 @app.command()
 @friendly
+@on_devices(trains=False)
 def predict(model: ModelOpt,
             data: Annotated[Path, typer.Option("--data", help="CSV or Parquet file; for image models an image or a folder.")],
             out: Annotated[Path, typer.Option("--out", help="Output file, .csv or .parquet; image models also write "

@@ -7,12 +7,13 @@ from typing import Annotated
 
 import typer
 
-from shopfloor.cli.app import friendly, stderr, train_app
+from shopfloor.cli.app import friendly, on_devices, stderr, train_app
 from shopfloor.display import metrics_table, plain
 
 
 @train_app.command("anomaly")
 @friendly
+@on_devices(trains=True)
 def train_anomaly(
     data: Annotated[Path, typer.Option("--data", help="Folder in the MVTec layout; only DIR/train/good is learned.")],
     out: Annotated[Path, typer.Option("--out", help="Model folder to write.")],

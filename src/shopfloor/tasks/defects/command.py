@@ -7,12 +7,13 @@ from typing import Annotated
 
 import typer
 
-from shopfloor.cli.app import friendly, stderr, train_app
+from shopfloor.cli.app import friendly, on_devices, stderr, train_app
 from shopfloor.display import metrics_table, plain
 
 
 @train_app.command("defects")
 @friendly
+@on_devices(trains=True)
 def train_defects(
     data: Annotated[Path, typer.Option("--data", help="Image folder: one sub-folder per defect class.")],
     out: Annotated[Path, typer.Option("--out", help="Model folder to write.")],

@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from shopfloor.cli.app import friendly, stderr, train_app
+from shopfloor.cli.app import friendly, on_devices, stderr, train_app
 from shopfloor.display import metrics_table, plain
 
 
@@ -33,6 +33,7 @@ def parse_rate_options(values: list[str] | None) -> tuple[float | None, dict[str
 
 @train_app.command("diagnose")
 @friendly
+@on_devices(trains=True)
 def train_diagnose(
     data: Annotated[Path, typer.Option("--data", help="A folder of class folders (normal/, inner_race/, ...) of "
                                        "recordings (CSV, .npy, WAV, .mat), or a long table with --time and --label.")],

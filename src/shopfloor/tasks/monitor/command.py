@@ -7,12 +7,13 @@ from typing import Annotated
 
 import typer
 
-from shopfloor.cli.app import DataOpt, DayFirstOpt, friendly, stderr, train_app
+from shopfloor.cli.app import DataOpt, DayFirstOpt, friendly, on_devices, stderr, train_app
 from shopfloor.display import metrics_table, plain
 
 
 @train_app.command("monitor")
 @friendly
+@on_devices(trains=True)
 def train_monitor(
     data: DataOpt,
     time: Annotated[str, typer.Option("--time", help="Time column (one row per time step, per machine).")],

@@ -7,12 +7,13 @@ from typing import Annotated
 
 import typer
 
-from shopfloor.cli.app import DayFirstOpt, friendly, stderr, train_app
+from shopfloor.cli.app import DayFirstOpt, friendly, on_devices, stderr, train_app
 from shopfloor.display import metrics_table, plain
 
 
 @train_app.command("rul")
 @friendly
+@on_devices(trains=True)
 def train_rul(
     data: Annotated[Path, typer.Option("--data", help="Run-to-failure histories: C-MAPSS text, CSV or Parquet.")],
     out: Annotated[Path, typer.Option("--out", help="Model folder to write.")],

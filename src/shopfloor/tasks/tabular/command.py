@@ -7,12 +7,13 @@ from typing import Annotated
 
 import typer
 
-from shopfloor.cli.app import DataOpt, DayFirstOpt, friendly, stderr, train_app
+from shopfloor.cli.app import DataOpt, DayFirstOpt, friendly, on_devices, stderr, train_app
 from shopfloor.display import metrics_table, plain
 
 
 @train_app.command("tabular")
 @friendly
+@on_devices(trains=True)
 def train_tabular(
     data: DataOpt,
     target: Annotated[list[str], typer.Option("--target", help="Column to predict; repeat for several yes/no targets.")],

@@ -66,8 +66,8 @@ def ranking_score(net: TabularNet, numbers: torch.Tensor, codes: torch.Tensor, y
     """Minus the mean average precision of the labels: insensitive to overconfidence on random failures."""
     from sklearn.metrics import average_precision_score
 
-    z = net.member_logits(numbers, codes).mean(0).numpy()
-    y = y.numpy()
+    z = net.member_logits(numbers, codes).mean(0).float().cpu().numpy()
+    y = y.cpu().numpy()
     scores = [average_precision_score(y[:, j], z[:, j]) for j in range(y.shape[1]) if 0 < y[:, j].sum() < len(y)]
     return -float(np.mean(scores)) if scores else 0.0
 
