@@ -18,6 +18,7 @@ from shopfloor.cli.app import (
     app,
     friendly,
     json_safe,
+    on_devices,
     refuse_output_over_input,
     set_date_order,
     stderr,
@@ -43,6 +44,7 @@ def _levels(text: str) -> tuple[float, ...]:
 
 @train_app.command("forecast")
 @friendly
+@on_devices(trains=True)
 def train_forecast(
     data: DataOpt,
     time: Annotated[str, typer.Option("--time", help="Time column: dates, or numbers such as shift counts.")],
@@ -83,6 +85,7 @@ def train_forecast(
 
 @app.command()
 @friendly
+@on_devices(trains=False)
 def backtest(
     model: ModelOpt,
     data: DataOpt,
