@@ -4,7 +4,8 @@
 - `train.py`: `train tabular|rul|defects|anomaly` and `optimize`, the commands that fit a model;
 - `use.py`: `evaluate`, `predict`, `explain`, `export`, `report`, `info` (they ask the saved model's
   estimator and never switch on its task) and `demo`;
-- `line.py`: `serve`, `stream`, `replay`, `models ...` and `token ...`, the commands for the line.
+- `line.py`: `serve`, `stream`, `replay`, `models ...` and `token ...`, the commands for the line;
+- `watch.py`: `drift`, new data against the profile a model wrote in training.
 
 Each command module registers its commands on `app` when imported; they are imported here in the
 order `shopfloor --help` lists them. `app.py` imports none of them, so there is no import cycle.
@@ -12,7 +13,7 @@ order `shopfloor --help` lists them. `app.py` imports none of them, so there is 
 
 # isort: off
 from shopfloor.cli.app import app, main
-from shopfloor.cli import train, use, line  # noqa: F401  (registers the commands, in this order)
+from shopfloor.cli import train, use, line, watch  # noqa: F401  (registers the commands, in this order)
 # isort: on
 
 __all__ = ["app", "main"]

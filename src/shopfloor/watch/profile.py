@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from shopfloor.watch.distances import bin_counts, smoothed
+from shopfloor.watch.distances import bin_counts, psi, smoothed, wasserstein
 
 PROFILE_VERSION = 1
 QUANTILES = 101
@@ -91,16 +91,45 @@ def project(features: np.ndarray, seed: int) -> np.ndarray:
     return features @ matrix
 
 
+def group_variation(values: np.ndarray, groups: np.ndarray, seed: int = 0, splits: int = 4) -> dict:
+    """How far one half of the training groups (engines, runs) is from the other half, at most over `splits`
+    random halvings: PSI and Wasserstein in standard deviations.
+
+    Readings of one engine resemble each other, so a new fleet differs from the training fleet by more than
+    a resample of rows would; a verdict then needs a difference larger than this natural one.
+    """
+    values = np.asarray(values, dtype=np.float64)
+    names = pd.unique(groups)
+    rng = np.random.default_rng(seed)
+    worst = {"psi": 0.0, "sd": 0.0}
+    std = np.nanstd(values)
+    for _ in range(splits if len(names) >= 4 else 0):
+        in_a = np.isin(groups, rng.permutation(names)[:len(names) // 2])
+        a, b = values[in_a], values[~in_a]
+        a, b = a[np.isfinite(a)], b[np.isfinite(b)]
+        if not len(a) or not len(b) or not std:
+            continue
+        half = numeric_profile(b)
+        worst["psi"] = max(worst["psi"], psi(half["proportions"], bin_counts(half["edges"], a)))
+        worst["sd"] = max(worst["sd"], float(wasserstein(half["quantiles"], a) / std))
+    return worst
+
+
 def build_profile(inputs: pd.DataFrame, outputs: pd.DataFrame, *, classifier: dict | None = None,
-                  features: np.ndarray | None = None, seed: int = 0) -> dict:
+                  features: np.ndarray | None = None, groups: np.ndarray | None = None, seed: int = 0) -> dict:
     """The profile of training `inputs` (in the order they were read) and held-out `outputs`.
 
     `classifier`: for a calibrated yes/no model, {"output": column of the failure probability, "threshold": the
     decision threshold}, which lets `performance` estimate accuracy and F1 on new rows without labels.
+    `groups`: the engine or run of each input row, where readings come in groups (see `group_variation`).
     """
     profile = {"version": PROFILE_VERSION,
                "inputs": {str(c): column_profile(inputs[c]) for c in inputs.columns},
                "outputs": {str(c): column_profile(outputs[c]) for c in outputs.columns}}
+    if groups is not None:
+        for name, reference in profile["inputs"].items():
+            if reference["kind"] == "numeric":
+                reference["between_groups"] = group_variation(inputs[name].to_numpy(np.float64), groups, seed)
     if classifier is not None:
         profile["classifier"] = classifier
     if features is not None and len(features) > 1:
