@@ -32,6 +32,9 @@ the dead-letter topic with their reason, then acknowledged: one bad gateway must
 A reading stamped implausibly far ahead goes there alone (`stream.stamps`), so that it cannot freeze its
 machine. The worker's own output (dead letters, alerts) is never read as telemetry, also where a subscription
 such as '#' matches it: each dead letter would have come back as a new one, without end.
+
+Length: about 400 lines, the MQTT session and the batch loop that share the client, the inbox and the store; the
+drift watch is a call into `watch.line` (four lines).
 """
 
 from __future__ import annotations
@@ -55,6 +58,7 @@ from shopfloor.stream.payload import MAX_PAYLOAD, BadMessage, parse
 from shopfloor.stream.scoring import Models
 from shopfloor.stream.stamps import Stamps
 from shopfloor.stream.stats import Stats
+from shopfloor.watch.line import LineWatch, watch_enabled
 
 log = logging.getLogger("shopfloor.stream")
 DEAD_LETTER_TOPIC = "shopfloor/dead-letter"
@@ -88,6 +92,7 @@ class Worker:
         self.batch_seconds, self.max_batch = batch_ms / 1000, max_batch
         self.dead_letter_topic, self.max_payload, self.progress = dead_letter_topic, max_payload, progress
         self.stats = Stats()
+        self.watch = LineWatch(store) if watch_enabled() else None  # drift per live model (`watch.line`)
         self.inbox: queue.SimpleQueue = queue.SimpleQueue()
         self.stopping = stop or threading.Event()
         self.ready = ready  # set once subscribed (tests and the demo wait for it before publishing)
@@ -256,6 +261,8 @@ class Worker:
         for reading in readings:
             reading["received_at"] = received
         predictions, alerts = self._score(readings)
+        if self.watch is not None:
+            self.watch.observe(self.models, readings, predictions, self.client.publish if self.client else None)
         touched = {}
         for reading in readings:
             state = touched.get((reading["line"], reading["machine"]))

@@ -24,52 +24,60 @@ class RollingProfile:
         self.numeric = [n for n, r in profile["inputs"].items() if r["kind"] == "numeric"]
         self.categories = [n for n, r in profile["inputs"].items() if r["kind"] != "numeric"]
         self.outputs = [n for n, r in profile["outputs"].items() if r["kind"] == "numeric"]
-        self._numbers = np.full((window, len(self.numeric) + len(self.outputs)), np.nan)
+        self._numbers = np.full((window, len(self.numeric)), np.nan)
         self._levels = np.full((window, len(self.categories)), None, dtype=object)
+        self._outputs = np.full((window, len(self.outputs)), np.nan)
         self.seen = 0  # readings ever added; the ring holds the last min(seen, window)
+        self.seen_outputs = 0  # outputs ever added: a RUL model gives one per message, not one per reading
 
     @property
     def nbytes(self) -> int:
-        return int(self._numbers.nbytes + self._levels.nbytes)
+        return int(self._numbers.nbytes + self._levels.nbytes + self._outputs.nbytes)
 
     def add(self, inputs: pd.DataFrame, outputs: pd.DataFrame | None = None) -> None:
-        """Readings (one row each, the model's input columns; a missing column reads as missing) and the
-        model's outputs for them (optional: a ring of outputs without them stays missing)."""
+        """Readings (one row each, the model's input columns; a missing column reads as missing) and the model's
+        outputs (any number of rows: per reading, or per message for a RUL model)."""
         n = len(inputs)
-        if n == 0:
-            return
-        numbers = np.full((n, self._numbers.shape[1]), np.nan)
+        numbers = np.full((n, len(self.numeric)), np.nan)
         for j, name in enumerate(self.numeric):
             if name in inputs:
                 numbers[:, j] = pd.to_numeric(inputs[name], errors="coerce").to_numpy(np.float64)
-        if outputs is not None:
-            for j, name in enumerate(self.outputs, start=len(self.numeric)):
-                if name in outputs:
-                    numbers[:, j] = np.asarray(outputs[name], dtype=np.float64)
         levels = np.full((n, len(self.categories)), None, dtype=object)
         for j, name in enumerate(self.categories):
             if name in inputs:
                 levels[:, j] = inputs[name].to_numpy(object)
-        if n >= self.window:  # only the last `window` readings can stay
-            numbers, levels, self.seen = numbers[-self.window:], levels[-self.window:], self.seen + n - self.window
-            n = self.window
-        slots = (self.seen + np.arange(n)) % self.window
-        self._numbers[slots], self._levels[slots] = numbers, levels
-        self.seen += n
+        self.seen = self._write((self._numbers, self._levels), (numbers, levels), self.seen)
+        if outputs is not None and len(outputs):
+            values = np.full((len(outputs), len(self.outputs)), np.nan)
+            for j, name in enumerate(self.outputs):
+                if name in outputs:
+                    values[:, j] = np.asarray(outputs[name], dtype=np.float64)
+            self.seen_outputs = self._write((self._outputs,), (values,), self.seen_outputs)
 
-    def _ordered(self) -> np.ndarray:
-        """Ring slots of the held readings, oldest first."""
-        held = min(self.seen, self.window)
-        return (self.seen - held + np.arange(held)) % self.window
+    def _write(self, rings: tuple[np.ndarray, ...], rows: tuple[np.ndarray, ...], seen: int) -> int:
+        """Put `rows` into `rings` after `seen` earlier rows; returns the new count."""
+        n = len(rows[0])
+        if n >= self.window:  # only the last `window` rows can stay
+            rows, seen, n = tuple(r[-self.window:] for r in rows), seen + n - self.window, self.window
+        slots = (seen + np.arange(n)) % self.window
+        for ring, part in zip(rings, rows, strict=True):
+            ring[slots] = part
+        return seen + n
+
+    def _ordered(self, seen: int) -> np.ndarray:
+        """Ring slots of the held rows, oldest first."""
+        held = min(seen, self.window)
+        return (seen - held + np.arange(held)) % self.window
 
     def view(self) -> ModelView:
-        order = self._ordered()
+        order = self._ordered(self.seen)
         numbers, levels = self._numbers[order], self._levels[order]
         inputs = pd.DataFrame({name: numbers[:, j] for j, name in enumerate(self.numeric)})
         for j, name in enumerate(self.categories):
             inputs[name] = pd.Series(levels[:, j], dtype=object)
-        outputs = pd.DataFrame({name: numbers[:, j] for j, name in enumerate(self.outputs, start=len(self.numeric))})
-        return ModelView(inputs=inputs[list(self.profile["inputs"])], outputs=outputs.dropna(how="all"))
+        held = self._outputs[self._ordered(self.seen_outputs)]
+        outputs = pd.DataFrame({name: held[:, j] for j, name in enumerate(self.outputs)})
+        return ModelView(inputs=inputs[list(self.profile["inputs"])], outputs=outputs)
 
     def report(self) -> dict:
         """The drift report on the readings held now (see `compare.compare_view`)."""
