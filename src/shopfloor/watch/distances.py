@@ -46,6 +46,19 @@ def chi_squared_p(reference: np.ndarray, counts: np.ndarray) -> float:
     return float(stats.chi2.sf(statistic, len(counts) - 1))
 
 
+def mean_shift_p(mean: float, std: float, values: np.ndarray) -> float:
+    """Two-sided p-value of the sample mean of `values` against the reference mean and spread (a z-test).
+
+    The bins' chi-squared cannot see a shift smaller than a sensor's resolution (integer readings moved by 0.8
+    stay in their bins); the mean can."""
+    from scipy import stats
+
+    if not std or len(values) < 2:
+        return 1.0
+    z = (float(np.mean(values)) - mean) / (std / np.sqrt(len(values)))
+    return float(2 * stats.norm.sf(abs(z)))
+
+
 def wasserstein(reference_quantiles: np.ndarray, values: np.ndarray) -> float:
     """Earth mover's distance, in the input's own units, between the reference (its stored quantiles) and
     `values`: the mean gap between the two quantile functions at the stored levels."""

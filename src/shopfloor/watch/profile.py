@@ -91,7 +91,7 @@ def project(features: np.ndarray, seed: int) -> np.ndarray:
     return features @ matrix
 
 
-def group_variation(values: np.ndarray, groups: np.ndarray, seed: int = 0, splits: int = 4) -> dict:
+def group_variation(values: np.ndarray, groups: np.ndarray, seed: int = 0, splits: int = 8) -> dict:
     """How far one half of the training groups (engines, runs) is from the other half, at most over `splits`
     random halvings: PSI and Wasserstein in standard deviations.
 
