@@ -27,7 +27,7 @@ def batch(frame):
 def test_verdicts_are_stored_per_input_and_a_drifting_input_alerts_once(tmp_path):
     store = Store(f"sqlite:///{tmp_path / 'line.db'}")
     published = []
-    watch = LineWatch(store, every=250)
+    watch = LineWatch(store, every=250, seconds=0, per_batch=1000)
     models = live_models()
     steady = plant(500, seed=30)
     watch.observe(models, *batch(steady), publish=lambda topic, payload, qos: published.append((topic, payload)))
@@ -52,6 +52,6 @@ def test_verdicts_are_stored_per_input_and_a_drifting_input_alerts_once(tmp_path
 def test_models_without_a_profile_are_left_alone():
     models = live_models()
     models.scorers["failure"].estimator = SimpleNamespace(drift_profile_=None)
-    watch = LineWatch(None, every=10)
+    watch = LineWatch(None, every=10, seconds=0)
     assert watch.observe(models, *batch(plant(100, seed=1))) == []
     assert watch.rolling == {}
