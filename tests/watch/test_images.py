@@ -38,3 +38,14 @@ def test_an_anomaly_model_profiles_its_set_aside_good_images_and_sees_a_darker_c
     ratio = dark.inputs["brightness"].mean() / as_is.inputs["brightness"].mean()
     assert 0.65 < ratio < 0.75
     assert dark.features.shape == as_is.features.shape == (len(good), profile["embedding"]["dims"])
+
+
+def test_a_defect_model_profiles_its_held_out_images_and_their_classes(defect_model, surfaces, tmp_path):
+    from shopfloor.watch.compare import compare_view
+
+    profile = defect_model.model.drift_profile_
+    assert list(profile["inputs"]) == ["brightness", "contrast", "dark share", "bright share"]
+    assert profile["outputs"]["defect"]["kind"] == "category" and profile["outputs"]["confidence"]["kind"] == "numeric"
+    assert "embedding" in profile
+    report = compare_view(profile, defect_model.model.drift_view(surfaces.classes_test))
+    assert [r["input"] for r in report["outputs"]][:2] == ["defect", "confidence"]
