@@ -146,6 +146,26 @@ inspections = sa.Table(
     sa.Column("at", sa.Float, nullable=False),
 )
 
+# The drift watch's verdicts (`watch.line`): per live model and input, every few hundred readings, so that the
+# model-health view can show drift per input over time. A table of its own: nothing above changes.
+drift_verdicts = sa.Table(
+    "drift_verdicts", metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("model", sa.String(64), nullable=False),
+    sa.Column("version", sa.Integer, nullable=False),
+    sa.Column("input", sa.String(256), nullable=False),
+    sa.Column("kind", sa.String(16), nullable=False),  # "input" or "output"
+    sa.Column("verdict", sa.String(8), nullable=False),  # "ok", "watch" or "drift"
+    sa.Column("psi", sa.Float),
+    sa.Column("wasserstein_sd", sa.Float),
+    sa.Column("js", sa.Float),
+    sa.Column("p_value", sa.Float),
+    sa.Column("readings", sa.Integer, nullable=False),
+    sa.Column("findings", sa.Text),  # "stuck: the last 40 readings are all 12.5; ..."
+    sa.Column("at", sa.Float, nullable=False),
+    sa.Index("drift_verdicts_by_model", "model", "at"),
+)
+
 READING_KEYS = ("line", "machine", "time", "values", "sent_at", "received_at")
 PREDICTION_KEYS = ("line", "machine", "time", "model", "version", "risk", "rul", "rul_low", "rul_high", "sent_at", "score",
                    "score_sensors", "verdict", "verdict_probability", "runner_up", "unknown")

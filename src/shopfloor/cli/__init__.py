@@ -5,6 +5,7 @@
 - `use.py`: `evaluate`, `predict`, `explain`, `export`, `report`, `info` (they ask the saved model's
   estimator and never switch on its task) and `demo`;
 - `line.py`: `serve`, `stream`, `replay`, `models ...` and `token ...`, the commands for the line;
+- `watch.py`: `drift`, new data against the profile a model wrote in training;
 - `spark.py`: `spark predict` and `spark train`, scoring and per-group training on Apache Spark.
 
 Each command module registers its commands on `app` when imported; they are imported here in the
@@ -13,7 +14,7 @@ order `shopfloor --help` lists them. `app.py` imports none of them, so there is 
 
 # isort: off
 from shopfloor.cli.app import app, main
-from shopfloor.cli import train, use, line, spark  # noqa: F401  (registers the commands, in this order)
+from shopfloor.cli import train, use, line, watch, spark  # noqa: F401  (registers the commands, in this order)
 # isort: on
 
 __all__ = ["app", "main"]

@@ -34,8 +34,8 @@ machine. The worker's own output (dead letters, alerts) is never read as telemet
 such as '#' matches it: each dead letter would have come back as a new one, without end.
 A block of high-rate samples (`stream.payload`) goes to the fault-diagnosis models whose channels it carries
 (`stream.blocks`); one at another rate than its model's is a dead letter.
-Length: about 405 lines, 40 of them this docstring; the MQTT session, the loop and the batch's one transaction read
-best together.
+Length: about 410 lines, 40 of them this docstring; the MQTT session, the loop and the batch's one transaction read
+best together; the drift watch is a call into `watch.line` (four lines).
 """
 
 from __future__ import annotations
@@ -59,6 +59,7 @@ from shopfloor.stream.payload import MAX_PAYLOAD, BadMessage, parse
 from shopfloor.stream.scoring import Models
 from shopfloor.stream.stamps import Stamps
 from shopfloor.stream.stats import Stats
+from shopfloor.watch.line import LineWatch, watch_enabled
 
 log = logging.getLogger("shopfloor.stream")
 DEAD_LETTER_TOPIC = "shopfloor/dead-letter"
@@ -92,6 +93,7 @@ class Worker:
         self.batch_seconds, self.max_batch = batch_ms / 1000, max_batch
         self.dead_letter_topic, self.max_payload, self.progress = dead_letter_topic, max_payload, progress
         self.stats = Stats()
+        self.watch = LineWatch(store) if watch_enabled() else None  # drift per live model (`watch.line`)
         self.inbox: queue.SimpleQueue = queue.SimpleQueue()
         self.stopping = stop or threading.Event()
         self.ready = ready  # set once subscribed (tests and the demo wait for it before publishing)
@@ -261,6 +263,8 @@ class Worker:
         for reading in readings:
             reading["received_at"] = received
         predictions, alerts = self._score(readings)
+        if self.watch is not None:
+            self.watch.observe(self.models, readings, predictions, self.client.publish if self.client else None)
         touched = {}
         for reading in readings:
             state = touched.get((reading["line"], reading["machine"]))

@@ -32,6 +32,7 @@ COMMON_STATE: dict[str, tuple[str, Any]] = {
     "train_seconds": ("train_seconds_", None),
     "data_fingerprint": ("fingerprint_", None),
     "cross_validation": ("cv_metrics_", None),
+    "drift_profile": ("drift_profile_", None),  # `watch.profile`: absent from models saved before drift profiles
 }
 
 
@@ -116,6 +117,12 @@ class Estimator:
 
     def export_onnx(self, path: str | os.PathLike, opset: int = 18) -> Path:
         raise self._unsupported("ONNX export")
+
+    def drift_view(self, data):
+        """The data as the model sees it, for the drift watch (`watch.profile.ModelView`): its inputs one row per
+        reading, its outputs, for images and signals the pooled features, and labels where the data has them.
+        The profile it is compared with is `drift_profile_`, written by `fit` from the same view."""
+        raise self._unsupported("drift watch")
 
     def onnx_parity(self, path: str | os.PathLike, data) -> float:
         """The largest difference between onnxruntime on `path` and torch, on `data` (a file or a table)."""

@@ -55,6 +55,8 @@ from shopfloor.vision.estimator import (
 )
 from shopfloor.vision.faces import ImageFaces
 from shopfloor.vision.networks import AnomalyNet, Lite0Features
+from shopfloor.watch.images import image_statistics
+from shopfloor.watch.profile import ModelView, build_profile
 
 
 class AnomalyModel(ImageFaces, Estimator):
@@ -118,6 +120,8 @@ class AnomalyModel(ImageFaces, Estimator):
         spread = float(np.subtract(*np.quantile(good_scores, [0.75, 0.25]))) / 1.349  # a robust std
         self.net_.threshold.fill_(threshold)
         self.net_.spread.fill_(max(spread, 1e-3 * max(abs(threshold), 1e-6)))
+        view = self._drift_view(calibration_images)  # set-aside good images: what the line should look like
+        self.drift_profile_ = build_profile(view.inputs, view.outputs, features=view.features, seed=self.seed)
         self.fingerprint_ = {"good_images": len(good), "bank_images": len(bank_images),
                              "calibration_images": len(calibration_images), "skipped": len(good.skipped),
                              "source": str(good.root)}
@@ -278,6 +282,20 @@ class AnomalyModel(ImageFaces, Estimator):
         table, maps, found = self._verdicts(source)
         write_verdicts(table, maps, found, destination)
         return len(table)
+
+    def drift_view(self, data) -> ModelView:
+        """Per image: its statistics as the camera gave them (`watch.images`), the score, and the network's
+        patch features averaged over the image (at `image_size`, whole, also for a tiling model)."""
+        from shopfloor.vision.folders import list_images
+
+        self._check_fitted()
+        return self._drift_view(image_set(data, list_images))
+
+    def _drift_view(self, images) -> ModelView:
+        decoded, found = decode(images, self.channels_, self.image_size_)
+        raw = self._score(found)[0]
+        pooled = in_batches(lambda batch: self.net_.patches(batch).mean((2, 3)), decoded)[0]
+        return ModelView(image_statistics(decoded), pd.DataFrame({"score": self._squash(raw)}), features=pooled)
 
     def estimator_module(self) -> AnomalyNet:
         self._check_fitted()

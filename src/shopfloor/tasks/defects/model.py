@@ -43,6 +43,8 @@ from shopfloor.vision.estimator import (
 )
 from shopfloor.vision.faces import ImageFaces
 from shopfloor.vision.networks import DefectEstimate, DefectNet, Lite0Features, SurfaceCNN
+from shopfloor.watch.images import image_statistics
+from shopfloor.watch.profile import ModelView, build_profile
 
 BACKBONES = ("auto", "scratch", "lite0")
 DEFAULT_SIZE = {"scratch": 128, "lite0": 224}
@@ -105,6 +107,8 @@ class DefectModel(ImageFaces, Estimator):
         proba = torch.softmax(torch.from_numpy(logits) / self.net_.temperature, 1).numpy()
         self.validation_metrics_ = multiclass_metrics(labels[valid], proba, proba.argmax(1))
         self.validation_confusion_ = _confusion(labels[valid], proba.argmax(1), len(self.classes_))
+        view = self._drift_view(images[valid])  # held-out images: what the line should look like
+        self.drift_profile_ = build_profile(view.inputs, view.outputs, features=view.features, seed=self.seed)
         self.fingerprint_ = {"images": len(folders), "skipped": len(folders.skipped), "source": str(folders.root),
                              "per_class": {c: int((labels == k).sum()) for k, c in enumerate(self.classes_)}}
         self.train_seconds_ = time.perf_counter() - started
@@ -189,6 +193,18 @@ class DefectModel(ImageFaces, Estimator):
         self._check_fitted()
         found = image_set(data, list_images)
         return decode(found, self.channels_, self.image_size_)
+
+    def drift_view(self, data) -> ModelView:
+        """Per image: its statistics as the camera gave them (`watch.images`), the predicted class with its
+        confidence and probabilities, and the network's pooled features."""
+        return self._drift_view(self._images(data)[0])
+
+    def _drift_view(self, images: torch.Tensor) -> ModelView:
+        proba = self._outputs(images)[0]
+        outputs = pd.DataFrame({"defect": np.asarray(self.classes_, dtype=object)[proba.argmax(1)],
+                                "confidence": proba.max(1).astype(np.float64),
+                                **{f"p_{name}": proba[:, k].astype(np.float64) for k, name in enumerate(self.classes_)}})
+        return ModelView(image_statistics(images), outputs, features=in_batches(self.net_.pooled, images)[0])
 
     def estimator_module(self) -> DefectEstimate:
         """Images in, probabilities and the predicted class's heatmap out (the export path)."""

@@ -1,9 +1,9 @@
 """Sensor monitoring: learn a machine's normal behaviour from unlabelled histories, flag what departs
 from it, and name the sensors responsible.
 
-Length: about 480 lines, 60 of them this docstring (half of it the record of what was measured), 40 the 25
-parameters and 40 the info and size checks every task's model carries; the fit, its calibration and the
-scoring read best together. The history, crops, per-machine levels, events and the faces (the service, the
+Length: about 500 lines (20 of them the drift watch's view), 60 of them this docstring (half of it the record of
+what was measured), 40 the 25 parameters and 40 the info and size checks every task's model carries; the fit, its
+calibration and the scoring read best together. The history, crops, per-machine levels, events and the faces (the service, the
 stream, files) are their own modules.
 
 How a fit goes:
@@ -79,6 +79,7 @@ from shopfloor.tasks.monitor.history import SensorHistory, median_step, read_his
 from shopfloor.tasks.monitor.levels import MachineLevels, learn_levels
 from shopfloor.tasks.monitor.network import MonitorNet, slow_sensors
 from shopfloor.training import TrainConfig, fit_module, seed_everything
+from shopfloor.watch.profile import ModelView, build_profile
 
 TOP_SENSORS = 3  # sensors named on every answer row
 MAX_CROPS = 1_024  # training sequences per epoch, evenly spread: a year of 1-minute readings trains in a minute or two
@@ -163,6 +164,7 @@ class MonitorModel(MonitorFaces, Estimator):
         self._train(grid, learn)
         contributions, _ = self._score_grid(grid)
         self._calibrate(contributions, normal & held, held, None if history.label is None else ~normal)
+        self.drift_profile_ = self._drift_profile(history, contributions[normal & held])
         self.fingerprint_ = {"rows": len(history), "machines": 1 if history.machines is None
                              else int(pd.Series(history.machines).nunique()), "sensors": len(self.sensor_columns_),
                              "source": history.source}
@@ -321,6 +323,21 @@ class MonitorModel(MonitorFaces, Estimator):
         with torch.no_grad():
             self.net_.error_scale.copy_(torch.as_tensor(scale, dtype=torch.float32))
             self.net_.threshold.fill_(max(threshold, 1e-12))
+
+    # -- the drift watch (`shopfloor.watch`): the readings as the sensors gave them, and the scores ---------
+    def drift_view(self, data) -> ModelView:
+        history, _, score = self._scored(data)
+        return ModelView(pd.DataFrame(history.values.astype(np.float64), columns=self.sensor_columns_),
+                         pd.DataFrame({"score": score.astype(np.float64)}))
+
+    def _drift_profile(self, history: SensorHistory, held_contributions: np.ndarray) -> dict:
+        """The training readings (machine by machine where there are several), and the scores of the held-out
+        normal time steps: the scale and threshold are set, so these are the scores the line would give."""
+        raw = (held_contributions / self.net_.error_scale.numpy()).max(1)
+        with torch.no_grad():
+            score = self.net_.squash(torch.as_tensor(raw)).numpy().astype(np.float64)
+        return build_profile(pd.DataFrame(history.values.astype(np.float64), columns=self.sensor_columns_),
+                             pd.DataFrame({"score": score}), groups=history.machines, seed=self.seed)
 
     # -- scoring ------------------------------------------------------------------------
     def _score_grid(self, grid) -> tuple[np.ndarray, np.ndarray]:

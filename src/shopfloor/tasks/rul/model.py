@@ -19,6 +19,9 @@ How a fit goes:
 
 Beside it in this package: windows.py (the inputs cut from histories), fitting.py (normalisation, folds,
 loss), interval.py (the interval), attributions.py (explanations), checks.py (options, saved sizes).
+
+Length: about 420 lines: the estimator's steps share its fitted state (net_, interval_bands_, the columns), and the
+drift watch's view (20 lines) reads the same windows as predicting does.
 """
 
 from __future__ import annotations
@@ -43,11 +46,13 @@ from shopfloor.tasks.rul.interval import conformal_margin, finish_arguments, fit
 from shopfloor.tasks.rul.network import RULEstimate, RULNet, finish
 from shopfloor.tasks.rul.windows import run_windows
 from shopfloor.training import TrainConfig, fit_module, seed_everything
+from shopfloor.watch.profile import ModelView, build_profile
 
 PREDICT_BATCH = 1_024  # windows per forward pass: 4,096 was half as fast (activations leave the cache)
 VALID_WINDOWS = 20_000  # early stopping scores a fixed sample of the held-out windows
 STORED_VALIDATION_WINDOWS = 5_000  # out-of-fold estimates kept in the model folder for the report
 IMPORTANCE_WINDOWS = 256
+PROFILE_OUTPUT_WINDOWS = 20_000  # cycles whose estimates describe the model's outputs in the drift profile
 
 
 class RULModel(Estimator):
@@ -151,6 +156,7 @@ class RULModel(Estimator):
         out_of_fold = self._member_outputs(tuple(x[held] for x in inputs), member=torch.from_numpy(fold[held]))
         self._calibrate(out_of_fold, rul[held])
         self._remember_validation(out_of_fold, rul[held])
+        self.drift_profile_ = self._drift_profile(runs, inputs)
         sample = np.random.default_rng(self.seed).permutation(len(rul))[:IMPORTANCE_WINDOWS]
         attributions, _ = self._attributions(tuple(x[sample] for x in inputs))
         self.importance_ = dict(sorted(zip(self.sensor_columns_, np.abs(attributions).mean(0).tolist(), strict=True),
@@ -224,6 +230,21 @@ class RULModel(Estimator):
         keep = np.sort(np.random.default_rng(self.seed).permutation(len(rul))[:STORED_VALIDATION_WINDOWS])
         self.validation_outputs_ = torch.from_numpy(finished[keep].astype(np.float32))  # rul, low, high
         self.validation_targets_ = torch.from_numpy(rul[keep].astype(np.float32))
+
+    # -- the drift watch (`shopfloor.watch`): every cycle's readings and the RUL estimated at it --------------
+    def drift_view(self, data) -> ModelView:
+        runs = self._checked_runs(data)
+        inputs, _, _, _ = self._windows(runs)
+        return ModelView(runs.frame[self.input_columns].astype(np.float64).reset_index(drop=True),
+                         pd.DataFrame({"rul": self._finish(self._member_outputs(inputs))[:, 0]}))
+
+    def _drift_profile(self, runs, inputs: tuple[torch.Tensor, ...]) -> dict:
+        """The training readings (with how much engines differ from each other), and the ensemble's estimates at
+        (a sample of) their cycles: what the line's model gives, not the out-of-fold members'."""
+        rows = np.sort(np.random.default_rng(self.seed).permutation(len(inputs[0]))[:PROFILE_OUTPUT_WINDOWS])
+        rul = self._finish(self._member_outputs(tuple(x[rows] for x in inputs)))[:, 0]
+        return build_profile(runs.frame[self.input_columns].astype(np.float64), pd.DataFrame({"rul": rul}),
+                             groups=runs.frame[runs.unit].to_numpy(), seed=self.seed)
 
     # -- predicting -------------------------------------------------------------------
     def _checked_runs(self, data):

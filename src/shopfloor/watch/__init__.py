@@ -1,0 +1,11 @@
+"""Drift and data-quality watch: a model's reference profile, the tests that compare new data with it, and the
+bounded rolling profile that the stream keeps per live model.
+
+- `profile.py`: the reference profile written into every model folder at training time (no raw rows);
+- `distances.py`: PSI, Wasserstein, chi-squared, Jensen-Shannon and an MMD permutation test for embeddings;
+- `quality.py`: out of the training range, new categories, stuck and missing sensors;
+- `performance.py`: the accuracy and F1 a calibrated yes/no classifier expects on new rows, without labels (CBPE);
+- `compare.py`: one verdict per input (ok / watch / drift) from the tests and the findings;
+- `rolling.py`: the last readings of each input in fixed-size rings, compared as `compare` does;
+- `report.py`: the drift page.
+"""

@@ -1,0 +1,98 @@
+"""How far new data is from the reference: the numbers behind each verdict.
+
+Every function takes the reference as the profile stores it (bin edges and proportions, quantiles,
+category frequencies), never raw training rows, so that a model folder holds no data.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+SMOOTHING = 0.5  # a pseudo-count per bin: an empty bin gives a large, finite PSI rather than infinity
+
+
+def bin_counts(edges: list[float], values: np.ndarray) -> np.ndarray:
+    """Counts of `values` in the bins that `edges` cut (below the first edge, between edges, from the last up)."""
+    return np.bincount(np.searchsorted(np.asarray(edges, dtype=np.float64), values, side="right"),
+                       minlength=len(edges) + 1)
+
+
+def smoothed(counts: np.ndarray) -> np.ndarray:
+    counts = np.asarray(counts, dtype=np.float64)
+    return (counts + SMOOTHING) / (counts.sum() + SMOOTHING * len(counts))
+
+
+def psi(reference: np.ndarray, counts: np.ndarray) -> float:
+    """Population stability index of new bin `counts` against the reference proportions (0: the same;
+    0.1 is the usual 'watch' and 0.25 the usual 'act' level for large samples)."""
+    current = smoothed(counts)
+    reference = np.asarray(reference, dtype=np.float64)
+    return float(np.sum((current - reference) * np.log(current / reference)))
+
+
+def chi_squared_p(reference: np.ndarray, counts: np.ndarray) -> float:
+    """P-value of the counts under the reference proportions (Pearson's chi-squared goodness of fit).
+
+    It is what makes a verdict depend on the sample size: 100 readings may wander where 10,000 may not.
+    """
+    counts = np.asarray(counts, dtype=np.float64)
+    n = counts.sum()
+    if n == 0 or len(counts) < 2:
+        return 1.0
+    from scipy import stats  # lazy: the stream and `shopfloor --help` import this package
+
+    expected = n * np.asarray(reference, dtype=np.float64)
+    statistic = float(np.sum((counts - expected) ** 2 / expected))
+    return float(stats.chi2.sf(statistic, len(counts) - 1))
+
+
+def mean_shift_p(mean: float, std: float, values: np.ndarray) -> float:
+    """Two-sided p-value of the sample mean of `values` against the reference mean and spread (a z-test).
+
+    The bins' chi-squared cannot see a shift smaller than a sensor's resolution (integer readings moved by 0.8
+    stay in their bins); the mean can."""
+    from scipy import stats
+
+    if not std or len(values) < 2:
+        return 1.0
+    z = (float(np.mean(values)) - mean) / (std / np.sqrt(len(values)))
+    return float(2 * stats.norm.sf(abs(z)))
+
+
+def wasserstein(reference_quantiles: np.ndarray, values: np.ndarray) -> float:
+    """Earth mover's distance, in the input's own units, between the reference (its stored quantiles) and
+    `values`: the mean gap between the two quantile functions at the stored levels."""
+    levels = np.linspace(0, 1, len(reference_quantiles))
+    return float(np.mean(np.abs(np.quantile(values, levels) - np.asarray(reference_quantiles))))
+
+
+def js_distance(reference: np.ndarray, counts: np.ndarray) -> float:
+    """Jensen-Shannon distance (base 2: 0 the same, 1 nothing in common) of category counts to the reference."""
+    current, reference = smoothed(counts), np.asarray(reference, dtype=np.float64)
+    middle = (current + reference) / 2
+    divergence = 0.5 * np.sum(current * np.log2(current / middle)) + 0.5 * np.sum(reference * np.log2(reference / middle))
+    return float(np.sqrt(max(divergence, 0.0)))
+
+
+def mmd_test(reference: np.ndarray, current: np.ndarray, permutations: int = 200, seed: int = 0) -> tuple[float, float]:
+    """Maximum mean discrepancy (Gaussian kernel, median-distance bandwidth) between two samples of embeddings,
+    and its permutation p-value: the multivariate two-sample test for image and signal features."""
+    reference, current = np.asarray(reference, np.float64), np.asarray(current, np.float64)
+    pooled = np.concatenate([reference, current])
+    squared = np.sum(pooled ** 2, 1)
+    distances = np.maximum(squared[:, None] + squared[None, :] - 2 * pooled @ pooled.T, 0)
+    bandwidth = float(np.median(distances[np.triu_indices(len(pooled), 1)])) or 1.0
+    kernel = np.exp(-distances / bandwidth)
+    n = len(reference)
+
+    def statistic(order: np.ndarray) -> float:
+        k = kernel[np.ix_(order, order)]
+        a, b = k[:n, :n], k[n:, n:]
+        m = len(order) - n
+        return float((a.sum() - np.trace(a)) / (n * (n - 1)) + (b.sum() - np.trace(b)) / (m * (m - 1))
+                     - 2 * k[:n, n:].mean())
+
+    observed = statistic(np.arange(len(pooled)))
+    rng = np.random.default_rng(seed)
+    exceed = sum(statistic(rng.permutation(len(pooled))) >= observed for _ in range(permutations))
+    return observed, (exceed + 1) / (permutations + 1)

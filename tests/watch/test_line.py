@@ -1,0 +1,57 @@
+"""The stream's drift watch: a live model's readings fill its rolling profile, verdicts reach the store's own
+table, and an input that drifts raises one alert (not one per check)."""
+
+from types import SimpleNamespace
+
+import sqlalchemy as sa
+from tests.watch.test_compare import PROFILE, SENSORS, outputs_of, plant
+
+from shopfloor.store import Store
+from shopfloor.store_schema import drift_verdicts
+from shopfloor.watch.line import DRIFT_TOPIC, LineWatch
+
+
+def live_models() -> SimpleNamespace:
+    estimator = SimpleNamespace(drift_profile_=PROFILE)
+    scorer = SimpleNamespace(name="failure", version=3, columns=frozenset(SENSORS + ["type"]), estimator=estimator)
+    return SimpleNamespace(scorers={"failure": scorer})
+
+
+def batch(frame):
+    readings = [{"line": "L1", "machine": f"m{i % 7}", "time": float(i), "values": row}
+                for i, row in enumerate(frame[SENSORS + ["type"]].to_dict(orient="records"))]
+    predictions = [{"model": "failure", "version": 3, "risk": r} for r in outputs_of(frame)["risk"]]
+    return readings, predictions
+
+
+def test_verdicts_are_stored_per_input_and_a_drifting_input_alerts_once(tmp_path):
+    store = Store(f"sqlite:///{tmp_path / 'line.db'}")
+    published = []
+    watch = LineWatch(store, every=250, seconds=0, per_batch=1000)
+    models = live_models()
+    steady = plant(500, seed=30)
+    watch.observe(models, *batch(steady), publish=lambda topic, payload, qos: published.append((topic, payload)))
+    assert published == []
+    shifted = plant(1000, seed=31)
+    shifted["torque"] += 0.5 * PROFILE["inputs"]["torque"]["std"]
+    for start in range(0, 1000, 100):
+        watch.observe(models, *batch(shifted.iloc[start:start + 100]),
+                      publish=lambda topic, payload, qos: published.append((topic, payload)))
+    assert [topic for topic, _ in published] == [DRIFT_TOPIC]
+    assert '"input": "torque"' in published[0][1]
+    with store.engine.connect() as db:
+        rows = db.execute(sa.select(drift_verdicts)).mappings().all()
+    assert {r["input"] for r in rows} == set(SENSORS) | {"type", "risk"}
+    # a check once 250 readings came since the last: after the batch of 500, then after every third batch of 100
+    assert len(rows) == 4 * 6
+    torque = [r["verdict"] for r in rows if r["input"] == "torque"]
+    assert torque[0] == "ok" and torque[-1] == "drift"
+    store.close()
+
+
+def test_models_without_a_profile_are_left_alone():
+    models = live_models()
+    models.scorers["failure"].estimator = SimpleNamespace(drift_profile_=None)
+    watch = LineWatch(None, every=10, seconds=0)
+    assert watch.observe(models, *batch(plant(100, seed=1))) == []
+    assert watch.rolling == {}
