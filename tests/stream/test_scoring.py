@@ -23,14 +23,14 @@ def registry(tmp_path_factory) -> Registry:
 def test_the_stream_applies_table_and_run_models_only_deciding_from_the_manifest(registry, monkeypatch):
     """Images and optimisers are never loaded by the stream; a yes/no table model scores a risk per reading and
     a RUL model a remaining useful life per message, a monitor model an anomaly score per reading, a diagnose model a
-    verdict per window of a block of samples."""
+    verdict per window of a block of samples; a forecaster gives nothing the line judges and is not loaded."""
     from shopfloor.stream.scoring import Models, streamed
 
     task = {f.name: registry.manifest(f.name, 1)["task"] for f in SAVED}
     by_task = {"tabular": True, "rul": True, "defects": False, "anomaly": False, "optimize": False, "monitor": True,
-               "diagnose": True}
+               "diagnose": True, "forecast": False}
     assert {name: streamed(registry.manifest(name, 1)) for name in task} == {name: by_task[task[name]] for name in task}
-    assert not streamed({"task": "forecast"})  # a task this shopfloor does not know: skipped, not a tabular model
+    assert not streamed({"task": "schedule"})  # a task this shopfloor does not know: skipped, not a tabular model
     loaded = []
     monkeypatch.setattr(registry, "live", lambda name, _live=registry.live: loaded.append(name) or _live(name))
     models = Models(registry)

@@ -60,13 +60,15 @@ class Scorer:
 
 
 def streamed(manifest: dict) -> bool:
-    """Whether the stream may apply a saved model, from its manifest alone (images and optimisers are not loaded).
+    """Whether the stream may apply a saved model, from its manifest alone: it must take readings (`accepts`) and
+    give a value the line judges (`gives`), so images, optimisers and forecasters are not loaded.
     A task this shopfloor does not know is not applied (said once: the version is then skipped)."""
     from shopfloor.errors import NotAModel
     from shopfloor.tasks import estimator_class
 
     try:
-        return estimator_class(manifest.get("task", "?")).accepts in STREAMED
+        estimator = estimator_class(manifest.get("task", "?"))
+        return estimator.accepts in STREAMED and bool(estimator.gives)
     except NotAModel as err:
         log.warning("%s; the stream skips it", err)
         return False
