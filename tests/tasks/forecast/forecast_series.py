@@ -15,7 +15,7 @@ SHIFT_AT = 500  # the step at which every line's level shifts up
 
 
 def plant_output(steps: int = 700, lines: int = 1, seed: int = 0, noise: float = 0.3, start: str = "2024-01-01",
-                 shift: float = 3.0) -> pd.DataFrame:
+                 shift: float = 3.0, trend: float = 0.004) -> pd.DataFrame:
     """Columns: time, line (when lines > 1), output (target), planned (known ahead), temperature (past only)."""
     rng = np.random.default_rng(seed)
     frames = []
@@ -24,7 +24,7 @@ def plant_output(steps: int = 700, lines: int = 1, seed: int = 0, noise: float =
         stamps = pd.date_range(start, periods=steps, freq="h") + pd.Timedelta(hours=5 * line)
         planned = np.where(rng.random(steps) < 0.3, 1.0, 0.0)  # a planned high-load hour
         daily = 2.0 * np.sin(2 * np.pi * (stamps.hour.to_numpy()) / 24)
-        output = (10 + 2 * line + 0.004 * t + daily + 2.5 * planned + shift * (t >= SHIFT_AT)
+        output = (10 + 2 * line + trend * t + daily + 2.5 * planned + shift * (t >= SHIFT_AT)
                   + noise * rng.normal(size=steps))
         frame = pd.DataFrame({"time": stamps, "output": output, "planned": planned,
                               "temperature": 40 + rng.normal(size=steps)})

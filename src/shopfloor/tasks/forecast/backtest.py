@@ -93,6 +93,8 @@ def _refitted(model, data, history, flat, positions, origins, refit_every: int) 
         chosen = order[k:k + block]
         first = min(history.seconds[positions[c]][origins[c]] for c in chosen)
         fresh = type(model)(**model.get_params()).fit(frame[seconds < first].reset_index(drop=True))
+        if fresh.calendar_cycles_ != model.calendar_cycles_:  # a shorter history may hold fewer cycles twice
+            flat = flatten(history, fresh.calendar_cycles_)
         out[chosen] = fresh.answer(flat, positions[chosen], origins[chosen],
                                    fresh.series_index(history)[positions[chosen]])
     return out

@@ -1,8 +1,11 @@
 """Calendar features from the time column: the known covariates every forecast has for free.
 
-Each cycle the data's step can resolve (at least four steps per cycle) becomes a sine and a cosine of its phase:
-hourly data gets the hour of the day, the day of the week and the day of the year; daily data the day of the
-week and of the year; weekly or monthly data the day of the year. A time column of plain numbers (cycle counts,
+Each cycle the data's step can resolve (at least four steps per cycle) and its history holds twice (the longest
+series spans two cycles) becomes a sine and a cosine of its phase: two years of hourly data get the hour of the
+day, the day of the week and the day of the year; daily data the day of the week (and of the year); monthly
+data the day of the year. A cycle seen less than twice cannot be told from a trend or from noise: the day of
+the year learnt from four weeks of hourly data is a slope the network then extrapolates (a backtest of the
+tests' generated line drifted by 0.4 with it). A time column of plain numbers (cycle counts,
 shift numbers) has no calendar. The phase of the week counts from 1970-01-01 (a Thursday) and the year is
 365.2425 days long: a sine only needs the cycle, not its name.
 """
@@ -14,13 +17,15 @@ import numpy as np
 DAY = 86_400.0
 CYCLES = {"hour of day": DAY, "day of week": 7 * DAY, "day of year": 365.2425 * DAY}
 STEPS_PER_CYCLE = 4  # a cycle of fewer steps than this cannot be seen in the data
+CYCLES_SEEN = 2  # a cycle the history holds fewer times than this is not learnt
 
 
-def calendar_cycles(step: float, stamped: bool) -> list[str]:
-    """The cycles a model with this step (in seconds) learns from."""
+def calendar_cycles(step: float, stamped: bool, span: float = float("inf")) -> list[str]:
+    """The cycles a model with this step learns from, when its longest series spans `span` (both in seconds)."""
     if not stamped:
         return []
-    return [name for name, period in CYCLES.items() if period / step >= STEPS_PER_CYCLE]
+    return [name for name, period in CYCLES.items()
+            if period / step >= STEPS_PER_CYCLE and span >= CYCLES_SEEN * period]
 
 
 def calendar_columns(cycles: list[str]) -> list[str]:

@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 
 from shopfloor.errors import BadColumn, BadOption, ColumnMissing
-from shopfloor.tasks.forecast.history import SeriesHistory, numbers, read_times
+from shopfloor.tasks.forecast.history import SeriesHistory, numbers, read_times, series_ids
 
 
 def read_future(model, history: SeriesHistory, future) -> list[np.ndarray]:
@@ -31,7 +31,7 @@ def read_future(model, history: SeriesHistory, future) -> list[np.ndarray]:
             raise ColumnMissing(f"the future file {source} lacks the column '{column}'; it needs the time"
                                 f"{', series' if model.series_column_ else ''} and known covariate columns")
     seconds, _, _ = read_times(frame[model.time_column_], model.time_column_, source, model.new_data_date_order())
-    ids = frame[model.series_column_].astype(str).str.strip().to_numpy() if model.series_column_ \
+    ids = series_ids(frame[model.series_column_]) if model.series_column_ \
         else np.full(len(frame), "(all)", object)
     values = {c: numbers(frame[c], c, source, "known covariate") for c in model.known_columns_ if c in frame.columns}
     out = []
@@ -56,8 +56,9 @@ def read_future(model, history: SeriesHistory, future) -> list[np.ndarray]:
 
 
 def split_records(model, rows: list[dict]) -> tuple[pd.DataFrame, pd.DataFrame | None]:
-    """The service's rows as (history, future): rows with no target value at all after a series' last target
-    value are its future (the known covariates of the steps to forecast)."""
+    """The service's rows as (history, future): rows with no target value at all are no history; for a model with
+    known covariates they are the future (their values over the steps to forecast), for the others they are
+    passed over (a forecast always starts after a series' last row with a target)."""
     if not rows:
         raise BadColumn("no rows: send the recent history of every series to forecast")
     frame = pd.DataFrame(rows)
@@ -66,7 +67,6 @@ def split_records(model, rows: list[dict]) -> tuple[pd.DataFrame, pd.DataFrame |
         if column not in frame.columns:
             raise ColumnMissing(f"the rows lack '{column}'; a forecast needs the time"
                                 f"{', series' if model.series_column_ else ''} and target columns of the history")
-    if not model.known_columns_:
-        return frame, None
-    empty = frame[model.target_columns_].isna().all(axis=1)
-    return frame[~empty].reset_index(drop=True), frame[empty].reset_index(drop=True)
+    empty = frame[model.target_columns_].isna().all(axis=1)  # a row with no target value is no history
+    future = frame[empty].reset_index(drop=True) if model.known_columns_ else None
+    return frame[~empty].reset_index(drop=True), future

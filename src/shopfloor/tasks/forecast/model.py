@@ -1,7 +1,8 @@
 """Forecasting: production, energy, temperatures or parts demand H steps ahead, with calibrated intervals.
 
-Length: about 420 lines, 30 of them this docstring and 25 the 18 parameters; the fit, its windows and the
-calibration read best together with the one answering path they share. Reading, windows, calibration,
+Length: about 445 lines, 35 of them this docstring, 40 the 18 parameters and 40 the info and size checks every
+task's model carries; the fit, its windows and the calibration read best together with the one answering path
+they share. Reading, windows, calibration,
 backtests, explanations, export and the report page are their own modules.
 
 How a fit goes:
@@ -13,6 +14,7 @@ How a fit goes:
 2. the last `holdout` share of every series' steps (at least one horizon) is held out: training windows end
    before it, held-out windows forecast into it (their look-back may reach back into the training part);
    a window whose horizon holds a filled (flagged) target step is not used, so filled values weigh nothing;
+   at most `max_windows` training windows, evenly spread over every series' history, are used in each epoch;
    a series too short for any window is skipped with a warning naming it (an error when every series is);
 3. every series and column is standardised with its own mean and spread over its training part
    (`forecaster.series_statistics`), inside the model;
@@ -44,7 +46,7 @@ from shopfloor.tasks.forecast.calendar import calendar_columns, calendar_cycles
 from shopfloor.tasks.forecast.conformal import conformal_offsets, intervals
 from shopfloor.tasks.forecast.forecaster import Forecaster, series_statistics
 from shopfloor.tasks.forecast.history import SeriesHistory, read_series, step_words
-from shopfloor.tasks.forecast.windows import Flat, extend, flatten, gather, spread_evenly, starts_of
+from shopfloor.tasks.forecast.windows import Flat, flatten, gather, recent, spread_evenly, starts_of
 from shopfloor.training import TrainConfig, fit_module, seed_everything
 
 BATCH = 4096  # windows per network pass when answering
@@ -71,6 +73,7 @@ class ForecastModel(Estimator):
         "time": "time_column_", "series_column": "series_column_", "targets": "target_columns_",
         "past": "past_columns_", "known": "known_columns_", "calendar": "calendar_cycles_", "step": "step_",
         "stamped": "stamped_", "series_ids": "series_ids_", "time_order": "time_order_", "skipped": "skipped_series_",
+        "architecture": "architecture_",
     }
 
     def __init__(self, *, time: str | None = None, targets: list[str] = (), series: str | None = None,
@@ -102,6 +105,7 @@ class ForecastModel(Estimator):
     def fit(self, data) -> ForecastModel:
         started = time.perf_counter()
         self._check_options()
+        self.architecture_ = self._architecture()
         seed_everything(self.seed)
         if not self.time:
             raise BadOption("name the time column (--time COL, time='COL' in Python)")
@@ -146,28 +150,31 @@ class ForecastModel(Estimator):
         self.time_column_, self.series_column_ = history.time, history.series_column
         self.target_columns_, self.past_columns_, self.known_columns_ = history.targets, history.past, history.known
         self.step_, self.stamped_, self.time_order_ = history.step, history.stamped, history.time_order
-        self.calendar_cycles_ = calendar_cycles(history.step, history.stamped)
+        span = max(float(t[-1] - t[0]) + history.step for t in history.seconds)
+        self.calendar_cycles_ = calendar_cycles(history.step, history.stamped, span)
         self.series_ids_ = [str(name) for name in history.ids]
 
     def _cuts(self, history: SeriesHistory) -> list[int]:
         """Where every series' held-out end begins."""
         return [max(1, len(v) - max(int(np.ceil(self.holdout * len(v))), self.horizon)) for v in history.values]
 
-    def _windows(self, history: SeriesHistory, cuts: list[int]) -> tuple[list, list]:
-        """(series, origin) pairs of the training and of the held-out windows."""
+    def _windows(self, history: SeriesHistory, cuts: list[int]) -> tuple[np.ndarray, np.ndarray]:
+        """(series, origin) pairs [windows, 2] of the training and of the held-out windows."""
         train, valid, short = [], [], []
         for i, (flags, cut) in enumerate(zip(history.flagged, cuts, strict=True)):
             length = len(flags)
             origins = np.arange(self.lookback, length - self.horizon + 1)
-            clean = np.array([not flags[o:o + self.horizon].any() for o in origins], bool)
+            filled = np.concatenate([[0], np.cumsum(flags)])
+            clean = filled[origins + self.horizon] == filled[origins]  # no filled target step in the horizon
             fit_part = origins[(origins + self.horizon <= cut) & clean]
             held = origins[(origins >= cut) & clean]
             if not len(fit_part) and not len(held):
                 short.append((history.ids[i], length))
-            train += [(i, o) for o in fit_part]
-            valid += [(i, o) for o in held]
+            train.append(np.column_stack([np.full(len(fit_part), i), fit_part]))
+            valid.append(np.column_stack([np.full(len(held), i), held]))
+        train, valid = np.concatenate(train).astype(np.int64), np.concatenate(valid).astype(np.int64)
         self.skipped_series_ = [str(name) for name, _ in short]
-        if not train or not valid:
+        if not len(train) or not len(valid):
             longest = int(history.lengths().max())
             raise BadTarget(f"a horizon of {self.horizon} steps with a look-back of {self.lookback} needs at least "
                             f"{self.lookback + 2 * self.horizon + 1} steps in a series (more with --holdout "
@@ -179,20 +186,33 @@ class ForecastModel(Estimator):
                  + ", ".join(f"{name} ({n} steps)" for name, n in short[:5]) + (" ..." if len(short) > 5 else ""))
         return train, valid
 
+    def _architecture(self) -> dict:
+        """Every architecture keyword of the network, the defaults included: a saved model is rebuilt as it was
+        trained, whatever later versions choose as their defaults."""
+        import inspect
+
+        net_class, _ = network()
+        fixed = {"self", "lookback", "horizon", "targets", "past", "known", "quantiles", "series"}
+        defaults = {name: p.default for name, p in inspect.signature(net_class.__init__).parameters.items()
+                    if name not in fixed and p.default is not inspect.Parameter.empty}
+        unknown = set(self.architecture or {}) - set(defaults)
+        if unknown:
+            raise BadOption(f"the forecast network has no architecture option {', '.join(sorted(unknown))} (it has: "
+                            f"{', '.join(defaults)})")
+        return {**defaults, **(self.architecture or {})}
+
     def _build(self, n_series: int) -> Forecaster:
         net_class, _ = network()
         calendar = 2 * len(self.calendar_cycles_)
         net = net_class(lookback=self.lookback, horizon=self.horizon, targets=len(self.target_columns_),
                         past=len(self.past_columns_), known=calendar + len(self.known_columns_),
-                        quantiles=self.levels, series=n_series, **(self.architecture or {}))
+                        quantiles=self.levels, series=n_series, **self.architecture_)
         return Forecaster(net, series=n_series, targets=len(self.target_columns_), past=len(self.past_columns_),
                           calendar=calendar, known=len(self.known_columns_), horizon=self.horizon,
                           quantiles=len(self.levels))
 
-    def _pairs(self, flat: Flat, pairs: list) -> tuple[torch.Tensor, torch.Tensor]:
-        series = np.array([i for i, _ in pairs], dtype=np.int64)
-        origins = np.array([o for _, o in pairs], dtype=np.int64)
-        return starts_of(flat, series, origins, self.lookback), torch.as_tensor(series)
+    def _pairs(self, flat: Flat, pairs: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
+        return starts_of(flat, pairs[:, 0], pairs[:, 1], self.lookback), torch.as_tensor(pairs[:, 0])
 
     def _standard_batch(self, forecaster: Forecaster, flat: Flat, starts: torch.Tensor, series: torch.Tensor):
         """Standardised (output, actual) of a batch of windows: what the loss and the calibration compare."""
@@ -202,11 +222,11 @@ class ForecastModel(Estimator):
         actual = (actual - forecaster.center[series][:, None, :targets]) / forecaster.scale[series][:, None, :targets]
         return out, actual
 
-    def _train(self, flat: Flat, train: list, valid: list) -> None:
+    def _train(self, flat: Flat, train: np.ndarray, valid: np.ndarray) -> None:
         _, forecast_loss = network()
         keep = spread_evenly(len(train), self.max_windows)
-        train_tensors = self._pairs(flat, [train[k] for k in keep])
-        valid_tensors = self._pairs(flat, [valid[k] for k in spread_evenly(len(valid), self.max_windows)])
+        train_tensors = self._pairs(flat, train[keep])
+        valid_tensors = self._pairs(flat, valid[spread_evenly(len(valid), self.max_windows)])
         levels = self.levels
 
         def loss(forecaster: Forecaster, starts: torch.Tensor, series: torch.Tensor) -> torch.Tensor:
@@ -219,7 +239,7 @@ class ForecastModel(Estimator):
         self.training_log_ = [{"best_epoch": result.best_epoch, "epochs": result.epochs_run,
                                "training_windows": len(keep), "held_out_windows": len(valid), "history": result.history}]
 
-    def _calibrate(self, flat: Flat, valid: list) -> None:
+    def _calibrate(self, flat: Flat, valid: np.ndarray) -> None:
         starts, series = self._pairs(flat, valid)
         outs, actuals = [], []
         with torch.no_grad():
@@ -297,10 +317,12 @@ class ForecastModel(Estimator):
         self.check_lookback(history)
         series = self.series_index(history)
         known_future = self._future_known(history, future)
-        flat = flatten(extend(history, self.horizon, known_future), self.calendar_cycles_)
+        history = recent(history, self.lookback)  # only the look-back reaches the network
+        flat = flatten(history, self.calendar_cycles_, self.horizon, known_future)
         origins = history.lengths()
         out = self.answer(flat, np.arange(len(series)), origins, series)
-        times = [history.seconds[i][-1] + self.step_ * np.arange(1, self.horizon + 1) for i in range(len(series))]
+        last = np.array([seconds[-1] for seconds in history.seconds])
+        times = last[:, None] + self.step_ * np.arange(1, self.horizon + 1)[None, :]  # [series, horizon]
         return self.rows(history, out, times, origins=None)
 
     def _future_known(self, history: SeriesHistory, future) -> list[np.ndarray] | None:
@@ -310,7 +332,7 @@ class ForecastModel(Estimator):
             return None
         return read_future(self, history, future)
 
-    def rows(self, history: SeriesHistory, out: np.ndarray, times: list[np.ndarray], origins: list | None,
+    def rows(self, history: SeriesHistory, out: np.ndarray, times: list[np.ndarray] | np.ndarray, origins: list | None,
              series_of: np.ndarray | None = None, actual: np.ndarray | None = None) -> pd.DataFrame:
         """The long answer table: one row per window, step and target."""
         n, horizon, targets, _ = out.shape

@@ -26,12 +26,29 @@ class Flat:
     lengths: np.ndarray  # rows of every series
 
 
-def flatten(history: SeriesHistory, cycles: list[str]) -> Flat:
+def flatten(history: SeriesHistory, cycles: list[str], horizon: int = 0,
+            known_future: list[np.ndarray] | None = None) -> Flat:
+    """Every series end to end, each followed by `horizon` future steps (none by default): the known covariates'
+    values there (`known_future[i]`, [horizon, known]), NaN elsewhere. A forecast from a series' end is then the
+    window whose origin is its old length. Built in one pass: 1,000 series' recent rows in milliseconds."""
     lengths = history.lengths()
-    offsets = np.concatenate([[0], np.cumsum(lengths)[:-1]]).astype(np.int64)
-    values = np.concatenate(history.values).astype(np.float32)
-    calendar = calendar_features(np.concatenate(history.seconds), cycles)
-    return Flat(torch.from_numpy(values), torch.from_numpy(calendar), offsets, lengths)
+    total = lengths + horizon
+    offsets = np.concatenate([[0], np.cumsum(total)[:-1]]).astype(np.int64)
+    read_rows = np.arange(int(lengths.sum())) + np.repeat(offsets - (np.cumsum(lengths) - lengths), lengths)
+    columns = history.values[0].shape[1]
+    values = np.full((int(total.sum()), columns), np.nan, np.float32)
+    values[read_rows] = np.concatenate(history.values)
+    seconds = np.empty(int(total.sum()))
+    seconds[read_rows] = np.concatenate(history.seconds)
+    if horizon:
+        ahead = np.arange(1, horizon + 1)
+        future_rows = (np.repeat(offsets + lengths, horizon) + np.tile(ahead - 1, len(lengths)))
+        last = np.array([t[-1] for t in history.seconds])
+        seconds[future_rows] = (last[:, None] + history.step * ahead[None, :]).reshape(-1)
+        if known_future is not None and history.known:
+            values[future_rows, columns - len(history.known):] = np.concatenate(known_future)
+    calendar = calendar_features(seconds, cycles)
+    return Flat(torch.from_numpy(values), torch.from_numpy(calendar), offsets, total)
 
 
 def starts_of(flat: Flat, series: np.ndarray, origins: np.ndarray, lookback: int) -> torch.Tensor:
@@ -48,20 +65,12 @@ def gather(flat: Flat, starts: torch.Tensor, lookback: int, horizon: int, ends: 
     return block[:, :lookback, :ends], known[:, :lookback], known[:, lookback:], block[:, lookback:, :targets]
 
 
-def extend(history: SeriesHistory, horizon: int, known_future: list[np.ndarray] | None) -> SeriesHistory:
-    """The history with `horizon` future steps after every series' last row: the known covariates' values there
-    (`known_future[i]`, [horizon, known]), NaN elsewhere. A forecast from the end is then a window whose origin
-    is the old end."""
+def recent(history: SeriesHistory, steps: int) -> SeriesHistory:
+    """The history cut to every series' last `steps` steps."""
     from dataclasses import replace
 
-    values, seconds = [], []
-    for i, (v, t) in enumerate(zip(history.values, history.seconds, strict=True)):
-        future = np.full((horizon, v.shape[1]), np.nan)
-        if known_future is not None and history.known:
-            future[:, v.shape[1] - len(history.known):] = known_future[i]
-        values.append(np.concatenate([v, future]))
-        seconds.append(np.concatenate([t, t[-1] + history.step * np.arange(1, horizon + 1)]))
-    return replace(history, values=values, seconds=seconds)
+    return replace(history, values=[v[-steps:] for v in history.values], seconds=[t[-steps:] for t in history.seconds],
+                   flagged=[f[-steps:] for f in history.flagged])
 
 
 def spread_evenly(count: int, limit: int) -> np.ndarray:
@@ -74,9 +83,9 @@ def spread_evenly(count: int, limit: int) -> np.ndarray:
 def last_windows(model, history: SeriesHistory):
     """(history, known_history, known_future) in plant units of the window ending at every series' last row, a
     known covariate's future taken as its last value (explanations and the ONNX check take no future file)."""
-    flat = flatten(extend(history, model.horizon, None), model.calendar_cycles_)
+    flat = flatten(history, model.calendar_cycles_, model.horizon)
     known = len(model.known_columns_)
-    ends = flat.offsets + history.lengths()
+    ends = flat.offsets + history.lengths()  # the first future row of every series
     if known:
         for end in ends:
             flat.values[end:end + model.horizon, -known:] = flat.values[end - 1, -known:]
