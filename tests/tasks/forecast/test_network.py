@@ -22,7 +22,7 @@ def inputs(batch: int, targets: int, past: int = 0, known: int = 0, series: int 
             torch.randint(0, series, (batch,), generator=generator))
 
 
-@pytest.mark.parametrize("architecture", [{}, {"mixer": False}, {"mixing": True}, {"revin": False}])
+@pytest.mark.parametrize("architecture", [{}, {"mixer": True}, {"mixer": True, "mixing": True}, {"revin": False}])
 def test_output_shape_with_covariates_and_many_series(architecture):
     net = ForecastNet(lookback=LOOKBACK, horizon=HORIZON, targets=2, past=3, known=4, series=5, **architecture)
     out = net(*inputs(6, 2, past=3, known=4, series=5))
@@ -94,11 +94,14 @@ def test_pinball_loss_is_half_the_absolute_error_at_the_median():
     assert float(forecast_loss(output, actual, (0.5,))) == pytest.approx(1.0)
 
 
-@pytest.mark.parametrize("sizes", [{"targets": 2, "past": 1, "known": 3, "series": 4}, {"targets": 1}])
-def test_onnx_export_matches_torch(sizes):
+@pytest.mark.parametrize(("sizes", "architecture"), [({"targets": 2, "past": 1, "known": 3, "series": 4}, {}),
+                                                     ({"targets": 2, "past": 1, "known": 3, "series": 4},
+                                                      {"mixer": True, "mixing": True}),
+                                                     ({"targets": 1}, {"mixer": True})])
+def test_onnx_export_matches_torch(sizes, architecture):
     import onnxruntime as ort
 
-    net = frozen_copy(ForecastNet(lookback=LOOKBACK, horizon=HORIZON, mixing=True, **sizes))
+    net = frozen_copy(ForecastNet(lookback=LOOKBACK, horizon=HORIZON, **sizes, **architecture))
     names = ["history", "known_history", "known_future", "series"]
     example = inputs(4, sizes["targets"], sizes.get("past", 0), sizes.get("known", 0), sizes.get("series", 1))
     proto, _ = export_module(net, example, 18, names, "forecast")
