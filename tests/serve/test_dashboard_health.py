@@ -56,7 +56,9 @@ def _fill(store: Store, inputs: list[str], checks: int, risks: np.ndarray) -> No
     with store.engine.begin() as db:
         db.execute(drift_verdicts.insert(), _verdicts(inputs, checks))
     store.write_batch([], [dict(line="line-1", machine="mill-1", time=float(k), model="failure", version=1, risk=float(r),
-                                sent_at=0.0) for k, r in enumerate(risks)], [], [])
+                                sent_at=0.0) for k, r in enumerate(risks)]
+                      + [dict(line="line-1", machine="mill-1", time=99.0, model="failure", version=2, risk=0.99,
+                              sent_at=0.0)], [], [])  # another version's: its calibration is not this profile's
 
 
 def test_the_health_page_shows_drift_per_input_newest_first_quality_and_accuracy(health):

@@ -67,9 +67,10 @@ def quality_findings(table: dict | None) -> list[tuple[str, str]]:
     return [(name, part) for name, cell in newest.items() if cell["findings"] for part in cell["findings"].split("; ")]
 
 
-def accuracy(store, model: str, profile: dict | None) -> dict | None:
-    """The estimated accuracy and F1 of a calibrated yes/no model on its latest `RISKS` stored failure probabilities,
-    beside what was measured and estimated on its validation rows; None for a model that gives no such probability."""
+def accuracy(store, model: str, version: int, profile: dict | None) -> dict | None:
+    """The estimated accuracy and F1 of a calibrated yes/no model (this `version`, whose calibration the profile
+    describes) on its latest `RISKS` stored failure probabilities, beside what was measured and estimated on its
+    validation rows; None for a model that gives no such probability."""
     import numpy as np
 
     from shopfloor.store_schema import predictions
@@ -80,8 +81,8 @@ def accuracy(store, model: str, profile: dict | None) -> dict | None:
         return None
     p = predictions.c
     with store.engine.connect() as db:
-        risks = [r[0] for r in db.execute(sa.select(p.risk).where(p.model == model, p.risk.is_not(None))
-                                          .order_by(p.id.desc()).limit(RISKS))]
+        query = sa.select(p.risk).where(p.model == model, p.version == version, p.risk.is_not(None))
+        risks = [r[0] for r in db.execute(query.order_by(p.id.desc()).limit(RISKS))]
     reference = classifier.get("reference") or {}
     return {"threshold": classifier["threshold"], "rows": len(risks),
             "estimated": estimated_performance(np.array(risks, dtype=np.float64), classifier["threshold"])
@@ -97,4 +98,4 @@ def model_health(request: Request, name: str):
     table = drift_table(store, live.name) if store is not None else None
     return render_page(request, "health.html", model=live, has_profile=profile is not None, table=table,
                        findings=quality_findings(table), colours=COLOURS, now=time.time(),
-                       accuracy=accuracy(store, live.name, profile) if store is not None else None)
+                       accuracy=accuracy(store, live.name, live.version, profile) if store is not None else None)
