@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import html
 import re
+import shutil
 
 import numpy as np
 import pytest
@@ -18,6 +19,7 @@ from shopfloor.store_schema import drift_verdicts
 from shopfloor.watch.performance import estimated_performance
 
 TORQUE = "Torque [Nm]"
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 
 
 def _verdicts(inputs: list[str], checks: int, start: float = 1_795_000_000.0) -> list[dict]:
@@ -99,3 +101,34 @@ def test_a_model_without_verdicts_says_so_and_the_page_needs_a_token(health):
     client.cookies.clear()
     assert client.get("/models/failure/health").status_code == 303  # to sign in
     assert quality_findings(None) == []
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="Debian's chromium is not installed (apt-get install chromium)")
+def test_the_health_page_draws_in_a_browser(binary_model, tmp_path):
+    """From Models to a model's health in Chromium: one row per comparison, the drifting input's newest cell red."""
+    from playwright.sync_api import sync_playwright
+    from rest_service import Service
+
+    root = tmp_path / "models"
+    Registry(root, create=True).add("failure", binary_model.folder)
+    token = create_token(root, "browser", "read")
+    store = Store(default_url(root))
+    inputs = list(binary_model.model.drift_profile_["inputs"])
+    _fill(store, inputs, 4, np.array([0.1, 0.9]))
+    with Service(root) as running, sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
+        page = chromium.new_page()
+        page.goto(running.url + "/login?next=/models")
+        page.fill("input[name=token]", token)
+        page.click("button[type=submit]")
+        page.click("text=health")
+        page.wait_for_selector("table.health tr.check")
+        newest = page.eval_on_selector_all("table.health tr.check:first-child .drift-verdict",
+                                           "cells => cells.map(c => [c.textContent, getComputedStyle(c).color, c.title])")
+        rows = page.eval_on_selector_all("table.health tr.check", "rows => rows.length")
+        chromium.close()
+    store.close()
+    assert rows == 4
+    torque = newest[inputs.index(TORQUE)]
+    assert torque[0] == "drift" and torque[1] == "rgb(201, 42, 42)" and torque[2].startswith(f"{TORQUE} drift: PSI")
+    assert all(cell[0] == "ok" and cell[1] == "rgb(46, 139, 87)" for i, cell in enumerate(newest) if i != inputs.index(TORQUE))
