@@ -96,9 +96,11 @@ def create_app(models: str | os.PathLike, database: str | None = None, *, max_bo
                       summary="Are the registry readable and every live model loaded (200), or not yet (503)")
     from shopfloor.serve.dashboard import router as dashboard
     from shopfloor.serve.docs import router as docs
+    from shopfloor.serve.health import router as model_health
 
     app.include_router(dashboard)
     app.include_router(docs)
+    app.include_router(model_health)
     return app
 
 

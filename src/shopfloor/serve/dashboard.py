@@ -13,6 +13,8 @@ Pages
 Live parts of a page are fragments (`/fragments/...`) that `static/dashboard.js` fetches again every
 few seconds and swaps in, the way HTMX does, without a front-end build. Every page needs a read
 token; a browser without one is sent to `/login`.
+
+Length: about 405 lines; a model's health page lives in `serve.health`, which renders through `render_page`.
 """
 
 from __future__ import annotations
@@ -52,6 +54,9 @@ def _page(request: Request, template: str, **context) -> HTMLResponse:
     html = _templates().get_template(template).render(request=request, path=request.url.path, csrf=_form_key(request),
                                                       **context)
     return HTMLResponse(html)
+
+
+render_page = _page  # for the pages of other modules (serve.health)
 
 
 def _signed_in(request: Request) -> str | None:
