@@ -172,3 +172,12 @@ def test_spark_commands_write_parquet_folders_and_refuse_missing_columns_in_one_
     result = CliRunner().invoke(app, ["spark", "train", "--data", str(data), "--task", "tabular", "--group", "Type",
                                       "--models", str(tmp_path / "models"), "--set", "target=failure", "--set", "colour=red"])
     assert result.exit_code == 2 and "no parameter 'colour'" in result.output and len(result.output.strip().splitlines()) == 1
+
+
+def test_a_diagnose_model_groups_a_long_table_by_its_runs_and_a_folder_model_not_at_all():
+    from shopfloor.spark.scoring import scoring_plan
+    from shopfloor.tasks.diagnose.model import DiagnoseModel
+
+    assert scoring_plan(DiagnoseModel(time="t", run="test", machine="rig"), None) == ("groups", "test")
+    assert scoring_plan(DiagnoseModel(time="t", machine="rig"), None) == ("groups", "rig")
+    assert scoring_plan(DiagnoseModel(), None) == ("groups", None)  # a folder's recordings: one table, one group
