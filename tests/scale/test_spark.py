@@ -1,4 +1,5 @@
-"""Spark (local[2]): scoring gives every row `shopfloor predict` gives, for a table, a RUL and an image model;
+"""Spark (local[2]): scoring gives every row `shopfloor predict` gives, for a table, a RUL, a forecasting and an
+image model;
 one model per group into a registry; the DataFrame's missing columns named in one line."""
 
 from __future__ import annotations
@@ -70,6 +71,32 @@ def test_run_histories_score_per_unit_as_shopfloor_predict_scores_them(spark, ru
     cli = cli_predictions(rul_model.folder, data, tmp_path / "cli.parquet")
     assert len(scored) == rul_model.test["engine"].nunique()
     same_rows(scored, cli, ["unit"])
+    import shopfloor
+
+    assert shopfloor.load(rul_model.folder).group_column == "engine"  # what Spark grouped by
+
+
+def test_series_forecast_per_series_as_shopfloor_predict_forecasts_them(spark, tmp_path):
+    from tasks.forecast.forecast_series import FAST, plant_output
+
+    import shopfloor
+    from shopfloor import spark as on_spark
+    from shopfloor.tasks.forecast.model import ForecastModel
+
+    # a model trained two epochs on three short lines: forecasting equality needs no good model
+    history = plant_output(steps=160, lines=3, seed=1)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ShopfloorWarning)
+        model = ForecastModel(time="time", targets=["output"], series="line", **{**FAST, "max_epochs": 2}).fit(history)
+    folder = model.save(tmp_path / "forecast-model")
+    assert on_spark.scoring.scoring_plan(shopfloor.load(folder), None) == ("groups", "line")  # one group per series
+    data = tmp_path / "history.parquet"
+    history.to_parquet(data, index=False, coerce_timestamps="us")  # Spark reads no nanosecond stamps
+    frame = spark.read.parquet(str(data)).repartition(3)  # the lines' rows spread over partitions, out of order
+    scored = on_spark.predict(frame, folder).toPandas()
+    cli = cli_predictions(folder, data, tmp_path / "cli.parquet")
+    assert len(cli) == 3 * FAST["horizon"] and sorted(scored["line"].unique()) == ["L1", "L2", "L3"]
+    same_rows(scored, cli, ["line", "time", "target"])
 
 
 def test_images_score_as_shopfloor_predict_scores_them(spark, tmp_path):
@@ -145,3 +172,12 @@ def test_spark_commands_write_parquet_folders_and_refuse_missing_columns_in_one_
     result = CliRunner().invoke(app, ["spark", "train", "--data", str(data), "--task", "tabular", "--group", "Type",
                                       "--models", str(tmp_path / "models"), "--set", "target=failure", "--set", "colour=red"])
     assert result.exit_code == 2 and "no parameter 'colour'" in result.output and len(result.output.strip().splitlines()) == 1
+
+
+def test_a_diagnose_model_groups_a_long_table_by_its_runs_and_a_folder_model_not_at_all():
+    from shopfloor.spark.scoring import scoring_plan
+    from shopfloor.tasks.diagnose.model import DiagnoseModel
+
+    assert scoring_plan(DiagnoseModel(time="t", run="test", machine="rig"), None) == ("groups", "test")
+    assert scoring_plan(DiagnoseModel(time="t", machine="rig"), None) == ("groups", "rig")
+    assert scoring_plan(DiagnoseModel(), None) == ("groups", None)  # a folder's recordings: one table, one group

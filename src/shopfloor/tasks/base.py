@@ -81,6 +81,13 @@ class Estimator:
         missing ones before any work); empty when the task checks its rows itself."""
         return []
 
+    @property
+    def group_column(self) -> str | None:
+        """The column whose rows must be scored together (a RUL model's unit, a monitoring model's machine, a
+        forecasting model's series): Spark groups a DataFrame by it (`applyInPandas`) so that each group meets
+        its whole history in one worker; None for a model that scores each row on its own."""
+        return None
+
     def inspection_answer(self, row: dict) -> dict:
         """An image model's answer for one image, from its prediction row: verdict, score and the task's own
         fields (the service's /inspect route)."""

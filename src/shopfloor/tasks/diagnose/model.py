@@ -54,12 +54,12 @@ class DiagnoseModel(Estimator):
     described_as = "a fault-diagnosis model"
     # "runs": each request's block of samples is scored on its own (`records`); "rows" are batched across requests
     accepts = "runs"
+    group_column = property(lambda self: (self.run or self.machine) if self.time else None)  # a long table's recordings
     gives = ("fault_run",)  # the stream judges windows in a row with a fault verdict (`alarms.verdict_rule`)
     predicted_items = "windows: recording, class, probability, runner-up, unknown"
     explained_items = "windows"
-    saved_state: ClassVar[dict[str, str]] = {
-        "classes": "classes_", "channels": "channels_", "rate": "sample_rate_", "unknown_rule": "unknown_rule_",
-    }
+    saved_state: ClassVar[dict[str, str]] = {"classes": "classes_", "channels": "channels_", "rate": "sample_rate_",
+                                             "unknown_rule": "unknown_rule_"}
 
     def __init__(self, *, window: int = 2048, rate: float | None = None, rates: dict[str, float] | None = None,
                  channels: list[str] | None = None, time: str | None = None, label: str | None = None,

@@ -67,6 +67,7 @@ class ForecastModel(Estimator):
     described_as = "a forecasting model"
     accepts = "rows"
     reads_windows = True  # the service's rows are histories, answered per series, not per row
+    group_column = property(lambda self: getattr(self, "series_column_", None))  # a forecast reads its series' history
     forecasts_readings = True  # the dashboard draws its fan after a machine's readings (serve/forecasts.py)
     validated_on = "held-out end of each series"
     predicted_items = "forecast rows (series x step x target)"

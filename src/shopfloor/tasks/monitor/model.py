@@ -93,6 +93,7 @@ class MonitorModel(MonitorFaces, Estimator):
     title = "sensor monitoring"
     described_as = "a sensor-monitoring model"
     accepts = "rows"
+    group_column = property(lambda self: getattr(self, "machine_column_", None))  # a reading's score reads the ones before
     gives = ("score",)
     predicted_items = "rows: time, score, anomaly, top sensors; events in <name>-events beside them"
     saved_state: ClassVar[dict[str, str]] = {

@@ -62,6 +62,7 @@ class RULModel(Estimator):
     title = "remaining useful life"
     described_as = "a remaining-useful-life model"
     accepts = "runs"
+    group_column = property(lambda self: getattr(self, "unit_column_", None))  # a unit's estimate reads its whole run
     gives = ("rul", "rul_low", "rul_high")
     predicted_items = "units: unit, time, rul, rul_low, rul_high"
 
