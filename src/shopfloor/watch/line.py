@@ -48,6 +48,8 @@ class LineWatch:
         and publishes an alert (`publish(topic, payload, qos=1)`) per input that entered drift."""
         rows = []
         for scorer in list(models.scorers.values()):
+            if getattr(scorer.estimator, "drift_profile_", None) is None:
+                continue  # saved before drift profiles
             stride = max(1, -(-len(readings) // self.per_batch))  # sampled before the (costlier) column check
             group = [r["values"] for r in readings[::stride] if scorer.columns.issubset(r["values"])]
             answers = [p for p in predictions if p.get("model") == scorer.name]
@@ -71,6 +73,10 @@ class LineWatch:
         if rolling is None:
             rolling = self.rolling[key] = RollingProfile(profile, self.window)
             self._forget_older(name, version)
+        inputs = rolling.columns
+        rows = [r for r in rows if inputs.issubset(r)]  # a diagnose model's profile is of windows, not of readings
+        if not rows:
+            return None
         outputs = [[a.get(o) for o in rolling.outputs] for a in answers]
         rolling.add_records(rows, np.array(outputs, dtype=np.float64).reshape(len(outputs), -1) if outputs else None)
         self.since_check[key] = self.since_check.get(key, 0) + len(rows)

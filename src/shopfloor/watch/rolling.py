@@ -26,6 +26,7 @@ class RollingProfile:
         self.numeric = [n for n, r in profile["inputs"].items() if r["kind"] == "numeric"]
         self.categories = [n for n, r in profile["inputs"].items() if r["kind"] != "numeric"]
         self.outputs = [n for n, r in profile["outputs"].items() if r["kind"] == "numeric"]
+        self.columns = frozenset(profile["inputs"])  # what a reading must carry to be fed
         self._numbers = np.full((window, len(self.numeric)), np.nan)
         self._levels = np.full((window, len(self.categories)), None, dtype=object)
         self._outputs = np.full((window, len(self.outputs)), np.nan)

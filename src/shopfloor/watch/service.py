@@ -26,7 +26,6 @@ from shopfloor.watch.line import CHECK_EVERY, CHECK_SECONDS, LineWatch
 log = logging.getLogger("shopfloor.serve")
 PER_REQUEST = 100
 MATCH_ROWS = 8  # rows whose outputs and answers are matched to name the answer field of each output
-_COLUMNS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
 class ServiceWatch:
@@ -43,8 +42,7 @@ class ServiceWatch:
             return
         try:
             stride = max(1, -(-len(rows) // self.per_request))
-            columns = _profile_columns(estimator)
-            sampled = [r for r in rows[::stride] if columns.issubset(r)]
+            sampled = rows[::stride]  # `feed` keeps the rows that carry the profile's inputs
             fields = self.fields.get(estimator)
             if fields is None:
                 self.fields[estimator] = {}  # until matched: inputs only
@@ -76,14 +74,6 @@ class ServiceWatch:
         if rows and self.store is not None:
             self.line.store_verdicts(rows)
         return rows
-
-
-def _profile_columns(estimator) -> frozenset[str]:
-    """The profile's input columns (kept per loaded estimator): a row lacking one is not the line's reading."""
-    columns = _COLUMNS.get(estimator)
-    if columns is None:
-        columns = _COLUMNS[estimator] = frozenset(estimator.drift_profile_["inputs"])
-    return columns
 
 
 def answer_fields(outputs: pd.DataFrame, answers: list[dict]) -> dict[str, str]:
