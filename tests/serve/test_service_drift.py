@@ -80,7 +80,7 @@ def test_undrifted_rows_drift_nowhere(service, binary_model):
 
 
 def test_a_request_is_not_slowed_noticeably(service, binary_model):
-    """The watch's share of a request, timed on the call /predict makes (measured 14 us for 1 row, 0.18 ms for 100 rows;
+    """The watch's share of a request, timed on the call /predict makes (measured 14 us for 1 row, about 0.2 ms for 100 rows;
     a one-row prediction takes about 3 ms): under 5 ms for 100 rows, a bound loose enough for a shared machine."""
     client, _, _ = service
     watch, model = client.app.state.watch, binary_model.model
