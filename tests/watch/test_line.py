@@ -55,3 +55,16 @@ def test_models_without_a_profile_are_left_alone():
     watch = LineWatch(None, every=10, seconds=0)
     assert watch.observe(models, *batch(plant(100, seed=1))) == []
     assert watch.rolling == {}
+
+
+def test_readings_without_the_profiles_inputs_are_not_fed():
+    """A diagnose model's profile is of window statistics, which the stream's block summaries do not carry: its
+    readings must not fill the ring with missing values (that would read as drift)."""
+    models = live_models()
+    models.scorers["failure"].columns = frozenset(["type"])  # the scorer takes readings the profile cannot read
+    watch = LineWatch(None, every=10, seconds=0)
+    readings, predictions = batch(plant(100, seed=2))
+    for reading in readings:
+        reading["values"] = {"type": reading["values"]["type"]}
+    assert watch.observe(models, readings, predictions) == []
+    assert all(r.seen == 0 for r in watch.rolling.values())

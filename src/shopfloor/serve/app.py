@@ -39,6 +39,8 @@ from shopfloor.serve.guard import BrowserGuard
 from shopfloor.serve.limits import MIB, MULTIPART_OVERHEAD, BodyLimit, TooBusy, TooLarge
 from shopfloor.serve.live import LoadedModels, ModelUnavailable
 from shopfloor.serve.schemas import Health, Readiness
+from shopfloor.watch.line import watch_enabled
+from shopfloor.watch.service import ServiceWatch
 
 log = logging.getLogger("shopfloor.serve")
 
@@ -68,7 +70,7 @@ def create_app(models: str | os.PathLike, database: str | None = None, *, max_bo
     state = app.state
     state.registry, state.tokens = registry, TokenBook(registry.root)
     state.database = database or _default_database(registry.root)
-    state.store = None
+    state.store, state.watch = None, None
     state.max_body_bytes, state.max_image_bytes, state.max_images, state.max_rows = (
         max_body_bytes, max_image_bytes, max_images, max_rows)
     state.workers, state.batch_wait = workers or min(4, os.cpu_count() or 1), batch_wait
@@ -113,6 +115,7 @@ async def _lifespan(app: FastAPI):
     state.batcher = predictions.batcher(state.executor, state.batch_wait)
     state.upload_dir = Path(tempfile.mkdtemp(prefix="shopfloor-uploads-"))  # mode 0700: only this user reads uploads
     state.store = await asyncio.get_running_loop().run_in_executor(state.executor, _open_store, state.database)
+    state.watch = ServiceWatch(state.store, state.executor) if watch_enabled() else None  # drift per live model
     warm = asyncio.ensure_future(state.models.warm_up())
     try:
         yield

@@ -81,6 +81,8 @@ async def _predict(request: Request, name: str) -> Response:
     else:
         predictions = await asyncio.get_running_loop().run_in_executor(state.executor, model.estimator.predict_records,
                                                                        rows)
+    if state.watch is not None:  # the line's drift watch (watch/service.py): samples rows, compares off this thread
+        state.watch.observe(model.name, model.version, model.estimator, model.live, rows, predictions)
     return json_response({"model": model.name, "version": model.version, "task": model.task, "predictions": predictions})
 
 

@@ -20,6 +20,7 @@ import time as clock
 
 import numpy as np
 
+from shopfloor.watch.compare import compare_view
 from shopfloor.watch.rolling import DEFAULT_WINDOW, RollingProfile
 
 log = logging.getLogger("shopfloor.stream")
@@ -47,36 +48,52 @@ class LineWatch:
         and publishes an alert (`publish(topic, payload, qos=1)`) per input that entered drift."""
         rows = []
         for scorer in list(models.scorers.values()):
-            profile = getattr(scorer.estimator, "drift_profile_", None)
-            if profile is None:
+            if getattr(scorer.estimator, "drift_profile_", None) is None:
                 continue  # saved before drift profiles
-            key = (scorer.name, scorer.version)
             stride = max(1, -(-len(readings) // self.per_batch))  # sampled before the (costlier) column check
             group = [r["values"] for r in readings[::stride] if scorer.columns.issubset(r["values"])]
-            if not group:
-                continue
-            rolling = self.rolling.get(key)
-            if rolling is None:
-                rolling = self.rolling[key] = RollingProfile(profile, self.window)
-                self._forget_older(scorer.name, scorer.version)
-            outputs = [[p.get(name) for name in rolling.outputs] for p in predictions if p.get("model") == scorer.name]
-            rolling.add_records(group, np.array(outputs, dtype=np.float64).reshape(len(outputs), -1) if outputs else None)
-            self.since_check[key] = self.since_check.get(key, 0) + len(group)
-            now = clock.monotonic()
-            if self.since_check[key] >= self.every and now - self.last_check.get(key, -float("inf")) >= self.seconds:
-                self.since_check[key], self.last_check[key] = 0, now
-                rows += self._check(key, rolling, publish)
+            answers = [p for p in predictions if p.get("model") == scorer.name]
+            check = self.feed(scorer.name, scorer.version, scorer.estimator, group, answers)
+            if check is not None:
+                rows += check(publish)
         if rows and self.store is not None:
-            self._store(rows)
+            self.store_verdicts(rows)
         return rows
+
+    def feed(self, name: str, version: int, estimator, rows: list[dict], answers: list[dict]):
+        """Put one model's rows (dicts holding its input columns, already sampled) and its answers into its rolling
+        profile. Returns None, or when a comparison is due, `check(publish) -> verdict rows` over a copy of the
+        rings taken now, so that the caller may run it on another thread while rows keep coming (the service does).
+        """
+        profile = getattr(estimator, "drift_profile_", None)
+        if profile is None or not rows:
+            return None  # saved before drift profiles, or nothing of this model's
+        key = (name, version)
+        rolling = self.rolling.get(key)
+        if rolling is None:
+            rolling = self.rolling[key] = RollingProfile(profile, self.window)
+            self._forget_older(name, version)
+        inputs = rolling.columns
+        rows = [r for r in rows if inputs.issubset(r)]  # a diagnose model's profile is of windows, not of readings
+        if not rows:
+            return None
+        outputs = [[a.get(o) for o in rolling.outputs] for a in answers]
+        rolling.add_records(rows, np.array(outputs, dtype=np.float64).reshape(len(outputs), -1) if outputs else None)
+        self.since_check[key] = self.since_check.get(key, 0) + len(rows)
+        now = clock.monotonic()
+        if self.since_check[key] < self.every or now - self.last_check.get(key, -float("inf")) < self.seconds:
+            return None
+        self.since_check[key], self.last_check[key] = 0, now
+        view = rolling.view()
+        return lambda publish=None: self._check(key, compare_view(profile, view), publish)
 
     def _forget_older(self, name: str, version: int) -> None:
         for key in [k for k in self.rolling if k[0] == name and k[1] != version]:
             self.rolling.pop(key), self.since_check.pop(key, None), self.drifting.pop(key, None)
             self.last_check.pop(key, None)
 
-    def _check(self, key: tuple[str, int], rolling: RollingProfile, publish) -> list[dict]:
-        report, now = rolling.report(), clock.time()
+    def _check(self, key: tuple[str, int], report: dict, publish) -> list[dict]:
+        now = clock.time()
         rows = [{"model": key[0], "version": key[1], "input": r["input"], "kind": kind, "verdict": r["verdict"],
                  "psi": r.get("psi"), "wasserstein_sd": r.get("wasserstein_sd"), "js": r.get("js"),
                  "p_value": r.get("p_value"), "readings": r["readings"],
@@ -92,7 +109,7 @@ class LineWatch:
         self.drifting[key] = now_drifting
         return rows
 
-    def _store(self, rows: list[dict]) -> None:
+    def store_verdicts(self, rows: list[dict]) -> None:
         from shopfloor.store_schema import drift_verdicts
 
         try:

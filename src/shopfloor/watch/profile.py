@@ -91,20 +91,26 @@ def project(features: np.ndarray, seed: int) -> np.ndarray:
     return features @ matrix
 
 
-def group_variation(values: np.ndarray, groups: np.ndarray, seed: int = 0, splits: int = 8) -> dict:
+def group_variation(values: np.ndarray, groups: np.ndarray, seed: int = 0, splits: int = 8,
+                    strata: np.ndarray | None = None) -> dict:
     """How far one half of the training groups (engines, runs) is from the other half, at most over `splits`
     random halvings: PSI and Wasserstein in standard deviations.
 
     Readings of one engine resemble each other, so a new fleet differs from the training fleet by more than
-    a resample of rows would; a verdict then needs a difference larger than this natural one.
+    a resample of rows would; a verdict then needs a difference larger than this natural one. `strata` (one per
+    row, each group within one): each half takes half the groups of every stratum, so that halves differ as two
+    recordings of one fault do, not as a half of normal recordings from a half of faulty ones.
     """
     values = np.asarray(values, dtype=np.float64)
     names = pd.unique(groups)
+    per_stratum = [names] if strata is None else \
+        [pd.unique(groups[np.asarray(strata) == s]) for s in pd.unique(np.asarray(strata))]
     rng = np.random.default_rng(seed)
     worst = {"psi": 0.0, "sd": 0.0}
     std = np.nanstd(values)
-    for _ in range(splits if len(names) >= 4 else 0):
-        in_a = np.isin(groups, rng.permutation(names)[:len(names) // 2])
+    enough = len(names) >= 4 and all(len(n) >= 2 for n in per_stratum)
+    for _ in range(splits if enough else 0):
+        in_a = np.isin(groups, np.concatenate([rng.permutation(n)[:len(n) // 2] for n in per_stratum]))
         a, b = values[in_a], values[~in_a]
         a, b = a[np.isfinite(a)], b[np.isfinite(b)]
         if not len(a) or not len(b) or not std:
@@ -116,12 +122,14 @@ def group_variation(values: np.ndarray, groups: np.ndarray, seed: int = 0, split
 
 
 def build_profile(inputs: pd.DataFrame, outputs: pd.DataFrame, *, classifier: dict | None = None,
-                  features: np.ndarray | None = None, groups: np.ndarray | None = None, seed: int = 0) -> dict:
+                  features: np.ndarray | None = None, groups: np.ndarray | None = None,
+                  strata: np.ndarray | None = None, seed: int = 0) -> dict:
     """The profile of training `inputs` (in the order they were read) and held-out `outputs`.
 
     `classifier`: for a calibrated yes/no model, {"output": column of the failure probability, "threshold": the
     decision threshold}, which lets `performance` estimate accuracy and F1 on new rows without labels.
-    `groups`: the engine or run of each input row, where readings come in groups (see `group_variation`).
+    `groups`: the engine or run of each input row, where readings come in groups (see `group_variation`), and
+    `strata` the class of each (a fault type), where the groups are of several kinds.
     """
     profile = {"version": PROFILE_VERSION,
                "inputs": {str(c): column_profile(inputs[c]) for c in inputs.columns},
@@ -129,7 +137,8 @@ def build_profile(inputs: pd.DataFrame, outputs: pd.DataFrame, *, classifier: di
     if groups is not None:
         for name, reference in profile["inputs"].items():
             if reference["kind"] == "numeric":
-                reference["between_groups"] = group_variation(inputs[name].to_numpy(np.float64), groups, seed)
+                reference["between_groups"] = group_variation(inputs[name].to_numpy(np.float64), groups, seed,
+                                                               strata=strata)
     if classifier is not None:
         profile["classifier"] = classifier
     if features is not None and len(features) > 1:

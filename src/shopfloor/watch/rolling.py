@@ -26,6 +26,7 @@ class RollingProfile:
         self.numeric = [n for n, r in profile["inputs"].items() if r["kind"] == "numeric"]
         self.categories = [n for n, r in profile["inputs"].items() if r["kind"] != "numeric"]
         self.outputs = [n for n, r in profile["outputs"].items() if r["kind"] == "numeric"]
+        self.columns = frozenset(profile["inputs"])  # what a reading must carry to be fed
         self._numbers = np.full((window, len(self.numeric)), np.nan)
         self._levels = np.full((window, len(self.categories)), None, dtype=object)
         self._outputs = np.full((window, len(self.outputs)), np.nan)
@@ -60,17 +61,19 @@ class RollingProfile:
         """Readings as the stream parsed them (dicts holding every input column) and outputs [n, outputs] in
         `self.outputs` order: the line's fast path, which builds no DataFrame (building them was most of the cost
         of watching 20,000 readings a second)."""
-        if self.categories or not records:
+        if not records or not self.numeric:
             self.add(pd.DataFrame.from_records(records, columns=self.numeric + self.categories))
         else:
             take = itemgetter(*self.numeric)
             try:
                 numbers = np.array([take(r) for r in records], dtype=np.float64).reshape(len(records), -1)
-            except (TypeError, ValueError):  # text where a number belongs: the slow path reads it as missing
-                self.add(pd.DataFrame.from_records(records, columns=self.numeric))
+            except (TypeError, ValueError, KeyError):  # text where a number belongs, or none: read as missing
+                self.add(pd.DataFrame.from_records(records, columns=self.numeric + self.categories))
             else:
-                self.seen = self._write((self._numbers, self._levels),
-                                        (numbers, np.empty((len(records), len(self.categories)), dtype=object)), self.seen)
+                levels = np.empty((len(records), len(self.categories)), dtype=object)
+                for j, name in enumerate(self.categories):
+                    levels[:, j] = [r.get(name) for r in records]
+                self.seen = self._write((self._numbers, self._levels), (numbers, levels), self.seen)
         if outputs is not None and len(outputs):
             self.seen_outputs = self._write((self._outputs,), (np.asarray(outputs, dtype=np.float64),), self.seen_outputs)
 
