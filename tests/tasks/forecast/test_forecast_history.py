@@ -95,3 +95,16 @@ def test_conformal_offsets_give_the_stated_coverage_on_new_draws():
     for low, high, nominal in intervals(levels):
         covered = ((new >= calibrated[..., low]) & (new <= calibrated[..., high])).mean()
         assert abs(covered - nominal) < 0.04, (nominal, covered)
+
+
+def test_series_ids_with_stray_spaces_are_one_series_and_an_empty_one_is_named_by_row():
+    data = plant_output(steps=30, lines=2)
+    data["line"] = data["line"].astype(object)
+    data.loc[data.index[::2], "line"] = data["line"][::2] + " "  # 'L1 ' and 'L1' are one line
+    history = read_series(data, time="time", targets=["output"], series="line")
+    assert history.ids == ["L1", "L2"] and list(history.lengths()) == [30, 30]
+    grid = history.stamp(history.seconds[1])
+    assert list(grid) == list(pd.to_datetime(history.seconds[1] * 1e9, unit="ns"))
+    data.loc[data.index[7], "line"] = None
+    with pytest.raises(BadColumn, match="row 8 of the data has no line"):
+        read_series(data, time="time", targets=["output"], series="line")

@@ -53,14 +53,17 @@ class SeriesHistory:
         return [*self.targets, *self.past, *self.known]
 
     def lengths(self) -> np.ndarray:
-        return np.array([len(v) for v in self.values], dtype=np.int64)
+        return np.fromiter(map(len, self.values), dtype=np.int64, count=len(self.values))
 
     def stamp(self, seconds) -> object:
         """A grid time as the answers write it: a time stamp, or the number itself."""
         if not self.stamped:
             return seconds
-        return pd.to_datetime(np.asarray(seconds) * 1e9, unit="ns") if np.ndim(seconds) else \
-            pd.Timestamp(int(round(float(seconds) * 1e9)))
+        if not np.ndim(seconds):
+            return pd.Timestamp(int(round(float(seconds) * 1e9)))
+        # each distinct time converted once: 1,000 series' forecasts share their 24 future times
+        distinct, where = np.unique(np.asarray(seconds), return_inverse=True)
+        return pd.to_datetime(distinct * 1e9, unit="ns")[where.reshape(-1)]
 
 
 def read_series(data, *, time: str, targets: list[str], series: str | None = None, known=(), past=None,
@@ -98,14 +101,10 @@ def read_series(data, *, time: str, targets: list[str], series: str | None = Non
     values = np.column_stack([numbers(frame[c], c, source, "target" if c in targets else "covariate")
                               for c in columns])
     seconds, stamped, order = read_times(frame[time], time, source, date_order)
-    if series and frame[series].isna().any():
-        raise BadColumn(f"row {int(np.argmax(frame[series].isna().to_numpy())) + 1} of {source} has no {series}; "
-                        "every row needs its series")
-    ids = series_ids(frame[series]) if series else np.full(len(frame), "(all)", object)
-    groups = _group_rows(ids)
+    names, groups = series_groups(frame[series], source) if series else (["(all)"], [np.arange(len(frame))])
     if step is None:
         step = infer_step(seconds, groups, time, source)
-    history = SeriesHistory(source, time, series, targets, list(past), known, [ids[g[0]] for g in groups], [], [], [],
+    history = SeriesHistory(source, time, series, targets, list(past), known, names, [], [], [],
                             float(step), stamped, order)
     stats = {"stamps": 0, "values": 0}
     if not _add_clean(history, groups, seconds, values):
@@ -166,10 +165,25 @@ def series_ids(column: pd.Series) -> np.ndarray:
     return names[codes]
 
 
-def _group_rows(ids: np.ndarray) -> list[np.ndarray]:
-    codes, _ = pd.factorize(pd.Series(ids), sort=False)
+def series_groups(column: pd.Series, source: str) -> tuple[list, list[np.ndarray]]:
+    """Every series' id (as `series_ids` writes it, in order of first appearance) and its rows. The column is
+    factorised once and only its distinct values are stripped: 1,000 series of 200 rows are grouped in
+    milliseconds, the price of every `predict` of the service."""
+    codes, uniques = pd.factorize(column, sort=False)
+    if (codes < 0).any():  # factorize marks an empty cell -1: no second pass over the column to find them
+        raise BadColumn(f"row {int(np.argmax(codes < 0)) + 1} of {source} has no {column.name}; "
+                        "every row needs its series")
+    stripped = np.array([str(u).strip() for u in uniques], dtype=object)
+    merged, names = pd.factorize(stripped, sort=False)  # ' a' and 'a' are one series
+    codes = merged[codes]
     order = np.argsort(codes, kind="stable")
-    return np.split(order, np.flatnonzero(np.diff(codes[order])) + 1)
+    return list(names), split_at(order, np.flatnonzero(np.diff(codes[order])) + 1)
+
+
+def split_at(values: np.ndarray, bounds: np.ndarray) -> list[np.ndarray]:
+    """`np.split` by plain slicing (views as there): np.split costs tens of microseconds a piece."""
+    edges = [0, *bounds.tolist(), len(values)]
+    return [values[a:b] for a, b in zip(edges[:-1], edges[1:], strict=True)]
 
 
 def infer_step(seconds: np.ndarray, groups: list[np.ndarray], time: str, source: str) -> float:
@@ -208,8 +222,8 @@ def _add_clean(history: SeriesHistory, groups: list[np.ndarray], seconds: np.nda
     if not np.allclose(t - first, expected, rtol=0, atol=OFF_GRID * history.step):
         return False  # out of order, a gap, an irregular step or two rows at one time: read one by one
     bounds = np.cumsum(lengths)[:-1]
-    history.values = np.split(values[order], bounds)
-    history.seconds = np.split(first + expected, bounds)  # the grid's own times (a stamp may be off by < 5 %)
+    history.values = split_at(values[order], bounds)
+    history.seconds = split_at(first + expected, bounds)  # the grid's own times (a stamp may be off by < 5 %)
     history.flagged = [np.zeros(n, bool) for n in lengths]
     return True
 
