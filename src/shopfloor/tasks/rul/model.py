@@ -57,6 +57,7 @@ class RULModel(Estimator):
     title = "remaining useful life"
     described_as = "a remaining-useful-life model"
     accepts = "runs"
+    edge_hooks = "shopfloor.tasks.rul.edge"  # int8 export, robustness report
     gives = ("rul", "rul_low", "rul_high")
     predicted_items = "units: unit, time, rul, rul_low, rul_high"
 
