@@ -33,7 +33,7 @@ def test_table_model_int8_keeps_its_f1_and_shrinks(binary_model, tmp_path):
 
 def test_rul_model_int8_keeps_its_rmse_within_two_percent(rul_model, tmp_path):
     report = quantise.export_int8(rul_model.model, tmp_path / "rul.onnx", rul_model.train)  # runs to failure
-    assert report["method"] == "dynamic" and report["metric"] == "rmse" and report["items"] > 500
+    assert report["method"] == "static" and report["metric"] == "rmse" and report["items"] > 500
     assert report["int8_rmse"] <= report["float_rmse"] * 1.02
     assert report["float_rmse"] < 0.5 * rul_model.model.rul_cap  # the model learned: a broken graph is far off
 

@@ -253,10 +253,10 @@ class Estimator:
         `shopfloor.kits.quantise.EdgeData`)."""
         return self._edge_hook("edge_data", "int8 export")(self, data, truth)
 
-    def robustness_probe(self, data):
-        """A differentiable view of the model on `data` for the robustness report (a
-        `shopfloor.robustness.probe.Probe`): normalised inputs, the loss and the metric."""
-        return self._edge_hook("robustness_probe", "robustness report")(self, data)
+    def robustness_probe(self, data, truth=None):
+        """A differentiable view of the model on `data` (and `truth`, as for `evaluate`) for the robustness
+        report (a `shopfloor.robustness.probe.Probe`): its inputs and their spread, the loss and the metric."""
+        return self._edge_hook("robustness_probe", "robustness report")(self, data, truth)
 
     def _edge_hook(self, name: str, capability: str):
         import importlib

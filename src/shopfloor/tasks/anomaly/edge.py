@@ -33,3 +33,45 @@ def edge_data(model, data, truth=None):
         return float(roc_auc_score(is_defect, per_image[images_seen]))
 
     return EdgeData({"images": images}, auroc, "image_auroc", "static", STATIC_REASON, items="images")
+
+
+def robustness_probe(model, data, truth=None):
+    """At most MAX_IMAGES test images (half good and half defective where there are enough, drawn at random,
+    seed 0) as grey levels, or their tiles; loss: the score pushed the wrong way (down on defects, up on good
+    parts); metric: image AUROC."""
+    import torch
+
+    from shopfloor.robustness.probe import MAX_IMAGES, Probe
+    from shopfloor.vision.estimator import image_set
+    from shopfloor.vision.folders import read_inspection_folder
+
+    model._check_fitted()
+    model.refuse_truth(truth)
+    found = image_set(data, lambda root: read_inspection_folder(root, "test"))
+    defect = np.array([label != "good" for label in found.labels])
+    rng = np.random.default_rng(0)
+    picks = [rng.permutation(np.flatnonzero(defect == kind))[:MAX_IMAGES // 2] for kind in (False, True)]
+    if not len(picks[0]) or not len(picks[1]):
+        from shopfloor.errors import BadTarget
+
+        raise BadTarget(f"{found.root}: the robustness of an anomaly detector is measured by its image AUROC, which "
+                        "needs good and defective test images; this set has only one kind")
+    found = found.subset(list(np.sort(np.concatenate(picks))))
+    images, owner = graph_images(model, found)
+    owner_t = torch.from_numpy(owner)
+    is_defect = torch.tensor([found.labels[i] != "good" for i in owner], dtype=torch.float32)
+    module = model.estimator_module().eval()
+
+    def loss(outputs, part: slice):
+        return torch.mean((1 - 2 * is_defect[part]) * outputs.reshape(len(outputs), -1).amax(1))
+
+    def metric(outputs) -> float:
+        from sklearn.metrics import roc_auc_score
+
+        per_image = torch.full((len(found.paths),), -torch.inf).scatter_reduce(
+            0, owner_t, outputs.reshape(len(outputs), -1).amax(1), reduce="amax")
+        seen = torch.unique(owner_t)
+        return float(roc_auc_score([found.labels[i] != "good" for i in seen.tolist()], per_image[seen].numpy()))
+
+    return Probe(torch.from_numpy(images), lambda x: module(x)[0], loss, metric, "image_auroc", True, "images",
+                 torch.tensor(255.0))

@@ -52,3 +52,43 @@ def edge_data(model, data, truth=None):
 
     metric = {"regression": "rmse", "multiclass": "accuracy"}.get(kind, "f1")
     return EdgeData(onnx_inputs(model, frame), score, metric, "dynamic", DYNAMIC_REASON, speed_batch=256)
+
+
+def robustness_probe(model, data, truth=None):
+    """The numeric and date inputs as raw numbers (categories held as they came); loss: the training loss of the
+    first target (cross-entropy, or squared error for a regression); metric as for int8 export."""
+    import torch
+
+    from shopfloor.robustness.probe import MAX_ROWS, Probe, per_input, spread_rows
+
+    model._check_fitted()
+    model.refuse_truth(truth)
+    frame, y = labelled_rows(model, data)
+    rows = spread_rows(len(frame), MAX_ROWS)
+    frame, y = frame.iloc[rows], y[rows]
+    numbers, codes = model.schema_.to_arrays(frame)
+    codes = torch.from_numpy(codes)
+    truth = torch.from_numpy(np.asarray(y).reshape(len(y), -1)[:, 0].astype(np.float32))
+    net = model.net_.eval()
+    kind, threshold = model.kind_, (model.thresholds_ or [0.5])[0] if model.kind_ == "binary" else None
+
+    def loss(outputs, rows: slice):
+        if kind == "regression":
+            return torch.mean((outputs[:, 0] - truth[rows]) ** 2)
+        if kind == "multiclass":
+            return torch.nn.functional.nll_loss(torch.log(outputs.clamp_min(1e-7)), truth[rows].long())
+        return torch.nn.functional.binary_cross_entropy(outputs[:, 0].clamp(1e-7, 1 - 1e-7), truth[rows])
+
+    def metric(outputs) -> float:
+        if kind == "regression":
+            return float(torch.sqrt(torch.mean((outputs[:, 0] - truth) ** 2)))
+        if kind == "multiclass":
+            return float(torch.mean((outputs.argmax(1) == truth.long()).float()))
+        from sklearn.metrics import f1_score
+
+        return float(f1_score(truth.numpy().astype(int), (outputs[:, 0] >= threshold).numpy().astype(int), zero_division=0))
+
+    spread, typical = per_input(numbers, 1)
+    return Probe(torch.from_numpy(numbers), lambda raw: net(raw, codes),
+                 loss, metric, {"regression": "rmse", "multiclass": "accuracy"}.get(kind, "f1"),
+                 kind != "regression", "table", spread, list(model.schema_.numeric + model.schema_.dates), 1, typical)
