@@ -48,9 +48,11 @@ def brightness(images: torch.Tensor, change: float) -> torch.Tensor:
 
 
 def jpeg(images: torch.Tensor, quality: int) -> torch.Tensor:
-    """Each image saved as JPEG at `quality` (1..95) and read back."""
+    """Each image saved as JPEG at `quality` (1..95) and read back; 100 leaves them as they came."""
     from PIL import Image
 
+    if quality >= 100:
+        return images
     out = []
     for image in images.clamp(0, 255).round().to(torch.uint8).numpy():
         mode = "L" if image.shape[0] == 1 else "RGB"
@@ -73,6 +75,7 @@ def rotate(images: torch.Tensor, degrees: float) -> torch.Tensor:
 IMAGE_CURVES = {  # name -> (function, strengths, what a strength is)
     "blur": (blur, [0.0, 0.5, 1.0, 2.0], "Gaussian blur sigma (pixels)"),
     "brightness": (brightness, [-0.3, -0.15, 0.0, 0.15, 0.3], "brightness change (fraction)"),
-    "jpeg": (jpeg, [95, 50, 20, 10], "JPEG quality"),
+    "jpeg": (jpeg, [100, 50, 20, 10], "JPEG quality (100: the images as they came)"),
     "rotation": (rotate, [0.0, 2.0, 5.0, 10.0], "rotation (degrees)"),
 }
+UNCHANGED = {"jpeg": 100}  # the strength that leaves the images as they came (0 for the others)

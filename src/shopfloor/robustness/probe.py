@@ -14,7 +14,7 @@ import numpy as np
 import torch
 
 MAX_ROWS = 2000  # table rows and RUL windows: enough for a stable metric, fast enough for 2 minutes
-MAX_IMAGES = 48  # images: an attack's forward and backward passes over a CNN are the report's slowest part
+MAX_IMAGES = 32  # images: an attack's forward and backward passes over a CNN are the report's slowest part
 
 
 @dataclass
