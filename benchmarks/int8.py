@@ -21,6 +21,7 @@ Protocol (fixed before any tuning, also written into the JSON):
 
     .venv/bin/python benchmarks/int8.py                             # all three (trains each model)
     .venv/bin/python benchmarks/int8.py --tasks rul --rul-model demo-output/cmapss-model
+    .venv/bin/python benchmarks/int8.py --tasks defects,anomaly --demo demo-output   # the demo's image models
 """
 
 from __future__ import annotations
@@ -59,6 +60,14 @@ def magnetic_tile_model():
 
     root = DATA_ROOT / "magnetic-tile"
     return AnomalyModel(seed=0, progress=False).fit(root), root, None
+
+
+def demo_model(task: str, demo: Path):
+    """The demo's model of `task` and the data the demo evaluates it on (its generated surfaces)."""
+    import shopfloor
+
+    model = shopfloor.load(demo / f"{task}-model")
+    return model, demo / "surfaces" / ("classes-test" if task == "defects" else "inspection"), None
 
 
 def cmapss_model(saved: str | None):
@@ -102,10 +111,14 @@ def met(result: dict) -> bool:
             and result["speed_ratio_1_threads"] >= TARGETS["speed_ratio"])
 
 
-def run_task(task: str, rul_model: str | None) -> dict:
+def run_task(task: str, rul_model: str | None, demo: Path | None = None) -> dict:
     started = time.perf_counter()
-    model, data, truth = {"defects": neu_model, "anomaly": magnetic_tile_model}[task]() if task != "rul" \
-        else cmapss_model(rul_model)
+    if demo is not None and task != "rul":
+        model, data, truth = demo_model(task, demo)
+    elif task == "rul":
+        model, data, truth = cmapss_model(rul_model)
+    else:
+        model, data, truth = {"defects": neu_model, "anomaly": magnetic_tile_model}[task]()
     train_minutes = (time.perf_counter() - started) / 60
     edge = model.edge_data(data, truth)
     variants = []
@@ -120,7 +133,8 @@ def run_task(task: str, rul_model: str | None) -> dict:
             other = "dynamic" if edge.method == "static" else "static"
             variants.append(measure(model, dataclasses.replace(edge, method=other), folder, other))
     return {"task": task, "metric": edge.metric, "items": edge.count, "model_minutes": train_minutes,
-            "model": rul_model if task == "rul" and rul_model else "trained in this run", "variants": variants}
+            "model": (rul_model if task == "rul" and rul_model else f"the demo's, {demo}" if demo is not None
+                      else "trained in this run"), "variants": variants}
 
 
 def targets(results: dict) -> list[dict]:
@@ -153,18 +167,21 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--tasks", default=",".join(TASKS))
     parser.add_argument("--rul-model", default=None, help="a saved FD001 RUL model folder instead of training one")
+    parser.add_argument("--demo", type=Path, default=None,
+                        help="the image tasks on the demo's models and generated surfaces (results: int8-demo.json)")
     args = parser.parse_args()
     limit_threads(2)
-    path = RESULTS / "int8.json"
+    name = "int8-demo" if args.demo else "int8"
+    path = RESULTS / f"{name}.json"
     results = json.loads(path.read_text()).get("results", {}) if path.exists() else {}
     for task in args.tasks.split(","):
-        results[task] = run_task(task, args.rul_model)
+        results[task] = run_task(task, args.rul_model, args.demo)
         rows = [variant_row(task, results[task]["metric"], v) for v in results[task]["variants"]]
         print_table(f"int8 against float: {task}", ["task", "variant", "smaller", "faster 2 thr", "faster 1 thr",
                                                     "float", "int8"], rows)
     found = targets(results)
     print_targets(found)
-    write_json("int8", {"protocol": __doc__.split("Protocol")[1].split("    .venv")[0].strip(), "machine": machine(),
+    write_json(name, {"protocol": __doc__.split("Protocol")[1].split("    .venv")[0].strip(), "machine": machine(),
                         "versions": versions(("shopfloor", "torch", "onnxruntime", "onnx")),
                         "note": "timings taken while other jobs shared the 2 CPU cores", "results": results,
                         "targets": found})

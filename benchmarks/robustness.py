@@ -7,7 +7,8 @@ Protocol (fixed before any tuning, also written into the JSON):
   RUL_FD001, surfaces/classes-test, surfaces/inspection (its test part); a model whose task has no robustness
   report (the optimiser, the monitor) is recorded with the refusal;
 - each run is `shopfloor robustness --model M --data D --json ... --report ...` in a fresh process (loading,
-  the curves and the page included), timed by wall clock; one run per model;
+  the curves and the page included), timed by wall clock and by the CPU seconds the process used (the
+  steadier figure when other jobs share the cores); one run per model;
 - key points: the unperturbed metric, and per curve its metric at the strongest perturbation; the inputs the
   model leans on most.
 
@@ -19,6 +20,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import subprocess
 import sys
 import tempfile
@@ -45,14 +47,17 @@ def run_one(model: Path, data: Path, truth: Path | None, folder: Path) -> dict:
                "--json", str(folder / "r.json"), "--report", str(folder / "r.html")]
     if truth is not None:
         command += ["--rul", str(truth)]
-    started = time.perf_counter()
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO_ROOT / "src"), os.environ.get("PYTHONPATH", "")])}
+    started, cpu = time.perf_counter(), resource.getrusage(resource.RUSAGE_CHILDREN)
     done = subprocess.run(command, capture_output=True, text=True, cwd=REPO_ROOT, env=env)
     seconds = time.perf_counter() - started
+    used = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu_seconds = used.ru_utime + used.ru_stime - cpu.ru_utime - cpu.ru_stime
     if done.returncode != 0:
-        return {"seconds": seconds, "refused": (done.stderr or done.stdout).strip().splitlines()[-1]}
+        return {"seconds": seconds, "cpu_seconds": cpu_seconds,
+                "refused": (done.stderr or done.stdout).strip().splitlines()[-1]}
     report = json.loads((folder / "r.json").read_text())
-    return {"seconds": seconds, "curves_seconds": report["seconds"], "metric": report["metric"],
+    return {"seconds": seconds, "cpu_seconds": cpu_seconds, "curves_seconds": report["seconds"], "metric": report["metric"],
             "items": report["items"], "clean": report["clean"],
             "strongest": {c["name"]: c["points"][-1] for c in report["curves"]},
             "curves": report["curves"], "leans_on": report.get("leans_on")}
