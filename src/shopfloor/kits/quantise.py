@@ -107,21 +107,25 @@ def quantise_file(float_path: Path, int8_path: Path, edge: EdgeData, per_channel
     from onnxruntime.quantization import QuantFormat, QuantType, quantize_dynamic, quantize_static
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
-    prepared = int8_path.with_suffix(".prepared.onnx")
-    try:
-        quant_pre_process(str(float_path), str(prepared), skip_symbolic_shape=False)
-    except Exception:  # noqa: BLE001  (any failure: the original graph is a valid input too)
-        shutil.copyfile(float_path, prepared)
-    if edge.method == "static":
-        # U8 activations, S8 weights: the pairing ONNX Runtime's x86 kernels run fastest
-        quantize_static(str(prepared), str(int8_path), calibration_reader(edge), quant_format=QuantFormat.QDQ,
-                        per_channel=per_channel, activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
-                        nodes_to_exclude=edge.keep_float, extra_options={"ActivationSymmetric": False})
-    else:
-        # per tensor: ONNX Runtime's dynamic kernels refuse per-channel scales on the batched products of an
-        # ensemble's members ("b zero point is not valid")
-        quantize_dynamic(str(prepared), str(int8_path), per_channel=False, weight_type=QuantType.QInt8,
-                         nodes_to_exclude=edge.keep_float)
+    from shopfloor.kits.onnx import quiet
+
+    # quiet: ONNX Runtime's quantiser logs advice on the root logger ("consider pre-processing"), not for people
+    with quiet("root"):
+        prepared = int8_path.with_suffix(".prepared.onnx")
+        try:
+            quant_pre_process(str(float_path), str(prepared), skip_symbolic_shape=False)
+        except Exception:  # noqa: BLE001  (any failure: the original graph is a valid input too)
+            shutil.copyfile(float_path, prepared)
+        if edge.method == "static":
+            # U8 activations, S8 weights: the pairing ONNX Runtime's x86 kernels run fastest
+            quantize_static(str(prepared), str(int8_path), calibration_reader(edge), quant_format=QuantFormat.QDQ,
+                            per_channel=per_channel, activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
+                            nodes_to_exclude=edge.keep_float, extra_options={"ActivationSymmetric": False})
+        else:
+            # per tensor: ONNX Runtime's dynamic kernels refuse per-channel scales on the batched products of an
+            # ensemble's members ("b zero point is not valid")
+            quantize_dynamic(str(prepared), str(int8_path), per_channel=False, weight_type=QuantType.QInt8,
+                             nodes_to_exclude=edge.keep_float)
     prepared.unlink(missing_ok=True)
     return int8_path
 
