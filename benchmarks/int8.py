@@ -95,11 +95,11 @@ def measure(model, edge, folder: Path, name: str, per_channel: bool = True) -> d
     if not float_path.exists():
         model.export_onnx(float_path)
     started = time.perf_counter()
-    int8_path = quantise.quantise_file(float_path, folder / f"{name}.onnx", edge, per_channel=per_channel)
-    quantise_s = time.perf_counter() - started
     try:
+        int8_path = quantise.quantise_file(float_path, folder / f"{name}.onnx", edge, per_channel=per_channel)
+        quantise_s = time.perf_counter() - started
         report = quantise.compare(float_path, int8_path, edge)
-    except Exception as err:  # noqa: BLE001  (a variant ONNX Runtime cannot run is a result too)
+    except Exception as err:  # noqa: BLE001  (a variant ONNX Runtime cannot make or run is a result too)
         return {"variant": name, "error": str(err).splitlines()[0][:300]}
     before, after = report[f"float_{edge.metric}"], report[f"int8_{edge.metric}"]
     return report | {"variant": name, "quantise_seconds": quantise_s, "keep_float": edge.keep_float,
@@ -179,12 +179,16 @@ def main() -> None:
         rows = [variant_row(task, results[task]["metric"], v) for v in results[task]["variants"]]
         print_table(f"int8 against float: {task}", ["task", "variant", "smaller", "faster 2 thr", "faster 1 thr",
                                                     "float", "int8"], rows)
+        save(name, results)  # after each task: a later task's failure keeps this one's figures
+
+
+def save(name: str, results: dict) -> None:
     found = targets(results)
     print_targets(found)
     write_json(name, {"protocol": __doc__.split("Protocol")[1].split("    .venv")[0].strip(), "machine": machine(),
-                        "versions": versions(("shopfloor", "torch", "onnxruntime", "onnx")),
-                        "note": "timings taken while other jobs shared the 2 CPU cores", "results": results,
-                        "targets": found})
+                      "versions": versions(("shopfloor", "torch", "onnxruntime", "onnx")),
+                      "note": "timings taken while other jobs shared the 2 CPU cores", "results": results,
+                      "targets": found})
 
 
 if __name__ == "__main__":

@@ -118,9 +118,19 @@ def quantise_file(float_path: Path, int8_path: Path, edge: EdgeData, per_channel
             shutil.copyfile(float_path, prepared)
         if edge.method == "static":
             # U8 activations, S8 weights: the pairing ONNX Runtime's x86 kernels run fastest
-            quantize_static(str(prepared), str(int8_path), calibration_reader(edge), quant_format=QuantFormat.QDQ,
-                            per_channel=per_channel, activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
-                            nodes_to_exclude=edge.keep_float, extra_options={"ActivationSymmetric": False})
+            options = {"ActivationSymmetric": False}
+            try:
+                quantize_static(str(prepared), str(int8_path), calibration_reader(edge), quant_format=QuantFormat.QDQ,
+                                per_channel=per_channel, activation_type=QuantType.QUInt8,
+                                weight_type=QuantType.QInt8, nodes_to_exclude=edge.keep_float, extra_options=options)
+            except ValueError:
+                # ONNX Runtime 1.32 fails to widen a per-channel weight scale for an int32 bias on some graphs
+                # (the EfficientNet-Lite0 anomaly net: "truth value of an array ... is ambiguous"): without
+                # that adjustment, which only guards very small weight scales, it quantises them
+                quantize_static(str(prepared), str(int8_path), calibration_reader(edge), quant_format=QuantFormat.QDQ,
+                                per_channel=per_channel, activation_type=QuantType.QUInt8,
+                                weight_type=QuantType.QInt8, nodes_to_exclude=edge.keep_float,
+                                extra_options=options | {"QDQDisableWeightAdjustForInt32Bias": True})
         else:
             # per tensor: ONNX Runtime's dynamic kernels refuse per-channel scales on the batched products of an
             # ensemble's members ("b zero point is not valid")

@@ -37,8 +37,8 @@ def edge_data(model, data, truth=None):
 
 def robustness_probe(model, data, truth=None):
     """At most MAX_IMAGES test images (half good and half defective where there are enough, drawn at random,
-    seed 0) as grey levels, or their tiles; loss: the score pushed the wrong way (down on defects, up on good
-    parts); metric: image AUROC."""
+    seed 0) as grey levels, or their tiles; loss: the raw score (largest patch distance) pushed the wrong way
+    (down on defects, up on good parts); metric: image AUROC of the raw score."""
     import torch
 
     from shopfloor.robustness.probe import MAX_IMAGES, Probe
@@ -73,5 +73,7 @@ def robustness_probe(model, data, truth=None):
         seen = torch.unique(owner_t)
         return float(roc_auc_score([found.labels[i] != "good" for i in seen.tolist()], per_image[seen].numpy()))
 
-    return Probe(torch.from_numpy(images), lambda x: module(x)[0], loss, metric, "image_auroc", True, "images",
+    # raw distances, as `evaluate` ranks images: the 0..1 score saturates far from the good parts, and ties there
+    # would read as a ranking lost
+    return Probe(torch.from_numpy(images), module.distances, loss, metric, "image_auroc", True, "images",
                  torch.tensor(255.0))
