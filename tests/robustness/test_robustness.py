@@ -119,3 +119,15 @@ def test_cli_bad_inputs_are_one_line_and_write_nothing(binary_model, surfaces, t
     if case == "columns":
         assert "Torque [Nm]" in result.output
     assert list(out.iterdir()) == []
+
+
+def test_image_models_get_image_curves_and_attacks_hurt(defect_model, anomaly_model, surfaces):
+    for model, data, metric in [(defect_model.model, surfaces.classes_test, "accuracy"),
+                                (anomaly_model.model, surfaces.inspection, "image_auroc")]:
+        report = robustness_curves(model, data)
+        names = [c["name"] for c in report["curves"]]
+        assert report["metric"] == metric and report["items"] <= 32 and "inputs" not in report
+        assert names == ["blur", "brightness", "jpeg", "rotation", "FGSM", "PGD (3 steps)"]
+        assert report["clean"] > 0.7  # the generated defects are plain: a broken probe scores near chance
+        pgd = report["curves"][-1]["points"]
+        assert pgd[0][1] == report["clean"] and pgd[-1][1] < report["clean"]

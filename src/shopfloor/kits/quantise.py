@@ -59,7 +59,9 @@ class EdgeData:
     reason: str  # why this method suits the task's graph, in a sentence
     items: str = "rows"  # what one item is, for messages ("images", "windows")
     speed_batch: int = 8  # items per timed run: what the task sends at once on the line
-    keep_float: list[str] = field(default_factory=list)  # node names left in float (a memory-bank search)
+    keep_float: list[str] = field(default_factory=list)  # node names left in float
+    op_types: list[str] | None = None  # only these operators are quantised (None: every one ONNX Runtime can)
+    per_channel: bool = True  # static: per-channel weight scales where the graph runs with them
 
     @property
     def count(self) -> int:
@@ -121,15 +123,17 @@ def quantise_file(float_path: Path, int8_path: Path, edge: EdgeData, per_channel
             options = {"ActivationSymmetric": False}
             try:
                 quantize_static(str(prepared), str(int8_path), calibration_reader(edge), quant_format=QuantFormat.QDQ,
-                                per_channel=per_channel, activation_type=QuantType.QUInt8,
-                                weight_type=QuantType.QInt8, nodes_to_exclude=edge.keep_float, extra_options=options)
+                                per_channel=per_channel and edge.per_channel, activation_type=QuantType.QUInt8,
+                                weight_type=QuantType.QInt8, nodes_to_exclude=edge.keep_float,
+                                op_types_to_quantize=edge.op_types, extra_options=options)
             except ValueError:
                 # ONNX Runtime 1.32 fails to widen a per-channel weight scale for an int32 bias on some graphs
                 # (the EfficientNet-Lite0 anomaly net: "truth value of an array ... is ambiguous"): without
                 # that adjustment, which only guards very small weight scales, it quantises them
                 quantize_static(str(prepared), str(int8_path), calibration_reader(edge), quant_format=QuantFormat.QDQ,
-                                per_channel=per_channel, activation_type=QuantType.QUInt8,
+                                per_channel=per_channel and edge.per_channel, activation_type=QuantType.QUInt8,
                                 weight_type=QuantType.QInt8, nodes_to_exclude=edge.keep_float,
+                                op_types_to_quantize=edge.op_types,
                                 extra_options=options | {"QDQDisableWeightAdjustForInt32Bias": True})
         else:
             # per tensor: ONNX Runtime's dynamic kernels refuse per-channel scales on the batched products of an

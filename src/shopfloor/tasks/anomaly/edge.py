@@ -32,7 +32,10 @@ def edge_data(model, data, truth=None):
         np.maximum.at(per_image, owner, per_input)
         return float(roc_auc_score(is_defect, per_image[images_seen]))
 
-    return EdgeData({"images": images}, auroc, "image_auroc", "static", STATIC_REASON, items="images")
+    # per-tensor weights: with per-channel scales ONNX Runtime 1.32 writes a graph it then refuses to run (a
+    # DequantizeLinear on an Unsqueeze in the bank search); see benchmarks/README.md for what each variant measured
+    return EdgeData({"images": images}, auroc, "image_auroc", "static", STATIC_REASON, items="images",
+                    per_channel=False)
 
 
 def robustness_probe(model, data, truth=None):
