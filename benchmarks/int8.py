@@ -17,7 +17,10 @@ Protocol (fixed before any tuning, also written into the JSON):
 - speed: ONNX Runtime on the CPU, the same batch (8 images, 64 RUL windows) through each file, median of 7
   runs after a warm-up, with intra_op_num_threads=2 and =1 (other jobs share the machine's two cores: the
   1-thread figure is the steadier one);
-- size: bytes on disk of each .onnx file.
+- size: bytes on disk of each .onnx file;
+- `--demo DIR` (cheaper, and the only image figures recorded so far): the demo's defect classifier and anomaly
+  detector instead, scored on the demo's generated test images (surfaces/classes-test, surfaces/inspection),
+  written to results/int8-demo.json.
 
     .venv/bin/python benchmarks/int8.py                             # all three (trains each model)
     .venv/bin/python benchmarks/int8.py --tasks rul --rul-model demo-output/cmapss-model
