@@ -98,3 +98,15 @@ def test_cli_int8_refusals_are_one_line_and_write_nothing(binary_model, tmp_path
     assert len(result.output.strip().splitlines()) == 1
     assert {"no data": "--int8 needs --data", "few rows": "at least 20", "optimiser": "int8"}[case] in result.output
     assert not (tmp_path / "out").exists() or list((tmp_path / "out").iterdir()) == []
+
+
+@pytest.mark.parametrize("ratio", [0.6, 1.8])
+def test_report_says_when_int8_runs_slower(ratio):
+    report = {"metric": "f1", "float_path": "m.onnx", "int8_path": "m.int8.onnx", "method": "static", "why": "a CNN",
+              "float_bytes": 4e6, "int8_bytes": 1e6, "size_ratio": 4.0, "speed_batch": 8, "items": 40,
+              "float_f1": 0.9, "int8_f1": 0.9, "float_ms_2_threads": 10.0, "int8_ms_2_threads": 10 / ratio,
+              "speed_ratio_2_threads": ratio, "float_ms_1_threads": 10.0, "int8_ms_1_threads": 10 / ratio,
+              "speed_ratio_1_threads": ratio}
+    lines = quantise.report_lines(report)
+    assert "4.0x smaller" in lines[1] and f"({ratio:.2f}x)" in lines[2]
+    assert any("slower" in line for line in lines) == (ratio < 1)

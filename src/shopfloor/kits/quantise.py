@@ -242,6 +242,9 @@ def export_int8(model, out: str | os.PathLike, data, truth=None, per_channel: bo
 def report_lines(report: dict) -> list[str]:
     """`export_int8`'s report for a person: what was written, and size, speed and metric against float."""
     metric = report["metric"]
+    slower = ["the int8 file ran slower than the float one on this CPU: it saves memory and disk, not time; keep "
+              "the float file where speed matters"] if max(report["speed_ratio_1_threads"],
+                                                             report["speed_ratio_2_threads"]) < 1 else []
     return [f"wrote {report['float_path']} (float) and {report['int8_path']} (int8, {report['method']}: {report['why']})",
             f"size {report['float_bytes'] / 1e6:.2f} MB -> {report['int8_bytes'] / 1e6:.2f} MB "
             f"({report['size_ratio']:.1f}x smaller)",
@@ -250,4 +253,4 @@ def report_lines(report: dict) -> list[str]:
             f"{report['float_ms_1_threads']:.1f} ms -> {report['int8_ms_1_threads']:.1f} ms on 1 "
             f"({report['speed_ratio_1_threads']:.2f}x)",
             f"{metric} on {report['items']} items: {report[f'float_{metric}']:.4f} float, "
-            f"{report[f'int8_{metric}']:.4f} int8 (tolerance {tolerance_words(metric)} {metric})"]
+            f"{report[f'int8_{metric}']:.4f} int8 (tolerance {tolerance_words(metric)} {metric})", *slower]
