@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from tests.conftest import FIXTURES, failure_table
+from conftest import FIXTURES, failure_table
 from typer.testing import CliRunner
 
 from shopfloor.cli import app

@@ -8,7 +8,7 @@ import json
 import numpy as np
 import pytest
 import torch
-from tests.conftest import failure_table
+from conftest import failure_table
 from typer.testing import CliRunner
 
 from shopfloor.cli import app
