@@ -102,14 +102,26 @@ def explain(model: ModelOpt, data: DataOpt, out: Annotated[Path, typer.Option("-
 @friendly
 def export(model: ModelOpt, out: Annotated[Path, typer.Option("--out", help="ONNX file to write.")],
            format: Annotated[str, typer.Option("--format", help="Only 'onnx' for now.")] = "onnx",
-           data: Annotated[Path | None, typer.Option("--data", help="Rows to check ONNX against torch on.")] = None):
+           data: Annotated[Path | None, typer.Option("--data", help="Rows to check ONNX against torch on; with --int8 "
+                                                     "the labelled calibration set.")] = None,
+           int8: Annotated[bool, typer.Option("--int8", help="Also write OUT's int8 twin (OUT.int8.onnx) when the metric "
+                                              "on --data stays within tolerance; report size, speed, metric.")] = False):
     """Export a model for edge devices (ONNX, preprocessing inside the graph)."""
     import shopfloor
     from shopfloor.errors import BadOption
 
     if format.lower() != "onnx":
         raise BadOption(f"unknown export format '{format}'; supported: onnx")
+    if int8 and data is None:
+        raise BadOption("--int8 needs --data: labelled data to calibrate on and to check the metric against float")
     estimator = shopfloor.load(model)
+    if int8:
+        from shopfloor.kits.quantise import export_int8, report_lines
+
+        refuse_output_over_input(out, "--out", data=data)
+        for line in report_lines(export_int8(estimator, out, data)):
+            stderr().print(plain(line))
+        return
     estimator.export_onnx(out)
     message = f"[green]wrote[/] {plain(out)}"
     if data is not None:

@@ -257,6 +257,31 @@ class Estimator:
     def _restore(self, state: dict, tensors: dict[str, torch.Tensor]) -> None:
         """Rebuild what `_state()` and `_tensors()` saved (the common and declared state is already set)."""
 
+    # -- on the edge (issue 19): int8 export and the robustness report -----------------------
+    # the import path of this task's module of edge hooks, functions of (model, data): `edge_data` (what
+    # `kits.quantise.export_int8` needs) and `robustness_probe` (what `shopfloor.robustness` perturbs); a
+    # path, not the functions, so that loading a model imports neither onnxruntime's quantiser nor the attacks
+    edge_hooks: ClassVar[str] = ""
+
+    def edge_data(self, data, truth=None):
+        """The graph's inputs for `data`, its metric (against `truth` where labels live in a file of their own,
+        as for `evaluate`) and the quantisation method that suits this task's network (a
+        `shopfloor.kits.quantise.EdgeData`)."""
+        return self._edge_hook("edge_data", "int8 export")(self, data, truth)
+
+    def robustness_probe(self, data, truth=None):
+        """A differentiable view of the model on `data` (and `truth`, as for `evaluate`) for the robustness
+        report (a `shopfloor.robustness.probe.Probe`): its inputs and their spread, the loss and the metric."""
+        return self._edge_hook("robustness_probe", "robustness report")(self, data, truth)
+
+    def _edge_hook(self, name: str, capability: str):
+        import importlib
+
+        hook = getattr(importlib.import_module(self.edge_hooks), name, None) if self.edge_hooks else None
+        if hook is None:
+            raise self._unsupported(capability)
+        return hook
+
 
 def load(folder: str | os.PathLike, verify=None) -> Estimator:
     """Load any saved shopfloor model; only safetensors and JSON are read.

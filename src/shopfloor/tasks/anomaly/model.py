@@ -65,6 +65,7 @@ class AnomalyModel(ImageFaces, Estimator):
     task_name = "anomaly"
     title = "anomaly detection"
     described_as = "an anomaly detector"
+    edge_hooks = "shopfloor.tasks.anomaly.edge"  # int8 export, robustness report
     onnx_outputs = ("score", "heatmap")  # the exported graph's outputs, as estimator_module() returns them
     onnx_notes = {"threshold": "scores and heatmaps are 0..1 with the decision at 0.5",
                   "memory": "memory grows with the batch (every patch against the bank): feed a few images per call"}

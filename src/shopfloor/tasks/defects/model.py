@@ -57,6 +57,7 @@ class DefectModel(ImageFaces, Estimator):
     task_name = "defects"
     title = "defect classes"
     described_as = "a defect classifier"
+    edge_hooks = "shopfloor.tasks.defects.edge"  # int8 export, robustness report
     onnx_outputs = ("probabilities", "heatmap")  # the exported graph's outputs, as estimator_module() returns them
 
     def __init__(self, *, backbone: str = "auto", image_size: int | None = None, augment: bool = True,

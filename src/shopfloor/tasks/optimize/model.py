@@ -51,6 +51,7 @@ class ProcessOptimizer(SettingSearch, Estimator):
     title = "process optimiser"
     described_as = "a process optimiser"
     accepts = "settings"
+    edge_hooks = "shopfloor.tasks.optimize.edge"  # int8 export, robustness report: neither, and why
     fitted_attribute = "models_"
 
     def __init__(self, settings: list[str] = (), *, maximize: list[str] = (), minimize: list[str] = (),

@@ -63,6 +63,7 @@ class RULModel(Estimator):
     described_as = "a remaining-useful-life model"
     accepts = "runs"
     group_column = property(lambda self: getattr(self, "unit_column_", None))  # a unit's estimate reads its whole run
+    edge_hooks = "shopfloor.tasks.rul.edge"  # int8 export, robustness report
     gives = ("rul", "rul_low", "rul_high")
     predicted_items = "units: unit, time, rul, rul_low, rul_high"
 

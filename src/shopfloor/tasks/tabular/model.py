@@ -70,6 +70,7 @@ class TabularModel(Estimator):
     title = "failure / KPI"
     described_as = "a table model"
     accepts = "rows"
+    edge_hooks = "shopfloor.tasks.tabular.edge"  # int8 export, robustness report
     gives = ("risk",)
 
     def __init__(self, target: str | list[str] = "target", *, drop: list[str] = (), ids: list[str] = (),

@@ -1,0 +1,198 @@
+"""Int8 edge models: size, ONNX Runtime speed and metric of each task's int8 file against its float one.
+
+Protocol (fixed before any tuning, also written into the JSON):
+- defect classes: NEU (../shared/data/neu-det/images, 6 classes x 300), DefectModel(backbone="lite0") as
+  benchmarks/neu.py trains it, on a stratified 80 % (seed 0); the other 20 % (360 images) calibrate and
+  score: accuracy;
+- anomaly detection: magnetic tile, AnomalyModel() defaults (seed 0) fit on train/good as
+  benchmarks/magnetic_tile.py does; test/ (good and the 5 defect folders) calibrates and scores: image AUROC;
+- remaining useful life: C-MAPSS FD001, RULModel() defaults (seed 0) on train_FD001 as benchmarks/cmapss.py
+  trains it (or a saved model given with --rul-model, e.g. the demo's, which is trained the same way on the
+  same file); scored at each test unit's last cycle against RUL_FD001: RMSE;
+- int8 as `shopfloor export --int8` makes it (`shopfloor.kits.quantise`): static QDQ with per-channel weights
+  for the CNNs (at most 128 calibration images drawn from the scored set), dynamic for RUL. When a target is
+  missed, the variants are measured too: per-tensor weights, first and last layers kept in float, dynamic
+  instead of static (the shipped method stays the first one; the variants are reported, not chosen on the
+  scored images);
+- speed: ONNX Runtime on the CPU, the same batch (8 images, 64 RUL windows) through each file, median of 7
+  runs after a warm-up, with intra_op_num_threads=2 and =1 (other jobs share the machine's two cores: the
+  1-thread figure is the steadier one);
+- size: bytes on disk of each .onnx file;
+- `--demo DIR` (cheaper, and the only image figures recorded so far): the demo's defect classifier and anomaly
+  detector instead, scored on the demo's generated test images (surfaces/classes-test, surfaces/inspection),
+  written to results/int8-demo.json.
+
+    .venv/bin/python benchmarks/int8.py                             # all three (trains each model)
+    .venv/bin/python benchmarks/int8.py --tasks rul --rul-model demo-output/cmapss-model
+    .venv/bin/python benchmarks/int8.py --tasks defects,anomaly --demo demo-output   # the demo's image models
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+from _common import DATA_ROOT, RESULTS, check, data_file, limit_threads, machine, print_table, print_targets, versions, write_json
+
+from shopfloor.kits import quantise
+
+TASKS = ("defects", "anomaly", "rul")
+TARGETS = {"size_ratio": 3.0, "speed_ratio": 1.5}
+
+
+def neu_model():
+    from sklearn.model_selection import train_test_split
+
+    from shopfloor.tasks.defects.model import DefectModel
+    from shopfloor.vision.folders import read_class_folders
+
+    folders = read_class_folders(DATA_ROOT / "neu-det" / "images")
+    rows = np.arange(len(folders.paths))
+    train, test = train_test_split(rows, test_size=0.2, stratify=np.array(folders.labels), random_state=0)
+    model = DefectModel(backbone="lite0", progress=False).fit(folders.subset(list(train)))
+    return model, folders.subset(list(test)), None
+
+
+def magnetic_tile_model():
+    from shopfloor.tasks.anomaly.model import AnomalyModel
+
+    root = DATA_ROOT / "magnetic-tile"
+    return AnomalyModel(seed=0, progress=False).fit(root), root, None
+
+
+def demo_model(task: str, demo: Path):
+    """The demo's model of `task` and the data the demo evaluates it on (its generated surfaces)."""
+    import shopfloor
+
+    model = shopfloor.load(demo / f"{task}-model")
+    return model, demo / "surfaces" / ("classes-test" if task == "defects" else "inspection"), None
+
+
+def cmapss_model(saved: str | None):
+    import shopfloor
+    from shopfloor.data.runs import read_runs
+    from shopfloor.tasks.rul.model import RULModel
+
+    test = data_file("cmapss/test_FD001.txt")
+    if saved:
+        return shopfloor.load(saved), test, data_file("cmapss/RUL_FD001.txt")
+    model = RULModel(seed=0, progress=False).fit(read_runs(data_file("cmapss/train_FD001.txt")))
+    return model, test, data_file("cmapss/RUL_FD001.txt")
+
+
+def edge_nodes(int8_free: Path) -> list[str]:
+    """The first and the last node that carry weights (Conv, Gemm, MatMul) of a float graph."""
+    import onnx
+
+    weighted = [n.name for n in onnx.load(str(int8_free)).graph.node if n.op_type in ("Conv", "Gemm", "MatMul")]
+    return [weighted[0], weighted[-1]] if weighted else []
+
+
+def measure(model, edge, folder: Path, name: str, per_channel: bool = True) -> dict:
+    float_path = folder / "float.onnx"
+    if not float_path.exists():
+        model.export_onnx(float_path)
+    started = time.perf_counter()
+    try:
+        int8_path = quantise.quantise_file(float_path, folder / f"{name}.onnx", edge, per_channel=per_channel)
+        quantise_s = time.perf_counter() - started
+        report = quantise.compare(float_path, int8_path, edge)
+    except Exception as err:  # noqa: BLE001  (a variant ONNX Runtime cannot make or run is a result too)
+        return {"variant": name, "error": str(err).splitlines()[0][:300]}
+    before, after = report[f"float_{edge.metric}"], report[f"int8_{edge.metric}"]
+    return report | {"variant": name, "quantise_seconds": quantise_s, "keep_float": edge.keep_float,
+                     "metric_within_tolerance": quantise.within_tolerance(edge.metric, before, after)}
+
+
+def met(result: dict) -> bool:
+    return ("error" not in result and result["metric_within_tolerance"] and result["size_ratio"] >= TARGETS["size_ratio"]
+            and result["speed_ratio_1_threads"] >= TARGETS["speed_ratio"])
+
+
+def run_task(task: str, rul_model: str | None, demo: Path | None = None) -> dict:
+    started = time.perf_counter()
+    if demo is not None and task != "rul":
+        model, data, truth = demo_model(task, demo)
+    elif task == "rul":
+        model, data, truth = cmapss_model(rul_model)
+    else:
+        model, data, truth = {"defects": neu_model, "anomaly": magnetic_tile_model}[task]()
+    train_minutes = (time.perf_counter() - started) / 60
+    edge = model.edge_data(data, truth)
+    variants = []
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp)
+        variants.append(measure(model, edge, folder, f"{edge.method} (shipped)"))
+        if not met(variants[0]):
+            if edge.method == "static":
+                variants.append(measure(model, edge, folder, "static, per-tensor weights", per_channel=False))
+            kept = dataclasses.replace(edge, keep_float=edge_nodes(folder / "float.onnx"))
+            variants.append(measure(model, kept, folder, f"{edge.method}, first and last layers float"))
+            other = "dynamic" if edge.method == "static" else "static"
+            variants.append(measure(model, dataclasses.replace(edge, method=other), folder, other))
+    return {"task": task, "metric": edge.metric, "items": edge.count, "model_minutes": train_minutes,
+            "model": (rul_model if task == "rul" and rul_model else f"the demo's, {demo}" if demo is not None
+                      else "trained in this run"), "variants": variants}
+
+
+def targets(results: dict) -> list[dict]:
+    found = []
+    for task, result in results.items():
+        shipped = result["variants"][0]
+        if "error" in shipped:
+            found.append(check(f"{task}: int8 file runs", 0.0, "runs", False))
+            continue
+        metric = result["metric"]
+        change = shipped[f"int8_{metric}"] - shipped[f"float_{metric}"]
+        found.append(check(f"{task}: {metric} change int8 - float", change, quantise.tolerance_words(metric) + " " + metric,
+                           shipped["metric_within_tolerance"]))
+        if task != "rul":
+            found.append(check(f"{task}: size ratio", shipped["size_ratio"], ">= 3", shipped["size_ratio"] >= 3))
+            for threads in (2, 1):
+                ratio = shipped[f"speed_ratio_{threads}_threads"]
+                found.append(check(f"{task}: speed ratio, {threads} thread(s)", ratio, ">= 1.5", ratio >= 1.5))
+    return found
+
+
+def variant_row(task: str, metric: str, v: dict) -> list[str]:
+    if "error" in v:
+        return [task, v["variant"], *["error"] * 5]
+    return [task, v["variant"], f"{v['size_ratio']:.1f}x", f"{v['speed_ratio_2_threads']:.2f}x",
+            f"{v['speed_ratio_1_threads']:.2f}x", f"{v['float_' + metric]:.4f}", f"{v['int8_' + metric]:.4f}"]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--tasks", default=",".join(TASKS))
+    parser.add_argument("--rul-model", default=None, help="a saved FD001 RUL model folder instead of training one")
+    parser.add_argument("--demo", type=Path, default=None,
+                        help="the image tasks on the demo's models and generated surfaces (results: int8-demo.json)")
+    args = parser.parse_args()
+    limit_threads(2)
+    name = "int8-demo" if args.demo else "int8"
+    path = RESULTS / f"{name}.json"
+    results = json.loads(path.read_text()).get("results", {}) if path.exists() else {}
+    for task in args.tasks.split(","):
+        results[task] = run_task(task, args.rul_model, args.demo)
+        rows = [variant_row(task, results[task]["metric"], v) for v in results[task]["variants"]]
+        print_table(f"int8 against float: {task}", ["task", "variant", "smaller", "faster 2 thr", "faster 1 thr",
+                                                    "float", "int8"], rows)
+        save(name, results)  # after each task: a later task's failure keeps this one's figures
+
+
+def save(name: str, results: dict) -> None:
+    found = targets(results)
+    print_targets(found)
+    write_json(name, {"protocol": __doc__.split("Protocol")[1].split("    .venv")[0].strip(), "machine": machine(),
+                      "versions": versions(("shopfloor", "torch", "onnxruntime", "onnx")),
+                      "note": "timings taken while other jobs shared the 2 CPU cores", "results": results,
+                      "targets": found})
+
+
+if __name__ == "__main__":
+    main()
