@@ -411,7 +411,9 @@ def test_every_file_the_package_writes_goes_through_the_one_atomic_write():
     exceptions = {"artifacts.py": "the atomic write itself and the folder swap",
                   "registry.py": "a checked version folder renamed into place",
                   "data/tables.py": "a table written in chunks, renamed when complete",
-                  "cli/spark.py": "a Parquet folder written by Spark's executors, renamed when the job succeeded"}
+                  "cli/spark.py": "a Parquet folder written by Spark's executors, renamed when the job succeeded",
+                  "kits/quantise.py": "the float and int8 files, scored in a temporary folder, moved in only when int8 "
+                                      "keeps the tolerance"}
     source = Path(shopfloor.__file__).parent
     found = sorted(str(p.relative_to(source)) for p in source.rglob("*.py") if "os.replace(" in p.read_text())
     assert found == sorted(exceptions)
