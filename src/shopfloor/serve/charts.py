@@ -30,19 +30,9 @@ def trend_svg(points: list[dict], value: str, title: str, low: str | None = None
     band = [(float(p[low]), float(p[high])) for p in rows if _number(p.get(low)) and _number(p.get(high))] if low else []
     ys = series + [v for pair in band for v in pair] + ([limit] if limit is not None else [])
     y_min, y_max = fixed_range or (min(ys), max(ys))
-    if y_max - y_min < 1e-9:
-        y_min, y_max = y_min - 1, y_max + 1
     t_min, t_max = min(times), max(times)
-    t_span = max(t_max - t_min, 1e-9)
-
-    def x(t: float) -> float:
-        return PAD + (t - t_min) / t_span * (width - 2 * PAD)
-
-    def y(v: float) -> float:
-        return height - PAD + 8 - (v - y_min) / (y_max - y_min) * (height - 2 * PAD)
-
-    parts = [f'<svg class="chart" viewBox="0 0 {width} {height}" role="img" aria-label="{escape(title)}">',
-             f'<text x="{PAD}" y="16" class="chart-title">{escape(title)}</text>']
+    x, y, y_min, y_max = _axes(t_min, t_max, y_min, y_max, width, height)
+    parts = _opened("chart", title, width, height)
     if len(band) == len(rows):
         upper = " ".join(f"{x(t):.1f},{y(h):.1f}" for t, (_, h) in zip(times, band, strict=True))
         lower = " ".join(f"{x(t):.1f},{y(lo):.1f}" for t, (lo, _) in reversed(list(zip(times, band, strict=True))))
@@ -59,6 +49,26 @@ def trend_svg(points: list[dict], value: str, title: str, low: str | None = None
         parts.append(f'<text x="{x(t):.1f}" y="{height - 6}" text-anchor="middle" class="axis">{_short(t)}</text>')
     parts.append("</svg>")
     return "".join(parts)
+
+
+def _axes(t_min: float, t_max: float, y_min: float, y_max: float, width: int, height: int):
+    """The chart's x (time) and y (value) in SVG units, and the value range drawn (a flat line gets +-1)."""
+    if y_max - y_min < 1e-9:
+        y_min, y_max = y_min - 1, y_max + 1
+    t_span = max(t_max - t_min, 1e-9)
+
+    def x(t: float) -> float:
+        return PAD + (t - t_min) / t_span * (width - 2 * PAD)
+
+    def y(v: float) -> float:
+        return height - PAD + 8 - (v - y_min) / (y_max - y_min) * (height - 2 * PAD)
+
+    return x, y, y_min, y_max
+
+
+def _opened(kind: str, title: str, width: int, height: int) -> list[str]:
+    return [f'<svg class="{kind}" viewBox="0 0 {width} {height}" role="img" aria-label="{escape(title)}">',
+            f'<text x="{PAD}" y="16" class="chart-title">{escape(title)}</text>']
 
 
 def _number(value) -> bool:
@@ -80,20 +90,9 @@ def fan_svg(past_times, past, times, forecast, bands: list[tuple], title: str, t
     ys = [v for v in ys if math.isfinite(v)]
     if not ahead or not ys:
         return trend_svg([], "value", title, empty="no forecast")
-    y_min, y_max = min(ys), max(ys)
-    if y_max - y_min < 1e-9:
-        y_min, y_max = y_min - 1, y_max + 1
     t_min, t_max = min([t for t, _ in seen] + ahead), max(ahead)
-    t_span = max(t_max - t_min, 1e-9)
-
-    def x(t: float) -> float:
-        return PAD + (t - t_min) / t_span * (width - 2 * PAD)
-
-    def y(v: float) -> float:
-        return height - PAD + 8 - (v - y_min) / (y_max - y_min) * (height - 2 * PAD)
-
-    parts = [f'<svg class="chart fan" viewBox="0 0 {width} {height}" role="img" aria-label="{escape(title)}">',
-             f'<text x="{PAD}" y="16" class="chart-title">{escape(title)}</text>']
+    x, y, y_min, y_max = _axes(t_min, t_max, min(ys), max(ys), width, height)
+    parts = _opened("chart fan", title, width, height)
     for low, high, nominal in bands:
         upper = " ".join(f"{x(t):.1f},{y(float(v)):.1f}" for t, v in zip(ahead, high, strict=True))
         lower = " ".join(f"{x(t):.1f},{y(float(v)):.1f}" for t, v in reversed(list(zip(ahead, low, strict=True))))
