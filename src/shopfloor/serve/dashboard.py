@@ -14,7 +14,8 @@ Live parts of a page are fragments (`/fragments/...`) that `static/dashboard.js`
 few seconds and swaps in, the way HTMX does, without a front-end build. Every page needs a read
 token; a browser without one is sent to `/login`.
 
-Length: about 405 lines; a model's health page lives in `serve.health`, which renders through `render_page`.
+Length: about 405 lines: the routes share the page renderer, the sign-in guard and the fleet's queries, so they
+read best together; a model's health page lives in `serve.health`, which renders through `render_page`.
 """
 
 from __future__ import annotations

@@ -24,7 +24,8 @@ seed 0, its test blocks) the spectrum front reached 0.34, raw 0.70-0.82, both 0.
 blocks). `both` is the default, the one front far behind on neither kind of data; `front="spectrum"` trains a vibration model 3-4
 times faster, `raw` suits slow process signals. Scoring: 6,400 windows/s of 2,048 samples with `both` on one thread
 (`score_windows`). The service scores blocks of samples (`records`), and so does the stream (`stream.blocks`).
-Length: about 405 lines, 30 of them this docstring; the drift view's work is in `drift`, only its two calls here.
+Length: about 405 lines, 30 of them this docstring: the fit, its calibration and the scoring paths share the
+fitted state (network, classes, rates, window) and read best together; the drift view's work is in `drift`.
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """Forecasting: production, energy, temperatures or parts demand H steps ahead, with calibrated intervals.
 
-Length: about 445 lines, 35 of them this docstring, 40 the 18 parameters and 40 the info and size checks every
+Length: about 450 lines, 35 of them this docstring, 40 the 18 parameters and 40 the info and size checks every
 task's model carries; the fit, its windows and the calibration read best together with the one answering path
 they share. Reading, windows, calibration,
 backtests, explanations, export and the report page are their own modules.
