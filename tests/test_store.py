@@ -149,23 +149,11 @@ def test_a_database_from_before_alarm_states_gains_their_columns(store):
 def test_a_database_from_before_monitor_models_gains_the_score_columns(store):
     """Predictions, machines and alerts stored before monitor models lack the score and its sensors: opening the store
     adds the columns, the old rows keep null there, and a score is then stored beside them."""
-    import sqlalchemy as sa
 
     from shopfloor import store_schema as tables
 
-    new = {"score", "score_sensors", "score_model", "sensors"}
-    engine = sa.create_engine(store.url)
-    old = sa.MetaData()
-    for table in (tables.predictions, tables.machines, tables.alerts):
-        sa.Table(table.name, old, *(c._copy() for c in table.columns if c.name not in new))
-    readings, predictions, machines = batch("press-1", range(3))
-    with engine.begin() as db:
-        for table in (tables.predictions, tables.machines, tables.alerts):
-            db.execute(sa.text(f"DROP TABLE {table.name}"))
-        old.create_all(db)
-        db.execute(old.tables["predictions"].insert(), [{**p, "stored_at": 1.0} for p in predictions])
-    engine.dispose()
-    reopened = Store(store.url)
+    reopened = store_from_before(store, {"score", "score_sensors", "score_model", "sensors"},
+                                 (tables.predictions, tables.machines, tables.alerts))
     try:
         assert [p["score"] for p in reopened.trend("line-1", "press-1")] == [None] * 3
         scored = [{"line": "line-1", "machine": "pump-1", "time": 3.0, "model": "pump", "version": 1, "score": 0.8,
@@ -186,23 +174,11 @@ def test_a_database_from_before_diagnose_models_gains_the_verdict_columns_and_th
     """Predictions and machines stored before diagnose models on the line lack the verdict columns, and the database
     has no block_tails table: opening the store adds both; a verdict and a machine's waiting samples then go in."""
     import numpy as np
-    import sqlalchemy as sa
 
     from shopfloor import store_schema as tables
 
-    new = {"verdict", "verdict_probability", "runner_up", "unknown", "verdict_model"}
-    engine = sa.create_engine(store.url)
-    old = sa.MetaData()
-    for table in (tables.predictions, tables.machines):
-        sa.Table(table.name, old, *(c._copy() for c in table.columns if c.name not in new))
-    readings, predictions, machines = batch("press-1", range(3))
-    with engine.begin() as db:
-        for table in (tables.predictions, tables.machines, tables.block_tails):
-            db.execute(sa.text(f"DROP TABLE {table.name}"))
-        old.create_all(db)
-        db.execute(old.tables["predictions"].insert(), [{**p, "stored_at": 1.0} for p in predictions])
-    engine.dispose()
-    reopened = Store(store.url)
+    reopened = store_from_before(store, {"verdict", "verdict_probability", "runner_up", "unknown", "verdict_model"},
+                                 (tables.predictions, tables.machines), gone=(tables.block_tails,))
     try:
         assert [p["verdict"] for p in reopened.trend("line-1", "press-1")] == [None] * 3
         verdict = {"line": "line-1", "machine": "fan-1", "time": 3.5, "model": "bearing", "version": 1, "verdict": "inner",
@@ -223,3 +199,22 @@ def test_a_database_from_before_diagnose_models_gains_the_verdict_columns_and_th
         assert reopened.block_tails([("line-1", "fan-1")], "another model") == {}
     finally:
         reopened.close()
+
+
+def store_from_before(store, new: set[str], changed: tuple, gone: tuple = ()) -> Store:
+    """The store's database as an older shopfloor left it: the `changed` tables without the `new` columns (three
+    predictions of press-1 stored), the `gone` tables absent; reopened, so that the store upgrades it."""
+    import sqlalchemy as sa
+
+    engine = sa.create_engine(store.url)
+    old = sa.MetaData()
+    for table in changed:
+        sa.Table(table.name, old, *(c._copy() for c in table.columns if c.name not in new))
+    _, predictions, _ = batch("press-1", range(3))
+    with engine.begin() as db:
+        for table in (*changed, *gone):
+            db.execute(sa.text(f"DROP TABLE {table.name}"))
+        old.create_all(db)
+        db.execute(old.tables["predictions"].insert(), [{**p, "stored_at": 1.0} for p in predictions])
+    engine.dispose()
+    return Store(store.url)
