@@ -152,6 +152,9 @@ def test_inspection_page_shows_images_and_heatmaps(page):
     page.click("nav >> text=Inspection")
     page.wait_for_selector("figure.inspection")
     assert "scratch" in page.inner_text("figure.inspection")
+    # the figure can render before its PNGs arrive: wait until the browser has finished every image
+    page.wait_for_function("() => [...document.querySelectorAll('figure.inspection img')]"
+                           ".every(i => i.complete)", timeout=30_000)
     widths = page.eval_on_selector_all("figure.inspection img", "images => images.map(i => i.naturalWidth)")
     assert widths == [64, 64]  # both PNGs were served and decoded
 
