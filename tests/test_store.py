@@ -201,6 +201,26 @@ def test_a_database_from_before_diagnose_models_gains_the_verdict_columns_and_th
         reopened.close()
 
 
+def test_a_database_from_before_outcomes_gains_their_table_and_joins_labels_once(store):
+    """A database made before labels that arrive later has no outcomes table: opening the store adds it; a label is
+    then joined to its prediction, a redelivered one (twice in one batch, too) is stored once, and a corrected one
+    replaces it."""
+    from shopfloor import store_schema as tables
+    from shopfloor.serve.outcomes import store_outcomes
+
+    reopened = store_from_before(store, set(), (tables.predictions,), gone=(tables.outcomes,))
+    try:
+        label = {"line": "line-1", "machine": "press-1", "time": 1, "outcome": "1"}
+        unmatched = store_outcomes(reopened, "failure", [label, label, {**label, "time": 7}])
+        assert [u["reason"] for u in unmatched] == ["no prediction of 'failure' for press-1 at that time"]
+        store_outcomes(reopened, "failure", [{**label, "outcome": "0"}])
+        with reopened.engine.connect() as db:
+            rows = db.execute(tables.outcomes.select().order_by(tables.outcomes.c.time)).all()
+        assert [(r.time, r.outcome, r.prediction_id is not None) for r in rows] == [(1.0, "0", True), (7.0, "1", False)]
+    finally:
+        reopened.close()
+
+
 def store_from_before(store, new: set[str], changed: tuple, gone: tuple = ()) -> Store:
     """The store's database as an older shopfloor left it: the `changed` tables without the `new` columns (three
     predictions of press-1 stored), the `gone` tables absent; reopened, so that the store upgrades it."""

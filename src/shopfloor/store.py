@@ -32,6 +32,7 @@ from shopfloor.errors import ShopfloorError
 from shopfloor.store_schema import (
     ALERT_KEYS,
     MACHINE_KEYS,
+    OUTCOME_KEYS,
     PREDICTION_KEYS,
     READING_KEYS,
     TAIL_KEYS,
@@ -41,6 +42,7 @@ from shopfloor.store_schema import (
     dead_letters,
     inspections,
     machines,
+    outcomes,
     predictions,
     readings,
 )
@@ -75,7 +77,7 @@ def database_url(url: str | os.PathLike) -> str:
 
 
 class Store:
-    """Readings, predictions, machines, alerts, dead letters, block tails and inspections in one SQL database."""
+    """Readings, predictions, machines, alerts, dead letters, block tails, inspections and outcomes in one SQL database."""
 
     def __init__(self, url: str | os.PathLike):
         self.url = database_url(url)
@@ -173,6 +175,19 @@ class Store:
                "at": clock.time()}
         with self.engine.begin() as db:
             return int(db.execute(inspections.insert(), row).inserted_primary_key[0])
+
+    def record_outcomes(self, rows: Iterable[dict]) -> None:
+        """Known outcomes ({line, machine, time, model, outcome, prediction_id}, joined by `serve.outcomes`) in one
+        transaction; one delivered again replaces the stored one (the last of a key wins), so redelivery is harmless."""
+        now = clock.time()
+        latest = {(r["line"], r["machine"], float(r["time"]), r["model"]): r for r in rows}  # PostgreSQL refuses a key twice
+        stored = [{**{k: r[k] for k in OUTCOME_KEYS}, "received_at": now} for r in latest.values()]
+        if stored:
+            upsert = self._insert(outcomes)
+            changed = {c: upsert.excluded[c] for c in ("outcome", "prediction_id", "received_at")}
+            with self.engine.begin() as db:
+                db.execute(upsert.on_conflict_do_update(index_elements=["line", "machine", "time", "model"], set_=changed),
+                           stored)
 
     # -- reading --------------------------------------------------------------------------------------------
     def fleet(self) -> list[dict]:

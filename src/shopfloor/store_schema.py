@@ -166,12 +166,32 @@ drift_verdicts = sa.Table(
     sa.Index("drift_verdicts_by_model", "model", "at"),
 )
 
+# What a machine's reading turned out to be, once known (the machine failed or not, the part was scrap or not, found
+# at end-of-line inspection hours later): sent to the service's outcomes route (`serve.outcomes`), one row per
+# (line, machine, time, model), so that a label delivered again replaces itself. `prediction_id` is the stored
+# prediction it was joined to, null while none matched: unmatched labels are kept, never dropped, and a label sent
+# again is matched again. A table of its own, as drift_verdicts: nothing above changes.
+outcomes = sa.Table(
+    "outcomes", metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("line", sa.String(128), nullable=False),  # as the sender named it; "" where it named none
+    sa.Column("machine", sa.String(128), nullable=False),
+    sa.Column("time", sa.Float, nullable=False),  # the reading's time, on the machine's own clock
+    sa.Column("model", sa.String(64), nullable=False),
+    sa.Column("outcome", sa.String(CLASS_TEXT), nullable=False),  # one of the model's classes, as text
+    sa.Column("prediction_id", sa.BigInteger().with_variant(sa.Integer, "sqlite")),
+    sa.Column("received_at", sa.Float, nullable=False),
+    sa.UniqueConstraint("line", "machine", "time", "model", name="outcomes_once"),
+    sa.Index("outcomes_by_prediction", "prediction_id"),
+)
+
 READING_KEYS = ("line", "machine", "time", "values", "sent_at", "received_at")
 PREDICTION_KEYS = ("line", "machine", "time", "model", "version", "risk", "rul", "rul_low", "rul_high", "sent_at", "score",
                    "score_sensors", "verdict", "verdict_probability", "runner_up", "unknown")
 MACHINE_KEYS = ("line", "machine", "time", "risk", "risk_threshold", "risk_model", "rul", "rul_low", "rul_high",
                 "rul_model", "alerting", "alarms", "score", "score_sensors", "score_model", "verdict", "verdict_probability",
                 "runner_up", "unknown", "verdict_model")
+OUTCOME_KEYS = ("line", "machine", "time", "model", "outcome", "prediction_id")
 TAIL_KEYS = ("line", "machine", "model", "window", "rate", "channels", "seen", "next_time", "newest", "samples")
 ALERT_KEYS = ("line", "machine", "time", "kind", "model", "version", "value", "threshold", "message", "at", "rule",
               "clear", "sensors")
@@ -193,8 +213,8 @@ def create_tables(engine: sa.Engine) -> None:
 
 def add_new_columns(engine: sa.Engine) -> None:
     """Columns and indexes added since a database was made (alarm states, acknowledgements, dead-letter keys, the
-    monitor models' scores and sensors, the fault-diagnosis models' verdicts; new tables such as block_tails come
-    from `create_all`):
+    monitor models' scores and sensors, the fault-diagnosis models' verdicts; new tables such as block_tails,
+    drift_verdicts and outcomes come from `create_all`):
     the columns are nullable, so an ALTER adds them and the rows already stored keep null there."""
     existing = sa.inspect(engine)
     with engine.begin() as db:

@@ -1,6 +1,7 @@
 """The dashboard's model-health view (issue 19, item 3): per live model, each input's drift verdict per comparison
 from the store's `drift_verdicts` (newest first, bounded), the newest data-quality findings, and the estimated
-accuracy on the line beside the accuracy measured at training, with one line saying the store has no labels."""
+accuracy on the line beside the accuracy measured at training, with "No labels yet" while no outcome is joined
+(the measured accuracy beside it is in test_outcomes.py)."""
 
 from __future__ import annotations
 
@@ -86,7 +87,7 @@ def test_the_health_page_shows_drift_per_input_newest_first_quality_and_accuracy
     assert float(cells[1]) == pytest.approx(expected["accuracy"], abs=1e-3) and cells[-1] == "60"
     assert float(cells[2]) == pytest.approx(expected["f1"], abs=1e-3)
     assert '<tr class="validation"><td>measured at training' in page
-    assert "the store has no outcomes (labels) for failure" in page
+    assert "No labels yet: no outcome is joined to a prediction of failure v1" in page
 
 
 def binary_model_threshold(client) -> float:

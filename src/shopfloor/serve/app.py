@@ -33,7 +33,7 @@ from starlette.routing import Route
 import shopfloor
 from shopfloor.errors import Infeasible, ModelTooNew, NotAModel, ShopfloorError
 from shopfloor.registry import BadName, Registry, UnknownModel
-from shopfloor.serve import catalog, inspections, predictions
+from shopfloor.serve import catalog, inspections, outcomes, predictions
 from shopfloor.serve.auth import Forbidden, NotAuthenticated, TokenBook, TokenGate
 from shopfloor.serve.guard import BrowserGuard
 from shopfloor.serve.limits import MIB, MULTIPART_OVERHEAD, BodyLimit, TooBusy, TooLarge
@@ -90,7 +90,7 @@ def create_app(models: str | os.PathLike, database: str | None = None, *, max_bo
     app.add_middleware(TokenGate)  # added late, so it runs early: no body is read for a request without a token
     app.add_middleware(BrowserGuard)  # first of all: security headers on every answer, no change from a foreign page
     _add_error_handlers(app)
-    for router in (predictions.router, inspections.router, catalog.router):
+    for router in (predictions.router, inspections.router, catalog.router, outcomes.router):
         app.include_router(router, prefix="/api")
     app.router.routes.insert(0, Route("/api/models/{name}/predict", predictions.predict_route, methods=["POST"]))
     app.add_api_route("/health", health, methods=["GET"], response_model=Health, summary="Is the process up (always 200)")

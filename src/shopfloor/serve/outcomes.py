@@ -1,0 +1,219 @@
+"""POST /api/models/{name}/outcomes: what the line's readings turned out to be, once known (issue 19, item 3).
+
+A failure model's prediction is made when the reading arrives; whether the machine failed, or the part was scrap, is
+known later (end-of-line inspection, a maintenance record). A quality system sends those outcomes here:
+
+    {"outcomes": [{"machine": "press-007", "time": 1795000123.0, "outcome": 1}, ...]}   (or the bare list)
+
+each with the `line` too where machine names repeat across lines. The model-health page (`serve.health`) then sets the
+accuracy measured against them beside the estimate made without labels.
+
+Decisions, and why:
+- Per model, not one /outcomes for all: a label means something only in a model's classes (a failure model's 0/1, a
+  scrap model's good/scrap), and it is checked against them before anything is stored. A label that is not one of
+  them refuses the whole request (422) with one line naming it and its place: half a delivery stored would leave the
+  sender unsure which half to send again.
+- Joined to the stored prediction of that model for that machine at that reading time: exactly, by default, since the
+  time is the reading's own stamp (the sender copies it from the reading, or from the prediction); with
+  `?tolerance=T` (the machine's time units: seconds or cycles) the nearest prediction within T, and of two as near the
+  earlier (the reading before the outcome). A prediction joined to one label is not joined to another.
+- Only for a yes/no model that gives a calibrated failure probability (the profile's classifier): the one kind whose
+  accuracy the page can also estimate without labels (`watch.performance`). Others are refused with the reason.
+- Unmatched labels (no such prediction yet, a machine on no known line, a prediction already labelled) are stored
+  all the same and reported back with the reason, never dropped; sending them again matches them again, so a label
+  that arrived before the stream worker stored its prediction is matched by the next delivery.
+- Idempotent: one row per (line as sent, "" where none was, machine, time, model): a label delivered again replaces
+  itself (a corrected outcome replaces the first one). The key is what the sender sent, not the line found, so that a
+  label unmatched at first and matched later stays one row.
+
+Token scope `read`, as /predict: the senders are the same systems that send readings, and admin is for promotions.
+Matching costs up to three indexed lookups per label (about 10,000 labels a second on SQLite).
+"""
+
+from __future__ import annotations
+
+import math
+
+import sqlalchemy as sa
+from fastapi import APIRouter, Request, Response
+from fastapi.exceptions import RequestValidationError
+from pydantic import BaseModel, Field, TypeAdapter, ValidationError
+
+from shopfloor.errors import NotSupported, ShopfloorError
+from shopfloor.serve.auth import SECURED, authorize
+from shopfloor.serve.limits import TooLarge
+from shopfloor.serve.predictions import json_response
+from shopfloor.serve.schemas import problems
+
+router = APIRouter()
+MAX_TOLERANCE = 1e9
+
+
+class UnknownOutcome(ShopfloorError):
+    """A label that is not one of the model's classes (HTTP 422)."""
+
+
+class Outcome(BaseModel):
+    """One known outcome: the machine, the time of the reading it belongs to, and the label."""
+
+    line: str | None = Field(None, min_length=1, max_length=128, description="the machine's line; needed where "
+                             "the machine's name is used on several lines")
+    machine: str = Field(min_length=1, max_length=128)
+    time: float = Field(description="the reading's time, as the reading carried it (epoch seconds or a cycle)")
+    outcome: str | int | bool | float = Field(description="one of the model's classes, e.g. 0 or 1")
+
+
+class OutcomesRequest(BaseModel):
+    outcomes: list[Outcome]
+
+
+OUTCOMES = TypeAdapter(list[Outcome] | OutcomesRequest)
+OPENAPI = {**SECURED, "parameters": [
+    {"name": "tolerance", "in": "query", "required": False, "schema": {"type": "number", "minimum": 0},
+     "description": "join a label to the nearest prediction within this many time units (default 0: the same time)"}],
+    "requestBody": {"required": True, "content": {"application/json": {"schema": OutcomesRequest.model_json_schema()}}}}
+
+
+def label_classes(estimator) -> list[str] | None:
+    """The classes an outcome for this model may be (as text, the failure class last), or None for a model that gives
+    no calibrated yes/no failure probability."""
+    classifier = (getattr(estimator, "drift_profile_", None) or {}).get("classifier")
+    if not classifier or classifier.get("output") != "risk":
+        return None
+    classes = getattr(estimator, "classes_", None) or [[0, 1]]
+    if isinstance(classes[0], list | tuple):  # a table model keeps one list per target; a yes/no model has one
+        classes = classes[0]
+    return [label_text(c) for c in classes]
+
+
+def label_text(value) -> str:
+    """A label as the store keeps it: true/false as 1/0, 1.0 as 1, anything else as its text."""
+    if isinstance(value, bool):
+        return str(int(value))
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return str(value)
+
+
+@router.post("/models/{name}/outcomes", responses=problems(401, 403, 404, 413, 422, 503), openapi_extra=OPENAPI,
+             summary="Record what readings turned out to be (labels that arrive later), joined to their predictions")
+async def record_outcomes(name: str, request: Request) -> Response:
+    import asyncio
+
+    authorize(request, "read")
+    state = request.app.state
+    tolerance = query_tolerance(request)
+    labels = parse_outcomes(await request.body())
+    if len(labels) > state.max_rows:
+        raise TooLarge(f"{len(labels):,} outcomes in one request; this service takes at most {state.max_rows:,}: "
+                       "split them over several requests")
+    model = await state.models.get(name)
+    classes = label_classes(model.estimator)
+    if classes is None:
+        raise NotSupported(f"model '{model.name}' gives no calibrated failure probability, so it takes no outcomes: "
+                           "send them to a yes/no failure model")
+    texts = [label_text(o.outcome) for o in labels]
+    for i, text in enumerate(texts):
+        if text not in classes:
+            raise UnknownOutcome(f"outcome {i + 1} ('{text}', machine {labels[i].machine}) is not one of model "
+                                 f"'{model.name}''s classes: {', '.join(classes)}; nothing was stored")
+    if state.store is None:
+        return json_response({"detail": "the store cannot be opened (see the service log): nothing was stored"}, 503)
+    rows = [{"line": o.line, "machine": o.machine, "time": o.time, "outcome": t} for o, t in zip(labels, texts, strict=True)]
+    unmatched = await asyncio.get_running_loop().run_in_executor(state.executor, store_outcomes, state.store,
+                                                                 model.name, rows, tolerance)
+    return json_response({"model": model.name, "tolerance": tolerance, "received": len(rows),
+                          "matched": len(rows) - len(unmatched), "unmatched": unmatched})
+
+
+def parse_outcomes(body: bytes) -> list[Outcome]:
+    try:
+        parsed = OUTCOMES.validate_json(body)
+    except ValidationError as err:
+        raise RequestValidationError([{**e, "loc": ("body", *e.get("loc", ()))} for e in err.errors(include_input=False)],
+                                     body=None) from None
+    labels = parsed.outcomes if isinstance(parsed, OutcomesRequest) else parsed
+    bad = next((i for i, o in enumerate(labels) if not math.isfinite(o.time)), None)
+    if bad is not None:
+        raise RequestValidationError([{"type": "finite_number", "loc": ("body", bad, "time"),
+                                       "msg": f"outcome {bad + 1}'s time is not a finite number"}])
+    return labels
+
+
+def query_tolerance(request: Request) -> float:
+    text = request.query_params.get("tolerance", "0")
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not (0 <= value <= MAX_TOLERANCE):  # also NaN
+        raise RequestValidationError([{"type": "float_parsing", "loc": ("query", "tolerance"),
+                                       "msg": f"'{text[:40]}' is not a tolerance: a number of time units, 0 or more"}])
+    return value
+
+
+def store_outcomes(store, model: str, labels: list[dict], tolerance: float = 0.0) -> list[dict]:
+    """Join each label ({line or None, machine, time, outcome}) to its prediction and store them all (`Store.
+    record_outcomes`); returns the unmatched ones: {index, line, machine, time, reason}."""
+    rows, unmatched, claimed = [], [], {}
+    with store.engine.connect() as db:
+        lines: dict[str, list[str]] = {}
+        for i, label in enumerate(labels):
+            found, reason = match(db, model, label, tolerance, lines)
+            if found is not None:
+                reason = claim(db, model, label, found, claimed)
+            key = (label["line"] or "", label["machine"], label["time"])
+            if reason is None:
+                claimed[found["id"]] = key
+            else:
+                unmatched.append({"index": i, "line": label["line"], "machine": label["machine"], "time": label["time"],
+                                  "reason": reason})
+            rows.append({"line": key[0], "machine": key[1], "time": key[2], "model": model, "outcome": label["outcome"],
+                         "prediction_id": found["id"] if reason is None else None})
+    store.record_outcomes(rows)
+    return unmatched
+
+
+def match(db, model: str, label: dict, tolerance: float, lines: dict) -> tuple[dict | None, str | None]:
+    """The stored prediction of `model` for the label's machine nearest its time within `tolerance`, or the reason
+    there is none."""
+    from shopfloor.store_schema import machines, predictions
+
+    machine, time = label["machine"], label["time"]
+    if label["line"] is not None:
+        on = [label["line"]]
+    else:
+        if machine not in lines:
+            lines[machine] = list(db.execute(sa.select(machines.c.line).where(machines.c.machine == machine)).scalars())
+        on = lines[machine]
+        if not on:
+            return None, f"machine '{machine}' is on no line the store knows yet: send its 'line'"
+    p = predictions.c
+    near = p.time == time if tolerance == 0 else p.time.between(time - tolerance, time + tolerance)
+    best = db.execute(sa.select(p.id, p.line, p.time, p.version)
+                      .where(p.line.in_(on), p.machine == machine, p.model == model, near)
+                      .order_by(sa.func.abs(p.time - time), p.time).limit(2)).all()
+    within = "at that time" if tolerance == 0 else f"within {tolerance:g} of that time"
+    if not best:
+        return None, f"no prediction of '{model}' for {machine} {within}"
+    if label["line"] is None and len(best) == 2 and best[0].line != best[1].line and \
+            abs(best[0].time - time) == abs(best[1].time - time):
+        return None, f"machine '{machine}' is on lines {best[0].line} and {best[1].line}: send its 'line'"
+    return dict(best[0]._mapping), None
+
+
+def claim(db, model: str, label: dict, found: dict, claimed: dict) -> str | None:
+    """None where the prediction may take this label; else why not (another label of this request or of an earlier
+    one is joined to it already: one outcome per prediction, so that no reading counts twice)."""
+    from shopfloor.store_schema import outcomes
+
+    o = outcomes.c
+    key = (label["line"] or "", label["machine"], label["time"])
+    other = claimed.get(found["id"])
+    if other is None:
+        row = db.execute(sa.select(o.line, o.machine, o.time).where(o.prediction_id == found["id"], o.model == model)
+                         .limit(1)).first()
+        other = tuple(row) if row is not None else None
+    if other is None or other == key:
+        return None
+    return f"the prediction at time {found['time']:g} already has the outcome sent for time {other[2]:g}"
