@@ -169,6 +169,37 @@ def test_models_page_lists_live_versions_and_opens_a_report(page):
     assert "failure" in page.content()
 
 
+def test_model_health_shows_the_accuracy_measured_on_labels_beside_the_estimate(page, dashboard, line_models):
+    """Labels that agree with every prediction of ten presses (five of low risk, five of high), sent as a quality
+    system would: the health page in
+    Chromium shows accuracy 1 measured on them, in the row above the estimate on the same predictions."""
+    import httpx
+
+    import shopfloor
+    from shopfloor.watch.performance import estimated_performance
+
+    threshold = shopfloor.load(line_models.folders["failure"]).drift_profile_["classifier"]["threshold"]
+    labels = [{"line": "line-1", "machine": f"press-{m:03d}", "time": float(t), "outcome": int(min(1.0, (t + m) / 120)
+                                                                                                >= threshold)}
+              for m in (*range(5), *range(95, 100)) for t in range(1, 21)]  # the risks `_fill` stored
+    assert 0 < sum(label["outcome"] for label in labels) < 200  # failures and good ones: F1 is defined
+    answer = httpx.post(dashboard["url"] + "/api/models/failure/outcomes", json=labels, timeout=30,
+                        headers={"Authorization": f"Bearer {dashboard['token']}"})
+    assert answer.status_code == 200 and answer.json()["matched"] == 200, answer.text
+    page.click("nav >> text=Models")
+    page.click("tr[data-model=failure] >> text=health")
+    page.wait_for_selector("table.accuracy tr.measured")
+    rows = page.eval_on_selector_all("table.accuracy tbody tr", "rows => rows.map(r => [r.className, "
+                                     "[...r.cells].map(c => c.textContent)])")
+    assert [r[0] for r in rows[:3]] == ["measured", "estimated-labelled", "estimated"]
+    assert rows[0][1][1:] == ["1", "1", rows[0][1][3], "200"] and rows[1][1][4] == "200"
+    risks = [min(1.0, (t + m) / 120) for m in (*range(5), *range(95, 100)) for t in range(1, 21)]
+    expected = estimated_performance(np.array(risks), threshold)["accuracy"]
+    assert float(rows[1][1][1]) == pytest.approx(expected, abs=1e-3)
+    assert rows[2][1][4] == "500"  # the estimate on the latest 500 of the 1,800 unlabelled
+    assert page.locator("table.accuracy-over-time tr.block").count() == 1
+
+
 def test_fleet_of_100_machines_renders_quickly(page, dashboard):
     """A generous floor for CI; the 1 s target is measured in benchmarks/serve_load.py."""
     started = time.perf_counter()
