@@ -206,6 +206,7 @@ def test_a_database_from_before_outcomes_gains_their_table_and_joins_labels_once
     then joined to its prediction, a redelivered one (twice in one batch, too) is stored once, and a corrected one
     replaces it."""
     from shopfloor import store_schema as tables
+    from shopfloor.serve.health import labelled_risks, unlabelled_risks
     from shopfloor.serve.outcomes import store_outcomes
 
     reopened = store_from_before(store, set(), (tables.predictions,), gone=(tables.outcomes,))
@@ -217,6 +218,8 @@ def test_a_database_from_before_outcomes_gains_their_table_and_joins_labels_once
         with reopened.engine.connect() as db:
             rows = db.execute(tables.outcomes.select().order_by(tables.outcomes.c.time)).all()
         assert [(r.time, r.outcome, r.prediction_id is not None) for r in rows] == [(1.0, "0", True), (7.0, "1", False)]
+        assert labelled_risks(reopened, "failure", 1, "1") == [(1.0, 0.2, 0)]  # what the health page reads
+        assert unlabelled_risks(reopened, "failure", 1) == [0.2, 0.2]
     finally:
         reopened.close()
 
