@@ -166,3 +166,15 @@ def test_a_label_joins_the_nearest_prediction_within_the_tolerance_and_only_one_
     again = store_outcomes(store, "failure", [{"line": None, "machine": "mill-1", "time": 10.0, "outcome": "1"}])
     assert again[0]["reason"] == "the prediction at time 10 already has the outcome sent for time 10.5"
     assert _row(client.get("/models/failure/health").text, "measured")[-1] == "3"
+
+
+def test_a_machine_name_on_two_lines_needs_the_line(line):
+    client, store, _ = line
+    _predict(store, np.array([0.3]))
+    store.write_batch([], [dict(line="line-2", machine="mill-1", time=0.0, model="failure", version=1, risk=0.6,
+                                sent_at=0.0)], [], [dict(line="line-2", machine="mill-1", time=0.0, alerting=False)])
+    answer = _send(client, [{"machine": "mill-1", "time": 0.0, "outcome": 1},
+                            {"line": "line-2", "machine": "mill-1", "time": 0.0, "outcome": 1}]).json()
+    assert answer["matched"] == 1
+    assert answer["unmatched"] == [{"index": 0, "line": None, "machine": "mill-1", "time": 0.0,
+                                    "reason": "machine 'mill-1' is on lines line-1, line-2: send its 'line'"}]

@@ -27,11 +27,12 @@ Decisions, and why:
   label unmatched at first and matched later stays one row.
 
 Token scope `read`, as /predict: the senders are the same systems that send readings, and admin is for promotions.
-Matching costs up to three indexed lookups per label (about 10,000 labels a second on SQLite).
+Matching costs one indexed query per machine of a request and one per 500 matched labels (`match_all`).
 """
 
 from __future__ import annotations
 
+import bisect
 import math
 
 import sqlalchemy as sa
@@ -157,63 +158,95 @@ def store_outcomes(store, model: str, labels: list[dict], tolerance: float = 0.0
     record_outcomes`); returns the unmatched ones: {index, line, machine, time, reason}."""
     rows, unmatched, claimed = [], [], {}
     with store.engine.connect() as db:
-        lines: dict[str, list[str]] = {}
-        for i, label in enumerate(labels):
-            found, reason = match(db, model, label, tolerance, lines)
-            if found is not None:
-                reason = claim(db, model, label, found, claimed)
-            key = (label["line"] or "", label["machine"], label["time"])
-            if reason is None:
-                claimed[found["id"]] = key
+        found = match_all(db, model, labels, tolerance)
+        taken = stored_claims(db, model, {hit["id"] for hit, _ in found if hit is not None})
+    for i, (label, (hit, reason)) in enumerate(zip(labels, found, strict=True)):
+        key = (label["line"] or "", label["machine"], label["time"])
+        if hit is not None:
+            other = claimed.get(hit["id"], taken.get(hit["id"]))
+            if other is not None and other != key:  # one outcome per prediction, so that no reading counts twice
+                reason = f"the prediction at time {hit['time']:g} already has the outcome sent for time {other[2]:g}"
             else:
-                unmatched.append({"index": i, "line": label["line"], "machine": label["machine"], "time": label["time"],
-                                  "reason": reason})
-            rows.append({"line": key[0], "machine": key[1], "time": key[2], "model": model, "outcome": label["outcome"],
-                         "prediction_id": found["id"] if reason is None else None})
+                claimed[hit["id"]] = key
+        if reason is not None:
+            unmatched.append({"index": i, "line": label["line"], "machine": label["machine"], "time": label["time"],
+                              "reason": reason})
+        rows.append({"line": key[0], "machine": key[1], "time": key[2], "model": model, "outcome": label["outcome"],
+                     "prediction_id": hit["id"] if reason is None else None})
     store.record_outcomes(rows)
     return unmatched
 
 
-def match(db, model: str, label: dict, tolerance: float, lines: dict) -> tuple[dict | None, str | None]:
-    """The stored prediction of `model` for the label's machine nearest its time within `tolerance`, or the reason
-    there is none."""
-    from shopfloor.store_schema import machines, predictions
-
-    machine, time = label["machine"], label["time"]
-    if label["line"] is not None:
-        on = [label["line"]]
-    else:
-        if machine not in lines:
-            lines[machine] = list(db.execute(sa.select(machines.c.line).where(machines.c.machine == machine)).scalars())
-        on = lines[machine]
-        if not on:
-            return None, f"machine '{machine}' is on no line the store knows yet: send its 'line'"
-    p = predictions.c
-    near = p.time == time if tolerance == 0 else p.time.between(time - tolerance, time + tolerance)
-    best = db.execute(sa.select(p.id, p.line, p.time, p.version)
-                      .where(p.line.in_(on), p.machine == machine, p.model == model, near)
-                      .order_by(sa.func.abs(p.time - time), p.time).limit(2)).all()
+def match_all(db, model: str, labels: list[dict], tolerance: float) -> list[tuple[dict | None, str | None]]:
+    """Per label, the stored prediction of `model` for its machine nearest its time within `tolerance` (of two as near
+    the earlier), or None and the reason there is none. One query per machine of the request (its predictions
+    between the earliest label's time and the latest's), not per label: per label, a request of 10,000 labels took
+    19 s on SQLite."""
+    lines = machine_lines(db, {label["machine"] for label in labels if label["line"] is None})
+    groups: dict[tuple, list[int]] = {}
+    for i, label in enumerate(labels):
+        groups.setdefault((label["line"], label["machine"]), []).append(i)
     within = "at that time" if tolerance == 0 else f"within {tolerance:g} of that time"
-    if not best:
-        return None, f"no prediction of '{model}' for {machine} {within}"
-    if label["line"] is None and len(best) == 2 and best[0].line != best[1].line and \
-            abs(best[0].time - time) == abs(best[1].time - time):
-        return None, f"machine '{machine}' is on lines {best[0].line} and {best[1].line}: send its 'line'"
-    return dict(best[0]._mapping), None
+    found: list = [None] * len(labels)
+    for (line, machine), members in groups.items():
+        on = [line] if line is not None else lines.get(machine, [])
+        if not on:
+            for i in members:
+                found[i] = None, f"machine '{machine}' is on no line the store knows yet: send its 'line'"
+            continue
+        times = [labels[i]["time"] for i in members]
+        candidates = predictions_between(db, model, on, machine, min(times) - tolerance, max(times) + tolerance)
+        for i in members:
+            found[i] = nearest(candidates, labels[i]["time"], tolerance, line is None) or \
+                (None, f"no prediction of '{model}' for {machine} {within}")
+    return found
 
 
-def claim(db, model: str, label: dict, found: dict, claimed: dict) -> str | None:
-    """None where the prediction may take this label; else why not (another label of this request or of an earlier
-    one is joined to it already: one outcome per prediction, so that no reading counts twice)."""
+def nearest(candidates: list[dict], time: float, tolerance: float, any_line: bool) -> tuple | None:
+    """(prediction, None) nearest `time` among `candidates` (sorted by time), (None, why) where two lines tie, None
+    where none is within `tolerance`."""
+    times = [c["time"] for c in candidates]
+    near = candidates[bisect.bisect_left(times, time - tolerance):bisect.bisect_right(times, time + tolerance)]
+    if not near:
+        return None
+    best = min(near, key=lambda c: (abs(c["time"] - time), c["time"]))
+    ties = {c["line"] for c in near if abs(c["time"] - time) == abs(best["time"] - time)}
+    if any_line and len(ties) > 1:
+        return None, f"machine '{best['machine']}' is on lines {', '.join(sorted(ties))}: send its 'line'"
+    return best, None
+
+
+def machine_lines(db, names: set[str]) -> dict[str, list[str]]:
+    """The lines each machine is on, from the machines' latest states (a small table)."""
+    from shopfloor.store_schema import machines
+
+    lines: dict[str, list[str]] = {}
+    names = sorted(names)
+    for k in range(0, len(names), 500):
+        query = sa.select(machines.c.line, machines.c.machine).where(machines.c.machine.in_(names[k:k + 500]))
+        for line, machine in db.execute(query):
+            lines.setdefault(machine, []).append(line)
+    return lines
+
+
+def predictions_between(db, model: str, lines: list[str], machine: str, first: float, last: float) -> list[dict]:
+    from shopfloor.store_schema import predictions
+
+    p = predictions.c
+    query = (sa.select(p.id, p.line, p.machine, p.time)
+             .where(p.line.in_(lines), p.machine == machine, p.model == model, p.time.between(first, last))
+             .order_by(p.time, p.line))
+    return [dict(r._mapping) for r in db.execute(query)]
+
+
+def stored_claims(db, model: str, ids: set[int]) -> dict[int, tuple]:
+    """The (line, machine, time) of the outcome already joined to each of these predictions, where one is."""
     from shopfloor.store_schema import outcomes
 
-    o = outcomes.c
-    key = (label["line"] or "", label["machine"], label["time"])
-    other = claimed.get(found["id"])
-    if other is None:
-        row = db.execute(sa.select(o.line, o.machine, o.time).where(o.prediction_id == found["id"], o.model == model)
-                         .limit(1)).first()
-        other = tuple(row) if row is not None else None
-    if other is None or other == key:
-        return None
-    return f"the prediction at time {found['time']:g} already has the outcome sent for time {other[2]:g}"
+    o, ids, claims = outcomes.c, sorted(ids), {}
+    for k in range(0, len(ids), 500):
+        query = sa.select(o.prediction_id, o.line, o.machine, o.time).where(o.prediction_id.in_(ids[k:k + 500]),
+                                                                           o.model == model)
+        for prediction, *key in db.execute(query):
+            claims[prediction] = tuple(key)
+    return claims
