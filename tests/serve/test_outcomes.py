@@ -104,8 +104,8 @@ def test_an_unknown_label_is_refused_with_its_name_and_nothing_is_stored(line):
     answer = _send(client, [{"machine": "mill-1", "time": 0.0, "outcome": 0},
                             {"machine": "mill-1", "time": 1.0, "outcome": "scrap"}])
     assert answer.status_code == 422
-    assert answer.json()["detail"] == ("outcome 2 ('scrap', machine mill-1) is not one of model 'failure''s classes: "
-                                       "0, 1; nothing was stored")
+    assert answer.json()["detail"] == ("outcome 2 ('scrap', machine mill-1) is not a class of model 'failure' (0, 1): "
+                                       "nothing was stored")
     assert _send(client, [{"machine": "mill-1", "time": 0.0, "outcome": 2}]).status_code == 422
     assert "No labels yet" in client.get("/models/failure/health").text
     refused = client.post("/api/models/rul/outcomes", json=[{"machine": "mill-1", "time": 0.0, "outcome": 1}])

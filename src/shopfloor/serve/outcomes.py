@@ -26,6 +26,10 @@ Decisions, and why:
   itself (a corrected outcome replaces the first one). The key is what the sender sent, not the line found, so that a
   label unmatched at first and matched later stays one row.
 
+- By (line, machine, time), not by a prediction's id: neither /predict nor the stream hands ids out, and the
+  reading's time is what a quality system has. The predictions joined are those the stream worker stored (the
+  service's /predict stores none). Outcomes over MQTT are not taken yet: a quality system posts them here.
+
 Token scope `read`, as /predict: the senders are the same systems that send readings, and admin is for promotions.
 Matching costs one indexed query per machine of a request and one per 500 matched labels (`match_all`).
 """
@@ -116,8 +120,8 @@ async def record_outcomes(name: str, request: Request) -> Response:
     texts = [label_text(o.outcome) for o in labels]
     for i, text in enumerate(texts):
         if text not in classes:
-            raise UnknownOutcome(f"outcome {i + 1} ('{text}', machine {labels[i].machine}) is not one of model "
-                                 f"'{model.name}''s classes: {', '.join(classes)}; nothing was stored")
+            raise UnknownOutcome(f"outcome {i + 1} ('{text}', machine {labels[i].machine}) is not a class of model "
+                                 f"'{model.name}' ({', '.join(classes)}): nothing was stored")
     if state.store is None:
         return json_response({"detail": "the store cannot be opened (see the service log): nothing was stored"}, 503)
     rows = [{"line": o.line, "machine": o.machine, "time": o.time, "outcome": t} for o, t in zip(labels, texts, strict=True)]
