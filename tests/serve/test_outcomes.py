@@ -178,3 +178,11 @@ def test_a_machine_name_on_two_lines_needs_the_line(line):
     assert answer["matched"] == 1
     assert answer["unmatched"] == [{"index": 0, "line": None, "machine": "mill-1", "time": 0.0,
                                     "reason": "machine 'mill-1' is on lines line-1, line-2: send its 'line'"}]
+
+
+def test_the_route_is_documented_without_a_dangling_reference(line):
+    client, _, _ = line
+    documented = client.get("/openapi.json").json()["paths"]["/api/models/{name}/outcomes"]["post"]
+    body = documented["requestBody"]["content"]["application/json"]["schema"]
+    assert "$ref" not in str(body) and body["properties"]["outcomes"]["items"]["required"] == ["machine", "time", "outcome"]
+    assert [p["name"] for p in documented["parameters"]] == ["name", "tolerance"]

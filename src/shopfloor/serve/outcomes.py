@@ -72,11 +72,19 @@ class OutcomesRequest(BaseModel):
     outcomes: list[Outcome]
 
 
+def body_schema() -> dict:
+    """The request body's JSON schema with the outcome inlined: a `$defs` reference would point nowhere inside the
+    OpenAPI document."""
+    schema = OutcomesRequest.model_json_schema()
+    schema["properties"]["outcomes"]["items"] = schema.pop("$defs")["Outcome"]
+    return schema
+
+
 OUTCOMES = TypeAdapter(list[Outcome] | OutcomesRequest)
 OPENAPI = {**SECURED, "parameters": [
     {"name": "tolerance", "in": "query", "required": False, "schema": {"type": "number", "minimum": 0},
      "description": "join a label to the nearest prediction within this many time units (default 0: the same time)"}],
-    "requestBody": {"required": True, "content": {"application/json": {"schema": OutcomesRequest.model_json_schema()}}}}
+    "requestBody": {"required": True, "content": {"application/json": {"schema": body_schema()}}}}
 
 
 def label_classes(estimator) -> list[str] | None:
