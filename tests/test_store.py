@@ -206,8 +206,8 @@ def test_a_database_from_before_outcomes_gains_their_table_and_joins_labels_once
     then joined to its prediction, a redelivered one (twice in one batch, too) is stored once, and a corrected one
     replaces it."""
     from shopfloor import store_schema as tables
+    from shopfloor.outcomes import store_outcomes
     from shopfloor.serve.health import labelled_risks, unlabelled_risks
-    from shopfloor.serve.outcomes import store_outcomes
 
     reopened = store_from_before(store, set(), (tables.predictions,), gone=(tables.outcomes,))
     try:

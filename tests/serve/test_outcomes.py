@@ -156,7 +156,7 @@ def test_a_label_joins_the_nearest_prediction_within_the_tolerance_and_only_one_
     assert answer["tolerance"] == 0.5 and answer["matched"] == 3
     assert [(u["index"], u["reason"]) for u in answer["unmatched"]] == [
         (1, "the prediction at time 11 already has the outcome sent for time 11.3")]
-    from shopfloor.serve.outcomes import store_outcomes
+    from shopfloor.outcomes import store_outcomes
     from shopfloor.store_schema import outcomes, predictions
 
     with store.engine.connect() as db:

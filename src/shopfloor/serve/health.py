@@ -23,8 +23,8 @@ import sqlalchemy as sa
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse
 
+from shopfloor.outcomes import label_classes
 from shopfloor.serve.dashboard import PAGE, render_page
-from shopfloor.serve.outcomes import label_classes
 from shopfloor.serve.verdicts import when
 
 router = APIRouter(include_in_schema=False)

@@ -34,7 +34,9 @@ machine. The worker's own output (dead letters, alerts) is never read as telemet
 such as '#' matches it: each dead letter would have come back as a new one, without end.
 A block of high-rate samples (`stream.payload`) goes to the fault-diagnosis models whose channels it carries
 (`stream.blocks`); one at another rate than its model's is a dead letter.
-Length: about 410 lines, 40 of them this docstring; the MQTT session, the loop and the batch's one transaction read
+Outcomes (labels that arrive later) on `<prefix>/<line>/<machine>/outcome` go to `stream.outcomes` once the batch
+is committed, so that one in the same batch as its reading finds its prediction (five lines here).
+Length: about 415 lines, 42 of them this docstring; the MQTT session, the loop and the batch's one transaction read
 best together; the drift watch is a call into `watch.line` (four lines).
 """
 
@@ -55,6 +57,7 @@ import orjson
 from shopfloor.stream.broker import BrokerUnreachable, mqtt_client, parse_url, stable_client_id
 from shopfloor.stream.judging import judge
 from shopfloor.stream.machines import Fleet
+from shopfloor.stream.outcomes import is_outcome, record_outcomes
 from shopfloor.stream.payload import MAX_PAYLOAD, BadMessage, parse
 from shopfloor.stream.scoring import Models
 from shopfloor.stream.stamps import Stamps
@@ -238,12 +241,15 @@ class Worker:
 
     def process(self, batch: list) -> None:
         """Parse, score, store (one transaction), publish alerts and dead letters, then acknowledge."""
-        readings, dead = [], []
+        readings, dead, outcomes = [], [], []
         numeric = self.models.numeric
         now = clock.time()
         for _session, message in batch:
             if self.is_own_output(message.topic):
                 continue  # acknowledged with the batch, neither a reading nor a dead letter
+            if is_outcome(message.topic):  # a label that arrived later: taken once the batch is committed
+                outcomes.append(message)
+                continue
             try:
                 parsed = parse(message.topic, message.payload, numeric, self.max_payload)
             except BadMessage as err:
@@ -286,6 +292,7 @@ class Worker:
             stored_at = self._store([], [], [], [], dead)
         if stored_at is None:
             return  # stopping while the database is down: nothing acknowledged, the broker delivers again
+        dead += record_outcomes(self.store, self.models, outcomes) if outcomes else []
         prefixes = {(r["line"], r["machine"]): r["prefix"] for r in readings}
         for alert in alerts:
             prefix = prefixes.get((alert["line"], alert["machine"]), "plant")
