@@ -46,6 +46,10 @@ def test_verdicts_are_stored_per_input_and_a_drifting_input_alerts_once(tmp_path
     assert len(rows) == 4 * 6
     torque = [r["verdict"] for r in rows if r["input"] == "torque"]
     assert torque[0] == "ok" and torque[-1] == "drift"
+    (alert,) = store.alerts(10)  # the plant's alert, beside the MQTT one: on the dashboard's alerts page
+    assert (alert["kind"], alert["model"], alert["version"], alert["machine"]) == ("drift", "failure", 3, "failure")
+    entered = next(r for r in rows if r["input"] == "torque" and r["verdict"] == "drift")
+    assert "input 'torque' drifts" in alert["message"] and alert["value"] == entered["psi"]
     store.close()
 
 
