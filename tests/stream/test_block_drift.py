@@ -87,6 +87,7 @@ def test_a_gain_of_one_and_a_half_on_one_channel_drifts_its_rms_and_alerts_once(
     published = [payload for topic, payload in worker.client.published if topic == DRIFT_TOPIC]
     assert len(published) == 1 and orjson.loads(published[0])["input"] == "DE rms"
     assert len(alerts) == 1 and "'DE rms'" in alerts[0]["message"] and alerts[0]["model"] == "bearing"
+    assert " windows)" in alerts[0]["message"]  # the ring holds windows, not readings
     store.close()
 
 

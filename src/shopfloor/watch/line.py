@@ -97,7 +97,7 @@ class LineWatch:
             return None
         rolling = self._rolling(name, version, profile)
         rolling.add(inputs, outputs)
-        return self._due((name, version), len(inputs), profile, rolling, fed=frozenset(outputs.columns))
+        return self._due((name, version), len(inputs), profile, rolling, fed=frozenset(outputs.columns), unit="windows")
 
     def _rolling(self, name: str, version: int, profile: dict) -> RollingProfile:
         rolling = self.rolling.get((name, version))
@@ -106,21 +106,23 @@ class LineWatch:
             self._forget_older(name, version)
         return rolling
 
-    def _due(self, key: tuple[str, int], added: int, profile: dict, rolling: RollingProfile, fed=None):
+    def _due(self, key: tuple[str, int], added: int, profile: dict, rolling: RollingProfile, fed=None,
+             unit: str = "readings"):
         self.since_check[key] = self.since_check.get(key, 0) + added
         now = clock.monotonic()
         if self.since_check[key] < self.every or now - self.last_check.get(key, -float("inf")) < self.seconds:
             return None
         self.since_check[key], self.last_check[key] = 0, now
         view = rolling.view()
-        return lambda publish=None: self._check(key, compare_view(profile, view), publish, fed)
+        return lambda publish=None: self._check(key, compare_view(profile, view), publish, fed, unit)
 
     def _forget_older(self, name: str, version: int) -> None:
         for key in [k for k in self.rolling if k[0] == name and k[1] != version]:
             self.rolling.pop(key), self.since_check.pop(key, None), self.drifting.pop(key, None)
             self.last_check.pop(key, None)
 
-    def _check(self, key: tuple[str, int], report: dict, publish, fed=None) -> tuple[list[dict], list[dict]]:
+    def _check(self, key: tuple[str, int], report: dict, publish, fed=None,
+               unit: str = "readings") -> tuple[list[dict], list[dict]]:
         now = clock.time()
         outputs = [r for r in report["outputs"] if fed is None or r["input"] in fed]
         rows = [{"model": key[0], "version": key[1], "input": r["input"], "kind": kind, "verdict": r["verdict"],
@@ -130,7 +132,7 @@ class LineWatch:
                 for kind, results in (("input", report["inputs"]), ("output", outputs)) for r in results]
         now_drifting = set(report["drifting"])
         results = {r["input"]: r for r in report["inputs"]}
-        alerts = [drift_alert(key[0], key[1], results[name], now)
+        alerts = [drift_alert(key[0], key[1], results[name], now, unit)
                   for name in sorted(now_drifting - self.drifting.get(key, set()))]
         for alert in alerts:
             log.warning(alert["message"])
@@ -154,11 +156,11 @@ class LineWatch:
             log.error("could not store %d drift verdicts and %d drift alerts: %s", len(rows), len(alerts_), err)
 
 
-def drift_alert(model: str, version: int, result: dict, now: float) -> dict:
+def drift_alert(model: str, version: int, result: dict, now: float, unit: str = "readings") -> dict:
     """The alert row of an input that entered drift (the store's `ALERT_KEYS`, and `input`): kind 'drift', line
     `ALERT_LINE` and the model as machine; value and threshold are the PSI (JS for a category) and the size it
     must reach for drift (a drift verdict may also come from the Wasserstein distance or a finding: the message
-    says which)."""
+    says which); `unit`: what the ring holds, readings or a diagnose model's windows."""
     category = result.get("kind") == "category"
     value = result.get("js") if category else result.get("psi")
     sizes = [f"PSI {result['psi']:.2f}" if result.get("psi") is not None else "",
@@ -167,7 +169,7 @@ def drift_alert(model: str, version: int, result: dict, now: float) -> dict:
     found = [f"{f['finding']}: {f['detail']}" for f in result.get("findings", []) if f["severity"] == "drift"]
     said = "; ".join([", ".join(s for s in sizes if s)] * any(sizes) + found)
     message = (f"{model} v{version}: input '{result['input']}' drifts from its training profile"
-               + (f" ({said}; over the last {result['readings']} readings)" if said else ""))
+               + (f" ({said}; over the last {result['readings']} {unit})" if said else ""))
     return {"line": ALERT_LINE, "machine": model, "time": now, "kind": "drift", "model": model, "version": version,
             "value": float(value) if value is not None else 0.0, "threshold": DRIFT_JS if category else DRIFT_PSI,
             "message": message, "at": now, "rule": "drift verdict", "clear": "watch or ok", "input": result["input"]}
