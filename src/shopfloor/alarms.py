@@ -34,6 +34,7 @@ WORDS = {"risk": "failure risk", "rul": "remaining useful life", "rul_low": "low
 # useful life with its interval per message, an anomaly score with the sensors behind it per reading, a fault verdict
 # per window of a block of samples. An alert has one of them.
 KINDS = ("risk", "rul", "score", "verdict")
+ALERT_KINDS = (*KINDS, "drift")  # an alert's kind: a prediction's, or an input that drifts (`watch.line`)
 SCORE_ALARM, SCORE_CLEAR = 0.5, 0.4  # a monitor model's default rule: its own decision level in, clear a step lower
 # A fault-diagnosis model's default rule: alarm after 3 windows in a row with a fault verdict (a fault class or
 # unknown), clear after 3 in a row of the normal class. One window of 2,048 samples at 12 kHz is 0.17 s, so 3 take

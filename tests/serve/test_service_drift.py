@@ -1,16 +1,18 @@
 """The REST service's drift watch (issue 19, item 3): the rows /predict scores feed the live model's rolling profile,
 and the comparisons land in the store's `drift_verdicts`: an input shifted by 3 sd is named there as drifting,
-undrifted rows drift nowhere."""
+undrifted rows drift nowhere; an input that enters drift raises one alert on the dashboard's alerts page (not one per
+comparison), undrifted rows none."""
 
 from __future__ import annotations
 
+import re
 import time
 
 import pytest
 import sqlalchemy as sa
 
 from shopfloor.registry import Registry
-from shopfloor.serve.auth import create_token
+from shopfloor.serve.auth import COOKIE, create_token
 from shopfloor.store import Store, default_url
 from shopfloor.store_schema import drift_verdicts
 
@@ -92,3 +94,33 @@ def test_a_request_is_not_slowed_noticeably(service, binary_model):
         watch.observe("failure", 1, model, True, rows, answers)
     per_request = (time.perf_counter() - start) / 50
     assert per_request < 0.005, f"{per_request * 1e3:.2f} ms a request"
+
+
+def _alert_rows(client, headers, **filters) -> list[str]:
+    """The rows of the dashboard's alerts page (signed in with the read token's cookie)."""
+    client.cookies.set(COOKIE, headers["Authorization"].split()[-1])
+    page = client.get("/alerts", params=filters)
+    assert page.status_code == 200, page.text
+    return re.findall(r'<tr class="alert[^"]*" data-alert="\d+">(.*?)</tr>', page.text, flags=re.S)
+
+
+def test_an_input_entering_drift_raises_one_alert_on_the_alerts_page(service, binary_model):
+    client, headers, root = service
+    name, sd = _numeric_input(binary_model.model)
+    shifted = binary_model.new.copy()
+    shifted[name] = shifted[name] + 3 * sd
+    _send(client, headers, shifted)
+    _send(client, headers, shifted)  # a second comparison that finds it drifting still: no second alert
+    assert [r["verdict"] for r in _verdicts(root) if r["input"] == name] == ["drift", "drift"]
+    rows = _alert_rows(client, headers)
+    assert len(rows) == 1, rows
+    assert ">drift</span>" in rows[0] and f"input &#39;{name}&#39; drifts" in rows[0] and "failure v1" in rows[0]
+    assert 'href="/models/failure/health"' in rows[0]
+    assert len(_alert_rows(client, headers, kind="drift")) == 1 and _alert_rows(client, headers, kind="risk") == []
+
+
+def test_undrifted_rows_raise_no_alert(service, binary_model):
+    client, headers, _ = service
+    _send(client, headers, binary_model.new)
+    _send(client, headers, binary_model.new)
+    assert _alert_rows(client, headers) == []

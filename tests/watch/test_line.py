@@ -46,6 +46,10 @@ def test_verdicts_are_stored_per_input_and_a_drifting_input_alerts_once(tmp_path
     assert len(rows) == 4 * 6
     torque = [r["verdict"] for r in rows if r["input"] == "torque"]
     assert torque[0] == "ok" and torque[-1] == "drift"
+    (alert,) = store.alerts(10)  # the plant's alert, beside the MQTT one: on the dashboard's alerts page
+    assert (alert["kind"], alert["model"], alert["version"], alert["machine"]) == ("drift", "failure", 3, "failure")
+    entered = next(r for r in rows if r["input"] == "torque" and r["verdict"] == "drift")
+    assert "input 'torque' drifts" in alert["message"] and alert["value"] == entered["psi"]
     store.close()
 
 
@@ -68,3 +72,24 @@ def test_readings_without_the_profiles_inputs_are_not_fed():
         reading["values"] = {"type": reading["values"]["type"]}
     assert watch.observe(models, readings, predictions) == []
     assert all(r.seen == 0 for r in watch.rolling.values())
+
+
+def test_a_drift_alert_says_what_moved_and_why():
+    """The alert row names the model and input with the sizes behind the verdict, and a stuck sensor's finding."""
+    from shopfloor.watch.compare import DRIFT_JS, DRIFT_PSI
+    from shopfloor.watch.line import drift_alert
+
+    levels = {"input": "type", "kind": "category", "js": 0.31, "readings": 500, "findings": []}
+    category = drift_alert("failure", 2, levels, now=10.0)
+    assert (category["kind"], category["line"], category["machine"]) == ("drift", "models", "failure")
+    assert (category["value"], category["threshold"]) == (0.31, DRIFT_JS)
+    assert category["message"] == ("failure v2: input 'type' drifts from its training profile (JS 0.31; over the "
+                                   "last 500 readings)")
+    findings = [{"finding": "stuck", "severity": "drift", "detail": "the last 60 readings are all 40"},
+                {"finding": "out of range", "severity": "watch", "detail": "2 of 500 readings outside"}]
+    torque = {"input": "torque", "kind": "numeric", "psi": 0.02, "wasserstein_sd": 0.05, "readings": 500,
+              "findings": findings}
+    stuck = drift_alert("failure", 2, torque, now=10.0)
+    assert (stuck["value"], stuck["threshold"]) == (0.02, DRIFT_PSI)
+    assert "(PSI 0.02, 0.05 sd; stuck: the last 60 readings are all 40; over" in stuck["message"]
+    assert "out of range" not in stuck["message"]  # a 'watch' finding is not why it drifts

@@ -235,18 +235,18 @@ ALERT_STATES = {"open": False, "acknowledged": True, "all": None}
 def alerts_page(request: Request, line: str = "", machine: str = "", kind: str = "", state: str = "open",
                 sort: str = "newest"):
     """Alerts, sorted and filtered by query parameters (a plain GET form: the filter is a link one can share)."""
-    from shopfloor.alarms import KINDS
+    from shopfloor.alarms import ALERT_KINDS
     from shopfloor.store import ALERT_ORDERS
 
     state = state if state in ALERT_STATES else "open"
     sort = sort if sort in ALERT_ORDERS else "newest"
-    kind = kind if kind in KINDS else ""
+    kind = kind if kind in ALERT_KINDS else ""
     store = _store(request)
     alerts = store.alerts(200, line=line or None, machine=machine or None, kind=kind or None,
                           acknowledged=ALERT_STATES[state], order=sort) if store else []
     query = request.url.query
     return _page(request, "alerts.html", alerts=alerts, now=time.time(), orders=list(ALERT_ORDERS), states=ALERT_STATES,
-                 kinds=KINDS, filters={"line": line, "machine": machine, "kind": kind, "state": state, "sort": sort},
+                 kinds=ALERT_KINDS, filters={"line": line, "machine": machine, "kind": kind, "state": state, "sort": sort},
                  back=request.url.path + (f"?{query}" if query else ""))
 
 

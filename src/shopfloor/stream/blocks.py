@@ -43,6 +43,8 @@ class Blocks(MachineSlots):
         self.next_time = np.full(capacity, np.nan)  # where the samples so far end: the time of the next one
         self.newest = np.full(capacity, -np.inf)  # the newest block's time
         self.dirty: set[int] = set()  # slots whose waiting samples changed since they were last stored
+        self.watched = False  # the drift watch reads each batch's windows (`watch.signals`): keep them till it does
+        self.scored: tuple[np.ndarray, dict] | None = None  # the last batch's windows and verdicts, when watched
 
     @property
     def nbytes(self) -> int:
@@ -129,4 +131,7 @@ def score_blocks(scorer, readings: list[dict], tails=None) -> tuple[list[dict], 
                     "sent_at": reading["sent_at"]} for t in ends.tolist()]
     if not places:
         return [], {}
-    return places, window_verdicts(model, np.concatenate(windows))
+    cut = np.concatenate(windows)
+    verdicts = window_verdicts(model, cut)
+    blocks.scored = (cut, verdicts) if blocks.watched else None
+    return places, verdicts

@@ -7,5 +7,7 @@ bounded rolling profile that the stream keeps per live model.
 - `performance.py`: the accuracy and F1 a calibrated yes/no classifier expects on new rows, without labels (CBPE);
 - `compare.py`: one verdict per input (ok / watch / drift) from the tests and the findings;
 - `rolling.py`: the last readings of each input in fixed-size rings, compared as `compare` does;
+- `line.py`, `service.py`: the stream worker's and the REST service's watch of live models: verdicts stored, an
+  alert when an input drifts; `signals.py`: a diagnose model's windows on the line, in its profile's terms;
 - `report.py`: the drift page.
 """

@@ -6,9 +6,14 @@ enter it, evenly spaced (at 20,000 readings a second a ring of 500 then spans a 
 fortieth; watching every reading cost 18 us a reading, a third of the worker's budget); once `CHECK_EVERY`
 readings have come and `CHECK_SECONDS` have passed since the last comparison (one costs about 40 ms), the ring is
 compared with the profile and one row per input and output goes to the store's `drift_verdicts` table.
-An input that enters 'drift' raises one alert on `DRIFT_TOPIC` (it ends in 'alerts', so the worker never reads
-it back as telemetry); it alerts again only after it was back to ok or watch. Verdicts are derived data: a
-database that refuses them is logged, and the line goes on. `SHOPFLOOR_DRIFT_WATCH=off` turns the watch off.
+A fault-diagnosis model reads blocks of samples, not readings: its profile is of windows (each channel's RMS,
+kurtosis and crest factor), so about `PER_BATCH` of the windows the batch's blocks completed, already cut for
+scoring, enter its ring with their confidence and novelty (`watch.signals`).
+An input that enters 'drift' raises one alert: a row in the store's `alerts` table (kind 'drift', the model and
+the input in its message; the dashboard's alerts page lists it and can acknowledge it) and a message on
+`DRIFT_TOPIC` (it ends in 'alerts', so the worker never reads it back as telemetry); it alerts again only after
+it was back to ok or watch. Verdicts and drift alerts are derived data: a database that refuses them is logged,
+and the line goes on. `SHOPFLOOR_DRIFT_WATCH=off` turns the watch off.
 """
 
 from __future__ import annotations
@@ -20,14 +25,16 @@ import time as clock
 
 import numpy as np
 
-from shopfloor.watch.compare import compare_view
+from shopfloor.watch.compare import DRIFT_JS, DRIFT_PSI, compare_view
 from shopfloor.watch.rolling import DEFAULT_WINDOW, RollingProfile
+from shopfloor.watch.signals import block_view, reads_blocks
 
 log = logging.getLogger("shopfloor.stream")
 CHECK_EVERY = 500  # readings of a model between two comparisons ...
 CHECK_SECONDS = 5.0  # ... and seconds
 PER_BATCH = 100
 DRIFT_TOPIC = "shopfloor/drift/alerts"
+ALERT_LINE = "models"  # a drift alert is about a model, not one machine: its row's line, and the model as machine
 
 
 def watch_enabled() -> bool:
@@ -44,76 +51,125 @@ class LineWatch:
         self.drifting: dict[tuple[str, int], set[str]] = {}
 
     def observe(self, models, readings: list[dict], predictions: list[dict], publish=None) -> list[dict]:
-        """Feed a batch to each live model's rolling profile; returns the verdict rows written (if any checks ran)
-        and publishes an alert (`publish(topic, payload, qos=1)`) per input that entered drift."""
-        rows = []
+        """Feed a batch to each live model's rolling profile; returns the verdict rows written (if any checks ran),
+        stores an alert and publishes one (`publish(topic, payload, qos=1)`) per input that entered drift."""
+        rows, alerts = [], []
         for scorer in list(models.scorers.values()):
             if getattr(scorer.estimator, "drift_profile_", None) is None:
                 continue  # saved before drift profiles
-            stride = max(1, -(-len(readings) // self.per_batch))  # sampled before the (costlier) column check
-            group = [r["values"] for r in readings[::stride] if scorer.columns.issubset(r["values"])]
-            answers = [p for p in predictions if p.get("model") == scorer.name]
-            check = self.feed(scorer.name, scorer.version, scorer.estimator, group, answers)
+            if reads_blocks(scorer):
+                view = block_view(scorer, self.per_batch)
+                check = None if view is None else self.feed_view(scorer.name, scorer.version, scorer.estimator, *view)
+            else:
+                stride = max(1, -(-len(readings) // self.per_batch))  # sampled before the (costlier) column check
+                group = [r["values"] for r in readings[::stride] if scorer.columns.issubset(r["values"])]
+                answers = [p for p in predictions if p.get("model") == scorer.name]
+                check = self.feed(scorer.name, scorer.version, scorer.estimator, group, answers)
             if check is not None:
-                rows += check(publish)
-        if rows and self.store is not None:
-            self.store_verdicts(rows)
+                verdicts, raised = check(publish)
+                rows, alerts = rows + verdicts, alerts + raised
+        if (rows or alerts) and self.store is not None:
+            self.store_verdicts(rows, alerts)
         return rows
 
     def feed(self, name: str, version: int, estimator, rows: list[dict], answers: list[dict]):
         """Put one model's rows (dicts holding its input columns, already sampled) and its answers into its rolling
-        profile. Returns None, or when a comparison is due, `check(publish) -> verdict rows` over a copy of the
-        rings taken now, so that the caller may run it on another thread while rows keep coming (the service does).
-        """
+        profile. Returns None, or when a comparison is due, `check(publish) -> (verdict rows, alert rows)` over a
+        copy of the rings taken now, so that the caller may run it on another thread while rows keep coming (the
+        service does)."""
         profile = getattr(estimator, "drift_profile_", None)
         if profile is None or not rows:
             return None  # saved before drift profiles, or nothing of this model's
-        key = (name, version)
-        rolling = self.rolling.get(key)
-        if rolling is None:
-            rolling = self.rolling[key] = RollingProfile(profile, self.window)
-            self._forget_older(name, version)
-        inputs = rolling.columns
-        rows = [r for r in rows if inputs.issubset(r)]  # a diagnose model's profile is of windows, not of readings
+        rolling = self._rolling(name, version, profile)
+        rows = [r for r in rows if rolling.columns.issubset(r)]  # a diagnose model's profile is of windows
         if not rows:
             return None
         outputs = [[a.get(o) for o in rolling.outputs] for a in answers]
         rolling.add_records(rows, np.array(outputs, dtype=np.float64).reshape(len(outputs), -1) if outputs else None)
-        self.since_check[key] = self.since_check.get(key, 0) + len(rows)
+        return self._due((name, version), len(rows), profile, rolling)
+
+    def feed_view(self, name: str, version: int, estimator, inputs, outputs):
+        """As `feed`, for inputs and outputs already in the profile's terms (DataFrames, one row per window); the
+        profile's outputs that `outputs` lacks are not fed, and their verdicts are left out (they would read as
+        missing)."""
+        profile = getattr(estimator, "drift_profile_", None)
+        if profile is None or not len(inputs):
+            return None
+        rolling = self._rolling(name, version, profile)
+        rolling.add(inputs, outputs)
+        return self._due((name, version), len(inputs), profile, rolling, fed=frozenset(outputs.columns), unit="windows")
+
+    def _rolling(self, name: str, version: int, profile: dict) -> RollingProfile:
+        rolling = self.rolling.get((name, version))
+        if rolling is None:
+            rolling = self.rolling[(name, version)] = RollingProfile(profile, self.window)
+            self._forget_older(name, version)
+        return rolling
+
+    def _due(self, key: tuple[str, int], added: int, profile: dict, rolling: RollingProfile, fed=None,
+             unit: str = "readings"):
+        self.since_check[key] = self.since_check.get(key, 0) + added
         now = clock.monotonic()
         if self.since_check[key] < self.every or now - self.last_check.get(key, -float("inf")) < self.seconds:
             return None
         self.since_check[key], self.last_check[key] = 0, now
         view = rolling.view()
-        return lambda publish=None: self._check(key, compare_view(profile, view), publish)
+        return lambda publish=None: self._check(key, compare_view(profile, view), publish, fed, unit)
 
     def _forget_older(self, name: str, version: int) -> None:
         for key in [k for k in self.rolling if k[0] == name and k[1] != version]:
             self.rolling.pop(key), self.since_check.pop(key, None), self.drifting.pop(key, None)
             self.last_check.pop(key, None)
 
-    def _check(self, key: tuple[str, int], report: dict, publish) -> list[dict]:
+    def _check(self, key: tuple[str, int], report: dict, publish, fed=None,
+               unit: str = "readings") -> tuple[list[dict], list[dict]]:
         now = clock.time()
+        outputs = [r for r in report["outputs"] if fed is None or r["input"] in fed]
         rows = [{"model": key[0], "version": key[1], "input": r["input"], "kind": kind, "verdict": r["verdict"],
                  "psi": r.get("psi"), "wasserstein_sd": r.get("wasserstein_sd"), "js": r.get("js"),
                  "p_value": r.get("p_value"), "readings": r["readings"],
                  "findings": "; ".join(f"{f['finding']}: {f['detail']}" for f in r["findings"]) or None, "at": now}
-                for kind, results in (("input", report["inputs"]), ("output", report["outputs"])) for r in results]
+                for kind, results in (("input", report["inputs"]), ("output", outputs)) for r in results]
         now_drifting = set(report["drifting"])
-        for name in sorted(now_drifting - self.drifting.get(key, set())):
-            message = f"{key[0]} v{key[1]}: input '{name}' drifts from its training profile"
-            log.warning(message)
+        results = {r["input"]: r for r in report["inputs"]}
+        alerts = [drift_alert(key[0], key[1], results[name], now, unit)
+                  for name in sorted(now_drifting - self.drifting.get(key, set()))]
+        for alert in alerts:
+            log.warning(alert["message"])
             if publish is not None:
-                publish(DRIFT_TOPIC, json.dumps({"model": key[0], "version": key[1], "input": name, "message": message,
-                                                 "at": now}), qos=1)
+                publish(DRIFT_TOPIC, json.dumps({"model": key[0], "version": key[1], "input": alert["input"],
+                                                 "message": alert["message"], "at": now}), qos=1)
         self.drifting[key] = now_drifting
-        return rows
+        return rows, alerts
 
-    def store_verdicts(self, rows: list[dict]) -> None:
-        from shopfloor.store_schema import drift_verdicts
+    def store_verdicts(self, rows: list[dict], alerts_: list[dict] = ()) -> None:
+        """The verdict rows and drift alerts in one transaction (alerts: `drift_alert`'s rows)."""
+        from shopfloor.store_schema import ALERT_KEYS, alerts, drift_verdicts
 
         try:
             with self.store.engine.begin() as db:
-                db.execute(drift_verdicts.insert(), rows)
+                if rows:
+                    db.execute(drift_verdicts.insert(), rows)
+                if alerts_:
+                    db.execute(alerts.insert(), [{k: a.get(k) for k in ALERT_KEYS} for a in alerts_])
         except Exception as err:  # derived data: never stall the line for it
-            log.error("could not store %d drift verdicts: %s", len(rows), err)
+            log.error("could not store %d drift verdicts and %d drift alerts: %s", len(rows), len(alerts_), err)
+
+
+def drift_alert(model: str, version: int, result: dict, now: float, unit: str = "readings") -> dict:
+    """The alert row of an input that entered drift (the store's `ALERT_KEYS`, and `input`): kind 'drift', line
+    `ALERT_LINE` and the model as machine; value and threshold are the PSI (JS for a category) and the size it
+    must reach for drift (a drift verdict may also come from the Wasserstein distance or a finding: the message
+    says which); `unit`: what the ring holds, readings or a diagnose model's windows."""
+    category = result.get("kind") == "category"
+    value = result.get("js") if category else result.get("psi")
+    sizes = [f"PSI {result['psi']:.2f}" if result.get("psi") is not None else "",
+             f"{result['wasserstein_sd']:.2f} sd" if result.get("wasserstein_sd") is not None else "",
+             f"JS {result['js']:.2f}" if result.get("js") is not None else ""]
+    found = [f"{f['finding']}: {f['detail']}" for f in result.get("findings", []) if f["severity"] == "drift"]
+    said = "; ".join([", ".join(s for s in sizes if s)] * any(sizes) + found)
+    message = (f"{model} v{version}: input '{result['input']}' drifts from its training profile"
+               + (f" ({said}; over the last {result['readings']} {unit})" if said else ""))
+    return {"line": ALERT_LINE, "machine": model, "time": now, "kind": "drift", "model": model, "version": version,
+            "value": float(value) if value is not None else 0.0, "threshold": DRIFT_JS if category else DRIFT_PSI,
+            "message": message, "at": now, "rule": "drift verdict", "clear": "watch or ok", "input": result["input"]}

@@ -8,9 +8,12 @@ never delays the answer. The answers' fields are named for people ('failure prob
 outputs for the watch ('risk'): which field is which output is found once per loaded model, in the pool, by
 matching the model's own `drift_view` outputs on a request's first rows against its answers (no switch on the
 task); until then, and for an output no field matches, only inputs are watched. Only the live version is
-watched (a request for an older `?version=` is someone's comparison, not the line). The service has no broker:
-an input that enters drift is logged, and the dashboard's model-health page shows it from the store. A store
-that refuses verdicts is logged, and predictions go on.
+watched (a request for an older `?version=` is someone's comparison, not the line). An input that enters drift
+raises one alert, as on the line (`LineWatch`: again only after it was back to ok or watch): a row in the store's
+`alerts` table, kind 'drift', the model and input in its message, which the dashboard's alerts page lists and can
+acknowledge, beside the verdicts on the model-health page. The service is started without a broker (`serve.app`
+takes none), so it publishes nothing: the stream worker's alerts are the ones on MQTT. A store that refuses
+verdicts or alerts is logged, and predictions go on.
 """
 
 from __future__ import annotations
@@ -67,12 +70,13 @@ class ServiceWatch:
     def _compare(self, check, name: str, version: int, estimator) -> list[dict]:
         try:
             fed = self.fields.get(estimator) or {}
-            rows = [r for r in check(None) if r["kind"] != "output" or r["input"] in fed]  # unfed outputs say nothing
+            rows, alerts = check(None)
+            rows = [r for r in rows if r["kind"] != "output" or r["input"] in fed]  # unfed outputs say nothing
         except Exception as err:  # noqa: BLE001
             log.error("drift comparison of %s v%s failed: %s", name, version, err)
             return []
-        if rows and self.store is not None:
-            self.line.store_verdicts(rows)
+        if (rows or alerts) and self.store is not None:
+            self.line.store_verdicts(rows, alerts)
         return rows
 
 
