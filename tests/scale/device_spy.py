@@ -1,12 +1,13 @@
 """A stand-in GPU for machines without one: tensors "on the device" are CPU tensors marked as such, and every
 torch call that mixes marked and unmarked tensors fails the way CUDA would.
 
-The device a run asks for is `torch.device("meta")` (no task ever picks it itself), which `resolve_device` is made
-to accept. Inside `DeviceSpy` every torch call passes through `__torch_function__`:
-- a call that asks for the meta device (`t.to(device)`, `torch.arange(n, device=x.device)`, `module.to(device)`)
+The device a run asks for is `torch.device("xpu")` (no task picks it, and unlike "meta", which loading a model
+uses to build its network without memory, nothing in shopfloor or torch creates tensors there on a machine without
+one), which `resolve_device` is made to accept. Inside `DeviceSpy` every torch call passes through `__torch_function__`:
+- a call that asks for that device (`t.to(device)`, `torch.arange(n, device=x.device)`, `module.to(device)`)
   runs on the CPU instead, and its result is marked (a copy, where the CPU would hand back the same tensor);
 - the result of a call on marked tensors is marked; `.cpu()` and `.to("cpu")` give an unmarked copy;
-- `x.device` answers meta for a marked tensor, so code that creates tensors "where x is" is followed too;
+- `x.device` answers xpu for a marked tensor, so code that creates tensors "where x is" is followed too;
 - a call whose tensors are partly marked and partly not raises `DeviceMismatch`, as CUDA raises "Expected all
   tensors to be on the same device", with the same exceptions CUDA makes: a 0-dimensional CPU tensor meets device
   tensors (a scalar), and a CPU index may pick from a device tensor (not the other way round); `.numpy()` of a
@@ -25,7 +26,7 @@ from torch.multiprocessing.reductions import StorageWeakRef
 from torch.overrides import TorchFunctionMode
 from torch.utils._pytree import tree_flatten, tree_map, tree_unflatten
 
-FAKE_GPU = torch.device("meta")
+FAKE_GPU = torch.device("xpu")
 CPU = torch.device("cpu")
 
 
@@ -34,7 +35,7 @@ class DeviceMismatch(AssertionError):
 
 
 def _is_fake(value) -> bool:
-    return (isinstance(value, torch.device) and value.type == "meta") or (isinstance(value, str) and value == "meta")
+    return (isinstance(value, torch.device) and value.type == FAKE_GPU.type) or (isinstance(value, str) and value == "xpu")
 
 
 def _is_cpu(value) -> bool:
@@ -131,7 +132,7 @@ def _name(func) -> str:
 
 @contextlib.contextmanager
 def stand_in_gpu(monkeypatch):
-    """Inside: `use_device("meta")` (and `--device meta`) picks the stand-in GPU, watched by the spy it yields."""
+    """Inside: `use_device("xpu")` (and `--device xpu`) picks the stand-in GPU, watched by the spy it yields."""
     from shopfloor import devices
 
     real = devices.resolve_device

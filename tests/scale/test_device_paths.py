@@ -17,10 +17,13 @@ import pandas as pd
 import pytest
 import torch
 from conftest import FIXTURES, RUL_COLUMNS, failure_table, run_histories
+from typer.testing import CliRunner
 
 import shopfloor
-from scale.device_spy import FAKE_GPU, stand_in_gpu
+from scale.device_spy import FAKE_GPU, DeviceMismatch, stand_in_gpu
 from shopfloor.artifacts import read_manifest
+from shopfloor.cli import app
+from shopfloor.training import TrainConfig, fit_module
 
 TESTS = Path(__file__).resolve().parents[1]
 MODELS = FIXTURES / "models"
@@ -34,8 +37,8 @@ def _load(path: Path, name: str):
 
 
 def _tabular(_):
-    return shopfloor.TabularModel("failure", bags=2, members=2, hidden=16, max_epochs=2, progress=False), \
-        failure_table(160, seed=0)
+    return shopfloor.TabularModel("failure", bags=2, members=2, hidden=16, max_epochs=1, progress=False), \
+        failure_table(120, seed=0)
 
 
 def _tabular_numbers_only(_):  # no category column: the network's empty category block
@@ -135,4 +138,49 @@ def test_a_prediction_on_the_device_runs_the_network_there_and_answers_as_the_cp
     pd.testing.assert_frame_equal(answer, on_cpu, check_exact=True)
     for name, value in _weights(model).items():  # the loaded model is unchanged, and on the CPU
         assert value.device.type == "cpu" and torch.equal(value, saved[name]), name
+    # moved outside inference mode: weights that became inference tensors would refuse any later fit or update
+    assert not any(t.is_inference() for t in model.net_.state_dict().values())
     assert np.array_equal(on_cpu.to_numpy(), model.predict(_inputs(folder)).to_numpy())  # and still answers the same
+
+
+def test_the_stand_in_refuses_what_cuda_refuses_and_allows_what_it_allows(monkeypatch):
+    """The helper itself: a loss that cuts its batch from a CPU series (the monitor's defect before this issue) fails,
+    as do a CPU tensor created in a step and a device tensor turned into numpy; CPU scalars and CPU indices pass."""
+    series = torch.randn(200)
+
+    def cut_on_the_cpu(net, starts):
+        return net(series[starts[:, None] + torch.arange(2, device=starts.device)]).mean()
+
+    def created_on_the_cpu(net, starts):
+        return (net(starts[:, None].float().expand(-1, 2)) + torch.ones(len(starts), 1)).mean()
+
+    def scalars_and_cpu_indices(net, starts):
+        x = starts[:, None].float().expand(-1, 2)[torch.arange(len(starts))]
+        return (net(x) * torch.tensor(2.0)).mean()
+
+    config = TrainConfig(max_epochs=1, batch_size=16, progress=False)
+    with stand_in_gpu(monkeypatch), shopfloor.use_device(FAKE_GPU):
+        for loss, message in ((cut_on_the_cpu, "a CPU tensor .* indexed with a tensor on the device"),
+                              (created_on_the_cpu, "meet tensors on the device")):
+            with pytest.raises(DeviceMismatch, match=message):
+                fit_module(torch.nn.Linear(2, 1), loss, (torch.arange(64),), (torch.arange(64),), config)
+        fit_module(torch.nn.Linear(2, 1), scalars_and_cpu_indices, (torch.arange(64),), (torch.arange(64),), config)
+        with pytest.raises(DeviceMismatch, match="numpy"):
+            torch.ones(3).to(FAKE_GPU).numpy()
+
+
+def test_predict_and_evaluate_commands_score_on_the_chosen_device(tmp_path, monkeypatch):
+    folder, data = MODELS / "tabular-v2", tmp_path / "labelled.csv"
+    _load(FIXTURES / "make_model_v1.py", "make_model_v1").plant_table(200, seed=1).to_csv(data, index=False)
+    runner = CliRunner()
+    on_cpu = runner.invoke(app, ["predict", "--model", str(folder), "--data", str(data), "--out", str(tmp_path / "cpu.csv")])
+    assert on_cpu.exit_code == 0, on_cpu.output
+    with stand_in_gpu(monkeypatch) as spy:
+        result = runner.invoke(app, ["predict", "--model", str(folder), "--data", str(data),
+                                     "--out", str(tmp_path / "device.csv"), "--device", "xpu"])
+        assert result.exit_code == 0, result.output
+        predicted = spy.device_calls
+        result = runner.invoke(app, ["evaluate", "--model", str(folder), "--data", str(data), "--device", "xpu"])
+        assert result.exit_code == 0, result.output
+    assert 0 < predicted < spy.device_calls
+    assert (tmp_path / "device.csv").read_bytes() == (tmp_path / "cpu.csv").read_bytes()
