@@ -95,9 +95,11 @@ def scoring_on(module: torch.nn.Module):
     The module moves there on entry and back to the CPU on exit (an error included), so a loaded model stays a CPU
     model: its saved weights never change and a service thread outside any `use_device` block keeps scoring on the
     CPU. On the CPU nothing moves and nothing is copied: the answers are the very ones scoring gave before devices.
+    A module already there (a block inside another) stays there.
     """
     device = current_device()
-    if device.type == "cpu":
+    first = next(iter([*module.parameters(), *module.buffers()]), None)
+    if device.type == "cpu" or first is None or first.device == device:
         yield device
         return
     with torch.inference_mode(False):  # moved inside `inference_mode`, the weights would become inference tensors

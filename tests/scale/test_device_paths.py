@@ -184,3 +184,16 @@ def test_predict_and_evaluate_commands_score_on_the_chosen_device(tmp_path, monk
         assert result.exit_code == 0, result.output
     assert 0 < predicted < spy.device_calls
     assert (tmp_path / "device.csv").read_bytes() == (tmp_path / "cpu.csv").read_bytes()
+
+
+def test_scoring_blocks_inside_each_other_keep_the_network_on_the_device_until_the_outer_ends(monkeypatch):
+    from shopfloor.devices import scoring_on
+
+    net = torch.nn.Linear(2, 1)
+    with stand_in_gpu(monkeypatch) as spy, shopfloor.use_device(FAKE_GPU):
+        with scoring_on(net) as device:
+            with scoring_on(net):
+                net(torch.ones(1, 2).to(device))
+            assert spy.marked(net.weight), "the inner block took the network off the device"
+            net(torch.ones(1, 2).to(device))
+        assert not spy.marked(net.weight)

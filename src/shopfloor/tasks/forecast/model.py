@@ -232,14 +232,13 @@ class ForecastModel(Estimator):
         keep = spread_evenly(len(train), self.max_windows)
         train_tensors = self._pairs(flat, train[keep])
         valid_tensors = self._pairs(flat, valid[spread_evenly(len(valid), self.max_windows)])
-        levels, beside = self.levels, LossTensors(values=flat.values, calendar=flat.calendar)  # windows are cut where
-        # the batch's starts are (the device's copy of the series)
+        # windows are cut from the series where the batch's starts are (a copy on the device)
+        levels, beside = self.levels, LossTensors(values=flat.values, calendar=flat.calendar)
 
         def loss(forecaster: Forecaster, starts: torch.Tensor, series: torch.Tensor) -> torch.Tensor:
             held = beside.on(starts.device)
-            return forecast_loss(*self._standard_batch(forecaster, dataclasses.replace(flat, values=held.values,
-                                                                                       calendar=held.calendar),
-                                                       starts, series), levels)
+            placed = dataclasses.replace(flat, values=held.values, calendar=held.calendar)
+            return forecast_loss(*self._standard_batch(forecaster, placed, starts, series), levels)
 
         config = TrainConfig(max_epochs=self.max_epochs, batch_size=self.batch_size, lr=self.lr,
                              weight_decay=self.weight_decay, patience=self.patience, seed=self.seed,
