@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import contextvars
 import re
+from types import SimpleNamespace
 
 import torch
 
@@ -78,8 +79,53 @@ def autocast(device: torch.device):
 
 
 def to_device(tensors: tuple[torch.Tensor, ...], device: torch.device) -> tuple[torch.Tensor, ...]:
-    """The tensors on `device`; on a GPU the whole (small) training set is copied there once, from pinned
-    memory, so that no step waits on a host-to-device copy (these data sets fit a GPU many times over)."""
-    if not on_gpu(device):
+    """The tensors on `device` (the same tensors on the CPU); on a GPU the whole (small) training set is copied there
+    once, from pinned memory, so that no step waits on a host-to-device copy (these data sets fit a GPU many times over)."""
+    if device.type == "cpu":
         return tensors
-    return tuple(t.pin_memory().to(device, non_blocking=True) for t in tensors)
+    if on_gpu(device):
+        return tuple(t.pin_memory().to(device, non_blocking=True) for t in tensors)
+    return tuple(t.to(device) for t in tensors)
+
+
+@contextlib.contextmanager
+def scoring_on(module: torch.nn.Module):
+    """Score with `module` on the chosen device inside this block: `with scoring_on(net) as device: net(x.to(device))`.
+
+    The module moves there on entry and back to the CPU on exit (an error included), so a loaded model stays a CPU
+    model: its saved weights never change and a service thread outside any `use_device` block keeps scoring on the
+    CPU. On the CPU nothing moves and nothing is copied: the answers are the very ones scoring gave before devices.
+    A module already there (a block inside another) stays there.
+    """
+    device = current_device()
+    first = next(iter([*module.parameters(), *module.buffers()]), None)
+    if device.type == "cpu" or first is None or first.device == device:
+        yield device
+        return
+    with torch.inference_mode(False):  # moved inside `inference_mode`, the weights would become inference tensors
+        module.to(device)              # that no later fit, calibration or in-place update may touch
+    try:
+        yield device
+    finally:
+        with torch.inference_mode(False):
+            module.cpu()
+
+
+class LossTensors:
+    """Tensors a loss reads beside its batch (a whole series that crops are cut from, class weights, offsets), where
+    the batch is: `held = beside.on(batch.device)`, then `held.series[...]`.
+
+    The training loop moves the batch and the network to the chosen device; a tensor the loss built on the CPU before
+    the fit would meet them there and fail on a GPU ("Expected all tensors to be on the same device"). Each is copied
+    to a device once, the first time a batch arrives there; on the CPU they are the very tensors given.
+    """
+
+    def __init__(self, **tensors: torch.Tensor):
+        self._cpu = tensors
+        self._placed: dict[torch.device, SimpleNamespace] = {torch.device("cpu"): SimpleNamespace(**tensors)}
+
+    def on(self, device: torch.device) -> SimpleNamespace:
+        if device not in self._placed:
+            moved = to_device(tuple(self._cpu.values()), device)
+            self._placed[device] = SimpleNamespace(**dict(zip(self._cpu, moved, strict=True)))
+        return self._placed[device]

@@ -36,8 +36,8 @@ DayFirstOpt = Annotated[bool | None, typer.Option(
 
 
 DeviceOpt = Annotated[str, typer.Option(
-    "--device", help="Where networks train: auto (a GPU when there is one), cpu, cuda or cuda:N. Model folders do not "
-    "depend on it; predictions run on the CPU.")]
+    "--device", help="Where networks train and score: auto (a GPU when there is one), cpu, cuda or cuda:N. Model "
+    "folders do not depend on it.")]
 ProcessesOpt = Annotated[int, typer.Option(
     "--processes", help="Train one model in N processes on this machine (torchrun, DistributedDataParallel); "
     "or start the command under 'torchrun --nproc-per-node N -m shopfloor'.", min=1)]

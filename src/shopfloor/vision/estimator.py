@@ -73,11 +73,17 @@ def decode(images: ImageSet, channels: int, size: int) -> tuple[torch.Tensor, Im
 
 
 def in_batches(fn: Callable[[torch.Tensor], tuple | torch.Tensor], images: torch.Tensor,
-               batch: int = PREDICT_BATCH) -> list[np.ndarray]:
+               batch: int = PREDICT_BATCH, module: torch.nn.Module | None = None) -> list[np.ndarray]:
     """Run `fn` on float batches of uint8 images; outputs concatenated, one array per output.
 
     Each core takes its own batches with one thread, rather than every core sharing each batch:
-    small image batches split poorly between threads (the work between synchronisations is short)."""
+    small image batches split poorly between threads (the work between synchronisations is short).
+    On a device chosen with `--device` (not the CPU) the network (`module`: `fn` itself or the module whose method
+    it is) moves there for the call and takes batches of 64, one after another (`on_device_batches`)."""
+    from shopfloor.devices import current_device
+
+    if current_device().type != "cpu":
+        return on_device_batches(fn, images, module if module is not None else getattr(fn, "__self__", fn))
     starts = range(0, len(images), batch)
     workers = min(torch.get_num_threads(), len(starts))
 
@@ -96,6 +102,25 @@ def in_batches(fn: Callable[[torch.Tensor], tuple | torch.Tensor], images: torch
                 outputs = list(pool.map(run, starts))
         finally:
             torch.set_num_threads(previous)
+    return [torch.cat(parts).numpy() for parts in zip(*outputs, strict=True)]
+
+
+DEVICE_BATCH = 64  # a GPU wants work: one image a call (the CPU's best) would leave it waiting on each launch
+
+
+def on_device_batches(fn: Callable[[torch.Tensor], tuple | torch.Tensor], images: torch.Tensor,
+                      module: torch.nn.Module) -> list[np.ndarray]:
+    """`in_batches` on the chosen device: uint8 batches copied there (a quarter of the bytes of floats), outputs
+    brought back to the CPU; the module returns to the CPU afterwards (`devices.scoring_on`)."""
+    from shopfloor.devices import scoring_on, to_device
+
+    if not isinstance(module, torch.nn.Module):
+        raise TypeError("in_batches on a device needs the network: pass module=")
+    outputs = []
+    with torch.inference_mode(), scoring_on(module) as device:
+        for start in range(0, len(images), DEVICE_BATCH):
+            out = fn(to_device((images[start:start + DEVICE_BATCH],), device)[0].float())
+            outputs.append(tuple(t.cpu() for t in (out if isinstance(out, tuple) else (out,))))
     return [torch.cat(parts).numpy() for parts in zip(*outputs, strict=True)]
 
 

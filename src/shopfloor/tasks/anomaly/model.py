@@ -36,6 +36,7 @@ import pandas as pd
 import torch
 
 from shopfloor.artifacts import check_size
+from shopfloor.devices import scoring_on, to_device
 from shopfloor.errors import BadOption, BadTarget, DataFileError, NotAModel
 from shopfloor.metrics import anomaly_metrics, best_threshold
 from shopfloor.tasks.anomaly.coreset import greedy_coreset
@@ -156,12 +157,12 @@ class AnomalyModel(ImageFaces, Estimator):
         rng = torch.Generator().manual_seed(self.seed)
         per_image = max(1, math.ceil(self.candidates / len(images)))
         drawn = []
-        for batch in self._batches(images):
-            with torch.inference_mode():
-                patches = self.net_.patches(batch.float())
-            flat = patches.permute(0, 2, 3, 1).reshape(len(batch), -1, patches.shape[1])
-            for item in flat:
-                drawn.append(item[torch.randperm(len(item), generator=rng)[:per_image]])
+        with torch.inference_mode(), scoring_on(self.net_) as device:  # --device: the patches are found there
+            for batch in self._batches(images):
+                patches = self.net_.patches(to_device((batch,), device)[0].float()).cpu()
+                flat = patches.permute(0, 2, 3, 1).reshape(len(batch), -1, patches.shape[1])
+                for item in flat:
+                    drawn.append(item[torch.randperm(len(item), generator=rng)[:per_image]])
         drawn = torch.cat(drawn)
         drawn = drawn[torch.randperm(len(drawn), generator=rng)[:self.candidates]]
         return drawn[greedy_coreset(drawn, self.bank_size, rng)].clone()
@@ -295,7 +296,7 @@ class AnomalyModel(ImageFaces, Estimator):
     def _drift_view(self, images) -> ModelView:
         decoded, found = decode(images, self.channels_, self.image_size_)
         raw = self._score(found)[0]
-        pooled = in_batches(lambda batch: self.net_.patches(batch).mean((2, 3)), decoded)[0]
+        pooled = in_batches(lambda batch: self.net_.patches(batch).mean((2, 3)), decoded, module=self.net_)[0]
         return ModelView(image_statistics(decoded), pd.DataFrame({"score": self._squash(raw)}), features=pooled)
 
     def estimator_module(self) -> AnomalyNet:

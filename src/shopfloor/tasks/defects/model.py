@@ -169,7 +169,7 @@ class DefectModel(ImageFaces, Estimator):
         """Frozen ImageNet features: pool them once (flipped views too), then learn the linear head alone."""
         views = [lambda x: x] + ([lambda x: x.flip(-1), lambda x: x.flip(-2)] if self.augment else [])
         net = self.net_
-        x_train = torch.cat([torch.from_numpy(in_batches(lambda x, v=view: net.pooled(v(x)), images[train])[0])
+        x_train = torch.cat([torch.from_numpy(in_batches(lambda x, v=view: net.pooled(v(x)), images[train], module=net)[0])
                              for view in views])
         x_valid = torch.from_numpy(in_batches(net.pooled, images[valid])[0])
         # a feature almost always zero in a few training images would be blown up on new ones: floor its spread

@@ -38,6 +38,7 @@ import pandas as pd
 import torch
 
 from shopfloor.artifacts import check_size, declared_size
+from shopfloor.devices import LossTensors, scoring_on, to_device
 from shopfloor.errors import BadColumn, BadOption, BadTarget
 from shopfloor.tasks.base import Estimator
 from shopfloor.tasks.diagnose.drift import signal_profile, signal_view
@@ -189,21 +190,22 @@ class DiagnoseModel(Estimator):
 
     def _train(self, sampler: WindowSampler, x_valid: torch.Tensor, y_valid: torch.Tensor) -> None:
         counts = torch.bincount(sampler.labels, minlength=len(self.classes_)).float()
-        weight = counts.sum() / (len(counts) * counts.clamp(min=1))  # every class counts alike
-        mean, std = self.net_.mean.clone()[None, :, None], self.net_.std.clone()[None, :, None]
+        # every class counts alike (the weights); the channels' levels: on the device the batch arrives on
+        beside = LossTensors(weight=counts.sum() / (len(counts) * counts.clamp(min=1)),
+                             mean=self.net_.mean.clone()[None, :, None], std=self.net_.std.clone()[None, :, None])
 
         def loss(net: DiagnoseNet, items: torch.Tensor) -> torch.Tensor:
-            windows = sampler.windows(items, shift=self.augment)
+            windows, held = sampler.windows(items, shift=self.augment), beside.on(items.device)
             if self.augment:
-                gain = torch.exp(torch.empty(len(items), 1, 1).uniform_(-self.scale, self.scale))
+                gain = torch.exp(torch.empty(len(items), 1, 1, device=items.device).uniform_(-self.scale, self.scale))
                 # amplitude scaled about the channel's mean (a process signal's level is what tells its classes apart)
-                windows = mean + (windows - mean) * gain + self.noise * std * torch.randn_like(windows)
+                windows = held.mean + (windows - held.mean) * gain + self.noise * held.std * torch.randn_like(windows)
             logits, _ = net.logits(windows)
-            return torch.nn.functional.cross_entropy(logits, sampler.labels[items], weight=weight)
+            return torch.nn.functional.cross_entropy(logits, sampler.placed.on(items.device).labels[items], weight=held.weight)
 
         def held_out_loss(net: DiagnoseNet, x: torch.Tensor, y: torch.Tensor) -> float:
             logits = torch.cat([net.logits(x[i:i + BATCH])[0] for i in range(0, len(x), BATCH)])
-            return float(torch.nn.functional.cross_entropy(logits, y, weight=weight))
+            return float(torch.nn.functional.cross_entropy(logits, y, weight=beside.on(y.device).weight))
 
         config = TrainConfig(max_epochs=self.max_epochs, batch_size=self.batch_size, lr=self.lr,
                              weight_decay=self.weight_decay, patience=self.patience, seed=self.seed,
@@ -222,16 +224,18 @@ class DiagnoseModel(Estimator):
     # -- scoring ---------------------------------------------------------------------------
     def logits_of(self, windows: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Uncalibrated class scores and embeddings of windows [n, channels, window] (tensors), in batches."""
-        with torch.inference_mode():
+        with torch.inference_mode(), scoring_on(self.net_) as device:  # --device: the windows go where the net is
             self.net_.eval()
-            parts = [self.net_.logits(windows[i:i + BATCH]) for i in range(0, len(windows), BATCH)]
+            parts = [[t.cpu() for t in self.net_.logits(*to_device((windows[i:i + BATCH],), device))]
+                     for i in range(0, len(windows), BATCH)]
         return torch.cat([p[0] for p in parts]), torch.cat([p[1] for p in parts])
 
     def answers_of(self, windows: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Probabilities and novelty of windows [n, channels, window] (tensors), in batches."""
-        with torch.inference_mode():
+        with torch.inference_mode(), scoring_on(self.net_) as device:
             self.net_.eval()
-            parts = [self.net_(windows[i:i + BATCH]) for i in range(0, len(windows), BATCH)]
+            parts = [[t.cpu() for t in self.net_(*to_device((windows[i:i + BATCH],), device))]
+                     for i in range(0, len(windows), BATCH)]
         return torch.cat([p[0] for p in parts]), torch.cat([p[1] for p in parts])
 
     def windows_of(self, data, label: str | None = None) -> tuple[list[Recording], np.ndarray, np.ndarray, np.ndarray]:

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from shopfloor.devices import LossTensors
 from shopfloor.errors import BadTarget
 from shopfloor.tasks.diagnose.signals import Recording
 
@@ -98,10 +99,14 @@ class WindowSampler:
         self.labels = torch.as_tensor(np.concatenate(target), dtype=torch.long)
         self.window, self.hop = window, hop
         self.offsets = torch.arange(window)
+        self.placed = LossTensors(signal=self.signal, base=self.base, limit=self.limit, labels=self.labels,
+                                  offsets=self.offsets)
 
     def windows(self, items: torch.Tensor, shift: bool = True) -> torch.Tensor:
-        starts = self.base[items]
+        """Windows [batch, channels, window] on the device `items` are on (the training loop's)."""
+        held = self.placed.on(items.device)
+        starts = held.base[items]
         if shift:
-            starts = starts + torch.randint(0, self.hop, starts.shape)
-        starts = torch.minimum(starts, self.limit[items])
-        return self.signal[:, starts[:, None] + self.offsets].permute(1, 0, 2)  # [batch, channels, window]
+            starts = starts + torch.randint(0, self.hop, starts.shape, device=items.device)
+        starts = torch.minimum(starts, held.limit[items])
+        return held.signal[:, starts[:, None] + held.offsets].permute(1, 0, 2)

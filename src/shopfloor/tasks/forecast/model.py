@@ -31,6 +31,7 @@ plant units out. Backtests, explanations, the ONNX file and the report page are 
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from typing import ClassVar, Literal
 
@@ -40,6 +41,7 @@ import torch
 
 from shopfloor.artifacts import check_size, declared_size
 from shopfloor.data.times import check_date_order
+from shopfloor.devices import LossTensors, scoring_on, to_device
 from shopfloor.errors import BadColumn, BadOption, BadTarget, warn
 from shopfloor.tasks.base import Estimator
 from shopfloor.tasks.forecast.calendar import calendar_columns, calendar_cycles
@@ -230,10 +232,13 @@ class ForecastModel(Estimator):
         keep = spread_evenly(len(train), self.max_windows)
         train_tensors = self._pairs(flat, train[keep])
         valid_tensors = self._pairs(flat, valid[spread_evenly(len(valid), self.max_windows)])
-        levels = self.levels
+        # windows are cut from the series where the batch's starts are (a copy on the device)
+        levels, beside = self.levels, LossTensors(values=flat.values, calendar=flat.calendar)
 
         def loss(forecaster: Forecaster, starts: torch.Tensor, series: torch.Tensor) -> torch.Tensor:
-            return forecast_loss(*self._standard_batch(forecaster, flat, starts, series), levels)
+            held = beside.on(starts.device)
+            placed = dataclasses.replace(flat, values=held.values, calendar=held.calendar)
+            return forecast_loss(*self._standard_batch(forecaster, placed, starts, series), levels)
 
         config = TrainConfig(max_epochs=self.max_epochs, batch_size=self.batch_size, lr=self.lr,
                              weight_decay=self.weight_decay, patience=self.patience, seed=self.seed,
@@ -296,11 +301,12 @@ class ForecastModel(Estimator):
         ends, targets = len(self.target_columns_) + len(self.past_columns_), len(self.target_columns_)
         index = torch.as_tensor(series)
         parts = []
-        with torch.inference_mode():
+        with torch.inference_mode(), scoring_on(self.net_) as device:  # --device: the windows go where the net is
             for k in range(0, len(starts), BATCH):
                 history, known_history, known_future, _ = gather(flat, starts[k:k + BATCH], self.lookback,
                                                                  self.horizon, ends, targets)
-                parts.append(self.net_(history, known_history, known_future, index[k:k + BATCH]).numpy())
+                inputs = to_device((history, known_history, known_future, index[k:k + BATCH]), device)
+                parts.append(self.net_(*inputs).cpu().numpy())
         return np.concatenate(parts) if parts else np.zeros((0, self.horizon, targets, 1 + len(self.levels)))
 
     def check_lookback(self, history: SeriesHistory) -> None:

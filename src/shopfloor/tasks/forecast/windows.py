@@ -59,7 +59,7 @@ def starts_of(flat: Flat, series: np.ndarray, origins: np.ndarray, lookback: int
 def gather(flat: Flat, starts: torch.Tensor, lookback: int, horizon: int, ends: int, targets: int):
     """(history, known_history, known_future, actual) of the windows beginning at `starts`, in plant units:
     `ends` is where the past columns end (targets + past)."""
-    rows = starts[:, None] + torch.arange(lookback + horizon)
+    rows = starts[:, None] + torch.arange(lookback + horizon, device=starts.device)
     block = flat.values[rows]
     known = torch.cat([flat.calendar[rows], block[..., ends:]], dim=-1)
     return block[:, :lookback, :ends], known[:, :lookback], known[:, lookback:], block[:, lookback:, :targets]

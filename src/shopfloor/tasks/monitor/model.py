@@ -71,6 +71,7 @@ import torch
 
 from shopfloor.artifacts import check_count, check_size, declared_size
 from shopfloor.data.times import check_date_order
+from shopfloor.devices import LossTensors, scoring_on, to_device
 from shopfloor.errors import BadColumn, BadOption, BadTarget, warn
 from shopfloor.tasks.base import Estimator
 from shopfloor.tasks.monitor.crops import crop_starts, longest_run
@@ -283,13 +284,14 @@ class MonitorModel(MonitorFaces, Estimator):
         later and drift (temperatures), and their loss rose from the second epoch on in every SKAB file, which
         stopped the network before it had learnt anything (F1 alike on SKAB, 0.80; the held-out rows set the
         threshold instead)."""
-        series = torch.as_tensor(grid.values.T, dtype=torch.float32)  # [sensors, slots]
         length = min(self.crop, longest_run(learn, grid))
         train = crop_starts(learn, grid, length, MAX_CROPS)
-        offsets = torch.arange(length)
+        # the series [sensors, slots] that crops are cut from, on the device the crops' starts arrive on
+        beside = LossTensors(series=torch.as_tensor(grid.values.T, dtype=torch.float32), offsets=torch.arange(length))
 
         def loss(net: MonitorNet, starts: torch.Tensor) -> torch.Tensor:
-            crops = series[:, starts[:, None] + offsets].permute(1, 0, 2)  # [crops, sensors, steps]
+            held = beside.on(starts.device)
+            crops = held.series[:, starts[:, None] + held.offsets].permute(1, 0, 2)  # [crops, sensors, steps]
             return net.errors(crops).mean()
 
         config = TrainConfig(max_epochs=self.max_epochs, batch_size=self.batch_size, lr=self.lr,
@@ -349,14 +351,14 @@ class MonitorModel(MonitorFaces, Estimator):
         previous = torch.get_num_threads()
         torch.set_num_threads(max(1, min(previous, 4)))
         try:
-            with torch.inference_mode():
+            with torch.inference_mode(), scoring_on(self.net_) as device:  # --device: the readings go where the net is
                 for segment in grid.segments():
                     values = grid.values[segment]
                     for start in range(0, len(values), CHUNK):
                         first = max(0, start - reach)  # enough history that the chunk scores as the whole would
                         piece = torch.as_tensor(values[first:start + CHUNK].T[None], dtype=torch.float32)
-                        out, top = self.net_(piece)
-                        out, top = out[0, :, start - first:].T.numpy(), top[0, start - first:].numpy()
+                        out, top = self.net_(*to_device((piece,), device))
+                        out, top = out[0, :, start - first:].T.cpu().numpy(), top[0, start - first:].cpu().numpy()
                         contributions[segment.start + start:segment.start + start + len(out)] = out
                         raw[segment.start + start:segment.start + start + len(out)] = top
         finally:

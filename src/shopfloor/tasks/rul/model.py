@@ -35,6 +35,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from shopfloor.devices import scoring_on, to_device
 from shopfloor.errors import BadOption, BadTarget
 from shopfloor.metrics import interval_metrics, rul_metrics
 from shopfloor.tasks.base import Estimator
@@ -190,13 +191,13 @@ class RULModel(Estimator):
     def _member_outputs(self, inputs: tuple[torch.Tensor, ...], member: torch.Tensor | None = None) -> np.ndarray:
         """Raw outputs [windows, 4]: the ensemble mean, or the given member's for each window."""
         parts = []
-        with torch.inference_mode():
+        with torch.inference_mode(), scoring_on(self.net_) as device:  # --device: the windows go where the net is
             for s in range(0, len(inputs[0]), PREDICT_BATCH):
-                batch = [x[s:s + PREDICT_BATCH] for x in inputs]
+                batch = to_device(tuple(x[s:s + PREDICT_BATCH] for x in inputs), device)
                 if member is None:
-                    parts.append(self.net_(*batch))
+                    parts.append(self.net_(*batch).cpu())
                 else:
-                    out = self.net_.member_outputs(*batch)
+                    out = self.net_.member_outputs(*batch).cpu()
                     parts.append(out[member[s:s + PREDICT_BATCH], torch.arange(out.shape[1])])
         return torch.cat(parts).numpy().astype(np.float64)
 

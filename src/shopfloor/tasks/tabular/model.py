@@ -37,6 +37,7 @@ import torch
 from shopfloor.crossval import Folds, Split, choose_split, fold_indices, holdout_folds, stratification_labels
 from shopfloor.data.tables import column_names, iter_table
 from shopfloor.data.targets import encode_labels, rows_with_targets, target_kind
+from shopfloor.devices import scoring_on, to_device
 from shopfloor.errors import BadOption, BadTarget, ColumnMissing
 from shopfloor.tasks.base import Estimator, as_frame
 from shopfloor.tasks.tabular.attributions import attribution_columns, feature_importance
@@ -266,8 +267,9 @@ class TabularModel(Estimator):
 
     # -- predicting -------------------------------------------------------------------
     def _outputs(self, numbers: np.ndarray, codes: np.ndarray) -> np.ndarray:
-        with torch.inference_mode():
-            parts = [self.net_(torch.from_numpy(numbers[s:s + PREDICT_BATCH]), torch.from_numpy(codes[s:s + PREDICT_BATCH]))
+        with torch.inference_mode(), scoring_on(self.net_) as device:  # --device: the rows go where the net is
+            parts = [self.net_(*to_device((torch.from_numpy(numbers[s:s + PREDICT_BATCH]),
+                                           torch.from_numpy(codes[s:s + PREDICT_BATCH])), device)).cpu()
                      for s in range(0, len(numbers), PREDICT_BATCH)]
         return torch.cat(parts).numpy()
 

@@ -221,7 +221,7 @@ class TabularNet(nn.Module):
         k, n = self.members, codes.shape[0]
         parts = [embedding(codes[:, j]).view(n, k, self.d_category).transpose(0, 1)
                  for j, embedding in enumerate(self.category_embeddings)]
-        return torch.cat(parts, dim=-1) if parts else torch.zeros(k, n, 0)
+        return torch.cat(parts, dim=-1) if parts else torch.zeros(k, n, 0, device=codes.device)
 
     def from_embedded(self, numeric: torch.Tensor, categorical: torch.Tensor) -> torch.Tensor:
         """Uncalibrated member outputs [k, N, outputs] from embedded inputs."""
