@@ -74,7 +74,7 @@ def accuracy(store, model: str, version: int, profile: dict | None) -> dict | No
     import numpy as np
 
     from shopfloor.store_schema import predictions
-    from shopfloor.watch.performance import estimated_performance
+    from shopfloor.watch.performance import classifier_estimate
 
     classifier = (profile or {}).get("classifier")
     if not classifier or classifier.get("output") != "risk":  # the store keeps a classifier's probability as risk
@@ -85,7 +85,7 @@ def accuracy(store, model: str, version: int, profile: dict | None) -> dict | No
         risks = [r[0] for r in db.execute(query.order_by(p.id.desc()).limit(RISKS))]
     reference = classifier.get("reference") or {}
     return {"threshold": classifier["threshold"], "rows": len(risks),
-            "estimated": estimated_performance(np.array(risks, dtype=np.float64), classifier["threshold"])
+            "estimated": classifier_estimate(classifier, np.array(risks, dtype=np.float64))
             if risks else None, "validation": reference.get("measured"), "validation_estimated": reference.get("estimated")}
 
 
