@@ -113,8 +113,8 @@ def tail_shares(reference_quantiles: np.ndarray, values: np.ndarray) -> tuple[fl
 def tail_p(shares: tuple[float, float], readings: int) -> float:
     """P-value of the larger of the two tail counts under the reference's 1 % each side (exact binomial, doubled
     for the two sides): where a rescaled sensor shows first, since a gain moves the farthest readings most. A
-    sensor that reads from zero (tool wear) x1.1 moves its mean by 0.17 sd and its deciles a little, but puts 6-7 %
-    of readings above the old 99th percentile."""
+    sensor that reads from zero (AI4I's tool wear) x1.1 moves its mean by 0.17 sd and its deciles a little, but
+    puts about 6.6 % of readings above the old 99th percentile."""
     from scipy import stats
 
     if readings < 1:
