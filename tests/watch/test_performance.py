@@ -69,3 +69,13 @@ def test_the_profile_entry_carries_the_curve_and_older_profiles_read_probabiliti
     few = np.zeros(5_000)
     few[:RELIABILITY_MIN_CLASS - 1] = 1  # too few failures to draw a curve from
     assert reliability_curve(p, few) is None and classifier_profile(p, few, 0.4)["reliability"] is None
+
+
+def test_a_table_model_keeps_the_reliability_curve_of_its_out_of_fold_outputs(binary_model):
+    classifier = binary_model.model.drift_profile_["classifier"]
+    curve = classifier["reliability"]
+    assert curve and len(curve["risk"]) <= RELIABILITY_KNOTS and np.all(np.diff(curve["rate"]) >= 0)
+    # the curve of the out-of-fold outputs (the model keeps them all when there are at most 20,000), not the deployed
+    model = binary_model.model
+    out_of_fold = reliability_curve(model.validation_outputs_.numpy()[:, 0], model.validation_targets_.numpy()[:, 0])
+    assert np.allclose(curve["risk"], out_of_fold["risk"]) and np.allclose(curve["rate"], out_of_fold["rate"])
