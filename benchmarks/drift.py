@@ -233,7 +233,7 @@ def main() -> None:
     name = "drift-quick" if args.quick else "drift"
     earlier = RESULTS / f"{name}.json"
     if args.only and earlier.is_file():  # the other part's results stay
-        result = {**json.loads(earlier.read_text()), **result}
+        result = {**{k: v for k, v in json.loads(earlier.read_text()).items() if k != "finished"}, **result}
     if args.only != "images":
         result["ai4i"], model, held = ai4i(args.quick)
         result["cbpe_ai4i"] = cbpe(model, held, 2 if args.quick else 5)
