@@ -20,7 +20,12 @@ Protocol (fixed before the thresholds in `shopfloor.watch.compare` were last loo
   standardised value (tool wear, torque: these change the failure rate; air temperature, Type: these barely do;
   and unweighted), 5 seeds each; estimated vs measured F1 and accuracy at the model's threshold. The measured
   value of one sample has its own noise (about 85 failures in a sample): the mean gap over seeds is reported beside
-  the largest.
+  the largest. Every seed resamples the same 3,000 held-out rows, so the mean gap still carries that set's own
+  luck (its measured F1 0.855 against 0.833 out of fold in the run of 2026-12-06).
+- added after the first run (2026-12-06), looking at its two misses on these same scenarios, protocol unchanged:
+  CBPE reads the risk through the model's out-of-fold reliability curve (`watch.performance`), and the watch tests
+  the readings beyond the outer percentiles (`watch.compare`, levels derived from the existing ones, not tuned
+  here); their AI4I figures are therefore not an independent test of either.
 - one thread (OMP_NUM_THREADS=1, torch.set_num_threads(1)); the machine is shared, timings are not the point.
 
     PYTHONPATH=src python benchmarks/drift.py            # writes benchmarks/results/drift.json
@@ -39,7 +44,7 @@ import pandas as pd
 from _common import check, data_file, machine, print_table, print_targets, versions, write_json
 
 from shopfloor.watch.compare import most_drifting
-from shopfloor.watch.performance import estimated_performance, measured_performance
+from shopfloor.watch.performance import classifier_estimate, measured_performance
 from shopfloor.watch.rolling import RollingProfile
 
 WINDOW, BATCH, LIMIT, RESAMPLES = 500, 25, 500, 20
@@ -148,7 +153,8 @@ def cmapss(quick: bool, seed: int = 0) -> dict:
 
 
 def cbpe(model, held: pd.DataFrame, seeds: int) -> list[dict]:
-    threshold = model.drift_profile_["classifier"]["threshold"]
+    classifier = model.drift_profile_["classifier"]
+    threshold = classifier["threshold"]
     view = model.drift_view(held)
     risk, labels = view.outputs["risk"].to_numpy(), view.labels
     rows = []
@@ -165,7 +171,7 @@ def cbpe(model, held: pd.DataFrame, seeds: int) -> list[dict]:
         rates = []
         for s in range(seeds):
             pick = np.random.default_rng(100 + s).choice(len(held), 3000, replace=True, p=weight / weight.sum())
-            estimated = estimated_performance(risk[pick], threshold)
+            estimated = classifier_estimate(classifier, risk[pick])
             measured = measured_performance(risk[pick], labels[pick], threshold)
             rates.append(measured["failure_rate"])
             for key in gaps:
@@ -227,7 +233,7 @@ def main() -> None:
     name = "drift-quick" if args.quick else "drift"
     earlier = RESULTS / f"{name}.json"
     if args.only and earlier.is_file():  # the other part's results stay
-        result = {**json.loads(earlier.read_text()), **result}
+        result = {**{k: v for k, v in json.loads(earlier.read_text()).items() if k != "finished"}, **result}
     if args.only != "images":
         result["ai4i"], model, held = ai4i(args.quick)
         result["cbpe_ai4i"] = cbpe(model, held, 2 if args.quick else 5)

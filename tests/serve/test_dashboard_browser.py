@@ -176,9 +176,10 @@ def test_model_health_shows_the_accuracy_measured_on_labels_beside_the_estimate(
     import httpx
 
     import shopfloor
-    from shopfloor.watch.performance import estimated_performance
+    from shopfloor.watch.performance import classifier_estimate
 
-    threshold = shopfloor.load(line_models.folders["failure"]).drift_profile_["classifier"]["threshold"]
+    classifier = shopfloor.load(line_models.folders["failure"]).drift_profile_["classifier"]
+    threshold = classifier["threshold"]
     labels = [{"line": "line-1", "machine": f"press-{m:03d}", "time": float(t), "outcome": int(min(1.0, (t + m) / 120)
                                                                                                 >= threshold)}
               for m in (*range(5), *range(95, 100)) for t in range(1, 21)]  # the risks `_fill` stored
@@ -194,7 +195,7 @@ def test_model_health_shows_the_accuracy_measured_on_labels_beside_the_estimate(
     assert [r[0] for r in rows[:3]] == ["measured", "estimated-labelled", "estimated"]
     assert rows[0][1][1:] == ["1", "1", rows[0][1][3], "200"] and rows[1][1][4] == "200"
     risks = [min(1.0, (t + m) / 120) for m in (*range(5), *range(95, 100)) for t in range(1, 21)]
-    expected = estimated_performance(np.array(risks), threshold)["accuracy"]
+    expected = classifier_estimate(classifier, np.array(risks))["accuracy"]
     assert float(rows[1][1][1]) == pytest.approx(expected, abs=1e-3)
     assert rows[2][1][4] == "500"  # the estimate on the latest 500 of the 1,800 unlabelled
     assert page.locator("table.accuracy-over-time tr.block").count() == 1

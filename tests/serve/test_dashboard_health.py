@@ -17,7 +17,7 @@ from shopfloor.serve.auth import COOKIE, create_token
 from shopfloor.serve.health import CHECKS, quality_findings
 from shopfloor.store import Store, default_url
 from shopfloor.store_schema import drift_verdicts
-from shopfloor.watch.performance import estimated_performance
+from shopfloor.watch.performance import classifier_estimate
 
 TORQUE = "Torque [Nm]"
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
@@ -82,7 +82,7 @@ def test_the_health_page_shows_drift_per_input_newest_first_quality_and_accuracy
     assert all(v[i] == "ok" for v in verdicts for i in range(len(names)) if i != torque)
     assert f"{TORQUE} drift: PSI 0.39, 0.1 sd moved, p 0.5 (500 readings)" in html.unescape(rows[0])
     assert re.search(r"<li><strong>Torque \[Nm\]</strong>: stuck: the last 40 readings are all 12\.5</li>", page)
-    expected = estimated_performance(risks, binary_model_threshold(client))
+    expected = classifier_estimate(binary_model_classifier(client), risks)
     cells = re.findall(r"<td>([^<]*)</td>", re.search(r'<tr class="estimated">(.*?)</tr>', page).group(1))
     assert float(cells[1]) == pytest.approx(expected["accuracy"], abs=1e-3) and cells[-1] == "60"
     assert float(cells[2]) == pytest.approx(expected["f1"], abs=1e-3)
@@ -90,8 +90,8 @@ def test_the_health_page_shows_drift_per_input_newest_first_quality_and_accuracy
     assert "No labels yet: no outcome is joined to a prediction of failure v1" in page
 
 
-def binary_model_threshold(client) -> float:
-    return client.app.state.registry.live("failure").estimator.drift_profile_["classifier"]["threshold"]
+def binary_model_classifier(client) -> dict:
+    return client.app.state.registry.live("failure").estimator.drift_profile_["classifier"]
 
 
 def test_a_model_without_verdicts_says_so_and_the_page_needs_a_token(health):

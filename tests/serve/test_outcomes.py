@@ -13,7 +13,7 @@ from shopfloor.registry import Registry
 from shopfloor.serve.auth import COOKIE, create_token
 from shopfloor.serve.health import RISKS
 from shopfloor.store import Store, default_url
-from shopfloor.watch.performance import estimated_performance
+from shopfloor.watch.performance import classifier_estimate
 
 FIXTURES = Path(__file__).parents[1] / "fixtures" / "models"
 
@@ -35,7 +35,7 @@ def line(binary_model, tmp_path):
     with TestClient(create_app(root), base_url="http://testserver", follow_redirects=False) as client:
         client.headers["Authorization"] = f"Bearer {token}"
         client.cookies.set(COOKIE, token)
-        yield client, store, binary_model.model.drift_profile_["classifier"]["threshold"]
+        yield client, store, binary_model.model.drift_profile_["classifier"]
     store.close()
 
 
@@ -58,7 +58,8 @@ def _row(page: str, name: str) -> list[str]:
 
 
 def test_labels_that_agree_with_every_prediction_measure_accuracy_one_beside_the_estimate(line):
-    client, store, threshold = line
+    client, store, classifier = line
+    threshold = classifier["threshold"]
     risks = np.random.default_rng(0).uniform(0, 1, 60)
     _predict(store, risks)
     called = (risks >= threshold).astype(int)
@@ -71,7 +72,7 @@ def test_labels_that_agree_with_every_prediction_measure_accuracy_one_beside_the
     page = client.get("/models/failure/health").text
     measured, same = _row(page, "measured"), _row(page, "estimated-labelled")
     assert (measured[0], measured[1], measured[-1]) == ("1", "1", "60")
-    expected = estimated_performance(risks, threshold)
+    expected = classifier_estimate(classifier, risks)  # as `shopfloor drift` estimates
     assert float(same[0]) == pytest.approx(expected["accuracy"], abs=1e-3) and same[-1] == "60"
     assert float(same[1]) == pytest.approx(expected["f1"], abs=1e-3)
     unlabelled = _row(page, "estimated")
@@ -80,7 +81,8 @@ def test_labels_that_agree_with_every_prediction_measure_accuracy_one_beside_the
 
 
 def test_labels_that_flip_half_the_predictions_measure_about_one_half_and_blocks_show_it_over_time(line):
-    client, store, threshold = line
+    client, store, classifier = line
+    threshold = classifier["threshold"]
     rng = np.random.default_rng(1)
     risks = rng.uniform(0, 1, RISKS + 300)
     _predict(store, risks)

@@ -4,7 +4,7 @@ distribution raise none (fixed seed; the rate is stated in each test), and the f
 import numpy as np
 import pandas as pd
 
-from shopfloor.watch.compare import compare_view, most_drifting
+from shopfloor.watch.compare import DRIFT_PSI, DRIFT_SD, DRIFT_TAIL, compare_view, most_drifting
 from shopfloor.watch.profile import ModelView, build_profile, group_variation
 
 SENSORS = ["temperature", "pressure", "speed", "torque"]
@@ -108,3 +108,33 @@ def test_the_profile_is_bounded_and_holds_no_rows():
     profile = build_profile(big, outputs_of(big))
     assert len(json.dumps(profile)) < 40_000
     assert str(big["temperature"].iloc[123]) not in json.dumps(profile["inputs"]["type"])
+
+
+def tool_wear(rows: int, seed: int) -> pd.DataFrame:
+    """A sensor that reads from zero up to a hard edge (minutes since a tool change; tools go at about 240)."""
+    rng = np.random.default_rng(seed)
+    return pd.DataFrame({"tool wear": np.minimum(rng.uniform(0, 220, rows) + rng.exponential(8, rows), 253).round()})
+
+
+WEAR = build_profile(tool_wear(8000, seed=0), pd.DataFrame({"risk": np.zeros(8000)}))
+
+
+def wear_report(frame: pd.DataFrame) -> dict:
+    return compare_view(WEAR, ModelView(frame, pd.DataFrame({"risk": np.zeros(len(frame))})))["inputs"][0]
+
+
+def test_a_sensor_from_zero_rescaled_by_a_tenth_is_found_by_its_tails():
+    for seed in range(20, 25):
+        frame = tool_wear(500, seed=seed)
+        frame["tool wear"] *= 1.1
+        result = wear_report(frame)
+        # bins and the mean barely move: the verdict comes from the readings above the old 99th percentile
+        assert result["psi"] < DRIFT_PSI and result["wasserstein_sd"] < DRIFT_SD, result
+        assert result["verdict"] == "drift" and result["tail_p"] < 1e-6 and result["tail_shares"][1] >= DRIFT_TAIL, result
+
+
+def test_tails_of_resamples_stay_quiet():
+    # 40 resamples of 100 to 500 readings of the reference: no tail verdict at all (seed 30 on)
+    for seed in range(30, 70):
+        result = wear_report(tool_wear(100 + 10 * (seed - 30), seed=seed))
+        assert result["verdict"] == "ok" and result["tail_p"] > 1e-3, result

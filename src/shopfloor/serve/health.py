@@ -87,9 +87,9 @@ def accuracy(store, model: str, version: int, profile: dict | None, classes: lis
     threshold = classifier["threshold"]
     risks = unlabelled_risks(store, model, version)
     labelled = labelled_risks(store, model, version, (classes or ["0", "1"])[-1])
-    blocks = [block_figures(labelled[k:k + RISKS], threshold) for k in range(0, len(labelled), RISKS)]
+    blocks = [block_figures(labelled[k:k + RISKS], classifier) for k in range(0, len(labelled), RISKS)]
     reference = classifier.get("reference") or {}
-    return {"threshold": threshold, "rows": len(risks), "estimated": estimated(risks, threshold),
+    return {"threshold": threshold, "rows": len(risks), "estimated": estimated(risks, classifier),
             "labelled": blocks[0]["rows"] if blocks else 0, "measured": blocks[0]["measured"] if blocks else None,
             "estimated_labelled": blocks[0]["estimated"] if blocks else None, "blocks": blocks,
             "validation": reference.get("measured"), "validation_estimated": reference.get("estimated")}
@@ -120,7 +120,7 @@ def labelled_risks(store, model: str, version: int, failure: str, limit: int = R
         return [(t, risk, int(outcome == failure)) for t, risk, outcome in db.execute(query)]
 
 
-def block_figures(rows: list[tuple], threshold: float) -> dict:
+def block_figures(rows: list[tuple], classifier: dict) -> dict:
     """Measured and estimated accuracy and F1 of a block of labelled predictions (newest first), and its times."""
     import numpy as np
 
@@ -128,16 +128,18 @@ def block_figures(rows: list[tuple], threshold: float) -> dict:
 
     risks = np.array([r[1] for r in rows], dtype=np.float64)
     return {"rows": len(rows), "first": when(rows[-1][0]), "last": when(rows[0][0]),
-            "measured": finite(measured_performance(risks, np.array([r[2] for r in rows], np.float64), threshold)),
-            "estimated": estimated(risks, threshold)}
+            "measured": finite(measured_performance(risks, np.array([r[2] for r in rows], np.float64),
+                                                   classifier["threshold"])),
+            "estimated": estimated(risks, classifier)}
 
 
-def estimated(risks, threshold: float) -> dict | None:
+def estimated(risks, classifier: dict) -> dict | None:
+    """CBPE's figures as `shopfloor drift` gives them: through the profile's reliability curve where it has one."""
     import numpy as np
 
-    from shopfloor.watch.performance import estimated_performance
+    from shopfloor.watch.performance import classifier_estimate
 
-    return finite(estimated_performance(np.asarray(risks, dtype=np.float64), threshold)) if len(risks) else None
+    return finite(classifier_estimate(classifier, np.asarray(risks, dtype=np.float64))) if len(risks) else None
 
 
 def finite(figures: dict[str, float]) -> dict[str, float | None]:

@@ -96,3 +96,28 @@ def mmd_test(reference: np.ndarray, current: np.ndarray, permutations: int = 200
     rng = np.random.default_rng(seed)
     exceed = sum(statistic(rng.permutation(len(pooled))) >= observed for _ in range(permutations))
     return observed, (exceed + 1) / (permutations + 1)
+
+
+TAIL_LEVEL = 0.01  # the outer percentiles: below the reference's 1st, above its 99th
+
+
+def tail_shares(reference_quantiles: np.ndarray, values: np.ndarray) -> tuple[float, float]:
+    """Shares of `values` strictly below the reference's 1st and above its 99th percentile (at most 1 % each in
+    the reference; less where readings tie on the percentile, as whole-number sensors do)."""
+    quantiles = np.asarray(reference_quantiles, dtype=np.float64)
+    position = round(TAIL_LEVEL * (len(quantiles) - 1))
+    low, high = quantiles[position], quantiles[-1 - position]
+    return float(np.mean(values < low)), float(np.mean(values > high))
+
+
+def tail_p(shares: tuple[float, float], readings: int) -> float:
+    """P-value of the larger of the two tail counts under the reference's 1 % each side (exact binomial, doubled
+    for the two sides): where a rescaled sensor shows first, since a gain moves the farthest readings most. A
+    sensor that reads from zero (AI4I's tool wear) x1.1 moves its mean by 0.17 sd and its deciles a little, but
+    puts about 6.6 % of readings above the old 99th percentile."""
+    from scipy import stats
+
+    if readings < 1:
+        return 1.0
+    count = round(max(shares) * readings)
+    return float(min(1.0, 2 * stats.binom.sf(count - 1, readings, TAIL_LEVEL)))

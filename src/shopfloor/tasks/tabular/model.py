@@ -54,7 +54,7 @@ from shopfloor.tasks.tabular.validation import (
     table_metrics,
 )
 from shopfloor.training import TrainConfig, fit_module, seed_everything
-from shopfloor.watch.performance import estimated_performance, measured_performance
+from shopfloor.watch.performance import classifier_profile
 from shopfloor.watch.profile import ModelView, build_profile
 
 STORED_VALIDATION_ROWS = 20_000
@@ -353,15 +353,12 @@ class TabularModel(Estimator):
         """Training inputs, and the outputs of the merged network on (a sample of) them: the out-of-fold outputs
         come from single fold networks, whose spread differs from the merged ensemble's (AI4I: PSI 0.20 against
         the final model's outputs on held-out rows, 0.005 for its own outputs on training rows). A yes/no model
-        also gets CBPE's threshold, checked on the out-of-fold outputs against their labels."""
+        also gets CBPE's threshold and reliability curve, from the out-of-fold outputs and their labels."""
         rows = np.sort(np.random.default_rng(self.seed).permutation(len(numbers))[:PROFILE_OUTPUT_ROWS])
         outputs = self._output_frame(self._outputs(numbers[rows], codes[rows]))
         classifier = None
         if self.kind_ == "binary" and len(self.targets) == 1:
-            risk = self._calibrated(logits)[:, 0]
-            classifier = {"output": "risk", "threshold": float(self.thresholds_[0]),
-                          "reference": {"estimated": estimated_performance(risk, self.thresholds_[0]),
-                                        "measured": measured_performance(risk, y[:, 0], self.thresholds_[0])}}
+            classifier = classifier_profile(self._calibrated(logits)[:, 0], y[:, 0], self.thresholds_[0])
         return build_profile(self._watched_inputs(frame, numbers), outputs, classifier=classifier, seed=self.seed)
 
     # -- evaluating and explaining ----------------------------------------------------
