@@ -64,6 +64,7 @@ class EdgeData:
     keep_float: list[str] = field(default_factory=list)  # node names left in float
     op_types: list[str] | None = None  # only these operators are quantised (None: every one ONNX Runtime can)
     per_channel: bool = True  # static: per-channel weight scales where the graph runs with them
+    finish: Callable[[Path], None] | None = None  # rewrites the int8 file after quantising (a task's own fix-up)
 
     @property
     def count(self) -> int:
@@ -143,6 +144,8 @@ def quantise_file(float_path: Path, int8_path: Path, edge: EdgeData, per_channel
             quantize_dynamic(str(prepared), str(int8_path), per_channel=False, weight_type=QuantType.QInt8,
                              nodes_to_exclude=edge.keep_float)
     prepared.unlink(missing_ok=True)
+    if edge.finish is not None:
+        edge.finish(int8_path)
     return int8_path
 
 
