@@ -17,6 +17,8 @@ the convolutions' speed.
 
 from __future__ import annotations
 
+import copy
+
 import numpy as np
 
 STATIC_REASON = ("a 1-D CNN over windows of raw samples: static ranges calibrated once on real windows, as for the "
@@ -100,7 +102,7 @@ def robustness_probe(model, data, truth=None):
 
     windows, labels = labelled_windows(model, data, truth, PROBE_WINDOWS)
     truth_t = torch.from_numpy(labels)
-    net = model.net_.eval()
+    net = copy.deepcopy(model.net_).eval().requires_grad_(False)  # attacks need the inputs' gradient only
 
     def probabilities(raw):  # as the network's forward gives them, without the novelty the metric does not read
         return torch.softmax(net.logits(raw)[0] / net.temperature, dim=1)

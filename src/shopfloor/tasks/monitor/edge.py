@@ -20,6 +20,7 @@ Int8: static (QDQ) or dynamic, `METHOD` below says which and why.
 
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass
 
 import numpy as np
@@ -148,7 +149,7 @@ def robustness_probe(model, data, truth=None):
 
     pieces = read_pieces(model, data, truth, PROBE_PIECES)
     scored = torch.from_numpy(pieces.scored)
-    net = model.net_.eval()
+    net = copy.deepcopy(model.net_).eval().requires_grad_(False)  # attacks need the inputs' gradient only
     labelled = has_both_kinds(pieces)
     clean_flags = float_scores(model, pieces.readings) >= 0.5
     anomalous = torch.from_numpy(pieces.label if labelled else clean_flags).float()
