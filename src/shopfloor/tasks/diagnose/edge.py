@@ -10,7 +10,7 @@ Hilbert matrices), the perceptrons and the unknown verdict's distances (`unround
 rounded input from them). Measured on CWRU (benchmarks/int8.py; accuracy 1.000 in float): without that fix-up
 the int8 file kept accuracy 1.000 but turned the unknown verdict of 92 % of the windows; every operator
 quantised (per tensor: per channel, ONNX Runtime 1.32 writes a graph it then refuses to run) made the file 3.3x
-smaller and took accuracy to 0.32, since the log spectra read small magnitudes that 8 bits cannot hold. The DFT
+smaller and took accuracy to 0.28-0.32 (two runs), since the log spectra read small magnitudes that 8 bits cannot hold. The DFT
 and Hilbert matrices are most of the file, so this int8 file is hardly smaller than the float one: its gain is
 the convolutions' speed.
 """
