@@ -17,10 +17,10 @@ ATTACK_BATCH = 16
 
 
 def gradient_sign(probe: Probe, raw: torch.Tensor) -> torch.Tensor:
-    """Sign of the loss's gradient with respect to the normalised inputs: images batch by batch (a CNN's
-    activations for every image at once would not fit), readings at once (their forward needs every row's
-    context: a table's categories, a window's start and age)."""
-    size = ATTACK_BATCH if probe.kind == "images" else max(len(raw), 1)
+    """Sign of the loss's gradient with respect to the normalised inputs: images and signal windows batch by
+    batch (a CNN's activations for every item at once would not fit), readings at once (their forward needs
+    every row's context: a table's categories, a window's start and age)."""
+    size = ATTACK_BATCH if probe.kind in ("images", "signals") else max(len(raw), 1)
     signs = []
     for start in range(0, len(raw), size):
         part = raw[start:start + size].clone().requires_grad_(True)

@@ -21,14 +21,16 @@ def curve_figure(curve: dict, metric: str, clean: float) -> str:
 
 
 def inputs_section(report: dict) -> str:
-    rows = [[escape(row["input"]), number(row["stuck"]),
-             "" if row["missing"] is None else number(row["missing"]), number(row["loss"])]
-            for row in report["inputs"]]
-    note = (f"<p>{escape(report['metric'])} with one input at a time stuck at its median or missing; the inputs whose "
-            "loss of the metric is largest are the ones the model leans on most.</p>")
-    return section("Inputs the model leans on most",
-                   note + table(["input", "stuck at median", "missing", "loss of the metric"], rows,
-                                ["", "number", "number", "number"]))
+    shuffled = "shuffled" in report["inputs"][0]  # signals: ranked by the loss with the channel shuffled
+    rows = [[escape(row["input"]), number(row["stuck"]), "" if row["missing"] is None else number(row["missing"]),
+             *([number(row["shuffled"])] if shuffled else []), number(row["loss"])] for row in report["inputs"]]
+    how = ("with one channel at a time stuck at its median (a dead sensor) or shuffled among the windows (still a "
+           "signal, no longer this window's); the channels whose loss of the metric when shuffled is largest") \
+        if shuffled else ("with one input at a time stuck at its median or missing; the inputs whose loss of the "
+                          "metric is largest")
+    note = f"<p>{escape(report['metric'])} {how} are the ones the model leans on most.</p>"
+    heads = ["input", "stuck at median", "missing", *(["shuffled"] if shuffled else []), "loss of the metric"]
+    return section("Inputs the model leans on most", note + table(heads, rows, ["", *["number"] * (len(heads) - 1)]))
 
 
 def write_robustness_page(path: str | os.PathLike, report: dict, model_name: str, source: str) -> Path:

@@ -1,9 +1,10 @@
 """The perturbations, each a function of the raw inputs and a strength, returning new raw inputs.
 
 Readings: Gaussian noise of `sigma` spreads on every input; one input stuck at its median or missing (NaN,
-which the model's preprocessing fills as it does any missing reading). Images (grey levels 0..255, [N, C, H,
-W]): Gaussian blur of `sigma` pixels, brightness scaled by a factor, JPEG compression at a quality, and a
-rotation by a few degrees about the centre (edges repeated).
+which the model's preprocessing fills as it does any missing reading); for signals, a gain change per channel
+and one channel shuffled among the windows. Images (grey levels 0..255, [N, C, H, W]): Gaussian blur of
+`sigma` pixels, brightness scaled by a factor, JPEG compression at a quality, and a rotation by a few degrees
+about the centre (edges repeated).
 """
 
 from __future__ import annotations
@@ -27,6 +28,26 @@ def set_input(raw: torch.Tensor, axis: int, index: int, value: torch.Tensor | fl
     where[axis] = index
     out[tuple(where)] = value
     return out
+
+
+def shuffle_input(raw: torch.Tensor, axis: int, index: int, seed: int = 0) -> torch.Tensor:
+    """`raw` with input `index` along `axis` taken from other items (a random permutation of axis 0): it still
+    looks like itself, but no longer goes with the item's other inputs and label (permutation importance)."""
+    order = torch.randperm(len(raw), generator=torch.Generator().manual_seed(seed))
+    out = raw.clone()
+    where = [slice(None)] * raw.ndim
+    where[axis] = index
+    out[tuple(where)] = raw[order][tuple(where)]
+    return out
+
+
+def gain(raw: torch.Tensor, axis: int, change: float) -> torch.Tensor:
+    """Every channel along `axis` scaled by its own gain, 1 + `change` for the first, 1 - `change` for the second
+    and so on (a sensor recalibrated: two channels of one machine moved apart, not only a louder machine)."""
+    signs = torch.tensor([1.0 if k % 2 == 0 else -1.0 for k in range(raw.shape[axis])])
+    shape = [1] * raw.ndim
+    shape[axis] = raw.shape[axis]
+    return raw * (1 + change * signs.reshape(shape))
 
 
 def blur(images: torch.Tensor, sigma: float) -> torch.Tensor:

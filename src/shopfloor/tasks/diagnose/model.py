@@ -62,6 +62,7 @@ class DiagnoseModel(Estimator):
     gives = ("fault_run",)  # the stream judges windows in a row with a fault verdict (`alarms.verdict_rule`)
     predicted_items = "windows: recording, class, probability, runner-up, unknown"
     explained_items = "windows"
+    edge_hooks = "shopfloor.tasks.diagnose.edge"  # int8 export, robustness report
     saved_state: ClassVar[dict[str, str]] = {"classes": "classes_", "channels": "channels_", "rate": "sample_rate_",
                                              "unknown_rule": "unknown_rule_"}
 

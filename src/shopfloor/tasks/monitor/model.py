@@ -96,6 +96,7 @@ class MonitorModel(MonitorFaces, Estimator):
     accepts = "rows"
     group_column = property(lambda self: getattr(self, "machine_column_", None))  # a reading's score reads the ones before
     gives = ("score",)
+    edge_hooks = "shopfloor.tasks.monitor.edge"  # int8 export, robustness report
     predicted_items = "rows: time, score, anomaly, top sensors; events in <name>-events beside them"
     saved_state: ClassVar[dict[str, str]] = {
         "time": "time_column_", "machine": "machine_column_", "label": "label_column_",
