@@ -101,10 +101,14 @@ def test_cli_writes_curves_and_page(binary_model, tmp_path):
     assert "leans most on" in result.output and "<img" in (tmp_path / "r.html").read_text()
 
 
-@pytest.mark.parametrize("case", ["columns", "images", "empty"])
+@pytest.mark.parametrize("case", ["columns", "images", "empty", "label"])
 def test_cli_bad_inputs_are_one_line_and_write_nothing(binary_model, surfaces, tmp_path, case):
     data = tmp_path / "bad.csv"
-    if case == "columns":
+    label = []
+    if case == "label":  # a table model's labels are its target columns: a label column means nothing to it
+        failure_table(50, seed=1).to_csv(data, index=False)
+        label = ["--label", "failure"]
+    elif case == "columns":
         failure_table(50, seed=1).drop(columns=["Torque [Nm]"]).to_csv(data, index=False)
     elif case == "empty":
         data.write_text("")
@@ -113,11 +117,13 @@ def test_cli_bad_inputs_are_one_line_and_write_nothing(binary_model, surfaces, t
     out = tmp_path / "out"
     out.mkdir()
     result = cli("robustness", "--model", binary_model.folder, "--data", data, "--json", out / "r.json",
-                 "--report", out / "r.html")
+                 "--report", out / "r.html", *label)
     assert result.exit_code == 2
     assert len(result.output.strip().splitlines()) == 1
     if case == "columns":
         assert "Torque [Nm]" in result.output
+    if case == "label":
+        assert "takes its labels from the data itself" in result.output
     assert list(out.iterdir()) == []
 
 

@@ -10,6 +10,7 @@ from typing import Annotated
 import typer
 
 from shopfloor.cli.app import DataOpt, ModelOpt, app, friendly, json_safe, refuse_output_over_input, stderr, write_json
+from shopfloor.cli.use import LABEL_TRUTH_HELP, one_truth
 from shopfloor.display import plain
 
 
@@ -19,7 +20,8 @@ def robustness(model: ModelOpt, data: DataOpt,
                json_out: Annotated[Path, typer.Option("--json", help="Write the curves as JSON.")],
                report: Annotated[Path | None, typer.Option("--report", help="Also write an HTML page of the curves.")] = None,
                rul: Annotated[Path | None, typer.Option(
-                   "--rul", help="RUL models: true RUL per test unit (else the data are runs to failure).")] = None):
+                   "--rul", help="RUL models: true RUL per test unit (else the data are runs to failure).")] = None,
+               label: Annotated[str | None, typer.Option("--label", help=LABEL_TRUTH_HELP)] = None):
     """The metric as a function of perturbation strength: noise, stuck or missing sensors, blur, brightness,
     JPEG, rotation, FGSM and PGD; names the inputs the model leans on most."""
     import shopfloor
@@ -27,13 +29,14 @@ def robustness(model: ModelOpt, data: DataOpt,
 
     refuse_output_over_input(json_out, "--json", data=data, rul=rul)
     refuse_output_over_input(report, "--report", data=data, rul=rul)
+    truth = one_truth(rul, label)
     from shopfloor.errors import DataFileError
 
     for path in (json_out, report):
         if path is not None and not path.parent.is_dir():
             raise DataFileError(f"{path}: the folder {path.parent} does not exist")
     estimator = shopfloor.load(model)
-    found = json_safe(robustness_curves(estimator, data, rul))
+    found = json_safe(robustness_curves(estimator, data, truth))
     if report is not None:
         from shopfloor.robustness.page import write_robustness_page
 

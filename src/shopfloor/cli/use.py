@@ -28,6 +28,21 @@ from shopfloor.cli.app import (
 )
 from shopfloor.display import metrics_table, plain
 
+RUL_TRUTH_HELP = "RUL models: true RUL per test unit (C-MAPSS RUL_FD00x.txt, or CSV unit,rul)."
+LABEL_TRUTH_HELP = ("Monitoring models: the 0/1 column of known anomalies in the data (without it, int8 export and "
+                    "robustness judge by agreement with the float model's flags, not by AUROC); diagnosis models: a "
+                    "long table's label column. Other tasks read their labels from the data and refuse it.")
+
+
+def one_truth(rul: Path | None, label: str | None) -> Path | str | None:
+    """The truth a command passes to the estimator, as `evaluate` takes it: a file of true remaining life (`--rul`)
+    or the name of a label column (`--label`), never both."""
+    from shopfloor.errors import BadOption
+
+    if rul is not None and label is not None:
+        raise BadOption("give the truth once: --rul FILE (remaining useful life) or --label COL (a label column)")
+    return rul if rul is not None else label
+
 
 @app.command()
 @friendly
@@ -41,14 +56,12 @@ def evaluate(model: ModelOpt, data: DataOpt,
              dayfirst: DayFirstOpt = None):
     """Score a model on labelled data."""
     import shopfloor
-    from shopfloor.errors import BadOption
 
     refuse_output_over_input(json_out, "--json", data=data, rul=rul)
-    if rul is not None and label is not None:
-        raise BadOption("give the truth once: --rul FILE (remaining useful life) or --label COL (a label column)")
+    truth = one_truth(rul, label)
     estimator = shopfloor.load(model)
     set_date_order(estimator, dayfirst)
-    metrics = json_safe(estimator.evaluate(data, rul if rul is not None else label))
+    metrics = json_safe(estimator.evaluate(data, truth))
     if json_out is not None:
         write_json(json_out, metrics)
     stdout().print(metrics_table(f"{data.name} ({model.name})", metrics))
@@ -105,7 +118,9 @@ def export(model: ModelOpt, out: Annotated[Path, typer.Option("--out", help="ONN
            data: Annotated[Path | None, typer.Option("--data", help="Rows to check ONNX against torch on; with --int8 "
                                                      "the labelled calibration set.")] = None,
            int8: Annotated[bool, typer.Option("--int8", help="Also write OUT's int8 twin (OUT.int8.onnx) when the metric "
-                                              "on --data stays within tolerance; report size, speed, metric.")] = False):
+                                              "on --data stays within tolerance; report size, speed, metric.")] = False,
+           rul: Annotated[Path | None, typer.Option("--rul", help=RUL_TRUTH_HELP)] = None,
+           label: Annotated[str | None, typer.Option("--label", help=LABEL_TRUTH_HELP)] = None):
     """Export a model for edge devices (ONNX, preprocessing inside the graph)."""
     import shopfloor
     from shopfloor.errors import BadOption
@@ -114,12 +129,16 @@ def export(model: ModelOpt, out: Annotated[Path, typer.Option("--out", help="ONN
         raise BadOption(f"unknown export format '{format}'; supported: onnx")
     if int8 and data is None:
         raise BadOption("--int8 needs --data: labelled data to calibrate on and to check the metric against float")
+    truth = one_truth(rul, label)
+    if truth is not None and not int8:
+        raise BadOption("--rul and --label are for --int8 (the truth its metric is checked against); the float "
+                        "export's check against torch needs none")
     estimator = shopfloor.load(model)
     if int8:
         from shopfloor.kits.quantise import export_int8, report_lines
 
-        refuse_output_over_input(out, "--out", data=data)
-        for line in report_lines(export_int8(estimator, out, data)):
+        refuse_output_over_input(out, "--out", data=data, rul=rul)
+        for line in report_lines(export_int8(estimator, out, data, truth)):
             stderr().print(plain(line))
         return
     estimator.export_onnx(out)
@@ -141,14 +160,12 @@ def report(model: ModelOpt, out: Annotated[Path, typer.Option("--out", help="HTM
     """One self-contained HTML page: metrics, curves, feature importance (RUL: intervals, degradation curves;
     monitoring: sensors and score over time, events)."""
     import shopfloor
-    from shopfloor.errors import BadOption
 
     refuse_output_over_input(out, "--out", data=data, rul=rul)
-    if rul is not None and label is not None:
-        raise BadOption("give the truth once: --rul FILE (remaining useful life) or --label COL (a label column)")
+    truth = one_truth(rul, label)
     estimator = shopfloor.load(model)
     set_date_order(estimator, dayfirst)
-    estimator.write_report(out, data, rul if rul is not None else label)
+    estimator.write_report(out, data, truth)
     stderr().print(f"[green]wrote[/] {plain(out)}")
 
 

@@ -5,6 +5,7 @@ with nothing written."""
 
 from __future__ import annotations
 
+import json
 import warnings
 
 import pytest
@@ -79,3 +80,59 @@ def test_too_short_a_history_says_how_many_pieces_are_needed(monitor, tmp_path):
                                       "--data", str(short)])
     assert result.exit_code == 2 and len(result.output.strip().splitlines()) == 1, result.output
     assert "pieces" in result.output and list(out.iterdir()) == []
+
+
+def cli(*args):
+    return CliRunner().invoke(app, [str(a) for a in args])
+
+
+@pytest.fixture(scope="module")
+def readings_file(monitor, tmp_path_factory):
+    """The day with a drift and its `fault` column, as the demo's pumps-today.csv holds one."""
+    _, readings, _ = monitor
+    path = tmp_path_factory.mktemp("readings") / "today.csv"
+    readings.to_csv(path, index=False)
+    return path
+
+
+def test_export_with_label_is_judged_by_auroc_and_without_by_flag_agreement(monitor, readings_file, tmp_path):
+    _, _, folder = monitor
+    labelled = cli("export", "--model", folder, "--out", tmp_path / "a" / "m.onnx", "--int8", "--data", readings_file,
+                   "--label", "fault")
+    assert labelled.exit_code == 0, labelled.output
+    assert "auroc on" in labelled.output and "flag_agreement" not in labelled.output
+    assert (tmp_path / "a" / "m.int8.onnx").is_file()
+    unlabelled = cli("export", "--model", folder, "--out", tmp_path / "b" / "m.onnx", "--int8", "--data", readings_file)
+    assert "flag_agreement" in unlabelled.output and "auroc" not in unlabelled.output  # written or refused by it
+
+
+def test_robustness_with_label_is_judged_by_auroc(monitor, readings_file, tmp_path):
+    _, _, folder = monitor
+    result = cli("robustness", "--model", folder, "--data", readings_file, "--json", tmp_path / "r.json",
+                 "--label", "fault")
+    assert result.exit_code == 0, result.output
+    found = json.loads((tmp_path / "r.json").read_text())
+    assert found["metric"] == "auroc" and found["clean"] > 0.9 and "-> auroc" in result.output
+
+
+@pytest.mark.parametrize("command", ["export", "robustness"])
+def test_a_label_column_not_in_the_data_is_named_in_one_line_and_nothing_written(monitor, readings_file, tmp_path,
+                                                                                   command):
+    _, _, folder = monitor
+    out = tmp_path / "out"
+    out.mkdir()
+    written = (["--out", out / "m.onnx", "--int8"] if command == "export" else ["--json", out / "r.json"])
+    result = cli(command, "--model", folder, "--data", readings_file, *written, "--label", "faults")
+    assert result.exit_code == 2 and len(result.output.strip().splitlines()) == 1, result.output
+    assert "faults" in result.output and list(out.iterdir()) == []
+
+
+def test_export_truth_needs_int8_and_is_given_once(monitor, readings_file, tmp_path):
+    _, _, folder = monitor
+    without_int8 = cli("export", "--model", folder, "--out", tmp_path / "m.onnx", "--data", readings_file,
+                       "--label", "fault")
+    assert without_int8.exit_code == 2 and "--int8" in without_int8.output
+    twice = cli("export", "--model", folder, "--out", tmp_path / "m.onnx", "--int8", "--data", readings_file,
+                "--label", "fault", "--rul", readings_file)
+    assert twice.exit_code == 2 and "give the truth once" in twice.output
+    assert list(tmp_path.iterdir()) == []
