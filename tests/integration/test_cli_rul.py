@@ -142,3 +142,14 @@ def test_a_unit_with_one_row_is_predicted(trained, tmp_path):
                        "--out", tmp_path / "out.csv")
     assert result.exit_code == 0, result.output
     assert len(pd.read_csv(tmp_path / "out.csv")) == 6
+
+
+def test_int8_export_with_rul_scores_the_test_units(trained: Path, tmp_path: Path):
+    """`--rul` on `export --int8` means what it means for `evaluate`: each test unit scored at its last cycle, so six
+    units are too few to calibrate on (without it the histories would be runs to failure, scored per window)."""
+    out = tmp_path / "out"
+    out.mkdir()
+    result = shopfloor("export", "--model", trained / "model", "--out", out / "rul.onnx", "--int8",
+                       "--data", trained / "test.csv", "--rul", trained / "truth.csv")
+    assert result.exit_code == 2 and "has 6 units" in result.output, result.output
+    assert files_under(out) == {}
