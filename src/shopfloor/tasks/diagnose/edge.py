@@ -39,6 +39,9 @@ def labelled_windows(model, data, truth=None, limit: int = MAX_WINDOWS) -> tuple
         model.refuse_truth(truth)
     recordings, windows, owner, _ = model.windows_of(data, label)
     source = recordings[0].source if recordings else str(data)
+    if label is not None and any(r.label is None for r in recordings):
+        raise BadTarget(f"{source}: --label '{label}' gave no fault class to every recording: name the long "
+                        "table's label column (a column with the class of every row)")
     if any(r.label is None for r in recordings):
         raise BadTarget(f"{source}: the metric is the accuracy of the fault class, which needs the class of every "
                         "recording: class sub-folders, or a long table's label column")
