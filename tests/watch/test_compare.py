@@ -153,9 +153,13 @@ def test_a_saturated_confidence_that_moves_by_a_few_billionths_does_not_drift():
     # 1 - 1e-9 with an sd of 1e-8 (a saturated network's held-out windows) against 1 - 2e-9: 0.8 of those sds by
     # Wasserstein and every window in the middle deciles, 'drift' before the output resolution
     rng = np.random.default_rng(21)
-    result = confidence_report(1 - 1e-9 + 1e-8 * rng.normal(size=4000), 1 - 2e-9 + 1e-10 * rng.normal(size=500))
+    reference = 1 - 1e-9 + 1e-8 * rng.normal(size=4000)
+    result = confidence_report(reference, 1 - 2e-9 + 1e-10 * rng.normal(size=500))
     assert result["verdict"] == "ok", result
     assert result["wasserstein_sd"] < 1e-3 and result["psi"] < 0.01, result
+    # every window 1e-7 below 1, under the held-out minimum: no 'out of range' either (CWRU's test part)
+    below = confidence_report(reference, 1 - 1e-7 + 1e-10 * rng.normal(size=500))
+    assert below["verdict"] == "ok" and below["findings"] == [], below
 
 
 def test_a_real_move_of_the_confidence_drifts():

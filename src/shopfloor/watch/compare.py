@@ -100,7 +100,7 @@ def compare_numeric(name: str, reference: dict, values: np.ndarray, resolution: 
     """`resolution`: differences smaller than this are not told apart (`output_resolution`; 0 for inputs)."""
     values = np.asarray(values, dtype=np.float64)
     finite = values[np.isfinite(values)]
-    findings = numeric_findings(name, reference, values)
+    findings = numeric_findings(name, reference, values, margin=resolution)
     if not len(finite) or not reference["quantiles"]:
         return {"input": name, "kind": "numeric", "readings": len(values), "psi": None, "wasserstein": None,
                 "wasserstein_sd": None, "p_value": None, "findings": findings,
