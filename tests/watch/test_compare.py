@@ -138,3 +138,34 @@ def test_tails_of_resamples_stay_quiet():
     for seed in range(30, 70):
         result = wear_report(tool_wear(100 + 10 * (seed - 30), seed=seed))
         assert result["verdict"] == "ok" and result["tail_p"] > 1e-3, result
+
+
+def confidence_report(reference: np.ndarray, current: np.ndarray) -> dict:
+    """The verdict on a classifier's `confidence` output alone (its one input unchanged)."""
+    rng = np.random.default_rng(20)
+    sensor = pd.DataFrame({"temperature": rng.normal(50, 2, len(reference))})
+    profile = build_profile(sensor, pd.DataFrame({"confidence": np.minimum(reference, 1.0)}))
+    view = ModelView(sensor.iloc[:len(current)], pd.DataFrame({"confidence": np.minimum(current, 1.0)}))
+    return next(r for r in compare_view(profile, view)["outputs"] if r["input"] == "confidence")
+
+
+def test_a_saturated_confidence_that_moves_by_a_few_billionths_does_not_drift():
+    # 1 - 1e-9 with an sd of 1e-8 (a saturated network's held-out windows) against 1 - 2e-9: 0.8 of those sds by
+    # Wasserstein and every window in the middle deciles, 'drift' before the output resolution
+    rng = np.random.default_rng(21)
+    reference = 1 - 1e-9 + 1e-8 * rng.normal(size=4000)
+    result = confidence_report(reference, 1 - 2e-9 + 1e-10 * rng.normal(size=500))
+    assert result["verdict"] == "ok", result
+    assert result["wasserstein_sd"] < 1e-3 and result["psi"] < 0.01, result
+    # every window 1e-7 below 1, under the held-out minimum: no 'out of range' either (CWRU's test part)
+    below = confidence_report(reference, 1 - 1e-7 + 1e-10 * rng.normal(size=500))
+    assert below["verdict"] == "ok" and below["findings"] == [], below
+
+
+def test_a_real_move_of_the_confidence_drifts():
+    rng = np.random.default_rng(22)
+    moved = 0.9 + 0.005 * rng.normal(size=500)
+    from_confident = confidence_report(0.99 + 0.005 * rng.normal(size=4000), moved)
+    from_saturated = confidence_report(1 - 1e-9 + 1e-8 * rng.normal(size=4000), moved)
+    assert from_confident["verdict"] == "drift" and from_saturated["verdict"] == "drift", (from_confident, from_saturated)
+    assert from_saturated["wasserstein_sd"] >= 9, from_saturated  # 0.09 in units of the 0.01 resolution

@@ -35,3 +35,15 @@ def test_mmd_tells_shifted_embeddings_from_resampled_ones():
     _, p_moved = mmd_test(reference, rng.normal(0.4, 1, size=(150, 8)), permutations=100)
     assert p_same > 0.05
     assert p_moved < 0.02
+
+
+def test_the_tail_test_allows_for_a_small_reference_percentile():
+    from shopfloor.watch.distances import tail_p
+
+    # 14 of 161 beyond the 1st percentile of 283 held-out rows (CWRU's novelty) against about 3 of 283 there
+    few, exact = tail_p((14 / 161, 0.0), 161, 283), tail_p((14 / 161, 0.0), 161)
+    assert exact < 1e-8 and 1e-6 < few < 1e-3, (few, exact)
+    # a training set of 7,000 rows: the fewest AI4I's tool wear x1.1 put above its 99th percentile (4.6 % of 500)
+    # is still past the drift level, as against an exact 1 %
+    assert tail_p((23 / 500, 0.0), 500) < tail_p((23 / 500, 0.0), 500, 7000) < 1e-6
+    assert tail_p((0.01, 0.0), 500, 7000) > 0.1

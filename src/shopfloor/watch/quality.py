@@ -28,7 +28,9 @@ def trailing_run(values: np.ndarray) -> int:
     return int(len(values) - (different[-1] + 1 if len(different) else 0))
 
 
-def numeric_findings(name: str, reference: dict, values: np.ndarray) -> list[dict]:
+def numeric_findings(name: str, reference: dict, values: np.ndarray, margin: float = 0.0) -> list[dict]:
+    """`margin`: how far beyond the training range a reading must lie to count as outside it (a model output's
+    resolution, `compare.output_resolution`; 0 for inputs)."""
     findings = []
     n = len(values)
     finite = values[np.isfinite(values)]
@@ -38,7 +40,7 @@ def numeric_findings(name: str, reference: dict, values: np.ndarray) -> list[dic
         findings.append({"input": name, "finding": "missing", "severity": severity,
                          "detail": f"{missing:.0%} of readings missing (training: {reference['missing']:.0%})"})
     if reference["min"] is not None and len(finite):
-        outside = int(np.sum((finite < reference["min"]) | (finite > reference["max"])))
+        outside = int(np.sum((finite < reference["min"] - margin) | (finite > reference["max"] + margin)))
         if outside / len(finite) > OUT_OF_RANGE_SHARE:
             findings.append({"input": name, "finding": "out of range", "severity": "watch",
                              "detail": f"{outside} of {len(finite)} readings outside the training range "
