@@ -200,11 +200,14 @@ def tolerance_words(metric: str) -> str:
     return f"{allowed:.0%} of the float model's" if relative else f"{allowed:g}"
 
 
-def compare(float_path: Path, int8_path: Path, edge: EdgeData) -> dict:
-    """Sizes, speeds (2 threads and 1) and the metric of both files on the data."""
+def compare(float_path: Path, int8_path: Path, edge: EdgeData, float_metric: float | None = None) -> dict:
+    """Sizes, speeds (2 threads and 1) and the metric of both files on the data (the float file's metric
+    measured again unless given: a benchmark comparing several int8 files with one float file measures it once)."""
+    if float_metric is None:
+        float_metric = float(edge.score(run_all(float_path, edge)))
     report = {"method": edge.method, "why": edge.reason, "metric": edge.metric, "items": edge.count,
               "float_bytes": float_path.stat().st_size, "int8_bytes": int8_path.stat().st_size,
-              f"float_{edge.metric}": float(edge.score(run_all(float_path, edge))),
+              f"float_{edge.metric}": float_metric,
               f"int8_{edge.metric}": float(edge.score(run_all(int8_path, edge))), "speed_batch": edge.speed_batch}
     report["size_ratio"] = report["float_bytes"] / report["int8_bytes"]
     for threads in (2, 1):
