@@ -20,6 +20,9 @@ Protocol (fixed before any tuning, also written into the JSON):
   in float (shopfloor.tasks.anomaly.bank_search); measured beside it in every run: 4 candidates compared in
   float, per-tensor weights, and the quantiser's own int8 search (the method shipped before); the float
   file's metric is measured once for all of them;
+- speed, paired (added with the anomaly rework, after a run whose float figures moved 2x between variants as
+  the load changed): for the shipped file, 15 float and int8 runs of the same batch in turn, the median of
+  each pair's ratio (and its quartiles), with 2 threads and 1;
 - speed: ONNX Runtime on the CPU, the same batch (8 images, 64 RUL windows) through each file, median of 7
   runs after a warm-up, with intra_op_num_threads=2 and =1 (other jobs share the machine's two cores: the
   1-thread figure is the steadier one);
@@ -136,6 +139,26 @@ def measure(model, edge, folder: Path, name: str, per_channel: bool = True) -> d
                      "metric_within_tolerance": quantise.within_tolerance(edge.metric, before, after)}
 
 
+def paired_speed(float_path: Path, int8_path: Path, edge, threads: int, pairs: int = 15) -> dict:
+    """Float and int8 runs of the same batch taken in turn (after a warm-up of each), and the median of each
+    pair's ratio: a change of load on the shared cores then falls on both files of a pair alike, where the
+    protocol's figure times each file's runs as a block, minutes apart when the graph is slow."""
+    runners = [quantise.session(path, threads) for path in (float_path, int8_path)]
+    feed = next(edge.batches(edge.speed_batch))
+    ratios = []
+    for runner in runners:
+        runner.run(None, feed)
+    for _ in range(pairs):
+        spent = []
+        for runner in runners:
+            started = time.perf_counter()
+            runner.run(None, feed)
+            spent.append(time.perf_counter() - started)
+        ratios.append(spent[0] / spent[1])
+    return {f"paired_speed_ratio_{threads}_threads": float(np.median(ratios)),
+            f"paired_speed_ratio_{threads}_threads_quartiles": [float(q) for q in np.quantile(ratios, [0.25, 0.75])]}
+
+
 def met(result: dict) -> bool:
     return ("error" not in result and result["metric_within_tolerance"] and result["size_ratio"] >= TARGETS["size_ratio"]
             and result["speed_ratio_1_threads"] >= TARGETS["speed_ratio"])
@@ -155,6 +178,9 @@ def run_task(task: str, rul_model: str | None, demo: Path | None = None, anomaly
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
         variants.append(measure(model, edge, folder, f"{edge.method} (shipped)"))
+        if "error" not in variants[0]:
+            for threads in (2, 1):
+                variants[0] |= paired_speed(folder / "float.onnx", folder / f"{edge.method} (shipped).onnx", edge, threads)
         if task == "anomaly":
             for name, variant, per_channel in anomaly_variants(edge):
                 variants.append(measure(model, variant, folder, name, per_channel=per_channel))
