@@ -2,11 +2,10 @@
 
 Why not the quantiser's own int8 product: most of the float graph's time is the search, one product of
 every patch against every bank patch and a minimum over it (57 % of a run of the demo's detector in ONNX
-Runtime's profiler, about 70 % at 256 pixels), so an int8 backbone alone cannot make the file much
-faster; and ONNX Runtime's static quantiser writes that product as a QDQ matrix product whose float
-result is quantised and dequantised again, slower than the float product, while the distances it gives
-come from the expanded form |b|^2 - 2 p.b + |p|^2 with the patch p rounded to 256 levels across all its
-channels and |b|^2 taken from the float bank: on magnetic tile, image AUROC fell from 0.969 to 0.942.
+Runtime's profiler, 65 % of the magnetic-tile detector's at 256 pixels), so an int8 backbone alone cannot
+make the file much faster; and ONNX Runtime's static quantiser writes that product as a QDQ matrix
+product whose float result (patches x bank patches) is quantised and dequantised again: 0.65-0.71x the
+float file's speed on magnetic tile (benchmarks/README.md, int8.py).
 
 What `int8_search` writes instead, in place of the float graph's product and minimum:
 1. the bank as int8 with one scale per bank patch (symmetric), the only copy of it in the file;
