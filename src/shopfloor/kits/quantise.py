@@ -64,7 +64,11 @@ class EdgeData:
     keep_float: list[str] = field(default_factory=list)  # node names left in float
     op_types: list[str] | None = None  # only these operators are quantised (None: every one ONNX Runtime can)
     per_channel: bool = True  # static: per-channel weight scales where the graph runs with them
-    finish: Callable[[Path], None] | None = None  # rewrites the int8 file after quantising (a task's own fix-up)
+    # the task's own graph work, each given the ONNX model: node names its static quantiser must leave in float
+    # (found on the prepared float graph), and a rewrite of the quantised graph (the anomaly bank search, the
+    # diagnose network's float readers of the CNN's input)
+    float_nodes: Callable | None = None
+    rewrite: Callable | None = None
 
     @property
     def count(self) -> int:
@@ -121,13 +125,18 @@ def quantise_file(float_path: Path, int8_path: Path, edge: EdgeData, per_channel
             quant_pre_process(str(float_path), str(prepared), skip_symbolic_shape=False)
         except Exception:  # noqa: BLE001  (any failure: the original graph is a valid input too)
             shutil.copyfile(float_path, prepared)
+        keep_float = list(edge.keep_float)
+        if edge.float_nodes is not None:
+            import onnx
+
+            keep_float += edge.float_nodes(onnx.load(str(prepared)))
         if edge.method == "static":
             # U8 activations, S8 weights: the pairing ONNX Runtime's x86 kernels run fastest
             options = {"ActivationSymmetric": False}
             try:
                 quantize_static(str(prepared), str(int8_path), calibration_reader(edge), quant_format=QuantFormat.QDQ,
                                 per_channel=per_channel and edge.per_channel, activation_type=QuantType.QUInt8,
-                                weight_type=QuantType.QInt8, nodes_to_exclude=edge.keep_float,
+                                weight_type=QuantType.QInt8, nodes_to_exclude=keep_float,
                                 op_types_to_quantize=edge.op_types, extra_options=options)
             except ValueError:
                 # ONNX Runtime 1.32 fails to widen a per-channel weight scale for an int32 bias on some graphs
@@ -135,17 +144,19 @@ def quantise_file(float_path: Path, int8_path: Path, edge: EdgeData, per_channel
                 # that adjustment, which only guards very small weight scales, it quantises them
                 quantize_static(str(prepared), str(int8_path), calibration_reader(edge), quant_format=QuantFormat.QDQ,
                                 per_channel=per_channel and edge.per_channel, activation_type=QuantType.QUInt8,
-                                weight_type=QuantType.QInt8, nodes_to_exclude=edge.keep_float,
+                                weight_type=QuantType.QInt8, nodes_to_exclude=keep_float,
                                 op_types_to_quantize=edge.op_types,
                                 extra_options=options | {"QDQDisableWeightAdjustForInt32Bias": True})
         else:
             # per tensor: ONNX Runtime's dynamic kernels refuse per-channel scales on the batched products of an
             # ensemble's members ("b zero point is not valid")
             quantize_dynamic(str(prepared), str(int8_path), per_channel=False, weight_type=QuantType.QInt8,
-                             nodes_to_exclude=edge.keep_float)
+                             nodes_to_exclude=keep_float)
     prepared.unlink(missing_ok=True)
-    if edge.finish is not None:
-        edge.finish(int8_path)
+    if edge.rewrite is not None:
+        import onnx
+
+        onnx.save(edge.rewrite(onnx.load(str(int8_path))), str(int8_path))
     return int8_path
 
 
@@ -192,11 +203,14 @@ def tolerance_words(metric: str) -> str:
     return f"{allowed:.0%} of the float model's" if relative else f"{allowed:g}"
 
 
-def compare(float_path: Path, int8_path: Path, edge: EdgeData) -> dict:
-    """Sizes, speeds (2 threads and 1) and the metric of both files on the data."""
+def compare(float_path: Path, int8_path: Path, edge: EdgeData, float_metric: float | None = None) -> dict:
+    """Sizes, speeds (2 threads and 1) and the metric of both files on the data (the float file's metric
+    measured again unless given: a benchmark comparing several int8 files with one float file measures it once)."""
+    if float_metric is None:
+        float_metric = float(edge.score(run_all(float_path, edge)))
     report = {"method": edge.method, "why": edge.reason, "metric": edge.metric, "items": edge.count,
               "float_bytes": float_path.stat().st_size, "int8_bytes": int8_path.stat().st_size,
-              f"float_{edge.metric}": float(edge.score(run_all(float_path, edge))),
+              f"float_{edge.metric}": float_metric,
               f"int8_{edge.metric}": float(edge.score(run_all(int8_path, edge))), "speed_batch": edge.speed_batch}
     report["size_ratio"] = report["float_bytes"] / report["int8_bytes"]
     for threads in (2, 1):

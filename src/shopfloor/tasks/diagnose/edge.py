@@ -65,19 +65,17 @@ def edge_data(model, data, truth=None):
         return float(np.mean(outputs["probabilities"].argmax(1) == labels))
 
     return EdgeData({"windows": windows}, accuracy, "accuracy", "static", STATIC_REASON, items="windows",
-                    speed_batch=32, op_types=LEARNED_OPS, finish=unround_float_readers)
+                    speed_batch=32, op_types=LEARNED_OPS, rewrite=unround_float_readers)
 
 
-def unround_float_readers(path) -> None:
+def unround_float_readers(graph_file):
     """Give the nodes left in float the tensors their quantised neighbours read, unrounded.
 
     ONNX Runtime's QDQ quantiser rounds a quantised node's input for every node that reads it: the CNN's input,
     the normalised window, is also what the spectra and the unknown verdict's distances read, and rounded to 8
     bits it turned the verdict of 92 % of CWRU's windows (ONNX Runtime's `DedicatedQDQPair` option did not
-    change it). Here every reader of a rounded activation that is not itself quantised reads the original."""
-    import onnx
-
-    graph_file = onnx.load(str(path))
+    change it). Here every reader of a rounded activation that is not itself quantised reads the original (the
+    ONNX model is changed in place and returned, as `EdgeData.rewrite` expects)."""
     graph = graph_file.graph
     constants = {t.name for t in graph.initializer}
     quantised_from = {n.output[0]: n.input[0] for n in graph.node
@@ -92,7 +90,7 @@ def unround_float_readers(path) -> None:
         for k, name in enumerate(node.input):
             if name in inputs_of_quantised:
                 node.input[k] = original[name]
-    onnx.save(graph_file, str(path))
+    return graph_file
 
 
 def robustness_probe(model, data, truth=None):
