@@ -13,6 +13,11 @@ Protocol (fixed before measuring; also written into the JSON):
     measures it in this run;
   - targets: FD004 RMSE with 2 processes within one seed-standard-deviation of 1 process; AI4I F1
     within 0.01.
+- part gpu: see benchmarks/scale_gpu.py (NEU, magnetic tile and FD004 trained by `shopfloor train
+  --device cpu` and `--device cuda`, fresh processes, same seed and defaults; training wall clock and the
+  metric of `shopfloor evaluate` on the CPU; targets: CPU / GPU training time >= 5 on NEU and FD004, the
+  metrics within seed noise); without a CUDA device the CPU side runs and the GPU side is recorded as not
+  measured; --cpu-results takes the CPU side from a JSON written on the 2-core machine;
 - part spark: see `spark_part` (rows/s of `shopfloor predict` in one process against
   `shopfloor.spark.predict` on local[2]; driver peak RSS at two sizes; 200 per-machine models).
 Two cores are shared with other jobs on this machine: every timing is inflated by them (load average
@@ -20,6 +25,8 @@ in the JSON).
 
     .venv/bin/python benchmarks/scale.py --part ddp
     .venv/bin/python benchmarks/scale.py --part spark --rows 5000000
+    .venv/bin/python benchmarks/scale.py --part gpu --cpu-only        # the CPU side, here
+    .venv/bin/python benchmarks/scale.py --part gpu --cpu-results benchmarks/results/scale_gpu_cpu.json  # GPU box
 """
 
 from __future__ import annotations
@@ -39,10 +46,15 @@ from _common import REPO_ROOT, RESULTS, check, data_file, machine, print_table, 
 AI4I_DROP = ["UDI", "Product ID", "TWF", "HDF", "PWF", "OSF", "RNF"]
 
 
-def shopfloor(*args, processes: int = 1) -> float:
-    """Run `shopfloor ARGS` in a fresh process (with `--processes N` when N > 1); its wall-clock seconds."""
-    env = {**os.environ, "OMP_NUM_THREADS": "1",
+def shopfloor(*args, processes: int = 1, threads: int | None = 1) -> float:
+    """Run `shopfloor ARGS` in a fresh process (with `--processes N` when N > 1); its wall-clock seconds.
+
+    `threads` sets OMP_NUM_THREADS; None leaves it unset, so the command uses the machine's cores as it would
+    for a user (the GPU part)."""
+    env = {**os.environ, "OMP_NUM_THREADS": str(threads),
            "PYTHONPATH": os.pathsep.join([str(REPO_ROOT / "src"), os.environ.get("PYTHONPATH", "")])}
+    if threads is None:
+        del env["OMP_NUM_THREADS"]
     command = [sys.executable, "-m", "shopfloor", *map(str, args)] + (["--processes", str(processes)] if processes > 1 else [])
     with stopwatch() as elapsed:
         run = subprocess.run(command, env=env, capture_output=True, text=True)
@@ -122,17 +134,25 @@ def ddp_part(args) -> dict:
 
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--part", choices=["ddp", "spark"], required=True)
-    parser.add_argument("--tasks", default="ai4i,fd004", help="ddp: ai4i, fd004 or both")
-    parser.add_argument("--seeds", type=int, default=1, help="ddp: seeds 0..N-1 for each process count")
+    parser.add_argument("--part", choices=["ddp", "spark", "gpu"], required=True)
+    parser.add_argument("--tasks", default=None, help="ddp: ai4i, fd004 or both (default both); "
+                        "gpu: any of neu, magnetic, fd004 (default all three)")
+    parser.add_argument("--seeds", type=int, default=1, help="ddp, gpu: seeds 0..N-1 for each process count / device")
     parser.add_argument("--max-epochs", type=int, default=None, help="ddp: smoke tests only (the protocol uses defaults)")
     parser.add_argument("--rows", default="1000000,5000000", help="spark: rows to score, two sizes (driver RSS)")
     parser.add_argument("--machines", type=int, default=200, help="spark: per-machine models to train")
     parser.add_argument("--scratch", default=None, help="spark: folder for the generated Parquet (default: the temp dir)")
-    parser.add_argument("--quick", action="store_true", help="spark: a 2-epoch model, a smoke test only")
+    parser.add_argument("--quick", action="store_true", help="spark, gpu: 2-epoch models (gpu: on a few images), "
+                        "a smoke test only")
+    parser.add_argument("--cpu-only", action="store_true", help="gpu: only the CPU side (scale_gpu_cpu.json)")
+    parser.add_argument("--cpu-results", type=Path, default=None,
+                        help="gpu: the CPU side from this JSON (written by --cpu-only on the machine to compare with)")
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args(argv)
-    args.tasks = [t.strip() for t in args.tasks.split(",") if t.strip()]
+    tasks = args.tasks or ("neu,magnetic,fd004" if args.part == "gpu" else "ai4i,fd004")
+    args.tasks = [t.strip() for t in tasks.split(",") if t.strip()]
+    args.name = f"scale_{args.part}" + ("-quick" if args.quick and args.part == "gpu" else "") + \
+        ("_cpu" if args.cpu_only else "")
     return args
 
 
@@ -140,12 +160,16 @@ def main(argv=None) -> None:
     args = parse_args(argv)
     if args.part == "ddp":
         result = ddp_part(args)
+    elif args.part == "gpu":
+        from scale_gpu import gpu_part
+
+        result = gpu_part(args)
     else:
         from scale_spark import spark_part
 
         result = spark_part(args)
     protocol = __doc__.split("\n\n")[1]
-    name = f"scale_{args.part}"
+    name = args.name
     path = write_json(name, {"protocol": protocol, "params": {k: (str(v) if isinstance(v, Path) else v)
                                                               for k, v in vars(args).items()},
                              "machine": machine(), "versions": versions(("shopfloor", "torch", "pyspark", "pandas")),
