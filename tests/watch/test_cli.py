@@ -46,6 +46,7 @@ def test_a_rul_model_watches_its_sensors(rul_model, tmp_path):
     report = json.loads((tmp_path / "d.json").read_text())
     assert "vibration" in report["drifting"] and [o["input"] for o in report["outputs"]] == ["rul"]
     assert all("between_groups" in r for r in rul_model.model.drift_profile_["inputs"].values())
+    assert len(rul_model.model.drift_profile_["stages"]["edges"]) >= 1  # life-stage bands: ages known at fit
 
 
 def test_bad_inputs_are_one_line_and_write_nothing(binary_model, tmp_path):

@@ -34,6 +34,13 @@ the spread a distance is divided by is at least that, bins and tails narrower ar
 that far past the training range is not out of it. A saturated classifier (CWRU's diagnose model: confidence
 1 - 5e-9, sd 6e-8 on held-out windows) otherwise read 1e-7 less on its test part as W of 14 sd, a 'drift'
 verdict on the model-health page for a difference no one could act on. Inputs are compared as before.
+
+A RUL model's readings carry their age (cycles since the unit's first reading), and its profile holds each input's
+histogram, quantiles and moments per life-stage band (`profile.stage_profiles`): the expected distribution is the
+mixture of the bands weighted as the compared readings fall into them (`staged_reference`). `make demo` replays
+the C-MAPSS FD001 test engines, whose histories stop before failure: against the mix of all cycles of the
+run-to-failure training histories 14 sensors drifted (PSI up to 1.09) with nothing wrong. Readings of unknown age
+and profiles saved before the bands are compared with the whole profile.
 """
 
 from __future__ import annotations
@@ -57,7 +64,7 @@ from shopfloor.watch.distances import (
     wasserstein,
 )
 from shopfloor.watch.performance import classifier_estimate, measured_performance
-from shopfloor.watch.profile import ModelView, project
+from shopfloor.watch.profile import QUANTILES, ModelView, project, stage_of
 from shopfloor.watch.quality import category_findings, numeric_findings
 
 MIN_READINGS = 100  # fewer readings give no distribution verdict (findings such as 'stuck' still count)
@@ -106,9 +113,46 @@ def output_resolution(reference: dict) -> float:
     return OUTPUT_RESOLUTION * max(abs(reference["min"]), abs(reference["max"]))
 
 
-def compare_numeric(name: str, reference: dict, values: np.ndarray, resolution: float = 0.0) -> dict:
-    """`resolution`: differences smaller than this are not told apart (`output_resolution`; 0 for inputs)."""
+def mixture_quantiles(quantiles: list[np.ndarray], weights: np.ndarray) -> np.ndarray:
+    """`QUANTILES` quantiles of a mixture whose parts are known by their quantiles (each point of a part's
+    quantile function carrying an equal share of the part's weight)."""
+    points = np.concatenate(quantiles)
+    mass = np.concatenate([np.full(len(q), w / len(q)) for q, w in zip(quantiles, weights, strict=True)])
+    order = np.argsort(points, kind="stable")
+    points, cumulative = points[order], np.cumsum(mass[order])
+    cumulative = (cumulative - mass[order] / 2) / cumulative[-1]  # midpoints: a part's own quantiles come back
+    return np.interp(np.linspace(0, 1, QUANTILES), cumulative, points)
+
+
+def staged_reference(reference: dict, stages: np.ndarray | None) -> dict:
+    """The reference to compare readings of known life-stage bands with: the mixture of the bands' histograms,
+    quantiles and moments weighted by how many readings fall in each band (`profile.stage_profiles`). Without
+    bands in the profile (saved before, or not a RUL model) or without `stages`, the reference as it is. The
+    spread that W is measured in stays the whole training set's, the unit every level is set in; the mean's
+    z-test takes the mixture's own spread."""
+    bands = reference.get("stages")
+    if not bands or stages is None or not len(stages):
+        return reference
+    whole = {"proportions": reference["proportions"], "mean": reference["mean"], "std": reference["std"],
+             "quantiles": reference["quantiles"]}
+    parts = [band or whole for band in bands]
+    weights = np.bincount(np.minimum(stages, len(parts) - 1), minlength=len(parts)) / len(stages)
+    used = [i for i in range(len(parts)) if weights[i] > 0]
+    mean = float(sum(weights[i] * parts[i]["mean"] for i in used))
+    second = float(sum(weights[i] * (parts[i]["std"] ** 2 + parts[i]["mean"] ** 2) for i in used))
+    return {**reference, "mean": mean, "stage_std": math.sqrt(max(second - mean ** 2, 0.0)),
+            "proportions": np.sum([weights[i] * np.asarray(parts[i]["proportions"]) for i in used], axis=0).tolist(),
+            "quantiles": mixture_quantiles([np.asarray(parts[i]["quantiles"]) for i in used], weights[used]).tolist()}
+
+
+def compare_numeric(name: str, reference: dict, values: np.ndarray, resolution: float = 0.0,
+                    stages: np.ndarray | None = None) -> dict:
+    """`resolution`: differences smaller than this are not told apart (`output_resolution`; 0 for inputs).
+    `stages`: each reading's life-stage band, where the profile has bands (`staged_reference`)."""
     values = np.asarray(values, dtype=np.float64)
+    if stages is not None:
+        stages = np.asarray(stages)[np.isfinite(values)]
+    reference = staged_reference(reference, stages)
     finite = values[np.isfinite(values)]
     findings = numeric_findings(name, reference, values, margin=resolution)
     if not len(finite) or not reference["quantiles"]:
@@ -121,7 +165,8 @@ def compare_numeric(name: str, reference: dict, values: np.ndarray, resolution: 
     score = psi(proportions, counts)
     spread = max(reference["std"], resolution)
     # the smaller of the bins' and the mean's p-values (a factor of at most 2 in the false-verdict rate)
-    p_value = min(chi_squared_p(proportions, counts), mean_shift_p(reference["mean"], spread, finite))
+    p_value = min(chi_squared_p(proportions, counts),
+                  mean_shift_p(reference["mean"], max(reference.get("stage_std", spread), resolution), finite))
     distance = wasserstein(reference["quantiles"], finite)
     in_sd = distance / spread if spread else (np.inf if distance > 0 else 0.0)
     natural = reference.get("between_groups") or {"psi": 0.0, "sd": 0.0}
@@ -153,11 +198,12 @@ def compare_category(name: str, reference: dict, values: pd.Series) -> dict:
             "findings": findings, "verdict": verdict(p_value, large, findings, len(present))}
 
 
-def compare_column(name: str, reference: dict, column, output: bool = False) -> dict:
-    """`output`: the column is a model's output, whose differences below `output_resolution` do not count."""
+def compare_column(name: str, reference: dict, column, output: bool = False, stages: np.ndarray | None = None) -> dict:
+    """`output`: the column is a model's output, whose differences below `output_resolution` do not count;
+    `stages`: each row's life-stage band (inputs of a RUL model)."""
     if reference["kind"] == "numeric":
         return compare_numeric(name, reference, pd.to_numeric(pd.Series(column), errors="coerce").to_numpy(np.float64),
-                               output_resolution(reference) if output else 0.0)
+                               output_resolution(reference) if output else 0.0, stages)
     return compare_category(name, reference, pd.Series(column))
 
 
@@ -175,7 +221,11 @@ def compare_embedding(reference: dict, features: np.ndarray, seed: int = 0) -> d
 def compare_view(profile: dict, view: ModelView) -> dict:
     """Everything `shopfloor drift` reports: per input and output drift, findings, the embedding test and, for a
     calibrated classifier, the estimated (and, where labels came, measured) performance."""
-    inputs = [compare_column(name, ref, view.inputs[name]) for name, ref in profile["inputs"].items()]
+    stages = None
+    if "stages" in profile and view.ages is not None and len(view.ages) == len(view.inputs) \
+            and np.isfinite(np.asarray(view.ages, dtype=np.float64)).all():
+        stages = stage_of(profile["stages"]["edges"], view.ages)  # readings of unknown age: compared as before
+    inputs = [compare_column(name, ref, view.inputs[name], stages=stages) for name, ref in profile["inputs"].items()]
     outputs = [compare_column(name, ref, view.outputs[name], output=True) for name, ref in profile["outputs"].items()
                if name in view.outputs.columns]
     report = {"readings": int(len(view.inputs)), "inputs": inputs, "outputs": outputs}

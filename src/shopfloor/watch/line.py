@@ -12,8 +12,10 @@ scoring, enter its ring with their confidence and novelty (`watch.signals`).
 An input that enters 'drift' raises one alert: a row in the store's `alerts` table (kind 'drift', the model and
 the input in its message; the dashboard's alerts page lists it and can acknowledge it) and a message on
 `DRIFT_TOPIC` (it ends in 'alerts', so the worker never reads it back as telemetry); it alerts again only after
-it was back to ok or watch. Verdicts and drift alerts are derived data: a database that refuses them is logged,
-and the line goes on. `SHOPFLOOR_DRIFT_WATCH=off` turns the watch off.
+it was back to ok or watch. A RUL model's profile has life-stage bands: each reading fed carries its age, the
+readings of its machine (line and machine) this watch has seen, every reading counted before the sampling (a
+restarted worker counts afresh, so its first windows read older machines as young). Verdicts and drift alerts
+are derived data: a database that refuses them is logged, and the line goes on. `SHOPFLOOR_DRIFT_WATCH=off` turns the watch off.
 """
 
 from __future__ import annotations
@@ -49,6 +51,7 @@ class LineWatch:
         self.rolling: dict[tuple[str, int], RollingProfile] = {}
         self.since_check: dict[tuple[str, int], int] = {}
         self.drifting: dict[tuple[str, int], set[str]] = {}
+        self.cycles: dict[str, dict[tuple, int]] = {}  # per model: readings seen of each machine (its age)
 
     def observe(self, models, readings: list[dict], predictions: list[dict], publish=None) -> list[dict]:
         """Feed a batch to each live model's rolling profile; returns the verdict rows written (if any checks ran),
@@ -64,7 +67,8 @@ class LineWatch:
                 stride = max(1, -(-len(readings) // self.per_batch))  # sampled before the (costlier) column check
                 group = [r["values"] for r in readings[::stride] if scorer.columns.issubset(r["values"])]
                 answers = [p for p in predictions if p.get("model") == scorer.name]
-                check = self.feed(scorer.name, scorer.version, scorer.estimator, group, answers)
+                ages = self.ages(scorer, readings, stride) if "stages" in scorer.estimator.drift_profile_ else None
+                check = self.feed(scorer.name, scorer.version, scorer.estimator, group, answers, ages)
             if check is not None:
                 verdicts, raised = check(publish)
                 rows, alerts = rows + verdicts, alerts + raised
@@ -72,20 +76,34 @@ class LineWatch:
             self.store_verdicts(rows, alerts)
         return rows
 
-    def feed(self, name: str, version: int, estimator, rows: list[dict], answers: list[dict]):
+    def ages(self, scorer, readings: list[dict], stride: int) -> list[float]:
+        """Each sampled reading's age (as `observe` samples them): its machine's readings seen so far, all counted."""
+        seen = self.cycles.setdefault(scorer.name, {})
+        ages = []
+        for index, reading in enumerate(readings):
+            if scorer.columns.issubset(reading["values"]):
+                key = (reading.get("line"), reading.get("machine"))
+                seen[key] = seen.get(key, 0) + 1
+                if index % stride == 0:
+                    ages.append(float(seen[key]))
+        return ages
+
+    def feed(self, name: str, version: int, estimator, rows: list[dict], answers: list[dict], ages=None):
         """Put one model's rows (dicts holding its input columns, already sampled) and its answers into its rolling
         profile. Returns None, or when a comparison is due, `check(publish) -> (verdict rows, alert rows)` over a
         copy of the rings taken now, so that the caller may run it on another thread while rows keep coming (the
-        service does)."""
+        service does). `ages`: each row's, where the profile has life-stage bands."""
         profile = getattr(estimator, "drift_profile_", None)
         if profile is None or not rows:
             return None  # saved before drift profiles, or nothing of this model's
         rolling = self._rolling(name, version, profile)
-        rows = [r for r in rows if rolling.columns.issubset(r)]  # a diagnose model's profile is of windows
-        if not rows:
+        kept = [i for i, r in enumerate(rows) if rolling.columns.issubset(r)]  # a diagnose model's is of windows
+        if not kept:
             return None
+        rows, ages = [rows[i] for i in kept], None if ages is None else [ages[i] for i in kept]
         outputs = [[a.get(o) for o in rolling.outputs] for a in answers]
-        rolling.add_records(rows, np.array(outputs, dtype=np.float64).reshape(len(outputs), -1) if outputs else None)
+        rolling.add_records(rows, np.array(outputs, dtype=np.float64).reshape(len(outputs), -1) if outputs else None,
+                            ages)
         return self._due((name, version), len(rows), profile, rolling)
 
     def feed_view(self, name: str, version: int, estimator, inputs, outputs):

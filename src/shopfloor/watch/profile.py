@@ -23,6 +23,8 @@ BINS = 10
 MAX_LEVELS = 50
 EMBEDDING_DIMS = 32
 EMBEDDING_SAMPLE = 200
+STAGES = 8  # life-stage bands of a RUL model's readings (quantile edges of the training readings' ages)
+STAGE_QUANTILES = 21
 
 
 @dataclass
@@ -34,6 +36,7 @@ class ModelView:
     outputs: pd.DataFrame
     features: np.ndarray | None = None
     labels: np.ndarray | None = None
+    ages: np.ndarray | None = None  # per input row, cycles since its unit's first reading (RUL models), not compared
 
 
 def longest_run(values: np.ndarray) -> int:
@@ -57,6 +60,32 @@ def numeric_profile(values: np.ndarray) -> dict:
             "quantiles": np.quantile(finite, np.linspace(0, 1, QUANTILES)).tolist(),
             "mean": float(finite.mean()), "std": float(finite.std()), "min": float(finite.min()),
             "max": float(finite.max()), "longest_run": longest_run(values)}
+
+
+def stage_edges(ages: np.ndarray) -> list[float]:
+    """Edges of `STAGES` life-stage bands: quantiles of the training readings' ages."""
+    ages = np.asarray(ages, dtype=np.float64)
+    return np.unique(np.quantile(ages[np.isfinite(ages)], np.linspace(0, 1, STAGES + 1)[1:-1])).tolist()
+
+
+def stage_of(edges: list[float], ages: np.ndarray) -> np.ndarray:
+    """The band of each age (0 for the youngest)."""
+    return np.searchsorted(np.asarray(edges, dtype=np.float64), np.asarray(ages, dtype=np.float64), side="right")
+
+
+def stage_profiles(reference: dict, values: np.ndarray, stages: np.ndarray, bands: int) -> list[dict | None]:
+    """Per life-stage band, the input's histogram on the reference's own bin edges, a few quantiles, mean and
+    spread (None for a band without readings): the expected distribution is their mixture, weighted as the
+    compared readings fall into bands (`compare.staged_reference`)."""
+    values = np.asarray(values, dtype=np.float64)
+    out = []
+    for band in range(bands):
+        part = values[(stages == band) & np.isfinite(values)]
+        out.append(None if not len(part) else {
+            "rows": int(len(part)), "proportions": smoothed(bin_counts(reference["edges"], part)).tolist(),
+            "quantiles": np.quantile(part, np.linspace(0, 1, STAGE_QUANTILES)).tolist(),
+            "mean": float(part.mean()), "std": float(part.std())})
+    return out
 
 
 def category_profile(values: pd.Series) -> dict:
@@ -123,13 +152,15 @@ def group_variation(values: np.ndarray, groups: np.ndarray, seed: int = 0, split
 
 def build_profile(inputs: pd.DataFrame, outputs: pd.DataFrame, *, classifier: dict | None = None,
                   features: np.ndarray | None = None, groups: np.ndarray | None = None,
-                  strata: np.ndarray | None = None, seed: int = 0) -> dict:
+                  strata: np.ndarray | None = None, ages: np.ndarray | None = None, seed: int = 0) -> dict:
     """The profile of training `inputs` (in the order they were read) and held-out `outputs`.
 
     `classifier`: for a calibrated yes/no model, {"output": column of the failure probability, "threshold": the
     decision threshold}, which lets `performance` estimate accuracy and F1 on new rows without labels.
     `groups`: the engine or run of each input row, where readings come in groups (see `group_variation`), and
-    `strata` the class of each (a fault type), where the groups are of several kinds.
+    `strata` the class of each (a fault type), where the groups are of several kinds. `ages`: each input row's
+    cycles since its unit's first reading (a RUL model's), which adds per-band histograms (`stage_profiles`), so that
+    a young fleet is compared with young training engines, not with all cycles of run-to-failure histories.
     """
     profile = {"version": PROFILE_VERSION,
                "inputs": {str(c): column_profile(inputs[c]) for c in inputs.columns},
@@ -139,6 +170,14 @@ def build_profile(inputs: pd.DataFrame, outputs: pd.DataFrame, *, classifier: di
             if reference["kind"] == "numeric":
                 reference["between_groups"] = group_variation(inputs[name].to_numpy(np.float64), groups, seed,
                                                                strata=strata)
+    if ages is not None:
+        edges = stage_edges(ages)
+        stages = stage_of(edges, ages)
+        profile["stages"] = {"of": "age in cycles", "edges": edges}
+        for name, reference in profile["inputs"].items():
+            if reference["kind"] == "numeric" and reference["quantiles"]:
+                reference["stages"] = stage_profiles(reference, inputs[name].to_numpy(np.float64), stages,
+                                                     len(edges) + 1)
     if classifier is not None:
         profile["classifier"] = classifier
     if features is not None and len(features) > 1:

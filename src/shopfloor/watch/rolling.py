@@ -3,7 +3,9 @@
 The stream worker keeps one per live model and `benchmarks/drift.py` feeds the same class. Memory is fixed at
 creation (`window` x columns, 8 bytes a number, one reference a category) however long the line runs; `report()`
 compares the ring with the model's reference profile exactly as `shopfloor drift` compares a file
-(`compare.compare_view`), readings in arrival order so that a stuck sensor shows as one value repeated.
+(`compare.compare_view`), readings in arrival order so that a stuck sensor shows as one value repeated. Where the
+profile has life-stage bands (a RUL model's), a ring of each reading's age goes alongside; a reading fed without
+one reads as of unknown age, and a window holding any such is compared with the whole profile, as before.
 """
 
 from __future__ import annotations
@@ -30,16 +32,17 @@ class RollingProfile:
         self._numbers = np.full((window, len(self.numeric)), np.nan)
         self._levels = np.full((window, len(self.categories)), None, dtype=object)
         self._outputs = np.full((window, len(self.outputs)), np.nan)
+        self._ages = np.full((window, 1), np.nan)  # cycles since the reading's unit was first seen
         self.seen = 0  # readings ever added; the ring holds the last min(seen, window)
         self.seen_outputs = 0  # outputs ever added: a RUL model gives one per message, not one per reading
 
     @property
     def nbytes(self) -> int:
-        return int(self._numbers.nbytes + self._levels.nbytes + self._outputs.nbytes)
+        return int(self._numbers.nbytes + self._levels.nbytes + self._outputs.nbytes + self._ages.nbytes)
 
-    def add(self, inputs: pd.DataFrame, outputs: pd.DataFrame | None = None) -> None:
+    def add(self, inputs: pd.DataFrame, outputs: pd.DataFrame | None = None, ages=None) -> None:
         """Readings (one row each, the model's input columns; a missing column reads as missing) and the model's
-        outputs (any number of rows: per reading, or per message for a RUL model)."""
+        outputs (any number of rows: per reading, or per message for a RUL model); `ages`: each reading's."""
         n = len(inputs)
         numbers = np.full((n, len(self.numeric)), np.nan)
         for j, name in enumerate(self.numeric):
@@ -49,7 +52,8 @@ class RollingProfile:
         for j, name in enumerate(self.categories):
             if name in inputs:
                 levels[:, j] = inputs[name].to_numpy(object)
-        self.seen = self._write((self._numbers, self._levels), (numbers, levels), self.seen)
+        self.seen = self._write((self._numbers, self._levels, self._ages), (numbers, levels, self._aged(ages, n)),
+                                self.seen)
         if outputs is not None and len(outputs):
             values = np.full((len(outputs), len(self.outputs)), np.nan)
             for j, name in enumerate(self.outputs):
@@ -57,25 +61,31 @@ class RollingProfile:
                     values[:, j] = np.asarray(outputs[name], dtype=np.float64)
             self.seen_outputs = self._write((self._outputs,), (values,), self.seen_outputs)
 
-    def add_records(self, records: list[dict], outputs: np.ndarray | None = None) -> None:
+    def add_records(self, records: list[dict], outputs: np.ndarray | None = None, ages=None) -> None:
         """Readings as the stream parsed them (dicts holding every input column) and outputs [n, outputs] in
         `self.outputs` order: the line's fast path, which builds no DataFrame (building them was most of the cost
-        of watching 20,000 readings a second)."""
+        of watching 20,000 readings a second); `ages`: each reading's, where known."""
         if not records or not self.numeric:
-            self.add(pd.DataFrame.from_records(records, columns=self.numeric + self.categories))
+            self.add(pd.DataFrame.from_records(records, columns=self.numeric + self.categories), ages=ages)
         else:
             take = itemgetter(*self.numeric)
             try:
                 numbers = np.array([take(r) for r in records], dtype=np.float64).reshape(len(records), -1)
             except (TypeError, ValueError, KeyError):  # text where a number belongs, or none: read as missing
-                self.add(pd.DataFrame.from_records(records, columns=self.numeric + self.categories))
+                self.add(pd.DataFrame.from_records(records, columns=self.numeric + self.categories), ages=ages)
             else:
                 levels = np.empty((len(records), len(self.categories)), dtype=object)
                 for j, name in enumerate(self.categories):
                     levels[:, j] = [r.get(name) for r in records]
-                self.seen = self._write((self._numbers, self._levels), (numbers, levels), self.seen)
+                self.seen = self._write((self._numbers, self._levels, self._ages),
+                                        (numbers, levels, self._aged(ages, len(records))), self.seen)
         if outputs is not None and len(outputs):
             self.seen_outputs = self._write((self._outputs,), (np.asarray(outputs, dtype=np.float64),), self.seen_outputs)
+
+    @staticmethod
+    def _aged(ages, n: int) -> np.ndarray:
+        """[n, 1] ages of `n` readings (NaN: unknown)."""
+        return np.full((n, 1), np.nan) if ages is None else np.asarray(ages, dtype=np.float64).reshape(n, 1)
 
     def _write(self, rings: tuple[np.ndarray, ...], rows: tuple[np.ndarray, ...], seen: int) -> int:
         """Put `rows` into `rings` after `seen` earlier rows; returns the new count."""
@@ -100,7 +110,8 @@ class RollingProfile:
             inputs[name] = pd.Series(levels[:, j], dtype=object)
         held = self._outputs[self._ordered(self.seen_outputs)]
         outputs = pd.DataFrame({name: held[:, j] for j, name in enumerate(self.outputs)})
-        return ModelView(inputs=inputs[list(self.profile["inputs"])], outputs=outputs)
+        return ModelView(inputs=inputs[list(self.profile["inputs"])], outputs=outputs,
+                         ages=self._ages[order, 0] if "stages" in self.profile else None)
 
     def report(self) -> dict:
         """The drift report on the readings held now (see `compare.compare_view`)."""

@@ -239,7 +239,7 @@ class RULModel(Estimator):
         runs = self._checked_runs(data)
         inputs, _, _, _ = self._windows(runs)
         return ModelView(runs.frame[self.input_columns].astype(np.float64).reset_index(drop=True),
-                         pd.DataFrame({"rul": self._finish(self._member_outputs(inputs))[:, 0]}))
+                         pd.DataFrame({"rul": self._finish(self._member_outputs(inputs))[:, 0]}), ages=inputs[2].numpy())
 
     def _drift_profile(self, runs, inputs: tuple[torch.Tensor, ...]) -> dict:
         """The training readings (with how much engines differ from each other), and the ensemble's estimates at
@@ -247,7 +247,7 @@ class RULModel(Estimator):
         rows = np.sort(np.random.default_rng(self.seed).permutation(len(inputs[0]))[:PROFILE_OUTPUT_WINDOWS])
         rul = self._finish(self._member_outputs(tuple(x[rows] for x in inputs)))[:, 0]
         return build_profile(runs.frame[self.input_columns].astype(np.float64), pd.DataFrame({"rul": rul}),
-                             groups=runs.frame[runs.unit].to_numpy(), seed=self.seed)
+                             groups=runs.frame[runs.unit].to_numpy(), ages=inputs[2].numpy(), seed=self.seed)
 
     # -- predicting -------------------------------------------------------------------
     def _checked_runs(self, data):
