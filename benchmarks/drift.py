@@ -26,6 +26,12 @@ Protocol (fixed before the thresholds in `shopfloor.watch.compare` were last loo
   CBPE reads the risk through the model's out-of-fold reliability curve (`watch.performance`), and the watch tests
   the readings beyond the outer percentiles (`watch.compare`, levels derived from the existing ones, not tuned
   here); their AI4I figures are therefore not an independent test of either.
+- added 2026-12-07 (issue 19: `make demo` raised drift alerts on 14 of the RUL model's sensors with nothing wrong),
+  C-MAPSS only: readings travel with their ages (the RUL profile's life-stage bands), and a null in time order: the
+  held-out engines, and separately the 100 engines of test_FD001 (histories that stop before failure), replayed
+  cycle by cycle, interleaved as the line replays them, through one rolling profile in batches of 25, a report
+  after each from 100 readings on; counted: reports with any input drifting (what raises an alert on the line),
+  and with the RUL output drifting. Each also fed without ages: the comparison before the bands, in the same run.
 - one thread (OMP_NUM_THREADS=1, torch.set_num_threads(1)); the machine is shared, timings are not the point.
 
     PYTHONPATH=src python benchmarks/drift.py            # writes benchmarks/results/drift.json
@@ -52,7 +58,14 @@ RESULTS = Path(__file__).resolve().parent / "results"
 
 
 def sample(view, rows: np.ndarray):
-    return view.inputs.iloc[rows].reset_index(drop=True), view.outputs.iloc[rows].reset_index(drop=True)
+    """(inputs, outputs, ages) of `rows`: ages (a RUL model's, else None) travel with the readings, as on the line."""
+    return (view.inputs.iloc[rows].reset_index(drop=True), view.outputs.iloc[rows].reset_index(drop=True),
+            None if view.ages is None else np.asarray(view.ages)[rows])
+
+
+def batch_of(readings, start: int, stop: int):
+    inputs, outputs, ages = readings
+    return inputs.iloc[start:stop], outputs.iloc[start:stop], None if ages is None else ages[start:stop]
 
 
 def feed_until_found(profile: dict, warm, changed, name: str) -> dict:
@@ -60,7 +73,7 @@ def feed_until_found(profile: dict, warm, changed, name: str) -> dict:
     rolling = RollingProfile(profile, WINDOW)
     rolling.add(*warm)
     for fed in range(BATCH, LIMIT + 1, BATCH):
-        rolling.add(changed[0].iloc[fed - BATCH:fed], changed[1].iloc[fed - BATCH:fed])
+        rolling.add(*batch_of(changed, fed - BATCH, fed))
         report = rolling.report()
         if most_drifting(report) == name:
             others = [n for n in report["drifting"] if n != name]
@@ -73,10 +86,10 @@ def null_resamples(profile: dict, view, seed: int) -> dict:
     rng = np.random.default_rng(seed)
     drift, watch, reports, worst = 0, 0, 0, {}
     for _ in range(RESAMPLES):
-        inputs, outputs = sample(view, rng.choice(len(view.inputs), WINDOW, replace=False))
+        readings = sample(view, rng.choice(len(view.inputs), WINDOW, replace=False))
         rolling, any_drift, any_watch = RollingProfile(profile, WINDOW), False, False
         for fed in range(BATCH, WINDOW + 1, BATCH):
-            rolling.add(inputs.iloc[fed - BATCH:fed], outputs.iloc[fed - BATCH:fed])
+            rolling.add(*batch_of(readings, fed - BATCH, fed))
             if fed < 100:
                 continue
             report = rolling.report()
@@ -90,6 +103,32 @@ def null_resamples(profile: dict, view, seed: int) -> dict:
         watch += any_watch
     return {"resamples": RESAMPLES, "reports_per_resample": reports // RESAMPLES, "with_drift_verdict": drift,
             "with_watch_verdict": watch, "largest_psi_or_js": {k: round(v, 4) for k, v in worst.items()}}
+
+
+def time_order_null(profile: dict, view, with_ages: bool = True) -> dict:
+    """The engines replayed cycle by cycle, interleaved (as `make demo` replays them on the line: every engine's
+    first cycle, then every engine's second, ...), through one rolling profile in batches of 25, a report after
+    each from 100 readings on. `with_ages=False`: the readings fed without their ages, compared with the whole
+    profile as before life-stage bands (a profile's behaviour before them, measured in the same run)."""
+    ages = np.asarray(view.ages)
+    unit = np.cumsum(ages == 1)  # drift_view rows: unit after unit, each from its first cycle
+    readings = sample(view, np.lexsort((unit, ages)))
+    if not with_ages:
+        readings = (*readings[:2], None)
+    rolling, reports, inputs_drift, outputs_drift, drifting = RollingProfile(profile, WINDOW), 0, 0, 0, {}
+    for fed in range(BATCH, len(ages) + 1, BATCH):
+        rolling.add(*batch_of(readings, fed - BATCH, fed))
+        if fed < 100:
+            continue
+        report = rolling.report()
+        reports += 1
+        inputs_drift += bool(report["drifting"])
+        outputs_drift += any(r["verdict"] == "drift" for r in report["outputs"])
+        for name in report["drifting"]:
+            drifting[name] = drifting.get(name, 0) + 1
+    return {"readings": int(len(ages)), "engines": int(unit.max()), "ages_fed": with_ages, "reports": reports,
+            "reports_with_an_input_drifting": inputs_drift, "reports_with_the_output_drifting": outputs_drift,
+            "inputs_drifting_in_reports": dict(sorted(drifting.items(), key=lambda kv: -kv[1]))}
 
 
 def changes(profile: dict, view, name: str, median: float):
@@ -147,9 +186,13 @@ def cmapss(quick: bool, seed: int = 0) -> dict:
                      max_epochs=3 if quick else 20, progress=False, seed=seed).fit(train)
     seconds = time.perf_counter() - started
     inputs = model.sensor_columns_[:2] if quick else model.sensor_columns_
+    test = read_runs(data_file("cmapss/test_FD001.txt")).frame
+    time_order = {f"{name} {'with' if ages else 'without'} ages": time_order_null(model.drift_profile_,
+                                                                                    model.drift_view(frame), ages)
+                  for name, frame in (("held-out engines", held), ("test_FD001", test)) for ages in (True, False)}
     return {"train_seconds": seconds, "validation": model.validation_metrics_,
             "scenarios": drift_scenarios(model, held, model.drift_view, inputs, seed),
-            "null": null_resamples(model.drift_profile_, model.drift_view(held), seed + 1)}
+            "null": null_resamples(model.drift_profile_, model.drift_view(held), seed + 1), "time_order": time_order}
 
 
 def cbpe(model, held: pd.DataFrame, seeds: int) -> list[dict]:
@@ -258,6 +301,11 @@ def main() -> None:
         null = part["null"]
         targets.append(check(f"{part_name}: resamples with a drift verdict", null["with_drift_verdict"], f"0/{RESAMPLES}",
                              null["with_drift_verdict"] == 0))
+        for scenario, replay in part.get("time_order", {}).items():
+            drifted = replay["reports_with_an_input_drifting"]
+            targets.append(check(f"{part_name}: {scenario} in time order, reports with an input drifting",
+                                 f"{drifted}/{replay['reports']}", "0" if replay["ages_fed"] else "(before the bands)",
+                                 drifted == 0 or not replay["ages_fed"]))
     targets += cbpe_targets(result.get("cbpe_ai4i"))
     result["targets"] = targets
     print_targets(targets)
