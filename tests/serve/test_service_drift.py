@@ -58,12 +58,19 @@ def _numeric_input(model) -> tuple[str, float]:
     return name, inputs[name]["std"]
 
 
-def test_rows_shifted_in_one_input_are_stored_as_drift_naming_that_input(service, binary_model):
-    client, headers, root = service
+def _send_shifted(client, headers, binary_model, times: int = 1) -> str:
+    """The held-out rows with torque moved by 3 training sd, sent `times` times; the input's name."""
     name, sd = _numeric_input(binary_model.model)
     shifted = binary_model.new.copy()
     shifted[name] = shifted[name] + 3 * sd
-    _send(client, headers, shifted)
+    for _ in range(times):
+        _send(client, headers, shifted)
+    return name
+
+
+def test_rows_shifted_in_one_input_are_stored_as_drift_naming_that_input(service, binary_model):
+    client, headers, root = service
+    name = _send_shifted(client, headers, binary_model)
     rows = _verdicts(root)
     assert rows, "no verdicts were stored"
     assert {(r["model"], r["version"]) for r in rows} == {("failure", 1)}
@@ -106,11 +113,8 @@ def _alert_rows(client, headers, **filters) -> list[str]:
 
 def test_an_input_entering_drift_raises_one_alert_on_the_alerts_page(service, binary_model):
     client, headers, root = service
-    name, sd = _numeric_input(binary_model.model)
-    shifted = binary_model.new.copy()
-    shifted[name] = shifted[name] + 3 * sd
-    _send(client, headers, shifted)
-    _send(client, headers, shifted)  # a second comparison that finds it drifting still: no second alert
+    name = _send_shifted(client, headers, binary_model, times=2)  # the second comparison finds it drifting still:
+    # no second alert
     assert [r["verdict"] for r in _verdicts(root) if r["input"] == name] == ["drift", "drift"]
     rows = _alert_rows(client, headers)
     assert len(rows) == 1, rows

@@ -27,7 +27,7 @@ from fastapi import APIRouter, Depends, File, Request, Response, UploadFile
 
 from shopfloor.errors import DataFileError, ImageUnreadable
 from shopfloor.serve.auth import require
-from shopfloor.serve.limits import BodyTooLarge, TooBusy, TooLarge
+from shopfloor.serve.limits import BodyTooLarge, TooBusy, TooLarge, check_count
 from shopfloor.serve.live import Loaded
 from shopfloor.serve.predictions import VERSION, json_response
 from shopfloor.serve.schemas import InspectionResponse, problems
@@ -58,9 +58,7 @@ async def inspect_batch(name: str, request: Request,
 
 async def _inspect(request: Request, name: str, version: int | None, uploads: list[UploadFile]) -> Response:
     state = request.app.state
-    if len(uploads) > state.max_images:
-        raise TooLarge(f"{len(uploads)} images in one request; this service takes at most {state.max_images}: "
-                       "send them in several requests")
+    check_count(len(uploads), state.max_images, "images")
     model: Loaded = await state.models.get(name, version)
     model.expect(("images",), "/inspect", INSTEAD)
     with _one_of_a_few(state, _client(request)):

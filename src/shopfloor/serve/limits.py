@@ -23,6 +23,13 @@ class TooLarge(ShopfloorError):
     """More rows or images in one request than the service takes (HTTP 413)."""
 
 
+def check_count(count: int, limit: int, what: str) -> None:
+    """TooLarge when one request holds more than `limit` `what` (rows, outcomes, images): one line saying to split."""
+    if count > limit:
+        raise TooLarge(f"{count:,} {what} in one request; this service takes at most {limit:,}: "
+                       "split them over several requests")
+
+
 class TooBusy(ShopfloorError):
     """A client with as many heavy requests in flight as it may have (HTTP 429, with Retry-After)."""
 

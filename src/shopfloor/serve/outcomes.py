@@ -46,7 +46,7 @@ from pydantic import BaseModel, Field, TypeAdapter, ValidationError
 from shopfloor.errors import NotSupported
 from shopfloor.outcomes import UnknownOutcome, label_classes, label_text, store_outcomes
 from shopfloor.serve.auth import SECURED, authorize
-from shopfloor.serve.limits import TooLarge
+from shopfloor.serve.limits import check_count
 from shopfloor.serve.predictions import json_response
 from shopfloor.serve.schemas import problems
 
@@ -92,9 +92,7 @@ async def record_outcomes(name: str, request: Request) -> Response:
     state = request.app.state
     tolerance = query_tolerance(request)
     labels = parse_outcomes(await request.body())
-    if len(labels) > state.max_rows:
-        raise TooLarge(f"{len(labels):,} outcomes in one request; this service takes at most {state.max_rows:,}: "
-                       "split them over several requests")
+    check_count(len(labels), state.max_rows, "outcomes")
     model = await state.models.get(name)
     classes = label_classes(model.estimator)
     if classes is None:

@@ -28,7 +28,7 @@ from pydantic import ValidationError
 from shopfloor.errors import ColumnMissing
 from shopfloor.serve.auth import SECURED, authorize
 from shopfloor.serve.batching import Batcher
-from shopfloor.serve.limits import TooLarge
+from shopfloor.serve.limits import check_count
 from shopfloor.serve.live import Loaded
 from shopfloor.serve.schemas import PredictRequest, PredictResponse, problems
 
@@ -66,9 +66,7 @@ async def _predict(request: Request, name: str) -> Response:
     state = request.app.state
     version = query_version(request)
     rows = parse_rows(await request.body())
-    if len(rows) > state.max_rows:
-        raise TooLarge(f"{len(rows):,} rows in one request; this service takes at most {state.max_rows:,}: "
-                          "split the rows over several requests")
+    check_count(len(rows), state.max_rows, "rows")
     model: Loaded = await state.models.get(name, version)
     model.expect(PREDICTED, "/predict", "send images to /inspect instead" if model.accepts == "images"
                  else "it makes no predictions from JSON rows")
