@@ -11,6 +11,8 @@ test modules import helpers from.
 
 from __future__ import annotations
 
+import contextlib
+import shutil
 import socket
 import threading
 import time
@@ -90,6 +92,26 @@ class Service:
         self.server.should_exit = True
         self.thread.join(10)
         self.sock.close()
+
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+
+
+@contextlib.contextmanager
+def signed_in_page(root: Path, token: str, next_path: str = "/"):
+    """A Chromium page of a `Service` on `root`, signed in with `token` through the login form, on `next_path`."""
+    from playwright.sync_api import sync_playwright
+
+    with Service(root) as running, sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
+        try:
+            page = chromium.new_page()
+            page.goto(f"{running.url}/login?next={next_path}")
+            page.fill("input[name=token]", token)
+            page.click("button[type=submit]")
+            yield page
+        finally:
+            chromium.close()
 
 
 @pytest.fixture(scope="session")

@@ -133,21 +133,14 @@ def test_pages_no_forecasting_model_applies_to_are_unchanged(line):
 def test_the_fan_draws_in_a_browser(line):
     """Chromium lays out the fan: the forecast starts where the readings end and runs right of them, inside the
     band's width."""
-    from playwright.sync_api import sync_playwright
-    from rest_service import Service
+    from rest_service import signed_in_page
 
-    with Service(line["root"]) as running, sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
-        page = chromium.new_page()
-        page.goto(running.url + "/login?next=/machines/line-1/L1")
-        page.fill("input[name=token]", line["token"])
-        page.click("button[type=submit]")
+    with signed_in_page(line["root"], line["token"], "/machines/line-1/L1") as page:
         page.wait_for_selector("svg.fan .forecast")
         box = {name: page.eval_on_selector(f"svg.fan .{name}", "e => { const b = e.getBoundingClientRect(); "
                                            "return [b.x, b.width, b.height]; }") for name in ("line", "forecast", "band")}
         if os.environ.get("SHOPFLOOR_SCREENSHOTS"):
             page.locator("svg.fan").screenshot(path=os.environ["SHOPFLOOR_SCREENSHOTS"])
-        chromium.close()
     (line_x, line_w, _), (fan_x, fan_w, _), (band_x, band_w, band_h) = box["line"], box["forecast"], box["band"]
     assert line_w > 0 and fan_w > 0 and band_h > 0
     assert abs(fan_x - (line_x + line_w)) < 3 and band_x >= fan_x and band_x + band_w <= fan_x + fan_w + 3

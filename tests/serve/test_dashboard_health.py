@@ -107,8 +107,7 @@ def test_a_model_without_verdicts_says_so_and_the_page_needs_a_token(health):
 @pytest.mark.skipif(CHROMIUM is None, reason="Debian's chromium is not installed (apt-get install chromium)")
 def test_the_health_page_draws_in_a_browser(binary_model, tmp_path):
     """From Models to a model's health in Chromium: one row per comparison, the drifting input's newest cell red."""
-    from playwright.sync_api import sync_playwright
-    from rest_service import Service
+    from rest_service import signed_in_page
 
     root = tmp_path / "models"
     Registry(root, create=True).add("failure", binary_model.folder)
@@ -116,18 +115,12 @@ def test_the_health_page_draws_in_a_browser(binary_model, tmp_path):
     store = Store(default_url(root))
     inputs = list(binary_model.model.drift_profile_["inputs"])
     _fill(store, inputs, 4, np.array([0.1, 0.9]))
-    with Service(root) as running, sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
-        page = chromium.new_page()
-        page.goto(running.url + "/login?next=/models")
-        page.fill("input[name=token]", token)
-        page.click("button[type=submit]")
+    with signed_in_page(root, token, "/models") as page:
         page.click("text=health")
         page.wait_for_selector("table.health tr.check")
         newest = page.eval_on_selector_all("table.health tr.check:first-child .drift-verdict",
                                            "cells => cells.map(c => [c.textContent, getComputedStyle(c).color, c.title])")
         rows = page.eval_on_selector_all("table.health tr.check", "rows => rows.length")
-        chromium.close()
     store.close()
     assert rows == 4
     torque = newest[inputs.index(TORQUE)]

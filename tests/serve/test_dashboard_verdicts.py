@@ -76,26 +76,19 @@ def test_fleet_and_machine_pages_show_the_latest_verdict_and_the_strip(tmp_path)
 @pytest.mark.skipif(CHROMIUM is None, reason="Debian's chromium is not installed (apt-get install chromium)")
 def test_the_strip_draws_in_a_browser(tmp_path):
     """Chromium lays the strip out as a row of cells as wide as the page allows, each with its window's verdict."""
-    from playwright.sync_api import sync_playwright
-    from rest_service import Service
+    from rest_service import signed_in_page
 
     root = tmp_path / "models"
     Registry(root, create=True)
     token = create_token(root, "browser", "read")
     store = Store(default_url(root))
     _fill(store)
-    with Service(root) as running, sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
-        page = chromium.new_page()
-        page.goto(running.url + "/login")
-        page.fill("input[name=token]", token)
-        page.click("button[type=submit]")
+    with signed_in_page(root, token) as page:
         page.wait_for_selector("table.fleet")
         page.click("text=press-1")
         page.wait_for_selector(".verdict-strip .cell")
         boxes = page.eval_on_selector_all(".verdict-strip .cell", "cells => cells.map(c => c.getBoundingClientRect().x)")
         titles = page.eval_on_selector_all(".verdict-strip .cell", "cells => cells.map(c => c.title)")
-        chromium.close()
     store.close()
     assert len(boxes) == len(CLASSES) and boxes == sorted(boxes) and boxes[-1] > boxes[0]  # a row, oldest left
     assert titles[-1] == "time 113: inner, probability 0.91, runner-up outer"
