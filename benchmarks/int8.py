@@ -66,7 +66,7 @@ TASKS = ("defects", "anomaly", "rul", "diagnose", "monitor")
 BOTH_METHODS = {"diagnose", "monitor"}  # the other method is measured even when the shipped one meets the targets
 SKAB_TRAIN_ROWS = 400  # as benchmarks/skab.py (SKAB's leaderboard protocol)
 TARGETS = {"size_ratio": 3.0, "speed_ratio": 1.5}
-FLOAT_METRIC: dict[Path, float] = {}  # float file -> its metric, measured once for all its int8 variants
+FLOAT_METRIC: dict[tuple[Path, str], float] = {}  # (float file, metric) -> its value, once for all int8 variants
 
 
 def neu_model():
@@ -203,8 +203,8 @@ def measure(model, edge, folder: Path, name: str, per_channel: bool = True) -> d
     try:
         int8_path = quantise.quantise_file(float_path, folder / f"{name}.onnx", edge, per_channel=per_channel)
         quantise_s = time.perf_counter() - started
-        report = quantise.compare(float_path, int8_path, edge, FLOAT_METRIC.get(float_path))
-        FLOAT_METRIC[float_path] = report[f"float_{edge.metric}"]
+        report = quantise.compare(float_path, int8_path, edge, FLOAT_METRIC.get((float_path, edge.metric)))
+        FLOAT_METRIC[float_path, edge.metric] = report[f"float_{edge.metric}"]
     except Exception as err:  # noqa: BLE001  (a variant ONNX Runtime cannot make or run is a result too)
         return {"variant": name, "error": str(err).splitlines()[0][:300]}
     before, after = report[f"float_{edge.metric}"], report[f"int8_{edge.metric}"]

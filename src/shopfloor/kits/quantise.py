@@ -63,7 +63,6 @@ class EdgeData:
     speed_batch: int = 8  # items per timed run: what the task sends at once on the line
     keep_float: list[str] = field(default_factory=list)  # node names left in float
     op_types: list[str] | None = None  # only these operators are quantised (None: every one ONNX Runtime can)
-    per_channel: bool = True  # static: per-channel weight scales where the graph runs with them
     # the task's own graph work, each given the ONNX model: node names its static quantiser must leave in float
     # (found on the prepared float graph), and a rewrite of the quantised graph (the anomaly bank search, the
     # diagnose network's float readers of the CNN's input)
@@ -86,7 +85,9 @@ def calibration_reader(edge: EdgeData):
     them, or MAX_CALIBRATION drawn at random (seed 0) from a larger set."""
     from onnxruntime.quantization import CalibrationDataReader
 
-    rows = np.sort(np.random.default_rng(0).permutation(edge.count)[:MAX_CALIBRATION])
+    from shopfloor.kits.sampling import spread_rows
+
+    rows = spread_rows(edge.count, MAX_CALIBRATION)
 
     class CalibrationReader(CalibrationDataReader):
         def __init__(self):
@@ -133,19 +134,17 @@ def quantise_file(float_path: Path, int8_path: Path, edge: EdgeData, per_channel
         if edge.method == "static":
             # U8 activations, S8 weights: the pairing ONNX Runtime's x86 kernels run fastest
             options = {"ActivationSymmetric": False}
+            settings = dict(quant_format=QuantFormat.QDQ, per_channel=per_channel, activation_type=QuantType.QUInt8,
+                            weight_type=QuantType.QInt8, nodes_to_exclude=keep_float,
+                            op_types_to_quantize=edge.op_types)
             try:
-                quantize_static(str(prepared), str(int8_path), calibration_reader(edge), quant_format=QuantFormat.QDQ,
-                                per_channel=per_channel and edge.per_channel, activation_type=QuantType.QUInt8,
-                                weight_type=QuantType.QInt8, nodes_to_exclude=keep_float,
-                                op_types_to_quantize=edge.op_types, extra_options=options)
+                quantize_static(str(prepared), str(int8_path), calibration_reader(edge), **settings,
+                                extra_options=options)
             except ValueError:
                 # ONNX Runtime 1.32 fails to widen a per-channel weight scale for an int32 bias on some graphs
                 # (the EfficientNet-Lite0 anomaly net: "truth value of an array ... is ambiguous"): without
                 # that adjustment, which only guards very small weight scales, it quantises them
-                quantize_static(str(prepared), str(int8_path), calibration_reader(edge), quant_format=QuantFormat.QDQ,
-                                per_channel=per_channel and edge.per_channel, activation_type=QuantType.QUInt8,
-                                weight_type=QuantType.QInt8, nodes_to_exclude=keep_float,
-                                op_types_to_quantize=edge.op_types,
+                quantize_static(str(prepared), str(int8_path), calibration_reader(edge), **settings,
                                 extra_options=options | {"QDQDisableWeightAdjustForInt32Bias": True})
         else:
             # per tensor: ONNX Runtime's dynamic kernels refuse per-channel scales on the batched products of an
@@ -227,7 +226,7 @@ def int8_path_for(out: str | os.PathLike) -> Path:
     return out.with_name(out.stem + ".int8.onnx")
 
 
-def export_int8(model, out: str | os.PathLike, data, truth=None, per_channel: bool = True) -> dict:
+def export_int8(model, out: str | os.PathLike, data, truth=None) -> dict:
     """Export `model` as float ONNX to `out` and int8 ONNX beside it (`int8_path_for`), both only when the int8
     file keeps the task's metric on `data` within tolerance; returns `compare`'s report plus both paths.
 
@@ -242,7 +241,7 @@ def export_int8(model, out: str | os.PathLike, data, truth=None, per_channel: bo
     out.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=out.parent, prefix=".int8-") as folder:
         float_path = model.export_onnx(Path(folder) / "float.onnx")
-        int8_path = quantise_file(float_path, Path(folder) / "int8.onnx", edge, per_channel)
+        int8_path = quantise_file(float_path, Path(folder) / "int8.onnx", edge)
         try:
             report = compare(float_path, int8_path, edge)
         except Exception as err:  # noqa: BLE001  (onnxruntime's own errors have no common class)

@@ -24,8 +24,9 @@ def gradient_sign(probe: Probe, raw: torch.Tensor) -> torch.Tensor:
     signs = []
     for start in range(0, len(raw), size):
         part = raw[start:start + size].clone().requires_grad_(True)
-        probe.loss(probe.forward(part), slice(start, start + size)).backward()
-        signs.append(torch.nan_to_num(part.grad * probe.spread).sign())  # d loss / d (raw / spread)
+        # the inputs' gradient only: no weight gradients computed, none left on the user's model
+        grad, = torch.autograd.grad(probe.loss(probe.forward(part), slice(start, start + size)), part)
+        signs.append(torch.nan_to_num(grad * probe.spread).sign())  # d loss / d (raw / spread)
     return torch.cat(signs)
 
 

@@ -51,7 +51,7 @@ def robustness_curves(model, data, truth=None) -> dict:
     report = {"task": model.task_name, "metric": probe.metric_name, "higher_is_better": probe.higher_is_better,
               "items": probe.count, "kind": probe.kind, "clean": clean, "curves": curves}
     if probe.sensor_axis is not None and probe.inputs:
-        report["inputs"] = input_effects(probe, report["clean"])
+        report["inputs"] = input_effects(probe, clean)
         report["leans_on"] = [row["input"] for row in report["inputs"][:LEANS_ON]]
     report["seconds"] = time.perf_counter() - started
     return report
@@ -76,8 +76,8 @@ def input_effects(probe: Probe, clean: float) -> list[dict]:
         worst = [m for m in (stuck, missing) if m is not None]
         row = {"input": name, "stuck": stuck, "missing": missing}
         if probe.kind == "signals":
-            row["shuffled"] = worst = probe.score(perturb.shuffle_input(probe.raw, probe.sensor_axis, j))
-            worst = [worst]
+            row["shuffled"] = probe.score(perturb.shuffle_input(probe.raw, probe.sensor_axis, j))
+            worst = [row["shuffled"]]  # signals are ranked by shuffling (a flat channel reads as a fault)
         row["loss"] = max((clean - m) if probe.higher_is_better else (m - clean) for m in worst)
         rows.append(row)
     return sorted(rows, key=lambda row: -row["loss"])

@@ -57,8 +57,3 @@ def per_input(values: np.ndarray, axis: int) -> tuple[torch.Tensor, torch.Tensor
     shape[axis] = values.shape[axis]
     return (torch.tensor(spread, dtype=torch.float32).reshape(shape),
             torch.tensor(median, dtype=torch.float32).reshape(shape))
-
-
-def spread_rows(count: int, limit: int, seed: int = 0) -> np.ndarray:
-    """At most `limit` item indexes drawn at random (sorted), all when there are fewer."""
-    return np.sort(np.random.default_rng(seed).permutation(count)[:limit])

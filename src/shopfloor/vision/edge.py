@@ -19,8 +19,6 @@ STATIC_REASON = ("a convolutional net: its activations get ranges calibrated on 
 def graph_images(model, found) -> tuple[np.ndarray, np.ndarray]:
     """The graph's input for every readable image of `found` (tiles where the model tiles) and, per input, the
     index in `found` of the image it came from."""
-    import torch
-
     from shopfloor.vision.estimator import decode
     from shopfloor.vision.export import tiled
     from shopfloor.vision.images import read_tiles
@@ -34,4 +32,4 @@ def graph_images(model, found) -> tuple[np.ndarray, np.ndarray]:
         cut = read_tiles(path, model.channels_, getattr(model, "tile", None), model.image_size_)[0]
         tiles.append(np.rint(cut).astype(np.float32))  # as the model rounds its tiles
         owner += [i] * len(cut)
-    return torch.from_numpy(np.concatenate(tiles)).numpy(), np.array(owner)
+    return np.concatenate(tiles), np.array(owner)

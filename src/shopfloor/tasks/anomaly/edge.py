@@ -9,8 +9,6 @@ from shopfloor.vision.edge import STATIC_REASON, graph_images
 
 SEARCH_REASON = (STATIC_REASON + "; the memory-bank search, most of the float graph's time, ranks candidates with int8 "
                  "products and compares the nearest few in float")
-# per-channel weight scales on the backbone's convolutions: per-tensor lost 0.028 image AUROC on magnetic tile
-PER_CHANNEL = True
 
 
 def edge_data(model, data, truth=None):
@@ -40,9 +38,10 @@ def edge_data(model, data, truth=None):
 
     # the backbone static QDQ, from the patch features on float (`float_tail`), and the bank search rewritten as
     # int8 products that rank candidates for a float comparison (`int8_search`): the quantiser's own int8 search
-    # ran slower than float (benchmarks/README.md, int8.py)
+    # ran slower than float (benchmarks/README.md, int8.py); per-channel weight scales (`quantise_file`'s default):
+    # per-tensor lost 0.028 image AUROC on magnetic tile
     return EdgeData({"images": images}, auroc, "image_auroc", "static", SEARCH_REASON, items="images",
-                    per_channel=PER_CHANNEL, float_nodes=float_tail, rewrite=int8_search)
+                    float_nodes=float_tail, rewrite=int8_search)
 
 
 def robustness_probe(model, data, truth=None):

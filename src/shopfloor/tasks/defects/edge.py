@@ -31,7 +31,8 @@ def robustness_probe(model, data, truth=None):
     cross-entropy of the true class; metric: accuracy."""
     import torch
 
-    from shopfloor.robustness.probe import MAX_IMAGES, Probe, spread_rows
+    from shopfloor.kits.sampling import spread_rows
+    from shopfloor.robustness.probe import MAX_IMAGES, Probe
     from shopfloor.vision.estimator import image_set
     from shopfloor.vision.folders import read_class_folders
 

@@ -32,7 +32,7 @@ def labelled_windows(model, data, truth=None, limit: int = MAX_WINDOWS) -> tuple
     """Windows [n, channels, window] of the recordings of `data` whose class the model knows (at most `limit`,
     drawn at random, seed 0) and each one's class index. `truth` names a long table's label column."""
     from shopfloor.errors import BadTarget
-    from shopfloor.robustness.probe import spread_rows
+    from shopfloor.kits.sampling import spread_rows
 
     label = truth if isinstance(truth, str) else None
     if truth is not None and label is None:

@@ -53,7 +53,7 @@ def label_column(model, truth) -> str | None:
 def read_pieces(model, data, truth=None, limit: int = MAX_PIECES) -> Pieces:
     """The readings of `data` as `PIECE`-step pieces with context (at most `limit`, drawn at random, seed 0)."""
     from shopfloor.errors import ColumnMissing
-    from shopfloor.robustness.probe import spread_rows
+    from shopfloor.kits.sampling import spread_rows
     from shopfloor.tasks.monitor.history import read_history, to_grid
 
     model._check_fitted()
@@ -88,9 +88,13 @@ def read_pieces(model, data, truth=None, limit: int = MAX_PIECES) -> Pieces:
             readings.append(padded[steps + reach].T)
             scored.append(own & rows[np.clip(steps, 0, len(values) - 1)])
             labels.append(np.where(own, marks[np.clip(steps, 0, len(values) - 1)], 0))
-    keep = spread_rows(len(readings), limit)
-    return Pieces(np.stack(readings)[keep].astype(np.float32), np.stack(scored)[keep],
-                  np.stack(labels)[keep] if history.label is not None else None, label)
+    keep = spread_rows(len(readings), limit)  # stacked after the draw: a long history is not copied whole
+
+    def kept(pieces: list) -> np.ndarray:
+        return np.stack([pieces[k] for k in keep])
+
+    return Pieces(kept(readings).astype(np.float32), kept(scored),
+                  kept(labels) if history.label is not None else None, label)
 
 
 def has_both_kinds(pieces: Pieces) -> bool:

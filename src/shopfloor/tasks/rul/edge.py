@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from shopfloor.kits.sampling import spread_rows
 from shopfloor.tasks.rul.export import INPUTS
 
 STATIC_REASON = ("a net of small matrix products: ranges calibrated once on the given windows (static) run faster "
@@ -31,7 +32,7 @@ def windows_and_truth(model, data, truth=None) -> tuple[tuple, np.ndarray, str]:
         return inputs, read_rul(truth, list(units), source_units=str(data)), "units"
     runs = model._checked_runs(data)
     inputs, remaining, _, _ = model._windows(runs)
-    rows = np.sort(np.random.default_rng(0).permutation(len(remaining))[:MAX_WINDOWS])
+    rows = spread_rows(len(remaining), MAX_WINDOWS)
     return tuple(x[rows] for x in inputs), np.minimum(remaining[rows], model.rul_cap), "windows"
 
 
@@ -56,7 +57,7 @@ def robustness_probe(model, data, truth=None):
     from shopfloor.robustness.probe import MAX_ROWS, Probe, per_input
 
     inputs, rul, _ = windows_and_truth(model, data, truth)  # the same windows and truth as int8 export
-    rows = torch.from_numpy(np.sort(np.random.default_rng(0).permutation(len(rul))[:MAX_ROWS]))
+    rows = torch.from_numpy(spread_rows(len(rul), MAX_ROWS))
     history, start, age = (x[rows].float() for x in inputs)
     module = model.estimator_module().eval()
     rul = torch.from_numpy(rul[rows.numpy()].astype(np.float32))

@@ -59,7 +59,8 @@ def robustness_probe(model, data, truth=None):
     first target (cross-entropy, or squared error for a regression); metric as for int8 export."""
     import torch
 
-    from shopfloor.robustness.probe import MAX_ROWS, Probe, per_input, spread_rows
+    from shopfloor.kits.sampling import spread_rows
+    from shopfloor.robustness.probe import MAX_ROWS, Probe, per_input
 
     model._check_fitted()
     model.refuse_truth(truth)
