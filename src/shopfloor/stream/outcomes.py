@@ -32,7 +32,9 @@ def is_outcome(topic: str) -> bool:
 
 def record_outcomes(store, models, messages: list) -> list[dict]:
     """Store the outcomes of MQTT `messages` (topic, payload), joined to their predictions; returns the dead letters
-    (topic, reason, payload, position), stored already, for the worker to publish."""
+    (topic, reason, payload, position), stored already where the database takes them, for the worker to publish.
+    Outcomes of one model stored before another's failed stay stored and are in the dead letters too: sent again,
+    they are stored once (a redelivered label replaces itself)."""
     per_model: dict[str, list[dict]] = {}
     dead = []
     for message in messages:
@@ -47,8 +49,12 @@ def record_outcomes(store, models, messages: list) -> list[dict]:
         if dead:
             store.write_dead_letters(dead)
     except Exception as err:  # noqa: BLE001 - the readings are stored already; the outcomes go to the dead letters
-        log.error("the database refused %d outcomes (%s); they go to the dead-letter topic", len(messages), err)
-        return [{"topic": m.topic, "reason": f"could not be stored: {err}", "payload": bytes(m.payload)} for m in messages]
+        log.error("the database refused %d outcomes (%s); they go to the dead letters", len(messages), err)
+        dead = [{"topic": m.topic, "reason": f"could not be stored: {err}", "payload": bytes(m.payload)} for m in messages]
+        try:  # the database may have refused only the outcomes: the dashboard's dead-letter list shows them then
+            store.write_dead_letters(dead)
+        except Exception as again:  # noqa: BLE001 - down altogether: the dead-letter topic still gets them
+            log.error("nor could their dead letters be stored (%s)", again)
     if unmatched:
         log.info("%d outcomes stored without a prediction at their time (yet): sent again, they are matched", unmatched)
     return dead

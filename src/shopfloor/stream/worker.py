@@ -285,7 +285,7 @@ class Worker:
             self.fleet.forget(touched)  # nor were the alarm states it moved: back to the stored ones
             self.fleet.restore([row for key in touched if (row := self.store.machine(*key))])
             log.error("the database refused a batch of %d messages (%s); they go to the dead letters", len(batch), err)
-            readings, predictions, alerts = [], [], []
+            readings, predictions, alerts, outcomes = [], [], [], []  # the outcomes are in the dead letters too
             dead = [{"topic": m.topic, "reason": f"could not be stored: {err}", "payload": bytes(m.payload[:self.max_payload])}
                     for _, m in batch]
             self.stats.reasons["refused by the database"] += len(dead)

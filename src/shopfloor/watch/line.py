@@ -57,6 +57,9 @@ class LineWatch:
         """Feed a batch to each live model's rolling profile; returns the verdict rows written (if any checks ran),
         stores an alert and publishes one (`publish(topic, payload, qos=1)`) per input that entered drift."""
         rows, alerts = [], []
+        by_model: dict[str, list[dict]] = {}
+        for prediction in predictions:
+            by_model.setdefault(prediction.get("model"), []).append(prediction)
         for scorer in list(models.scorers.values()):
             if getattr(scorer.estimator, "drift_profile_", None) is None:
                 continue  # saved before drift profiles
@@ -66,7 +69,7 @@ class LineWatch:
             else:
                 stride = max(1, -(-len(readings) // self.per_batch))  # sampled before the (costlier) column check
                 group = [r["values"] for r in readings[::stride] if scorer.columns.issubset(r["values"])]
-                answers = [p for p in predictions if p.get("model") == scorer.name]
+                answers = by_model.get(scorer.name, [])[::stride]  # sampled as the readings: Python work per row
                 ages = self.ages(scorer, readings, stride) if "stages" in scorer.estimator.drift_profile_ else None
                 check = self.feed(scorer.name, scorer.version, scorer.estimator, group, answers, ages)
             if check is not None:

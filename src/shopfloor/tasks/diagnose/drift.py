@@ -14,7 +14,6 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from shopfloor.tasks.diagnose.windows import cut_windows
 from shopfloor.watch.profile import ModelView, build_profile
 
 INDICATORS = ("rms", "kurtosis", "crest factor")
@@ -62,6 +61,8 @@ def signal_profile(model, recordings: list, held_out_windows: np.ndarray) -> dic
     recording's crest factor was 'drift' at PSI 0.32 against six training recordings taken as one sample), so a
     new recording must differ from the training ones by more than they differ among themselves; recordings are
     halved within each fault class (halving across classes made a x1.5 gain only 'watch', RMS PSI 3.7)."""
+    from shopfloor.tasks.diagnose.windows import cut_windows  # torch: at fit time only, not on the line
+
     cut = [cut_windows(r.values, model.window) for r in recordings]
     probability, novelty = model.score_windows(held_out_windows)
     return build_profile(window_statistics(np.concatenate(cut), model.channels_),
