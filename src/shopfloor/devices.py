@@ -63,8 +63,15 @@ def use_device(spec: str | torch.device | None):
 
 
 def current_device() -> torch.device:
-    """The device chosen by the innermost `use_device` block (the CPU outside any)."""
-    return torch.device(_chosen.get())
+    """The device chosen by the innermost `use_device` block (the CPU outside any); in a distributed run on GPUs,
+    this rank's own GPU, for training and for the scoring around it (calibration, out-of-fold outputs)."""
+    device = torch.device(_chosen.get())
+    if device.type == "cuda":
+        from shopfloor import distributed
+
+        if distributed.is_distributed():
+            return distributed.rank_device(device)
+    return device
 
 
 def on_gpu(device: torch.device) -> bool:
@@ -80,11 +87,8 @@ def autocast(device: torch.device):
 
 def to_device(tensors: tuple[torch.Tensor, ...], device: torch.device) -> tuple[torch.Tensor, ...]:
     """The tensors on `device` (the same tensors on the CPU); on a GPU the whole (small) training set is copied there
-    once, from pinned memory, so that no step waits on a host-to-device copy (these data sets fit a GPU many times over)."""
-    if device.type == "cpu":
-        return tensors
-    if on_gpu(device):
-        return tuple(t.pin_memory().to(device, non_blocking=True) for t in tensors)
+    once, so that no step waits on a host-to-device copy (these data sets fit a GPU many times over). Not through
+    pinned memory: pinning is itself a full host copy, and nothing overlaps a one-time transfer to hide it."""
     return tuple(t.to(device) for t in tensors)
 
 

@@ -56,6 +56,8 @@ def ensure_process_group(device: torch.device) -> None:
     if dist.is_initialized():
         return
     backend = "nccl" if device.type == "cuda" else "gloo"
+    if device.type == "cuda":
+        torch.cuda.set_device(device)  # NCCL and every CUDA call without a device: this rank's GPU, not GPU 0
     dist.init_process_group(backend=backend, timeout=COLLECTIVE_TIMEOUT)
 
 

@@ -103,9 +103,8 @@ def fit_module(module: nn.Module, loss_fn: LossFn, train: tuple[torch.Tensor, ..
     from shopfloor import distributed
     from shopfloor.devices import current_device, to_device
 
-    device = current_device()
+    device = current_device()  # in a distributed run, this rank's own GPU
     if distributed.is_distributed():
-        device = distributed.rank_device(device)
         distributed.ensure_process_group(device)
     seed_everything(config.seed)
     previous_threads = torch.get_num_threads()
@@ -156,17 +155,17 @@ def _fit(module, loss_fn, train, valid, config, score_fn, device) -> TrainResult
     with _progress(config) as (bar, task):
         for epoch in range(start_epoch, config.max_epochs):
             module.train()
-            order = torch.randperm(n, generator=generator)
-            running = 0.0
+            order = torch.randperm(n, generator=generator).to(device)  # once an epoch, not a copy a step
+            running = torch.zeros((), dtype=torch.float64, device=device)  # summed there: no wait on the GPU a step
             # drop the last incomplete batch: a batch of a handful of rows gives noisy steps
             for start in range(0, n - batch_size + 1, batch_size):
-                index = order[start:start + batch_size][rank::ranks].to(device)  # this rank's share of the batch
+                index = order[start:start + batch_size][rank::ranks]  # this rank's share of the batch
                 with autocast(device):
                     loss = step(*(t[index] for t in train))
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 optimizer.step()
-                running += loss.item()
+                running += loss.detach()
             if score_fn is None:
                 valid_loss = evaluate_loss(module, loss_fn, valid)
             else:
@@ -175,7 +174,7 @@ def _fit(module, loss_fn, train, valid, config, score_fn, device) -> TrainResult
                     valid_loss = float(score_fn(module, *valid))
             if ranks > 1:  # equal already (equal weights, equal rows), made equal to the last bit: one stopping epoch
                 valid_loss = distributed.mean_over_ranks(valid_loss, device)
-            history.append({"epoch": epoch, "train_loss": running / max(n // batch_size, 1), "valid_loss": valid_loss})
+            history.append({"epoch": epoch, "train_loss": float(running) / max(n // batch_size, 1), "valid_loss": valid_loss})
             if best_state is None or valid_loss < best_loss - 1e-6 * abs(best_loss):
                 best_loss, best_epoch = valid_loss, epoch
                 best_state = {k: v.detach().clone() for k, v in module.state_dict().items()}

@@ -18,6 +18,7 @@ import pandas as pd
 from shopfloor.artifacts import MANIFEST, WEIGHTS
 from shopfloor.errors import ColumnMissing, warn
 from shopfloor.spark.session import require_spark
+from shopfloor.spark.shipping import model_files, write_model_files
 
 RESULT_SCHEMA = "`group` string, status string, reason string, seconds double, manifest binary, weights binary"
 
@@ -80,8 +81,8 @@ def fit_one(frame: pd.DataFrame, group: str, task: str, options: dict, min_rows:
     except ShopfloorError as err:
         return result(name, "skipped", " ".join(str(err).split()), started)
     with tempfile.TemporaryDirectory(prefix="shopfloor-fleet-") as scratch:
-        folder = model.save(Path(scratch) / "model")
-        return result(name, "trained", "", started, (folder / MANIFEST).read_bytes(), (folder / WEIGHTS).read_bytes())
+        files = model_files(model.save(Path(scratch) / "model"))
+        return result(name, "trained", "", started, files[MANIFEST], files[WEIGHTS])
 
 
 def result(name: str, status: str, reason: str, started: float, manifest: bytes | None = None,
@@ -98,10 +99,8 @@ def add_to_registry(store, row, promote: bool) -> tuple[int | None, str]:
     from shopfloor.errors import ShopfloorError
 
     with tempfile.TemporaryDirectory(prefix="shopfloor-fleet-") as scratch:
-        folder = Path(scratch) / "model"
-        folder.mkdir()
-        (folder / MANIFEST).write_bytes(bytes(row["manifest"]))
-        (folder / WEIGHTS).write_bytes(bytes(row["weights"]))
+        folder = write_model_files({MANIFEST: bytes(row["manifest"]), WEIGHTS: bytes(row["weights"])},
+                                   Path(scratch) / "model")
         try:
             return store.add(row["group"], folder, promote=promote), ""
         except ShopfloorError as err:

@@ -209,12 +209,12 @@ class AnomalyModel(ImageFaces, Estimator):
             position = {path: i for i, path in enumerate(images.paths)}
             kept = np.array([position[path] for path in found.paths])
             return raw.reshape(len(raw), -1).max(1), list(raw), kept
-        return self._score_tiles(images)
+        with scoring_on(self.net_):  # once for every chunk's `in_batches` (each would move the net and its bank)
+            return self._score_tiles(images)
 
     def _score_tiles(self, images, chunk: int = 32):
-        """Tiles of `chunk` images at a time go through the network together (each core takes its own tiles),
-        then each image's heatmap is stitched: at most 1024 pixels a side for `tile`, else at the network's
-        resolution (`view_size`)."""
+        """Tiles of `chunk` images at a time go through the network together (each core takes its own tiles), then
+        each image's heatmap is stitched: at most 1024 pixels a side for `tile`, else at `view_size`."""
         from shopfloor.errors import ShopfloorError
         from shopfloor.vision.images import read_tiles, stitch, view_size
 

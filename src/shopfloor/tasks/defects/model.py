@@ -26,6 +26,7 @@ import torch
 import torch.nn.functional as F
 
 from shopfloor.artifacts import check_size, declared_size
+from shopfloor.devices import scoring_on
 from shopfloor.errors import BadOption, BadTarget, NotAModel, warn
 from shopfloor.metrics import fit_temperature, multiclass_metrics
 from shopfloor.tasks.base import Estimator
@@ -169,9 +170,10 @@ class DefectModel(ImageFaces, Estimator):
         """Frozen ImageNet features: pool them once (flipped views too), then learn the linear head alone."""
         views = [lambda x: x] + ([lambda x: x.flip(-1), lambda x: x.flip(-2)] if self.augment else [])
         net = self.net_
-        x_train = torch.cat([torch.from_numpy(in_batches(lambda x, v=view: net.pooled(v(x)), images[train], module=net)[0])
-                             for view in views])
-        x_valid = torch.from_numpy(in_batches(net.pooled, images[valid])[0])
+        with scoring_on(net):  # the backbone moves to the device once for every view, not once a view
+            x_train = torch.cat([torch.from_numpy(in_batches(lambda x, v=view: net.pooled(v(x)), images[train],
+                                                             module=net)[0]) for view in views])
+            x_valid = torch.from_numpy(in_batches(net.pooled, images[valid])[0])
         # a feature almost always zero in a few training images would be blown up on new ones: floor its spread
         mean, std = x_train.mean(0), x_train.std(0)
         std = std.clamp(min=max(0.1 * float(std.median()), 1e-6))
