@@ -26,12 +26,12 @@ from fastapi.responses import HTMLResponse
 from shopfloor.outcomes import label_classes
 from shopfloor.serve.dashboard import PAGE, render_page
 from shopfloor.serve.verdicts import when
+from shopfloor.watch.report import COLOURS
 
 router = APIRouter(include_in_schema=False)
 CHECKS = 30  # comparisons in a model's table (every >= 5 s on the line: at least the last 2.5 minutes)
 RISKS = 500  # latest stored failure probabilities behind each accuracy figure (and each block of the one over time)
 BLOCKS = 10  # blocks of RISKS labelled predictions in the accuracy over time
-COLOURS = {"ok": "#2e8b57", "watch": "#e8a317", "drift": "#c92a2a"}
 
 
 def drift_table(store, model: str, checks: int = CHECKS) -> dict | None:

@@ -35,10 +35,7 @@ def numeric_findings(name: str, reference: dict, values: np.ndarray, margin: flo
     n = len(values)
     finite = values[np.isfinite(values)]
     missing = 1 - len(finite) / n if n else 0.0
-    if missing - reference["missing"] >= MISSING_WATCH:
-        severity = "drift" if missing - reference["missing"] >= MISSING_DRIFT else "watch"
-        findings.append({"input": name, "finding": "missing", "severity": severity,
-                         "detail": f"{missing:.0%} of readings missing (training: {reference['missing']:.0%})"})
+    findings += missing_findings(name, reference, missing)
     if reference["min"] is not None and len(finite):
         outside = int(np.sum((finite < reference["min"] - margin) | (finite > reference["max"] + margin)))
         if outside / len(finite) > OUT_OF_RANGE_SHARE:
@@ -64,10 +61,14 @@ def category_findings(name: str, reference: dict, values: pd.Series) -> list[dic
         levels = ", ".join(f"'{v}'" for v in new.value_counts().index[:5])
         findings.append({"input": name, "finding": "new categories", "severity": "watch",
                          "detail": f"{len(new)} of {len(present)} readings are levels never seen in training: {levels}"})
-    missing = float(values.isna().mean()) if len(values) else 0.0
-    if missing - reference["missing"] >= MISSING_WATCH:
-        findings.append({"input": name, "finding": "missing", "severity":
-                         "drift" if missing - reference["missing"] >= MISSING_DRIFT else "watch",
-                         "detail": f"{missing:.0%} of readings missing (training: {reference['missing']:.0%})"})
-    return findings
+    return findings + missing_findings(name, reference, float(values.isna().mean()) if len(values) else 0.0)
+
+
+def missing_findings(name: str, reference: dict, missing: float) -> list[dict]:
+    """A 'missing' finding when the share of missing readings rose by MISSING_WATCH or more since training."""
+    rise = missing - reference["missing"]
+    if rise < MISSING_WATCH:
+        return []
+    return [{"input": name, "finding": "missing", "severity": "drift" if rise >= MISSING_DRIFT else "watch",
+             "detail": f"{missing:.0%} of readings missing (training: {reference['missing']:.0%})"}]
 

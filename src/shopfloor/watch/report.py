@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from html import escape
 
-COLOURS = {"ok": "#2e7d32", "watch": "#ef6c00", "drift": "#c62828"}
+COLOURS = {"ok": "#2e8b57", "watch": "#e8a317", "drift": "#c92a2a"}  # the dashboard's health page uses these too
 
 
 def _number(value, digits: int = 3) -> str:
